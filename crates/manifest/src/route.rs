@@ -1,0 +1,386 @@
+//! The `egress` section of a bottle: log level and routes, in manifest shape.
+//!
+//! This module parses and validates; matching requests against routes is the
+//! egress proxy's job.
+
+use serde::Serialize;
+
+use crate::error::ManifestError;
+use crate::fields::{Ctx, join};
+use crate::yaml::Node;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// Lowercase; exact, or `*.example.com`.
+    pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<Match>,
+    pub dlp: Dlp,
+    pub git: GitPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Auth {
+    pub scheme: AuthScheme,
+    /// The NAME of a host env var; the value is read at launch.
+    pub token_ref: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AuthScheme {
+    Bearer,
+    #[serde(rename = "token")]
+    Token,
+}
+
+impl AuthScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthScheme::Bearer => "Bearer",
+            AuthScheme::Token => "token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Match {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathMatch>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathMatch {
+    #[serde(rename = "type")]
+    pub kind: PathKind,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PathKind {
+    PathPrefix,
+    Exact,
+    RegularExpression,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dlp {
+    pub outbound_detectors: Vec<String>,
+    pub inbound_detectors: Vec<String>,
+    /// `None`: the default for the route's kind (manifest routes `supervise`,
+    /// provider routes `redact`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbound_on_match: Option<OnMatch>,
+}
+
+impl Default for Dlp {
+    fn default() -> Self {
+        Dlp {
+            outbound_detectors: DEFAULT_OUTBOUND.iter().map(|s| s.to_string()).collect(),
+            inbound_detectors: DEFAULT_INBOUND.iter().map(|s| s.to_string()).collect(),
+            outbound_on_match: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMatch {
+    Supervise,
+    Redact,
+    Block,
+}
+
+impl OnMatch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnMatch::Supervise => "supervise",
+            OnMatch::Redact => "redact",
+            OnMatch::Block => "block",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct GitPolicy {
+    pub fetch: bool,
+}
+
+pub const OUTBOUND_DETECTORS: &[&str] = &["token_patterns", "known_secrets", "entropy", "crypto"];
+pub const INBOUND_DETECTORS: &[&str] = &["injection"];
+const DEFAULT_OUTBOUND: &[&str] = &["token_patterns", "known_secrets"];
+const DEFAULT_INBOUND: &[&str] = &["injection"];
+
+/// Parse `egress` into (log level, routes).
+pub(crate) fn parse_egress(ctx: &Ctx, node: &Node) -> Result<(Option<u8>, Vec<Route>), ManifestError> {
+    let entries = ctx.map_or_empty("egress", node)?;
+    ctx.check_keys("egress", node, entries, &["log", "routes"], &[])?;
+    let mut log = None;
+    let mut routes: Vec<Route> = Vec::new();
+    for (key, value) in entries {
+        match key.as_str() {
+            "log" => {
+                log = Some(match ctx.string("egress.log", value)?.as_str() {
+                    "0" => 0,
+                    "1" => 1,
+                    "2" => 2,
+                    _ => return Err(ctx.at(value, "egress.log", format!("{} `egress.log` must be 0, 1 or 2", ctx.what))),
+                })
+            }
+            "routes" => {
+                for (i, item) in ctx.list("egress.routes", value)?.iter().enumerate() {
+                    let key = format!("egress.routes[{i}]");
+                    let route = parse_route(ctx, &key, item)?;
+                    if routes.iter().any(|r| r.host == route.host) {
+                        return Err(ctx.at(item, &join(&key, "host"), format!(
+                            "{} has two routes for host '{}'; one route per host: merge their `matches`",
+                            ctx.what, route.host
+                        )));
+                    }
+                    routes.push(route);
+                }
+            }
+            _ => unreachable!("check_keys admitted only known keys"),
+        }
+    }
+    Ok((log, routes))
+}
+
+fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError> {
+    let entries = ctx.map(key, node)?;
+    ctx.check_keys(key, node, entries, &["host", "auth", "matches", "dlp", "git"], &[(
+        "role",
+        "routes have no `role`; the provider's own API route is added from `agent_provider`, so delete this key",
+    )])?;
+    let host_node = entries.iter().find(|(k, _)| k == "host").map(|(_, v)| v).ok_or_else(|| {
+        ctx.at(node, &join(key, "host"), format!("{} `{key}` has no `host`; every route needs one", ctx.what))
+    })?;
+    let host = ctx.string(&join(key, "host"), host_node)?.to_ascii_lowercase();
+    validate_host(&host).map_err(|why| ctx.at(host_node, &join(key, "host"), format!("{} `{key}.host` {why}", ctx.what)))?;
+    let mut route = Route { host, auth: None, matches: Vec::new(), dlp: Dlp::default(), git: GitPolicy::default() };
+    for (k, v) in entries {
+        let path = join(key, k);
+        match k.as_str() {
+            "host" => {}
+            "auth" => route.auth = Some(parse_auth(ctx, &path, v)?),
+            "matches" => {
+                for (i, m) in ctx.list(&path, v)?.iter().enumerate() {
+                    route.matches.push(parse_match(ctx, &format!("{path}[{i}]"), m)?);
+                }
+            }
+            "dlp" => route.dlp = parse_dlp(ctx, &path, v)?,
+            "git" => {
+                let git = ctx.map(&path, v)?;
+                ctx.check_keys(&path, v, git, &["fetch"], &[("push", "pushes always go through git-gate; delete `push`")])?;
+                for (gk, gv) in git {
+                    route.git.fetch = ctx.bool(&join(&path, gk), gv)?;
+                }
+            }
+            _ => unreachable!("check_keys admitted only known keys"),
+        }
+    }
+    Ok(route)
+}
+
+/// A host is a DNS name, optionally with a leading `*.` wildcard label.
+pub fn validate_host(host: &str) -> Result<(), String> {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if name.is_empty() || name.contains('*') {
+        return Err(format!("'{host}' is not a host: use an exact name or '*.example.com'"));
+    }
+    if name.contains("://") || name.contains('/') || name.contains(':') {
+        return Err(format!("'{host}' must be a bare host name, without scheme, port or path"));
+    }
+    let ok = name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    });
+    if !ok || name.len() > 253 {
+        return Err(format!("'{host}' is not a valid host name"));
+    }
+    Ok(())
+}
+
+fn parse_auth(ctx: &Ctx, key: &str, node: &Node) -> Result<Auth, ManifestError> {
+    let entries = ctx.map(key, node)?;
+    if entries.is_empty() {
+        return Err(ctx.at(node, key, format!("{} `{key}` is empty; give `scheme` and `token_ref`, or remove `auth`", ctx.what)));
+    }
+    ctx.check_keys(key, node, entries, &["scheme", "token_ref"], &[])?;
+    let get = |name: &str| {
+        entries.iter().find(|(k, _)| k == name).map(|(_, v)| v).ok_or_else(|| {
+            ctx.at(node, &join(key, name), format!("{} `{key}` has no `{name}`; auth needs `scheme` (Bearer or token) and `token_ref`", ctx.what))
+        })
+    };
+    let scheme_node = get("scheme")?;
+    let scheme = match ctx.string(&join(key, "scheme"), scheme_node)?.as_str() {
+        "Bearer" | "bearer" => AuthScheme::Bearer,
+        "token" | "Token" => AuthScheme::Token,
+        other => {
+            return Err(ctx.at(scheme_node, &join(key, "scheme"), format!(
+                "{} `{key}.scheme` is '{other}'; use Bearer or token", ctx.what
+            )));
+        }
+    };
+    let token_node = get("token_ref")?;
+    let token_ref = ctx.string(&join(key, "token_ref"), token_node)?;
+    if !crate::env::is_env_name(&token_ref) {
+        return Err(ctx.at(token_node, &join(key, "token_ref"), format!(
+            "{} `{key}.token_ref` must be the NAME of a host environment variable (letters, digits, '_'), not a token",
+            ctx.what
+        )));
+    }
+    Ok(Auth { scheme, token_ref })
+}
+
+fn parse_match(ctx: &Ctx, key: &str, node: &Node) -> Result<Match, ManifestError> {
+    let entries = ctx.map(key, node)?;
+    ctx.check_keys(key, node, entries, &["paths", "methods", "headers"], &[])?;
+    let mut m = Match::default();
+    for (k, v) in entries {
+        let path = join(key, k);
+        let items = ctx.list(&path, v)?;
+        for (i, item) in items.iter().enumerate() {
+            let ikey = format!("{path}[{i}]");
+            match k.as_str() {
+                "methods" => {
+                    let method = ctx.string(&ikey, item)?.to_ascii_uppercase();
+                    if method.is_empty() || !method.chars().all(|c| c.is_ascii_alphabetic()) {
+                        return Err(ctx.at(item, &ikey, format!("{} `{ikey}` '{method}' is not an HTTP method", ctx.what)));
+                    }
+                    m.methods.push(method);
+                }
+                "paths" => m.paths.push(parse_path_match(ctx, &ikey, item)?),
+                "headers" => {
+                    let h = ctx.map(&ikey, item)?;
+                    ctx.check_keys(&ikey, item, h, &["name", "value"], &[])?;
+                    let field = |f: &str| -> Result<String, ManifestError> {
+                        let n = h.iter().find(|(k, _)| k == f).map(|(_, v)| v).ok_or_else(|| {
+                            ctx.at(item, &join(&ikey, f), format!("{} `{ikey}` needs `name` and `value`", ctx.what))
+                        })?;
+                        ctx.string(&join(&ikey, f), n)
+                    };
+                    let name = field("name")?;
+                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+                        return Err(ctx.at(item, &join(&ikey, "name"), format!("{} `{ikey}.name` is not a valid header name", ctx.what)));
+                    }
+                    m.headers.push(HeaderMatch { name, value: field("value")? });
+                }
+                _ => unreachable!("check_keys admitted only known keys"),
+            }
+        }
+    }
+    Ok(m)
+}
+
+fn parse_path_match(ctx: &Ctx, key: &str, node: &Node) -> Result<PathMatch, ManifestError> {
+    let entries = ctx.map(key, node)?;
+    ctx.check_keys(key, node, entries, &["type", "value"], &[])?;
+    let field = |f: &str| -> Result<(&Node, String), ManifestError> {
+        let n = entries.iter().find(|(k, _)| k == f).map(|(_, v)| v).ok_or_else(|| {
+            ctx.at(node, &join(key, f), format!("{} `{key}` needs `type` (PathPrefix, Exact or RegularExpression) and `value`", ctx.what))
+        })?;
+        Ok((n, ctx.string(&join(key, f), n)?))
+    };
+    let (type_node, kind) = field("type")?;
+    let kind = match kind.as_str() {
+        "PathPrefix" | "prefix" => PathKind::PathPrefix,
+        "Exact" | "exact" => PathKind::Exact,
+        "RegularExpression" | "regex" => PathKind::RegularExpression,
+        other => {
+            return Err(ctx.at(type_node, &join(key, "type"), format!(
+                "{} `{key}.type` is '{other}'; use PathPrefix, Exact or RegularExpression", ctx.what
+            )));
+        }
+    };
+    let (value_node, value) = field("value")?;
+    match kind {
+        PathKind::RegularExpression => {
+            if let Err(e) = regex::Regex::new(&value) {
+                return Err(ctx.at(value_node, &join(key, "value"), format!("{} `{key}.value` is not a valid regular expression: {e}", ctx.what)));
+            }
+        }
+        _ if !value.starts_with('/') => {
+            return Err(ctx.at(value_node, &join(key, "value"), format!("{} `{key}.value` must start with '/'", ctx.what)));
+        }
+        _ => {}
+    }
+    Ok(PathMatch { kind, value })
+}
+
+fn parse_dlp(ctx: &Ctx, key: &str, node: &Node) -> Result<Dlp, ManifestError> {
+    let entries = ctx.map(key, node)?;
+    ctx.check_keys(key, node, entries, &["outbound_detectors", "inbound_detectors", "outbound_on_match"], &[])?;
+    let mut dlp = Dlp::default();
+    for (k, v) in entries {
+        let path = join(key, k);
+        match k.as_str() {
+            "outbound_detectors" => dlp.outbound_detectors = detectors(ctx, &path, v, OUTBOUND_DETECTORS)?,
+            "inbound_detectors" => dlp.inbound_detectors = detectors(ctx, &path, v, INBOUND_DETECTORS)?,
+            "outbound_on_match" => {
+                dlp.outbound_on_match = Some(match ctx.string(&path, v)?.as_str() {
+                    "supervise" => OnMatch::Supervise,
+                    "redact" => OnMatch::Redact,
+                    "block" => OnMatch::Block,
+                    other => {
+                        return Err(ctx.at(v, &path, format!("{} `{path}` is '{other}'; use supervise, redact or block", ctx.what)));
+                    }
+                })
+            }
+            _ => unreachable!("check_keys admitted only known keys"),
+        }
+    }
+    Ok(dlp)
+}
+
+/// A detector list, or `false` for none.
+fn detectors(ctx: &Ctx, key: &str, node: &Node, known: &[&str]) -> Result<Vec<String>, ManifestError> {
+    if let Ok(enabled) = ctx.bool(key, node) {
+        if enabled {
+            return Err(ctx.at(node, key, format!("{} `{key}` is a list of detectors or false, not true", ctx.what)));
+        }
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (i, item) in ctx.list(key, node)?.iter().enumerate() {
+        let name = ctx.string(&format!("{key}[{i}]"), item)?;
+        if !known.contains(&name.as_str()) {
+            let hint = crate::fields::closest(&name, known).map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
+            return Err(ctx.at(item, &format!("{key}[{i}]"), format!(
+                "{} `{key}` names unknown detector '{name}'; known: {}{hint}", ctx.what, known.join(", ")
+            )));
+        }
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert!(validate_host("api.github.com").is_ok());
+        assert!(validate_host("*.example.com").is_ok());
+        assert!(validate_host("*").is_err());
+        assert!(validate_host("a.*.com").is_err());
+        assert!(validate_host("https://x.com").is_err());
+        assert!(validate_host("x.com:443").is_err());
+        assert!(validate_host("x..com").is_err());
+    }
+}
