@@ -1,0 +1,87 @@
+//! The docker backend: the agent in a container with no network, the sidecar
+//! on its own bridge (DESIGN.md). Planning is real; the Engine-API launch
+//! path is not implemented yet and says so.
+
+use state::{BottleMetadata, Home};
+
+use crate::error::BackendError;
+use crate::plan::Plan;
+use crate::registry::{ActiveBottle, Availability, Backend, CleanupPlan, RunningBottle};
+
+pub struct Docker;
+
+impl Docker {
+    /// The Engine socket: `DOCKER_HOST` (unix:// only is checked here), else
+    /// `/var/run/docker.sock`.
+    fn socket() -> Result<std::path::PathBuf, String> {
+        match std::env::var("DOCKER_HOST") {
+            Ok(host) if !host.is_empty() => match host.strip_prefix("unix://") {
+                Some(path) => Ok(path.into()),
+                None => Err(host),
+            },
+            _ => Ok("/var/run/docker.sock".into()),
+        }
+    }
+
+    fn not_implemented(operation: &'static str) -> BackendError {
+        BackendError::NotImplemented { backend: "docker".to_string(), operation }
+    }
+}
+
+impl Backend for Docker {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn as_dyn(&self) -> &dyn Backend {
+        self
+    }
+
+    fn available(&self) -> Availability {
+        match Self::socket() {
+            Ok(path) if path.exists() => {
+                Availability { available: true, reason: format!("Docker Engine socket at {}", path.display()) }
+            }
+            Ok(path) => Availability {
+                available: false,
+                reason: format!(
+                    "no Docker Engine socket at {}: install docker.io and start dockerd, or set DOCKER_HOST",
+                    path.display()
+                ),
+            },
+            Err(host) => Availability { available: true, reason: format!("DOCKER_HOST={host}") },
+        }
+    }
+
+    fn runtime(&self) -> String {
+        "runc container, network none (gVisor used when the daemon proves runsc works)".to_string()
+    }
+
+    fn launch(&self, _plan: Plan) -> Result<Box<dyn RunningBottle>, BackendError> {
+        Err(Self::not_implemented("launch bottles"))
+    }
+
+    fn enumerate_active(&self) -> Result<Vec<ActiveBottle>, BackendError> {
+        Err(Self::not_implemented("list live bottles"))
+    }
+
+    fn stop(&self, _home: &Home, _meta: &BottleMetadata) -> Result<(), BackendError> {
+        Err(Self::not_implemented("stop bottles"))
+    }
+
+    fn commit(&self, _home: &Home, _meta: &BottleMetadata) -> Result<String, BackendError> {
+        Err(Self::not_implemented("commit bottles"))
+    }
+
+    fn logs(&self, _home: &Home, _meta: &BottleMetadata, _follow: bool) -> Result<(), BackendError> {
+        Err(Self::not_implemented("show sidecar logs"))
+    }
+
+    fn prepare_cleanup(&self, _home: &Home) -> Result<CleanupPlan, BackendError> {
+        Err(Self::not_implemented("find orphaned containers"))
+    }
+
+    fn cleanup(&self, _home: &Home, _plan: &CleanupPlan) -> Result<(), BackendError> {
+        Err(Self::not_implemented("clean up"))
+    }
+}

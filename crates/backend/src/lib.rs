@@ -1,0 +1,25 @@
+//! Backends: how a bottle is isolated, and the plan a launch needs.
+//!
+//! Owns the [`Backend`] trait of the backend contract, the registry that
+//! `--backend` chooses from, dispatch from an identity to the backend its
+//! `metadata.json` names, and [`prepare`]: validating a composed manifest
+//! against the host, minting the identity and the bottle's CA, and writing
+//! the state dir. Knows nothing of terminals, pickers or how a plan is shown.
+
+mod ca;
+mod docker;
+mod error;
+mod plan;
+mod provider;
+mod registry;
+mod smolmachines;
+
+pub use ca::BottleCa;
+pub use docker::Docker;
+pub use error::BackendError;
+pub use plan::{BottleSpec, HostEnv, Plan, PlannedRoute, plan, write_plan};
+pub use provider::{BUILTIN_PROVIDERS, Provider, ProviderRef, provider_for};
+pub use registry::{
+    ActiveBottle, Availability, Backend, CleanupPlan, Registry, RunningBottle, bottle_for_identity,
+};
+pub use smolmachines::Smolmachines;

@@ -1,0 +1,317 @@
+//! Planning a launch: everything resolved up front from the composed
+//! manifest and the host, so the preflight can show it and the launch needs
+//! to decide nothing. [`plan`] writes nothing; [`write_plan`] creates the
+//! state dir and writes `metadata.json` and the CA.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use manifest::{AuthScheme, Manifest, OnMatch, Resolved, Route};
+use state::{BottleMetadata, Home, StateDir};
+
+use crate::ca::BottleCa;
+use crate::error::BackendError;
+use crate::provider::{ProviderRef, provider_for};
+use crate::registry::{Availability, Backend};
+
+/// What the host offers a plan: its environment, `$HOME`, the cwd.
+pub struct HostEnv {
+    pub vars: Box<dyn Fn(&str) -> Option<String>>,
+    pub user_home: PathBuf,
+    pub cwd: PathBuf,
+}
+
+impl HostEnv {
+    /// The real process environment.
+    pub fn current() -> HostEnv {
+        HostEnv {
+            vars: Box::new(|name| std::env::var(name).ok()),
+            user_home: std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/")),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        }
+    }
+
+    fn is_set(&self, name: &str) -> bool {
+        (self.vars)(name).is_some_and(|v| !v.is_empty())
+    }
+
+    /// `~/x` → `$HOME/x`; relative paths are taken from the cwd.
+    pub fn expand(&self, path: &str) -> PathBuf {
+        if let Some(rest) = path.strip_prefix("~/") {
+            self.user_home.join(rest)
+        } else if path == "~" {
+            self.user_home.clone()
+        } else {
+            self.cwd.join(path)
+        }
+    }
+}
+
+/// What the CLI asks a backend to prepare.
+#[derive(Debug, Clone)]
+pub struct BottleSpec {
+    pub manifest: Manifest,
+    /// The bottle's env, resolved (`?` asked, `${}` copied).
+    pub env: BTreeMap<String, Resolved>,
+    /// Set on resume: the same identity again.
+    pub identity: Option<String>,
+    pub label: Option<String>,
+    pub color: Option<String>,
+    /// Copy the cwd into the agent's workspace.
+    pub copy_cwd: bool,
+    /// Headless: a taken label gets `-2`, `-3`, … instead of an error.
+    pub uniquify_label: bool,
+}
+
+/// Where a route's credential comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSource {
+    /// A host env var, read at launch and given to the sidecar only.
+    HostEnv(String),
+    /// The provider's login on the host (`forward_host_credentials`).
+    HostLogin(String),
+}
+
+/// One egress route as the sidecar will enforce it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRoute {
+    pub route: Route,
+    pub auth: Option<(AuthScheme, AuthSource)>,
+    pub on_match: OnMatch,
+    /// The bottle that set it, or `provider <name>`.
+    pub origin: String,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub identity: String,
+    pub backend: String,
+    pub runtime: String,
+    pub availability: Availability,
+    pub home: Home,
+    pub metadata: BottleMetadata,
+    pub manifest: Manifest,
+    pub env: BTreeMap<String, Resolved>,
+    /// Provider placeholder variables: set in the agent, hidden from the preflight.
+    pub hidden_env: Vec<String>,
+    pub provider: String,
+    pub routes: Vec<PlannedRoute>,
+    /// Host skill directories copied into the agent.
+    pub skills: Vec<PathBuf>,
+    pub ca: BottleCa,
+    /// Things the operator should know that do not stop the launch.
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn state_dir(&self) -> PathBuf {
+        self.home.state_dir(&self.identity)
+    }
+}
+
+/// Resolve everything a launch needs on `backend`. Writes nothing.
+pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv) -> Result<Plan, BackendError> {
+    let m = &spec.manifest;
+    let invalid = |message: String| BackendError::Invalid { message };
+    let provider_cfg = m.bottle.provider();
+    let provider_origin = m.bottle.agent_provider.as_ref().map(|p| p.origin.clone()).unwrap_or_default();
+    let provider_file = bottle_file(home, &provider_origin);
+    let provider = provider_for(home, &provider_cfg.template).ok_or_else(|| {
+        invalid(format!(
+            "{}: agent_provider.template '{}' is not a provider: use claude, codex, pi or shell, or add {}",
+            provider_file.display(),
+            provider_cfg.template,
+            home.contrib_dir().join(&provider_cfg.template).join("provider.toml").display()
+        ))
+    })?;
+
+    let mut warnings = Vec::new();
+    let mut routes = Vec::new();
+    let mut hidden_env = Vec::new();
+    if let ProviderRef::Builtin(p) = provider {
+        hidden_env.extend(p.placeholder_env.iter().map(|s| s.to_string()));
+        let provider_route = |host: &str, source: AuthSource| PlannedRoute {
+            route: Route {
+                host: host.to_string(),
+                auth: None,
+                matches: Vec::new(),
+                dlp: manifest::Dlp::default(),
+                git: manifest::GitPolicy::default(),
+            },
+            auth: Some((p.auth_scheme, source)),
+            on_match: OnMatch::Redact,
+            origin: format!("provider {}", p.name),
+        };
+        if let Some(var) = &provider_cfg.auth_token {
+            if p.auth_token_hosts.is_empty() {
+                return Err(invalid(format!(
+                    "{}: agent_provider.auth_token is set, but provider '{}' has no API route to inject it into; remove it",
+                    provider_file.display(),
+                    p.name
+                )));
+            }
+            if !host.is_set(var) {
+                return Err(invalid(format!(
+                    "{}: agent_provider.auth_token names the host variable {var}, which is not set; export {var} before starting",
+                    provider_file.display()
+                )));
+            }
+            routes.extend(p.auth_token_hosts.iter().map(|h| provider_route(h, AuthSource::HostEnv(var.clone()))));
+        }
+        if provider_cfg.forward_host_credentials {
+            let Some(file) = p.host_login_file else {
+                return Err(invalid(format!(
+                    "{}: agent_provider.forward_host_credentials is set, but provider '{}' has no host login to forward; remove it",
+                    provider_file.display(),
+                    p.name
+                )));
+            };
+            let login = host.user_home.join(file);
+            if !login.is_file() {
+                return Err(invalid(format!(
+                    "{}: agent_provider.forward_host_credentials reads {}, which does not exist; log in with `{} login` on this host first",
+                    provider_file.display(),
+                    login.display(),
+                    p.name
+                )));
+            }
+            routes.extend(p.host_login_hosts.iter().map(|h| provider_route(h, AuthSource::HostLogin(login.display().to_string()))));
+        }
+    }
+    if let Some(dockerfile) = &provider_cfg.dockerfile {
+        let path = host.expand(dockerfile);
+        if !path.is_file() {
+            return Err(invalid(format!(
+                "{}: agent_provider.dockerfile {} does not exist (relative paths are taken from the current directory)",
+                provider_file.display(),
+                path.display()
+            )));
+        }
+    }
+
+    // Manifest routes fill in the hosts the provider does not own.
+    for r in &m.bottle.routes {
+        let file = bottle_file(home, &r.origin);
+        if routes.iter().any(|p: &PlannedRoute| p.route.host == r.value.host) {
+            warnings.push(format!(
+                "{}: the route for {} is ignored: the provider's own route owns that host",
+                file.display(),
+                r.value.host
+            ));
+            continue;
+        }
+        let auth = match &r.value.auth {
+            Some(a) => {
+                if !host.is_set(&a.token_ref) {
+                    return Err(invalid(format!(
+                        "{}: egress route {} has auth.token_ref {}, which is not set on the host; export {} before starting",
+                        file.display(),
+                        r.value.host,
+                        a.token_ref,
+                        a.token_ref
+                    )));
+                }
+                Some((a.scheme, AuthSource::HostEnv(a.token_ref.clone())))
+            }
+            None => None,
+        };
+        routes.push(PlannedRoute {
+            route: r.value.clone(),
+            auth,
+            on_match: r.value.dlp.outbound_on_match.unwrap_or(OnMatch::Supervise),
+            origin: r.origin.clone(),
+        });
+    }
+
+    for (name, repo) in &m.bottle.repos {
+        let file = bottle_file(home, &repo.origin);
+        match &repo.value.key {
+            Some(manifest::RepoKey::Static { path }) => {
+                let key = host.expand(path);
+                if !key.is_file() {
+                    return Err(invalid(format!(
+                        "{}: git-gate.repos.{name}.key.path {} does not exist; point it at the deploy key's private key file",
+                        file.display(),
+                        key.display()
+                    )));
+                }
+            }
+            Some(manifest::RepoKey::Gitea { provisioner_token }) if !host.is_set(provisioner_token) => {
+                return Err(invalid(format!(
+                    "{}: git-gate.repos.{name}.key.provisioner_token names {provisioner_token}, which is not set on the host; export it before starting",
+                    file.display()
+                )));
+            }
+            _ => {}
+        }
+    }
+
+    let mut skills = Vec::new();
+    for skill in &m.agent.skills {
+        let dir = host.user_home.join(".claude").join("skills").join(skill);
+        if !dir.is_dir() {
+            return Err(invalid(format!(
+                "{}: skills names '{skill}', but {} does not exist; create it or remove the skill",
+                m.agent.file.display(),
+                dir.display()
+            )));
+        }
+        skills.push(dir);
+    }
+
+    let identity = match &spec.identity {
+        Some(id) => id.clone(),
+        None => state::mint_identity(&m.agent.name, spec.label.as_deref(), spec.uniquify_label, &|id| {
+            home.state_dir(id).exists()
+        })?,
+    };
+    let ca = BottleCa::mint(&identity)?;
+    let metadata = BottleMetadata {
+        identity: identity.clone(),
+        agent_name: m.agent.name.clone(),
+        cwd: if spec.copy_cwd { host.cwd.display().to_string() } else { String::new() },
+        copy_cwd: spec.copy_cwd,
+        started_at: BottleMetadata::now(),
+        compose_project: if backend.name() == "docker" { format!("bot-bottle-{identity}") } else { String::new() },
+        backend: backend.name().to_string(),
+        label: spec.label.clone().unwrap_or_default(),
+        color: spec.color.clone().unwrap_or_default(),
+        bottle_names: m.bottle_names.clone(),
+    };
+    Ok(Plan {
+        identity,
+        backend: backend.name().to_string(),
+        runtime: backend.runtime(),
+        availability: backend.available(),
+        home: home.clone(),
+        metadata,
+        manifest: spec.manifest,
+        env: spec.env,
+        hidden_env,
+        provider: provider_cfg.template.clone(),
+        routes,
+        skills,
+        ca,
+        warnings,
+    })
+}
+
+fn bottle_file(home: &Home, name: &str) -> PathBuf {
+    if name.is_empty() { home.bottles_dir() } else { home.bottles_dir().join(format!("{name}.md")) }
+}
+
+/// Create (or, on resume, reuse) the state dir; write `metadata.json`, the
+/// CA certificate and its key (0600). `.preserve` is left alone: only a
+/// launch that actually starts may clear it.
+pub fn write_plan(plan: &Plan) -> Result<StateDir, BackendError> {
+    let dir = match StateDir::open(&plan.home, &plan.identity) {
+        Some(existing) if existing.path().join(BottleMetadata::FILE).is_file() => existing,
+        _ => StateDir::create(&plan.home, &plan.identity)?,
+    };
+    plan.metadata.write(dir.path())?;
+    let egress = dir.component("egress")?;
+    std::fs::write(egress.join("ca.pem"), &plan.ca.cert_pem)
+        .map_err(|source| state::StateError::Io { path: egress.join("ca.pem"), action: "write", source })?;
+    dir.write_secret_file("egress/ca.key", plan.ca.key_pem.expose().as_bytes())?;
+    Ok(dir)
+}

@@ -1,0 +1,151 @@
+//! The backend contract (spec/backends.md) and the registry of backends.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use state::{BottleMetadata, Home};
+
+use crate::error::BackendError;
+use crate::plan::{BottleSpec, HostEnv, Plan, plan, write_plan};
+
+/// Whether a backend can run here, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Availability {
+    pub available: bool,
+    /// Shown in the backend picker and in errors.
+    pub reason: String,
+}
+
+/// A live bottle, as a backend enumerates it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActiveBottle {
+    pub identity: String,
+    pub backend: String,
+    pub agent: String,
+    pub label: String,
+    pub started: String,
+    pub services: Vec<String>,
+}
+
+/// Orphans a backend found, to show in one plan before removing them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupPlan {
+    pub backend: String,
+    pub items: Vec<String>,
+}
+
+/// A launched bottle.
+pub trait RunningBottle {
+    fn identity(&self) -> &str;
+    /// Run `argv` in the agent; with `tty`, wired to the operator's terminal.
+    fn exec(&self, argv: &[String], tty: bool) -> Result<i32, BackendError>;
+    fn copy_in(&self, host: &std::path::Path, guest: &str) -> Result<(), BackendError>;
+    fn copy_out(&self, guest: &str, host: &std::path::Path) -> Result<(), BackendError>;
+    /// Tear everything down; called on every exit path.
+    fn teardown(self: Box<Self>) -> Result<(), BackendError>;
+}
+
+/// One way of isolating a bottle. The CLI never branches on backend names.
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn available(&self) -> Availability;
+    /// The isolation runtime, for the preflight (e.g. "runc", "gVisor").
+    fn runtime(&self) -> String;
+
+    /// Resolve everything and write `metadata.json` with this backend's name.
+    fn prepare(&self, home: &Home, spec: BottleSpec, host: &HostEnv) -> Result<Plan, BackendError> {
+        let plan = plan(self.as_dyn(), home, spec, host)?;
+        write_plan(&plan)?;
+        Ok(plan)
+    }
+
+    fn as_dyn(&self) -> &dyn Backend;
+    fn launch(&self, plan: Plan) -> Result<Box<dyn RunningBottle>, BackendError>;
+    fn enumerate_active(&self) -> Result<Vec<ActiveBottle>, BackendError>;
+    fn stop(&self, home: &Home, meta: &BottleMetadata) -> Result<(), BackendError>;
+    /// Snapshot a running bottle; returns what `resume` boots from.
+    fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError>;
+    /// The sidecar's log lines.
+    fn logs(&self, home: &Home, meta: &BottleMetadata, follow: bool) -> Result<(), BackendError>;
+    fn prepare_cleanup(&self, home: &Home) -> Result<CleanupPlan, BackendError>;
+    fn cleanup(&self, home: &Home, plan: &CleanupPlan) -> Result<(), BackendError>;
+}
+
+/// The registered backends, by name.
+#[derive(Clone)]
+pub struct Registry {
+    backends: Vec<Arc<dyn Backend>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry { backends: vec![Arc::new(crate::Docker), Arc::new(crate::Smolmachines)] }
+    }
+}
+
+impl Registry {
+    pub fn names(&self) -> Vec<String> {
+        self.backends.iter().map(|b| b.name().to_string()).collect()
+    }
+
+    pub fn all(&self) -> &[Arc<dyn Backend>] {
+        &self.backends
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<dyn Backend>, BackendError> {
+        self.backends.iter().find(|b| b.name() == name).cloned().ok_or_else(|| BackendError::UnknownBackend {
+            name: name.to_string(),
+            origin: None,
+            known: self.names(),
+        })
+    }
+
+    /// `docker` on Linux (and wherever nothing else is the default).
+    pub fn platform_default(&self) -> &'static str {
+        "docker"
+    }
+
+    /// `--backend`, then `BOT_BOTTLE_BACKEND`, then the platform default.
+    pub fn choose(&self, flag: Option<&str>, env: Option<&str>) -> Result<Arc<dyn Backend>, BackendError> {
+        let name = flag.or(env.filter(|v| !v.is_empty())).unwrap_or(self.platform_default());
+        self.get(name)
+    }
+}
+
+/// The backend that owns `identity`, from its `metadata.json` (whatever
+/// `BOT_BOTTLE_BACKEND` says). No metadata: docker, and `None`.
+pub fn bottle_for_identity(
+    registry: &Registry,
+    home: &Home,
+    identity: &str,
+) -> Result<(Arc<dyn Backend>, Option<BottleMetadata>), BackendError> {
+    let dir = home.state_dir(identity);
+    match BottleMetadata::read(&dir) {
+        Ok(meta) => {
+            let backend = registry.get(meta.backend_name()).map_err(|e| match e {
+                BackendError::UnknownBackend { name, known, .. } => {
+                    BackendError::UnknownBackend { name, origin: Some(dir.join(BottleMetadata::FILE)), known }
+                }
+                other => other,
+            })?;
+            Ok((backend, Some(meta)))
+        }
+        Err(state::MetadataError::Missing { .. }) => Ok((registry.get("docker")?, None)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `PATH` lookup of an executable.
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+pub(crate) fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
