@@ -14,7 +14,9 @@ pub struct BottleCa {
 
 impl std::fmt::Debug for BottleCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BottleCa").field("fingerprint", &self.fingerprint).finish_non_exhaustive()
+        f.debug_struct("BottleCa")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -24,17 +26,33 @@ impl BottleCa {
         let err = |e: rcgen::Error| crate::BackendError::Ca(e.to_string());
         let key = rcgen::KeyPair::generate().map_err(err)?;
         let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name.push(rcgen::DnType::CommonName, format!("bot-bottle {identity} CA"));
-        params.distinguished_name.push(rcgen::DnType::OrganizationName, "bot-bottle");
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("bot-bottle {identity} CA"),
+        );
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "bot-bottle");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::hours(1);
         params.not_after = now + time::Duration::days(30);
         let cert = params.self_signed(&key).map_err(err)?;
         let digest = Sha256::digest(cert.der());
-        let fingerprint = digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
-        Ok(BottleCa { cert_pem: cert.pem(), key_pem: Secret::new(key.serialize_pem()), fingerprint })
+        let fingerprint = digest
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        Ok(BottleCa {
+            cert_pem: cert.pem(),
+            key_pem: Secret::new(key.serialize_pem()),
+            fingerprint,
+        })
     }
 }
 

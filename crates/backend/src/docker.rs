@@ -24,7 +24,10 @@ impl Docker {
     }
 
     fn not_implemented(operation: &'static str) -> BackendError {
-        BackendError::NotImplemented { backend: "docker".to_string(), operation }
+        BackendError::NotImplemented {
+            backend: "docker".to_string(),
+            operation,
+        }
     }
 }
 
@@ -39,9 +42,10 @@ impl Backend for Docker {
 
     fn available(&self) -> Availability {
         match Self::socket() {
-            Ok(path) if path.exists() => {
-                Availability { available: true, reason: format!("Docker Engine socket at {}", path.display()) }
-            }
+            Ok(path) if path.exists() => Availability {
+                available: true,
+                reason: format!("Docker Engine socket at {}", path.display()),
+            },
             Ok(path) => Availability {
                 available: false,
                 reason: format!(
@@ -49,7 +53,10 @@ impl Backend for Docker {
                     path.display()
                 ),
             },
-            Err(host) => Availability { available: true, reason: format!("DOCKER_HOST={host}") },
+            Err(host) => Availability {
+                available: true,
+                reason: format!("DOCKER_HOST={host}"),
+            },
         }
     }
 
@@ -73,7 +80,12 @@ impl Backend for Docker {
         Err(Self::not_implemented("commit bottles"))
     }
 
-    fn logs(&self, _home: &Home, _meta: &BottleMetadata, _follow: bool) -> Result<(), BackendError> {
+    fn logs(
+        &self,
+        _home: &Home,
+        _meta: &BottleMetadata,
+        _follow: bool,
+    ) -> Result<(), BackendError> {
         Err(Self::not_implemented("show sidecar logs"))
     }
 

@@ -17,7 +17,7 @@ mod smolmachines;
 pub use ca::BottleCa;
 pub use docker::Docker;
 pub use error::BackendError;
-pub use plan::{BottleSpec, HostEnv, Plan, PlannedRoute, plan, write_plan};
+pub use plan::{AuthSource, BottleSpec, HostEnv, Plan, PlannedRoute, plan, write_plan};
 pub use provider::{BUILTIN_PROVIDERS, Provider, ProviderRef, provider_for};
 pub use registry::{
     ActiveBottle, Availability, Backend, CleanupPlan, Registry, RunningBottle, bottle_for_identity,

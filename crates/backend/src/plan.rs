@@ -14,9 +14,12 @@ use crate::error::BackendError;
 use crate::provider::{ProviderRef, provider_for};
 use crate::registry::{Availability, Backend};
 
+/// Reads one host environment variable.
+pub type HostVars = dyn Fn(&str) -> Option<String>;
+
 /// What the host offers a plan: its environment, `$HOME`, the cwd.
 pub struct HostEnv {
-    pub vars: Box<dyn Fn(&str) -> Option<String>>,
+    pub vars: Box<HostVars>,
     pub user_home: PathBuf,
     pub cwd: PathBuf,
 }
@@ -26,7 +29,9 @@ impl HostEnv {
     pub fn current() -> HostEnv {
         HostEnv {
             vars: Box::new(|name| std::env::var(name).ok()),
-            user_home: std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/")),
+            user_home: std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/")),
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         }
     }
@@ -110,11 +115,21 @@ impl Plan {
 }
 
 /// Resolve everything a launch needs on `backend`. Writes nothing.
-pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv) -> Result<Plan, BackendError> {
+pub fn plan(
+    backend: &dyn Backend,
+    home: &Home,
+    spec: BottleSpec,
+    host: &HostEnv,
+) -> Result<Plan, BackendError> {
     let m = &spec.manifest;
     let invalid = |message: String| BackendError::Invalid { message };
     let provider_cfg = m.bottle.provider();
-    let provider_origin = m.bottle.agent_provider.as_ref().map(|p| p.origin.clone()).unwrap_or_default();
+    let provider_origin = m
+        .bottle
+        .agent_provider
+        .as_ref()
+        .map(|p| p.origin.clone())
+        .unwrap_or_default();
     let provider_file = bottle_file(home, &provider_origin);
     let provider = provider_for(home, &provider_cfg.template).ok_or_else(|| {
         invalid(format!(
@@ -156,7 +171,11 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
                     provider_file.display()
                 )));
             }
-            routes.extend(p.auth_token_hosts.iter().map(|h| provider_route(h, AuthSource::HostEnv(var.clone()))));
+            routes.extend(
+                p.auth_token_hosts
+                    .iter()
+                    .map(|h| provider_route(h, AuthSource::HostEnv(var.clone()))),
+            );
         }
         if provider_cfg.forward_host_credentials {
             let Some(file) = p.host_login_file else {
@@ -175,7 +194,11 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
                     p.name
                 )));
             }
-            routes.extend(p.host_login_hosts.iter().map(|h| provider_route(h, AuthSource::HostLogin(login.display().to_string()))));
+            routes.extend(
+                p.host_login_hosts
+                    .iter()
+                    .map(|h| provider_route(h, AuthSource::HostLogin(login.display().to_string()))),
+            );
         }
     }
     if let Some(dockerfile) = &provider_cfg.dockerfile {
@@ -192,7 +215,10 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
     // Manifest routes fill in the hosts the provider does not own.
     for r in &m.bottle.routes {
         let file = bottle_file(home, &r.origin);
-        if routes.iter().any(|p: &PlannedRoute| p.route.host == r.value.host) {
+        if routes
+            .iter()
+            .any(|p: &PlannedRoute| p.route.host == r.value.host)
+        {
             warnings.push(format!(
                 "{}: the route for {} is ignored: the provider's own route owns that host",
                 file.display(),
@@ -236,7 +262,9 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
                     )));
                 }
             }
-            Some(manifest::RepoKey::Gitea { provisioner_token }) if !host.is_set(provisioner_token) => {
+            Some(manifest::RepoKey::Gitea { provisioner_token })
+                if !host.is_set(provisioner_token) =>
+            {
                 return Err(invalid(format!(
                     "{}: git-gate.repos.{name}.key.provisioner_token names {provisioner_token}, which is not set on the host; export it before starting",
                     file.display()
@@ -261,18 +289,29 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
 
     let identity = match &spec.identity {
         Some(id) => id.clone(),
-        None => state::mint_identity(&m.agent.name, spec.label.as_deref(), spec.uniquify_label, &|id| {
-            home.state_dir(id).exists()
-        })?,
+        None => state::mint_identity(
+            &m.agent.name,
+            spec.label.as_deref(),
+            spec.uniquify_label,
+            &|id| home.state_dir(id).exists(),
+        )?,
     };
     let ca = BottleCa::mint(&identity)?;
     let metadata = BottleMetadata {
         identity: identity.clone(),
         agent_name: m.agent.name.clone(),
-        cwd: if spec.copy_cwd { host.cwd.display().to_string() } else { String::new() },
+        cwd: if spec.copy_cwd {
+            host.cwd.display().to_string()
+        } else {
+            String::new()
+        },
         copy_cwd: spec.copy_cwd,
         started_at: BottleMetadata::now(),
-        compose_project: if backend.name() == "docker" { format!("bot-bottle-{identity}") } else { String::new() },
+        compose_project: if backend.name() == "docker" {
+            format!("bot-bottle-{identity}")
+        } else {
+            String::new()
+        },
         backend: backend.name().to_string(),
         label: spec.label.clone().unwrap_or_default(),
         color: spec.color.clone().unwrap_or_default(),
@@ -297,7 +336,11 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
 }
 
 fn bottle_file(home: &Home, name: &str) -> PathBuf {
-    if name.is_empty() { home.bottles_dir() } else { home.bottles_dir().join(format!("{name}.md")) }
+    if name.is_empty() {
+        home.bottles_dir()
+    } else {
+        home.bottles_dir().join(format!("{name}.md"))
+    }
 }
 
 /// Create (or, on resume, reuse) the state dir; write `metadata.json`, the
@@ -310,8 +353,13 @@ pub fn write_plan(plan: &Plan) -> Result<StateDir, BackendError> {
     };
     plan.metadata.write(dir.path())?;
     let egress = dir.component("egress")?;
-    std::fs::write(egress.join("ca.pem"), &plan.ca.cert_pem)
-        .map_err(|source| state::StateError::Io { path: egress.join("ca.pem"), action: "write", source })?;
+    std::fs::write(egress.join("ca.pem"), &plan.ca.cert_pem).map_err(|source| {
+        state::StateError::Io {
+            path: egress.join("ca.pem"),
+            action: "write",
+            source,
+        }
+    })?;
     dir.write_secret_file("egress/ca.key", plan.ca.key_pem.expose().as_bytes())?;
     Ok(dir)
 }

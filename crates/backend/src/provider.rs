@@ -34,14 +34,22 @@ pub struct Provider {
 pub const BUILTIN_PROVIDERS: &[Provider] = &[
     Provider {
         name: "claude",
-        command: &["claude", "--dangerously-skip-permissions", "--append-system-prompt-file", "~/.bot-bottle-prompt.txt"],
+        command: &[
+            "claude",
+            "--dangerously-skip-permissions",
+            "--append-system-prompt-file",
+            "~/.bot-bottle-prompt.txt",
+        ],
         headless: &["-p"],
         resume: &["--continue"],
         auth_token_hosts: &["api.anthropic.com"],
         host_login_hosts: &[],
         host_login_file: None,
         placeholder_env: &["CLAUDE_CODE_OAUTH_TOKEN"],
-        extra_env: &[("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"), ("DISABLE_ERROR_REPORTING", "1")],
+        extra_env: &[
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+            ("DISABLE_ERROR_REPORTING", "1"),
+        ],
         auth_scheme: AuthScheme::Bearer,
     },
     Provider {
@@ -87,14 +95,23 @@ pub const BUILTIN_PROVIDERS: &[Provider] = &[
 pub enum ProviderRef {
     Builtin(&'static Provider),
     /// `contrib/<name>/` with a `provider.toml`; shadows a built-in.
-    Plugin { name: String, dir: PathBuf },
+    Plugin {
+        name: String,
+        dir: PathBuf,
+    },
 }
 
 /// Find `template` among the user's plugins, then the built-ins.
 pub fn provider_for(home: &Home, template: &str) -> Option<ProviderRef> {
     let dir = home.contrib_dir().join(template);
     if dir.join("provider.toml").is_file() {
-        return Some(ProviderRef::Plugin { name: template.to_string(), dir });
+        return Some(ProviderRef::Plugin {
+            name: template.to_string(),
+            dir,
+        });
     }
-    BUILTIN_PROVIDERS.iter().find(|p| p.name == template).map(ProviderRef::Builtin)
+    BUILTIN_PROVIDERS
+        .iter()
+        .find(|p| p.name == template)
+        .map(ProviderRef::Builtin)
 }

@@ -8,7 +8,9 @@ use state::{BottleMetadata, Home};
 
 use crate::error::BackendError;
 use crate::plan::Plan;
-use crate::registry::{ActiveBottle, Availability, Backend, CleanupPlan, RunningBottle, is_executable, which};
+use crate::registry::{
+    ActiveBottle, Availability, Backend, CleanupPlan, RunningBottle, is_executable, which,
+};
 
 pub struct Smolmachines;
 
@@ -22,7 +24,10 @@ impl Smolmachines {
     }
 
     fn not_implemented(operation: &'static str) -> BackendError {
-        BackendError::NotImplemented { backend: "smolmachines".to_string(), operation }
+        BackendError::NotImplemented {
+            backend: "smolmachines".to_string(),
+            operation,
+        }
     }
 }
 
@@ -43,15 +48,22 @@ impl Backend for Smolmachines {
             };
         };
         if cfg!(target_os = "linux") && !std::path::Path::new("/dev/kvm").exists() {
-            return Availability { available: false, reason: "/dev/kvm is missing: enable KVM on this host".to_string() };
+            return Availability {
+                available: false,
+                reason: "/dev/kvm is missing: enable KVM on this host".to_string(),
+            };
         }
         if std::path::Path::new("/sys/module/kvm_pvm").exists() {
             return Availability {
                 available: false,
-                reason: "KVM here is the nested kvm_pvm hypervisor, on which microVMs do not boot".to_string(),
+                reason: "KVM here is the nested kvm_pvm hypervisor, on which microVMs do not boot"
+                    .to_string(),
             };
         }
-        Availability { available: true, reason: format!("smolvm at {}", bin.display()) }
+        Availability {
+            available: true,
+            reason: format!("smolvm at {}", bin.display()),
+        }
     }
 
     fn runtime(&self) -> String {
@@ -74,7 +86,12 @@ impl Backend for Smolmachines {
         Err(Self::not_implemented("commit bottles"))
     }
 
-    fn logs(&self, _home: &Home, _meta: &BottleMetadata, _follow: bool) -> Result<(), BackendError> {
+    fn logs(
+        &self,
+        _home: &Home,
+        _meta: &BottleMetadata,
+        _follow: bool,
+    ) -> Result<(), BackendError> {
         Err(Self::not_implemented("show sidecar logs"))
     }
 

@@ -1,1 +1,49 @@
-fn main() {}
+//! `bot-bottle`: the host CLI. Commands, pickers, the preflight; everything
+//! else lives in the library crates (manifest, state, backend).
+
+mod cli;
+mod context;
+mod describe;
+mod edit;
+mod init;
+mod launch;
+mod lifecycle;
+mod list;
+mod terminal;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::context::Context;
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1) {
+                message.push_str(&format!(": {cause}"));
+            }
+            eprintln!("bot-bottle: {message}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let ctx = Context::from_env()?;
+    match cli.command {
+        Command::Start(args) => launch::start(&ctx, args),
+        Command::Resume(args) => launch::resume(&ctx, args),
+        Command::List(args) => list::list(&ctx, args),
+        Command::Info(args) => list::info(&ctx, args),
+        Command::Init(args) => init::init(&ctx, args),
+        Command::Edit(args) => edit::edit(&ctx, args),
+        Command::Stop(args) => lifecycle::stop(&ctx, &args.identity),
+        Command::Logs(args) => lifecycle::logs(&ctx, &args.identity, args.follow),
+        Command::Commit(args) => lifecycle::commit(&ctx, args.identity.as_deref()),
+        Command::Cleanup(args) => lifecycle::cleanup(&ctx, args.all, args.yes),
+    }
+}

@@ -38,7 +38,13 @@ pub struct Agent {
     pub prompt: String,
 }
 
-pub(crate) fn parse(name: &str, file: &Path, source: AgentSource, root: &Node, body: &str) -> Result<Agent, ManifestError> {
+pub(crate) fn parse(
+    name: &str,
+    file: &Path,
+    source: AgentSource,
+    root: &Node,
+    body: &str,
+) -> Result<Agent, ManifestError> {
     let ctx = Ctx::new(file, format!("agent '{name}'"));
     let entries = ctx.map("", root)?;
     let allowed: Vec<&str> = AGENT_KEYS.iter().chain(PASSTHROUGH_KEYS).copied().collect();

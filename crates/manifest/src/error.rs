@@ -13,7 +13,11 @@ pub enum ManifestError {
         key: String,
         message: String,
     },
-    #[error("no {kind} named '{name}'; available {kind}s: {}{}", list_or_none(available), hint)]
+    #[error(
+        "no {kind} named '{name}'; available {kind}s: {}{}",
+        list_or_none(available),
+        hint
+    )]
     NotFound {
         kind: &'static str,
         name: String,

@@ -15,10 +15,18 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub fn new(file: &Path, what: String) -> Self {
-        Ctx { file: file.to_path_buf(), what }
+        Ctx {
+            file: file.to_path_buf(),
+            what,
+        }
     }
 
-    pub fn error(&self, line: Option<usize>, key: &str, message: impl Into<String>) -> ManifestError {
+    pub fn error(
+        &self,
+        line: Option<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ManifestError {
         ManifestError::Invalid {
             file: self.file.clone(),
             line,
@@ -32,23 +40,47 @@ impl Ctx {
     }
 
     /// The entries of a map, or an error saying a map was expected.
-    pub fn map<'n>(&self, key: &str, node: &'n Node) -> Result<&'n [(String, Node)], ManifestError> {
+    pub fn map<'n>(
+        &self,
+        key: &str,
+        node: &'n Node,
+    ) -> Result<&'n [(String, Node)], ManifestError> {
         match &node.value {
             Value::Map(entries) => Ok(entries),
-            _ => Err(self.at(node, key, format!("{} `{key}` must be a map, found {}", self.what, node.kind()))),
+            _ => Err(self.at(
+                node,
+                key,
+                format!("{} `{key}` must be a map, found {}", self.what, node.kind()),
+            )),
         }
     }
 
     /// Entries of an optional map: null means empty.
-    pub fn map_or_empty<'n>(&self, key: &str, node: &'n Node) -> Result<&'n [(String, Node)], ManifestError> {
-        if node.is_null() { Ok(&[]) } else { self.map(key, node) }
+    pub fn map_or_empty<'n>(
+        &self,
+        key: &str,
+        node: &'n Node,
+    ) -> Result<&'n [(String, Node)], ManifestError> {
+        if node.is_null() {
+            Ok(&[])
+        } else {
+            self.map(key, node)
+        }
     }
 
     pub fn list<'n>(&self, key: &str, node: &'n Node) -> Result<&'n [Node], ManifestError> {
         match &node.value {
             Value::Seq(items) => Ok(items),
             _ if node.is_null() => Ok(&[]),
-            _ => Err(self.at(node, key, format!("{} `{key}` must be a list, found {}", self.what, node.kind()))),
+            _ => Err(self.at(
+                node,
+                key,
+                format!(
+                    "{} `{key}` must be a list, found {}",
+                    self.what,
+                    node.kind()
+                ),
+            )),
         }
     }
 
@@ -57,15 +89,39 @@ impl Ctx {
     pub fn string(&self, key: &str, node: &Node) -> Result<String, ManifestError> {
         match &node.value {
             Value::Scalar { text, .. } if !node.is_null() => Ok(text.clone()),
-            _ => Err(self.at(node, key, format!("{} `{key}` must be a string, found {}", self.what, node.kind()))),
+            _ => Err(self.at(
+                node,
+                key,
+                format!(
+                    "{} `{key}` must be a string, found {}",
+                    self.what,
+                    node.kind()
+                ),
+            )),
         }
     }
 
     pub fn bool(&self, key: &str, node: &Node) -> Result<bool, ManifestError> {
         match &node.value {
-            Value::Scalar { text, plain: true } if matches!(text.as_str(), "true" | "True" | "TRUE") => Ok(true),
-            Value::Scalar { text, plain: true } if matches!(text.as_str(), "false" | "False" | "FALSE") => Ok(false),
-            _ => Err(self.at(node, key, format!("{} `{key}` must be true or false, found {}", self.what, node.kind()))),
+            Value::Scalar { text, plain: true }
+                if matches!(text.as_str(), "true" | "True" | "TRUE") =>
+            {
+                Ok(true)
+            }
+            Value::Scalar { text, plain: true }
+                if matches!(text.as_str(), "false" | "False" | "FALSE") =>
+            {
+                Ok(false)
+            }
+            _ => Err(self.at(
+                node,
+                key,
+                format!(
+                    "{} `{key}` must be true or false, found {}",
+                    self.what,
+                    node.kind()
+                ),
+            )),
         }
     }
 
@@ -80,7 +136,14 @@ impl Ctx {
                 .map(|(i, item)| self.string(&format!("{key}[{i}]"), item))
                 .collect::<Result<_, _>>()?,
             Value::Map(_) => {
-                return Err(self.at(node, key, format!("{} `{key}` must be a name or a list of names, found a map", self.what)));
+                return Err(self.at(
+                    node,
+                    key,
+                    format!(
+                        "{} `{key}` must be a name or a list of names, found a map",
+                        self.what
+                    ),
+                ));
             }
         };
         for name in &names {
@@ -106,18 +169,38 @@ impl Ctx {
     ) -> Result<(), ManifestError> {
         for (k, v) in entries {
             if let Some((_, hint)) = removed.iter().find(|(r, _)| r == k) {
-                return Err(self.at(v, &join(key, k), format!("{} uses the removed key `{}`: {hint}", self.what, join(key, k))));
+                return Err(self.at(
+                    v,
+                    &join(key, k),
+                    format!(
+                        "{} uses the removed key `{}`: {hint}",
+                        self.what,
+                        join(key, k)
+                    ),
+                ));
             }
         }
-        let unknown: Vec<&String> = entries.iter().map(|(k, _)| k).filter(|k| !allowed.contains(&k.as_str())).collect();
+        let unknown: Vec<&String> = entries
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !allowed.contains(&k.as_str()))
+            .collect();
         if unknown.is_empty() {
             return Ok(());
         }
-        let where_ = if key.is_empty() { String::new() } else { format!(" in `{key}`") };
+        let where_ = if key.is_empty() {
+            String::new()
+        } else {
+            format!(" in `{key}`")
+        };
         let mut message = format!(
             "{} has unknown key(s) [{}]{where_}; allowed keys are {}",
             self.what,
-            unknown.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+            unknown
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             allowed.join(", ")
         );
         let suggestions: Vec<String> = unknown
@@ -127,14 +210,22 @@ impl Ctx {
         if !suggestions.is_empty() {
             message.push_str(&format!(" (did you mean {}?)", suggestions.join(", ")));
         }
-        let line = entries.iter().find(|(k, _)| k == unknown[0]).map(|(_, v)| v.line).unwrap_or(node.line);
+        let line = entries
+            .iter()
+            .find(|(k, _)| k == unknown[0])
+            .map(|(_, v)| v.line)
+            .unwrap_or(node.line);
         Err(self.error(Some(line), &join(key, unknown[0]), message))
     }
 }
 
 /// `parent.child`, or `child` at the root.
 pub(crate) fn join(parent: &str, child: &str) -> String {
-    if parent.is_empty() { child.to_string() } else { format!("{parent}.{child}") }
+    if parent.is_empty() {
+        child.to_string()
+    } else {
+        format!("{parent}.{child}")
+    }
 }
 
 /// The allowed name closest to `word`, when it is close enough to be a typo.

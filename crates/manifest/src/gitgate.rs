@@ -48,7 +48,11 @@ pub(crate) fn parse_user(ctx: &Ctx, key: &str, node: &Node) -> Result<GitUser, M
     Ok(user)
 }
 
-pub(crate) fn parse_repos(ctx: &Ctx, key: &str, node: &Node) -> Result<BTreeMap<String, Repo>, ManifestError> {
+pub(crate) fn parse_repos(
+    ctx: &Ctx,
+    key: &str,
+    node: &Node,
+) -> Result<BTreeMap<String, Repo>, ManifestError> {
     let mut repos = BTreeMap::new();
     for (name, value) in ctx.map_or_empty(key, node)? {
         let rkey = join(key, name);
@@ -65,12 +69,14 @@ pub(crate) fn parse_repos(ctx: &Ctx, key: &str, node: &Node) -> Result<BTreeMap<
             match k.as_str() {
                 "url" => {
                     let url = ctx.string(&fkey, v)?;
-                    ssh_host(&url).map_err(|why| ctx.at(v, &fkey, format!("{} `{fkey}` {why}", ctx.what)))?;
+                    ssh_host(&url)
+                        .map_err(|why| ctx.at(v, &fkey, format!("{} `{fkey}` {why}", ctx.what)))?;
                     repo.url = Some(url);
                 }
                 "host_key" => {
                     let host_key = ctx.string(&fkey, v)?;
-                    validate_host_key(&host_key).map_err(|why| ctx.at(v, &fkey, format!("{} `{fkey}` {why}", ctx.what)))?;
+                    validate_host_key(&host_key)
+                        .map_err(|why| ctx.at(v, &fkey, format!("{} `{fkey}` {why}", ctx.what)))?;
                     repo.host_key = Some(host_key);
                 }
                 "key" => repo.key = Some(parse_key(ctx, &fkey, v)?),
@@ -84,23 +90,56 @@ pub(crate) fn parse_repos(ctx: &Ctx, key: &str, node: &Node) -> Result<BTreeMap<
 
 fn parse_key(ctx: &Ctx, key: &str, node: &Node) -> Result<RepoKey, ManifestError> {
     let entries = ctx.map(key, node)?;
-    ctx.check_keys(key, node, entries, &["provider", "path", "provisioner_token"], &[])?;
+    ctx.check_keys(
+        key,
+        node,
+        entries,
+        &["provider", "path", "provisioner_token"],
+        &[],
+    )?;
     let field = |f: &str| entries.iter().find(|(k, _)| k == f).map(|(_, v)| v);
     let need = |f: &str, provider: &str| {
-        field(f).ok_or_else(|| ctx.at(node, &join(key, f), format!("{} `{key}` with provider {provider} needs `{f}`", ctx.what)))
+        field(f).ok_or_else(|| {
+            ctx.at(
+                node,
+                &join(key, f),
+                format!("{} `{key}` with provider {provider} needs `{f}`", ctx.what),
+            )
+        })
     };
-    let provider_node = field("provider")
-        .ok_or_else(|| ctx.at(node, &join(key, "provider"), format!("{} `{key}` needs `provider: static` or `provider: gitea`", ctx.what)))?;
+    let provider_node = field("provider").ok_or_else(|| {
+        ctx.at(
+            node,
+            &join(key, "provider"),
+            format!(
+                "{} `{key}` needs `provider: static` or `provider: gitea`",
+                ctx.what
+            ),
+        )
+    })?;
     match ctx.string(&join(key, "provider"), provider_node)?.as_str() {
         "static" => {
             if field("provisioner_token").is_some() {
-                return Err(ctx.at(node, &join(key, "provisioner_token"), format!("{} `{key}`: `provisioner_token` is for provider gitea", ctx.what)));
+                return Err(ctx.at(
+                    node,
+                    &join(key, "provisioner_token"),
+                    format!(
+                        "{} `{key}`: `provisioner_token` is for provider gitea",
+                        ctx.what
+                    ),
+                ));
             }
-            Ok(RepoKey::Static { path: ctx.string(&join(key, "path"), need("path", "static")?)? })
+            Ok(RepoKey::Static {
+                path: ctx.string(&join(key, "path"), need("path", "static")?)?,
+            })
         }
         "gitea" => {
             if field("path").is_some() {
-                return Err(ctx.at(node, &join(key, "path"), format!("{} `{key}`: `path` is for provider static", ctx.what)));
+                return Err(ctx.at(
+                    node,
+                    &join(key, "path"),
+                    format!("{} `{key}`: `path` is for provider static", ctx.what),
+                ));
             }
             let token_node = need("provisioner_token", "gitea")?;
             let token = ctx.string(&join(key, "provisioner_token"), token_node)?;
@@ -109,9 +148,18 @@ fn parse_key(ctx: &Ctx, key: &str, node: &Node) -> Result<RepoKey, ManifestError
                     "{} `{key}.provisioner_token` must be the NAME of a host environment variable, not a token", ctx.what
                 )));
             }
-            Ok(RepoKey::Gitea { provisioner_token: token })
+            Ok(RepoKey::Gitea {
+                provisioner_token: token,
+            })
         }
-        other => Err(ctx.at(provider_node, &join(key, "provider"), format!("{} `{key}.provider` is '{other}'; use static or gitea", ctx.what))),
+        other => Err(ctx.at(
+            provider_node,
+            &join(key, "provider"),
+            format!(
+                "{} `{key}.provider` is '{other}'; use static or gitea",
+                ctx.what
+            ),
+        )),
     }
 }
 
@@ -126,14 +174,20 @@ pub fn ssh_host(url: &str) -> Result<String, String> {
         let host_port = authority.rsplit('@').next().unwrap_or("");
         host_port.split(':').next().unwrap_or("").to_string()
     } else if url.contains("://") {
-        return Err(format!("'{url}' is not an SSH URL; git-gate forwards over SSH only (ssh://git@host/path or git@host:path)"));
+        return Err(format!(
+            "'{url}' is not an SSH URL; git-gate forwards over SSH only (ssh://git@host/path or git@host:path)"
+        ));
     } else if let Some((authority, path)) = url.split_once(':') {
         if path.is_empty() || authority.contains('/') {
-            return Err(format!("'{url}' is not an SSH URL (ssh://git@host/path or git@host:path)"));
+            return Err(format!(
+                "'{url}' is not an SSH URL (ssh://git@host/path or git@host:path)"
+            ));
         }
         authority.rsplit('@').next().unwrap_or("").to_string()
     } else {
-        return Err(format!("'{url}' is not an SSH URL; a local path cannot be a git-gate upstream"));
+        return Err(format!(
+            "'{url}' is not an SSH URL; a local path cannot be a git-gate upstream"
+        ));
     };
     if host.is_empty() {
         return Err(format!("'{url}' has no host"));
@@ -144,11 +198,21 @@ pub fn ssh_host(url: &str) -> Result<String, String> {
 fn validate_host_key(key: &str) -> Result<(), String> {
     let mut parts = key.split_whitespace();
     let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
-        return Err("must be a public key line such as 'ssh-ed25519 AAAA…' (from ssh-keyscan)".to_string());
+        return Err(
+            "must be a public key line such as 'ssh-ed25519 AAAA…' (from ssh-keyscan)".to_string(),
+        );
     };
-    let known = kind.starts_with("ssh-") || kind.starts_with("ecdsa-sha2-") || kind.starts_with("sk-");
-    if !known || blob.len() < 16 || !blob.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) {
-        return Err("must be a public key line such as 'ssh-ed25519 AAAA…' (from ssh-keyscan)".to_string());
+    let known =
+        kind.starts_with("ssh-") || kind.starts_with("ecdsa-sha2-") || kind.starts_with("sk-");
+    if !known
+        || blob.len() < 16
+        || !blob
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+    {
+        return Err(
+            "must be a public key line such as 'ssh-ed25519 AAAA…' (from ssh-keyscan)".to_string(),
+        );
     }
     Ok(())
 }
@@ -159,7 +223,10 @@ mod tests {
 
     #[test]
     fn ssh_urls() {
-        assert_eq!(ssh_host("ssh://git@git.example.com:2222/acme/w.git").unwrap(), "git.example.com");
+        assert_eq!(
+            ssh_host("ssh://git@git.example.com:2222/acme/w.git").unwrap(),
+            "git.example.com"
+        );
         assert_eq!(ssh_host("git@github.com:acme/w.git").unwrap(), "github.com");
         assert!(ssh_host("https://github.com/acme/w.git").is_err());
         assert!(ssh_host("/srv/git/w.git").is_err());

@@ -123,7 +123,10 @@ const DEFAULT_OUTBOUND: &[&str] = &["token_patterns", "known_secrets"];
 const DEFAULT_INBOUND: &[&str] = &["injection"];
 
 /// Parse `egress` into (log level, routes).
-pub(crate) fn parse_egress(ctx: &Ctx, node: &Node) -> Result<(Option<u8>, Vec<Route>), ManifestError> {
+pub(crate) fn parse_egress(
+    ctx: &Ctx,
+    node: &Node,
+) -> Result<(Option<u8>, Vec<Route>), ManifestError> {
     let entries = ctx.map_or_empty("egress", node)?;
     ctx.check_keys("egress", node, entries, &["log", "routes"], &[])?;
     let mut log = None;
@@ -135,7 +138,13 @@ pub(crate) fn parse_egress(ctx: &Ctx, node: &Node) -> Result<(Option<u8>, Vec<Ro
                     "0" => 0,
                     "1" => 1,
                     "2" => 2,
-                    _ => return Err(ctx.at(value, "egress.log", format!("{} `egress.log` must be 0, 1 or 2", ctx.what))),
+                    _ => {
+                        return Err(ctx.at(
+                            value,
+                            "egress.log",
+                            format!("{} `egress.log` must be 0, 1 or 2", ctx.what),
+                        ));
+                    }
                 })
             }
             "routes" => {
@@ -163,12 +172,34 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
         "role",
         "routes have no `role`; the provider's own API route is added from `agent_provider`, so delete this key",
     )])?;
-    let host_node = entries.iter().find(|(k, _)| k == "host").map(|(_, v)| v).ok_or_else(|| {
-        ctx.at(node, &join(key, "host"), format!("{} `{key}` has no `host`; every route needs one", ctx.what))
+    let host_node = entries
+        .iter()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| v)
+        .ok_or_else(|| {
+            ctx.at(
+                node,
+                &join(key, "host"),
+                format!("{} `{key}` has no `host`; every route needs one", ctx.what),
+            )
+        })?;
+    let host = ctx
+        .string(&join(key, "host"), host_node)?
+        .to_ascii_lowercase();
+    validate_host(&host).map_err(|why| {
+        ctx.at(
+            host_node,
+            &join(key, "host"),
+            format!("{} `{key}.host` {why}", ctx.what),
+        )
     })?;
-    let host = ctx.string(&join(key, "host"), host_node)?.to_ascii_lowercase();
-    validate_host(&host).map_err(|why| ctx.at(host_node, &join(key, "host"), format!("{} `{key}.host` {why}", ctx.what)))?;
-    let mut route = Route { host, auth: None, matches: Vec::new(), dlp: Dlp::default(), git: GitPolicy::default() };
+    let mut route = Route {
+        host,
+        auth: None,
+        matches: Vec::new(),
+        dlp: Dlp::default(),
+        git: GitPolicy::default(),
+    };
     for (k, v) in entries {
         let path = join(key, k);
         match k.as_str() {
@@ -176,13 +207,21 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
             "auth" => route.auth = Some(parse_auth(ctx, &path, v)?),
             "matches" => {
                 for (i, m) in ctx.list(&path, v)?.iter().enumerate() {
-                    route.matches.push(parse_match(ctx, &format!("{path}[{i}]"), m)?);
+                    route
+                        .matches
+                        .push(parse_match(ctx, &format!("{path}[{i}]"), m)?);
                 }
             }
             "dlp" => route.dlp = parse_dlp(ctx, &path, v)?,
             "git" => {
                 let git = ctx.map(&path, v)?;
-                ctx.check_keys(&path, v, git, &["fetch"], &[("push", "pushes always go through git-gate; delete `push`")])?;
+                ctx.check_keys(
+                    &path,
+                    v,
+                    git,
+                    &["fetch"],
+                    &[("push", "pushes always go through git-gate; delete `push`")],
+                )?;
                 for (gk, gv) in git {
                     route.git.fetch = ctx.bool(&join(&path, gk), gv)?;
                 }
@@ -197,15 +236,21 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
 pub fn validate_host(host: &str) -> Result<(), String> {
     let name = host.strip_prefix("*.").unwrap_or(host);
     if name.is_empty() || name.contains('*') {
-        return Err(format!("'{host}' is not a host: use an exact name or '*.example.com'"));
+        return Err(format!(
+            "'{host}' is not a host: use an exact name or '*.example.com'"
+        ));
     }
     if name.contains("://") || name.contains('/') || name.contains(':') {
-        return Err(format!("'{host}' must be a bare host name, without scheme, port or path"));
+        return Err(format!(
+            "'{host}' must be a bare host name, without scheme, port or path"
+        ));
     }
     let ok = name.split('.').all(|label| {
         !label.is_empty()
             && label.len() <= 63
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     });
     if !ok || name.len() > 253 {
         return Err(format!("'{host}' is not a valid host name"));
@@ -216,7 +261,14 @@ pub fn validate_host(host: &str) -> Result<(), String> {
 fn parse_auth(ctx: &Ctx, key: &str, node: &Node) -> Result<Auth, ManifestError> {
     let entries = ctx.map(key, node)?;
     if entries.is_empty() {
-        return Err(ctx.at(node, key, format!("{} `{key}` is empty; give `scheme` and `token_ref`, or remove `auth`", ctx.what)));
+        return Err(ctx.at(
+            node,
+            key,
+            format!(
+                "{} `{key}` is empty; give `scheme` and `token_ref`, or remove `auth`",
+                ctx.what
+            ),
+        ));
     }
     ctx.check_keys(key, node, entries, &["scheme", "token_ref"], &[])?;
     let get = |name: &str| {
@@ -229,9 +281,14 @@ fn parse_auth(ctx: &Ctx, key: &str, node: &Node) -> Result<Auth, ManifestError> 
         "Bearer" | "bearer" => AuthScheme::Bearer,
         "token" | "Token" => AuthScheme::Token,
         other => {
-            return Err(ctx.at(scheme_node, &join(key, "scheme"), format!(
-                "{} `{key}.scheme` is '{other}'; use Bearer or token", ctx.what
-            )));
+            return Err(ctx.at(
+                scheme_node,
+                &join(key, "scheme"),
+                format!(
+                    "{} `{key}.scheme` is '{other}'; use Bearer or token",
+                    ctx.what
+                ),
+            ));
         }
     };
     let token_node = get("token_ref")?;
@@ -258,7 +315,11 @@ fn parse_match(ctx: &Ctx, key: &str, node: &Node) -> Result<Match, ManifestError
                 "methods" => {
                     let method = ctx.string(&ikey, item)?.to_ascii_uppercase();
                     if method.is_empty() || !method.chars().all(|c| c.is_ascii_alphabetic()) {
-                        return Err(ctx.at(item, &ikey, format!("{} `{ikey}` '{method}' is not an HTTP method", ctx.what)));
+                        return Err(ctx.at(
+                            item,
+                            &ikey,
+                            format!("{} `{ikey}` '{method}' is not an HTTP method", ctx.what),
+                        ));
                     }
                     m.methods.push(method);
                 }
@@ -266,17 +327,35 @@ fn parse_match(ctx: &Ctx, key: &str, node: &Node) -> Result<Match, ManifestError
                 "headers" => {
                     let h = ctx.map(&ikey, item)?;
                     ctx.check_keys(&ikey, item, h, &["name", "value"], &[])?;
-                    let field = |f: &str| -> Result<String, ManifestError> {
-                        let n = h.iter().find(|(k, _)| k == f).map(|(_, v)| v).ok_or_else(|| {
-                            ctx.at(item, &join(&ikey, f), format!("{} `{ikey}` needs `name` and `value`", ctx.what))
-                        })?;
-                        ctx.string(&join(&ikey, f), n)
-                    };
+                    let field =
+                        |f: &str| -> Result<String, ManifestError> {
+                            let n = h.iter().find(|(k, _)| k == f).map(|(_, v)| v).ok_or_else(
+                                || {
+                                    ctx.at(
+                                        item,
+                                        &join(&ikey, f),
+                                        format!("{} `{ikey}` needs `name` and `value`", ctx.what),
+                                    )
+                                },
+                            )?;
+                            ctx.string(&join(&ikey, f), n)
+                        };
                     let name = field("name")?;
-                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
-                        return Err(ctx.at(item, &join(&ikey, "name"), format!("{} `{ikey}.name` is not a valid header name", ctx.what)));
+                    if name.is_empty()
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                    {
+                        return Err(ctx.at(
+                            item,
+                            &join(&ikey, "name"),
+                            format!("{} `{ikey}.name` is not a valid header name", ctx.what),
+                        ));
                     }
-                    m.headers.push(HeaderMatch { name, value: field("value")? });
+                    m.headers.push(HeaderMatch {
+                        name,
+                        value: field("value")?,
+                    });
                 }
                 _ => unreachable!("check_keys admitted only known keys"),
             }
@@ -300,20 +379,44 @@ fn parse_path_match(ctx: &Ctx, key: &str, node: &Node) -> Result<PathMatch, Mani
         "Exact" | "exact" => PathKind::Exact,
         "RegularExpression" | "regex" => PathKind::RegularExpression,
         other => {
-            return Err(ctx.at(type_node, &join(key, "type"), format!(
-                "{} `{key}.type` is '{other}'; use PathPrefix, Exact or RegularExpression", ctx.what
-            )));
+            return Err(ctx.at(
+                type_node,
+                &join(key, "type"),
+                format!(
+                    "{} `{key}.type` is '{other}'; use PathPrefix, Exact or RegularExpression",
+                    ctx.what
+                ),
+            ));
         }
     };
     let (value_node, value) = field("value")?;
     match kind {
         PathKind::RegularExpression => {
             if let Err(e) = regex::Regex::new(&value) {
-                return Err(ctx.at(value_node, &join(key, "value"), format!("{} `{key}.value` is not a valid regular expression: {e}", ctx.what)));
+                // The regex crate draws a multi-line caret diagram; keep its last line.
+                let text = e.to_string();
+                let why = text
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ")
+                    .to_string();
+                return Err(ctx.at(
+                    value_node,
+                    &join(key, "value"),
+                    format!(
+                        "{} `{key}.value` is not a valid regular expression: {why}",
+                        ctx.what
+                    ),
+                ));
             }
         }
         _ if !value.starts_with('/') => {
-            return Err(ctx.at(value_node, &join(key, "value"), format!("{} `{key}.value` must start with '/'", ctx.what)));
+            return Err(ctx.at(
+                value_node,
+                &join(key, "value"),
+                format!("{} `{key}.value` must start with '/'", ctx.what),
+            ));
         }
         _ => {}
     }
@@ -322,20 +425,41 @@ fn parse_path_match(ctx: &Ctx, key: &str, node: &Node) -> Result<PathMatch, Mani
 
 fn parse_dlp(ctx: &Ctx, key: &str, node: &Node) -> Result<Dlp, ManifestError> {
     let entries = ctx.map(key, node)?;
-    ctx.check_keys(key, node, entries, &["outbound_detectors", "inbound_detectors", "outbound_on_match"], &[])?;
+    ctx.check_keys(
+        key,
+        node,
+        entries,
+        &[
+            "outbound_detectors",
+            "inbound_detectors",
+            "outbound_on_match",
+        ],
+        &[],
+    )?;
     let mut dlp = Dlp::default();
     for (k, v) in entries {
         let path = join(key, k);
         match k.as_str() {
-            "outbound_detectors" => dlp.outbound_detectors = detectors(ctx, &path, v, OUTBOUND_DETECTORS)?,
-            "inbound_detectors" => dlp.inbound_detectors = detectors(ctx, &path, v, INBOUND_DETECTORS)?,
+            "outbound_detectors" => {
+                dlp.outbound_detectors = detectors(ctx, &path, v, OUTBOUND_DETECTORS)?
+            }
+            "inbound_detectors" => {
+                dlp.inbound_detectors = detectors(ctx, &path, v, INBOUND_DETECTORS)?
+            }
             "outbound_on_match" => {
                 dlp.outbound_on_match = Some(match ctx.string(&path, v)?.as_str() {
                     "supervise" => OnMatch::Supervise,
                     "redact" => OnMatch::Redact,
                     "block" => OnMatch::Block,
                     other => {
-                        return Err(ctx.at(v, &path, format!("{} `{path}` is '{other}'; use supervise, redact or block", ctx.what)));
+                        return Err(ctx.at(
+                            v,
+                            &path,
+                            format!(
+                                "{} `{path}` is '{other}'; use supervise, redact or block",
+                                ctx.what
+                            ),
+                        ));
                     }
                 })
             }
@@ -346,10 +470,22 @@ fn parse_dlp(ctx: &Ctx, key: &str, node: &Node) -> Result<Dlp, ManifestError> {
 }
 
 /// A detector list, or `false` for none.
-fn detectors(ctx: &Ctx, key: &str, node: &Node, known: &[&str]) -> Result<Vec<String>, ManifestError> {
+fn detectors(
+    ctx: &Ctx,
+    key: &str,
+    node: &Node,
+    known: &[&str],
+) -> Result<Vec<String>, ManifestError> {
     if let Ok(enabled) = ctx.bool(key, node) {
         if enabled {
-            return Err(ctx.at(node, key, format!("{} `{key}` is a list of detectors or false, not true", ctx.what)));
+            return Err(ctx.at(
+                node,
+                key,
+                format!(
+                    "{} `{key}` is a list of detectors or false, not true",
+                    ctx.what
+                ),
+            ));
         }
         return Ok(Vec::new());
     }
@@ -357,10 +493,18 @@ fn detectors(ctx: &Ctx, key: &str, node: &Node, known: &[&str]) -> Result<Vec<St
     for (i, item) in ctx.list(key, node)?.iter().enumerate() {
         let name = ctx.string(&format!("{key}[{i}]"), item)?;
         if !known.contains(&name.as_str()) {
-            let hint = crate::fields::closest(&name, known).map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
-            return Err(ctx.at(item, &format!("{key}[{i}]"), format!(
-                "{} `{key}` names unknown detector '{name}'; known: {}{hint}", ctx.what, known.join(", ")
-            )));
+            let hint = crate::fields::closest(&name, known)
+                .map(|s| format!(" (did you mean '{s}'?)"))
+                .unwrap_or_default();
+            return Err(ctx.at(
+                item,
+                &format!("{key}[{i}]"),
+                format!(
+                    "{} `{key}` names unknown detector '{name}'; known: {}{hint}",
+                    ctx.what,
+                    known.join(", ")
+                ),
+            ));
         }
         if !out.contains(&name) {
             out.push(name);

@@ -13,11 +13,20 @@ pub enum MetadataError {
     #[error("{}: no such bottle (no metadata.json); see `bot-bottle list active`, or `bot-bottle start` a new one", path.display())]
     Missing { path: PathBuf },
     #[error("{}: cannot read: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: not a valid metadata record ({source}); fix or delete the file", path.display())]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{}: cannot write: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -61,7 +70,11 @@ impl BottleMetadata {
 
     /// The backend that owns this bottle: `""` reads as `docker`.
     pub fn backend_name(&self) -> &str {
-        if self.backend.is_empty() { "docker" } else { &self.backend }
+        if self.backend.is_empty() {
+            "docker"
+        } else {
+            &self.backend
+        }
     }
 
     /// Read `dir/metadata.json`. An empty `identity` is filled from the
@@ -70,11 +83,16 @@ impl BottleMetadata {
         let path = dir.join(Self::FILE);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(MetadataError::Missing { path }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(MetadataError::Missing { path });
+            }
             Err(source) => return Err(MetadataError::Read { path, source }),
         };
         let mut meta: BottleMetadata =
-            serde_json::from_slice(&bytes).map_err(|source| MetadataError::Parse { path: path.clone(), source })?;
+            serde_json::from_slice(&bytes).map_err(|source| MetadataError::Parse {
+                path: path.clone(),
+                source,
+            })?;
         if meta.identity.is_empty()
             && let Some(name) = dir.file_name().and_then(|n| n.to_str())
         {
@@ -87,7 +105,11 @@ impl BottleMetadata {
     pub fn write(&self, dir: &Path) -> Result<(), MetadataError> {
         let path = dir.join(Self::FILE);
         let tmp = dir.join(".metadata.json.tmp");
-        let mut text = serde_json::to_string_pretty(self).map_err(|source| MetadataError::Parse { path: path.clone(), source })?;
+        let mut text =
+            serde_json::to_string_pretty(self).map_err(|source| MetadataError::Parse {
+                path: path.clone(),
+                source,
+            })?;
         text.push('\n');
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &path))
@@ -109,7 +131,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("old-bottle");
         std::fs::create_dir(&d).unwrap();
-        std::fs::write(d.join("metadata.json"), r#"{"agent_name": "dev", "compose_project": "bb-old", "future_key": 1}"#).unwrap();
+        std::fs::write(
+            d.join("metadata.json"),
+            r#"{"agent_name": "dev", "compose_project": "bb-old", "future_key": 1}"#,
+        )
+        .unwrap();
         let m = BottleMetadata::read(&d).unwrap();
         assert_eq!(m.backend, "");
         assert_eq!(m.backend_name(), "docker");
@@ -122,8 +148,15 @@ mod tests {
     #[test]
     fn nulls_take_defaults_and_every_field_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("metadata.json"), r#"{"identity": "x", "bottle_names": null, "copy_cwd": null}"#).unwrap();
-        assert_eq!(BottleMetadata::read(dir.path()).unwrap().bottle_names, Vec::<String>::new());
+        std::fs::write(
+            dir.path().join("metadata.json"),
+            r#"{"identity": "x", "bottle_names": null, "copy_cwd": null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            BottleMetadata::read(dir.path()).unwrap().bottle_names,
+            Vec::<String>::new()
+        );
 
         let m = BottleMetadata {
             identity: "dev-abc12".into(),
@@ -139,8 +172,21 @@ mod tests {
         };
         m.write(dir.path()).unwrap();
         assert_eq!(BottleMetadata::read(dir.path()).unwrap(), m);
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("metadata.json")).unwrap()).unwrap();
-        for key in ["identity", "agent_name", "cwd", "copy_cwd", "started_at", "compose_project", "backend", "label", "color", "bottle_names"] {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("metadata.json")).unwrap())
+                .unwrap();
+        for key in [
+            "identity",
+            "agent_name",
+            "cwd",
+            "copy_cwd",
+            "started_at",
+            "compose_project",
+            "backend",
+            "label",
+            "color",
+            "bottle_names",
+        ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
     }
@@ -148,9 +194,15 @@ mod tests {
     #[test]
     fn missing_and_broken_files_say_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(BottleMetadata::read(dir.path()), Err(MetadataError::Missing { .. })));
+        assert!(matches!(
+            BottleMetadata::read(dir.path()),
+            Err(MetadataError::Missing { .. })
+        ));
         std::fs::write(dir.path().join("metadata.json"), "{").unwrap();
         let e = BottleMetadata::read(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("metadata.json") && e.contains("fix or delete"), "{e}");
+        assert!(
+            e.contains("metadata.json") && e.contains("fix or delete"),
+            "{e}"
+        );
     }
 }

@@ -1,0 +1,162 @@
+//! The command line surface (spec/cli.md), as clap definitions only.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bot-bottle",
+    version,
+    about = "Run coding agents unattended in bottles whose only way out is a sidecar they cannot touch.",
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Launch a bottle and attach the agent.
+    Start(StartArgs),
+    /// Relaunch a preserved bottle: same identity, bottles and backend.
+    Resume(ResumeArgs),
+    /// What can be started (agents, bottles) and what runs (active).
+    List(ListArgs),
+    /// The resolved agent and effective bottle (env names, never values).
+    Info(InfoArgs),
+    /// Interactively write a new agent (and a starter bottle when none exists).
+    Init(InitArgs),
+    /// Open an agent file in $VISUAL/$EDITOR, then validate it.
+    Edit(EditArgs),
+    /// Tear a running bottle down, preserving its state.
+    Stop(IdentityArgs),
+    /// The sidecar's egress / git-gate / supervise log lines.
+    Logs(LogsArgs),
+    /// Snapshot a running bottle so `resume` boots from it.
+    Commit(CommitArgs),
+    /// Remove orphaned containers, networks, VMs and unpreserved state.
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// The agent to run (picked interactively when omitted on a terminal).
+    pub agent: Option<String>,
+    /// A bottle to use; repeat for more, in merge order (later wins).
+    #[arg(long = "bottle", value_name = "NAME")]
+    pub bottles: Vec<String>,
+    /// How to isolate the bottle.
+    #[arg(long, value_name = "docker|smolmachines|macos-container")]
+    pub backend: Option<String>,
+    /// A display name; also the identity (slugified).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// The label's colour (red, green, yellow, blue, magenta, cyan, white, or 0-255).
+    #[arg(long)]
+    pub color: Option<String>,
+    /// Copy the current directory (with .git) into the agent's workspace.
+    #[arg(long)]
+    pub cwd: bool,
+    /// Print the preflight and exit; launch nothing, leave no state.
+    #[arg(long, env = "BOT_BOTTLE_DRY_RUN", value_parser = clap::builder::FalseyValueParser::new())]
+    pub dry_run: bool,
+    /// Do not ask before launching.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+    /// No pickers, no questions; run the provider's one-shot mode.
+    #[arg(long, requires = "prompt")]
+    pub headless: bool,
+    /// The prompt for --headless.
+    #[arg(long, requires = "headless")]
+    pub prompt: Option<String>,
+    /// Print the preflight as JSON (with --dry-run).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    pub identity: String,
+    #[arg(long, env = "BOT_BOTTLE_DRY_RUN", value_parser = clap::builder::FalseyValueParser::new())]
+    pub dry_run: bool,
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+    #[arg(long, requires = "prompt")]
+    pub headless: bool,
+    #[arg(long, requires = "headless")]
+    pub prompt: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[arg(value_enum)]
+    pub what: Option<ListWhat>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListWhat {
+    Agents,
+    Bottles,
+    Active,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    pub agent: String,
+    #[arg(long = "bottle", value_name = "NAME")]
+    pub bottles: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// The new agent's name (asked when omitted).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Its system prompt (asked when omitted).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Its default bottle (asked when omitted; created when none exists).
+    #[arg(long)]
+    pub bottle: Option<String>,
+    /// The provider of a starter bottle.
+    #[arg(long, default_value = "claude")]
+    pub provider: String,
+}
+
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    pub agent: String,
+}
+
+#[derive(Args, Debug)]
+pub struct IdentityArgs {
+    pub identity: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    pub identity: String,
+    /// Keep printing new lines.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    pub identity: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    /// Also remove preserved state (asks first).
+    #[arg(long)]
+    pub all: bool,
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+}

@@ -1,0 +1,293 @@
+//! `start` and `resume`: pick, compose, resolve, prepare, show the
+//! preflight, confirm, launch. State a launch did not start is removed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use backend::{Backend, BottleSpec, Plan};
+use manifest::{AskMode, EnvValue, Library, Manifest, Resolved};
+use state::BottleMetadata;
+
+use crate::cli::{ResumeArgs, StartArgs};
+use crate::context::{Context, check_identity};
+use crate::describe;
+use crate::terminal;
+
+/// Removes a state dir on drop unless disarmed: a declined preflight, a
+/// dry run or a failed launch leaves nothing behind.
+struct StateGuard(Option<PathBuf>);
+
+impl StateGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StateGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
+    let mut lib = ctx.library()?;
+    let tty = !args.headless && terminal::interactive();
+    let agent_name = match args.agent {
+        Some(a) => a,
+        None if args.headless => bail!(
+            "--headless needs the agent named: bot-bottle start AGENT --headless --prompt TEXT"
+        ),
+        None => pick_agent(&lib)?,
+    };
+    let agent = lib.agent(&agent_name)?;
+    let bottles = if !args.bottles.is_empty() {
+        args.bottles
+    } else if tty {
+        pick_bottles(&lib, &agent.bottles)?
+    } else if !agent.bottles.is_empty() {
+        agent.bottles.clone()
+    } else {
+        bail!(
+            "agent '{agent_name}' names no default bottle and there is no terminal to pick one; pass --bottle NAME"
+        );
+    };
+    if bottles.is_empty() {
+        bail!("no bottle chosen; pass --bottle NAME (see `bot-bottle list bottles`)");
+    }
+    let label = match args.label {
+        Some(l) => Some(l),
+        None if tty => Some(terminal::text(
+            "label (empty for a random identity):",
+            None,
+            "--label",
+        )?)
+        .filter(|l| !l.trim().is_empty()),
+        None => None,
+    };
+    if let Some(c) = &args.color
+        && terminal::sgr(c).is_none()
+    {
+        bail!(
+            "--color '{c}' is not a colour: use red, green, yellow, blue, magenta, cyan, white, or a number 0-255"
+        );
+    }
+    let env_backend = std::env::var("BOT_BOTTLE_BACKEND").ok();
+    let backend = match (
+        &args.backend,
+        env_backend.as_deref().filter(|v| !v.is_empty()),
+    ) {
+        (None, None) if tty => pick_backend(ctx)?,
+        (flag, env) => ctx.registry.choose(flag.as_deref(), env)?,
+    };
+    let manifest = lib.compose(&agent_name, &bottles)?;
+    let env = resolve_env(ctx, &manifest, args.dry_run, args.headless)?;
+    let spec = BottleSpec {
+        manifest,
+        env,
+        identity: None,
+        label: label.clone(),
+        color: args.color.clone(),
+        copy_cwd: args.cwd,
+        uniquify_label: !tty,
+    };
+    let plan = backend.prepare(&ctx.home, spec, &ctx.host)?;
+    let guard = StateGuard(Some(plan.state_dir()));
+    show_preflight(&plan, args.json)?;
+    if args.dry_run {
+        return Ok(0);
+    }
+    if !approved(args.yes || args.headless, "launch this agent?")? {
+        return Ok(1);
+    }
+    let running = backend.launch(plan)?;
+    guard.disarm();
+    attach(running, args.prompt.as_deref())
+}
+
+pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
+    check_identity(&args.identity)?;
+    let dir = ctx.home.state_dir(&args.identity);
+    let meta = match BottleMetadata::read(&dir) {
+        Ok(m) => m,
+        Err(state::MetadataError::Missing { .. }) => bail!(
+            "no preserved bottle '{}' in {}; see `bot-bottle list active`, or start a new one with `bot-bottle start`",
+            args.identity,
+            ctx.home.state_root().display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let (backend, _) = backend::bottle_for_identity(&ctx.registry, &ctx.home, &args.identity)?;
+    let mut lib = ctx.library()?;
+    let manifest = lib
+        .compose(&meta.agent_name, &meta.bottle_names)
+        .with_context(|| {
+            format!(
+                "cannot rebuild bottle '{}' from {}",
+                args.identity,
+                dir.join(BottleMetadata::FILE).display()
+            )
+        })?;
+    let env = resolve_env(ctx, &manifest, args.dry_run, args.headless)?;
+    let spec = BottleSpec {
+        manifest,
+        env,
+        identity: Some(meta.identity.clone()),
+        label: Some(meta.label.clone()).filter(|l| !l.is_empty()),
+        color: Some(meta.color.clone()).filter(|c| !c.is_empty()),
+        copy_cwd: meta.copy_cwd,
+        uniquify_label: false,
+    };
+    let mut host = backend::HostEnv::current();
+    if meta.copy_cwd && !meta.cwd.is_empty() {
+        host.cwd = PathBuf::from(&meta.cwd);
+    }
+    // Plan first and write only once the operator said yes: a dry run or a
+    // declined resume leaves the preserved state exactly as it was.
+    let plan = backend::plan(backend.as_dyn(), &ctx.home, spec, &host)?;
+    show_preflight(&plan, args.json)?;
+    if args.dry_run {
+        return Ok(0);
+    }
+    if !approved(args.yes || args.headless, "resume this agent?")? {
+        return Ok(1);
+    }
+    backend::write_plan(&plan)?;
+    let running = backend.launch(plan)?;
+    attach(running, args.prompt.as_deref())
+}
+
+/// `-y` and headless runs are approved; otherwise ask `[y/N]`.
+fn approved(preapproved: bool, question: &str) -> Result<bool> {
+    if preapproved || terminal::confirm(question)? {
+        return Ok(true);
+    }
+    eprintln!("bot-bottle: not launched");
+    Ok(false)
+}
+
+fn show_preflight(plan: &Plan, json: bool) -> Result<()> {
+    for w in &plan.warnings {
+        crate::context::warn(w);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&describe::preflight_json(plan))?
+        );
+    } else {
+        print!("{}", describe::preflight_text(plan));
+    }
+    Ok(())
+}
+
+/// Resolve `?` and `${}` values: preview in a dry run, refuse `?` headless,
+/// otherwise ask on the terminal without echo.
+fn resolve_env(
+    ctx: &Context,
+    m: &Manifest,
+    dry_run: bool,
+    headless: bool,
+) -> Result<BTreeMap<String, Resolved>> {
+    let values: BTreeMap<String, EnvValue> = m
+        .bottle
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+    let mut ask = |name: &str, prompt: Option<&str>| {
+        terminal::secret(&format!("{}:", prompt.unwrap_or(name))).map_err(|e| e.to_string())
+    };
+    let mode = if dry_run {
+        AskMode::Preview
+    } else if headless {
+        AskMode::Headless
+    } else {
+        AskMode::Interactive(&mut ask)
+    };
+    Ok(manifest::resolve_env(&values, &*ctx.host.vars, mode)?)
+}
+
+/// Run the provider in a launched bottle and tear it down.
+fn attach(running: Box<dyn backend::RunningBottle>, prompt: Option<&str>) -> Result<i32> {
+    let _ = (running, prompt);
+    bail!("attaching to a launched bottle is not implemented in this version of bot-bottle")
+}
+
+fn pick_agent(lib: &Library) -> Result<String> {
+    let names: Vec<String> = lib.agents().into_iter().map(|e| e.name).collect();
+    if names.is_empty() {
+        bail!(
+            "no agents in {}; create one with `bot-bottle init`",
+            lib.agents_dir().display()
+        );
+    }
+    terminal::pick("agent:", names, "the agent name: bot-bottle start AGENT")
+}
+
+/// An ordered multi-select: bottles are added one at a time, in merge order,
+/// starting from the agent's defaults.
+fn pick_bottles(lib: &Library, defaults: &[String]) -> Result<Vec<String>> {
+    const DONE: &str = "✓ done";
+    const RESET: &str = "↺ start over";
+    let all: Vec<String> = lib.bottles().into_iter().map(|e| e.name).collect();
+    let mut chosen: Vec<String> = defaults.to_vec();
+    loop {
+        let mut options = vec![format!(
+            "{DONE} (use: {})",
+            if chosen.is_empty() {
+                "none".into()
+            } else {
+                chosen.join(", ")
+            }
+        )];
+        options.extend(
+            all.iter()
+                .filter(|b| !chosen.contains(b))
+                .map(|b| lib.extends_chain(b)),
+        );
+        if !chosen.is_empty() {
+            options.push(RESET.to_string());
+        }
+        let pick = terminal::pick(
+            "bottles, in merge order (later wins):",
+            options,
+            "--bottle NAME",
+        )?;
+        if pick.starts_with(DONE) {
+            return Ok(chosen);
+        } else if pick == RESET {
+            chosen.clear();
+        } else {
+            let name = pick.split(" <- ").next().unwrap_or(&pick).to_string();
+            chosen.push(name);
+        }
+    }
+}
+
+fn pick_backend(ctx: &Context) -> Result<Arc<dyn Backend>> {
+    let options: Vec<String> = ctx
+        .registry
+        .all()
+        .iter()
+        .map(|b| {
+            let a = b.available();
+            format!(
+                "{}{}",
+                b.name(),
+                if a.available {
+                    String::new()
+                } else {
+                    format!("  (unavailable: {})", a.reason)
+                }
+            )
+        })
+        .collect();
+    let pick = terminal::pick("backend:", options, "--backend")?;
+    Ok(ctx
+        .registry
+        .get(pick.split_whitespace().next().unwrap_or(&pick))?)
+}

@@ -1,0 +1,148 @@
+//! `list` and `info`: what can be started, what runs, and what an agent
+//! resolves to.
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use state::{BottleMetadata, StateDir};
+
+use crate::cli::{InfoArgs, ListArgs, ListWhat};
+use crate::context::{Context, warn};
+use crate::describe;
+use crate::terminal;
+
+pub fn list(ctx: &Context, args: ListArgs) -> Result<i32> {
+    let lib = ctx.library()?;
+    let agents = || -> Value {
+        lib.agents()
+            .iter()
+            .map(|e| json!({"name": e.name, "source": e.source, "path": e.path}))
+            .collect()
+    };
+    let bottles = || -> Value {
+        lib.bottles()
+            .iter()
+            .map(|e| json!({"name": e.name, "path": e.path}))
+            .collect()
+    };
+    let sections: Vec<(&str, Value)> = match args.what {
+        Some(ListWhat::Agents) => vec![("agents", agents())],
+        Some(ListWhat::Bottles) => vec![("bottles", bottles())],
+        Some(ListWhat::Active) => vec![("active", active(ctx))],
+        None => vec![
+            ("agents", agents()),
+            ("bottles", bottles()),
+            ("active", active(ctx)),
+        ],
+    };
+    if args.json {
+        let out: Value = if sections.len() == 1 {
+            sections[0].1.clone()
+        } else {
+            sections
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(0);
+    }
+    let color = terminal::color_stdout();
+    let many = sections.len() > 1;
+    for (name, items) in sections {
+        if many {
+            println!("{name}:");
+        }
+        let indent = if many { "  " } else { "" };
+        let items = items.as_array().cloned().unwrap_or_default();
+        if items.is_empty() && many {
+            println!("{indent}(none)");
+        }
+        for item in items {
+            let s = |k: &str| {
+                item.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            match name {
+                "active" => {
+                    let label = if s("label").is_empty() {
+                        String::new()
+                    } else {
+                        terminal::paint(&s("label"), &s("color"), color)
+                    };
+                    println!(
+                        "{indent}{}  {}  {}  {}  {}  {}",
+                        s("backend"),
+                        s("identity"),
+                        label,
+                        s("agent"),
+                        s("started"),
+                        s("state")
+                    );
+                }
+                "agents" if s("source") == "cwd" => {
+                    println!("{indent}{}  (this repo: {})", s("name"), s("path"))
+                }
+                _ => println!("{indent}{}", s("name")),
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Bottles with state on disk, and what each backend says is live. Backends
+/// that cannot enumerate yet are named, never silently skipped.
+fn active(ctx: &Context) -> Value {
+    let mut live = Vec::new();
+    for b in ctx.registry.all() {
+        match b.enumerate_active() {
+            Ok(found) => live.extend(found),
+            Err(e) => warn(&format!("{}: live bottles not checked: {e}", b.name())),
+        }
+    }
+    ctx.home
+        .identities()
+        .into_iter()
+        .map(|id| {
+            let dir = ctx.home.state_dir(&id);
+            let meta = BottleMetadata::read(&dir).unwrap_or_default();
+            let preserved = StateDir::open(&ctx.home, &id).is_some_and(|d| d.is_preserved());
+            let running = live.iter().any(|l| l.identity == id);
+            let state = if running {
+                "running"
+            } else if preserved {
+                "preserved"
+            } else if dir.join(BottleMetadata::FILE).is_file() {
+                "not running"
+            } else {
+                "no metadata"
+            };
+            json!({
+                "identity": id,
+                "backend": meta.backend_name(),
+                "label": meta.label,
+                "color": meta.color,
+                "agent": meta.agent_name,
+                "started": meta.started_at,
+                "state": state,
+                "bottles": meta.bottle_names,
+            })
+        })
+        .collect()
+}
+
+pub fn info(ctx: &Context, args: InfoArgs) -> Result<i32> {
+    let mut lib = ctx.library()?;
+    let m = lib.compose(&args.agent, &args.bottles)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&describe::info_json(&m))?
+        );
+    } else {
+        print!("{}", describe::info_text(&m));
+    }
+    Ok(0)
+}
