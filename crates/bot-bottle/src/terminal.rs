@@ -81,7 +81,11 @@ pub fn text(message: &str, default: Option<&str>, flag: &str) -> Result<String> 
 
 /// A secret, without echo.
 pub fn secret(message: &str) -> Result<secret::Secret<String>> {
-    require("\"${HOST_VAR}\" in the bottle", message)?;
+    if !interactive() {
+        bail!(
+            "it is asked at launch, but there is no terminal to ask on; run from a terminal, or copy it from the host with \"${{HOST_VAR}}\" in the bottle"
+        );
+    }
     inquire::Password::new(message)
         .without_confirmation()
         .with_display_mode(inquire::PasswordDisplayMode::Hidden)

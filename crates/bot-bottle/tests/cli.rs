@@ -1,0 +1,647 @@
+//! The command line as a user meets it: real processes, no controlling
+//! terminal (as in CI and scripts), a temporary `BOT_BOTTLE_HOME`.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+const SECRET: &str = "s3cr3t-host-value-7Qx9";
+
+struct World {
+    _tmp: tempfile::TempDir,
+    home: PathBuf,
+    user: PathBuf,
+    cwd: PathBuf,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+impl World {
+    /// A home holding `source` (a directory in the repo), a `$HOME` with the
+    /// skills and keys the fixtures name, and an empty cwd.
+    fn new(source: &str) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("bb");
+        copy_dir(&repo_root().join(source), &home);
+        let user = tmp.path().join("user");
+        std::fs::create_dir_all(user.join(".claude/skills/review")).unwrap();
+        std::fs::create_dir_all(user.join(".ssh")).unwrap();
+        std::fs::write(user.join(".ssh/id_ed25519_widgets"), "not a real key").unwrap();
+        let cwd = tmp.path().join("cwd");
+        std::fs::create_dir_all(&cwd).unwrap();
+        World {
+            _tmp: tmp,
+            home,
+            user,
+            cwd,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bot-bottle"));
+        cmd.args(args)
+            .current_dir(&self.cwd)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BOT_BOTTLE_HOME", &self.home)
+            .env("HOME", &self.user)
+            .env("DEMO_API_TOKEN", SECRET)
+            .env("GH_TOKEN", SECRET)
+            .env("GH_USER", SECRET)
+            .env("ANTHROPIC_TOKEN", SECRET)
+            .env("GITEA_TOKEN", SECRET)
+            .stdin(std::process::Stdio::null());
+        // No controlling terminal: /dev/tty cannot be opened, as in CI.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.cmd(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    fn state_entries(&self) -> Vec<String> {
+        std::fs::read_dir(self.home.join("state"))
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn write_metadata(&self, identity: &str, json: &str) -> PathBuf {
+        let dir = self.home.join("state").join(identity);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("metadata.json"), json).unwrap();
+        dir.join("metadata.json")
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_no_secret(o: &Output) {
+    assert!(
+        !stdout(o).contains(SECRET) && !stderr(o).contains(SECRET),
+        "secret printed:\n{}\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+#[test]
+fn no_arguments_is_usage_and_exit_2() {
+    let w = World::new("examples");
+    let o = w.run(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("Usage: bot-bottle"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn help_on_every_command() {
+    let w = World::new("examples");
+    for cmd in [
+        "start", "resume", "list", "info", "init", "edit", "stop", "logs", "commit", "cleanup",
+    ] {
+        let o = w.run(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{cmd}");
+        assert!(stdout(&o).contains("Usage: bot-bottle"), "{cmd}");
+    }
+}
+
+#[test]
+fn example_agent_dry_run_prints_the_preflight_and_leaves_no_state() {
+    let w = World::new("examples");
+    let o = w.run(&["start", "demo", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    for row in [
+        "bot-bottle preflight",
+        "agent",
+        "bottles",
+        "backend",
+        "identity",
+        "env",
+        "skills",
+        "git",
+        "git-gate",
+        "egress",
+        "CA",
+    ] {
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(row)),
+            "no '{row}' row in:\n{out}"
+        );
+    }
+    assert!(out.contains("demo  (merge order: base → demo)"), "{out}");
+    assert!(out.contains("docker"), "{out}");
+    assert!(out.contains("api.github.com [auth:Bearer]"), "{out}");
+    assert!(out.contains("on-match=block"), "{out}");
+    assert!(out.contains("Demo Bot <demo-bot@example.com>"), "{out}");
+    assert!(out.contains("SHA-256 "), "{out}");
+    assert_no_secret(&o);
+    assert!(
+        w.state_entries().is_empty(),
+        "state left: {:?}",
+        w.state_entries()
+    );
+
+    let o = w.run_env(&["start", "demo"], &[("BOT_BOTTLE_DRY_RUN", "1")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("bot-bottle preflight"));
+    assert!(w.state_entries().is_empty());
+}
+
+#[test]
+fn preflight_shows_origins_and_never_values() {
+    let w = World::new("tests/fixtures/home");
+    let o = w.run(&[
+        "start",
+        "reviewer",
+        "--dry-run",
+        "--label",
+        "Review PR #12",
+        "--color",
+        "cyan",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_no_secret(&o);
+    assert!(
+        out.contains("GH_USER  (copied from $GH_USER; from github)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("DEPLOY_PASSWORD  (asked at launch; from github)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("identity  review-pr-12  (label Review PR #12)"),
+        "{out}"
+    );
+    assert!(out.contains("widgets → git.example.com"), "{out}");
+    assert!(out.contains("email from agent reviewer"), "{out}");
+    // The provider route owns api.anthropic.com and redacts by default.
+    assert!(out.contains("api.anthropic.com [auth:Bearer]  dlp out=token_patterns,known_secrets on-match=redact in=injection  (from provider claude)"), "{out}");
+    assert!(
+        stderr(&o).contains("the route for api.anthropic.com is ignored"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !out.contains("CLAUDE_CODE_OAUTH_TOKEN"),
+        "placeholder shown: {out}"
+    );
+    assert!(w.state_entries().is_empty());
+}
+
+#[test]
+fn dry_run_json_is_data() {
+    let w = World::new("tests/fixtures/home");
+    let o = w.run(&[
+        "start",
+        "reviewer",
+        "--dry-run",
+        "--json",
+        "--bottle",
+        "base",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["backend"], "docker");
+    assert_eq!(v["metadata"]["backend"], "docker");
+    assert_eq!(v["bottles"], serde_json::json!(["base"]));
+    assert_eq!(v["env"]["EDITOR"]["kind"], "literal");
+    assert!(v["env"]["EDITOR"].get("value").is_none());
+    assert_no_secret(&o);
+}
+
+#[test]
+fn backend_precedence_flag_then_env_then_default() {
+    let w = World::new("examples");
+    let backend_of = |o: &Output| -> String {
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["metadata"]["backend"].as_str().unwrap().to_string()
+    };
+    let args = ["start", "demo", "--dry-run", "--json"];
+    assert_eq!(backend_of(&w.run(&args)), "docker");
+    assert_eq!(
+        backend_of(&w.run_env(&args, &[("BOT_BOTTLE_BACKEND", "smolmachines")])),
+        "smolmachines"
+    );
+    let mut with_flag = args.to_vec();
+    with_flag.extend(["--backend", "docker"]);
+    assert_eq!(
+        backend_of(&w.run_env(&with_flag, &[("BOT_BOTTLE_BACKEND", "smolmachines")])),
+        "docker"
+    );
+    let o = w.run(&["start", "demo", "--dry-run", "--backend", "vmware"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("unknown backend 'vmware'")
+            && stderr(&o).contains("docker, smolmachines"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn metadata_without_backend_resumes_on_docker() {
+    let w = World::new("examples");
+    let file = w.write_metadata("demo-old01", r#"{"identity": "demo-old01", "agent_name": "demo", "bottle_names": ["demo"], "compose_project": "bot-bottle-demo-old01"}"#);
+    let before = std::fs::read(&file).unwrap();
+    let o = w.run(&["resume", "demo-old01", "--dry-run", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["backend"], "docker");
+    assert_eq!(v["identity"], "demo-old01");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "a dry run must not rewrite metadata"
+    );
+    assert_eq!(w.state_entries(), ["demo-old01"]);
+}
+
+#[test]
+fn metadata_backend_wins_over_bot_bottle_backend() {
+    let w = World::new("examples");
+    w.write_metadata("demo-smol1", r#"{"identity": "demo-smol1", "agent_name": "demo", "backend": "smolmachines", "bottle_names": ["demo"]}"#);
+    let o = w.run_env(
+        &["resume", "demo-smol1", "--dry-run"],
+        &[("BOT_BOTTLE_BACKEND", "docker")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("backend   smolmachines"),
+        "{}",
+        stdout(&o)
+    );
+    // Every identity command dispatches the same way.
+    let o = w.run_env(&["stop", "demo-smol1"], &[("BOT_BOTTLE_BACKEND", "docker")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the smolmachines backend cannot stop bottles yet"),
+        "{}",
+        stderr(&o)
+    );
+    for cmd in ["logs", "commit"] {
+        let o = w.run_env(&[cmd, "demo-smol1"], &[("BOT_BOTTLE_BACKEND", "docker")]);
+        assert!(
+            stderr(&o).contains("the smolmachines backend cannot"),
+            "{cmd}: {}",
+            stderr(&o)
+        );
+    }
+    // No metadata: docker.
+    let o = w.run_env(
+        &["stop", "ghost-abcde"],
+        &[("BOT_BOTTLE_BACKEND", "smolmachines")],
+    );
+    assert!(
+        stderr(&o).contains("the docker backend cannot stop"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn unknown_backend_in_metadata_is_named() {
+    let w = World::new("examples");
+    w.write_metadata(
+        "demo-bad01",
+        r#"{"agent_name": "demo", "backend": "nonsense"}"#,
+    );
+    for args in [
+        &["resume", "demo-bad01", "--dry-run"][..],
+        &["stop", "demo-bad01"],
+        &["logs", "demo-bad01"],
+    ] {
+        let o = w.run(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains("unknown backend 'nonsense'") && e.contains("demo-bad01/metadata.json"),
+            "{args:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn resume_errors() {
+    let w = World::new("examples");
+    let o = w.run(&["resume", "nope-12345", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("state") && stderr(&o).contains("bot-bottle start"),
+        "{}",
+        stderr(&o)
+    );
+    let o = w.run(&["resume", "../../etc", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not a bottle identity"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn missing_choices_without_a_terminal_name_the_flag() {
+    let w = World::new("tests/fixtures/home");
+    let o = w.run(&["start", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("bot-bottle start AGENT"),
+        "{}",
+        stderr(&o)
+    );
+    let o = w.run(&["start", "nobottle", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--bottle NAME"), "{}", stderr(&o));
+    // Without -y and without a terminal, nothing launches and nothing is kept.
+    let o = w.run(&["start", "shell"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("pass -y"), "{}", stderr(&o));
+    assert!(w.state_entries().is_empty());
+}
+
+#[test]
+fn headless_cannot_ask_and_names_the_variable() {
+    let w = World::new("tests/fixtures/home");
+    let o = w.run(&["start", "reviewer", "--headless", "--prompt", "hi"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("DEPLOY_PASSWORD") && stderr(&o).contains("headless"),
+        "{}",
+        stderr(&o)
+    );
+    assert_no_secret(&o);
+    assert!(w.state_entries().is_empty());
+    let o = w.run(&["start", "reviewer", "-y"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("DEPLOY_PASSWORD") && stderr(&o).contains("no terminal to ask on"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn unset_host_variables_are_named() {
+    let w = World::new("tests/fixtures/home");
+    let mut cmd = w.cmd(&["start", "reviewer", "--dry-run"]);
+    cmd.env_remove("GH_USER");
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("GH_USER"), "{}", stderr(&o));
+    let mut cmd = w.cmd(&["start", "reviewer", "--dry-run"]);
+    cmd.env_remove("GH_TOKEN");
+    let o = cmd.output().unwrap();
+    assert!(
+        stderr(&o).contains("bottles/github.md") && stderr(&o).contains("token_ref GH_TOKEN"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn launch_is_honestly_not_implemented_and_cleans_up() {
+    let w = World::new("examples");
+    let o = w.run(&["start", "demo", "-y"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the docker backend cannot launch bottles yet"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(w.state_entries().is_empty(), "{:?}", w.state_entries());
+    assert_no_secret(&o);
+}
+
+#[test]
+fn manifest_errors_exit_1_and_write_nothing() {
+    let w = World::new("tests/fixtures/home");
+    let o = w.run(&["start", "shell", "--bottle", "broken", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with("bot-bottle: ")
+            && e.contains("bottles/broken.md:2")
+            && e.contains("did you mean 'env'"),
+        "{e}"
+    );
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(w.state_entries().is_empty());
+    let o = w.run(&["start", "broken", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("agents/broken.md"), "{}", stderr(&o));
+}
+
+#[test]
+fn list_is_lazy_and_has_json() {
+    let w = World::new("tests/fixtures/home");
+    let o = w.run(&["list", "agents"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "broken\nnobottle\nreviewer\nshell\n");
+    let o = w.run(&["list", "bottles", "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 7);
+    assert_eq!(v[1]["name"], "broken");
+    w.write_metadata("dev-aaaaa", r#"{"agent_name": "reviewer", "backend": "smolmachines", "label": "Dev", "color": "cyan", "started_at": "2026-11-01T10:00:00Z"}"#);
+    std::fs::write(w.home.join("state/dev-aaaaa/.preserve"), "").unwrap();
+    w.write_metadata("old-bbbbb", r#"{"agent_name": "shell"}"#);
+    let o = w.run(&["list", "active", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["identity"], "dev-aaaaa");
+    assert_eq!(v[0]["backend"], "smolmachines");
+    assert_eq!(v[0]["state"], "preserved");
+    assert_eq!(v[1]["backend"], "docker");
+    assert!(
+        stderr(&o).contains("live bottles not checked"),
+        "{}",
+        stderr(&o)
+    );
+    let o = w.run(&["list"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("agents:") && out.contains("bottles:") && out.contains("active:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("smolmachines  dev-aaaaa  Dev  reviewer"),
+        "{out}"
+    );
+    assert!(!out.contains('\x1b'), "colour without a TTY: {out:?}");
+}
+
+#[test]
+fn info_shows_names_and_origins_never_values() {
+    let w = World::new("tests/fixtures/home");
+    let o = w.run(&["info", "reviewer"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    for want in [
+        "GH_USER",
+        "DEPLOY_PASSWORD",
+        "review",
+        "You are a careful code reviewer.",
+        "Ada Bot <reviewer@example.com>",
+        "widgets → git.example.com",
+        "api.github.com [auth:Bearer]",
+        "github.com git-fetch",
+    ] {
+        assert!(out.contains(want), "no '{want}' in:\n{out}");
+    }
+    assert!(
+        !out.contains("Point out bugs"),
+        "only the first prompt line: {out}"
+    );
+    assert_no_secret(&o);
+    let o = w.run(&["info", "reviewer", "--bottle", "strict", "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["layers"],
+        serde_json::json!(["base", "github", "claude", "strict"])
+    );
+    assert_eq!(v["env"]["LOG_LEVEL"]["origin"], "strict");
+}
+
+#[test]
+fn cwd_bottles_are_ignored_with_a_warning() {
+    let w = World::new("tests/fixtures/home");
+    copy_dir(
+        &repo_root().join("tests/fixtures/repo/.bot-bottle"),
+        &w.cwd.join(".bot-bottle"),
+    );
+    let o = w.run(&["list", "bottles"]);
+    assert!(
+        stderr(&o).contains("warning: ignoring") && stderr(&o).contains(".bot-bottle/bottles"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("evil"));
+    let o = w.run(&["list", "agents"]);
+    assert!(
+        stdout(&o).contains("reviewer  (this repo:"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn init_writes_files_that_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World {
+        home: tmp.path().join("fresh"),
+        user: tmp.path().to_path_buf(),
+        cwd: tmp.path().to_path_buf(),
+        _tmp: tmp,
+    };
+    let o = w.run(&["init"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--agent NAME"), "{}", stderr(&o));
+    let o = w.run(&[
+        "init",
+        "--agent",
+        "helper",
+        "--prompt",
+        "Be helpful.",
+        "--bottle",
+        "dev",
+        "--provider",
+        "shell",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bot-bottle start helper --dry-run"),
+        "{}",
+        stderr(&o)
+    );
+    let o = w.run(&["start", "helper", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("provider  shell"));
+    let o = w.run(&[
+        "init", "--agent", "helper", "--prompt", "x", "--bottle", "dev",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    // A second agent reuses the existing bottle and writes no new one.
+    let o = w.run(&[
+        "init", "--agent", "second", "--prompt", "x", "--bottle", "dev",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_dir(w.home.join("bottles")).unwrap().count(),
+        1
+    );
+}
+
+#[test]
+fn edit_validates_after_the_editor() {
+    let w = World::new("tests/fixtures/home");
+    let script = w.user.join("break.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf -- '---\\nbottel: base\\n---\\n' > \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = w.run_env(&["edit", "shell"], &[("EDITOR", "true")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is valid"));
+    let o = w.run_env(
+        &["edit", "shell"],
+        &[("VISUAL", script.to_str().unwrap()), ("EDITOR", "true")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("did you mean 'bottle'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = w.run_env(&["edit", "ghost"], &[("EDITOR", "true")]);
+    assert!(
+        stderr(&o).contains("no agent named 'ghost'"),
+        "{}",
+        stderr(&o)
+    );
+}
