@@ -363,3 +363,84 @@ pub fn write_plan(plan: &Plan) -> Result<StateDir, BackendError> {
     dir.write_secret_file("egress/ca.key", plan.ca.key_pem.expose().as_bytes())?;
     Ok(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::{Backend, Docker, Smolmachines};
+
+    fn spec(home: &Home) -> BottleSpec {
+        std::fs::create_dir_all(home.bottles_dir()).unwrap();
+        std::fs::create_dir_all(home.agents_dir()).unwrap();
+        std::fs::write(
+            home.bottles_dir().join("b.md"),
+            "---\nagent_provider: {template: shell}\n---\n",
+        )
+        .unwrap();
+        std::fs::write(home.agents_dir().join("a.md"), "---\nbottle: b\n---\nhi\n").unwrap();
+        let mut lib = manifest::Library::open(home.root(), None, None).unwrap();
+        BottleSpec {
+            manifest: lib.compose("a", &[]).unwrap(),
+            env: BTreeMap::new(),
+            identity: None,
+            label: Some("My Label".into()),
+            color: None,
+            copy_cwd: false,
+            uniquify_label: true,
+        }
+    }
+
+    fn host() -> HostEnv {
+        HostEnv {
+            vars: Box::new(|_| None),
+            user_home: "/nonexistent".into(),
+            cwd: "/".into(),
+        }
+    }
+
+    #[test]
+    fn prepare_writes_metadata_with_its_own_backend_name_and_a_private_ca_key() {
+        for backend in [&Docker as &dyn Backend, &Smolmachines] {
+            let tmp = tempfile::tempdir().unwrap();
+            let home = Home::new(tmp.path());
+            let plan = backend.prepare(&home, spec(&home), &host()).unwrap();
+            assert_eq!(plan.identity, "my-label");
+            let meta = BottleMetadata::read(&plan.state_dir()).unwrap();
+            assert_eq!(meta.backend, backend.name());
+            assert_eq!(meta.bottle_names, ["b"]);
+            assert_eq!(meta.agent_name, "a");
+            let key = plan.state_dir().join("egress/ca.key");
+            assert_eq!(
+                std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            assert_eq!(
+                std::fs::metadata(plan.state_dir())
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777,
+                0o700
+            );
+            assert!(
+                std::fs::read_to_string(plan.state_dir().join("egress/ca.pem"))
+                    .unwrap()
+                    .contains("BEGIN CERTIFICATE")
+            );
+            // A second start with the same label is uniquified.
+            let again = backend.prepare(&home, spec(&home), &host()).unwrap();
+            assert_eq!(again.identity, "my-label-2");
+        }
+    }
+
+    #[test]
+    fn plan_alone_writes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::new(tmp.path());
+        let p = plan(&Docker, &home, spec(&home), &host()).unwrap();
+        assert!(!p.state_dir().exists());
+        assert!(!home.state_root().exists());
+    }
+}

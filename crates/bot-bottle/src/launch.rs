@@ -60,12 +60,7 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
     }
     let label = match args.label {
         Some(l) => Some(l),
-        None if tty => Some(terminal::text(
-            "label (empty for a random identity):",
-            None,
-            "--label",
-        )?)
-        .filter(|l| !l.trim().is_empty()),
+        None if tty => ask_label(ctx, &agent_name)?,
         None => None,
     };
     if let Some(c) = &args.color
@@ -215,6 +210,22 @@ fn resolve_env(
 fn attach(running: Box<dyn backend::RunningBottle>, prompt: Option<&str>) -> Result<i32> {
     let _ = (running, prompt);
     bail!("attaching to a launched bottle is not implemented in this version of bot-bottle")
+}
+
+/// Ask for a label until it is free (a live or preserved bottle may hold
+/// it); empty means a random identity.
+fn ask_label(ctx: &Context, agent: &str) -> Result<Option<String>> {
+    loop {
+        let label = terminal::text("label (empty for a random identity):", None, "--label")?;
+        if label.trim().is_empty() {
+            return Ok(None);
+        }
+        let taken = |id: &str| ctx.home.state_dir(id).exists();
+        match state::mint_identity(agent, Some(&label), false, &taken) {
+            Ok(_) => return Ok(Some(label)),
+            Err(e) => eprintln!("bot-bottle: {e}"),
+        }
+    }
 }
 
 fn pick_agent(lib: &Library) -> Result<String> {
