@@ -1,0 +1,228 @@
+//! The interactive paths on a real terminal: tmux runs the CLI, send-keys
+//! types, capture-pane reads the screen. Pickers, the secret prompt (no
+//! echo), the launch question and colour rules.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Tmux {
+    /// Run `args` of bot-bottle in a fresh tmux server with a copy of the
+    /// fixture home; `env` is exported first.
+    fn start(name: &str, args: &str, env: &[(&str, &str)]) -> Tmux {
+        Self::start_with(name, args, env, |_| {})
+    }
+
+    /// As `start`, with `setup` run on the home before the command starts.
+    fn start_with(name: &str, args: &str, env: &[(&str, &str)], setup: impl FnOnce(&Path)) -> Tmux {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/home");
+        assert!(
+            Command::new("cp")
+                .arg("-r")
+                .arg(&fixtures)
+                .arg(dir.join("bb"))
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::fs::create_dir_all(dir.join("user/.claude/skills/review")).unwrap();
+        std::fs::create_dir_all(dir.join("user/.ssh")).unwrap();
+        std::fs::write(dir.join("user/.ssh/id_ed25519_widgets"), "not a real key").unwrap();
+        setup(&dir.join("bb"));
+        let mut script = String::from(
+            "cd \"$1\"\nexport BOT_BOTTLE_HOME=\"$1/bb\" HOME=\"$1/user\"\nunset BOT_BOTTLE_BACKEND NO_COLOR\n",
+        );
+        for (k, v) in env {
+            script.push_str(&format!("export {k}='{v}'\n"));
+        }
+        script.push_str(&format!(
+            "{} {args}\necho \"EXIT=$?\"\nsleep 60\n",
+            env!("CARGO_BIN_EXE_bot-bottle")
+        ));
+        std::fs::write(dir.join("run.sh"), script).unwrap();
+        let socket = format!("bbtest-{name}-{}", std::process::id());
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "new-session",
+                "-d",
+                "-x",
+                "220",
+                "-y",
+                "50",
+                "sh",
+            ])
+            .arg(dir.join("run.sh"))
+            .arg(&dir)
+            .status()
+            .expect(
+                "tmux must be installed to test the terminal paths (scripts/test.sh installs it)",
+            );
+        assert!(status.success());
+        Tmux {
+            socket,
+            _tmp: tmp,
+            dir,
+        }
+    }
+
+    fn screen(&self, escapes: bool) -> String {
+        let mut cmd = Command::new("tmux");
+        cmd.args(["-L", &self.socket, "capture-pane", "-p", "-J"]);
+        if escapes {
+            cmd.arg("-e");
+        }
+        String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+    }
+
+    /// Wait until the screen shows `text` (bounded: 20 s).
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen(false);
+            if s.contains(text) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {text:?}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            assert!(
+                Command::new("tmux")
+                    .args(["-L", &self.socket, "send-keys", "-t", "0"])
+                    .arg(k)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.join("bb")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn state_entries(home: &Path) -> usize {
+    std::fs::read_dir(home.join("state"))
+        .map(|r| r.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn pickers_choose_agent_bottles_label_and_backend() {
+    let t = Tmux::start(
+        "pickers",
+        "start --dry-run",
+        &[
+            ("GH_TOKEN", "x"),
+            ("GH_USER", "x"),
+            ("ANTHROPIC_TOKEN", "x"),
+            ("GITEA_TOKEN", "x"),
+        ],
+    );
+    t.wait_for("agent:");
+    t.keys(&["shel", "Enter"]);
+    // The bottle picker starts from the agent's default and shows extends chains.
+    let s = t.wait_for("bottles, in merge order");
+    assert!(s.contains("done (use: base)"), "{s}");
+    assert!(s.contains("strict <- [github, claude]"), "{s}");
+    assert!(s.contains("github <- base"), "{s}");
+    // Add `claude` after `base`: type to filter, pick it, then done.
+    t.keys(&["claude", "Enter"]);
+    let s = t.wait_for("done (use: base, claude)");
+    assert!(s.contains("start over"), "{s}");
+    t.keys(&["Enter"]);
+    t.wait_for("label");
+    t.keys(&["Night Shift", "Enter"]);
+    let s = t.wait_for("backend:");
+    assert!(s.contains("smolmachines"), "{s}");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("EXIT=");
+    assert!(s.contains("bot-bottle preflight"), "{s}");
+    assert!(s.contains("bottles   base, claude"), "{s}");
+    assert!(s.contains("identity  night-shift"), "{s}");
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert_eq!(state_entries(&t.home()), 0);
+}
+
+#[test]
+fn secrets_are_asked_without_echo_and_declining_keeps_nothing() {
+    let secret = "typed-secret-Zq81";
+    let t = Tmux::start(
+        "secret",
+        "start reviewer --label x",
+        &[
+            ("GH_TOKEN", "x"),
+            ("GH_USER", "x"),
+            ("ANTHROPIC_TOKEN", "x"),
+            ("GITEA_TOKEN", "x"),
+        ],
+    );
+    t.wait_for("bottles, in merge order");
+    t.keys(&["Enter"]);
+    t.wait_for("backend:");
+    t.keys(&["Enter"]);
+    t.wait_for("Deploy password for staging");
+    t.keys(&[secret, "Enter"]);
+    let s = t.wait_for("launch this agent? [y/N]");
+    assert!(!s.contains(secret), "the secret was echoed:\n{s}");
+    assert!(s.contains("DEPLOY_PASSWORD"), "{s}");
+    assert_eq!(state_entries(&t.home()), 1, "prepare wrote the state dir");
+    t.keys(&["n", "Enter"]);
+    let s = t.wait_for("EXIT=");
+    assert!(s.contains("not launched") && s.contains("EXIT=1"), "{s}");
+    assert!(!s.contains(secret));
+    assert_eq!(
+        state_entries(&t.home()),
+        0,
+        "declining removes the prepared state"
+    );
+}
+
+#[test]
+fn labels_are_coloured_on_a_terminal_unless_no_color() {
+    let setup = |home: &Path| {
+        std::fs::create_dir_all(home.join("state/dev-aaaaa")).unwrap();
+        std::fs::write(
+            home.join("state/dev-aaaaa/metadata.json"),
+            r#"{"label": "Dev", "color": "cyan"}"#,
+        )
+        .unwrap();
+    };
+    let t = Tmux::start_with("colour", "list active", &[], setup);
+    t.wait_for("EXIT=0");
+    assert!(
+        t.screen(true).contains("\x1b[36mDev"),
+        "{:?}",
+        t.screen(true)
+    );
+    let t = Tmux::start_with("nocolour", "list active", &[("NO_COLOR", "1")], setup);
+    t.wait_for("EXIT=0");
+    let s = t.screen(true);
+    assert!(s.contains("Dev") && !s.contains("\x1b[36m"), "{s:?}");
+}
