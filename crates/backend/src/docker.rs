@@ -2,11 +2,7 @@
 //! on its own bridge (DESIGN.md). Planning is real; the Engine-API launch
 //! path is not implemented yet and says so.
 
-use state::{BottleMetadata, Home};
-
-use crate::error::BackendError;
-use crate::plan::Plan;
-use crate::registry::{ActiveBottle, Availability, Backend, CleanupPlan, RunningBottle};
+use crate::registry::{Availability, Backend};
 
 pub struct Docker;
 
@@ -20,13 +16,6 @@ impl Docker {
                 None => Err(host),
             },
             _ => Ok("/var/run/docker.sock".into()),
-        }
-    }
-
-    fn not_implemented(operation: &'static str) -> BackendError {
-        BackendError::NotImplemented {
-            backend: "docker".to_string(),
-            operation,
         }
     }
 }
@@ -62,38 +51,5 @@ impl Backend for Docker {
 
     fn runtime(&self) -> String {
         "runc container, network none (gVisor used when the daemon proves runsc works)".to_string()
-    }
-
-    fn launch(&self, _plan: Plan) -> Result<Box<dyn RunningBottle>, BackendError> {
-        Err(Self::not_implemented("launch bottles"))
-    }
-
-    fn enumerate_active(&self) -> Result<Vec<ActiveBottle>, BackendError> {
-        Err(Self::not_implemented("list live bottles"))
-    }
-
-    fn stop(&self, _home: &Home, _meta: &BottleMetadata) -> Result<(), BackendError> {
-        Err(Self::not_implemented("stop bottles"))
-    }
-
-    fn commit(&self, _home: &Home, _meta: &BottleMetadata) -> Result<String, BackendError> {
-        Err(Self::not_implemented("commit bottles"))
-    }
-
-    fn logs(
-        &self,
-        _home: &Home,
-        _meta: &BottleMetadata,
-        _follow: bool,
-    ) -> Result<(), BackendError> {
-        Err(Self::not_implemented("show sidecar logs"))
-    }
-
-    fn prepare_cleanup(&self, _home: &Home) -> Result<CleanupPlan, BackendError> {
-        Err(Self::not_implemented("find orphaned containers"))
-    }
-
-    fn cleanup(&self, _home: &Home, _plan: &CleanupPlan) -> Result<(), BackendError> {
-        Err(Self::not_implemented("clean up"))
     }
 }

@@ -61,15 +61,53 @@ pub trait Backend: Send + Sync {
     }
 
     fn as_dyn(&self) -> &dyn Backend;
-    fn launch(&self, plan: Plan) -> Result<Box<dyn RunningBottle>, BackendError>;
-    fn enumerate_active(&self) -> Result<Vec<ActiveBottle>, BackendError>;
-    fn stop(&self, home: &Home, meta: &BottleMetadata) -> Result<(), BackendError>;
+
+    // The operations below fail with `NotImplemented` naming this backend
+    // until the backend provides them: an honest error, never a pretend
+    // success.
+
+    fn launch(&self, plan: Plan) -> Result<Box<dyn RunningBottle>, BackendError> {
+        let _ = plan;
+        Err(self.not_implemented("launch bottles"))
+    }
+
+    fn enumerate_active(&self) -> Result<Vec<ActiveBottle>, BackendError> {
+        Err(self.not_implemented("list live bottles"))
+    }
+
+    fn stop(&self, home: &Home, meta: &BottleMetadata) -> Result<(), BackendError> {
+        let _ = (home, meta);
+        Err(self.not_implemented("stop bottles"))
+    }
+
     /// Snapshot a running bottle; returns what `resume` boots from.
-    fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError>;
+    fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError> {
+        let _ = (home, meta);
+        Err(self.not_implemented("commit bottles"))
+    }
+
     /// The sidecar's log lines.
-    fn logs(&self, home: &Home, meta: &BottleMetadata, follow: bool) -> Result<(), BackendError>;
-    fn prepare_cleanup(&self, home: &Home) -> Result<CleanupPlan, BackendError>;
-    fn cleanup(&self, home: &Home, plan: &CleanupPlan) -> Result<(), BackendError>;
+    fn logs(&self, home: &Home, meta: &BottleMetadata, follow: bool) -> Result<(), BackendError> {
+        let _ = (home, meta, follow);
+        Err(self.not_implemented("show sidecar logs"))
+    }
+
+    fn prepare_cleanup(&self, home: &Home) -> Result<CleanupPlan, BackendError> {
+        let _ = home;
+        Err(self.not_implemented("find orphaned bottles"))
+    }
+
+    fn cleanup(&self, home: &Home, plan: &CleanupPlan) -> Result<(), BackendError> {
+        let _ = (home, plan);
+        Err(self.not_implemented("clean up"))
+    }
+
+    fn not_implemented(&self, operation: &'static str) -> BackendError {
+        BackendError::NotImplemented {
+            backend: self.name().to_string(),
+            operation,
+        }
+    }
 }
 
 /// The registered backends, by name.

@@ -4,13 +4,7 @@
 
 use std::path::PathBuf;
 
-use state::{BottleMetadata, Home};
-
-use crate::error::BackendError;
-use crate::plan::Plan;
-use crate::registry::{
-    ActiveBottle, Availability, Backend, CleanupPlan, RunningBottle, is_executable, which,
-};
+use crate::registry::{Availability, Backend, is_executable, which};
 
 pub struct Smolmachines;
 
@@ -20,13 +14,6 @@ impl Smolmachines {
         match std::env::var_os("BOT_BOTTLE_SMOLVM") {
             Some(p) if !p.is_empty() => Some(PathBuf::from(p)).filter(|p| is_executable(p)),
             _ => which("smolvm"),
-        }
-    }
-
-    fn not_implemented(operation: &'static str) -> BackendError {
-        BackendError::NotImplemented {
-            backend: "smolmachines".to_string(),
-            operation,
         }
     }
 }
@@ -68,38 +55,5 @@ impl Backend for Smolmachines {
 
     fn runtime(&self) -> String {
         "libkrun microVM (smolvm), network allowlist = the sidecar's /32".to_string()
-    }
-
-    fn launch(&self, _plan: Plan) -> Result<Box<dyn RunningBottle>, BackendError> {
-        Err(Self::not_implemented("launch bottles"))
-    }
-
-    fn enumerate_active(&self) -> Result<Vec<ActiveBottle>, BackendError> {
-        Err(Self::not_implemented("list live bottles"))
-    }
-
-    fn stop(&self, _home: &Home, _meta: &BottleMetadata) -> Result<(), BackendError> {
-        Err(Self::not_implemented("stop bottles"))
-    }
-
-    fn commit(&self, _home: &Home, _meta: &BottleMetadata) -> Result<String, BackendError> {
-        Err(Self::not_implemented("commit bottles"))
-    }
-
-    fn logs(
-        &self,
-        _home: &Home,
-        _meta: &BottleMetadata,
-        _follow: bool,
-    ) -> Result<(), BackendError> {
-        Err(Self::not_implemented("show sidecar logs"))
-    }
-
-    fn prepare_cleanup(&self, _home: &Home) -> Result<CleanupPlan, BackendError> {
-        Err(Self::not_implemented("find orphaned machines"))
-    }
-
-    fn cleanup(&self, _home: &Home, _plan: &CleanupPlan) -> Result<(), BackendError> {
-        Err(Self::not_implemented("clean up"))
     }
 }

@@ -57,6 +57,21 @@ pub struct StartArgs {
     /// Copy the current directory (with .git) into the agent's workspace.
     #[arg(long)]
     pub cwd: bool,
+    #[command(flatten)]
+    pub launch: LaunchFlags,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// The bottle to resume (see `bot-bottle list active`).
+    pub identity: String,
+    #[command(flatten)]
+    pub launch: LaunchFlags,
+}
+
+/// Flags shared by `start` and `resume`.
+#[derive(Args, Debug)]
+pub struct LaunchFlags {
     /// Print the preflight and exit; launch nothing, leave no state.
     #[arg(long, env = "BOT_BOTTLE_DRY_RUN", value_parser = clap::builder::FalseyValueParser::new())]
     pub dry_run: bool,
@@ -70,21 +85,6 @@ pub struct StartArgs {
     #[arg(long, requires = "headless")]
     pub prompt: Option<String>,
     /// Print the preflight as JSON (with --dry-run).
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct ResumeArgs {
-    pub identity: String,
-    #[arg(long, env = "BOT_BOTTLE_DRY_RUN", value_parser = clap::builder::FalseyValueParser::new())]
-    pub dry_run: bool,
-    #[arg(short = 'y', long = "yes")]
-    pub yes: bool,
-    #[arg(long, requires = "prompt")]
-    pub headless: bool,
-    #[arg(long, requires = "headless")]
-    pub prompt: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

@@ -35,10 +35,10 @@ impl Drop for StateGuard {
 
 pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
     let mut lib = ctx.library()?;
-    let tty = !args.headless && terminal::interactive();
+    let tty = !args.launch.headless && terminal::interactive();
     let agent_name = match args.agent {
         Some(a) => a,
-        None if args.headless => bail!(
+        None if args.launch.headless => bail!(
             "--headless needs the agent named: bot-bottle start AGENT --headless --prompt TEXT"
         ),
         None => pick_agent(&lib)?,
@@ -79,7 +79,7 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
         (flag, env) => ctx.registry.choose(flag.as_deref(), env)?,
     };
     let manifest = lib.compose(&agent_name, &bottles)?;
-    let env = resolve_env(ctx, &manifest, args.dry_run, args.headless)?;
+    let env = resolve_env(ctx, &manifest, args.launch.dry_run, args.launch.headless)?;
     let spec = BottleSpec {
         manifest,
         env,
@@ -91,16 +91,19 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
     };
     let plan = backend.prepare(&ctx.home, spec, &ctx.host)?;
     let guard = StateGuard(Some(plan.state_dir()));
-    show_preflight(&plan, args.json)?;
-    if args.dry_run {
+    show_preflight(&plan, args.launch.json)?;
+    if args.launch.dry_run {
         return Ok(0);
     }
-    if !approved(args.yes || args.headless, "launch this agent?")? {
+    if !approved(
+        args.launch.yes || args.launch.headless,
+        "launch this agent?",
+    )? {
         return Ok(1);
     }
     let running = backend.launch(plan)?;
     guard.disarm();
-    attach(running, args.prompt.as_deref())
+    attach(running, args.launch.prompt.as_deref())
 }
 
 pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
@@ -126,7 +129,7 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
                 dir.join(BottleMetadata::FILE).display()
             )
         })?;
-    let env = resolve_env(ctx, &manifest, args.dry_run, args.headless)?;
+    let env = resolve_env(ctx, &manifest, args.launch.dry_run, args.launch.headless)?;
     let spec = BottleSpec {
         manifest,
         env,
@@ -143,16 +146,19 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
     // Plan first and write only once the operator said yes: a dry run or a
     // declined resume leaves the preserved state exactly as it was.
     let plan = backend::plan(backend.as_dyn(), &ctx.home, spec, &host)?;
-    show_preflight(&plan, args.json)?;
-    if args.dry_run {
+    show_preflight(&plan, args.launch.json)?;
+    if args.launch.dry_run {
         return Ok(0);
     }
-    if !approved(args.yes || args.headless, "resume this agent?")? {
+    if !approved(
+        args.launch.yes || args.launch.headless,
+        "resume this agent?",
+    )? {
         return Ok(1);
     }
     backend::write_plan(&plan)?;
     let running = backend.launch(plan)?;
-    attach(running, args.prompt.as_deref())
+    attach(running, args.launch.prompt.as_deref())
 }
 
 /// `-y` and headless runs are approved; otherwise ask `[y/N]`.

@@ -76,12 +76,11 @@ pub(crate) fn parse(
                 }
             }
             "git-gate" => {
-                let gg = ctx.map_or_empty("git-gate", value)?;
-                ctx.check_keys("git-gate", value, gg, &["user"], &[(
+                let gg = ctx.keyed_or_empty("git-gate", value, &["user"], &[(
                     "repos",
                     "credentials stay in bottles: move `repos` to a bottle under ~/.bot-bottle/bottles/",
                 )])?;
-                if let Some((_, user)) = gg.iter().find(|(k, _)| k == "user") {
+                if let Some(user) = crate::fields::get(gg, "user") {
                     agent.git_user = gitgate::parse_user(&ctx, "git-gate.user", user)?;
                 }
             }

@@ -102,8 +102,7 @@ pub(crate) fn parse(name: &str, file: &Path, root: &Node) -> Result<BottleFile, 
             "env" => bottle.env = parse_env(&ctx, value)?,
             "agent_provider" => bottle.agent_provider = Some(parse_provider(&ctx, value)?),
             "git-gate" => {
-                let gg = ctx.map_or_empty("git-gate", value)?;
-                ctx.check_keys("git-gate", value, gg, &["user", "repos"], &[])?;
+                let gg = ctx.keyed_or_empty("git-gate", value, &["user", "repos"], &[])?;
                 for (k, v) in gg {
                     match k.as_str() {
                         "user" => bottle.git_user = gitgate::parse_user(&ctx, "git-gate.user", v)?,
@@ -138,8 +137,7 @@ fn parse_env(ctx: &Ctx, node: &Node) -> Result<BTreeMap<String, EnvValue>, Manif
 }
 
 fn parse_provider(ctx: &Ctx, node: &Node) -> Result<AgentProvider, ManifestError> {
-    let entries = ctx.map_or_empty("agent_provider", node)?;
-    ctx.check_keys("agent_provider", node, entries, PROVIDER_KEYS, &[])?;
+    let entries = ctx.keyed_or_empty("agent_provider", node, PROVIDER_KEYS, &[])?;
     let mut p = AgentProvider::default();
     for (k, v) in entries {
         let key = join("agent_provider", k);
@@ -154,16 +152,7 @@ fn parse_provider(ctx: &Ctx, node: &Node) -> Result<AgentProvider, ManifestError
                 }
             }
             "dockerfile" => p.dockerfile = Some(ctx.string(&key, v)?),
-            "auth_token" => {
-                let name = ctx.string(&key, v)?;
-                if !crate::env::is_env_name(&name) {
-                    return Err(ctx.at(v, &key, format!(
-                        "{} `{key}` must be the NAME of a host environment variable holding the token, not the token itself",
-                        ctx.what
-                    )));
-                }
-                p.auth_token = Some(name);
-            }
+            "auth_token" => p.auth_token = Some(ctx.var_name(&key, v)?),
             "forward_host_credentials" => p.forward_host_credentials = ctx.bool(&key, v)?,
             "settings" => match v.to_json() {
                 serde_json::Value::Object(map) => p.settings = map,

@@ -68,6 +68,67 @@ impl Ctx {
         }
     }
 
+    /// A map whose keys must all be `allowed`; `removed` keys fail with
+    /// their migration hint.
+    pub fn keyed<'n>(
+        &self,
+        key: &str,
+        node: &'n Node,
+        allowed: &[&str],
+        removed: &[(&str, &str)],
+    ) -> Result<&'n [(String, Node)], ManifestError> {
+        let entries = self.map(key, node)?;
+        self.check_keys(key, node, entries, allowed, removed)?;
+        Ok(entries)
+    }
+
+    /// As [`Ctx::keyed`], with null meaning an empty map.
+    pub fn keyed_or_empty<'n>(
+        &self,
+        key: &str,
+        node: &'n Node,
+        allowed: &[&str],
+        removed: &[(&str, &str)],
+    ) -> Result<&'n [(String, Node)], ManifestError> {
+        if node.is_null() {
+            Ok(&[])
+        } else {
+            self.keyed(key, node, allowed, removed)
+        }
+    }
+
+    /// The entry `field` of the map `key`, or an error naming it and `hint`.
+    pub fn required<'n>(
+        &self,
+        key: &str,
+        node: &Node,
+        entries: &'n [(String, Node)],
+        field: &str,
+        hint: &str,
+    ) -> Result<&'n Node, ManifestError> {
+        get(entries, field).ok_or_else(|| {
+            self.at(
+                node,
+                &join(key, field),
+                format!("{} `{key}` has no `{field}`; {hint}", self.what),
+            )
+        })
+    }
+
+    /// A field that names a host environment variable (`token_ref`,
+    /// `auth_token`, `provisioner_token`). A pasted token is refused without
+    /// echoing it.
+    pub fn var_name(&self, key: &str, node: &Node) -> Result<String, ManifestError> {
+        let name = self.string(key, node)?;
+        if !crate::env::is_env_name(&name) {
+            return Err(self.at(node, key, format!(
+                "{} `{key}` must be the NAME of a host environment variable (letters, digits, '_'), not a token",
+                self.what
+            )));
+        }
+        Ok(name)
+    }
+
     pub fn list<'n>(&self, key: &str, node: &'n Node) -> Result<&'n [Node], ManifestError> {
         match &node.value {
             Value::Seq(items) => Ok(items),
@@ -217,6 +278,11 @@ impl Ctx {
             .unwrap_or(node.line);
         Err(self.error(Some(line), &join(key, unknown[0]), message))
     }
+}
+
+/// The entry `field` of a map's entries.
+pub(crate) fn get<'n>(entries: &'n [(String, Node)], field: &str) -> Option<&'n Node> {
+    entries.iter().find(|(k, _)| k == field).map(|(_, v)| v)
 }
 
 /// `parent.child`, or `child` at the root.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::ManifestError;
-use crate::fields::{Ctx, join};
+use crate::fields::{Ctx, get, join};
 use crate::yaml::Node;
 
 /// `git-gate.user`; each field is optional so layers can overlay field by field.
@@ -34,8 +34,7 @@ pub enum RepoKey {
 }
 
 pub(crate) fn parse_user(ctx: &Ctx, key: &str, node: &Node) -> Result<GitUser, ManifestError> {
-    let entries = ctx.map_or_empty(key, node)?;
-    ctx.check_keys(key, node, entries, &["name", "email"], &[])?;
+    let entries = ctx.keyed_or_empty(key, node, &["name", "email"], &[])?;
     let mut user = GitUser::default();
     for (k, v) in entries {
         let value = ctx.string(&join(key, k), v)?;
@@ -61,8 +60,7 @@ pub(crate) fn parse_repos(
                 "{} repo name '{name}' must be lowercase letters, digits and '-', starting with a letter", ctx.what
             )));
         }
-        let entries = ctx.map(&rkey, value)?;
-        ctx.check_keys(&rkey, value, entries, &["url", "host_key", "key"], &[])?;
+        let entries = ctx.keyed(&rkey, value, &["url", "host_key", "key"], &[])?;
         let mut repo = Repo::default();
         for (k, v) in entries {
             let fkey = join(&rkey, k);
@@ -89,67 +87,45 @@ pub(crate) fn parse_repos(
 }
 
 fn parse_key(ctx: &Ctx, key: &str, node: &Node) -> Result<RepoKey, ManifestError> {
-    let entries = ctx.map(key, node)?;
-    ctx.check_keys(
+    let entries = ctx.keyed(key, node, &["provider", "path", "provisioner_token"], &[])?;
+    let misplaced = |field: &str, owner: &str| {
+        ctx.at(
+            node,
+            &join(key, field),
+            format!("{} `{key}`: `{field}` is for provider {owner}", ctx.what),
+        )
+    };
+    let provider_node = ctx.required(
         key,
         node,
         entries,
-        &["provider", "path", "provisioner_token"],
-        &[],
+        "provider",
+        "use `provider: static` or `provider: gitea`",
     )?;
-    let field = |f: &str| entries.iter().find(|(k, _)| k == f).map(|(_, v)| v);
-    let need = |f: &str, provider: &str| {
-        field(f).ok_or_else(|| {
-            ctx.at(
-                node,
-                &join(key, f),
-                format!("{} `{key}` with provider {provider} needs `{f}`", ctx.what),
-            )
-        })
-    };
-    let provider_node = field("provider").ok_or_else(|| {
-        ctx.at(
-            node,
-            &join(key, "provider"),
-            format!(
-                "{} `{key}` needs `provider: static` or `provider: gitea`",
-                ctx.what
-            ),
-        )
-    })?;
     match ctx.string(&join(key, "provider"), provider_node)?.as_str() {
         "static" => {
-            if field("provisioner_token").is_some() {
-                return Err(ctx.at(
-                    node,
-                    &join(key, "provisioner_token"),
-                    format!(
-                        "{} `{key}`: `provisioner_token` is for provider gitea",
-                        ctx.what
-                    ),
-                ));
+            if get(entries, "provisioner_token").is_some() {
+                return Err(misplaced("provisioner_token", "gitea"));
             }
+            let path = ctx.required(
+                key,
+                node,
+                entries,
+                "path",
+                "provider static needs `path`, the private key file",
+            )?;
             Ok(RepoKey::Static {
-                path: ctx.string(&join(key, "path"), need("path", "static")?)?,
+                path: ctx.string(&join(key, "path"), path)?,
             })
         }
         "gitea" => {
-            if field("path").is_some() {
-                return Err(ctx.at(
-                    node,
-                    &join(key, "path"),
-                    format!("{} `{key}`: `path` is for provider static", ctx.what),
-                ));
+            if get(entries, "path").is_some() {
+                return Err(misplaced("path", "static"));
             }
-            let token_node = need("provisioner_token", "gitea")?;
-            let token = ctx.string(&join(key, "provisioner_token"), token_node)?;
-            if !crate::env::is_env_name(&token) {
-                return Err(ctx.at(token_node, &join(key, "provisioner_token"), format!(
-                    "{} `{key}.provisioner_token` must be the NAME of a host environment variable, not a token", ctx.what
-                )));
-            }
+            let hint = "provider gitea needs `provisioner_token`, the host variable holding a Gitea API token";
+            let token = ctx.required(key, node, entries, "provisioner_token", hint)?;
             Ok(RepoKey::Gitea {
-                provisioner_token: token,
+                provisioner_token: ctx.var_name(&join(key, "provisioner_token"), token)?,
             })
         }
         other => Err(ctx.at(

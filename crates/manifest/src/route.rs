@@ -127,8 +127,7 @@ pub(crate) fn parse_egress(
     ctx: &Ctx,
     node: &Node,
 ) -> Result<(Option<u8>, Vec<Route>), ManifestError> {
-    let entries = ctx.map_or_empty("egress", node)?;
-    ctx.check_keys("egress", node, entries, &["log", "routes"], &[])?;
+    let entries = ctx.keyed_or_empty("egress", node, &["log", "routes"], &[])?;
     let mut log = None;
     let mut routes: Vec<Route> = Vec::new();
     for (key, value) in entries {
@@ -167,22 +166,11 @@ pub(crate) fn parse_egress(
 }
 
 fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError> {
-    let entries = ctx.map(key, node)?;
-    ctx.check_keys(key, node, entries, &["host", "auth", "matches", "dlp", "git"], &[(
+    let entries = ctx.keyed(key, node, &["host", "auth", "matches", "dlp", "git"], &[(
         "role",
         "routes have no `role`; the provider's own API route is added from `agent_provider`, so delete this key",
     )])?;
-    let host_node = entries
-        .iter()
-        .find(|(k, _)| k == "host")
-        .map(|(_, v)| v)
-        .ok_or_else(|| {
-            ctx.at(
-                node,
-                &join(key, "host"),
-                format!("{} `{key}` has no `host`; every route needs one", ctx.what),
-            )
-        })?;
+    let host_node = ctx.required(key, node, entries, "host", "every route needs one")?;
     let host = ctx
         .string(&join(key, "host"), host_node)?
         .to_ascii_lowercase();
@@ -214,11 +202,9 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
             }
             "dlp" => route.dlp = parse_dlp(ctx, &path, v)?,
             "git" => {
-                let git = ctx.map(&path, v)?;
-                ctx.check_keys(
+                let git = ctx.keyed(
                     &path,
                     v,
-                    git,
                     &["fetch"],
                     &[("push", "pushes always go through git-gate; delete `push`")],
                 )?;
@@ -271,12 +257,8 @@ fn parse_auth(ctx: &Ctx, key: &str, node: &Node) -> Result<Auth, ManifestError> 
         ));
     }
     ctx.check_keys(key, node, entries, &["scheme", "token_ref"], &[])?;
-    let get = |name: &str| {
-        entries.iter().find(|(k, _)| k == name).map(|(_, v)| v).ok_or_else(|| {
-            ctx.at(node, &join(key, name), format!("{} `{key}` has no `{name}`; auth needs `scheme` (Bearer or token) and `token_ref`", ctx.what))
-        })
-    };
-    let scheme_node = get("scheme")?;
+    const HINT: &str = "auth needs `scheme` (Bearer or token) and `token_ref`";
+    let scheme_node = ctx.required(key, node, entries, "scheme", HINT)?;
     let scheme = match ctx.string(&join(key, "scheme"), scheme_node)?.as_str() {
         "Bearer" | "bearer" => AuthScheme::Bearer,
         "token" | "Token" => AuthScheme::Token,
@@ -291,20 +273,13 @@ fn parse_auth(ctx: &Ctx, key: &str, node: &Node) -> Result<Auth, ManifestError> 
             ));
         }
     };
-    let token_node = get("token_ref")?;
-    let token_ref = ctx.string(&join(key, "token_ref"), token_node)?;
-    if !crate::env::is_env_name(&token_ref) {
-        return Err(ctx.at(token_node, &join(key, "token_ref"), format!(
-            "{} `{key}.token_ref` must be the NAME of a host environment variable (letters, digits, '_'), not a token",
-            ctx.what
-        )));
-    }
+    let token_node = ctx.required(key, node, entries, "token_ref", HINT)?;
+    let token_ref = ctx.var_name(&join(key, "token_ref"), token_node)?;
     Ok(Auth { scheme, token_ref })
 }
 
 fn parse_match(ctx: &Ctx, key: &str, node: &Node) -> Result<Match, ManifestError> {
-    let entries = ctx.map(key, node)?;
-    ctx.check_keys(key, node, entries, &["paths", "methods", "headers"], &[])?;
+    let entries = ctx.keyed(key, node, &["paths", "methods", "headers"], &[])?;
     let mut m = Match::default();
     for (k, v) in entries {
         let path = join(key, k);
@@ -325,21 +300,17 @@ fn parse_match(ctx: &Ctx, key: &str, node: &Node) -> Result<Match, ManifestError
                 }
                 "paths" => m.paths.push(parse_path_match(ctx, &ikey, item)?),
                 "headers" => {
-                    let h = ctx.map(&ikey, item)?;
-                    ctx.check_keys(&ikey, item, h, &["name", "value"], &[])?;
-                    let field =
-                        |f: &str| -> Result<String, ManifestError> {
-                            let n = h.iter().find(|(k, _)| k == f).map(|(_, v)| v).ok_or_else(
-                                || {
-                                    ctx.at(
-                                        item,
-                                        &join(&ikey, f),
-                                        format!("{} `{ikey}` needs `name` and `value`", ctx.what),
-                                    )
-                                },
-                            )?;
-                            ctx.string(&join(&ikey, f), n)
-                        };
+                    let h = ctx.keyed(&ikey, item, &["name", "value"], &[])?;
+                    let field = |f: &str| -> Result<String, ManifestError> {
+                        let n = ctx.required(
+                            &ikey,
+                            item,
+                            h,
+                            f,
+                            "a header match needs `name` and `value`",
+                        )?;
+                        ctx.string(&join(&ikey, f), n)
+                    };
                     let name = field("name")?;
                     if name.is_empty()
                         || !name
@@ -365,12 +336,10 @@ fn parse_match(ctx: &Ctx, key: &str, node: &Node) -> Result<Match, ManifestError
 }
 
 fn parse_path_match(ctx: &Ctx, key: &str, node: &Node) -> Result<PathMatch, ManifestError> {
-    let entries = ctx.map(key, node)?;
-    ctx.check_keys(key, node, entries, &["type", "value"], &[])?;
+    let entries = ctx.keyed(key, node, &["type", "value"], &[])?;
     let field = |f: &str| -> Result<(&Node, String), ManifestError> {
-        let n = entries.iter().find(|(k, _)| k == f).map(|(_, v)| v).ok_or_else(|| {
-            ctx.at(node, &join(key, f), format!("{} `{key}` needs `type` (PathPrefix, Exact or RegularExpression) and `value`", ctx.what))
-        })?;
+        let hint = "a path match needs `type` (PathPrefix, Exact or RegularExpression) and `value`";
+        let n = ctx.required(key, node, entries, f, hint)?;
         Ok((n, ctx.string(&join(key, f), n)?))
     };
     let (type_node, kind) = field("type")?;
@@ -424,11 +393,9 @@ fn parse_path_match(ctx: &Ctx, key: &str, node: &Node) -> Result<PathMatch, Mani
 }
 
 fn parse_dlp(ctx: &Ctx, key: &str, node: &Node) -> Result<Dlp, ManifestError> {
-    let entries = ctx.map(key, node)?;
-    ctx.check_keys(
+    let entries = ctx.keyed(
         key,
         node,
-        entries,
         &[
             "outbound_detectors",
             "inbound_detectors",
