@@ -1,0 +1,329 @@
+//! The `crypto` detector (opt-in): values whose structure proves what they
+//! are, by checksum — BIP-39 seed phrases, Bitcoin private keys in WIF,
+//! payment card numbers (Luhn, with a known issuer prefix) and IBANs
+//! (mod 97). `data/bip39-english.txt` is the BIP-39 standard English list.
+
+use std::sync::OnceLock;
+
+use regex::bytes::Regex;
+use sha2::{Digest, Sha256};
+
+use crate::finding::{Detector, Finding, Severity, View, snippet};
+
+pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
+    let mut push = |rule: &str, span: std::ops::Range<usize>| {
+        out.push(Finding {
+            detector: Detector::Crypto,
+            rule: rule.to_string(),
+            snippet: snippet(data, &span),
+            span,
+            view,
+            severity: Severity::Block,
+        })
+    };
+    for span in bip39_phrases(data) {
+        push("bip39-seed-phrase", span);
+    }
+    static WIF: OnceLock<Regex> = OnceLock::new();
+    let wif =
+        WIF.get_or_init(|| Regex::new(r"\b[5KL9c][1-9A-HJ-NP-Za-km-z]{50,51}\b").expect("valid"));
+    for m in wif.find_iter(data) {
+        if is_wif(m.as_bytes()) {
+            push("bitcoin-wif-private-key", m.range());
+        }
+    }
+    static CARD: OnceLock<Regex> = OnceLock::new();
+    let card = CARD.get_or_init(|| {
+        Regex::new(r"(?:^|[^0-9\-])([0-9](?:[ \-]?[0-9]){12,18})(?:[^0-9\-]|$)").expect("valid")
+    });
+    for c in card.captures_iter(data) {
+        let Some(m) = c.get(1) else { continue };
+        if is_card(m.as_bytes()) {
+            push("payment-card-number", m.range());
+        }
+    }
+    static IBAN: OnceLock<Regex> = OnceLock::new();
+    let iban = IBAN.get_or_init(|| {
+        Regex::new(r"\b([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b")
+            .expect("valid")
+    });
+    for c in iban.captures_iter(data) {
+        let Some(m) = c.get(1) else { continue };
+        if is_iban(m.as_bytes()) {
+            push("iban", m.range());
+        }
+    }
+}
+
+fn wordlist() -> &'static std::collections::HashMap<&'static str, u16> {
+    static WORDS: OnceLock<std::collections::HashMap<&'static str, u16>> = OnceLock::new();
+    WORDS.get_or_init(|| {
+        include_str!("../data/bip39-english.txt")
+            .lines()
+            .enumerate()
+            .map(|(i, w)| (w.trim(), i as u16))
+            .collect()
+    })
+}
+
+/// Spans of valid BIP-39 phrases (12–24 words with a correct checksum).
+fn bip39_phrases(data: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let words = wordlist();
+    // Runs of consecutive list words separated only by spaces, commas,
+    // newlines or numbering.
+    let mut found = Vec::new();
+    let mut run: Vec<(u16, std::ops::Range<usize>)> = Vec::new();
+    let mut i = 0;
+    let flush = |run: &mut Vec<(u16, std::ops::Range<usize>)>,
+                 found: &mut Vec<std::ops::Range<usize>>| {
+        let mut start = 0;
+        while run.len() - start >= 12 {
+            let hit = [24, 21, 18, 15, 12]
+                .into_iter()
+                .find(|&n| run.len() - start >= n && checksum_ok(&run[start..start + n]));
+            match hit {
+                Some(n) => {
+                    found.push(run[start].1.start..run[start + n - 1].1.end);
+                    start += n;
+                }
+                None => start += 1,
+            }
+        }
+        run.clear();
+    };
+    while i < data.len() {
+        if data[i].is_ascii_lowercase() {
+            let s = i;
+            while i < data.len() && data[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            match std::str::from_utf8(&data[s..i])
+                .ok()
+                .and_then(|w| words.get(w))
+            {
+                Some(&index) => run.push((index, s..i)),
+                None => flush(&mut run, &mut found),
+            }
+        } else if data[i].is_ascii_whitespace()
+            || matches!(data[i], b',' | b'.' | b')' | b'-' | b'"' | b'\'')
+            || data[i].is_ascii_digit()
+        {
+            i += 1;
+        } else {
+            flush(&mut run, &mut found);
+            i += 1;
+        }
+    }
+    flush(&mut run, &mut found);
+    found
+}
+
+fn checksum_ok(words: &[(u16, std::ops::Range<usize>)]) -> bool {
+    let n = words.len();
+    let total_bits = n * 11;
+    let cs_bits = n / 3;
+    let ent_bits = total_bits - cs_bits;
+    let mut bits = Vec::with_capacity(total_bits);
+    for (index, _) in words {
+        for b in (0..11).rev() {
+            bits.push((index >> b) & 1 == 1);
+        }
+    }
+    let entropy: Vec<u8> = bits[..ent_bits]
+        .chunks(8)
+        .map(|c| c.iter().fold(0u8, |acc, &b| (acc << 1) | u8::from(b)))
+        .collect();
+    let hash = Sha256::digest(&entropy);
+    (0..cs_bits).all(|k| ((hash[k / 8] >> (7 - k % 8)) & 1 == 1) == bits[ent_bits + k])
+}
+
+fn base58_decode(s: &[u8]) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    let mut out: Vec<u8> = Vec::new();
+    for &c in s {
+        let mut carry = ALPHABET.iter().position(|&a| a == c)? as u32;
+        for byte in out.iter_mut().rev() {
+            carry += u32::from(*byte) * 58;
+            *byte = (carry & 0xff) as u8;
+            carry >>= 8;
+        }
+        while carry > 0 {
+            out.insert(0, (carry & 0xff) as u8);
+            carry >>= 8;
+        }
+    }
+    let zeros = s.iter().take_while(|&&c| c == b'1').count();
+    let mut full = vec![0u8; zeros];
+    full.extend(out);
+    Some(full)
+}
+
+fn is_wif(s: &[u8]) -> bool {
+    let Some(raw) = base58_decode(s) else {
+        return false;
+    };
+    if !(raw.len() == 37 || raw.len() == 38 && raw[33] == 0x01) || !matches!(raw[0], 0x80 | 0xef) {
+        return false;
+    }
+    let (body, check) = raw.split_at(raw.len() - 4);
+    Sha256::digest(Sha256::digest(body))[..4] == *check
+}
+
+fn is_card(s: &[u8]) -> bool {
+    let digits: Vec<u8> = s
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|b| b - b'0')
+        .collect();
+    let n = digits.len();
+    if !(13..=19).contains(&n) || digits.iter().all(|&d| d == digits[0]) {
+        return false;
+    }
+    let prefix = |k: usize| {
+        digits[..k]
+            .iter()
+            .fold(0u32, |acc, &d| acc * 10 + u32::from(d))
+    };
+    let issuer = match digits[0] {
+        4 => matches!(n, 13 | 16 | 19),
+        5 => (51..=55).contains(&prefix(2)) && n == 16,
+        2 => (2221..=2720).contains(&prefix(4)) && n == 16,
+        3 => {
+            (matches!(prefix(2), 34 | 37) && n == 15)
+                || (prefix(2) == 35 && (16..=19).contains(&n))
+                || (matches!(prefix(2), 36 | 38) && n == 14)
+        }
+        6 => {
+            (prefix(4) == 6011 || prefix(2) == 65 || (644..=649).contains(&prefix(3)))
+                && (16..=19).contains(&n)
+        }
+        _ => false,
+    };
+    issuer
+        && digits
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, &d)| {
+                if i % 2 == 1 {
+                    let x = d * 2;
+                    if x > 9 { x - 9 } else { x }
+                } else {
+                    d
+                }
+            })
+            .map(u32::from)
+            .sum::<u32>()
+            % 10
+            == 0
+}
+
+fn is_iban(s: &[u8]) -> bool {
+    const LENGTHS: &[(&[u8; 2], usize)] = &[
+        (b"AD", 24),
+        (b"AT", 20),
+        (b"BE", 16),
+        (b"BG", 22),
+        (b"CH", 21),
+        (b"CY", 28),
+        (b"CZ", 24),
+        (b"DE", 22),
+        (b"DK", 18),
+        (b"EE", 20),
+        (b"ES", 24),
+        (b"FI", 18),
+        (b"FR", 27),
+        (b"GB", 22),
+        (b"GR", 27),
+        (b"HR", 21),
+        (b"HU", 28),
+        (b"IE", 22),
+        (b"IS", 26),
+        (b"IT", 27),
+        (b"LI", 21),
+        (b"LT", 20),
+        (b"LU", 20),
+        (b"LV", 21),
+        (b"MC", 27),
+        (b"MT", 31),
+        (b"NL", 18),
+        (b"NO", 15),
+        (b"PL", 28),
+        (b"PT", 25),
+        (b"RO", 24),
+        (b"SE", 24),
+        (b"SI", 19),
+        (b"SK", 24),
+        (b"SM", 27),
+        (b"TR", 26),
+        (b"UA", 29),
+        (b"AE", 23),
+        (b"SA", 24),
+        (b"BR", 29),
+    ];
+    let compact: Vec<u8> = s.iter().copied().filter(|b| *b != b' ').collect();
+    let Some((_, len)) = LENGTHS.iter().find(|(c, _)| compact.starts_with(&c[..])) else {
+        return false;
+    };
+    if compact.len() != *len {
+        return false;
+    }
+    let rearranged = compact[4..].iter().chain(&compact[..4]);
+    let mut rem: u32 = 0;
+    for &c in rearranged {
+        let v = if c.is_ascii_digit() {
+            u32::from(c - b'0')
+        } else {
+            u32::from(c - b'A') + 10
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        scan(text.as_bytes(), View::Raw, &mut out);
+        out.into_iter().map(|f| f.rule).collect()
+    }
+
+    #[test]
+    fn bip39_needs_a_valid_checksum() {
+        // The BIP-39 test vector for all-zero entropy.
+        let phrase = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+        assert_eq!(rules(&format!("seed: {phrase}\n")), ["bip39-seed-phrase"]);
+        let wrong = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon";
+        assert!(rules(wrong).is_empty());
+        assert!(
+            rules("the quick brown fox jumps over the lazy dog again and again and again")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn wif_cards_iban() {
+        assert_eq!(
+            rules("key=5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ"),
+            ["bitcoin-wif-private-key"]
+        );
+        assert!(rules("5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTK").is_empty());
+        assert_eq!(
+            rules("card 4111 1111 1111 1111 exp"),
+            ["payment-card-number"]
+        );
+        assert_eq!(rules("amex: 378282246310005"), ["payment-card-number"]);
+        assert!(rules("4111 1111 1111 1112").is_empty());
+        assert!(rules("id 1234567890123456").is_empty());
+        assert_eq!(rules("IBAN DE89 3704 0044 0532 0130 00 please"), ["iban"]);
+        assert_eq!(rules("GB82WEST12345698765432"), ["iban"]);
+        assert!(rules("DE89 3704 0044 0532 0130 01").is_empty());
+    }
+}

@@ -1,0 +1,200 @@
+//! Data-loss prevention for bottles: one detector engine for the egress
+//! proxy (requests out, responses in) and git-gate (pushed commits), so a
+//! secret that cannot leave by HTTPS cannot leave by `git push` either.
+//!
+//! Owns: the detectors (`token_patterns`, `known_secrets` with the canary,
+//! `entropy`, `crypto`, `injection`), rules as data in the gitleaks format,
+//! normalisation (NFKC, invisible characters, content encodings, size
+//! bounds), findings and redaction.
+//!
+//! No I/O: every function takes bytes and returns findings. Knows nothing of
+//! HTTP, git, files or where a secret came from.
+
+mod crypto;
+mod entropy;
+mod finding;
+mod injection;
+mod known_secrets;
+mod normalize;
+mod rules;
+mod token_patterns;
+
+pub use entropy::shannon;
+pub use finding::{Detector, Finding, Severity, View, mask, redact};
+pub use known_secrets::{Canary, KnownSecrets};
+pub use normalize::{DEFAULT_MAX_BYTES, DecodeError, decode, normalized};
+pub use rules::{Rule, RuleError, RuleSet};
+pub use token_patterns::TokenScanner;
+
+/// Which outbound detectors run, and the size bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanOptions {
+    pub token_patterns: bool,
+    pub known_secrets: bool,
+    pub entropy: bool,
+    pub crypto: bool,
+    /// Larger inputs are a finding ("too large to scan"), never a pass.
+    pub max_bytes: usize,
+}
+
+impl Default for ScanOptions {
+    /// The manifest default: `token_patterns` and `known_secrets`.
+    fn default() -> Self {
+        ScanOptions {
+            token_patterns: true,
+            known_secrets: true,
+            entropy: false,
+            crypto: false,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+impl ScanOptions {
+    /// From manifest detector names (`outbound_detectors`); unknown names
+    /// are returned as the error.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<ScanOptions, String> {
+        let mut o = ScanOptions {
+            token_patterns: false,
+            known_secrets: false,
+            ..ScanOptions::default()
+        };
+        for name in names {
+            match name.as_ref() {
+                "token_patterns" => o.token_patterns = true,
+                "known_secrets" => o.known_secrets = true,
+                "entropy" => o.entropy = true,
+                "crypto" => o.crypto = true,
+                other => return Err(other.to_string()),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// The outbound scanner: compiled rules, registered secrets, options.
+#[derive(Debug)]
+pub struct Scanner {
+    tokens: TokenScanner,
+    known: KnownSecrets,
+    options: ScanOptions,
+}
+
+impl Scanner {
+    pub fn new(rules: RuleSet, known: KnownSecrets, options: ScanOptions) -> Scanner {
+        Scanner {
+            tokens: TokenScanner::new(rules),
+            known,
+            options,
+        }
+    }
+
+    /// The built-in rules, no registered secrets, default detectors.
+    pub fn builtin() -> Scanner {
+        Scanner::new(
+            RuleSet::builtin().clone(),
+            KnownSecrets::new(),
+            ScanOptions::default(),
+        )
+    }
+
+    pub fn options(&self) -> ScanOptions {
+        self.options
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        self.tokens.rules()
+    }
+
+    /// Scan one buffer (a file at `path`, when known): the raw bytes, then
+    /// the normalised text when normalising changes it. A value found only
+    /// in the normalised view is reported in [`View::Derived`].
+    pub fn scan(&self, data: &[u8], path: Option<&str>) -> Vec<Finding> {
+        if data.len() > self.options.max_bytes {
+            return vec![too_large(data.len(), self.options.max_bytes)];
+        }
+        let mut out = Vec::new();
+        self.scan_view(data, path, View::Raw, &mut out);
+        if let Some(norm) = normalized(data) {
+            let mut derived = Vec::new();
+            self.scan_view(&norm, path, View::Derived, &mut derived);
+            let raw_values: Vec<&[u8]> = out.iter().map(|f| &data[f.span.clone()]).collect();
+            out.extend(
+                derived
+                    .into_iter()
+                    .filter(|f| !raw_values.contains(&&norm[f.span.clone()])),
+            );
+        }
+        out
+    }
+
+    /// Scan a body sent with `content_encoding`: decoded (bounded) first.
+    /// A body that cannot be decoded or is too large is a finding.
+    pub fn scan_body(&self, data: &[u8], content_encoding: Option<&str>) -> Vec<Finding> {
+        match content_encoding
+            .map(str::trim)
+            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+        {
+            None => self.scan(data, None),
+            Some(encoding) => match decode(data, encoding, self.options.max_bytes) {
+                Ok(decoded) => {
+                    let mut findings = self.scan(&decoded, None);
+                    for f in &mut findings {
+                        f.view = View::Derived;
+                    }
+                    findings
+                }
+                Err(e) => vec![unscannable(&e)],
+            },
+        }
+    }
+
+    fn scan_view(&self, data: &[u8], path: Option<&str>, view: View, out: &mut Vec<Finding>) {
+        if self.options.token_patterns {
+            self.tokens.scan(data, path, view, out);
+        }
+        if self.options.known_secrets {
+            self.known.scan(data, view, out);
+        }
+        if self.options.entropy {
+            entropy::scan(data, view, out);
+        }
+        if self.options.crypto {
+            crypto::scan(data, view, out);
+        }
+    }
+}
+
+/// Scan a response body for prompt injection (raw and normalised).
+pub fn scan_inbound(data: &[u8]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    injection::scan(data, View::Raw, &mut out);
+    out
+}
+
+fn too_large(len: usize, limit: usize) -> Finding {
+    Finding {
+        detector: Detector::Unscannable,
+        rule: "too-large".to_string(),
+        span: 0..0,
+        view: View::Raw,
+        snippet: format!("{len} bytes is more than the {limit}-byte scan limit; too large to scan"),
+        severity: Severity::Block,
+    }
+}
+
+fn unscannable(e: &DecodeError) -> Finding {
+    Finding {
+        detector: Detector::Unscannable,
+        rule: match e {
+            DecodeError::TooLarge { .. } => "too-large",
+            DecodeError::Corrupt { .. } => "corrupt-encoding",
+            DecodeError::Unknown(_) => "unknown-encoding",
+        }
+        .to_string(),
+        span: 0..0,
+        view: View::Raw,
+        snippet: e.to_string(),
+        severity: Severity::Block,
+    }
+}

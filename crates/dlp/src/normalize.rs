@@ -1,0 +1,168 @@
+//! Views of the input that defeat trivial evasion: NFKC with invisible
+//! characters removed, and bodies decoded from their `Content-Encoding`
+//! (gzip, deflate, br, zstd) under a size bound that also stops
+//! decompression bombs.
+
+use std::io::Read;
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Bodies larger than this (raw or decoded) are not scanned: they are
+/// refused as "too large to scan", never passed.
+pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Zero-width, bidi control, invisible operator and tag characters.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{E0000}'..='\u{E007F}')
+}
+
+/// The text with invisible characters removed and NFKC applied, when that
+/// changes anything; `None` for pure ASCII or non-UTF-8 input.
+pub fn normalized(data: &[u8]) -> Option<Vec<u8>> {
+    if data.is_ascii() {
+        return None;
+    }
+    let text = std::str::from_utf8(data).ok()?;
+    let out: String = text.chars().filter(|c| !is_invisible(*c)).nfkc().collect();
+    (out.as_bytes() != data).then(|| out.into_bytes())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("body is larger than {limit} bytes after decoding ({encoding}); too large to scan")]
+    TooLarge { encoding: String, limit: usize },
+    #[error("body is not valid {encoding}: {message}")]
+    Corrupt { encoding: String, message: String },
+    #[error("unknown content-encoding '{0}'; cannot scan it")]
+    Unknown(String),
+}
+
+/// Undo a `Content-Encoding` header value (encodings applied in order, so
+/// undone in reverse). At most `limit` decoded bytes.
+pub fn decode(data: &[u8], content_encoding: &str, limit: usize) -> Result<Vec<u8>, DecodeError> {
+    let mut current = data.to_vec();
+    for encoding in content_encoding
+        .split(',')
+        .map(|e| e.trim().to_ascii_lowercase())
+        .rev()
+    {
+        current = match encoding.as_str() {
+            "" | "identity" => continue,
+            "gzip" | "x-gzip" => read_bounded(
+                flate2::read::MultiGzDecoder::new(&current[..]),
+                &encoding,
+                limit,
+            )?,
+            "deflate" => {
+                // RFC 9110 says zlib-wrapped; some servers send raw deflate.
+                read_bounded(
+                    flate2::read::ZlibDecoder::new(&current[..]),
+                    &encoding,
+                    limit,
+                )
+                .or_else(|_| {
+                    read_bounded(
+                        flate2::read::DeflateDecoder::new(&current[..]),
+                        &encoding,
+                        limit,
+                    )
+                })?
+            }
+            "br" => read_bounded(
+                brotli_decompressor::Decompressor::new(&current[..], 4096),
+                &encoding,
+                limit,
+            )?,
+            "zstd" => {
+                let decoder =
+                    ruzstd::decoding::StreamingDecoder::new(&current[..]).map_err(|e| {
+                        DecodeError::Corrupt {
+                            encoding: encoding.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                read_bounded(decoder, &encoding, limit)?
+            }
+            other => return Err(DecodeError::Unknown(other.to_string())),
+        };
+    }
+    Ok(current)
+}
+
+fn read_bounded(reader: impl Read, encoding: &str, limit: usize) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| DecodeError::Corrupt {
+            encoding: encoding.to_string(),
+            message: e.to_string(),
+        })?;
+    if out.len() > limit {
+        return Err(DecodeError::TooLarge {
+            encoding: encoding.to_string(),
+            limit,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn strips_invisibles_and_folds_compatibility_forms() {
+        assert_eq!(normalized(b"plain ascii"), None);
+        let fancy = "ｇｈｐ＿abc\u{200B}def\u{202E}";
+        assert_eq!(normalized(fancy.as_bytes()).unwrap(), b"ghp_abcdef");
+    }
+
+    #[test]
+    fn decodes_each_encoding_and_refuses_bombs() {
+        let body = b"hello hello hello".repeat(100);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&body).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(decode(&gz, "gzip", 1 << 20).unwrap(), body);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&body).unwrap();
+        assert_eq!(
+            decode(&z.finish().unwrap(), "deflate", 1 << 20).unwrap(),
+            body
+        );
+        let mut br = Vec::new();
+        brotli::BrotliCompress(&mut &body[..], &mut br, &Default::default()).unwrap();
+        assert_eq!(decode(&br, "br", 1 << 20).unwrap(), body);
+        let zs = ruzstd::encoding::compress_to_vec(
+            &body[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        assert_eq!(decode(&zs, "zstd", 1 << 20).unwrap(), body);
+        // gzip inside br, as the header lists them.
+        let mut both = Vec::new();
+        brotli::BrotliCompress(&mut &gz[..], &mut both, &Default::default()).unwrap();
+        assert_eq!(decode(&both, "gzip, br", 1 << 20).unwrap(), body);
+
+        let bomb = vec![0u8; 64 << 20];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&bomb).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 200_000);
+        assert!(matches!(
+            decode(&gz, "gzip", DEFAULT_MAX_BYTES),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode(b"not gzip", "gzip", 100),
+            Err(DecodeError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode(b"x", "compress", 100),
+            Err(DecodeError::Unknown(_))
+        ));
+    }
+}
