@@ -217,20 +217,63 @@ impl RuleSet {
     }
 }
 
-fn compile_regex(
+/// Go's RE2 (gitleaks) reads a `{` that does not open a repetition as a
+/// literal; the `regex` crate refuses it. Escape those, change nothing else.
+fn escape_literal_braces(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let (mut i, mut in_class) = (0, false);
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' => {
+                out.push(c);
+                if let Some(&next) = chars.get(i + 1) {
+                    out.push(next);
+                }
+                i += 2;
+                continue;
+            }
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            '{' if !in_class => {
+                let rest: String = chars[i + 1..].iter().take_while(|&&c| c != '}').collect();
+                let closed = chars.len() > i + 1 + rest.len();
+                let (lo, hi) = rest.split_once(',').unwrap_or((&rest, "0"));
+                let repetition = closed
+                    && !lo.is_empty()
+                    && lo.chars().all(|c| c.is_ascii_digit())
+                    && hi.chars().all(|c| c.is_ascii_digit());
+                if !repetition {
+                    out.push_str("\\{");
+                    i += 1;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// Compile a rule file's pattern with `build`, retrying with Go's literal
+/// braces escaped; the error names the file, rule and field.
+fn compile_with<R>(
+    build: impl Fn(&str) -> Result<R, regex::Error>,
     pattern: &str,
     origin: &str,
     rule: &str,
     field: &'static str,
-) -> Result<Regex, RuleError> {
-    RegexBuilder::new(pattern)
-        .size_limit(8 << 20)
-        .dfa_size_limit(8 << 20)
-        .build()
+) -> Result<R, RuleError> {
+    build(pattern)
+        .or_else(|e| build(&escape_literal_braces(pattern)).map_err(|_| e))
         .map_err(|e| RuleError::Regex {
             origin: origin.to_string(),
             rule: rule.to_string(),
             field,
+            // The regex crate draws a multi-line caret diagram; keep its last line.
             message: e
                 .to_string()
                 .lines()
@@ -241,24 +284,30 @@ fn compile_regex(
         })
 }
 
+fn compile_regex(
+    pattern: &str,
+    origin: &str,
+    rule: &str,
+    field: &'static str,
+) -> Result<Regex, RuleError> {
+    // ASCII classes, as in Go's RE2 (`\w` is `[0-9A-Za-z_]` there): smaller and faster.
+    let build = |p: &str| {
+        RegexBuilder::new(p)
+            .unicode(false)
+            .size_limit(8 << 20)
+            .dfa_size_limit(8 << 20)
+            .build()
+    };
+    compile_with(build, pattern, origin, rule, field)
+}
+
 fn compile_text_regex(
     pattern: &str,
     origin: &str,
     rule: &str,
     field: &'static str,
 ) -> Result<regex::Regex, RuleError> {
-    regex::Regex::new(pattern).map_err(|e| RuleError::Regex {
-        origin: origin.to_string(),
-        rule: rule.to_string(),
-        field,
-        message: e
-            .to_string()
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim_start_matches("error: ")
-            .to_string(),
-    })
+    compile_with(regex::Regex::new, pattern, origin, rule, field)
 }
 
 fn compile_allowlist(a: &AllowlistToml, origin: &str, rule: &str) -> Result<Allowlist, RuleError> {
@@ -401,6 +450,23 @@ mod tests {
         .to_string();
         assert!(e.contains("secretGroup"), "{e}");
         assert!(RuleSet::parse("rules = 3", "m").is_err());
+    }
+
+    #[test]
+    fn go_literal_braces_are_escaped() {
+        assert_eq!(
+            escape_literal_braces(r"^\$(?:\d+|{\d+})$"),
+            r"^\$(?:\d+|\{\d+})$"
+        );
+        assert_eq!(
+            escape_literal_braces(r"a{2,3}[{]\{x{,}"),
+            r"a{2,3}[{]\{x\{,}"
+        );
+        RuleSet::parse(
+            "[[rules]]\nid = 'x'\nregex = '''^\\${(?:[A-Z_]+)}$'''\n",
+            "m",
+        )
+        .unwrap();
     }
 
     #[test]
