@@ -22,7 +22,7 @@ mod token_patterns;
 pub use entropy::shannon;
 pub use finding::{Detector, Finding, Severity, View, mask, redact};
 pub use known_secrets::{Canary, KnownSecrets};
-pub use normalize::{DEFAULT_MAX_BYTES, DecodeError, decode, normalized};
+pub use normalize::{DEFAULT_MAX_BYTES, DecodeError, decode, normalized, percent_decoded};
 pub use rules::{Rule, RuleError, RuleSet};
 pub use token_patterns::TokenScanner;
 
@@ -107,23 +107,26 @@ impl Scanner {
     }
 
     /// Scan one buffer (a file at `path`, when known): the raw bytes, then
-    /// the normalised text when normalising changes it. A value found only
-    /// in the normalised view is reported in [`View::Derived`].
+    /// the derived views that change it (NFKC without invisible characters;
+    /// percent-decoded). A value found only in a derived view is reported in
+    /// [`View::Derived`].
     pub fn scan(&self, data: &[u8], path: Option<&str>) -> Vec<Finding> {
         if data.len() > self.options.max_bytes {
             return vec![too_large(data.len(), self.options.max_bytes)];
         }
         let mut out = Vec::new();
         self.scan_view(data, path, View::Raw, &mut out);
-        if let Some(norm) = normalized(data) {
+        let mut seen: Vec<Vec<u8>> = out.iter().map(|f| data[f.span.clone()].to_vec()).collect();
+        for view in [normalized(data), percent_decoded(data)].into_iter().flatten() {
             let mut derived = Vec::new();
-            self.scan_view(&norm, path, View::Derived, &mut derived);
-            let raw_values: Vec<&[u8]> = out.iter().map(|f| &data[f.span.clone()]).collect();
-            out.extend(
-                derived
-                    .into_iter()
-                    .filter(|f| !raw_values.contains(&&norm[f.span.clone()])),
-            );
+            self.scan_view(&view, path, View::Derived, &mut derived);
+            for f in derived {
+                let value = view[f.span.clone()].to_vec();
+                if !seen.contains(&value) {
+                    seen.push(value);
+                    out.push(f);
+                }
+            }
         }
         out
     }

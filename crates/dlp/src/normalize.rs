@@ -29,6 +29,28 @@ pub fn normalized(data: &[u8]) -> Option<Vec<u8>> {
     (out.as_bytes() != data).then(|| out.into_bytes())
 }
 
+/// The bytes with every `%XX` escape decoded, when there is one: however a
+/// value was percent-encoded (`%5F` for `_` included), it reappears here.
+pub fn percent_decoded(data: &[u8]) -> Option<Vec<u8>> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(data.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < data.len() {
+        if data[i] == b'%'
+            && let (Some(h), Some(l)) = (data.get(i + 1).and_then(|&b| hex(b)), data.get(i + 2).and_then(|&b| hex(b)))
+        {
+            out.push(h << 4 | l);
+            changed = true;
+            i += 3;
+            continue;
+        }
+        out.push(data[i]);
+        i += 1;
+    }
+    changed.then_some(out)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("body is larger than {limit} bytes after decoding ({encoding}); too large to scan")]
@@ -119,6 +141,12 @@ mod tests {
         assert_eq!(normalized(b"plain ascii"), None);
         let fancy = "ｇｈｐ＿abc\u{200B}def\u{202E}";
         assert_eq!(normalized(fancy.as_bytes()).unwrap(), b"ghp_abcdef");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decoded(b"a%5Fb%2fc%zz%4"), Some(b"a_b/c%zz%4".to_vec()));
+        assert_eq!(percent_decoded(b"100% sure"), None);
     }
 
     #[test]
