@@ -36,6 +36,8 @@ pub enum Command {
     Commit(CommitArgs),
     /// Remove orphaned containers, networks, VMs and unpreserved state.
     Cleanup(CleanupArgs),
+    /// Scan files, directories, stdin or a git commit range for secrets.
+    Scan(ScanArgs),
 }
 
 #[derive(Args, Debug)]
@@ -159,4 +161,23 @@ pub struct CleanupArgs {
     pub all: bool,
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Files or directories to scan (recursively), or - for stdin. Default: .
+    pub paths: Vec<std::path::PathBuf>,
+    /// Print findings as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    /// A gitleaks-format rule file; `[extend] useDefault = true` keeps the
+    /// built-in rules, otherwise only the file's rules run.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
+    /// Scan the lines (and commit messages) a commit range adds, e.g. main..HEAD.
+    #[arg(long, value_name = "RANGE")]
+    pub git: Option<String>,
+    /// Detectors to run: token_patterns, entropy, crypto.
+    #[arg(long, value_delimiter = ',', default_value = "token_patterns")]
+    pub detectors: Vec<String>,
 }

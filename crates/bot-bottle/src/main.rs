@@ -9,6 +9,7 @@ mod init;
 mod launch;
 mod lifecycle;
 mod list;
+mod scan;
 mod terminal;
 
 use clap::Parser;
@@ -20,6 +21,10 @@ fn main() {
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<scan::UsageError>().is_some() => {
+            eprintln!("bot-bottle: {e}");
+            2
+        }
         Err(e) => {
             let mut message = e.to_string();
             for cause in e.chain().skip(1) {
@@ -33,6 +38,10 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    if let Command::Scan(args) = cli.command {
+        // Needs no home, no manifests: the engine only.
+        return scan::scan(args);
+    }
     let ctx = Context::from_env()?;
     match cli.command {
         Command::Start(args) => launch::start(&ctx, args),
@@ -45,5 +54,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(args) => lifecycle::logs(&ctx, &args.identity, args.follow),
         Command::Commit(args) => lifecycle::commit(&ctx, args.identity.as_deref()),
         Command::Cleanup(args) => lifecycle::cleanup(&ctx, args.all, args.yes),
+        Command::Scan(_) => unreachable!("handled above"),
     }
 }

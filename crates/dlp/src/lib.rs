@@ -117,7 +117,10 @@ impl Scanner {
         let mut out = Vec::new();
         self.scan_view(data, path, View::Raw, &mut out);
         let mut seen: Vec<Vec<u8>> = out.iter().map(|f| data[f.span.clone()].to_vec()).collect();
-        for view in [normalized(data), percent_decoded(data)].into_iter().flatten() {
+        for view in [normalized(data), percent_decoded(data)]
+            .into_iter()
+            .flatten()
+        {
             let mut derived = Vec::new();
             self.scan_view(&view, path, View::Derived, &mut derived);
             for f in derived {

@@ -38,7 +38,10 @@ pub fn percent_decoded(data: &[u8]) -> Option<Vec<u8>> {
     let mut i = 0;
     while i < data.len() {
         if data[i] == b'%'
-            && let (Some(h), Some(l)) = (data.get(i + 1).and_then(|&b| hex(b)), data.get(i + 2).and_then(|&b| hex(b)))
+            && let (Some(h), Some(l)) = (
+                data.get(i + 1).and_then(|&b| hex(b)),
+                data.get(i + 2).and_then(|&b| hex(b)),
+            )
         {
             out.push(h << 4 | l);
             changed = true;
@@ -145,7 +148,10 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(percent_decoded(b"a%5Fb%2fc%zz%4"), Some(b"a_b/c%zz%4".to_vec()));
+        assert_eq!(
+            percent_decoded(b"a%5Fb%2fc%zz%4"),
+            Some(b"a_b/c%zz%4".to_vec())
+        );
         assert_eq!(percent_decoded(b"100% sure"), None);
     }
 

@@ -79,8 +79,30 @@ impl TokenScanner {
         &self.set
     }
 
-    /// Append the findings in `data` (a file at `path`, when known).
+    /// Append the findings in `data` (a file at `path`, when known). A
+    /// generic rule (id `generic…`) yields to any other rule that found the
+    /// same value, and to an earlier generic rule.
     pub fn scan(&self, data: &[u8], path: Option<&str>, view: View, out: &mut Vec<Finding>) {
+        let mut found = Vec::new();
+        self.scan_all(data, path, view, &mut found);
+        let generic = |f: &Finding| f.rule.starts_with("generic");
+        for (i, f) in found.iter().enumerate() {
+            let shadowed = generic(f)
+                && !f.span.is_empty()
+                && found.iter().enumerate().any(|(j, g)| {
+                    j != i
+                        && g.rule != f.rule
+                        && (!generic(g) || j < i)
+                        && g.span.start <= f.span.start
+                        && f.span.end <= g.span.end
+                });
+            if !shadowed {
+                out.push(f.clone());
+            }
+        }
+    }
+
+    fn scan_all(&self, data: &[u8], path: Option<&str>, view: View, out: &mut Vec<Finding>) {
         let mut windows: Vec<Vec<Range<usize>>> = vec![Vec::new(); self.set.rules.len()];
         if let Some(ac) = &self.keywords {
             for m in ac.find_overlapping_iter(data) {

@@ -109,8 +109,8 @@ V = {
   "private-key": (None, "pem"),
   "putty-private-key": (None, "putty"),
   "jwt": (None, "jwt"),
-  "basic-auth-url": ("S3cr" + r(AN, 14), "dburl"),
-  "authorization-header": (r(AN, 32), "header-x-api-key"),
+  "generic-url-password": ("S3cr" + r(AN, 14), "dburl"),
+  "generic-authorization-header": (r(AN, 32), "header-x-api-key"),
   "generic-secret-assignment": (r(AN, 10) + r(DG, 4) + r(AN, 10), "generic"),
 }
 
