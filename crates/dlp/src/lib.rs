@@ -14,6 +14,7 @@ mod crypto;
 mod entropy;
 mod finding;
 mod injection;
+mod keywords;
 mod known_secrets;
 mod normalize;
 mod rules;
@@ -21,6 +22,7 @@ mod token_patterns;
 
 pub use entropy::shannon;
 pub use finding::{Detector, Finding, Severity, View, mask, redact};
+pub use keywords::KeywordDfa;
 pub use known_secrets::{Canary, KnownSecrets};
 pub use normalize::{DEFAULT_MAX_BYTES, DecodeError, decode, normalized, percent_decoded};
 pub use rules::{Rule, RuleError, RuleSet};
@@ -107,9 +109,9 @@ impl Scanner {
     }
 
     /// Scan one buffer (a file at `path`, when known): the raw bytes, then
-    /// the derived views that change it (NFKC without invisible characters;
-    /// percent-decoded). A value found only in a derived view is reported in
-    /// [`View::Derived`].
+    /// each line that a derived view changes (NFKC without invisible
+    /// characters; percent-decoded). A value found only in a derived view is
+    /// reported in [`View::Derived`], its span within that line.
     pub fn scan(&self, data: &[u8], path: Option<&str>) -> Vec<Finding> {
         if data.len() > self.options.max_bytes {
             return vec![too_large(data.len(), self.options.max_bytes)];
@@ -117,10 +119,14 @@ impl Scanner {
         let mut out = Vec::new();
         self.scan_view(data, path, View::Raw, &mut out);
         let mut seen: Vec<Vec<u8>> = out.iter().map(|f| data[f.span.clone()].to_vec()).collect();
-        for view in [normalized(data), percent_decoded(data)]
+        let views = normalize::changed_lines(data, normalized, normalize::next_non_ascii)
             .into_iter()
-            .flatten()
-        {
+            .chain(normalize::changed_lines(
+                data,
+                percent_decoded,
+                normalize::next_percent_escape,
+            ));
+        for view in views {
             let mut derived = Vec::new();
             self.scan_view(&view, path, View::Derived, &mut derived);
             for f in derived {

@@ -25,8 +25,59 @@ pub fn normalized(data: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let text = std::str::from_utf8(data).ok()?;
+    let quick = unicode_normalization::is_nfkc_quick(text.chars());
+    if quick == unicode_normalization::IsNormalized::Yes && !text.chars().any(is_invisible) {
+        return None;
+    }
     let out: String = text.chars().filter(|c| !is_invisible(*c)).nfkc().collect();
     (out.as_bytes() != data).then(|| out.into_bytes())
+}
+
+/// The lines of `data` (with their newline) that `view` changes, each in
+/// its changed form. `trigger(data, from)` finds the next byte at or after
+/// `from` that may make a line change; only those lines are transformed,
+/// which keeps derived views off the hot path for ordinary text.
+pub fn changed_lines(
+    data: &[u8],
+    view: fn(&[u8]) -> Option<Vec<u8>>,
+    trigger: fn(&[u8], usize) -> Option<usize>,
+) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(at) = trigger(data, from) {
+        let start = memchr::memrchr(b'\n', &data[..at]).map_or(0, |i| i + 1);
+        let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i + 1);
+        out.extend(view(&data[start..end]));
+        from = end;
+    }
+    out
+}
+
+/// The next non-ASCII byte (which NFKC or invisible-character removal may change).
+pub fn next_non_ascii(data: &[u8], from: usize) -> Option<usize> {
+    const BLOCK: usize = 64;
+    let mut at = from;
+    while at < data.len() {
+        let end = (at + BLOCK).min(data.len());
+        if !data[at..end].is_ascii() {
+            return data[at..end]
+                .iter()
+                .position(|b| !b.is_ascii())
+                .map(|i| at + i);
+        }
+        at = end;
+    }
+    None
+}
+
+/// The next `%XX` escape.
+pub fn next_percent_escape(data: &[u8], from: usize) -> Option<usize> {
+    memchr::memchr_iter(b'%', &data[from.min(data.len())..])
+        .map(|i| from + i)
+        .find(|&i| {
+            data.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && data.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        })
 }
 
 /// The bytes with every `%XX` escape decoded, when there is one: however a

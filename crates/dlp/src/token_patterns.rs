@@ -1,7 +1,7 @@
 //! The `token_patterns` detector: provider credential formats.
 //!
-//! Speed by construction: one Aho-Corasick pass finds every rule keyword
-//! (ASCII case-insensitive); a rule's regex then runs only in windows around
+//! Speed by construction: one Aho-Corasick pass ([`KeywordDfa`]) finds every
+//! rule keyword (ASCII case-insensitive); a rule's regex then runs only in windows around
 //! its keyword hits (merged per rule, so each byte is searched at most once
 //! per rule). Rules without keywords run together as one `RegexSet` pass,
 //! and individually only when the set says they match. Every regex is a
@@ -9,18 +9,18 @@
 
 use std::ops::Range;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::bytes::RegexSet;
 
 use crate::entropy::shannon;
 use crate::finding::{Detector, Finding, Severity, View, snippet};
+use crate::keywords::KeywordDfa;
 use crate::rules::{Rule, RuleSet, WINDOW_BEFORE};
 
 /// A rule set compiled for scanning.
 #[derive(Debug)]
 pub struct TokenScanner {
     set: RuleSet,
-    keywords: Option<AhoCorasick>,
+    keywords: Option<KeywordDfa>,
     /// For each keyword pattern, the rules it gates.
     keyword_rules: Vec<Vec<usize>>,
     keywordless: Vec<usize>,
@@ -49,13 +49,7 @@ impl TokenScanner {
                 }
             }
         }
-        let keywords = (!patterns.is_empty()).then(|| {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .build(&patterns)
-                .expect("keywords are plain strings")
-        });
+        let keywords = (!patterns.is_empty()).then(|| KeywordDfa::new(&patterns));
         let keywordless_set = (!keywordless.is_empty()).then(|| {
             RegexSet::new(keywordless.iter().map(|&i| {
                 set.rules[i]
@@ -104,11 +98,11 @@ impl TokenScanner {
 
     fn scan_all(&self, data: &[u8], path: Option<&str>, view: View, out: &mut Vec<Finding>) {
         let mut windows: Vec<Vec<Range<usize>>> = vec![Vec::new(); self.set.rules.len()];
-        if let Some(ac) = &self.keywords {
-            for m in ac.find_overlapping_iter(data) {
-                for &r in &self.keyword_rules[m.pattern().as_usize()] {
-                    let w = m.start().saturating_sub(WINDOW_BEFORE)
-                        ..(m.end() + self.set.rules[r].window_after).min(data.len());
+        if let Some(dfa) = &self.keywords {
+            for (pattern, start, end) in dfa.find(data) {
+                for &r in &self.keyword_rules[pattern] {
+                    let w = start.saturating_sub(WINDOW_BEFORE)
+                        ..(end + self.set.rules[r].window_after).min(data.len());
                     let list = &mut windows[r];
                     match list.last_mut() {
                         Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
