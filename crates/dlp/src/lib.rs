@@ -109,9 +109,9 @@ impl Scanner {
     }
 
     /// Scan one buffer (a file at `path`, when known): the raw bytes, then
-    /// each line that a derived view changes (NFKC without invisible
+    /// each region that a derived view changes (NFKC without invisible
     /// characters; percent-decoded). A value found only in a derived view is
-    /// reported in [`View::Derived`], its span within that line.
+    /// reported in [`View::Derived`], its span within that region.
     pub fn scan(&self, data: &[u8], path: Option<&str>) -> Vec<Finding> {
         if data.len() > self.options.max_bytes {
             return vec![too_large(data.len(), self.options.max_bytes)];
@@ -119,9 +119,9 @@ impl Scanner {
         let mut out = Vec::new();
         self.scan_view(data, path, View::Raw, &mut out);
         let mut seen: Vec<Vec<u8>> = out.iter().map(|f| data[f.span.clone()].to_vec()).collect();
-        let views = normalize::changed_lines(data, normalized, normalize::next_non_ascii)
+        let views = normalize::changed_regions(data, normalized, normalize::next_non_ascii)
             .into_iter()
-            .chain(normalize::changed_lines(
+            .chain(normalize::changed_regions(
                 data,
                 percent_decoded,
                 normalize::next_percent_escape,

@@ -33,24 +33,42 @@ pub fn normalized(data: &[u8]) -> Option<Vec<u8>> {
     (out.as_bytes() != data).then(|| out.into_bytes())
 }
 
-/// The lines of `data` (with their newline) that `view` changes, each in
-/// its changed form. `trigger(data, from)` finds the next byte at or after
-/// `from` that may make a line change; only those lines are transformed,
-/// which keeps derived views off the hot path for ordinary text.
-pub fn changed_lines(
+/// How far around a trigger byte a derived view reaches: far enough for any
+/// credential, bounded so long minified lines are not transformed whole.
+const REGION_BEFORE: usize = 512;
+const REGION_AFTER: usize = 2048;
+
+/// The regions of `data` that `view` changes, each in its changed form.
+/// `trigger(data, from)` finds the next byte at or after `from` that may
+/// make a difference; a region is its line, clipped to a window around the
+/// trigger (merged with the next when they touch). Only those regions are
+/// transformed, which keeps derived views off the hot path for ordinary text.
+pub fn changed_regions(
     data: &[u8],
     view: fn(&[u8]) -> Option<Vec<u8>>,
     trigger: fn(&[u8], usize) -> Option<usize>,
 ) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
+    let mut regions: Vec<std::ops::Range<usize>> = Vec::new();
     let mut from = 0;
     while let Some(at) = trigger(data, from) {
-        let start = memchr::memrchr(b'\n', &data[..at]).map_or(0, |i| i + 1);
-        let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i + 1);
-        out.extend(view(&data[start..end]));
-        from = end;
+        let lo = at.saturating_sub(REGION_BEFORE);
+        let hi = (at + REGION_AFTER).min(data.len());
+        let start = memchr::memrchr(b'\n', &data[lo..at]).map_or(lo, |i| lo + i + 1);
+        let end = memchr::memchr(b'\n', &data[at..hi]).map_or(hi, |i| at + i + 1);
+        // Whole UTF-8 characters only.
+        let start = (start..=at)
+            .find(|&i| i == data.len() || (data[i] as i8) >= -0x40)
+            .unwrap_or(at);
+        let end = (end..=data.len())
+            .find(|&i| i == data.len() || (data[i] as i8) >= -0x40)
+            .unwrap_or(data.len());
+        match regions.last_mut() {
+            Some(last) if start <= last.end => last.end = last.end.max(end),
+            _ => regions.push(start..end),
+        }
+        from = end.max(at + 1);
     }
-    out
+    regions.into_iter().filter_map(|r| view(&data[r])).collect()
 }
 
 /// The next non-ASCII byte (which NFKC or invisible-character removal may change).
