@@ -226,3 +226,21 @@ fn labels_are_coloured_on_a_terminal_unless_no_color() {
     let s = t.screen(true);
     assert!(s.contains("Dev") && !s.contains("\x1b[36m"), "{s:?}");
 }
+
+#[test]
+fn init_asks_and_writes_files_that_load() {
+    let t = Tmux::start_with("init", "init", &[], |home| {
+        std::fs::remove_dir_all(home).unwrap();
+    });
+    t.wait_for("agent name");
+    t.keys(&["night-owl", "Enter"]);
+    t.wait_for("system prompt");
+    t.keys(&["You review code at night.", "Enter"]);
+    t.wait_for("starter bottle");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("EXIT=");
+    assert!(s.contains("next steps"), "{s}");
+    let agent = std::fs::read_to_string(t.home().join("agents/night-owl.md")).unwrap();
+    assert_eq!(agent, "---\nbottle: dev\n---\nYou review code at night.\n");
+    assert!(t.home().join("bottles/dev.md").is_file());
+}

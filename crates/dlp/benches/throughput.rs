@@ -145,8 +145,8 @@ fn main() {
         sparse.len() as f64 / 1048576.0
     );
 
-    let (a, fa) = time_scan(&scanner, &clean, 9);
-    let (b, fb) = time_scan(&scanner, &sparse, 9);
+    let (a, fa) = time_scan(&scanner, &clean, 15);
+    let (b, fb) = time_scan(&scanner, &sparse, 15);
     println!(
         "bot-bottle  (a) clean : {:8.1} MB/s  ({fa} findings)",
         mbps(clean.len(), a)
