@@ -115,6 +115,33 @@ impl Ctx {
         })
     }
 
+    /// One of a fixed set of words: `options` pairs each value with the
+    /// spellings accepted for it (the first is the one error messages name).
+    pub fn choice<T: Copy>(
+        &self,
+        key: &str,
+        node: &Node,
+        options: &[(&[&str], T)],
+    ) -> Result<T, ManifestError> {
+        let word = self.string(key, node)?;
+        if let Some((_, value)) = options
+            .iter()
+            .find(|(spellings, _)| spellings.contains(&word.as_str()))
+        {
+            return Ok(*value);
+        }
+        let names: Vec<&str> = options.iter().map(|(spellings, _)| spellings[0]).collect();
+        let list = match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        };
+        Err(self.at(
+            node,
+            key,
+            format!("{} `{key}` is '{word}'; use {list}", self.what),
+        ))
+    }
+
     /// A field that names a host environment variable (`token_ref`,
     /// `auth_token`, `provisioner_token`). A pasted token is refused without
     /// echoing it.

@@ -133,18 +133,11 @@ pub(crate) fn parse_egress(
     for (key, value) in entries {
         match key.as_str() {
             "log" => {
-                log = Some(match ctx.string("egress.log", value)?.as_str() {
-                    "0" => 0,
-                    "1" => 1,
-                    "2" => 2,
-                    _ => {
-                        return Err(ctx.at(
-                            value,
-                            "egress.log",
-                            format!("{} `egress.log` must be 0, 1 or 2", ctx.what),
-                        ));
-                    }
-                })
+                log = Some(ctx.choice(
+                    "egress.log",
+                    value,
+                    &[(&["0"], 0), (&["1"], 1), (&["2"], 2)],
+                )?)
             }
             "routes" => {
                 for (i, item) in ctx.list("egress.routes", value)?.iter().enumerate() {
@@ -259,20 +252,14 @@ fn parse_auth(ctx: &Ctx, key: &str, node: &Node) -> Result<Auth, ManifestError> 
     ctx.check_keys(key, node, entries, &["scheme", "token_ref"], &[])?;
     const HINT: &str = "auth needs `scheme` (Bearer or token) and `token_ref`";
     let scheme_node = ctx.required(key, node, entries, "scheme", HINT)?;
-    let scheme = match ctx.string(&join(key, "scheme"), scheme_node)?.as_str() {
-        "Bearer" | "bearer" => AuthScheme::Bearer,
-        "token" | "Token" => AuthScheme::Token,
-        other => {
-            return Err(ctx.at(
-                scheme_node,
-                &join(key, "scheme"),
-                format!(
-                    "{} `{key}.scheme` is '{other}'; use Bearer or token",
-                    ctx.what
-                ),
-            ));
-        }
-    };
+    let scheme = ctx.choice(
+        &join(key, "scheme"),
+        scheme_node,
+        &[
+            (&["Bearer", "bearer"], AuthScheme::Bearer),
+            (&["token", "Token"], AuthScheme::Token),
+        ],
+    )?;
     let token_node = ctx.required(key, node, entries, "token_ref", HINT)?;
     let token_ref = ctx.var_name(&join(key, "token_ref"), token_node)?;
     Ok(Auth { scheme, token_ref })
@@ -337,28 +324,18 @@ fn parse_match(ctx: &Ctx, key: &str, node: &Node) -> Result<Match, ManifestError
 
 fn parse_path_match(ctx: &Ctx, key: &str, node: &Node) -> Result<PathMatch, ManifestError> {
     let entries = ctx.keyed(key, node, &["type", "value"], &[])?;
-    let field = |f: &str| -> Result<(&Node, String), ManifestError> {
-        let hint = "a path match needs `type` (PathPrefix, Exact or RegularExpression) and `value`";
-        let n = ctx.required(key, node, entries, f, hint)?;
-        Ok((n, ctx.string(&join(key, f), n)?))
-    };
-    let (type_node, kind) = field("type")?;
-    let kind = match kind.as_str() {
-        "PathPrefix" | "prefix" => PathKind::PathPrefix,
-        "Exact" | "exact" => PathKind::Exact,
-        "RegularExpression" | "regex" => PathKind::RegularExpression,
-        other => {
-            return Err(ctx.at(
-                type_node,
-                &join(key, "type"),
-                format!(
-                    "{} `{key}.type` is '{other}'; use PathPrefix, Exact or RegularExpression",
-                    ctx.what
-                ),
-            ));
-        }
-    };
-    let (value_node, value) = field("value")?;
+    let hint = "a path match needs `type` (PathPrefix, Exact or RegularExpression) and `value`";
+    let kind = ctx.choice(
+        &join(key, "type"),
+        ctx.required(key, node, entries, "type", hint)?,
+        &[
+            (&["PathPrefix", "prefix"], PathKind::PathPrefix),
+            (&["Exact", "exact"], PathKind::Exact),
+            (&["RegularExpression", "regex"], PathKind::RegularExpression),
+        ],
+    )?;
+    let value_node = ctx.required(key, node, entries, "value", hint)?;
+    let value = ctx.string(&join(key, "value"), value_node)?;
     match kind {
         PathKind::RegularExpression => {
             if let Err(e) = regex::Regex::new(&value) {
@@ -414,21 +391,12 @@ fn parse_dlp(ctx: &Ctx, key: &str, node: &Node) -> Result<Dlp, ManifestError> {
                 dlp.inbound_detectors = detectors(ctx, &path, v, INBOUND_DETECTORS)?
             }
             "outbound_on_match" => {
-                dlp.outbound_on_match = Some(match ctx.string(&path, v)?.as_str() {
-                    "supervise" => OnMatch::Supervise,
-                    "redact" => OnMatch::Redact,
-                    "block" => OnMatch::Block,
-                    other => {
-                        return Err(ctx.at(
-                            v,
-                            &path,
-                            format!(
-                                "{} `{path}` is '{other}'; use supervise, redact or block",
-                                ctx.what
-                            ),
-                        ));
-                    }
-                })
+                let options = [
+                    (&["supervise"][..], OnMatch::Supervise),
+                    (&["redact"], OnMatch::Redact),
+                    (&["block"], OnMatch::Block),
+                ];
+                dlp.outbound_on_match = Some(ctx.choice(&path, v, &options)?);
             }
             _ => unreachable!("check_keys admitted only known keys"),
         }
