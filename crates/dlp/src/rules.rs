@@ -470,6 +470,22 @@ mod tests {
     }
 
     #[test]
+    fn rules_without_keywords_run_as_one_set() {
+        let file = "[[rules]]\nid = \"a\"\nregex = 'AAA-[0-9]{6}'\n[[rules]]\nid = \"b\"\nregex = 'BBB-[0-9]{6}'\n";
+        let scanner = crate::TokenScanner::new(RuleSet::parse(file, "m").unwrap());
+        let mut out = Vec::new();
+        scanner.scan(
+            b"x BBB-123456 y AAA-654321 z",
+            None,
+            crate::View::Raw,
+            &mut out,
+        );
+        let mut rules: Vec<&str> = out.iter().map(|f| f.rule.as_str()).collect();
+        rules.sort();
+        assert_eq!(rules, ["a", "b"]);
+    }
+
+    #[test]
     fn extend_use_default_adds_builtins_and_replaces_by_id() {
         let set = RuleSet::parse(
             "[extend]\nuseDefault = true\n[[rules]]\nid = \"github-pat\"\nregex = 'ghp_x'\nkeywords = ['ghp_']\n[[rules]]\nid = \"mine\"\nregex = 'mine-[0-9]+'\n",
