@@ -78,15 +78,20 @@ impl ScanOptions {
 #[derive(Debug)]
 pub struct Scanner {
     tokens: TokenScanner,
-    known: KnownSecrets,
+    known: std::sync::Arc<KnownSecrets>,
     options: ScanOptions,
 }
 
 impl Scanner {
-    pub fn new(rules: RuleSet, known: KnownSecrets, options: ScanOptions) -> Scanner {
+    /// `known` may be shared (an `Arc`) by the scanners of several routes.
+    pub fn new(
+        rules: RuleSet,
+        known: impl Into<std::sync::Arc<KnownSecrets>>,
+        options: ScanOptions,
+    ) -> Scanner {
         Scanner {
             tokens: TokenScanner::new(rules),
-            known,
+            known: known.into(),
             options,
         }
     }

@@ -214,6 +214,11 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
 /// A host is a DNS name, optionally with a leading `*.` wildcard label.
 pub fn validate_host(host: &str) -> Result<(), String> {
     let name = host.strip_prefix("*.").unwrap_or(host);
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err(format!(
+            "'{host}' is an IP address; routes name hosts (requests to IP literals are always refused)"
+        ));
+    }
     if name.is_empty() || name.contains('*') {
         return Err(format!(
             "'{host}' is not a host: use an exact name or '*.example.com'"
@@ -461,5 +466,6 @@ mod tests {
         assert!(validate_host("https://x.com").is_err());
         assert!(validate_host("x.com:443").is_err());
         assert!(validate_host("x..com").is_err());
+        assert!(validate_host("10.0.0.1").is_err());
     }
 }

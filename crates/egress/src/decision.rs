@@ -1,0 +1,488 @@
+//! The request decision pipeline, in the order spec/egress.md fixes:
+//!
+//! 1. `_egress.local` (introspection) is answered locally;
+//! 2. the agent's `Authorization` / `Proxy-Authorization` are stripped, and
+//!    structural attacks (CR/LF/NUL in headers, smuggling shapes) refused;
+//! 3. a route must match (host, then `matches`);
+//! 4. git over HTTPS: push always refused, fetch only with `git.fetch`;
+//! 5. outbound DLP over host, path, query, every header and the body, and
+//!    the route's `outbound_on_match` (block, redact with a re-scan, or
+//!    supervise: hold for the operator);
+//! 6. the route's credential is injected;
+//! 7. forward. Responses go through [`decide_response`].
+//!
+//! A pure function: the caller owns sockets, the operator channel and the
+//! approved-value safelist, and gives this module their data.
+
+use dlp::{Finding, Scanner, Severity, View};
+use manifest::OnMatch;
+use secret::Secret;
+
+use crate::routes::{RouteTable, TableRoute, Target};
+
+/// The host the proxy answers itself.
+pub const INTROSPECTION_HOST: &str = "_egress.local";
+
+/// A request as the proxy parsed it.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The authority the agent asked for (CONNECT target or absolute URI).
+    pub host: &'a str,
+    /// `/path?query`.
+    pub path_and_query: &'a str,
+    pub headers: Vec<(String, String)>,
+    pub body: &'a [u8],
+}
+
+/// A refusal: status 403, `x-bot-bottle-block: <code>`, and a text body
+/// starting `bot-bottle egress: blocked: <reason>`. The reason names the
+/// rule or detector, never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub code: &'static str,
+    pub reason: String,
+}
+
+impl Block {
+    pub const STATUS: u16 = 403;
+    pub const HEADER: &'static str = "x-bot-bottle-block";
+
+    fn new(code: &'static str, reason: impl Into<String>) -> Block {
+        Block {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn body(&self) -> String {
+        format!("bot-bottle egress: blocked: {}\n", self.reason)
+    }
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer locally with this JSON.
+    Introspect {
+        body: String,
+    },
+    Block(Block),
+    /// Hold for the operator (`supervise`): file an `egress-token-allow`
+    /// proposal with these (redacted) findings. Approved: add the values to
+    /// the safelist and decide again. Anything else: 403.
+    Hold {
+        host: String,
+        method: String,
+        path: String,
+        findings: Vec<Finding>,
+    },
+    /// Send upstream, as rewritten.
+    Forward {
+        path_and_query: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+}
+
+/// Token values by slot (`EGRESS_TOKEN_<slot>`), held as secrets.
+#[derive(Default)]
+pub struct Tokens(pub Vec<(usize, Secret<String>)>);
+
+impl Tokens {
+    fn get(&self, slot: usize) -> Option<&Secret<String>> {
+        self.0.iter().find(|(s, _)| *s == slot).map(|(_, v)| v)
+    }
+}
+
+/// Values the operator approved for the sidecar's life.
+#[derive(Default)]
+pub struct Safelist(pub Vec<Secret<Vec<u8>>>);
+
+impl Safelist {
+    fn allows(&self, value: &[u8]) -> bool {
+        self.0.iter().any(|v| v.expose() == value)
+    }
+}
+
+/// Decide one request. `scanner` gives the outbound scanner for a route
+/// (its detectors); `safelist` holds operator-approved values.
+pub fn decide<'s>(
+    table: &RouteTable,
+    scanner: &dyn Fn(&TableRoute) -> &'s Scanner,
+    tokens: &Tokens,
+    safelist: &Safelist,
+    req: &Request<'_>,
+) -> Decision {
+    // 1. Introspection.
+    if crate::routes::normalize_host(req.host).as_deref() == Some(INTROSPECTION_HOST)
+        || req.host.eq_ignore_ascii_case(INTROSPECTION_HOST)
+    {
+        return introspect(table, req);
+    }
+    // 2. Strip the agent's credentials; refuse structural attacks.
+    let mut headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .filter(|(n, _)| {
+            !n.eq_ignore_ascii_case("authorization")
+                && !n.eq_ignore_ascii_case("proxy-authorization")
+        })
+        .cloned()
+        .collect();
+    if let Some(block) = structural(&req.headers) {
+        return Decision::Block(block);
+    }
+    // 3. Route.
+    let Some(route) = table.lookup(req.host) else {
+        return Decision::Block(Block::new(
+            "no-route",
+            format!("no route for host {}", host_only(req.host)),
+        ));
+    };
+    let (path, query) = req
+        .path_and_query
+        .split_once('?')
+        .unwrap_or((req.path_and_query, ""));
+    if !route.allows(&Target {
+        method: req.method,
+        path,
+        headers: &headers,
+    }) {
+        return Decision::Block(Block::new(
+            "no-match",
+            format!(
+                "{} {path} matches no rule of the route for {}",
+                req.method, route.route.host
+            ),
+        ));
+    }
+    // 4. Git smart HTTP.
+    let service = |name: &str| {
+        path.ends_with(&format!("/{name}"))
+            || query.split('&').any(|kv| kv == format!("service={name}"))
+    };
+    if service("git-receive-pack") {
+        return Decision::Block(Block::new(
+            "git-push",
+            "git push over HTTPS is refused; pushes go through git-gate",
+        ));
+    }
+    if service("git-upload-pack") && !route.route.git.fetch {
+        return Decision::Block(Block::new(
+            "git-fetch",
+            format!(
+                "git fetch from {} needs `git: {{fetch: true}}` on its route",
+                route.route.host
+            ),
+        ));
+    }
+    // 5. Outbound DLP.
+    let scan = scanner(route);
+    let mut path_and_query = req.path_and_query.to_string();
+    let mut body = req.body.to_vec();
+    let content_encoding = header(&headers, "content-encoding").map(str::to_string);
+    let findings = scan_parts(
+        scan,
+        safelist,
+        req.host,
+        &path_and_query,
+        &headers,
+        &body,
+        content_encoding.as_deref(),
+    );
+    if !findings.is_empty() {
+        match route.on_match {
+            OnMatch::Block => return Decision::Block(dlp_block(&findings)),
+            OnMatch::Supervise => {
+                return Decision::Hold {
+                    host: host_only(req.host).to_string(),
+                    method: req.method.to_string(),
+                    path: path.to_string(),
+                    findings: findings.into_iter().map(|(_, f)| f).collect(),
+                };
+            }
+            OnMatch::Redact => {
+                for (part, f) in &findings {
+                    // What cannot be rewritten in place cannot be redacted: refuse it.
+                    if *part == Part::Host
+                        || f.view != View::Raw
+                        || (*part == Part::Body && content_encoding.is_some())
+                    {
+                        return Decision::Block(dlp_block(&findings));
+                    }
+                }
+                path_and_query = redact_text(
+                    &path_and_query,
+                    findings
+                        .iter()
+                        .filter(|(p, _)| *p == Part::Target)
+                        .map(|(_, f)| f),
+                );
+                for (i, (_, value)) in headers.iter_mut().enumerate() {
+                    *value = redact_text(
+                        value,
+                        findings
+                            .iter()
+                            .filter(|(p, _)| *p == Part::Header(i))
+                            .map(|(_, f)| f),
+                    );
+                }
+                let body_findings: Vec<Finding> = findings
+                    .iter()
+                    .filter(|(p, _)| *p == Part::Body)
+                    .map(|(_, f)| f.clone())
+                    .collect();
+                body = dlp::redact(&body, &body_findings).0;
+                if !scan_parts(
+                    scan,
+                    safelist,
+                    req.host,
+                    &path_and_query,
+                    &headers,
+                    &body,
+                    None,
+                )
+                .is_empty()
+                {
+                    return Decision::Block(Block::new(
+                        "dlp",
+                        "outbound secret left after redaction",
+                    ));
+                }
+                if !body_findings.is_empty() {
+                    set_content_length(&mut headers, body.len());
+                }
+            }
+        }
+    }
+    // 6. Inject the route's credential.
+    if let Some(auth) = route.auth {
+        let Some(token) = tokens.get(auth.slot) else {
+            return Decision::Block(Block::new(
+                "missing-credential",
+                format!("the credential for {} is not configured", route.route.host),
+            ));
+        };
+        headers.push((
+            "authorization".to_string(),
+            format!("{} {}", auth.scheme.as_str(), token.expose()),
+        ));
+    }
+    // 7. Forward.
+    Decision::Forward {
+        path_and_query,
+        headers,
+        body,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Host,
+    Target,
+    Header(usize),
+    Body,
+}
+
+fn scan_parts(
+    scan: &Scanner,
+    safelist: &Safelist,
+    host: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    content_encoding: Option<&str>,
+) -> Vec<(Part, Finding)> {
+    let mut out = Vec::new();
+    let mut add = |part: Part, data: &[u8], findings: Vec<Finding>| {
+        for f in findings {
+            let value = if f.view == View::Raw {
+                data.get(f.span.clone()).unwrap_or_default()
+            } else {
+                &[][..]
+            };
+            if f.severity == Severity::Block && !(f.view == View::Raw && safelist.allows(value)) {
+                out.push((part, f));
+            }
+        }
+    };
+    add(
+        Part::Host,
+        host.as_bytes(),
+        scan.scan(host.as_bytes(), None),
+    );
+    add(
+        Part::Target,
+        target.as_bytes(),
+        scan.scan(target.as_bytes(), None),
+    );
+    for (i, (name, value)) in headers.iter().enumerate() {
+        if name.eq_ignore_ascii_case("host") {
+            continue;
+        }
+        add(
+            Part::Header(i),
+            value.as_bytes(),
+            scan.scan(value.as_bytes(), None),
+        );
+    }
+    add(Part::Body, body, scan.scan_body(body, content_encoding));
+    out
+}
+
+fn redact_text<'f>(text: &str, findings: impl Iterator<Item = &'f Finding>) -> String {
+    let findings: Vec<Finding> = findings.cloned().collect();
+    if findings.is_empty() {
+        return text.to_string();
+    }
+    String::from_utf8_lossy(&dlp::redact(text.as_bytes(), &findings).0).into_owned()
+}
+
+fn dlp_block(findings: &[(Part, Finding)]) -> Block {
+    let mut rules: Vec<&str> = findings.iter().map(|(_, f)| f.rule.as_str()).collect();
+    rules.dedup();
+    Block::new("dlp", format!("outbound secret ({})", rules.join(", ")))
+}
+
+fn set_content_length(headers: &mut [(String, String)], len: usize) {
+    for (n, v) in headers.iter_mut() {
+        if n.eq_ignore_ascii_case("content-length") {
+            *v = len.to_string();
+        }
+    }
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn host_only(authority: &str) -> &str {
+    match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
+/// Header shapes that smuggle requests or split responses: always refused.
+fn structural(headers: &[(String, String)]) -> Option<Block> {
+    for (name, value) in headers {
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+            || name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        {
+            return Some(Block::new(
+                "structural",
+                format!("malformed header {}", name.escape_default()),
+            ));
+        }
+    }
+    let lengths: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.trim())
+        .collect();
+    if lengths.len() > 1
+        || lengths
+            .iter()
+            .any(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Some(Block::new("structural", "ambiguous Content-Length"));
+    }
+    let te: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+        .map(|(_, v)| v.trim())
+        .collect();
+    if !te.is_empty()
+        && (!lengths.is_empty() || te.len() > 1 || !te[0].eq_ignore_ascii_case("chunked"))
+    {
+        return Some(Block::new("structural", "ambiguous Transfer-Encoding"));
+    }
+    None
+}
+
+fn introspect(table: &RouteTable, req: &Request<'_>) -> Decision {
+    let (path, _) = req
+        .path_and_query
+        .split_once('?')
+        .unwrap_or((req.path_and_query, ""));
+    if req.method != "GET" || path != "/allowlist" {
+        return Decision::Block(Block::new(
+            "introspection",
+            format!("{INTROSPECTION_HOST} answers GET /allowlist only"),
+        ));
+    }
+    let routes: Vec<serde_json::Value> = table
+        .routes()
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(&r.route).unwrap_or_default();
+            if let (Some(obj), Some(auth)) = (v.as_object_mut(), r.auth) {
+                obj.insert(
+                    "auth".to_string(),
+                    serde_json::json!({"scheme": auth.scheme.as_str()}),
+                );
+            }
+            v
+        })
+        .collect();
+    Decision::Introspect {
+        body: serde_json::to_string_pretty(&serde_json::json!({"routes": routes}))
+            .unwrap_or_default(),
+    }
+}
+
+/// What to do with a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseDecision {
+    Pass,
+    /// Forward, and log these medium-confidence findings.
+    Warn(Vec<Finding>),
+    /// Replace the response with this block.
+    Block(Block),
+}
+
+/// Run the route's inbound detectors on a text-like response body.
+pub fn decide_response(
+    route: &TableRoute,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> ResponseDecision {
+    if !route
+        .route
+        .dlp
+        .inbound_detectors
+        .iter()
+        .any(|d| d == "injection")
+    {
+        return ResponseDecision::Pass;
+    }
+    let text_like = content_type.is_none_or(|ct| {
+        let ct = ct.to_ascii_lowercase();
+        ct.starts_with("text/")
+            || ct.contains("json")
+            || ct.contains("xml")
+            || ct.contains("javascript")
+            || ct.contains("event-stream")
+            || ct.contains("yaml")
+    });
+    if !text_like {
+        return ResponseDecision::Pass;
+    }
+    let findings = dlp::scan_inbound(body);
+    if let Some(high) = findings.iter().find(|f| f.severity == Severity::Block) {
+        return ResponseDecision::Block(Block::new(
+            "injection",
+            format!("prompt injection in the response ({})", high.rule),
+        ));
+    }
+    if findings.is_empty() {
+        ResponseDecision::Pass
+    } else {
+        ResponseDecision::Warn(findings)
+    }
+}

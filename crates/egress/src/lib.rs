@@ -1,0 +1,17 @@
+//! The egress proxy's policy core (spec/egress.md).
+//!
+//! Owns: the route table and its matching, the route file the sidecar reads
+//! (rendered on the host, validated in the sidecar), and the request
+//! decision pipeline in the order the spec fixes. All of it is pure: data in,
+//! decision out. The proxy's sockets, TLS interception, holds and reload sit
+//! on top of this and are not in this crate yet.
+//!
+//! Knows nothing of backends, Docker or how the sidecar is launched.
+
+pub mod decision;
+pub mod route_file;
+pub mod routes;
+
+pub use decision::{Block, Decision, Request, Tokens, decide, decide_response};
+pub use route_file::{RouteFile, RouteFileError, RouteSpec, load, render};
+pub use routes::{AuthSlot, RouteTable, TableRoute, Target, ambiguous_path, normalize_host};

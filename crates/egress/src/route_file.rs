@@ -1,0 +1,287 @@
+//! The sidecar's route file: the bottle's effective routes as the sidecar
+//! enforces them, rendered on the host and loaded (and validated) in the
+//! sidecar. It holds no token values: a route with auth names a slot, and
+//! the value arrives in the sidecar's environment as `EGRESS_TOKEN_<slot>`.
+//!
+//! Format: JSON, `{"version": 1, "log": 0|1|2, "routes": [{"route": <manifest
+//! shape>, "auth": {"scheme", "slot"} | null, "on_match", "provider"}]}`.
+
+use manifest::{AuthScheme, OnMatch, Route};
+use serde::{Deserialize, Serialize};
+
+use crate::routes::{AuthSlot, RouteTable, TableRoute};
+
+pub const VERSION: u32 = 1;
+
+/// One route as the host hands it over: the token named by its host variable.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub route: Route,
+    /// (scheme, NAME of the host variable or login that holds the token).
+    pub auth: Option<(AuthScheme, String)>,
+    pub on_match: OnMatch,
+    pub provider: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJson {
+    version: u32,
+    log: u8,
+    routes: Vec<RouteJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteJson {
+    route: serde_json::Value,
+    auth: Option<AuthJson>,
+    on_match: String,
+    provider: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthJson {
+    scheme: String,
+    slot: usize,
+}
+
+/// The rendered file and the slot of each distinct token source, in slot
+/// order: the launcher puts source `name`'s value in `EGRESS_TOKEN_<slot>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub text: String,
+    pub slots: Vec<(usize, String)>,
+}
+
+/// Render routes for the sidecar; one slot per distinct token source.
+pub fn render(routes: &[RouteSpec], log: u8) -> Rendered {
+    let mut slots: Vec<(usize, String)> = Vec::new();
+    let mut out = Vec::new();
+    for r in routes {
+        let auth = r.auth.as_ref().map(|(scheme, source)| {
+            let slot = match slots.iter().find(|(_, s)| s == source) {
+                Some((n, _)) => *n,
+                None => {
+                    slots.push((slots.len() + 1, source.clone()));
+                    slots.len()
+                }
+            };
+            AuthJson {
+                scheme: scheme.as_str().to_string(),
+                slot,
+            }
+        });
+        let mut route = serde_json::to_value(&r.route).unwrap_or_default();
+        if let Some(obj) = route.as_object_mut() {
+            obj.remove("auth");
+        }
+        out.push(RouteJson {
+            route,
+            auth,
+            on_match: r.on_match.as_str().to_string(),
+            provider: r.provider,
+        });
+    }
+    let file = FileJson {
+        version: VERSION,
+        log,
+        routes: out,
+    };
+    let text = serde_json::to_string_pretty(&file).unwrap_or_default() + "\n";
+    Rendered { text, slots }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouteFileError {
+    #[error("route file is not valid: {0}")]
+    Syntax(String),
+    #[error("route file version {0} is not supported (this sidecar reads version {VERSION})")]
+    Version(u32),
+    #[error("route file: routes[{index}]: {message}")]
+    Route { index: usize, message: String },
+    #[error(transparent)]
+    Table(#[from] crate::routes::RouteError),
+}
+
+/// A loaded route file: the table and the log level.
+#[derive(Debug, Clone)]
+pub struct RouteFile {
+    pub table: RouteTable,
+    pub log: u8,
+    /// Slots the routes use (their values must be in the environment).
+    pub slots: Vec<usize>,
+}
+
+/// Parse and validate a route file.
+pub fn load(text: &str) -> Result<RouteFile, RouteFileError> {
+    let file: FileJson =
+        serde_json::from_str(text).map_err(|e| RouteFileError::Syntax(e.to_string()))?;
+    if file.version != VERSION {
+        return Err(RouteFileError::Version(file.version));
+    }
+    if file.log > 2 {
+        return Err(RouteFileError::Syntax(format!(
+            "log is {}; use 0, 1 or 2",
+            file.log
+        )));
+    }
+    let mut routes = Vec::new();
+    let mut slots = Vec::new();
+    for (index, r) in file.routes.into_iter().enumerate() {
+        let bad = |message: String| RouteFileError::Route { index, message };
+        let route: Route = route_from_json(r.route).map_err(bad)?;
+        let on_match = match r.on_match.as_str() {
+            "supervise" => OnMatch::Supervise,
+            "redact" => OnMatch::Redact,
+            "block" => OnMatch::Block,
+            other => {
+                return Err(bad(format!(
+                    "on_match '{other}' is not supervise, redact or block"
+                )));
+            }
+        };
+        let auth = match r.auth {
+            None => None,
+            Some(a) => {
+                let scheme = match a.scheme.as_str() {
+                    "Bearer" => AuthScheme::Bearer,
+                    "token" => AuthScheme::Token,
+                    other => {
+                        return Err(bad(format!("auth scheme '{other}' is not Bearer or token")));
+                    }
+                };
+                if a.slot == 0 {
+                    return Err(bad(
+                        "auth slot 0 does not exist; slots start at 1".to_string()
+                    ));
+                }
+                if !slots.contains(&a.slot) {
+                    slots.push(a.slot);
+                }
+                Some(AuthSlot {
+                    scheme,
+                    slot: a.slot,
+                })
+            }
+        };
+        routes.push(TableRoute::new(route, auth, on_match, r.provider)?);
+    }
+    slots.sort_unstable();
+    Ok(RouteFile {
+        table: RouteTable::new(routes)?,
+        log: file.log,
+        slots,
+    })
+}
+
+/// A route in manifest shape, re-validated by the manifest parser itself.
+fn route_from_json(value: serde_json::Value) -> Result<Route, String> {
+    let yaml = serde_json::to_string(&serde_json::json!({"egress": {"routes": [value]}}))
+        .map_err(|e| e.to_string())?;
+    let text = format!("---\n{yaml}\n---\n");
+    let file = manifest::parse_bottle_text("route-file", std::path::Path::new("route-file"), &text)
+        .map_err(|e| match e {
+            manifest::ManifestError::Invalid { message, .. } => {
+                message.replace("bottle 'route-file' ", "")
+            }
+            other => other.to_string(),
+        })?;
+    file.routes
+        .into_iter()
+        .next()
+        .ok_or_else(|| "empty route".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use manifest::{Dlp, GitPolicy, Match, PathKind, PathMatch};
+
+    fn spec(host: &str, token: Option<&str>) -> RouteSpec {
+        RouteSpec {
+            route: Route {
+                host: host.into(),
+                auth: None,
+                matches: vec![Match {
+                    paths: vec![PathMatch {
+                        kind: PathKind::PathPrefix,
+                        value: "/v1".into(),
+                    }],
+                    ..Default::default()
+                }],
+                dlp: Dlp {
+                    outbound_on_match: Some(OnMatch::Redact),
+                    ..Dlp::default()
+                },
+                git: GitPolicy { fetch: true },
+            },
+            auth: token.map(|t| (AuthScheme::Bearer, t.to_string())),
+            on_match: OnMatch::Redact,
+            provider: false,
+        }
+    }
+
+    #[test]
+    fn renders_slots_not_values_and_loads_back() {
+        let r = render(
+            &[
+                spec("a.com", Some("GH_TOKEN")),
+                spec("b.com", None),
+                spec("c.com", Some("GH_TOKEN")),
+                spec("d.com", Some("OTHER")),
+            ],
+            1,
+        );
+        assert_eq!(
+            r.slots,
+            vec![(1, "GH_TOKEN".to_string()), (2, "OTHER".to_string())]
+        );
+        assert!(
+            !r.text.contains("GH_TOKEN"),
+            "the file names slots, not variables: {}",
+            r.text
+        );
+        let f = load(&r.text).unwrap();
+        assert_eq!(f.log, 1);
+        assert_eq!(f.slots, vec![1, 2]);
+        let c = f.table.lookup("c.com").unwrap();
+        assert_eq!(
+            c.auth,
+            Some(AuthSlot {
+                scheme: AuthScheme::Bearer,
+                slot: 1
+            })
+        );
+        assert!(c.route.git.fetch);
+        assert_eq!(c.route.matches[0].paths[0].value, "/v1");
+    }
+
+    #[test]
+    fn invalid_files_are_refused_with_the_reason() {
+        assert!(matches!(load("{"), Err(RouteFileError::Syntax(_))));
+        assert_eq!(
+            load(r#"{"version": 2, "log": 0, "routes": []}"#).unwrap_err(),
+            RouteFileError::Version(2)
+        );
+        let bad_host = r#"{"version": 1, "log": 0, "routes": [{"route": {"host": "http://x"}, "auth": null, "on_match": "block", "provider": false}]}"#;
+        assert!(
+            load(bad_host)
+                .unwrap_err()
+                .to_string()
+                .contains("routes[0]")
+        );
+        let role = r#"{"version": 1, "log": 0, "routes": [{"route": {"host": "a.com", "role": "x"}, "auth": null, "on_match": "block", "provider": false}]}"#;
+        assert!(load(role).is_err());
+        let dup = r#"{"version": 1, "log": 0, "routes": [{"route": {"host": "a.com"}, "auth": null, "on_match": "block", "provider": false}, {"route": {"host": "A.com"}, "auth": null, "on_match": "block", "provider": false}]}"#;
+        assert!(load(dup).is_err());
+        let slot0 = r#"{"version": 1, "log": 0, "routes": [{"route": {"host": "a.com"}, "auth": {"scheme": "Bearer", "slot": 0}, "on_match": "block", "provider": false}]}"#;
+        assert!(load(slot0).is_err());
+        let extra = r#"{"version": 1, "log": 0, "routes": [], "tokens": {"1": "x"}}"#;
+        assert!(
+            load(extra).is_err(),
+            "unknown fields (a token table) are refused"
+        );
+    }
+}
