@@ -6,7 +6,6 @@
 //! against the host, minting the identity and the bottle's CA, and writing
 //! the state dir. Knows nothing of terminals, pickers or how a plan is shown.
 
-mod ca;
 mod docker;
 mod error;
 mod plan;
@@ -14,8 +13,8 @@ mod provider;
 mod registry;
 mod smolmachines;
 
-pub use ca::BottleCa;
 pub use docker::Docker;
+pub use egress::ca::BottleCa;
 pub use error::BackendError;
 pub use plan::{AuthSource, BottleSpec, HostEnv, Plan, PlannedRoute, plan, write_plan};
 pub use provider::{BUILTIN_PROVIDERS, Provider, ProviderRef, provider_for};

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use manifest::{AuthScheme, Manifest, OnMatch, Resolved, Route};
 use state::{BottleMetadata, Home, StateDir};
 
-use crate::ca::BottleCa;
 use crate::error::BackendError;
 use crate::provider::{ProviderRef, provider_for};
 use crate::registry::{Availability, Backend};
+use egress::ca::BottleCa;
 
 /// Reads one host environment variable.
 pub type HostVars = dyn Fn(&str) -> Option<String>;
@@ -296,7 +296,7 @@ pub fn plan(
             &|id| home.state_dir(id).exists(),
         )?,
     };
-    let ca = BottleCa::mint(&identity)?;
+    let ca = BottleCa::mint(&identity).map_err(|e| BackendError::Ca(e.to_string()))?;
     let metadata = BottleMetadata {
         identity: identity.clone(),
         agent_name: m.agent.name.clone(),

@@ -8,6 +8,7 @@
 //!
 //! Knows nothing of backends, Docker or how the sidecar is launched.
 
+pub mod ca;
 pub mod decision;
 pub mod route_file;
 pub mod routes;
