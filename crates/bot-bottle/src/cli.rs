@@ -38,6 +38,8 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// Scan files, directories, stdin or a git commit range for secrets.
     Scan(ScanArgs),
+    /// Run the egress proxy standalone from a bottle file (no sandbox).
+    Egress(EgressArgs),
 }
 
 #[derive(Args, Debug)]
@@ -180,4 +182,20 @@ pub struct ScanArgs {
     /// Detectors to run: token_patterns, entropy, crypto.
     #[arg(long, value_delimiter = ',', default_value = "token_patterns")]
     pub detectors: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EgressArgs {
+    /// The bottle file whose `egress` routes to enforce.
+    #[arg(long, value_name = "FILE.md")]
+    pub bottle: std::path::PathBuf,
+    /// Where the CA lives (ca.pem, ca.key); minted there when absent.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: std::path::PathBuf,
+    /// HOST:PORT or unix:PATH.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// Extra trusted roots for upstream TLS (PEM); also BOT_BOTTLE_UPSTREAM_CA.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<std::path::PathBuf>,
 }

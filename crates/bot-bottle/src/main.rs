@@ -5,6 +5,7 @@ mod cli;
 mod context;
 mod describe;
 mod edit;
+mod egress_cmd;
 mod init;
 mod launch;
 mod lifecycle;
@@ -38,12 +39,14 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    if let Command::Scan(args) = cli.command {
-        // Needs no home, no manifests: the engine only.
-        return scan::scan(args);
-    }
+    // These need no home and no manifest library.
+    let command = match cli.command {
+        Command::Scan(args) => return scan::scan(args),
+        Command::Egress(args) => return egress_cmd::egress(args),
+        other => other,
+    };
     let ctx = Context::from_env()?;
-    match cli.command {
+    match command {
         Command::Start(args) => launch::start(&ctx, args),
         Command::Resume(args) => launch::resume(&ctx, args),
         Command::List(args) => list::list(&ctx, args),
@@ -54,6 +57,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(args) => lifecycle::logs(&ctx, &args.identity, args.follow),
         Command::Commit(args) => lifecycle::commit(&ctx, args.identity.as_deref()),
         Command::Cleanup(args) => lifecycle::cleanup(&ctx, args.all, args.yes),
-        Command::Scan(_) => unreachable!("handled above"),
+        Command::Scan(_) | Command::Egress(_) => unreachable!("handled above"),
     }
 }

@@ -1,0 +1,503 @@
+//! The egress proxy server: the I/O shell around [`crate::decision`].
+//!
+//! An HTTP/1.1 forward proxy on TCP or a unix socket. `CONNECT host:port` to
+//! a routed host is answered 200, then TLS is terminated with a leaf for
+//! that host signed by the bottle's CA, and every request inside is decided
+//! against the CONNECT host (an inner `Host` naming another host is refused)
+//! and forwarded over a fresh TLS connection, verified against the system
+//! roots plus any extra CA. Absolute-form plain-HTTP requests go through the
+//! same decision. Request bodies are read (bounded) for the scan; responses
+//! stream, except text-like bodies of known, bounded length, which are read
+//! whole for the inbound injection check.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dlp::{KnownSecrets, RuleSet, ScanOptions, Scanner};
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::{Method, Request as HttpRequest, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::ca::LeafIssuer;
+use crate::decision::{
+    Block, Decision, Request, ResponseDecision, Safelist, Tokens, decide, decide_response,
+};
+use crate::route_file::RouteFile;
+
+type Body = BoxBody<Bytes, hyper::Error>;
+type Upstream = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// Largest request body scanned (larger is refused, never passed unscanned).
+pub const MAX_REQUEST_BODY: usize = dlp::DEFAULT_MAX_BYTES;
+/// Largest text response read whole for the injection check.
+pub const MAX_SCANNED_RESPONSE: u64 = 4 * 1024 * 1024;
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything the proxy needs, shared by all connections.
+pub struct Proxy {
+    file: RouteFile,
+    scanners: HashMap<String, Scanner>,
+    tokens: Tokens,
+    safelist: Safelist,
+    issuer: LeafIssuer,
+    client: Upstream,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("routes", &self.file.table.routes().len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot read upstream CA file {path}: {message}")]
+    UpstreamCa { path: String, message: String },
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+impl Proxy {
+    /// Build from a loaded route file, the token values by slot, the secrets
+    /// to watch for, the CA, and extra upstream roots (PEM).
+    pub fn new(
+        file: RouteFile,
+        tokens: Tokens,
+        known: KnownSecrets,
+        issuer: LeafIssuer,
+        upstream_ca_pem: Option<&[u8]>,
+    ) -> Result<Proxy, ProxyError> {
+        let known = Arc::new(known);
+        let mut scanners = HashMap::new();
+        for r in file.table.routes() {
+            let options =
+                ScanOptions::from_names(&r.route.dlp.outbound_detectors).unwrap_or_default();
+            scanners.insert(
+                r.route.host.clone(),
+                Scanner::new(RuleSet::builtin().clone(), known.clone(), options),
+            );
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(pem) = upstream_ca_pem {
+            let mut reader = std::io::BufReader::new(pem);
+            for cert in rustls_pemfile_certs(&mut reader) {
+                roots
+                    .add(cert)
+                    .map_err(|e| ProxyError::Tls(e.to_string()))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ProxyError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Proxy {
+            file,
+            scanners,
+            tokens,
+            safelist: Safelist::default(),
+            issuer,
+            client,
+        })
+    }
+
+    pub fn route_file(&self) -> &RouteFile {
+        &self.file
+    }
+
+    /// Serve one client connection until it closes.
+    pub async fn serve<S>(self: Arc<Self>, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let proxy = self.clone();
+        let service = hyper::service::service_fn(move |req| proxy.clone().outer(req));
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .max_buf_size(64 * 1024)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades()
+            .await;
+    }
+
+    /// A request on the proxy connection: CONNECT, or absolute-form HTTP.
+    async fn outer(
+        self: Arc<Self>,
+        req: HttpRequest<Incoming>,
+    ) -> Result<Response<Body>, Infallible> {
+        if req.method() == Method::CONNECT {
+            return Ok(self.connect(req));
+        }
+        let Some(authority) = req.uri().authority().map(|a| a.to_string()) else {
+            return Ok(block(&Block {
+                code: "not-a-proxy-request",
+                reason: "requests must be absolute-form (http://host/path) or CONNECT".into(),
+            }));
+        };
+        if req.uri().scheme_str() != Some("http") {
+            return Ok(block(&Block {
+                code: "scheme",
+                reason: "only http:// is proxied in absolute form; use CONNECT for https".into(),
+            }));
+        }
+        Ok(self.exchange(req, authority, false).await)
+    }
+
+    fn connect(self: Arc<Self>, req: HttpRequest<Incoming>) -> Response<Body> {
+        let Some(authority) = req.uri().authority().map(|a| a.to_string()) else {
+            return block(&Block {
+                code: "bad-connect",
+                reason: "CONNECT needs host:port".into(),
+            });
+        };
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority.as_str(), |(h, _)| h)
+            .to_string();
+        let introspection = host.eq_ignore_ascii_case(crate::decision::INTROSPECTION_HOST);
+        if !introspection && self.file.table.lookup(&host).is_none() {
+            return block(&Block {
+                code: "no-route",
+                reason: format!("no route for host {host}"),
+            });
+        }
+        let certified = match self.issuer.leaf(&host) {
+            Ok(c) => c,
+            Err(e) => {
+                return block(&Block {
+                    code: "tls",
+                    reason: e.to_string(),
+                });
+            }
+        };
+        tokio::spawn(async move {
+            let Ok(upgraded) = hyper::upgrade::on(req).await else {
+                return;
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let Ok(config) = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+            else {
+                return;
+            };
+            let mut config = config
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(FixedCert(certified)));
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(TokioIo::new(upgraded))).await
+            else {
+                return;
+            };
+            let proxy = self.clone();
+            let service = hyper::service::service_fn(move |inner: HttpRequest<Incoming>| {
+                let proxy = proxy.clone();
+                let authority = authority.clone();
+                async move { Ok::<_, Infallible>(proxy.exchange(inner, authority, true).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+        Response::new(empty())
+    }
+
+    /// Decide one request for `authority` and, if allowed, forward it.
+    async fn exchange(
+        self: Arc<Self>,
+        req: HttpRequest<Incoming>,
+        authority: String,
+        tls: bool,
+    ) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        // Inside a tunnel the CONNECT host decides; a Host naming another is a spoof.
+        if tls
+            && let Some(h) = parts
+                .headers
+                .get(hyper::header::HOST)
+                .and_then(|v| v.to_str().ok())
+            && !same_host(h, &authority)
+        {
+            return block(&Block {
+                code: "host-mismatch",
+                reason: format!("Host {h} inside a tunnel to {authority}"),
+            });
+        }
+        let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return block(&Block {
+                    code: "too-large",
+                    reason: format!("request body over {MAX_REQUEST_BODY} bytes cannot be scanned"),
+                });
+            }
+        };
+        let mut headers = Vec::with_capacity(parts.headers.len());
+        for (name, value) in &parts.headers {
+            let Ok(v) = value.to_str() else {
+                return block(&Block {
+                    code: "structural",
+                    reason: format!("non-text value in header {name}"),
+                });
+            };
+            if !is_hop_by_hop(name.as_str()) {
+                headers.push((name.as_str().to_string(), v.to_string()));
+            }
+        }
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_string();
+        let request = Request {
+            method: parts.method.as_str(),
+            host: &authority,
+            path_and_query: &target,
+            headers,
+            body: &body,
+        };
+        let decision = decide(
+            &self.file.table,
+            &|r| &self.scanners[&r.route.host],
+            &self.tokens,
+            &self.safelist,
+            &request,
+        );
+        let (path_and_query, headers, body) = match decision {
+            Decision::Introspect { body } => {
+                let mut r = Response::new(full(body));
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    "application/json".parse().expect("static"),
+                );
+                return r;
+            }
+            Decision::Block(b) => return block(&b),
+            // No operator channel is wired into this proxy yet: a hold fails closed.
+            Decision::Hold { findings, .. } => {
+                let mut rules: Vec<&str> = findings.iter().map(|f| f.rule.as_str()).collect();
+                rules.dedup();
+                return block(&Block {
+                    code: "supervise-unavailable",
+                    reason: format!(
+                        "outbound secret ({}) needs operator approval, and no operator channel is connected",
+                        rules.join(", ")
+                    ),
+                });
+            }
+            Decision::Forward {
+                path_and_query,
+                headers,
+                body,
+            } => (path_and_query, headers, body),
+        };
+        let scheme = if tls { "https" } else { "http" };
+        let uri = format!("{scheme}://{authority}{path_and_query}");
+        let mut builder = HttpRequest::builder()
+            .method(parts.method.clone())
+            .uri(&uri);
+        for (n, v) in &headers {
+            if !n.eq_ignore_ascii_case("host") {
+                builder = builder.header(n.as_str(), v.as_str());
+            }
+        }
+        let Ok(upstream_req) = builder.body(Full::new(Bytes::from(body))) else {
+            return block(&Block {
+                code: "structural",
+                reason: "request could not be rebuilt".into(),
+            });
+        };
+        let response = match self.client.request(upstream_req).await {
+            Ok(r) => r,
+            Err(e) => return bad_gateway(&authority, &e),
+        };
+        self.respond(&authority, response).await
+    }
+
+    /// Relay a response: stream it, or read a bounded text body whole for
+    /// the injection check.
+    async fn respond(&self, authority: &str, response: Response<Incoming>) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
+        let hop: Vec<hyper::header::HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|n| is_hop_by_hop(n.as_str()))
+            .cloned()
+            .collect();
+        for name in hop {
+            parts.headers.remove(name);
+        }
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        let Some(route) = self.file.table.lookup(host) else {
+            return block(&Block {
+                code: "no-route",
+                reason: format!("no route for host {host}"),
+            });
+        };
+        let content_type = parts
+            .headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let encoded = parts.headers.contains_key(hyper::header::CONTENT_ENCODING);
+        let length = parts
+            .headers
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let streaming = content_type
+            .as_deref()
+            .is_some_and(|c| c.contains("event-stream"));
+        let checked = route
+            .route
+            .dlp
+            .inbound_detectors
+            .iter()
+            .any(|d| d == "injection")
+            && !streaming
+            && !encoded
+            && length.is_some_and(|l| l <= MAX_SCANNED_RESPONSE);
+        if !checked {
+            return Response::from_parts(parts, body.boxed());
+        }
+        let bytes = match Limited::new(body, MAX_SCANNED_RESPONSE as usize)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return block(&Block {
+                    code: "upstream",
+                    reason: format!("response from {host} broke off"),
+                });
+            }
+        };
+        match decide_response(route, content_type.as_deref(), &bytes) {
+            ResponseDecision::Block(b) => block(&b),
+            ResponseDecision::Pass | ResponseDecision::Warn(_) => {
+                Response::from_parts(parts, full(bytes))
+            }
+        }
+    }
+}
+
+/// The leaf for one tunnel, whatever SNI the client sends.
+#[derive(Debug)]
+struct FixedCert(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for FixedCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+fn rustls_pemfile_certs(
+    reader: &mut dyn std::io::BufRead,
+) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut text = Vec::new();
+    let _ = reader.read_to_end(&mut text);
+    rustls::pki_types::CertificateDer::pem_slice_iter(&text)
+        .flatten()
+        .collect()
+}
+
+fn same_host(host_header: &str, authority: &str) -> bool {
+    let strip = |s: &str| {
+        s.rsplit_once(':')
+            .map_or(s, |(h, p)| {
+                if p.bytes().all(|b| b.is_ascii_digit()) {
+                    h
+                } else {
+                    s
+                }
+            })
+            .to_ascii_lowercase()
+    };
+    strip(host_header) == strip(authority)
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "connection"
+            | "proxy-connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "proxy-authenticate"
+    )
+}
+
+fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A block as the spec shapes it.
+pub fn block(b: &Block) -> Response<Body> {
+    let mut r = Response::new(full(b.body()));
+    *r.status_mut() = StatusCode::FORBIDDEN;
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().expect("static"),
+    );
+    if let Ok(v) = b.code.parse() {
+        h.insert(Block::HEADER, v);
+    }
+    r
+}
+
+fn bad_gateway(authority: &str, e: &hyper_util::client::legacy::Error) -> Response<Body> {
+    let mut cause = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    let mut r = Response::new(full(format!(
+        "bot-bottle egress: upstream {authority} failed: {cause}\n"
+    )));
+    *r.status_mut() = StatusCode::BAD_GATEWAY;
+    r
+}
