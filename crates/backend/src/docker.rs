@@ -31,10 +31,9 @@ impl Backend for Docker {
 
     fn available(&self) -> Availability {
         match Self::socket() {
-            Ok(path) if path.exists() => Availability {
-                available: true,
-                reason: format!("Docker Engine socket at {}", path.display()),
-            },
+            Ok(path) if path.exists() => {
+                Availability { available: true, reason: format!("Docker Engine socket at {}", path.display()) }
+            }
             Ok(path) => Availability {
                 available: false,
                 reason: format!(
@@ -42,10 +41,7 @@ impl Backend for Docker {
                     path.display()
                 ),
             },
-            Err(host) => Availability {
-                available: true,
-                reason: format!("DOCKER_HOST={host}"),
-            },
+            Err(host) => Availability { available: true, reason: format!("DOCKER_HOST={host}") },
         }
     }
 

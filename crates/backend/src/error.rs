@@ -13,19 +13,10 @@ pub enum BackendError {
     #[error(transparent)]
     Identity(#[from] state::IdentityError),
     /// An operation this backend does not implement yet; never pretend.
-    #[error(
-        "the {backend} backend cannot {operation} yet: not implemented in this version of bot-bottle"
-    )]
-    NotImplemented {
-        backend: String,
-        operation: &'static str,
-    },
+    #[error("the {backend} backend cannot {operation} yet: not implemented in this version of bot-bottle")]
+    NotImplemented { backend: String, operation: &'static str },
     #[error("unknown backend '{name}'{}; known backends: {}", origin.as_ref().map(|o| format!(" (named by {})", o.display())).unwrap_or_default(), known.join(", "))]
-    UnknownBackend {
-        name: String,
-        origin: Option<PathBuf>,
-        known: Vec<String>,
-    },
+    UnknownBackend { name: String, origin: Option<PathBuf>, known: Vec<String> },
     #[error("{message}")]
     Invalid { message: String },
     #[error("cannot mint the bottle CA: {0}")]

@@ -18,7 +18,5 @@ pub use egress::ca::BottleCa;
 pub use error::BackendError;
 pub use plan::{AuthSource, BottleSpec, HostEnv, Plan, PlannedRoute, plan, write_plan};
 pub use provider::{BUILTIN_PROVIDERS, Provider, ProviderRef, provider_for};
-pub use registry::{
-    ActiveBottle, Availability, Backend, CleanupPlan, Registry, RunningBottle, bottle_for_identity,
-};
+pub use registry::{ActiveBottle, Availability, Backend, CleanupPlan, Registry, RunningBottle, bottle_for_identity};
 pub use smolmachines::Smolmachines;

@@ -29,9 +29,7 @@ impl HostEnv {
     pub fn current() -> HostEnv {
         HostEnv {
             vars: Box::new(|name| std::env::var(name).ok()),
-            user_home: std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/")),
+            user_home: std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/")),
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         }
     }
@@ -115,21 +113,11 @@ impl Plan {
 }
 
 /// Resolve everything a launch needs on `backend`. Writes nothing.
-pub fn plan(
-    backend: &dyn Backend,
-    home: &Home,
-    spec: BottleSpec,
-    host: &HostEnv,
-) -> Result<Plan, BackendError> {
+pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv) -> Result<Plan, BackendError> {
     let m = &spec.manifest;
     let invalid = |message: String| BackendError::Invalid { message };
     let provider_cfg = m.bottle.provider();
-    let provider_origin = m
-        .bottle
-        .agent_provider
-        .as_ref()
-        .map(|p| p.origin.clone())
-        .unwrap_or_default();
+    let provider_origin = m.bottle.agent_provider.as_ref().map(|p| p.origin.clone()).unwrap_or_default();
     let provider_file = bottle_file(home, &provider_origin);
     let provider = provider_for(home, &provider_cfg.template).ok_or_else(|| {
         invalid(format!(
@@ -171,11 +159,7 @@ pub fn plan(
                     provider_file.display()
                 )));
             }
-            routes.extend(
-                p.auth_token_hosts
-                    .iter()
-                    .map(|h| provider_route(h, AuthSource::HostEnv(var.clone()))),
-            );
+            routes.extend(p.auth_token_hosts.iter().map(|h| provider_route(h, AuthSource::HostEnv(var.clone()))));
         }
         if provider_cfg.forward_host_credentials {
             let Some(file) = p.host_login_file else {
@@ -215,10 +199,7 @@ pub fn plan(
     // Manifest routes fill in the hosts the provider does not own.
     for r in &m.bottle.routes {
         let file = bottle_file(home, &r.origin);
-        if routes
-            .iter()
-            .any(|p: &PlannedRoute| p.route.host == r.value.host)
-        {
+        if routes.iter().any(|p: &PlannedRoute| p.route.host == r.value.host) {
             warnings.push(format!(
                 "{}: the route for {} is ignored: the provider's own route owns that host",
                 file.display(),
@@ -262,9 +243,7 @@ pub fn plan(
                     )));
                 }
             }
-            Some(manifest::RepoKey::Gitea { provisioner_token })
-                if !host.is_set(provisioner_token) =>
-            {
+            Some(manifest::RepoKey::Gitea { provisioner_token }) if !host.is_set(provisioner_token) => {
                 return Err(invalid(format!(
                     "{}: git-gate.repos.{name}.key.provisioner_token names {provisioner_token}, which is not set on the host; export it before starting",
                     file.display()
@@ -289,29 +268,18 @@ pub fn plan(
 
     let identity = match &spec.identity {
         Some(id) => id.clone(),
-        None => state::mint_identity(
-            &m.agent.name,
-            spec.label.as_deref(),
-            spec.uniquify_label,
-            &|id| home.state_dir(id).exists(),
-        )?,
+        None => state::mint_identity(&m.agent.name, spec.label.as_deref(), spec.uniquify_label, &|id| {
+            home.state_dir(id).exists()
+        })?,
     };
     let ca = BottleCa::mint(&identity).map_err(|e| BackendError::Ca(e.to_string()))?;
     let metadata = BottleMetadata {
         identity: identity.clone(),
         agent_name: m.agent.name.clone(),
-        cwd: if spec.copy_cwd {
-            host.cwd.display().to_string()
-        } else {
-            String::new()
-        },
+        cwd: if spec.copy_cwd { host.cwd.display().to_string() } else { String::new() },
         copy_cwd: spec.copy_cwd,
         started_at: BottleMetadata::now(),
-        compose_project: if backend.name() == "docker" {
-            format!("bot-bottle-{identity}")
-        } else {
-            String::new()
-        },
+        compose_project: if backend.name() == "docker" { format!("bot-bottle-{identity}") } else { String::new() },
         backend: backend.name().to_string(),
         label: spec.label.clone().unwrap_or_default(),
         color: spec.color.clone().unwrap_or_default(),
@@ -336,11 +304,7 @@ pub fn plan(
 }
 
 fn bottle_file(home: &Home, name: &str) -> PathBuf {
-    if name.is_empty() {
-        home.bottles_dir()
-    } else {
-        home.bottles_dir().join(format!("{name}.md"))
-    }
+    if name.is_empty() { home.bottles_dir() } else { home.bottles_dir().join(format!("{name}.md")) }
 }
 
 /// Create (or, on resume, reuse) the state dir; write `metadata.json`, the
@@ -353,12 +317,10 @@ pub fn write_plan(plan: &Plan) -> Result<StateDir, BackendError> {
     };
     plan.metadata.write(dir.path())?;
     let egress = dir.component("egress")?;
-    std::fs::write(egress.join("ca.pem"), &plan.ca.cert_pem).map_err(|source| {
-        state::StateError::Io {
-            path: egress.join("ca.pem"),
-            action: "write",
-            source,
-        }
+    std::fs::write(egress.join("ca.pem"), &plan.ca.cert_pem).map_err(|source| state::StateError::Io {
+        path: egress.join("ca.pem"),
+        action: "write",
+        source,
     })?;
     dir.write_secret_file("egress/ca.key", plan.ca.key_pem.expose().as_bytes())?;
     Ok(dir)
@@ -374,11 +336,7 @@ mod tests {
     fn spec(home: &Home) -> BottleSpec {
         std::fs::create_dir_all(home.bottles_dir()).unwrap();
         std::fs::create_dir_all(home.agents_dir()).unwrap();
-        std::fs::write(
-            home.bottles_dir().join("b.md"),
-            "---\nagent_provider: {template: shell}\n---\n",
-        )
-        .unwrap();
+        std::fs::write(home.bottles_dir().join("b.md"), "---\nagent_provider: {template: shell}\n---\n").unwrap();
         std::fs::write(home.agents_dir().join("a.md"), "---\nbottle: b\n---\nhi\n").unwrap();
         let mut lib = manifest::Library::open(home.root(), None, None).unwrap();
         BottleSpec {
@@ -393,11 +351,7 @@ mod tests {
     }
 
     fn host() -> HostEnv {
-        HostEnv {
-            vars: Box::new(|_| None),
-            user_home: "/nonexistent".into(),
-            cwd: "/".into(),
-        }
+        HostEnv { vars: Box::new(|_| None), user_home: "/nonexistent".into(), cwd: "/".into() }
     }
 
     #[test]
@@ -412,22 +366,10 @@ mod tests {
             assert_eq!(meta.bottle_names, ["b"]);
             assert_eq!(meta.agent_name, "a");
             let key = plan.state_dir().join("egress/ca.key");
-            assert_eq!(
-                std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
-            assert_eq!(
-                std::fs::metadata(plan.state_dir())
-                    .unwrap()
-                    .permissions()
-                    .mode()
-                    & 0o777,
-                0o700
-            );
+            assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(std::fs::metadata(plan.state_dir()).unwrap().permissions().mode() & 0o777, 0o700);
             assert!(
-                std::fs::read_to_string(plan.state_dir().join("egress/ca.pem"))
-                    .unwrap()
-                    .contains("BEGIN CERTIFICATE")
+                std::fs::read_to_string(plan.state_dir().join("egress/ca.pem")).unwrap().contains("BEGIN CERTIFICATE")
             );
             // A second start with the same label is uniquified.
             let again = backend.prepare(&home, spec(&home), &host()).unwrap();

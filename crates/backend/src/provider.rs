@@ -46,10 +46,7 @@ pub const BUILTIN_PROVIDERS: &[Provider] = &[
         host_login_hosts: &[],
         host_login_file: None,
         placeholder_env: &["CLAUDE_CODE_OAUTH_TOKEN"],
-        extra_env: &[
-            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-            ("DISABLE_ERROR_REPORTING", "1"),
-        ],
+        extra_env: &[("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"), ("DISABLE_ERROR_REPORTING", "1")],
         auth_scheme: AuthScheme::Bearer,
     },
     Provider {
@@ -105,13 +102,7 @@ pub enum ProviderRef {
 pub fn provider_for(home: &Home, template: &str) -> Option<ProviderRef> {
     let dir = home.contrib_dir().join(template);
     if dir.join("provider.toml").is_file() {
-        return Some(ProviderRef::Plugin {
-            name: template.to_string(),
-            dir,
-        });
+        return Some(ProviderRef::Plugin { name: template.to_string(), dir });
     }
-    BUILTIN_PROVIDERS
-        .iter()
-        .find(|p| p.name == template)
-        .map(ProviderRef::Builtin)
+    BUILTIN_PROVIDERS.iter().find(|p| p.name == template).map(ProviderRef::Builtin)
 }

@@ -103,10 +103,7 @@ pub trait Backend: Send + Sync {
     }
 
     fn not_implemented(&self, operation: &'static str) -> BackendError {
-        BackendError::NotImplemented {
-            backend: self.name().to_string(),
-            operation,
-        }
+        BackendError::NotImplemented { backend: self.name().to_string(), operation }
     }
 }
 
@@ -118,9 +115,7 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry {
-            backends: vec![Arc::new(crate::Docker), Arc::new(crate::Smolmachines)],
-        }
+        Registry { backends: vec![Arc::new(crate::Docker), Arc::new(crate::Smolmachines)] }
     }
 }
 
@@ -134,15 +129,11 @@ impl Registry {
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<dyn Backend>, BackendError> {
-        self.backends
-            .iter()
-            .find(|b| b.name() == name)
-            .cloned()
-            .ok_or_else(|| BackendError::UnknownBackend {
-                name: name.to_string(),
-                origin: None,
-                known: self.names(),
-            })
+        self.backends.iter().find(|b| b.name() == name).cloned().ok_or_else(|| BackendError::UnknownBackend {
+            name: name.to_string(),
+            origin: None,
+            known: self.names(),
+        })
     }
 
     /// `docker` on Linux (and wherever nothing else is the default).
@@ -151,14 +142,8 @@ impl Registry {
     }
 
     /// `--backend`, then `BOT_BOTTLE_BACKEND`, then the platform default.
-    pub fn choose(
-        &self,
-        flag: Option<&str>,
-        env: Option<&str>,
-    ) -> Result<Arc<dyn Backend>, BackendError> {
-        let name = flag
-            .or(env.filter(|v| !v.is_empty()))
-            .unwrap_or(self.platform_default());
+    pub fn choose(&self, flag: Option<&str>, env: Option<&str>) -> Result<Arc<dyn Backend>, BackendError> {
+        let name = flag.or(env.filter(|v| !v.is_empty())).unwrap_or(self.platform_default());
         self.get(name)
     }
 }
@@ -174,11 +159,9 @@ pub fn bottle_for_identity(
     match BottleMetadata::read(&dir) {
         Ok(meta) => {
             let backend = registry.get(meta.backend_name()).map_err(|e| match e {
-                BackendError::UnknownBackend { name, known, .. } => BackendError::UnknownBackend {
-                    name,
-                    origin: Some(dir.join(BottleMetadata::FILE)),
-                    known,
-                },
+                BackendError::UnknownBackend { name, known, .. } => {
+                    BackendError::UnknownBackend { name, origin: Some(dir.join(BottleMetadata::FILE)), known }
+                }
                 other => other,
             })?;
             Ok((backend, Some(meta)))

@@ -43,14 +43,10 @@ impl Backend for Smolmachines {
         if std::path::Path::new("/sys/module/kvm_pvm").exists() {
             return Availability {
                 available: false,
-                reason: "KVM here is the nested kvm_pvm hypervisor, on which microVMs do not boot"
-                    .to_string(),
+                reason: "KVM here is the nested kvm_pvm hypervisor, on which microVMs do not boot".to_string(),
             };
         }
-        Availability {
-            available: true,
-            reason: format!("smolvm at {}", bin.display()),
-        }
+        Availability { available: true, reason: format!("smolvm at {}", bin.display()) }
     }
 
     fn runtime(&self) -> String {

@@ -13,20 +13,12 @@ pub struct Context {
 
 impl Context {
     pub fn from_env() -> Result<Context> {
-        Ok(Context {
-            home: Home::from_env()?,
-            registry: Registry::default(),
-            host: HostEnv::current(),
-        })
+        Ok(Context { home: Home::from_env()?, registry: Registry::default(), host: HostEnv::current() })
     }
 
     /// The manifest library; its warnings are printed once here.
     pub fn library(&self) -> Result<Library> {
-        let lib = Library::open(
-            self.home.root(),
-            Some(&self.host.cwd),
-            Some(&self.host.user_home),
-        )?;
+        let lib = Library::open(self.home.root(), Some(&self.host.cwd), Some(&self.host.user_home))?;
         for w in lib.warnings() {
             warn(&w);
         }

@@ -14,11 +14,7 @@ impl Rows {
     }
 
     pub fn add(&mut self, name: &str, values: Vec<String>) {
-        let values = if values.is_empty() {
-            vec!["(none)".to_string()]
-        } else {
-            values
-        };
+        let values = if values.is_empty() { vec!["(none)".to_string()] } else { values };
         self.0.push((name.to_string(), values));
     }
 
@@ -54,8 +50,7 @@ pub fn env_rows(m: &Manifest, hidden: &[String]) -> Vec<String> {
 
 pub fn git_identity(m: &Manifest) -> Vec<String> {
     let user = m.git_user();
-    let field =
-        |f: &Option<Sourced<String>>| f.as_ref().map(|s| (s.value.clone(), s.origin.clone()));
+    let field = |f: &Option<Sourced<String>>| f.as_ref().map(|s| (s.value.clone(), s.origin.clone()));
     match (field(&user.name), field(&user.email)) {
         (None, None) => Vec::new(),
         (name, email) => {
@@ -75,12 +70,7 @@ pub fn repos(m: &Manifest) -> Vec<String> {
         .repos
         .iter()
         .map(|(name, repo)| {
-            let host = repo
-                .value
-                .url
-                .as_deref()
-                .and_then(|u| manifest::ssh_host(u).ok())
-                .unwrap_or_default();
+            let host = repo.value.url.as_deref().and_then(|u| manifest::ssh_host(u).ok()).unwrap_or_default();
             let key = match &repo.value.key {
                 Some(manifest::RepoKey::Static { .. }) => "static key",
                 Some(manifest::RepoKey::Gitea { .. }) => "gitea deploy key",
@@ -107,14 +97,9 @@ fn route_text(route: &Route, auth: Option<String>, on_match: &str, origin: &str)
     } else {
         route.dlp.outbound_detectors.join(",")
     };
-    let inb = if route.dlp.inbound_detectors.is_empty() {
-        "off".to_string()
-    } else {
-        route.dlp.inbound_detectors.join(",")
-    };
-    s.push_str(&format!(
-        "  dlp out={out} on-match={on_match} in={inb}  (from {origin})"
-    ));
+    let inb =
+        if route.dlp.inbound_detectors.is_empty() { "off".to_string() } else { route.dlp.inbound_detectors.join(",") };
+    s.push_str(&format!("  dlp out={out} on-match={on_match} in={inb}  (from {origin})"));
     s
 }
 
@@ -123,18 +108,8 @@ pub fn manifest_routes(m: &Manifest) -> Vec<String> {
         .routes
         .iter()
         .map(|r| {
-            let on_match = r
-                .value
-                .dlp
-                .outbound_on_match
-                .map(|o| o.as_str())
-                .unwrap_or("supervise");
-            route_text(
-                &r.value,
-                r.value.auth.as_ref().map(|a| a.scheme.as_str().to_string()),
-                on_match,
-                &r.origin,
-            )
+            let on_match = r.value.dlp.outbound_on_match.map(|o| o.as_str()).unwrap_or("supervise");
+            route_text(&r.value, r.value.auth.as_ref().map(|a| a.scheme.as_str().to_string()), on_match, &r.origin)
         })
         .collect()
 }
@@ -170,17 +145,9 @@ fn bottles_line(m: &Manifest) -> Vec<String> {
 /// `bot-bottle info`.
 pub fn info_text(m: &Manifest) -> String {
     let p = m.bottle.provider();
-    let provider_origin = m
-        .bottle
-        .agent_provider
-        .as_ref()
-        .map(|s| format!(" (from {})", s.origin))
-        .unwrap_or_default();
+    let provider_origin = m.bottle.agent_provider.as_ref().map(|s| format!(" (from {})", s.origin)).unwrap_or_default();
     let mut rows = Rows::new();
-    rows.add(
-        "agent",
-        vec![format!("{}  ({})", m.agent.name, m.agent.file.display())],
-    );
+    rows.add("agent", vec![format!("{}  ({})", m.agent.name, m.agent.file.display())]);
     rows.add("bottles", bottles_line(m));
     let mut provider = format!("{}{provider_origin}", p.template);
     if let Some(t) = &p.auth_token {
@@ -205,12 +172,7 @@ pub fn info_json(m: &Manifest) -> Value {
         .bottle
         .env
         .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                json!({"kind": env_kind(&v.value), "origin": v.origin}),
-            )
-        })
+        .map(|(k, v)| (k.clone(), json!({"kind": env_kind(&v.value), "origin": v.origin})))
         .collect::<serde_json::Map<_, _>>()
         .into();
     json!({
@@ -231,17 +193,11 @@ pub fn info_json(m: &Manifest) -> Value {
 pub fn preflight_text(plan: &Plan) -> String {
     let m = &plan.manifest;
     let mut rows = Rows::new();
-    rows.add(
-        "agent",
-        vec![format!("{}  ({})", m.agent.name, m.agent.file.display())],
-    );
+    rows.add("agent", vec![format!("{}  ({})", m.agent.name, m.agent.file.display())]);
     rows.add("bottles", bottles_line(m));
     let mut backend = format!("{} — {}", plan.backend, plan.runtime);
     if !plan.availability.available {
-        backend.push_str(&format!(
-            "  [not available here: {}]",
-            plan.availability.reason
-        ));
+        backend.push_str(&format!("  [not available here: {}]", plan.availability.reason));
     }
     rows.add("backend", vec![backend]);
     let mut identity = plan.identity.clone();

@@ -28,10 +28,7 @@ pub fn edit(ctx: &Context, args: EditArgs) -> Result<i32> {
             .status()
             .with_context(|| format!("cannot run the editor '{editor}' (set VISUAL or EDITOR)"))?;
         if !status.success() {
-            bail!(
-                "the editor '{editor}' exited with {status}; {} was not checked",
-                entry.path.display()
-            );
+            bail!("the editor '{editor}' exited with {status}; {} was not checked", entry.path.display());
         }
         match lib.agent(&args.agent) {
             Ok(agent) => {

@@ -15,21 +15,14 @@ pub fn init(ctx: &Context, args: InitArgs) -> Result<i32> {
     let lib = ctx.library()?;
     let agent = match args.agent {
         Some(a) => a,
-        None => terminal::text(
-            "agent name (lowercase letters, digits, '-'):",
-            None,
-            "--agent NAME",
-        )?,
+        None => terminal::text("agent name (lowercase letters, digits, '-'):", None, "--agent NAME")?,
     };
     if !manifest::is_valid_name(&agent) {
         bail!("agent name '{agent}' must match ^[a-z][a-z0-9-]*$ (it is also the file name)");
     }
     let agent_file = lib.agents_dir().join(format!("{agent}.md"));
     if agent_file.exists() {
-        bail!(
-            "{} already exists; edit it with `bot-bottle edit {agent}`",
-            agent_file.display()
-        );
+        bail!("{} already exists; edit it with `bot-bottle edit {agent}`", agent_file.display());
     }
     let prompt = match args.prompt {
         Some(p) => p,
@@ -42,11 +35,9 @@ pub fn init(ctx: &Context, args: InitArgs) -> Result<i32> {
     let existing: Vec<String> = lib.bottles().into_iter().map(|e| e.name).collect();
     let bottle = match args.bottle {
         Some(b) => b,
-        None if existing.is_empty() => terminal::text(
-            "name of the starter bottle to create:",
-            Some("dev"),
-            "--bottle NAME",
-        )?,
+        None if existing.is_empty() => {
+            terminal::text("name of the starter bottle to create:", Some("dev"), "--bottle NAME")?
+        }
         None => terminal::pick("default bottle:", existing.clone(), "--bottle NAME")?,
     };
     if !manifest::is_valid_name(&bottle) {
@@ -58,17 +49,12 @@ pub fn init(ctx: &Context, args: InitArgs) -> Result<i32> {
         write_new(&file, &starter_bottle(&args.provider)?)?;
         written.push(file);
     }
-    write_new(
-        &agent_file,
-        &format!("---\nbottle: {bottle}\n---\n{}\n", prompt.trim()),
-    )?;
+    write_new(&agent_file, &format!("---\nbottle: {bottle}\n---\n{}\n", prompt.trim()))?;
     written.push(agent_file);
 
     // What init writes must load: check it the way `start` will.
     let mut check = ctx.library()?;
-    check
-        .compose(&agent, &[])
-        .context("the files init wrote do not load (a bug in bot-bottle; please report it)")?;
+    check.compose(&agent, &[]).context("the files init wrote do not load (a bug in bot-bottle; please report it)")?;
     for f in &written {
         eprintln!("bot-bottle: wrote {}", f.display());
     }
@@ -111,6 +97,5 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
         .create_new(true)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    std::io::Write::write_all(&mut f, text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
+    std::io::Write::write_all(&mut f, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }

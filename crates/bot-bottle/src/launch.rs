@@ -38,9 +38,9 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
     let tty = !args.launch.headless && terminal::interactive();
     let agent_name = match args.agent {
         Some(a) => a,
-        None if args.launch.headless => bail!(
-            "--headless needs the agent named: bot-bottle start AGENT --headless --prompt TEXT"
-        ),
+        None if args.launch.headless => {
+            bail!("--headless needs the agent named: bot-bottle start AGENT --headless --prompt TEXT")
+        }
         None => pick_agent(&lib)?,
     };
     let agent = lib.agent(&agent_name)?;
@@ -51,9 +51,7 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
     } else if !agent.bottles.is_empty() {
         agent.bottles.clone()
     } else {
-        bail!(
-            "agent '{agent_name}' names no default bottle and there is no terminal to pick one; pass --bottle NAME"
-        );
+        bail!("agent '{agent_name}' names no default bottle and there is no terminal to pick one; pass --bottle NAME");
     };
     if bottles.is_empty() {
         bail!("no bottle chosen; pass --bottle NAME (see `bot-bottle list bottles`)");
@@ -66,15 +64,10 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
     if let Some(c) = &args.color
         && terminal::sgr(c).is_none()
     {
-        bail!(
-            "--color '{c}' is not a colour: use red, green, yellow, blue, magenta, cyan, white, or a number 0-255"
-        );
+        bail!("--color '{c}' is not a colour: use red, green, yellow, blue, magenta, cyan, white, or a number 0-255");
     }
     let env_backend = std::env::var("BOT_BOTTLE_BACKEND").ok();
-    let backend = match (
-        &args.backend,
-        env_backend.as_deref().filter(|v| !v.is_empty()),
-    ) {
+    let backend = match (&args.backend, env_backend.as_deref().filter(|v| !v.is_empty())) {
         (None, None) if tty => pick_backend(ctx)?,
         (flag, env) => ctx.registry.choose(flag.as_deref(), env)?,
     };
@@ -95,10 +88,7 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
     if args.launch.dry_run {
         return Ok(0);
     }
-    if !approved(
-        args.launch.yes || args.launch.headless,
-        "launch this agent?",
-    )? {
+    if !approved(args.launch.yes || args.launch.headless, "launch this agent?")? {
         return Ok(1);
     }
     let running = backend.launch(plan)?;
@@ -120,15 +110,9 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
     };
     let (backend, _) = backend::bottle_for_identity(&ctx.registry, &ctx.home, &args.identity)?;
     let mut lib = ctx.library()?;
-    let manifest = lib
-        .compose(&meta.agent_name, &meta.bottle_names)
-        .with_context(|| {
-            format!(
-                "cannot rebuild bottle '{}' from {}",
-                args.identity,
-                dir.join(BottleMetadata::FILE).display()
-            )
-        })?;
+    let manifest = lib.compose(&meta.agent_name, &meta.bottle_names).with_context(|| {
+        format!("cannot rebuild bottle '{}' from {}", args.identity, dir.join(BottleMetadata::FILE).display())
+    })?;
     let env = resolve_env(ctx, &manifest, args.launch.dry_run, args.launch.headless)?;
     let spec = BottleSpec {
         manifest,
@@ -150,10 +134,7 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
     if args.launch.dry_run {
         return Ok(0);
     }
-    if !approved(
-        args.launch.yes || args.launch.headless,
-        "resume this agent?",
-    )? {
+    if !approved(args.launch.yes || args.launch.headless, "resume this agent?")? {
         return Ok(1);
     }
     backend::write_plan(&plan)?;
@@ -175,10 +156,7 @@ fn show_preflight(plan: &Plan, json: bool) -> Result<()> {
         crate::context::warn(w);
     }
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&describe::preflight_json(plan))?
-        );
+        println!("{}", serde_json::to_string_pretty(&describe::preflight_json(plan))?);
     } else {
         print!("{}", describe::preflight_text(plan));
     }
@@ -187,18 +165,8 @@ fn show_preflight(plan: &Plan, json: bool) -> Result<()> {
 
 /// Resolve `?` and `${}` values: preview in a dry run, refuse `?` headless,
 /// otherwise ask on the terminal without echo.
-fn resolve_env(
-    ctx: &Context,
-    m: &Manifest,
-    dry_run: bool,
-    headless: bool,
-) -> Result<BTreeMap<String, Resolved>> {
-    let values: BTreeMap<String, EnvValue> = m
-        .bottle
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.value.clone()))
-        .collect();
+fn resolve_env(ctx: &Context, m: &Manifest, dry_run: bool, headless: bool) -> Result<BTreeMap<String, Resolved>> {
+    let values: BTreeMap<String, EnvValue> = m.bottle.env.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
     let mut ask = |name: &str, prompt: Option<&str>| {
         terminal::secret(&format!("{}:", prompt.unwrap_or(name))).map_err(|e| e.to_string())
     };
@@ -237,10 +205,7 @@ fn ask_label(ctx: &Context, agent: &str) -> Result<Option<String>> {
 fn pick_agent(lib: &Library) -> Result<String> {
     let names: Vec<String> = lib.agents().into_iter().map(|e| e.name).collect();
     if names.is_empty() {
-        bail!(
-            "no agents in {}; create one with `bot-bottle init`",
-            lib.agents_dir().display()
-        );
+        bail!("no agents in {}; create one with `bot-bottle init`", lib.agents_dir().display());
     }
     terminal::pick("agent:", names, "the agent name: bot-bottle start AGENT")
 }
@@ -253,27 +218,13 @@ fn pick_bottles(lib: &Library, defaults: &[String]) -> Result<Vec<String>> {
     let all: Vec<String> = lib.bottles().into_iter().map(|e| e.name).collect();
     let mut chosen: Vec<String> = defaults.to_vec();
     loop {
-        let mut options = vec![format!(
-            "{DONE} (use: {})",
-            if chosen.is_empty() {
-                "none".into()
-            } else {
-                chosen.join(", ")
-            }
-        )];
-        options.extend(
-            all.iter()
-                .filter(|b| !chosen.contains(b))
-                .map(|b| lib.extends_chain(b)),
-        );
+        let mut options =
+            vec![format!("{DONE} (use: {})", if chosen.is_empty() { "none".into() } else { chosen.join(", ") })];
+        options.extend(all.iter().filter(|b| !chosen.contains(b)).map(|b| lib.extends_chain(b)));
         if !chosen.is_empty() {
             options.push(RESET.to_string());
         }
-        let pick = terminal::pick(
-            "bottles, in merge order (later wins):",
-            options,
-            "--bottle NAME",
-        )?;
+        let pick = terminal::pick("bottles, in merge order (later wins):", options, "--bottle NAME")?;
         if pick.starts_with(DONE) {
             return Ok(chosen);
         } else if pick == RESET {
@@ -295,16 +246,10 @@ fn pick_backend(ctx: &Context) -> Result<Arc<dyn Backend>> {
             format!(
                 "{}{}",
                 b.name(),
-                if a.available {
-                    String::new()
-                } else {
-                    format!("  (unavailable: {})", a.reason)
-                }
+                if a.available { String::new() } else { format!("  (unavailable: {})", a.reason) }
             )
         })
         .collect();
     let pick = terminal::pick("backend:", options, "--backend")?;
-    Ok(ctx
-        .registry
-        .get(pick.split_whitespace().next().unwrap_or(&pick))?)
+    Ok(ctx.registry.get(pick.split_whitespace().next().unwrap_or(&pick))?)
 }

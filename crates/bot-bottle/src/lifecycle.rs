@@ -7,25 +7,17 @@ use state::BottleMetadata;
 
 use crate::context::{Context, check_identity};
 
-fn owner(
-    ctx: &Context,
-    identity: &str,
-) -> Result<(std::sync::Arc<dyn backend::Backend>, BottleMetadata)> {
+fn owner(ctx: &Context, identity: &str) -> Result<(std::sync::Arc<dyn backend::Backend>, BottleMetadata)> {
     check_identity(identity)?;
     let (backend, meta) = backend::bottle_for_identity(&ctx.registry, &ctx.home, identity)?;
-    let meta = meta.unwrap_or_else(|| BottleMetadata {
-        identity: identity.to_string(),
-        ..Default::default()
-    });
+    let meta = meta.unwrap_or_else(|| BottleMetadata { identity: identity.to_string(), ..Default::default() });
     Ok((backend, meta))
 }
 
 pub fn stop(ctx: &Context, identity: &str) -> Result<i32> {
     let (backend, meta) = owner(ctx, identity)?;
     backend.stop(&ctx.home, &meta)?;
-    eprintln!(
-        "bot-bottle: stopped {identity}; its state is kept (resume with `bot-bottle resume {identity}`)"
-    );
+    eprintln!("bot-bottle: stopped {identity}; its state is kept (resume with `bot-bottle resume {identity}`)");
     Ok(0)
 }
 
@@ -37,9 +29,7 @@ pub fn logs(ctx: &Context, identity: &str, follow: bool) -> Result<i32> {
 
 pub fn commit(ctx: &Context, identity: Option<&str>) -> Result<i32> {
     let Some(identity) = identity else {
-        bail!(
-            "name the bottle to commit: bot-bottle commit IDENTITY (see `bot-bottle list active`)"
-        );
+        bail!("name the bottle to commit: bot-bottle commit IDENTITY (see `bot-bottle list active`)");
     };
     let (backend, meta) = owner(ctx, identity)?;
     let snapshot = backend.commit(&ctx.home, &meta)?;

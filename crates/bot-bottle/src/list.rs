@@ -13,36 +13,20 @@ use crate::terminal;
 pub fn list(ctx: &Context, args: ListArgs) -> Result<i32> {
     let lib = ctx.library()?;
     let agents = || -> Value {
-        lib.agents()
-            .iter()
-            .map(|e| json!({"name": e.name, "source": e.source, "path": e.path}))
-            .collect()
+        lib.agents().iter().map(|e| json!({"name": e.name, "source": e.source, "path": e.path})).collect()
     };
-    let bottles = || -> Value {
-        lib.bottles()
-            .iter()
-            .map(|e| json!({"name": e.name, "path": e.path}))
-            .collect()
-    };
+    let bottles = || -> Value { lib.bottles().iter().map(|e| json!({"name": e.name, "path": e.path})).collect() };
     let sections: Vec<(&str, Value)> = match args.what {
         Some(ListWhat::Agents) => vec![("agents", agents())],
         Some(ListWhat::Bottles) => vec![("bottles", bottles())],
         Some(ListWhat::Active) => vec![("active", active(ctx))],
-        None => vec![
-            ("agents", agents()),
-            ("bottles", bottles()),
-            ("active", active(ctx)),
-        ],
+        None => vec![("agents", agents()), ("bottles", bottles()), ("active", active(ctx))],
     };
     if args.json {
         let out: Value = if sections.len() == 1 {
             sections[0].1.clone()
         } else {
-            sections
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect::<serde_json::Map<_, _>>()
-                .into()
+            sections.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<serde_json::Map<_, _>>().into()
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
@@ -59,12 +43,7 @@ pub fn list(ctx: &Context, args: ListArgs) -> Result<i32> {
             println!("{indent}(none)");
         }
         for item in items {
-            let s = |k: &str| {
-                item.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string()
-            };
+            let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or("").to_string();
             match name {
                 "active" => {
                     let label = if s("label").is_empty() {
@@ -137,10 +116,7 @@ pub fn info(ctx: &Context, args: InfoArgs) -> Result<i32> {
     let mut lib = ctx.library()?;
     let m = lib.compose(&args.agent, &args.bottles)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&describe::info_json(&m))?
-        );
+        println!("{}", serde_json::to_string_pretty(&describe::info_json(&m))?);
     } else {
         print!("{}", describe::info_text(&m));
     }

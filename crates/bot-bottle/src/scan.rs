@@ -28,18 +28,14 @@ struct Place {
 pub fn scan(args: ScanArgs) -> Result<i32> {
     let rules = match &args.rules {
         Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| UsageError(format!("--rules {}: {e}", file.display())))?;
-            RuleSet::parse(&text, &file.display().to_string())
-                .map_err(|e| UsageError(e.to_string()))?
+            let text =
+                std::fs::read_to_string(file).map_err(|e| UsageError(format!("--rules {}: {e}", file.display())))?;
+            RuleSet::parse(&text, &file.display().to_string()).map_err(|e| UsageError(e.to_string()))?
         }
         None => RuleSet::builtin().clone(),
     };
-    let options = ScanOptions::from_names(&args.detectors).map_err(|d| {
-        UsageError(format!(
-            "--detectors: unknown detector '{d}'; use token_patterns, entropy, crypto"
-        ))
-    })?;
+    let options = ScanOptions::from_names(&args.detectors)
+        .map_err(|d| UsageError(format!("--detectors: unknown detector '{d}'; use token_patterns, entropy, crypto")))?;
     let scanner = Scanner::new(rules, KnownSecrets::new(), options);
     let mut found = 0;
     let stdout = std::io::stdout();
@@ -51,23 +47,13 @@ pub fn scan(args: ScanArgs) -> Result<i32> {
                               "detector": f.detector, "severity": f.severity, "snippet": f.snippet});
             writeln!(stdout, "{line}")
         } else {
-            let commit = place
-                .commit
-                .as_deref()
-                .map(|c| format!("{}:", &c[..c.len().min(12)]))
-                .unwrap_or_default();
-            writeln!(
-                stdout,
-                "{commit}{}:{}: {} {}",
-                place.path, place.line, f.rule, f.snippet
-            )
+            let commit = place.commit.as_deref().map(|c| format!("{}:", &c[..c.len().min(12)])).unwrap_or_default();
+            writeln!(stdout, "{commit}{}:{}: {} {}", place.path, place.line, f.rule, f.snippet)
         }
     };
     match scan_into(&args, &scanner, &mut report) {
         // A closed pipe (`| head`) is not an error: stop quietly.
-        Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {}
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {}
         other => other?,
     }
     if found > 0 {
@@ -84,71 +70,37 @@ fn scan_into(
 ) -> Result<()> {
     if let Some(range) = &args.git {
         if !args.paths.is_empty() {
-            return Err(
-                UsageError("--git scans a commit range; give it no paths".to_string()).into(),
-            );
+            return Err(UsageError("--git scans a commit range; give it no paths".to_string()).into());
         }
         for (commit, path, text, lines) in git_added(range)? {
             for f in scanner.scan(text.as_bytes(), path.as_deref()) {
-                let line = lines
-                    .get(line_index(text.as_bytes(), f.span.start))
-                    .copied()
-                    .unwrap_or(0);
-                let path = path
-                    .clone()
-                    .unwrap_or_else(|| "(commit message)".to_string());
-                report(
-                    Place {
-                        commit: Some(commit.clone()),
-                        path,
-                        line,
-                    },
-                    &f,
-                )?;
+                let line = lines.get(line_index(text.as_bytes(), f.span.start)).copied().unwrap_or(0);
+                let path = path.clone().unwrap_or_else(|| "(commit message)".to_string());
+                report(Place { commit: Some(commit.clone()), path, line }, &f)?;
             }
         }
     } else {
-        let paths = if args.paths.is_empty() {
-            vec![PathBuf::from(".")]
-        } else {
-            args.paths.clone()
-        };
+        let paths = if args.paths.is_empty() { vec![PathBuf::from(".")] } else { args.paths.clone() };
         for p in paths {
             if p.as_os_str() == "-" {
                 let mut data = Vec::new();
-                std::io::stdin()
-                    .read_to_end(&mut data)
-                    .context("cannot read stdin")?;
+                std::io::stdin().read_to_end(&mut data).context("cannot read stdin")?;
                 for f in scanner.scan(&data, None) {
                     report(
-                        Place {
-                            commit: None,
-                            path: "-".to_string(),
-                            line: line_index(&data, f.span.start) + 1,
-                        },
+                        Place { commit: None, path: "-".to_string(), line: line_index(&data, f.span.start) + 1 },
                         &f,
                     )?;
                 }
                 continue;
             }
             if !p.exists() {
-                return Err(
-                    UsageError(format!("{}: no such file or directory", p.display())).into(),
-                );
+                return Err(UsageError(format!("{}: no such file or directory", p.display())).into());
             }
             for file in walk(&p) {
-                let data = std::fs::read(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let data = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
                 let name = file.display().to_string();
                 for f in scanner.scan(&data, Some(&name)) {
-                    report(
-                        Place {
-                            commit: None,
-                            path: name.clone(),
-                            line: line_index(&data, f.span.start) + 1,
-                        },
-                        &f,
-                    )?;
+                    report(Place { commit: None, path: name.clone(), line: line_index(&data, f.span.start) + 1 }, &f)?;
                 }
             }
         }
@@ -158,10 +110,7 @@ fn scan_into(
 
 /// 0-based line of a byte offset.
 fn line_index(data: &[u8], offset: usize) -> usize {
-    data[..offset.min(data.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
+    data[..offset.min(data.len())].iter().filter(|&&b| b == b'\n').count()
 }
 
 /// Files under `root` (itself when a file), sorted; `.git` directories and
@@ -201,16 +150,9 @@ fn walk(root: &Path) -> Vec<PathBuf> {
 type Added = (String, Option<String>, String, Vec<usize>);
 
 fn git(args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .args(args)
-        .output()
-        .context("cannot run git (is it installed?)")?;
+    let out = Command::new("git").args(args).output().context("cannot run git (is it installed?)")?;
     if !out.status.success() {
-        bail!(UsageError(format!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        bail!(UsageError(format!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -248,10 +190,7 @@ pub fn added_lines(diff: &str) -> Vec<(String, String, Vec<usize>)> {
         if let Some(path) = line.strip_prefix("+++ ") {
             let path = path.strip_prefix("b/").unwrap_or(path).to_string();
             files.push((path, String::new(), Vec::new()));
-        } else if line.starts_with("--- ")
-            || line.starts_with("diff ")
-            || line.starts_with("index ")
-        {
+        } else if line.starts_with("--- ") || line.starts_with("diff ") || line.starts_with("index ") {
             continue;
         } else if let Some(hunk) = line.strip_prefix("@@ ") {
             // @@ -a,b +c,d @@
@@ -282,13 +221,6 @@ mod tests {
     fn added_lines_with_numbers() {
         let diff = "diff --git a/a.txt b/a.txt\nindex 1..2 100644\n--- a/a.txt\n+++ b/a.txt\n@@ -3,0 +4,2 @@\n+one\n+two\n@@ -9 +11 @@\n-old\n+new\ndiff --git a/gone b/gone\n--- a/gone\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n";
         let files = added_lines(diff);
-        assert_eq!(
-            files,
-            vec![(
-                "a.txt".to_string(),
-                "one\ntwo\nnew\n".to_string(),
-                vec![4, 5, 11]
-            )]
-        );
+        assert_eq!(files, vec![("a.txt".to_string(), "one\ntwo\nnew\n".to_string(), vec![4, 5, 11])]);
     }
 }

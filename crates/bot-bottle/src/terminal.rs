@@ -7,11 +7,7 @@ use anyhow::{Result, bail};
 
 /// True when `/dev/tty` can be opened: there is an operator to ask.
 pub fn interactive() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .is_ok()
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").is_ok()
 }
 
 /// Colour only on a TTY, never when `NO_COLOR` is set.
@@ -65,9 +61,7 @@ fn cancelled(e: inquire::InquireError) -> anyhow::Error {
 /// Pick one of `options` (type to filter).
 pub fn pick(message: &str, options: Vec<String>, flag: &str) -> Result<String> {
     require(flag, message)?;
-    inquire::Select::new(message, options)
-        .prompt()
-        .map_err(cancelled)
+    inquire::Select::new(message, options).prompt().map_err(cancelled)
 }
 
 pub fn text(message: &str, default: Option<&str>, flag: &str) -> Result<String> {
@@ -97,11 +91,6 @@ pub fn secret(message: &str) -> Result<secret::Secret<String>> {
 /// `[y/N]`: only y or yes accepts.
 pub fn confirm(message: &str) -> Result<bool> {
     require("-y", message)?;
-    let answer = inquire::Text::new(&format!("{message} [y/N]"))
-        .prompt()
-        .map_err(cancelled)?;
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
+    let answer = inquire::Text::new(&format!("{message} [y/N]")).prompt().map_err(cancelled)?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }

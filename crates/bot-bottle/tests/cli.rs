@@ -45,12 +45,7 @@ impl World {
         std::fs::write(user.join(".ssh/id_ed25519_widgets"), "not a real key").unwrap();
         let cwd = tmp.path().join("cwd");
         std::fs::create_dir_all(&cwd).unwrap();
-        World {
-            _tmp: tmp,
-            home,
-            user,
-            cwd,
-        }
+        World { _tmp: tmp, home, user, cwd }
     }
 
     fn cmd(&self, args: &[&str]) -> std::process::Command {
@@ -91,11 +86,7 @@ impl World {
 
     fn state_entries(&self) -> Vec<String> {
         std::fs::read_dir(self.home.join("state"))
-            .map(|r| {
-                r.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
+            .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default()
     }
 
@@ -136,9 +127,7 @@ fn no_arguments_is_usage_and_exit_2() {
 #[test]
 fn help_on_every_command() {
     let w = World::new("examples");
-    for cmd in [
-        "start", "resume", "list", "info", "init", "edit", "stop", "logs", "commit", "cleanup",
-    ] {
+    for cmd in ["start", "resume", "list", "info", "init", "edit", "stop", "logs", "commit", "cleanup"] {
         let o = w.run(&[cmd, "--help"]);
         assert_eq!(o.status.code(), Some(0), "{cmd}");
         assert!(stdout(&o).contains("Usage: bot-bottle"), "{cmd}");
@@ -164,10 +153,7 @@ fn example_agent_dry_run_prints_the_preflight_and_leaves_no_state() {
         "egress",
         "CA",
     ] {
-        assert!(
-            out.lines().any(|l| l.trim_start().starts_with(row)),
-            "no '{row}' row in:\n{out}"
-        );
+        assert!(out.lines().any(|l| l.trim_start().starts_with(row)), "no '{row}' row in:\n{out}");
     }
     assert!(out.contains("demo  (merge order: base → demo)"), "{out}");
     assert!(out.contains("docker"), "{out}");
@@ -176,11 +162,7 @@ fn example_agent_dry_run_prints_the_preflight_and_leaves_no_state() {
     assert!(out.contains("Demo Bot <demo-bot@example.com>"), "{out}");
     assert!(out.contains("SHA-256 "), "{out}");
     assert_no_secret(&o);
-    assert!(
-        w.state_entries().is_empty(),
-        "state left: {:?}",
-        w.state_entries()
-    );
+    assert!(w.state_entries().is_empty(), "state left: {:?}", w.state_entries());
 
     let o = w.run_env(&["start", "demo"], &[("BOT_BOTTLE_DRY_RUN", "1")]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -191,57 +173,26 @@ fn example_agent_dry_run_prints_the_preflight_and_leaves_no_state() {
 #[test]
 fn preflight_shows_origins_and_never_values() {
     let w = World::new("tests/fixtures/home");
-    let o = w.run(&[
-        "start",
-        "reviewer",
-        "--dry-run",
-        "--label",
-        "Review PR #12",
-        "--color",
-        "cyan",
-    ]);
+    let o = w.run(&["start", "reviewer", "--dry-run", "--label", "Review PR #12", "--color", "cyan"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert_no_secret(&o);
-    assert!(
-        out.contains("GH_USER  (copied from $GH_USER; from github)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("DEPLOY_PASSWORD  (asked at launch; from github)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("identity  review-pr-12  (label Review PR #12)"),
-        "{out}"
-    );
+    assert!(out.contains("GH_USER  (copied from $GH_USER; from github)"), "{out}");
+    assert!(out.contains("DEPLOY_PASSWORD  (asked at launch; from github)"), "{out}");
+    assert!(out.contains("identity  review-pr-12  (label Review PR #12)"), "{out}");
     assert!(out.contains("widgets → git.example.com"), "{out}");
     assert!(out.contains("email from agent reviewer"), "{out}");
     // The provider route owns api.anthropic.com and redacts by default.
     assert!(out.contains("api.anthropic.com [auth:Bearer]  dlp out=token_patterns,known_secrets on-match=redact in=injection  (from provider claude)"), "{out}");
-    assert!(
-        stderr(&o).contains("the route for api.anthropic.com is ignored"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(
-        !out.contains("CLAUDE_CODE_OAUTH_TOKEN"),
-        "placeholder shown: {out}"
-    );
+    assert!(stderr(&o).contains("the route for api.anthropic.com is ignored"), "{}", stderr(&o));
+    assert!(!out.contains("CLAUDE_CODE_OAUTH_TOKEN"), "placeholder shown: {out}");
     assert!(w.state_entries().is_empty());
 }
 
 #[test]
 fn dry_run_json_is_data() {
     let w = World::new("tests/fixtures/home");
-    let o = w.run(&[
-        "start",
-        "reviewer",
-        "--dry-run",
-        "--json",
-        "--bottle",
-        "base",
-    ]);
+    let o = w.run(&["start", "reviewer", "--dry-run", "--json", "--bottle", "base"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["backend"], "docker");
@@ -262,21 +213,14 @@ fn backend_precedence_flag_then_env_then_default() {
     };
     let args = ["start", "demo", "--dry-run", "--json"];
     assert_eq!(backend_of(&w.run(&args)), "docker");
-    assert_eq!(
-        backend_of(&w.run_env(&args, &[("BOT_BOTTLE_BACKEND", "smolmachines")])),
-        "smolmachines"
-    );
+    assert_eq!(backend_of(&w.run_env(&args, &[("BOT_BOTTLE_BACKEND", "smolmachines")])), "smolmachines");
     let mut with_flag = args.to_vec();
     with_flag.extend(["--backend", "docker"]);
-    assert_eq!(
-        backend_of(&w.run_env(&with_flag, &[("BOT_BOTTLE_BACKEND", "smolmachines")])),
-        "docker"
-    );
+    assert_eq!(backend_of(&w.run_env(&with_flag, &[("BOT_BOTTLE_BACKEND", "smolmachines")])), "docker");
     let o = w.run(&["start", "demo", "--dry-run", "--backend", "vmware"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("unknown backend 'vmware'")
-            && stderr(&o).contains("docker, smolmachines"),
+        stderr(&o).contains("unknown backend 'vmware'") && stderr(&o).contains("docker, smolmachines"),
         "{}",
         stderr(&o)
     );
@@ -292,75 +236,42 @@ fn metadata_without_backend_resumes_on_docker() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["backend"], "docker");
     assert_eq!(v["identity"], "demo-old01");
-    assert_eq!(
-        std::fs::read(&file).unwrap(),
-        before,
-        "a dry run must not rewrite metadata"
-    );
+    assert_eq!(std::fs::read(&file).unwrap(), before, "a dry run must not rewrite metadata");
     assert_eq!(w.state_entries(), ["demo-old01"]);
 }
 
 #[test]
 fn metadata_backend_wins_over_bot_bottle_backend() {
     let w = World::new("examples");
-    w.write_metadata("demo-smol1", r#"{"identity": "demo-smol1", "agent_name": "demo", "backend": "smolmachines", "bottle_names": ["demo"]}"#);
-    let o = w.run_env(
-        &["resume", "demo-smol1", "--dry-run"],
-        &[("BOT_BOTTLE_BACKEND", "docker")],
+    w.write_metadata(
+        "demo-smol1",
+        r#"{"identity": "demo-smol1", "agent_name": "demo", "backend": "smolmachines", "bottle_names": ["demo"]}"#,
     );
+    let o = w.run_env(&["resume", "demo-smol1", "--dry-run"], &[("BOT_BOTTLE_BACKEND", "docker")]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("backend   smolmachines"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("backend   smolmachines"), "{}", stdout(&o));
     // Every identity command dispatches the same way.
     let o = w.run_env(&["stop", "demo-smol1"], &[("BOT_BOTTLE_BACKEND", "docker")]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("the smolmachines backend cannot stop bottles yet"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("the smolmachines backend cannot stop bottles yet"), "{}", stderr(&o));
     for cmd in ["logs", "commit"] {
         let o = w.run_env(&[cmd, "demo-smol1"], &[("BOT_BOTTLE_BACKEND", "docker")]);
-        assert!(
-            stderr(&o).contains("the smolmachines backend cannot"),
-            "{cmd}: {}",
-            stderr(&o)
-        );
+        assert!(stderr(&o).contains("the smolmachines backend cannot"), "{cmd}: {}", stderr(&o));
     }
     // No metadata: docker.
-    let o = w.run_env(
-        &["stop", "ghost-abcde"],
-        &[("BOT_BOTTLE_BACKEND", "smolmachines")],
-    );
-    assert!(
-        stderr(&o).contains("the docker backend cannot stop"),
-        "{}",
-        stderr(&o)
-    );
+    let o = w.run_env(&["stop", "ghost-abcde"], &[("BOT_BOTTLE_BACKEND", "smolmachines")]);
+    assert!(stderr(&o).contains("the docker backend cannot stop"), "{}", stderr(&o));
 }
 
 #[test]
 fn unknown_backend_in_metadata_is_named() {
     let w = World::new("examples");
-    w.write_metadata(
-        "demo-bad01",
-        r#"{"agent_name": "demo", "backend": "nonsense"}"#,
-    );
-    for args in [
-        &["resume", "demo-bad01", "--dry-run"][..],
-        &["stop", "demo-bad01"],
-        &["logs", "demo-bad01"],
-    ] {
+    w.write_metadata("demo-bad01", r#"{"agent_name": "demo", "backend": "nonsense"}"#);
+    for args in [&["resume", "demo-bad01", "--dry-run"][..], &["stop", "demo-bad01"], &["logs", "demo-bad01"]] {
         let o = w.run(args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         let e = stderr(&o);
-        assert!(
-            e.contains("unknown backend 'nonsense'") && e.contains("demo-bad01/metadata.json"),
-            "{args:?}: {e}"
-        );
+        assert!(e.contains("unknown backend 'nonsense'") && e.contains("demo-bad01/metadata.json"), "{args:?}: {e}");
     }
 }
 
@@ -369,18 +280,10 @@ fn resume_errors() {
     let w = World::new("examples");
     let o = w.run(&["resume", "nope-12345", "--dry-run"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("state") && stderr(&o).contains("bot-bottle start"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("state") && stderr(&o).contains("bot-bottle start"), "{}", stderr(&o));
     let o = w.run(&["resume", "../../etc", "--dry-run"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("not a bottle identity"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("not a bottle identity"), "{}", stderr(&o));
 }
 
 #[test]
@@ -388,11 +291,7 @@ fn missing_choices_without_a_terminal_name_the_flag() {
     let w = World::new("tests/fixtures/home");
     let o = w.run(&["start", "--dry-run"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("bot-bottle start AGENT"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("bot-bottle start AGENT"), "{}", stderr(&o));
     let o = w.run(&["start", "nobottle", "--dry-run"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--bottle NAME"), "{}", stderr(&o));
@@ -408,20 +307,12 @@ fn headless_cannot_ask_and_names_the_variable() {
     let w = World::new("tests/fixtures/home");
     let o = w.run(&["start", "reviewer", "--headless", "--prompt", "hi"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("DEPLOY_PASSWORD") && stderr(&o).contains("headless"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("DEPLOY_PASSWORD") && stderr(&o).contains("headless"), "{}", stderr(&o));
     assert_no_secret(&o);
     assert!(w.state_entries().is_empty());
     let o = w.run(&["start", "reviewer", "-y"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("DEPLOY_PASSWORD") && stderr(&o).contains("no terminal to ask on"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("DEPLOY_PASSWORD") && stderr(&o).contains("no terminal to ask on"), "{}", stderr(&o));
 }
 
 #[test]
@@ -435,11 +326,7 @@ fn unset_host_variables_are_named() {
     let mut cmd = w.cmd(&["start", "reviewer", "--dry-run"]);
     cmd.env_remove("GH_TOKEN");
     let o = cmd.output().unwrap();
-    assert!(
-        stderr(&o).contains("bottles/github.md") && stderr(&o).contains("token_ref GH_TOKEN"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("bottles/github.md") && stderr(&o).contains("token_ref GH_TOKEN"), "{}", stderr(&o));
 }
 
 #[test]
@@ -447,11 +334,7 @@ fn launch_is_honestly_not_implemented_and_cleans_up() {
     let w = World::new("examples");
     let o = w.run(&["start", "demo", "-y"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("the docker backend cannot launch bottles yet"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("the docker backend cannot launch bottles yet"), "{}", stderr(&o));
     assert!(w.state_entries().is_empty(), "{:?}", w.state_entries());
     assert_no_secret(&o);
 }
@@ -463,9 +346,7 @@ fn manifest_errors_exit_1_and_write_nothing() {
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(
-        e.starts_with("bot-bottle: ")
-            && e.contains("bottles/broken.md:2")
-            && e.contains("did you mean 'env'"),
+        e.starts_with("bot-bottle: ") && e.contains("bottles/broken.md:2") && e.contains("did you mean 'env'"),
         "{e}"
     );
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
@@ -495,21 +376,11 @@ fn list_is_lazy_and_has_json() {
     assert_eq!(v[0]["backend"], "smolmachines");
     assert_eq!(v[0]["state"], "preserved");
     assert_eq!(v[1]["backend"], "docker");
-    assert!(
-        stderr(&o).contains("live bottles not checked"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("live bottles not checked"), "{}", stderr(&o));
     let o = w.run(&["list"]);
     let out = stdout(&o);
-    assert!(
-        out.contains("agents:") && out.contains("bottles:") && out.contains("active:"),
-        "{out}"
-    );
-    assert!(
-        out.contains("smolmachines  dev-aaaaa  Dev  reviewer"),
-        "{out}"
-    );
+    assert!(out.contains("agents:") && out.contains("bottles:") && out.contains("active:"), "{out}");
+    assert!(out.contains("smolmachines  dev-aaaaa  Dev  reviewer"), "{out}");
     assert!(!out.contains('\x1b'), "colour without a TTY: {out:?}");
 }
 
@@ -531,40 +402,23 @@ fn info_shows_names_and_origins_never_values() {
     ] {
         assert!(out.contains(want), "no '{want}' in:\n{out}");
     }
-    assert!(
-        !out.contains("Point out bugs"),
-        "only the first prompt line: {out}"
-    );
+    assert!(!out.contains("Point out bugs"), "only the first prompt line: {out}");
     assert_no_secret(&o);
     let o = w.run(&["info", "reviewer", "--bottle", "strict", "--json"]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(
-        v["layers"],
-        serde_json::json!(["base", "github", "claude", "strict"])
-    );
+    assert_eq!(v["layers"], serde_json::json!(["base", "github", "claude", "strict"]));
     assert_eq!(v["env"]["LOG_LEVEL"]["origin"], "strict");
 }
 
 #[test]
 fn cwd_bottles_are_ignored_with_a_warning() {
     let w = World::new("tests/fixtures/home");
-    copy_dir(
-        &repo_root().join("tests/fixtures/repo/.bot-bottle"),
-        &w.cwd.join(".bot-bottle"),
-    );
+    copy_dir(&repo_root().join("tests/fixtures/repo/.bot-bottle"), &w.cwd.join(".bot-bottle"));
     let o = w.run(&["list", "bottles"]);
-    assert!(
-        stderr(&o).contains("warning: ignoring") && stderr(&o).contains(".bot-bottle/bottles"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("warning: ignoring") && stderr(&o).contains(".bot-bottle/bottles"), "{}", stderr(&o));
     assert!(!stdout(&o).contains("evil"));
     let o = w.run(&["list", "agents"]);
-    assert!(
-        stdout(&o).contains("reviewer  (this repo:"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("reviewer  (this repo:"), "{}", stdout(&o));
 }
 
 #[test]
@@ -579,71 +433,35 @@ fn init_writes_files_that_load() {
     let o = w.run(&["init"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--agent NAME"), "{}", stderr(&o));
-    let o = w.run(&[
-        "init",
-        "--agent",
-        "helper",
-        "--prompt",
-        "Be helpful.",
-        "--bottle",
-        "dev",
-        "--provider",
-        "shell",
-    ]);
+    let o = w.run(&["init", "--agent", "helper", "--prompt", "Be helpful.", "--bottle", "dev", "--provider", "shell"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("bot-bottle start helper --dry-run"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("bot-bottle start helper --dry-run"), "{}", stderr(&o));
     let o = w.run(&["start", "helper", "--dry-run"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("provider  shell"));
-    let o = w.run(&[
-        "init", "--agent", "helper", "--prompt", "x", "--bottle", "dev",
-    ]);
+    let o = w.run(&["init", "--agent", "helper", "--prompt", "x", "--bottle", "dev"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
     // A second agent reuses the existing bottle and writes no new one.
-    let o = w.run(&[
-        "init", "--agent", "second", "--prompt", "x", "--bottle", "dev",
-    ]);
+    let o = w.run(&["init", "--agent", "second", "--prompt", "x", "--bottle", "dev"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(
-        std::fs::read_dir(w.home.join("bottles")).unwrap().count(),
-        1
-    );
+    assert_eq!(std::fs::read_dir(w.home.join("bottles")).unwrap().count(), 1);
 }
 
 #[test]
 fn edit_validates_after_the_editor() {
     let w = World::new("tests/fixtures/home");
     let script = w.user.join("break.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\nprintf -- '---\\nbottel: base\\n---\\n' > \"$1\"\n",
-    )
-    .unwrap();
+    std::fs::write(&script, "#!/bin/sh\nprintf -- '---\\nbottel: base\\n---\\n' > \"$1\"\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let o = w.run_env(&["edit", "shell"], &[("EDITOR", "true")]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("is valid"));
-    let o = w.run_env(
-        &["edit", "shell"],
-        &[("VISUAL", script.to_str().unwrap()), ("EDITOR", "true")],
-    );
+    let o = w.run_env(&["edit", "shell"], &[("VISUAL", script.to_str().unwrap()), ("EDITOR", "true")]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("did you mean 'bottle'"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("did you mean 'bottle'"), "{}", stderr(&o));
     let o = w.run_env(&["edit", "ghost"], &[("EDITOR", "true")]);
-    assert!(
-        stderr(&o).contains("no agent named 'ghost'"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("no agent named 'ghost'"), "{}", stderr(&o));
 }
 
 #[test]
@@ -651,20 +469,8 @@ fn headless_labels_get_a_numeric_suffix_when_taken() {
     let w = World::new("tests/fixtures/home");
     let taken = w.write_metadata("review-pr-12", r#"{"agent_name": "reviewer"}"#);
     let before = std::fs::read(&taken).unwrap();
-    let o = w.run(&[
-        "start",
-        "shell",
-        "--headless",
-        "--prompt",
-        "hi",
-        "--label",
-        "Review PR #12",
-    ]);
-    assert!(
-        stdout(&o).contains("identity  review-pr-12-2  (label Review PR #12)"),
-        "{}",
-        stdout(&o)
-    );
+    let o = w.run(&["start", "shell", "--headless", "--prompt", "hi", "--label", "Review PR #12"]);
+    assert!(stdout(&o).contains("identity  review-pr-12-2  (label Review PR #12)"), "{}", stdout(&o));
     // Launch is not implemented: its prepared state is removed, the other kept.
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(w.state_entries(), ["review-pr-12"]);

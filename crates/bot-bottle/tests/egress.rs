@@ -39,9 +39,7 @@ impl Upstream {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "test upstream CA");
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "test upstream CA");
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let leaf_key = rcgen::KeyPair::generate().unwrap();
@@ -60,14 +58,8 @@ impl Upstream {
             )
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
@@ -104,12 +96,7 @@ impl Upstream {
                 });
             }
         });
-        Upstream {
-            addr,
-            seen,
-            ca_pem: ca_cert.pem(),
-            _runtime: runtime,
-        }
+        Upstream { addr, seen, ca_pem: ca_cert.pem(), _runtime: runtime }
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -159,33 +146,18 @@ fn start_egress(upstream: &Upstream) -> Egress {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let addr = loop {
-        let line = lines
-            .next()
-            .expect("egress exited before listening")
-            .unwrap();
+        let line = lines.next().expect("egress exited before listening").unwrap();
         if let Some(a) = line.strip_prefix("bot-bottle: egress listening on ") {
             break a.to_string();
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Egress {
-        child,
-        addr,
-        ca: ca_dir.join("ca.pem"),
-        _dir: dir,
-    }
+    Egress { child, addr, ca: ca_dir.join("ca.pem"), _dir: dir }
 }
 
 fn curl(e: &Egress, args: &[&str]) -> Output {
     Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "20",
-            "--proxy",
-            &format!("http://{}", e.addr),
-            "--cacert",
-        ])
+        .args(["-sS", "--max-time", "20", "--proxy", &format!("http://{}", e.addr), "--cacert"])
         .arg(&e.ca)
         .args(["-o", "-", "-w", "\n%{http_code}"])
         .args(args)
@@ -194,11 +166,7 @@ fn curl(e: &Egress, args: &[&str]) -> Output {
 }
 
 fn status(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .last()
-        .unwrap_or("")
-        .to_string()
+    String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string()
 }
 
 fn url(up: &Upstream, path: &str) -> String {
@@ -209,25 +177,13 @@ fn url(up: &Upstream, path: &str) -> String {
 fn curl_gets_the_real_token_injected_and_never_sends_the_agents() {
     let up = Upstream::start();
     let e = start_egress(&up);
-    let o = curl(
-        &e,
-        &[
-            "-H",
-            &format!("Authorization: Bearer {PLACEHOLDER}"),
-            &url(&up, "/api/items?page=2"),
-        ],
-    );
+    let o = curl(&e, &["-H", &format!("Authorization: Bearer {PLACEHOLDER}"), &url(&up, "/api/items?page=2")]);
     assert_eq!(status(&o), "200", "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("hello from upstream"));
     let seen = up.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/api/items?page=2");
-    let auth: Vec<&String> = seen[0]
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "authorization")
-        .map(|(_, v)| v)
-        .collect();
+    let auth: Vec<&String> = seen[0].headers.iter().filter(|(n, _)| n == "authorization").map(|(_, v)| v).collect();
     assert_eq!(auth, [&format!("Bearer {REAL_TOKEN}")]);
     assert!(!seen[0].headers.iter().any(|(_, v)| v.contains(PLACEHOLDER)));
 }
@@ -240,52 +196,23 @@ fn curl_block_paths_never_reach_the_upstream() {
     let o = curl(&e, &["-i", &url(&up, "/admin")]);
     assert_eq!(status(&o), "403");
     let text = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(
-        text.contains("x-bot-bottle-block: no-match")
-            && text.contains("bot-bottle egress: blocked: "),
-        "{text}"
-    );
+    assert!(text.contains("x-bot-bottle-block: no-match") && text.contains("bot-bottle egress: blocked: "), "{text}");
     // A secret in the query, a header, the body.
     let leak_q = url(&up, &format!("/api/x?t={LEAK}"));
     assert_eq!(status(&curl(&e, &[&leak_q])), "403");
-    assert_eq!(
-        status(&curl(
-            &e,
-            &["-H", &format!("X-Debug: {LEAK}"), &url(&up, "/api/x")]
-        )),
-        "403"
-    );
-    assert_eq!(
-        status(&curl(
-            &e,
-            &["--data", &format!("token={LEAK}"), &url(&up, "/api/x")]
-        )),
-        "403"
-    );
+    assert_eq!(status(&curl(&e, &["-H", &format!("X-Debug: {LEAK}"), &url(&up, "/api/x")])), "403");
+    assert_eq!(status(&curl(&e, &["--data", &format!("token={LEAK}"), &url(&up, "/api/x")])), "403");
     // The token the proxy injects is itself a known secret outbound.
-    assert_eq!(
-        status(&curl(&e, &["--data", REAL_TOKEN, &url(&up, "/api/x")])),
-        "403"
-    );
+    assert_eq!(status(&curl(&e, &["--data", REAL_TOKEN, &url(&up, "/api/x")])), "403");
     // git push over HTTPS.
-    assert_eq!(
-        status(&curl(
-            &e,
-            &["--data", "x", &url(&up, "/api/w.git/git-receive-pack")]
-        )),
-        "403"
-    );
+    assert_eq!(status(&curl(&e, &["--data", "x", &url(&up, "/api/w.git/git-receive-pack")])), "403");
     // A host without a route: refused at CONNECT, and over plain HTTP.
     let o = curl(&e, &["https://example.com/"]);
     assert_ne!(o.status.code(), Some(0));
     let o = curl(&e, &["-i", "http://example.com/"]);
     assert_eq!(status(&o), "403");
     assert!(String::from_utf8_lossy(&o.stdout).contains("x-bot-bottle-block: no-route"));
-    assert!(
-        up.seen().is_empty(),
-        "something reached the upstream: {:?}",
-        up.seen()
-    );
+    assert!(up.seen().is_empty(), "something reached the upstream: {:?}", up.seen());
 }
 
 #[test]
@@ -295,10 +222,7 @@ fn responses_with_prompt_injection_are_replaced() {
     let o = curl(&e, &["-i", &url(&up, "/api/inject")]);
     assert_eq!(status(&o), "403");
     let text = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(
-        text.contains("x-bot-bottle-block: injection") && !text.contains("Ignore all previous"),
-        "{text}"
-    );
+    assert!(text.contains("x-bot-bottle-block: injection") && !text.contains("Ignore all previous"), "{text}");
 }
 
 #[test]
@@ -309,9 +233,7 @@ fn introspection_answers_locally() {
     assert_eq!(status(&o), "200");
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
-        text.contains("\"host\": \"localhost\"")
-            && !text.contains(REAL_TOKEN)
-            && !text.contains("UPSTREAM_TOKEN"),
+        text.contains("\"host\": \"localhost\"") && !text.contains(REAL_TOKEN) && !text.contains("UPSTREAM_TOKEN"),
         "{text}"
     );
 }
@@ -349,11 +271,7 @@ except urllib.error.HTTPError as err:
 "#;
     let o = python(&e, &up, script);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(
-        o.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("requests 200 hello from upstream"), "{out}");
     assert!(out.contains("requests-leak 403 dlp"), "{out}");
     assert!(out.contains("urllib 200"), "{out}");
@@ -363,10 +281,7 @@ except urllib.error.HTTPError as err:
     for s in &seen {
         assert_eq!(s.method, "GET");
         assert_eq!(s.path, "/api/py");
-        assert!(
-            s.headers
-                .contains(&("authorization".to_string(), format!("Bearer {REAL_TOKEN}")))
-        );
+        assert!(s.headers.contains(&("authorization".to_string(), format!("Bearer {REAL_TOKEN}"))));
         assert!(s.body.is_empty());
     }
 }
@@ -377,10 +292,7 @@ fn the_ca_is_minted_once_with_a_private_key() {
     let e = start_egress(&up);
     let key = e.ca.with_file_name("ca.key");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(Path::new(&e.ca).is_file());
 }
 

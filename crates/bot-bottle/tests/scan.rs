@@ -9,20 +9,11 @@ const TOKEN: &str = "ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio";
 
 fn bb(args: &[&str], cwd: &Path, stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bot-bottle"));
-    cmd.args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).current_dir(cwd).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -36,16 +27,8 @@ fn out(o: &Output) -> String {
 fn files_directories_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("src/deep")).unwrap();
-    std::fs::write(
-        dir.path().join("src/clean.rs"),
-        "fn main() { println!(\"hi\"); }\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("src/deep/config.env"),
-        format!("A=1\nGITHUB_TOKEN={TOKEN}\n"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("src/clean.rs"), "fn main() { println!(\"hi\"); }\n").unwrap();
+    std::fs::write(dir.path().join("src/deep/config.env"), format!("A=1\nGITHUB_TOKEN={TOKEN}\n")).unwrap();
     std::fs::create_dir_all(dir.path().join(".git")).unwrap();
     std::fs::write(dir.path().join(".git/ignored"), TOKEN).unwrap();
 
@@ -57,10 +40,7 @@ fn files_directories_and_exit_codes() {
     assert_eq!(o.status.code(), Some(1));
     let text = out(&o);
     assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(
-        text.starts_with("./src/deep/config.env:2: github-pat GITHUB_TOKEN=ghp_…[40 redacted]"),
-        "{text}"
-    );
+    assert!(text.starts_with("./src/deep/config.env:2: github-pat GITHUB_TOKEN=ghp_…[40 redacted]"), "{text}");
     assert!(!text.contains(TOKEN));
 
     let o = bb(&["scan", "--json", "src"], dir.path(), None);
@@ -84,22 +64,13 @@ fn stdin_and_opt_in_detectors() {
     let o = bb(
         &["scan", "-"],
         dir.path(),
-        Some(&format!(
-            "curl -H 'Authorization: token {TOKEN}' https://api.github.com\n"
-        )),
+        Some(&format!("curl -H 'Authorization: token {TOKEN}' https://api.github.com\n")),
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(out(&o).starts_with("-:1: github-pat"), "{}", out(&o));
     let card = "charge 4111 1111 1111 1111 now\n";
-    assert_eq!(
-        bb(&["scan", "-"], dir.path(), Some(card)).status.code(),
-        Some(0)
-    );
-    let o = bb(
-        &["scan", "--detectors", "token_patterns,crypto", "-"],
-        dir.path(),
-        Some(card),
-    );
+    assert_eq!(bb(&["scan", "-"], dir.path(), Some(card)).status.code(), Some(0));
+    let o = bb(&["scan", "--detectors", "token_patterns,crypto", "-"], dir.path(), Some(card));
     assert_eq!(o.status.code(), Some(1));
     assert!(out(&o).contains("payment-card-number"));
 }
@@ -112,35 +83,18 @@ fn gitleaks_rule_files() {
         "[[rules]]\nid = \"acme-key\"\nregex = '''acme_[0-9a-f]{16}'''\nkeywords = [\"acme_\"]\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("extend.toml"), "[extend]\nuseDefault = true\n[[rules]]\nid = \"acme-key\"\nregex = '''acme_[0-9a-f]{16}'''\n").unwrap();
-    let input = format!("k=acme_0123456789abcdef\nt={TOKEN}\n");
-    let o = bb(
-        &["scan", "--rules", "only.toml", "-"],
-        dir.path(),
-        Some(&input),
-    );
-    assert_eq!(
-        out(&o)
-            .lines()
-            .map(|l| l.split(' ').nth(1).unwrap())
-            .collect::<Vec<_>>(),
-        ["acme-key"]
-    );
-    let o = bb(
-        &["scan", "--rules", "extend.toml", "-"],
-        dir.path(),
-        Some(&input),
-    );
-    let text = out(&o);
-    assert!(
-        text.contains("acme-key") && text.contains("github-pat"),
-        "{text}"
-    );
     std::fs::write(
-        dir.path().join("bad.toml"),
-        "[[rules]]\nid = \"x\"\nregex = '''(unclosed'''\n",
+        dir.path().join("extend.toml"),
+        "[extend]\nuseDefault = true\n[[rules]]\nid = \"acme-key\"\nregex = '''acme_[0-9a-f]{16}'''\n",
     )
     .unwrap();
+    let input = format!("k=acme_0123456789abcdef\nt={TOKEN}\n");
+    let o = bb(&["scan", "--rules", "only.toml", "-"], dir.path(), Some(&input));
+    assert_eq!(out(&o).lines().map(|l| l.split(' ').nth(1).unwrap()).collect::<Vec<_>>(), ["acme-key"]);
+    let o = bb(&["scan", "--rules", "extend.toml", "-"], dir.path(), Some(&input));
+    let text = out(&o);
+    assert!(text.contains("acme-key") && text.contains("github-pat"), "{text}");
+    std::fs::write(dir.path().join("bad.toml"), "[[rules]]\nid = \"x\"\nregex = '''(unclosed'''\n").unwrap();
     let o = bb(&["scan", "--rules", "bad.toml", "-"], dir.path(), Some(""));
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -160,11 +114,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "t@example.com")
         .output()
         .unwrap();
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
@@ -186,13 +136,7 @@ fn git_ranges_scan_only_what_the_range_adds() {
     git(d, &["commit", "-qm", "add a key"]);
     git(
         d,
-        &[
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            &format!("message with sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc9xKf"),
-        ],
+        &["commit", "-q", "--allow-empty", "-m", &format!("message with sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc9xKf")],
     );
     let head = git(d, &["rev-parse", "HEAD"]);
 
@@ -202,15 +146,8 @@ fn git_ranges_scan_only_what_the_range_adds() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(lines[0].contains(":a.txt:3: private-key"), "{text}");
-    assert!(
-        lines[1].starts_with(&head[..12])
-            && lines[1].contains("(commit message):1: stripe-secret-key"),
-        "{text}"
-    );
-    assert!(
-        !text.contains("OLD="),
-        "history before the range is not scanned: {text}"
-    );
+    assert!(lines[1].starts_with(&head[..12]) && lines[1].contains("(commit message):1: stripe-secret-key"), "{text}");
+    assert!(!text.contains("OLD="), "history before the range is not scanned: {text}");
 
     let o = bb(&["scan", "--git", "nonsense..HEAD"], d, None);
     assert_eq!(o.status.code(), Some(2));

@@ -24,15 +24,7 @@ impl Tmux {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/home");
-        assert!(
-            Command::new("cp")
-                .arg("-r")
-                .arg(&fixtures)
-                .arg(dir.join("bb"))
-                .status()
-                .unwrap()
-                .success()
-        );
+        assert!(Command::new("cp").arg("-r").arg(&fixtures).arg(dir.join("bb")).status().unwrap().success());
         std::fs::create_dir_all(dir.join("user/.claude/skills/review")).unwrap();
         std::fs::create_dir_all(dir.join("user/.ssh")).unwrap();
         std::fs::write(dir.join("user/.ssh/id_ed25519_widgets"), "not a real key").unwrap();
@@ -43,36 +35,17 @@ impl Tmux {
         for (k, v) in env {
             script.push_str(&format!("export {k}='{v}'\n"));
         }
-        script.push_str(&format!(
-            "{} {args}\necho \"EXIT=$?\"\nsleep 60\n",
-            env!("CARGO_BIN_EXE_bot-bottle")
-        ));
+        script.push_str(&format!("{} {args}\necho \"EXIT=$?\"\nsleep 60\n", env!("CARGO_BIN_EXE_bot-bottle")));
         std::fs::write(dir.join("run.sh"), script).unwrap();
         let socket = format!("bbtest-{name}-{}", std::process::id());
         let status = Command::new("tmux")
-            .args([
-                "-L",
-                &socket,
-                "new-session",
-                "-d",
-                "-x",
-                "220",
-                "-y",
-                "50",
-                "sh",
-            ])
+            .args(["-L", &socket, "new-session", "-d", "-x", "220", "-y", "50", "sh"])
             .arg(dir.join("run.sh"))
             .arg(&dir)
             .status()
-            .expect(
-                "tmux must be installed to test the terminal paths (scripts/test.sh installs it)",
-            );
+            .expect("tmux must be installed to test the terminal paths (scripts/test.sh installs it)");
         assert!(status.success());
-        Tmux {
-            socket,
-            _tmp: tmp,
-            dir,
-        }
+        Tmux { socket, _tmp: tmp, dir }
     }
 
     fn screen(&self, escapes: bool) -> String {
@@ -92,10 +65,7 @@ impl Tmux {
             if s.contains(text) {
                 return s;
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {text:?}; screen:\n{s}"
-            );
+            assert!(Instant::now() < deadline, "timed out waiting for {text:?}; screen:\n{s}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -121,16 +91,12 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
     }
 }
 
 fn state_entries(home: &Path) -> usize {
-    std::fs::read_dir(home.join("state"))
-        .map(|r| r.count())
-        .unwrap_or(0)
+    std::fs::read_dir(home.join("state")).map(|r| r.count()).unwrap_or(0)
 }
 
 #[test]
@@ -138,12 +104,7 @@ fn pickers_choose_agent_bottles_label_and_backend() {
     let t = Tmux::start(
         "pickers",
         "start --dry-run",
-        &[
-            ("GH_TOKEN", "x"),
-            ("GH_USER", "x"),
-            ("ANTHROPIC_TOKEN", "x"),
-            ("GITEA_TOKEN", "x"),
-        ],
+        &[("GH_TOKEN", "x"), ("GH_USER", "x"), ("ANTHROPIC_TOKEN", "x"), ("GITEA_TOKEN", "x")],
     );
     t.wait_for("agent:");
     t.keys(&["shel", "Enter"]);
@@ -176,12 +137,7 @@ fn secrets_are_asked_without_echo_and_declining_keeps_nothing() {
     let t = Tmux::start(
         "secret",
         "start reviewer --label x",
-        &[
-            ("GH_TOKEN", "x"),
-            ("GH_USER", "x"),
-            ("ANTHROPIC_TOKEN", "x"),
-            ("GITEA_TOKEN", "x"),
-        ],
+        &[("GH_TOKEN", "x"), ("GH_USER", "x"), ("ANTHROPIC_TOKEN", "x"), ("GITEA_TOKEN", "x")],
     );
     t.wait_for("bottles, in merge order");
     t.keys(&["Enter"]);
@@ -197,30 +153,18 @@ fn secrets_are_asked_without_echo_and_declining_keeps_nothing() {
     let s = t.wait_for("EXIT=");
     assert!(s.contains("not launched") && s.contains("EXIT=1"), "{s}");
     assert!(!s.contains(secret));
-    assert_eq!(
-        state_entries(&t.home()),
-        0,
-        "declining removes the prepared state"
-    );
+    assert_eq!(state_entries(&t.home()), 0, "declining removes the prepared state");
 }
 
 #[test]
 fn labels_are_coloured_on_a_terminal_unless_no_color() {
     let setup = |home: &Path| {
         std::fs::create_dir_all(home.join("state/dev-aaaaa")).unwrap();
-        std::fs::write(
-            home.join("state/dev-aaaaa/metadata.json"),
-            r#"{"label": "Dev", "color": "cyan"}"#,
-        )
-        .unwrap();
+        std::fs::write(home.join("state/dev-aaaaa/metadata.json"), r#"{"label": "Dev", "color": "cyan"}"#).unwrap();
     };
     let t = Tmux::start_with("colour", "list active", &[], setup);
     t.wait_for("EXIT=0");
-    assert!(
-        t.screen(true).contains("\x1b[36mDev"),
-        "{:?}",
-        t.screen(true)
-    );
+    assert!(t.screen(true).contains("\x1b[36mDev"), "{:?}", t.screen(true));
     let t = Tmux::start_with("nocolour", "list active", &[("NO_COLOR", "1")], setup);
     t.wait_for("EXIT=0");
     let s = t.screen(true);

@@ -3,11 +3,7 @@
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/negatives");
     let mut data = Vec::new();
-    let files: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::read(e.path()).unwrap())
-        .collect();
+    let files: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().map(|e| std::fs::read(e.path()).unwrap()).collect();
     while data.len() < 10 << 20 {
         for f in &files {
             data.extend_from_slice(f);
@@ -20,8 +16,5 @@ fn main() {
         std::hint::black_box(sc.scan(&data, None));
         best = best.min(t.elapsed().as_secs_f64());
     }
-    println!(
-        "Scanner::scan: {:.0} MB/s (best of 20)",
-        data.len() as f64 / 1048576.0 / best
-    );
+    println!("Scanner::scan: {:.0} MB/s (best of 20)", data.len() as f64 / 1048576.0 / best);
 }

@@ -18,14 +18,8 @@ use secret::Secret;
 const SIZE: usize = 10 * 1024 * 1024;
 
 fn corpus(dir: &str) -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/corpus")
-        .join(dir);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
     files.sort();
     files.iter().map(|p| std::fs::read(p).unwrap()).collect()
 }
@@ -63,9 +57,7 @@ fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
 }
@@ -90,11 +82,8 @@ fn detect_secrets() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("DETECT_SECRETS") {
         return Some(PathBuf::from(p));
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("detect-secrets"))
-            .find(|p| p.is_file())
-    })
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("detect-secrets")).find(|p| p.is_file()))
 }
 
 /// `detect-secrets scan FILE`: wall time (best of `runs`) and the child's peak RSS.
@@ -113,17 +102,12 @@ fn baseline(bin: &Path, file: &Path, runs: usize) -> Option<(Duration, u64, usiz
             .ok()?;
         best = best.min(start.elapsed());
         if !out.status.success() {
-            eprintln!(
-                "detect-secrets failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            eprintln!("detect-secrets failed: {}", String::from_utf8_lossy(&out.stderr));
             return None;
         }
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        found = v["results"]
-            .as_object()
-            .map(|r| r.values().map(|l| l.as_array().map_or(0, Vec::len)).sum())
-            .unwrap_or(0);
+        found =
+            v["results"].as_object().map(|r| r.values().map(|l| l.as_array().map_or(0, Vec::len)).sum()).unwrap_or(0);
     }
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
@@ -135,10 +119,7 @@ fn main() {
     let (sparse, planted) = sparse_secrets(&clean);
     let rules = RuleSet::builtin();
     let scanner = Scanner::new(rules.clone(), KnownSecrets::new(), ScanOptions::default());
-    println!(
-        "bot-bottle DLP benchmark: {} built-in rules, one thread",
-        rules.rules.len()
-    );
+    println!("bot-bottle DLP benchmark: {} built-in rules, one thread", rules.rules.len());
     println!(
         "inputs: (a) {:.1} MB clean source text, (b) {:.1} MB with {planted} planted secrets",
         clean.len() as f64 / 1048576.0,
@@ -147,21 +128,12 @@ fn main() {
 
     let (a, fa) = time_scan(&scanner, &clean, 15);
     let (b, fb) = time_scan(&scanner, &sparse, 15);
-    println!(
-        "bot-bottle  (a) clean : {:8.1} MB/s  ({fa} findings)",
-        mbps(clean.len(), a)
-    );
-    println!(
-        "bot-bottle  (b) sparse: {:8.1} MB/s  ({fb} findings)",
-        mbps(sparse.len(), b)
-    );
+    println!("bot-bottle  (a) clean : {:8.1} MB/s  ({fa} findings)", mbps(clean.len(), a));
+    println!("bot-bottle  (b) sparse: {:8.1} MB/s  ({fb} findings)", mbps(sparse.len(), b));
 
     // (c) per-request latency, as the proxy scans: known secrets and a canary registered.
     let mut known = KnownSecrets::new();
-    known.register(
-        "EGRESS_TOKEN_1",
-        &Secret::new("tok_9fQ2xLm7Pz4Rk8Wv3Jn6Bh1Cs5Dt0".to_string()),
-    );
+    known.register("EGRESS_TOKEN_1", &Secret::new("tok_9fQ2xLm7Pz4Rk8Wv3Jn6Bh1Cs5Dt0".to_string()));
     let canary = Canary::mint().expect("the OS random generator works");
     known.register(Canary::NAME, &canary.value);
     let proxy = Scanner::new(rules.clone(), known, ScanOptions::default());
@@ -174,16 +146,8 @@ fn main() {
     }
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    println!(
-        "bot-bottle  (c) 1 KB request: p50 {:?}  p99 {:?}  ({} requests)",
-        pct(0.50),
-        pct(0.99),
-        lat.len()
-    );
-    println!(
-        "bot-bottle  peak RSS: {} KB (whole benchmark process, inputs included)",
-        peak_rss_kb()
-    );
+    println!("bot-bottle  (c) 1 KB request: p50 {:?}  p99 {:?}  ({} requests)", pct(0.50), pct(0.99), lat.len());
+    println!("bot-bottle  peak RSS: {} KB (whole benchmark process, inputs included)", peak_rss_kb());
 
     let Some(bin) = detect_secrets() else {
         println!(
@@ -196,10 +160,9 @@ fn main() {
     let (fa_path, fb_path) = (dir.join("clean.txt"), dir.join("sparse.txt"));
     std::fs::write(&fa_path, &clean).unwrap();
     std::fs::write(&fb_path, &sparse).unwrap();
-    for (name, path, ours, size) in [
-        ("(a) clean ", &fa_path, a, clean.len()),
-        ("(b) sparse", &fb_path, b, sparse.len()),
-    ] {
+    for (name, path, ours, size) in
+        [("(a) clean ", &fa_path, a, clean.len()), ("(b) sparse", &fb_path, b, sparse.len())]
+    {
         match baseline(&bin, path, 1) {
             Some((t, rss, found)) => println!(
                 "detect-secrets {name}: {:8.2} MB/s  ({found} findings, peak RSS {rss} KB)  -> bot-bottle is {:.0}x faster",

@@ -25,17 +25,15 @@ pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
         push("bip39-seed-phrase", span);
     }
     static WIF: OnceLock<Regex> = OnceLock::new();
-    let wif =
-        WIF.get_or_init(|| Regex::new(r"\b[5KL9c][1-9A-HJ-NP-Za-km-z]{50,51}\b").expect("valid"));
+    let wif = WIF.get_or_init(|| Regex::new(r"\b[5KL9c][1-9A-HJ-NP-Za-km-z]{50,51}\b").expect("valid"));
     for m in wif.find_iter(data) {
         if is_wif(m.as_bytes()) {
             push("bitcoin-wif-private-key", m.range());
         }
     }
     static CARD: OnceLock<Regex> = OnceLock::new();
-    let card = CARD.get_or_init(|| {
-        Regex::new(r"(?:^|[^0-9\-])([0-9](?:[ \-]?[0-9]){12,18})(?:[^0-9\-]|$)").expect("valid")
-    });
+    let card =
+        CARD.get_or_init(|| Regex::new(r"(?:^|[^0-9\-])([0-9](?:[ \-]?[0-9]){12,18})(?:[^0-9\-]|$)").expect("valid"));
     for c in card.captures_iter(data) {
         let Some(m) = c.get(1) else { continue };
         if is_card(m.as_bytes()) {
@@ -44,8 +42,7 @@ pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
     }
     static IBAN: OnceLock<Regex> = OnceLock::new();
     let iban = IBAN.get_or_init(|| {
-        Regex::new(r"\b([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b")
-            .expect("valid")
+        Regex::new(r"\b([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b").expect("valid")
     });
     for c in iban.captures_iter(data) {
         let Some(m) = c.get(1) else { continue };
@@ -58,11 +55,7 @@ pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
 fn wordlist() -> &'static std::collections::HashMap<&'static str, u16> {
     static WORDS: OnceLock<std::collections::HashMap<&'static str, u16>> = OnceLock::new();
     WORDS.get_or_init(|| {
-        include_str!("../data/bip39-english.txt")
-            .lines()
-            .enumerate()
-            .map(|(i, w)| (w.trim(), i as u16))
-            .collect()
+        include_str!("../data/bip39-english.txt").lines().enumerate().map(|(i, w)| (w.trim(), i as u16)).collect()
     })
 }
 
@@ -74,8 +67,7 @@ fn bip39_phrases(data: &[u8]) -> Vec<std::ops::Range<usize>> {
     let mut found = Vec::new();
     let mut run: Vec<(u16, std::ops::Range<usize>)> = Vec::new();
     let mut i = 0;
-    let flush = |run: &mut Vec<(u16, std::ops::Range<usize>)>,
-                 found: &mut Vec<std::ops::Range<usize>>| {
+    let flush = |run: &mut Vec<(u16, std::ops::Range<usize>)>, found: &mut Vec<std::ops::Range<usize>>| {
         let mut start = 0;
         while run.len() - start >= 12 {
             let hit = [24, 21, 18, 15, 12]
@@ -97,10 +89,7 @@ fn bip39_phrases(data: &[u8]) -> Vec<std::ops::Range<usize>> {
             while i < data.len() && data[i].is_ascii_alphabetic() {
                 i += 1;
             }
-            match std::str::from_utf8(&data[s..i])
-                .ok()
-                .and_then(|w| words.get(w))
-            {
+            match std::str::from_utf8(&data[s..i]).ok().and_then(|w| words.get(w)) {
                 Some(&index) => run.push((index, s..i)),
                 None => flush(&mut run, &mut found),
             }
@@ -129,10 +118,8 @@ fn checksum_ok(words: &[(u16, std::ops::Range<usize>)]) -> bool {
             bits.push((index >> b) & 1 == 1);
         }
     }
-    let entropy: Vec<u8> = bits[..ent_bits]
-        .chunks(8)
-        .map(|c| c.iter().fold(0u8, |acc, &b| (acc << 1) | u8::from(b)))
-        .collect();
+    let entropy: Vec<u8> =
+        bits[..ent_bits].chunks(8).map(|c| c.iter().fold(0u8, |acc, &b| (acc << 1) | u8::from(b))).collect();
     let hash = Sha256::digest(&entropy);
     (0..cs_bits).all(|k| ((hash[k / 8] >> (7 - k % 8)) & 1 == 1) == bits[ent_bits + k])
 }
@@ -170,20 +157,12 @@ fn is_wif(s: &[u8]) -> bool {
 }
 
 fn is_card(s: &[u8]) -> bool {
-    let digits: Vec<u8> = s
-        .iter()
-        .filter(|b| b.is_ascii_digit())
-        .map(|b| b - b'0')
-        .collect();
+    let digits: Vec<u8> = s.iter().filter(|b| b.is_ascii_digit()).map(|b| b - b'0').collect();
     let n = digits.len();
     if !(13..=19).contains(&n) || digits.iter().all(|&d| d == digits[0]) {
         return false;
     }
-    let prefix = |k: usize| {
-        digits[..k]
-            .iter()
-            .fold(0u32, |acc, &d| acc * 10 + u32::from(d))
-    };
+    let prefix = |k: usize| digits[..k].iter().fold(0u32, |acc, &d| acc * 10 + u32::from(d));
     let issuer = match digits[0] {
         4 => matches!(n, 13 | 16 | 19),
         5 => (51..=55).contains(&prefix(2)) && n == 16,
@@ -193,10 +172,7 @@ fn is_card(s: &[u8]) -> bool {
                 || (prefix(2) == 35 && (16..=19).contains(&n))
                 || (matches!(prefix(2), 36 | 38) && n == 14)
         }
-        6 => {
-            (prefix(4) == 6011 || prefix(2) == 65 || (644..=649).contains(&prefix(3)))
-                && (16..=19).contains(&n)
-        }
+        6 => (prefix(4) == 6011 || prefix(2) == 65 || (644..=649).contains(&prefix(3))) && (16..=19).contains(&n),
         _ => false,
     };
     issuer
@@ -271,16 +247,8 @@ fn is_iban(s: &[u8]) -> bool {
     let rearranged = compact[4..].iter().chain(&compact[..4]);
     let mut rem: u32 = 0;
     for &c in rearranged {
-        let v = if c.is_ascii_digit() {
-            u32::from(c - b'0')
-        } else {
-            u32::from(c - b'A') + 10
-        };
-        rem = if v >= 10 {
-            (rem * 100 + v) % 97
-        } else {
-            (rem * 10 + v) % 97
-        };
+        let v = if c.is_ascii_digit() { u32::from(c - b'0') } else { u32::from(c - b'A') + 10 };
+        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
     }
     rem == 1
 }
@@ -302,23 +270,14 @@ mod tests {
         assert_eq!(rules(&format!("seed: {phrase}\n")), ["bip39-seed-phrase"]);
         let wrong = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon";
         assert!(rules(wrong).is_empty());
-        assert!(
-            rules("the quick brown fox jumps over the lazy dog again and again and again")
-                .is_empty()
-        );
+        assert!(rules("the quick brown fox jumps over the lazy dog again and again and again").is_empty());
     }
 
     #[test]
     fn wif_cards_iban() {
-        assert_eq!(
-            rules("key=5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ"),
-            ["bitcoin-wif-private-key"]
-        );
+        assert_eq!(rules("key=5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ"), ["bitcoin-wif-private-key"]);
         assert!(rules("5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTK").is_empty());
-        assert_eq!(
-            rules("card 4111 1111 1111 1111 exp"),
-            ["payment-card-number"]
-        );
+        assert_eq!(rules("card 4111 1111 1111 1111 exp"), ["payment-card-number"]);
         assert_eq!(rules("amex: 378282246310005"), ["payment-card-number"]);
         assert!(rules("4111 1111 1111 1112").is_empty());
         assert!(rules("id 1234567890123456").is_empty());

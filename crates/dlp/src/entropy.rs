@@ -46,9 +46,7 @@ pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
         if run.len() < WINDOW {
             continue;
         }
-        let hot = (0..=run.len() - WINDOW)
-            .step_by(WINDOW / 2)
-            .any(|o| shannon(&run[o..o + WINDOW]) >= THRESHOLD)
+        let hot = (0..=run.len() - WINDOW).step_by(WINDOW / 2).any(|o| shannon(&run[o..o + WINDOW]) >= THRESHOLD)
             || shannon(&run[run.len() - WINDOW..]) >= THRESHOLD;
         if hot {
             let span = start..i;
@@ -73,9 +71,7 @@ mod tests {
         assert_eq!(shannon(b"aaaa"), 0.0);
         assert!((shannon(b"ab") - 1.0).abs() < 1e-9);
         let all: Vec<u8> = (0..64u8)
-            .map(|i| {
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[i as usize]
-            })
+            .map(|i| b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[i as usize])
             .collect();
         assert!((shannon(&all) - 6.0).abs() < 1e-9);
     }
@@ -83,24 +79,12 @@ mod tests {
     #[test]
     fn warns_on_random_base64_not_on_prose_or_hex() {
         let mut out = Vec::new();
-        scan(
-            b"key: Kx9/Qm2+Lr7Zt4Wb8Nc1Vy5Hs3Ja6Pd0Fg+Ue/TiXoRkEwMqYnBlCvGzSpDhAf9817263542",
-            View::Raw,
-            &mut out,
-        );
+        scan(b"key: Kx9/Qm2+Lr7Zt4Wb8Nc1Vy5Hs3Ja6Pd0Fg+Ue/TiXoRkEwMqYnBlCvGzSpDhAf9817263542", View::Raw, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].severity, Severity::Warn);
         out.clear();
-        scan(
-            b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123",
-            View::Raw,
-            &mut out,
-        );
-        scan(
-            b"the_quick_brown_fox_jumps_over_the_lazy_dog_again_and_again_and_again",
-            View::Raw,
-            &mut out,
-        );
+        scan(b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123", View::Raw, &mut out);
+        scan(b"the_quick_brown_fox_jumps_over_the_lazy_dog_again_and_again_and_again", View::Raw, &mut out);
         assert!(out.is_empty());
     }
 }

@@ -73,40 +73,20 @@ pub struct Finding {
 pub fn mask(value: &[u8]) -> String {
     let text = String::from_utf8_lossy(value);
     let chars: Vec<char> = text.chars().collect();
-    let keep = if chars.len() >= 16 {
-        (chars.len() / 4).min(4)
-    } else {
-        0
-    };
+    let keep = if chars.len() >= 16 { (chars.len() / 4).min(4) } else { 0 };
     let shown: String = chars[..keep].iter().collect();
     format!("{shown}…[{} redacted]", chars.len())
 }
 
 /// A one-line snippet of `data` around `span` with the span masked.
 pub fn snippet(data: &[u8], span: &Range<usize>) -> String {
-    let start = data[..span.start]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1)
-        .max(span.start.saturating_sub(24));
-    let end = data[span.end..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(data.len(), |i| span.end + i)
-        .min(span.end + 24);
+    let start =
+        data[..span.start].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1).max(span.start.saturating_sub(24));
+    let end = data[span.end..].iter().position(|&b| b == b'\n').map_or(data.len(), |i| span.end + i).min(span.end + 24);
     let before = String::from_utf8_lossy(&data[start..span.start]);
     let after = String::from_utf8_lossy(&data[span.end..end]);
-    let clean = |s: &str| {
-        s.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect::<String>()
-    };
-    format!(
-        "{}{}{}",
-        clean(&before),
-        mask(&data[span.clone()]),
-        clean(&after)
-    )
+    let clean = |s: &str| s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+    format!("{}{}{}", clean(&before), mask(&data[span.clone()]), clean(&after))
 }
 
 /// Replace every raw-view finding's span in `data` with
@@ -148,15 +128,9 @@ mod tests {
 
     #[test]
     fn masks_keep_at_most_a_short_prefix() {
-        assert_eq!(
-            mask(b"ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
-            "ghp_…[40 redacted]"
-        );
+        assert_eq!(mask(b"ghp_abcdefghijklmnopqrstuvwxyz0123456789"), "ghp_…[40 redacted]");
         assert_eq!(mask(b"short"), "…[5 redacted]");
-        let s = snippet(
-            b"line one\nexport TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789 # ok\nnext",
-            &(22..62),
-        );
+        let s = snippet(b"line one\nexport TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789 # ok\nnext", &(22..62));
         assert_eq!(s, "export TOKEN=ghp_…[40 redacted] # ok");
         assert!(!s.contains("abcdef"));
     }
@@ -166,10 +140,7 @@ mod tests {
         let data = b"a=SECRET1 b=SECRET2";
         let findings = [f("x", 2..9), f("y", 4..9), f("z", 12..19)];
         let (out, left) = redact(data, &findings);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "a=[REDACTED:x] b=[REDACTED:z]"
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), "a=[REDACTED:x] b=[REDACTED:z]");
         assert!(left.is_empty());
     }
 }

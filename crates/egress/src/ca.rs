@@ -23,9 +23,7 @@ pub struct BottleCa {
 
 impl std::fmt::Debug for BottleCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BottleCa")
-            .field("fingerprint", &self.fingerprint)
-            .finish_non_exhaustive()
+        f.debug_struct("BottleCa").field("fingerprint", &self.fingerprint).finish_non_exhaustive()
     }
 }
 
@@ -35,33 +33,17 @@ impl BottleCa {
         let err = |e: rcgen::Error| CaError(e.to_string());
         let key = rcgen::KeyPair::generate().map_err(err)?;
         let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name.push(
-            rcgen::DnType::CommonName,
-            format!("bot-bottle {identity} CA"),
-        );
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "bot-bottle");
+        params.distinguished_name.push(rcgen::DnType::CommonName, format!("bot-bottle {identity} CA"));
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "bot-bottle");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::hours(1);
         params.not_after = now + time::Duration::days(30);
         let cert = params.self_signed(&key).map_err(err)?;
         let digest = Sha256::digest(cert.der());
-        let fingerprint = digest
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        Ok(BottleCa {
-            cert_pem: cert.pem(),
-            key_pem: Secret::new(key.serialize_pem()),
-            fingerprint,
-        })
+        let fingerprint = digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+        Ok(BottleCa { cert_pem: cert.pem(), key_pem: Secret::new(key.serialize_pem()), fingerprint })
     }
 }
 
@@ -90,46 +72,26 @@ impl LeafIssuer {
         let ca_key = rcgen::KeyPair::from_pem(key_pem.expose()).map_err(err)?;
         let issuer = rcgen::Issuer::from_ca_cert_pem(cert_pem, ca_key).map_err(err)?;
         let leaf_key = rcgen::KeyPair::generate().map_err(err)?;
-        Ok(LeafIssuer {
-            issuer,
-            leaf_key,
-            cache: Mutex::new(HashMap::new()),
-        })
+        Ok(LeafIssuer { issuer, leaf_key, cache: Mutex::new(HashMap::new()) })
     }
 
     /// The certified key for `host` (SAN = host), minted once and cached.
     pub fn leaf(&self, host: &str) -> Result<Arc<rustls::sign::CertifiedKey>, CaError> {
         let host = host.to_ascii_lowercase();
-        if let Some(hit) = self
-            .cache
-            .lock()
-            .map_err(|_| CaError("leaf cache poisoned".into()))?
-            .get(&host)
-        {
+        if let Some(hit) = self.cache.lock().map_err(|_| CaError("leaf cache poisoned".into()))?.get(&host) {
             return Ok(hit.clone());
         }
         let err = |e: rcgen::Error| CaError(e.to_string());
         let mut params = rcgen::CertificateParams::new(vec![host.clone()]).map_err(err)?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, host.clone());
+        params.distinguished_name.push(rcgen::DnType::CommonName, host.clone());
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::hours(1);
         params.not_after = now + time::Duration::hours(LEAF_VALIDITY_HOURS);
-        let cert = params
-            .signed_by(&self.leaf_key, &self.issuer)
-            .map_err(err)?;
+        let cert = params.signed_by(&self.leaf_key, &self.issuer).map_err(err)?;
         let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(self.leaf_key.serialize_der().into());
-        let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
-            .map_err(|e| CaError(e.to_string()))?;
-        let certified = Arc::new(rustls::sign::CertifiedKey::new(
-            vec![cert.der().clone()],
-            signing,
-        ));
-        self.cache
-            .lock()
-            .map_err(|_| CaError("leaf cache poisoned".into()))?
-            .insert(host, certified.clone());
+        let signing = rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| CaError(e.to_string()))?;
+        let certified = Arc::new(rustls::sign::CertifiedKey::new(vec![cert.der().clone()], signing));
+        self.cache.lock().map_err(|_| CaError("leaf cache poisoned".into()))?.insert(host, certified.clone());
         Ok(certified)
     }
 }

@@ -49,10 +49,7 @@ impl Block {
     pub const HEADER: &'static str = "x-bot-bottle-block";
 
     fn new(code: &'static str, reason: impl Into<String>) -> Block {
-        Block {
-            code,
-            reason: reason.into(),
-        }
+        Block { code, reason: reason.into() }
     }
 
     pub fn body(&self) -> String {
@@ -124,10 +121,7 @@ pub fn decide<'s>(
     let mut headers: Vec<(String, String)> = req
         .headers
         .iter()
-        .filter(|(n, _)| {
-            !n.eq_ignore_ascii_case("authorization")
-                && !n.eq_ignore_ascii_case("proxy-authorization")
-        })
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("authorization") && !n.eq_ignore_ascii_case("proxy-authorization"))
         .cloned()
         .collect();
     if let Some(block) = structural(&req.headers) {
@@ -135,46 +129,25 @@ pub fn decide<'s>(
     }
     // 3. Route.
     let Some(route) = table.lookup(req.host) else {
-        return Decision::Block(Block::new(
-            "no-route",
-            format!("no route for host {}", host_only(req.host)),
-        ));
+        return Decision::Block(Block::new("no-route", format!("no route for host {}", host_only(req.host))));
     };
-    let (path, query) = req
-        .path_and_query
-        .split_once('?')
-        .unwrap_or((req.path_and_query, ""));
-    if !route.allows(&Target {
-        method: req.method,
-        path,
-        headers: &headers,
-    }) {
+    let (path, query) = req.path_and_query.split_once('?').unwrap_or((req.path_and_query, ""));
+    if !route.allows(&Target { method: req.method, path, headers: &headers }) {
         return Decision::Block(Block::new(
             "no-match",
-            format!(
-                "{} {path} matches no rule of the route for {}",
-                req.method, route.route.host
-            ),
+            format!("{} {path} matches no rule of the route for {}", req.method, route.route.host),
         ));
     }
     // 4. Git smart HTTP.
-    let service = |name: &str| {
-        path.ends_with(&format!("/{name}"))
-            || query.split('&').any(|kv| kv == format!("service={name}"))
-    };
+    let service =
+        |name: &str| path.ends_with(&format!("/{name}")) || query.split('&').any(|kv| kv == format!("service={name}"));
     if service("git-receive-pack") {
-        return Decision::Block(Block::new(
-            "git-push",
-            "git push over HTTPS is refused; pushes go through git-gate",
-        ));
+        return Decision::Block(Block::new("git-push", "git push over HTTPS is refused; pushes go through git-gate"));
     }
     if service("git-upload-pack") && !route.route.git.fetch {
         return Decision::Block(Block::new(
             "git-fetch",
-            format!(
-                "git fetch from {} needs `git: {{fetch: true}}` on its route",
-                route.route.host
-            ),
+            format!("git fetch from {} needs `git: {{fetch: true}}` on its route", route.route.host),
         ));
     }
     // 5. Outbound DLP.
@@ -182,15 +155,7 @@ pub fn decide<'s>(
     let mut path_and_query = req.path_and_query.to_string();
     let mut body = req.body.to_vec();
     let content_encoding = header(&headers, "content-encoding").map(str::to_string);
-    let findings = scan_parts(
-        scan,
-        safelist,
-        req.host,
-        &path_and_query,
-        &headers,
-        &body,
-        content_encoding.as_deref(),
-    );
+    let findings = scan_parts(scan, safelist, req.host, &path_and_query, &headers, &body, content_encoding.as_deref());
     if !findings.is_empty() {
         match route.on_match {
             OnMatch::Block => return Decision::Block(dlp_block(&findings)),
@@ -205,50 +170,21 @@ pub fn decide<'s>(
             OnMatch::Redact => {
                 for (part, f) in &findings {
                     // What cannot be rewritten in place cannot be redacted: refuse it.
-                    if *part == Part::Host
-                        || f.view != View::Raw
-                        || (*part == Part::Body && content_encoding.is_some())
+                    if *part == Part::Host || f.view != View::Raw || (*part == Part::Body && content_encoding.is_some())
                     {
                         return Decision::Block(dlp_block(&findings));
                     }
                 }
-                path_and_query = redact_text(
-                    &path_and_query,
-                    findings
-                        .iter()
-                        .filter(|(p, _)| *p == Part::Target)
-                        .map(|(_, f)| f),
-                );
+                path_and_query =
+                    redact_text(&path_and_query, findings.iter().filter(|(p, _)| *p == Part::Target).map(|(_, f)| f));
                 for (i, (_, value)) in headers.iter_mut().enumerate() {
-                    *value = redact_text(
-                        value,
-                        findings
-                            .iter()
-                            .filter(|(p, _)| *p == Part::Header(i))
-                            .map(|(_, f)| f),
-                    );
+                    *value = redact_text(value, findings.iter().filter(|(p, _)| *p == Part::Header(i)).map(|(_, f)| f));
                 }
-                let body_findings: Vec<Finding> = findings
-                    .iter()
-                    .filter(|(p, _)| *p == Part::Body)
-                    .map(|(_, f)| f.clone())
-                    .collect();
+                let body_findings: Vec<Finding> =
+                    findings.iter().filter(|(p, _)| *p == Part::Body).map(|(_, f)| f.clone()).collect();
                 body = dlp::redact(&body, &body_findings).0;
-                if !scan_parts(
-                    scan,
-                    safelist,
-                    req.host,
-                    &path_and_query,
-                    &headers,
-                    &body,
-                    None,
-                )
-                .is_empty()
-                {
-                    return Decision::Block(Block::new(
-                        "dlp",
-                        "outbound secret left after redaction",
-                    ));
+                if !scan_parts(scan, safelist, req.host, &path_and_query, &headers, &body, None).is_empty() {
+                    return Decision::Block(Block::new("dlp", "outbound secret left after redaction"));
                 }
                 if !body_findings.is_empty() {
                     set_content_length(&mut headers, body.len());
@@ -264,17 +200,10 @@ pub fn decide<'s>(
                 format!("the credential for {} is not configured", route.route.host),
             ));
         };
-        headers.push((
-            "authorization".to_string(),
-            format!("{} {}", auth.scheme.as_str(), token.expose()),
-        ));
+        headers.push(("authorization".to_string(), format!("{} {}", auth.scheme.as_str(), token.expose())));
     }
     // 7. Forward.
-    Decision::Forward {
-        path_and_query,
-        headers,
-        body,
-    }
+    Decision::Forward { path_and_query, headers, body }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,35 +226,19 @@ fn scan_parts(
     let mut out = Vec::new();
     let mut add = |part: Part, data: &[u8], findings: Vec<Finding>| {
         for f in findings {
-            let value = if f.view == View::Raw {
-                data.get(f.span.clone()).unwrap_or_default()
-            } else {
-                &[][..]
-            };
+            let value = if f.view == View::Raw { data.get(f.span.clone()).unwrap_or_default() } else { &[][..] };
             if f.severity == Severity::Block && !(f.view == View::Raw && safelist.allows(value)) {
                 out.push((part, f));
             }
         }
     };
-    add(
-        Part::Host,
-        host.as_bytes(),
-        scan.scan(host.as_bytes(), None),
-    );
-    add(
-        Part::Target,
-        target.as_bytes(),
-        scan.scan(target.as_bytes(), None),
-    );
+    add(Part::Host, host.as_bytes(), scan.scan(host.as_bytes(), None));
+    add(Part::Target, target.as_bytes(), scan.scan(target.as_bytes(), None));
     for (i, (name, value)) in headers.iter().enumerate() {
         if name.eq_ignore_ascii_case("host") {
             continue;
         }
-        add(
-            Part::Header(i),
-            value.as_bytes(),
-            scan.scan(value.as_bytes(), None),
-        );
+        add(Part::Header(i), value.as_bytes(), scan.scan(value.as_bytes(), None));
     }
     add(Part::Body, body, scan.scan_body(body, content_encoding));
     out
@@ -354,10 +267,7 @@ fn set_content_length(headers: &mut [(String, String)], len: usize) {
 }
 
 fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 fn host_only(authority: &str) -> &str {
@@ -374,42 +284,24 @@ fn structural(headers: &[(String, String)]) -> Option<Block> {
             || name.is_empty()
             || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
         {
-            return Some(Block::new(
-                "structural",
-                format!("malformed header {}", name.escape_default()),
-            ));
+            return Some(Block::new("structural", format!("malformed header {}", name.escape_default())));
         }
     }
-    let lengths: Vec<&str> = headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.trim())
-        .collect();
-    if lengths.len() > 1
-        || lengths
-            .iter()
-            .any(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()))
-    {
+    let lengths: Vec<&str> =
+        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.trim()).collect();
+    if lengths.len() > 1 || lengths.iter().any(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit())) {
         return Some(Block::new("structural", "ambiguous Content-Length"));
     }
-    let te: Vec<&str> = headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
-        .map(|(_, v)| v.trim())
-        .collect();
-    if !te.is_empty()
-        && (!lengths.is_empty() || te.len() > 1 || !te[0].eq_ignore_ascii_case("chunked"))
-    {
+    let te: Vec<&str> =
+        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding")).map(|(_, v)| v.trim()).collect();
+    if !te.is_empty() && (!lengths.is_empty() || te.len() > 1 || !te[0].eq_ignore_ascii_case("chunked")) {
         return Some(Block::new("structural", "ambiguous Transfer-Encoding"));
     }
     None
 }
 
 fn introspect(table: &RouteTable, req: &Request<'_>) -> Decision {
-    let (path, _) = req
-        .path_and_query
-        .split_once('?')
-        .unwrap_or((req.path_and_query, ""));
+    let (path, _) = req.path_and_query.split_once('?').unwrap_or((req.path_and_query, ""));
     if req.method != "GET" || path != "/allowlist" {
         return Decision::Block(Block::new(
             "introspection",
@@ -422,17 +314,13 @@ fn introspect(table: &RouteTable, req: &Request<'_>) -> Decision {
         .map(|r| {
             let mut v = serde_json::to_value(&r.route).unwrap_or_default();
             if let (Some(obj), Some(auth)) = (v.as_object_mut(), r.auth) {
-                obj.insert(
-                    "auth".to_string(),
-                    serde_json::json!({"scheme": auth.scheme.as_str()}),
-                );
+                obj.insert("auth".to_string(), serde_json::json!({"scheme": auth.scheme.as_str()}));
             }
             v
         })
         .collect();
     Decision::Introspect {
-        body: serde_json::to_string_pretty(&serde_json::json!({"routes": routes}))
-            .unwrap_or_default(),
+        body: serde_json::to_string_pretty(&serde_json::json!({"routes": routes})).unwrap_or_default(),
     }
 }
 
@@ -447,18 +335,8 @@ pub enum ResponseDecision {
 }
 
 /// Run the route's inbound detectors on a text-like response body.
-pub fn decide_response(
-    route: &TableRoute,
-    content_type: Option<&str>,
-    body: &[u8],
-) -> ResponseDecision {
-    if !route
-        .route
-        .dlp
-        .inbound_detectors
-        .iter()
-        .any(|d| d == "injection")
-    {
+pub fn decide_response(route: &TableRoute, content_type: Option<&str>, body: &[u8]) -> ResponseDecision {
+    if !route.route.dlp.inbound_detectors.iter().any(|d| d == "injection") {
         return ResponseDecision::Pass;
     }
     let text_like = content_type.is_none_or(|ct| {
@@ -480,9 +358,5 @@ pub fn decide_response(
             format!("prompt injection in the response ({})", high.rule),
         ));
     }
-    if findings.is_empty() {
-        ResponseDecision::Pass
-    } else {
-        ResponseDecision::Warn(findings)
-    }
+    if findings.is_empty() { ResponseDecision::Pass } else { ResponseDecision::Warn(findings) }
 }

@@ -25,16 +25,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::ca::LeafIssuer;
-use crate::decision::{
-    Block, Decision, Request, ResponseDecision, Safelist, Tokens, decide, decide_response,
-};
+use crate::decision::{Block, Decision, Request, ResponseDecision, Safelist, Tokens, decide, decide_response};
 use crate::route_file::RouteFile;
 
 type Body = BoxBody<Bytes, hyper::Error>;
-type Upstream = Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
+type Upstream = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
 /// Largest request body scanned (larger is refused, never passed unscanned).
 pub const MAX_REQUEST_BODY: usize = dlp::DEFAULT_MAX_BYTES;
@@ -46,6 +41,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Proxy {
     file: RouteFile,
     scanners: HashMap<String, Scanner>,
+    /// Every outbound detector, to redact what is logged.
+    log_scanner: Scanner,
     tokens: Tokens,
     safelist: Safelist,
     issuer: LeafIssuer,
@@ -54,9 +51,7 @@ pub struct Proxy {
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy")
-            .field("routes", &self.file.table.routes().len())
-            .finish_non_exhaustive()
+        f.debug_struct("Proxy").field("routes", &self.file.table.routes().len()).finish_non_exhaustive()
     }
 }
 
@@ -81,12 +76,8 @@ impl Proxy {
         let known = Arc::new(known);
         let mut scanners = HashMap::new();
         for r in file.table.routes() {
-            let options =
-                ScanOptions::from_names(&r.route.dlp.outbound_detectors).unwrap_or_default();
-            scanners.insert(
-                r.route.host.clone(),
-                Scanner::new(RuleSet::builtin().clone(), known.clone(), options),
-            );
+            let options = ScanOptions::from_names(&r.route.dlp.outbound_detectors).unwrap_or_default();
+            scanners.insert(r.route.host.clone(), Scanner::new(RuleSet::builtin().clone(), known.clone(), options));
         }
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
@@ -95,9 +86,7 @@ impl Proxy {
         if let Some(pem) = upstream_ca_pem {
             let mut reader = std::io::BufReader::new(pem);
             for cert in rustls_pemfile_certs(&mut reader) {
-                roots
-                    .add(cert)
-                    .map_err(|e| ProxyError::Tls(e.to_string()))?;
+                roots.add(cert).map_err(|e| ProxyError::Tls(e.to_string()))?;
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -106,22 +95,11 @@ impl Proxy {
             .map_err(|e| ProxyError::Tls(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        Ok(Proxy {
-            file,
-            scanners,
-            tokens,
-            safelist: Safelist::default(),
-            issuer,
-            client,
-        })
+        let connector =
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+        let log_scanner = Scanner::new(RuleSet::builtin().clone(), known, ScanOptions::default());
+        Ok(Proxy { file, scanners, tokens, safelist: Safelist::default(), issuer, client, log_scanner })
     }
 
     pub fn route_file(&self) -> &RouteFile {
@@ -145,10 +123,7 @@ impl Proxy {
     }
 
     /// A request on the proxy connection: CONNECT, or absolute-form HTTP.
-    async fn outer(
-        self: Arc<Self>,
-        req: HttpRequest<Incoming>,
-    ) -> Result<Response<Body>, Infallible> {
+    async fn outer(self: Arc<Self>, req: HttpRequest<Incoming>) -> Result<Response<Body>, Infallible> {
         if req.method() == Method::CONNECT {
             return Ok(self.connect(req));
         }
@@ -169,29 +144,19 @@ impl Proxy {
 
     fn connect(self: Arc<Self>, req: HttpRequest<Incoming>) -> Response<Body> {
         let Some(authority) = req.uri().authority().map(|a| a.to_string()) else {
-            return block(&Block {
-                code: "bad-connect",
-                reason: "CONNECT needs host:port".into(),
-            });
+            return block(&Block { code: "bad-connect", reason: "CONNECT needs host:port".into() });
         };
-        let host = authority
-            .rsplit_once(':')
-            .map_or(authority.as_str(), |(h, _)| h)
-            .to_string();
+        let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h).to_string();
         let introspection = host.eq_ignore_ascii_case(crate::decision::INTROSPECTION_HOST);
         if !introspection && self.file.table.lookup(&host).is_none() {
-            return block(&Block {
-                code: "no-route",
-                reason: format!("no route for host {host}"),
-            });
+            let refused = block(&Block { code: "no-route", reason: format!("no route for host {host}") });
+            self.log(&authority, "CONNECT", "", &refused);
+            return refused;
         }
         let certified = match self.issuer.leaf(&host) {
             Ok(c) => c,
             Err(e) => {
-                return block(&Block {
-                    code: "tls",
-                    reason: e.to_string(),
-                });
+                return block(&Block { code: "tls", reason: e.to_string() });
             }
         };
         tokio::spawn(async move {
@@ -199,18 +164,15 @@ impl Proxy {
                 return;
             };
             let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let Ok(config) = rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
+            let Ok(config) =
+                rustls::ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions()
             else {
                 return;
             };
-            let mut config = config
-                .with_no_client_auth()
-                .with_cert_resolver(Arc::new(FixedCert(certified)));
+            let mut config = config.with_no_client_auth().with_cert_resolver(Arc::new(FixedCert(certified)));
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
             let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-            let Ok(Ok(tls)) =
-                tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(TokioIo::new(upgraded))).await
+            let Ok(Ok(tls)) = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(TokioIo::new(upgraded))).await
             else {
                 return;
             };
@@ -231,7 +193,42 @@ impl Proxy {
     }
 
     /// Decide one request for `authority` and, if allowed, forward it.
-    async fn exchange(
+    async fn exchange(self: Arc<Self>, req: HttpRequest<Incoming>, authority: String, tls: bool) -> Response<Body> {
+        let method = req.method().to_string();
+        let path = req.uri().path().to_string();
+        let response = self.clone().exchange_inner(req, authority.clone(), tls).await;
+        self.log(&authority, &method, &path, &response);
+        response
+    }
+
+    /// `egress.log`: 1 adds a JSON line per block or upstream failure, 2 a
+    /// line per request. Host and path are redacted by the DLP scanner and
+    /// the query is never logged, so no value reaches a log.
+    fn log(&self, authority: &str, method: &str, path: &str, response: &Response<Body>) {
+        let blocked = response.headers().get(Block::HEADER).and_then(|v| v.to_str().ok());
+        let failed = response.status() == StatusCode::BAD_GATEWAY;
+        let level = self.file.log;
+        if level == 0 || (level == 1 && blocked.is_none() && !failed) {
+            return;
+        }
+        let clean = |text: &str| {
+            let findings = self.log_scanner.scan(text.as_bytes(), None);
+            let (out, unrewritable) = dlp::redact(text.as_bytes(), &findings);
+            if unrewritable.is_empty() { String::from_utf8_lossy(&out).into_owned() } else { "[REDACTED]".to_string() }
+        };
+        let line = serde_json::json!({
+            "ts": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            "event": if blocked.is_some() { "block" } else if failed { "upstream-error" } else { "forward" },
+            "reason": blocked,
+            "host": clean(authority),
+            "method": method,
+            "path": clean(path),
+            "status": response.status().as_u16(),
+        });
+        eprintln!("{line}");
+    }
+
+    async fn exchange_inner(
         self: Arc<Self>,
         req: HttpRequest<Incoming>,
         authority: String,
@@ -240,16 +237,10 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         // Inside a tunnel the CONNECT host decides; a Host naming another is a spoof.
         if tls
-            && let Some(h) = parts
-                .headers
-                .get(hyper::header::HOST)
-                .and_then(|v| v.to_str().ok())
+            && let Some(h) = parts.headers.get(hyper::header::HOST).and_then(|v| v.to_str().ok())
             && !same_host(h, &authority)
         {
-            return block(&Block {
-                code: "host-mismatch",
-                reason: format!("Host {h} inside a tunnel to {authority}"),
-            });
+            return block(&Block { code: "host-mismatch", reason: format!("Host {h} inside a tunnel to {authority}") });
         }
         let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
             Ok(b) => b.to_bytes(),
@@ -263,41 +254,21 @@ impl Proxy {
         let mut headers = Vec::with_capacity(parts.headers.len());
         for (name, value) in &parts.headers {
             let Ok(v) = value.to_str() else {
-                return block(&Block {
-                    code: "structural",
-                    reason: format!("non-text value in header {name}"),
-                });
+                return block(&Block { code: "structural", reason: format!("non-text value in header {name}") });
             };
             if !is_hop_by_hop(name.as_str()) {
                 headers.push((name.as_str().to_string(), v.to_string()));
             }
         }
-        let target = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_string();
-        let request = Request {
-            method: parts.method.as_str(),
-            host: &authority,
-            path_and_query: &target,
-            headers,
-            body: &body,
-        };
-        let decision = decide(
-            &self.file.table,
-            &|r| &self.scanners[&r.route.host],
-            &self.tokens,
-            &self.safelist,
-            &request,
-        );
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_string();
+        let request =
+            Request { method: parts.method.as_str(), host: &authority, path_and_query: &target, headers, body: &body };
+        let decision =
+            decide(&self.file.table, &|r| &self.scanners[&r.route.host], &self.tokens, &self.safelist, &request);
         let (path_and_query, headers, body) = match decision {
             Decision::Introspect { body } => {
                 let mut r = Response::new(full(body));
-                r.headers_mut().insert(
-                    hyper::header::CONTENT_TYPE,
-                    "application/json".parse().expect("static"),
-                );
+                r.headers_mut().insert(hyper::header::CONTENT_TYPE, "application/json".parse().expect("static"));
                 return r;
             }
             Decision::Block(b) => return block(&b),
@@ -313,27 +284,18 @@ impl Proxy {
                     ),
                 });
             }
-            Decision::Forward {
-                path_and_query,
-                headers,
-                body,
-            } => (path_and_query, headers, body),
+            Decision::Forward { path_and_query, headers, body } => (path_and_query, headers, body),
         };
         let scheme = if tls { "https" } else { "http" };
         let uri = format!("{scheme}://{authority}{path_and_query}");
-        let mut builder = HttpRequest::builder()
-            .method(parts.method.clone())
-            .uri(&uri);
+        let mut builder = HttpRequest::builder().method(parts.method.clone()).uri(&uri);
         for (n, v) in &headers {
             if !n.eq_ignore_ascii_case("host") {
                 builder = builder.header(n.as_str(), v.as_str());
             }
         }
         let Ok(upstream_req) = builder.body(Full::new(Bytes::from(body))) else {
-            return block(&Block {
-                code: "structural",
-                reason: "request could not be rebuilt".into(),
-            });
+            return block(&Block { code: "structural", reason: "request could not be rebuilt".into() });
         };
         let response = match self.client.request(upstream_req).await {
             Ok(r) => r,
@@ -346,65 +308,40 @@ impl Proxy {
     /// the injection check.
     async fn respond(&self, authority: &str, response: Response<Incoming>) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
-        let hop: Vec<hyper::header::HeaderName> = parts
-            .headers
-            .keys()
-            .filter(|n| is_hop_by_hop(n.as_str()))
-            .cloned()
-            .collect();
+        let hop: Vec<hyper::header::HeaderName> =
+            parts.headers.keys().filter(|n| is_hop_by_hop(n.as_str())).cloned().collect();
         for name in hop {
             parts.headers.remove(name);
         }
         let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
         let Some(route) = self.file.table.lookup(host) else {
-            return block(&Block {
-                code: "no-route",
-                reason: format!("no route for host {host}"),
-            });
+            return block(&Block { code: "no-route", reason: format!("no route for host {host}") });
         };
-        let content_type = parts
-            .headers
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let content_type =
+            parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let encoded = parts.headers.contains_key(hyper::header::CONTENT_ENCODING);
         let length = parts
             .headers
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let streaming = content_type
-            .as_deref()
-            .is_some_and(|c| c.contains("event-stream"));
-        let checked = route
-            .route
-            .dlp
-            .inbound_detectors
-            .iter()
-            .any(|d| d == "injection")
+        let streaming = content_type.as_deref().is_some_and(|c| c.contains("event-stream"));
+        let checked = route.route.dlp.inbound_detectors.iter().any(|d| d == "injection")
             && !streaming
             && !encoded
             && length.is_some_and(|l| l <= MAX_SCANNED_RESPONSE);
         if !checked {
             return Response::from_parts(parts, body.boxed());
         }
-        let bytes = match Limited::new(body, MAX_SCANNED_RESPONSE as usize)
-            .collect()
-            .await
-        {
+        let bytes = match Limited::new(body, MAX_SCANNED_RESPONSE as usize).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
-                return block(&Block {
-                    code: "upstream",
-                    reason: format!("response from {host} broke off"),
-                });
+                return block(&Block { code: "upstream", reason: format!("response from {host} broke off") });
             }
         };
         match decide_response(route, content_type.as_deref(), &bytes) {
             ResponseDecision::Block(b) => block(&b),
-            ResponseDecision::Pass | ResponseDecision::Warn(_) => {
-                Response::from_parts(parts, full(bytes))
-            }
+            ResponseDecision::Pass | ResponseDecision::Warn(_) => Response::from_parts(parts, full(bytes)),
         }
     }
 }
@@ -414,35 +351,22 @@ impl Proxy {
 struct FixedCert(Arc<rustls::sign::CertifiedKey>);
 
 impl rustls::server::ResolvesServerCert for FixedCert {
-    fn resolve(
-        &self,
-        _hello: rustls::server::ClientHello<'_>,
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
         Some(self.0.clone())
     }
 }
 
-fn rustls_pemfile_certs(
-    reader: &mut dyn std::io::BufRead,
-) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+fn rustls_pemfile_certs(reader: &mut dyn std::io::BufRead) -> Vec<rustls::pki_types::CertificateDer<'static>> {
     use rustls::pki_types::pem::PemObject;
     let mut text = Vec::new();
     let _ = reader.read_to_end(&mut text);
-    rustls::pki_types::CertificateDer::pem_slice_iter(&text)
-        .flatten()
-        .collect()
+    rustls::pki_types::CertificateDer::pem_slice_iter(&text).flatten().collect()
 }
 
 fn same_host(host_header: &str, authority: &str) -> bool {
     let strip = |s: &str| {
         s.rsplit_once(':')
-            .map_or(s, |(h, p)| {
-                if p.bytes().all(|b| b.is_ascii_digit()) {
-                    h
-                } else {
-                    s
-                }
-            })
+            .map_or(s, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { s })
             .to_ascii_lowercase()
     };
     strip(host_header) == strip(authority)
@@ -451,26 +375,16 @@ fn same_host(host_header: &str, authority: &str) -> bool {
 fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name.to_ascii_lowercase().as_str(),
-        "connection"
-            | "proxy-connection"
-            | "keep-alive"
-            | "te"
-            | "trailer"
-            | "upgrade"
-            | "proxy-authenticate"
+        "connection" | "proxy-connection" | "keep-alive" | "te" | "trailer" | "upgrade" | "proxy-authenticate"
     )
 }
 
 fn empty() -> Body {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed()
+    http_body_util::Empty::new().map_err(|never| match never {}).boxed()
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
 /// A block as the spec shapes it.
@@ -478,10 +392,7 @@ pub fn block(b: &Block) -> Response<Body> {
     let mut r = Response::new(full(b.body()));
     *r.status_mut() = StatusCode::FORBIDDEN;
     let h = r.headers_mut();
-    h.insert(
-        hyper::header::CONTENT_TYPE,
-        "text/plain; charset=utf-8".parse().expect("static"),
-    );
+    h.insert(hyper::header::CONTENT_TYPE, "text/plain; charset=utf-8".parse().expect("static"));
     if let Ok(v) = b.code.parse() {
         h.insert(Block::HEADER, v);
     }
@@ -495,9 +406,7 @@ fn bad_gateway(authority: &str, e: &hyper_util::client::legacy::Error) -> Respon
         cause = s.to_string();
         source = s.source();
     }
-    let mut r = Response::new(full(format!(
-        "bot-bottle egress: upstream {authority} failed: {cause}\n"
-    )));
+    let mut r = Response::new(full(format!("bot-bottle egress: upstream {authority} failed: {cause}\n")));
     *r.status_mut() = StatusCode::BAD_GATEWAY;
     r
 }

@@ -68,27 +68,15 @@ pub fn render(routes: &[RouteSpec], log: u8) -> Rendered {
                     slots.len()
                 }
             };
-            AuthJson {
-                scheme: scheme.as_str().to_string(),
-                slot,
-            }
+            AuthJson { scheme: scheme.as_str().to_string(), slot }
         });
         let mut route = serde_json::to_value(&r.route).unwrap_or_default();
         if let Some(obj) = route.as_object_mut() {
             obj.remove("auth");
         }
-        out.push(RouteJson {
-            route,
-            auth,
-            on_match: r.on_match.as_str().to_string(),
-            provider: r.provider,
-        });
+        out.push(RouteJson { route, auth, on_match: r.on_match.as_str().to_string(), provider: r.provider });
     }
-    let file = FileJson {
-        version: VERSION,
-        log,
-        routes: out,
-    };
+    let file = FileJson { version: VERSION, log, routes: out };
     let text = serde_json::to_string_pretty(&file).unwrap_or_default() + "\n";
     Rendered { text, slots }
 }
@@ -116,16 +104,12 @@ pub struct RouteFile {
 
 /// Parse and validate a route file.
 pub fn load(text: &str) -> Result<RouteFile, RouteFileError> {
-    let file: FileJson =
-        serde_json::from_str(text).map_err(|e| RouteFileError::Syntax(e.to_string()))?;
+    let file: FileJson = serde_json::from_str(text).map_err(|e| RouteFileError::Syntax(e.to_string()))?;
     if file.version != VERSION {
         return Err(RouteFileError::Version(file.version));
     }
     if file.log > 2 {
-        return Err(RouteFileError::Syntax(format!(
-            "log is {}; use 0, 1 or 2",
-            file.log
-        )));
+        return Err(RouteFileError::Syntax(format!("log is {}; use 0, 1 or 2", file.log)));
     }
     let mut routes = Vec::new();
     let mut slots = Vec::new();
@@ -137,9 +121,7 @@ pub fn load(text: &str) -> Result<RouteFile, RouteFileError> {
             "redact" => OnMatch::Redact,
             "block" => OnMatch::Block,
             other => {
-                return Err(bad(format!(
-                    "on_match '{other}' is not supervise, redact or block"
-                )));
+                return Err(bad(format!("on_match '{other}' is not supervise, redact or block")));
             }
         };
         let auth = match r.auth {
@@ -153,45 +135,30 @@ pub fn load(text: &str) -> Result<RouteFile, RouteFileError> {
                     }
                 };
                 if a.slot == 0 {
-                    return Err(bad(
-                        "auth slot 0 does not exist; slots start at 1".to_string()
-                    ));
+                    return Err(bad("auth slot 0 does not exist; slots start at 1".to_string()));
                 }
                 if !slots.contains(&a.slot) {
                     slots.push(a.slot);
                 }
-                Some(AuthSlot {
-                    scheme,
-                    slot: a.slot,
-                })
+                Some(AuthSlot { scheme, slot: a.slot })
             }
         };
         routes.push(TableRoute::new(route, auth, on_match, r.provider)?);
     }
     slots.sort_unstable();
-    Ok(RouteFile {
-        table: RouteTable::new(routes)?,
-        log: file.log,
-        slots,
-    })
+    Ok(RouteFile { table: RouteTable::new(routes)?, log: file.log, slots })
 }
 
 /// A route in manifest shape, re-validated by the manifest parser itself.
 fn route_from_json(value: serde_json::Value) -> Result<Route, String> {
-    let yaml = serde_json::to_string(&serde_json::json!({"egress": {"routes": [value]}}))
-        .map_err(|e| e.to_string())?;
+    let yaml = serde_json::to_string(&serde_json::json!({"egress": {"routes": [value]}})).map_err(|e| e.to_string())?;
     let text = format!("---\n{yaml}\n---\n");
-    let file = manifest::parse_bottle_text("route-file", std::path::Path::new("route-file"), &text)
-        .map_err(|e| match e {
-            manifest::ManifestError::Invalid { message, .. } => {
-                message.replace("bottle 'route-file' ", "")
-            }
+    let file =
+        manifest::parse_bottle_text("route-file", std::path::Path::new("route-file"), &text).map_err(|e| match e {
+            manifest::ManifestError::Invalid { message, .. } => message.replace("bottle 'route-file' ", ""),
             other => other.to_string(),
         })?;
-    file.routes
-        .into_iter()
-        .next()
-        .ok_or_else(|| "empty route".to_string())
+    file.routes.into_iter().next().ok_or_else(|| "empty route".to_string())
 }
 
 #[cfg(test)]
@@ -205,16 +172,10 @@ mod tests {
                 host: host.into(),
                 auth: None,
                 matches: vec![Match {
-                    paths: vec![PathMatch {
-                        kind: PathKind::PathPrefix,
-                        value: "/v1".into(),
-                    }],
+                    paths: vec![PathMatch { kind: PathKind::PathPrefix, value: "/v1".into() }],
                     ..Default::default()
                 }],
-                dlp: Dlp {
-                    outbound_on_match: Some(OnMatch::Redact),
-                    ..Dlp::default()
-                },
+                dlp: Dlp { outbound_on_match: Some(OnMatch::Redact), ..Dlp::default() },
                 git: GitPolicy { fetch: true },
             },
             auth: token.map(|t| (AuthScheme::Bearer, t.to_string())),
@@ -234,26 +195,13 @@ mod tests {
             ],
             1,
         );
-        assert_eq!(
-            r.slots,
-            vec![(1, "GH_TOKEN".to_string()), (2, "OTHER".to_string())]
-        );
-        assert!(
-            !r.text.contains("GH_TOKEN"),
-            "the file names slots, not variables: {}",
-            r.text
-        );
+        assert_eq!(r.slots, vec![(1, "GH_TOKEN".to_string()), (2, "OTHER".to_string())]);
+        assert!(!r.text.contains("GH_TOKEN"), "the file names slots, not variables: {}", r.text);
         let f = load(&r.text).unwrap();
         assert_eq!(f.log, 1);
         assert_eq!(f.slots, vec![1, 2]);
         let c = f.table.lookup("c.com").unwrap();
-        assert_eq!(
-            c.auth,
-            Some(AuthSlot {
-                scheme: AuthScheme::Bearer,
-                slot: 1
-            })
-        );
+        assert_eq!(c.auth, Some(AuthSlot { scheme: AuthScheme::Bearer, slot: 1 }));
         assert!(c.route.git.fetch);
         assert_eq!(c.route.matches[0].paths[0].value, "/v1");
     }
@@ -261,17 +209,9 @@ mod tests {
     #[test]
     fn invalid_files_are_refused_with_the_reason() {
         assert!(matches!(load("{"), Err(RouteFileError::Syntax(_))));
-        assert_eq!(
-            load(r#"{"version": 2, "log": 0, "routes": []}"#).unwrap_err(),
-            RouteFileError::Version(2)
-        );
+        assert_eq!(load(r#"{"version": 2, "log": 0, "routes": []}"#).unwrap_err(), RouteFileError::Version(2));
         let bad_host = r#"{"version": 1, "log": 0, "routes": [{"route": {"host": "http://x"}, "auth": null, "on_match": "block", "provider": false}]}"#;
-        assert!(
-            load(bad_host)
-                .unwrap_err()
-                .to_string()
-                .contains("routes[0]")
-        );
+        assert!(load(bad_host).unwrap_err().to_string().contains("routes[0]"));
         let role = r#"{"version": 1, "log": 0, "routes": [{"route": {"host": "a.com", "role": "x"}, "auth": null, "on_match": "block", "provider": false}]}"#;
         assert!(load(role).is_err());
         let dup = r#"{"version": 1, "log": 0, "routes": [{"route": {"host": "a.com"}, "auth": null, "on_match": "block", "provider": false}, {"route": {"host": "A.com"}, "auth": null, "on_match": "block", "provider": false}]}"#;
@@ -279,9 +219,6 @@ mod tests {
         let slot0 = r#"{"version": 1, "log": 0, "routes": [{"route": {"host": "a.com"}, "auth": {"scheme": "Bearer", "slot": 0}, "on_match": "block", "provider": false}]}"#;
         assert!(load(slot0).is_err());
         let extra = r#"{"version": 1, "log": 0, "routes": [], "tokens": {"1": "x"}}"#;
-        assert!(
-            load(extra).is_err(),
-            "unknown fields (a token table) are refused"
-        );
+        assert!(load(extra).is_err(), "unknown fields (a token table) are refused");
     }
 }

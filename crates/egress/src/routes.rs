@@ -59,11 +59,7 @@ pub struct TableRoute {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RouteError {
     #[error("route {host}: path regex '{pattern}' is invalid: {message}")]
-    Regex {
-        host: String,
-        pattern: String,
-        message: String,
-    },
+    Regex { host: String, pattern: String, message: String },
     #[error("two routes for host {0}; one route per host")]
     Duplicate(String),
     #[error("route host '{host}' {why}")]
@@ -77,31 +73,19 @@ impl TableRoute {
         on_match: OnMatch,
         provider: bool,
     ) -> Result<TableRoute, RouteError> {
-        manifest::validate_host(&route.host).map_err(|why| RouteError::Host {
-            host: route.host.clone(),
-            why,
-        })?;
+        manifest::validate_host(&route.host).map_err(|why| RouteError::Host { host: route.host.clone(), why })?;
         let mut matches = Vec::new();
         for m in &route.matches {
             let mut paths = Vec::new();
             for p in &m.paths {
                 paths.push(match p.kind {
-                    PathKind::PathPrefix => {
-                        PathRule::Prefix(p.value.trim_end_matches('/').to_string())
-                    }
+                    PathKind::PathPrefix => PathRule::Prefix(p.value.trim_end_matches('/').to_string()),
                     PathKind::Exact => PathRule::Exact(p.value.clone()),
                     PathKind::RegularExpression => {
-                        PathRule::Regex(regex::Regex::new(&p.value).map_err(|e| {
-                            RouteError::Regex {
-                                host: route.host.clone(),
-                                pattern: p.value.clone(),
-                                message: e
-                                    .to_string()
-                                    .lines()
-                                    .last()
-                                    .unwrap_or_default()
-                                    .to_string(),
-                            }
+                        PathRule::Regex(regex::Regex::new(&p.value).map_err(|e| RouteError::Regex {
+                            host: route.host.clone(),
+                            pattern: p.value.clone(),
+                            message: e.to_string().lines().last().unwrap_or_default().to_string(),
                         })?)
                     }
                 });
@@ -109,20 +93,10 @@ impl TableRoute {
             matches.push(MatchRule {
                 paths,
                 methods: m.methods.iter().map(|x| x.to_ascii_uppercase()).collect(),
-                headers: m
-                    .headers
-                    .iter()
-                    .map(|h| (h.name.to_ascii_lowercase(), h.value.clone()))
-                    .collect(),
+                headers: m.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.clone())).collect(),
             });
         }
-        Ok(TableRoute {
-            route,
-            auth,
-            on_match,
-            provider,
-            matches,
-        })
+        Ok(TableRoute { route, auth, on_match, provider, matches })
     }
 
     /// Whether the route's `matches` allow this request.
@@ -139,13 +113,11 @@ impl TableRoute {
                         PathRule::Exact(exact) => t.path == exact,
                         PathRule::Regex(re) => re.is_match(t.path),
                     }));
-            let method_ok =
-                m.methods.is_empty() || m.methods.iter().any(|x| x.eq_ignore_ascii_case(t.method));
-            let headers_ok = m.headers.iter().all(|(name, value)| {
-                t.headers
-                    .iter()
-                    .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value)
-            });
+            let method_ok = m.methods.is_empty() || m.methods.iter().any(|x| x.eq_ignore_ascii_case(t.method));
+            let headers_ok = m
+                .headers
+                .iter()
+                .all(|(name, value)| t.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value));
             path_ok && method_ok && headers_ok
         })
     }
@@ -156,10 +128,7 @@ fn segment_prefix(prefix: &str, path: &str) -> bool {
     if prefix.is_empty() {
         return path.starts_with('/');
     }
-    path == prefix
-        || path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
+    path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Paths an upstream might resolve differently from a literal comparison.
@@ -220,9 +189,7 @@ impl RouteTable {
 pub fn normalize_host(host: &str) -> Option<String> {
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.contains(':') => {
-            name.to_string()
-        }
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.contains(':') => name.to_string(),
         _ => host,
     };
     let name = name.strip_suffix('.').unwrap_or(&name).to_string();
@@ -236,22 +203,12 @@ mod tests {
     use manifest::{Dlp, GitPolicy, HeaderMatch, Match, PathMatch};
 
     fn route(host: &str, matches: Vec<Match>) -> TableRoute {
-        let r = Route {
-            host: host.into(),
-            auth: None,
-            matches,
-            dlp: Dlp::default(),
-            git: GitPolicy::default(),
-        };
+        let r = Route { host: host.into(), auth: None, matches, dlp: Dlp::default(), git: GitPolicy::default() };
         TableRoute::new(r, None, OnMatch::Block, false).unwrap()
     }
 
     fn t<'a>(method: &'a str, path: &'a str, headers: &'a [(String, String)]) -> Target<'a> {
-        Target {
-            method,
-            path,
-            headers,
-        }
+        Target { method, path, headers }
     }
 
     #[test]
@@ -264,16 +221,10 @@ mod tests {
         .unwrap();
         let host = |h: &str| table.lookup(h).map(|r| r.route.host.clone());
         assert_eq!(host("API.Example.com").as_deref(), Some("api.example.com"));
-        assert_eq!(
-            host("api.example.com:443").as_deref(),
-            Some("api.example.com")
-        );
+        assert_eq!(host("api.example.com:443").as_deref(), Some("api.example.com"));
         assert_eq!(host("api.example.com.").as_deref(), Some("api.example.com"));
         assert_eq!(host("a.b.example.com").as_deref(), Some("*.example.com"));
-        assert_eq!(
-            host("x.deep.example.com").as_deref(),
-            Some("*.deep.example.com")
-        );
+        assert_eq!(host("x.deep.example.com").as_deref(), Some("*.deep.example.com"));
         assert_eq!(host("example.com"), None);
         assert_eq!(host("badexample.com"), None);
         assert_eq!(host("example.com.evil.net"), None);
@@ -285,27 +236,15 @@ mod tests {
     #[test]
     fn matches_and_paths() {
         let m = Match {
-            paths: vec![PathMatch {
-                kind: PathKind::PathPrefix,
-                value: "/repos/acme/".into(),
-            }],
+            paths: vec![PathMatch { kind: PathKind::PathPrefix, value: "/repos/acme/".into() }],
             methods: vec!["GET".into(), "post".into()],
-            headers: vec![HeaderMatch {
-                name: "Accept".into(),
-                value: "application/json".into(),
-            }],
+            headers: vec![HeaderMatch { name: "Accept".into(), value: "application/json".into() }],
         };
         let r = route(
             "api.github.com",
             vec![
                 m,
-                Match {
-                    paths: vec![PathMatch {
-                        kind: PathKind::Exact,
-                        value: "/user".into(),
-                    }],
-                    ..Default::default()
-                },
+                Match { paths: vec![PathMatch { kind: PathKind::Exact, value: "/user".into() }], ..Default::default() },
             ],
         );
         let json = vec![("accept".to_string(), "application/json".to_string())];
@@ -325,10 +264,7 @@ mod tests {
     #[test]
     fn regex_paths() {
         let m = Match {
-            paths: vec![PathMatch {
-                kind: PathKind::RegularExpression,
-                value: "^/v1/(models|chat)$".into(),
-            }],
+            paths: vec![PathMatch { kind: PathKind::RegularExpression, value: "^/v1/(models|chat)$".into() }],
             ..Default::default()
         };
         let r = route("api.x.com", vec![m]);

@@ -48,10 +48,16 @@ pub(crate) fn parse(
     let ctx = Ctx::new(file, format!("agent '{name}'"));
     let entries = ctx.map("", root)?;
     let allowed: Vec<&str> = AGENT_KEYS.iter().chain(PASSTHROUGH_KEYS).copied().collect();
-    ctx.check_keys("", root, entries, &allowed, &[
-        ("git", "repos belong in a bottle's `git-gate.repos`; an agent may set only `git-gate.user`"),
-        ("git_user", "move it to `git-gate.user` ({name, email})"),
-    ])?;
+    ctx.check_keys(
+        "",
+        root,
+        entries,
+        &allowed,
+        &[
+            ("git", "repos belong in a bottle's `git-gate.repos`; an agent may set only `git-gate.user`"),
+            ("git_user", "move it to `git-gate.user` ({name, email})"),
+        ],
+    )?;
     let mut agent = Agent {
         name: name.to_string(),
         file: file.to_path_buf(),
@@ -68,18 +74,22 @@ pub(crate) fn parse(
                 for (i, item) in ctx.list("skills", value)?.iter().enumerate() {
                     let skill = ctx.string(&format!("skills[{i}]"), item)?;
                     if skill.is_empty() || skill.contains('/') || skill.starts_with('.') {
-                        return Err(ctx.at(item, &format!("skills[{i}]"), format!(
-                            "agent '{name}' skill '{skill}' must be a directory name under ~/.claude/skills/"
-                        )));
+                        return Err(ctx.at(
+                            item,
+                            &format!("skills[{i}]"),
+                            format!("agent '{name}' skill '{skill}' must be a directory name under ~/.claude/skills/"),
+                        ));
                     }
                     agent.skills.push(skill);
                 }
             }
             "git-gate" => {
-                let gg = ctx.keyed_or_empty("git-gate", value, &["user"], &[(
-                    "repos",
-                    "credentials stay in bottles: move `repos` to a bottle under ~/.bot-bottle/bottles/",
-                )])?;
+                let gg = ctx.keyed_or_empty(
+                    "git-gate",
+                    value,
+                    &["user"],
+                    &[("repos", "credentials stay in bottles: move `repos` to a bottle under ~/.bot-bottle/bottles/")],
+                )?;
                 if let Some(user) = crate::fields::get(gg, "user") {
                     agent.git_user = gitgate::parse_user(&ctx, "git-gate.user", user)?;
                 }

@@ -17,30 +17,15 @@ pub const BOTTLE_KEYS: &[&str] = &["extends", "env", "agent_provider", "git-gate
 
 /// Keys that older versions accepted, with what to write instead.
 pub const REMOVED_BOTTLE_KEYS: &[(&str, &str)] = &[
-    (
-        "git",
-        "move each repo to `git-gate.repos` (see git-gate.md)",
-    ),
-    (
-        "cred_proxy",
-        "move each credential to `egress.routes[].auth` ({scheme, token_ref})",
-    ),
-    (
-        "runtime",
-        "delete it: gVisor is detected and used automatically",
-    ),
+    ("git", "move each repo to `git-gate.repos` (see git-gate.md)"),
+    ("cred_proxy", "move each credential to `egress.routes[].auth` ({scheme, token_ref})"),
+    ("runtime", "delete it: gVisor is detected and used automatically"),
     ("git_user", "move it to `git-gate.user` ({name, email})"),
     ("egress_proxy", "rename it to `egress`"),
     ("supervise", "delete it: supervise is always on"),
 ];
 
-pub const PROVIDER_KEYS: &[&str] = &[
-    "template",
-    "dockerfile",
-    "auth_token",
-    "forward_host_credentials",
-    "settings",
-];
+pub const PROVIDER_KEYS: &[&str] = &["template", "dockerfile", "auth_token", "forward_host_credentials", "settings"];
 
 /// `agent_provider`: which agent CLI runs in the bottle and how it logs in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,20 +67,10 @@ pub struct BottleFile {
 pub(crate) fn parse(name: &str, file: &Path, root: &Node) -> Result<BottleFile, ManifestError> {
     let ctx = Ctx::new(file, format!("bottle '{name}'"));
     let entries = ctx.map("", root).map_err(|_| {
-        ctx.at(
-            root,
-            "",
-            format!(
-                "bottle '{name}': the frontmatter must be a map of keys ({})",
-                BOTTLE_KEYS.join(", ")
-            ),
-        )
+        ctx.at(root, "", format!("bottle '{name}': the frontmatter must be a map of keys ({})", BOTTLE_KEYS.join(", ")))
     })?;
     ctx.check_keys("", root, entries, BOTTLE_KEYS, REMOVED_BOTTLE_KEYS)?;
-    let mut bottle = BottleFile {
-        name: name.to_string(),
-        ..Default::default()
-    };
+    let mut bottle = BottleFile { name: name.to_string(), ..Default::default() };
     for (key, value) in entries {
         match key.as_str() {
             "extends" => bottle.extends = ctx.name_or_list("extends", value)?,
@@ -129,8 +104,8 @@ fn parse_env(ctx: &Ctx, node: &Node) -> Result<BTreeMap<String, EnvValue>, Manif
             )));
         }
         let text = ctx.string(&key, value)?;
-        let parsed = EnvValue::parse(&text)
-            .map_err(|why| ctx.at(value, &key, format!("{} `{key}`: {why}", ctx.what)))?;
+        let parsed =
+            EnvValue::parse(&text).map_err(|why| ctx.at(value, &key, format!("{} `{key}`: {why}", ctx.what)))?;
         env.insert(name.clone(), parsed);
     }
     Ok(env)
@@ -163,10 +138,14 @@ fn parse_provider(ctx: &Ctx, node: &Node) -> Result<AgentProvider, ManifestError
         }
     }
     if p.auth_token.is_some() && p.forward_host_credentials {
-        return Err(ctx.at(node, "agent_provider", format!(
-            "{} sets both `agent_provider.auth_token` and `agent_provider.forward_host_credentials`; choose one",
-            ctx.what
-        )));
+        return Err(ctx.at(
+            node,
+            "agent_provider",
+            format!(
+                "{} sets both `agent_provider.auth_token` and `agent_provider.forward_host_credentials`; choose one",
+                ctx.what
+            ),
+        ));
     }
     Ok(p)
 }

@@ -30,10 +30,7 @@ pub struct Sourced<T> {
 
 impl<T> Sourced<T> {
     pub fn new(value: T, origin: &str) -> Self {
-        Sourced {
-            value,
-            origin: origin.to_string(),
-        }
+        Sourced { value, origin: origin.to_string() }
     }
 }
 
@@ -76,24 +73,12 @@ impl Bottle {
         git_user.overlay(&file.git_user, origin);
         Bottle {
             layers: vec![file.name.clone()],
-            env: file
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), Sourced::new(v.clone(), origin)))
-                .collect(),
+            env: file.env.iter().map(|(k, v)| (k.clone(), Sourced::new(v.clone(), origin))).collect(),
             agent_provider: file.agent_provider.clone().map(|p| Sourced::new(p, origin)),
             git_user,
-            repos: file
-                .repos
-                .iter()
-                .map(|(k, v)| (k.clone(), Sourced::new(v.clone(), origin)))
-                .collect(),
+            repos: file.repos.iter().map(|(k, v)| (k.clone(), Sourced::new(v.clone(), origin))).collect(),
             egress_log: file.egress_log.map(|l| Sourced::new(l, origin)),
-            routes: file
-                .routes
-                .iter()
-                .map(|r| Sourced::new(r.clone(), origin))
-                .collect(),
+            routes: file.routes.iter().map(|r| Sourced::new(r.clone(), origin)).collect(),
         }
     }
 
@@ -106,10 +91,9 @@ impl Bottle {
         if later.agent_provider.is_some() {
             self.agent_provider = later.agent_provider.clone();
         }
-        for (slot, value) in [
-            (&mut self.git_user.name, &later.git_user.name),
-            (&mut self.git_user.email, &later.git_user.email),
-        ] {
+        for (slot, value) in
+            [(&mut self.git_user.name, &later.git_user.name), (&mut self.git_user.email, &later.git_user.email)]
+        {
             if value.is_some() {
                 *slot = value.clone();
             }
@@ -138,11 +122,7 @@ impl Bottle {
             self.egress_log = later.egress_log.clone();
         }
         for route in &later.routes {
-            match self
-                .routes
-                .iter_mut()
-                .find(|r| r.value.host == route.value.host)
-            {
+            match self.routes.iter_mut().find(|r| r.value.host == route.value.host) {
                 Some(existing) => *existing = route.clone(),
                 None => self.routes.push(route.clone()),
             }
@@ -160,10 +140,7 @@ impl Bottle {
 
     /// The provider, with defaults when no bottle set one.
     pub fn provider(&self) -> AgentProvider {
-        self.agent_provider
-            .as_ref()
-            .map(|p| p.value.clone())
-            .unwrap_or_default()
+        self.agent_provider.as_ref().map(|p| p.value.clone()).unwrap_or_default()
     }
 
     /// `egress.log`, default 0.

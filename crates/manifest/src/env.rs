@@ -27,23 +27,15 @@ impl EnvValue {
     pub fn parse(text: &str) -> Result<EnvValue, String> {
         if let Some(prompt) = text.strip_prefix('?') {
             let prompt = prompt.trim();
-            return Ok(EnvValue::Ask {
-                prompt: (!prompt.is_empty()).then(|| prompt.to_string()),
-            });
+            return Ok(EnvValue::Ask { prompt: (!prompt.is_empty()).then(|| prompt.to_string()) });
         }
         if let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) {
             if !is_env_name(inner) {
-                return Err(format!(
-                    "`${{{inner}}}` does not name a host variable (use letters, digits and '_')"
-                ));
+                return Err(format!("`${{{inner}}}` does not name a host variable (use letters, digits and '_')"));
             }
-            return Ok(EnvValue::Host {
-                name: inner.to_string(),
-            });
+            return Ok(EnvValue::Host { name: inner.to_string() });
         }
-        Ok(EnvValue::Literal {
-            value: text.to_string(),
-        })
+        Ok(EnvValue::Literal { value: text.to_string() })
     }
 
     /// Asked and copied values are forwarded secrets; literals are not.
@@ -114,14 +106,9 @@ pub fn resolve(
                         ),
                     });
                 }
-                AskMode::Interactive(asker) => {
-                    Resolved::Forwarded(asker(name, prompt.as_deref()).map_err(|why| {
-                        ManifestError::Env {
-                            variable: name.clone(),
-                            message: format!("env `{name}`: {why}"),
-                        }
-                    })?)
-                }
+                AskMode::Interactive(asker) => Resolved::Forwarded(asker(name, prompt.as_deref()).map_err(|why| {
+                    ManifestError::Env { variable: name.clone(), message: format!("env `{name}`: {why}") }
+                })?),
             },
         };
         out.insert(name.clone(), resolved);
@@ -135,98 +122,44 @@ mod tests {
 
     #[test]
     fn classifies_values() {
-        assert_eq!(
-            EnvValue::parse("?").unwrap(),
-            EnvValue::Ask { prompt: None }
-        );
-        assert_eq!(
-            EnvValue::parse("?Your token").unwrap(),
-            EnvValue::Ask {
-                prompt: Some("Your token".into())
-            }
-        );
-        assert_eq!(
-            EnvValue::parse("${GH_TOKEN}").unwrap(),
-            EnvValue::Host {
-                name: "GH_TOKEN".into()
-            }
-        );
-        assert_eq!(
-            EnvValue::parse("a ${B}").unwrap(),
-            EnvValue::Literal {
-                value: "a ${B}".into()
-            }
-        );
+        assert_eq!(EnvValue::parse("?").unwrap(), EnvValue::Ask { prompt: None });
+        assert_eq!(EnvValue::parse("?Your token").unwrap(), EnvValue::Ask { prompt: Some("Your token".into()) });
+        assert_eq!(EnvValue::parse("${GH_TOKEN}").unwrap(), EnvValue::Host { name: "GH_TOKEN".into() });
+        assert_eq!(EnvValue::parse("a ${B}").unwrap(), EnvValue::Literal { value: "a ${B}".into() });
         assert!(EnvValue::parse("${}").is_err());
         assert!(EnvValue::parse("${A-B}").is_err());
     }
 
     #[test]
     fn errors_name_the_variable_never_the_value() {
-        let env = BTreeMap::from([(
-            "TOKEN".to_string(),
-            EnvValue::Host {
-                name: "MISSING_VAR".into(),
-            },
-        )]);
-        let err = resolve(&env, &|_| None, AskMode::Headless)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("TOKEN") && err.contains("MISSING_VAR"),
-            "{err}"
-        );
+        let env = BTreeMap::from([("TOKEN".to_string(), EnvValue::Host { name: "MISSING_VAR".into() })]);
+        let err = resolve(&env, &|_| None, AskMode::Headless).unwrap_err().to_string();
+        assert!(err.contains("TOKEN") && err.contains("MISSING_VAR"), "{err}");
 
         let env = BTreeMap::from([("PW".to_string(), EnvValue::Ask { prompt: None })]);
-        let err = resolve(&env, &|_| None, AskMode::Headless)
-            .unwrap_err()
-            .to_string();
+        let err = resolve(&env, &|_| None, AskMode::Headless).unwrap_err().to_string();
         assert!(err.contains("PW") && err.contains("headless"), "{err}");
     }
 
     #[test]
     fn forwarded_values_are_secrets() {
         let env = BTreeMap::from([
-            (
-                "A".to_string(),
-                EnvValue::Host {
-                    name: "HOST_A".into(),
-                },
-            ),
-            (
-                "B".to_string(),
-                EnvValue::Ask {
-                    prompt: Some("b?".into()),
-                },
-            ),
-            (
-                "C".to_string(),
-                EnvValue::Literal {
-                    value: "plain".into(),
-                },
-            ),
+            ("A".to_string(), EnvValue::Host { name: "HOST_A".into() }),
+            ("B".to_string(), EnvValue::Ask { prompt: Some("b?".into()) }),
+            ("C".to_string(), EnvValue::Literal { value: "plain".into() }),
         ]);
         let mut asked = Vec::new();
         let mut asker = |name: &str, prompt: Option<&str>| {
             asked.push((name.to_string(), prompt.map(str::to_string)));
             Ok(Secret::new("typed-value".to_string()))
         };
-        let out = resolve(
-            &env,
-            &|n| (n == "HOST_A").then(|| "host-value".to_string()),
-            AskMode::Interactive(&mut asker),
-        )
-        .unwrap();
-        assert_eq!(
-            out["A"],
-            Resolved::Forwarded(Secret::new("host-value".into()))
-        );
+        let out =
+            resolve(&env, &|n| (n == "HOST_A").then(|| "host-value".to_string()), AskMode::Interactive(&mut asker))
+                .unwrap();
+        assert_eq!(out["A"], Resolved::Forwarded(Secret::new("host-value".into())));
         assert_eq!(out["C"], Resolved::Literal("plain".into()));
         let printed = format!("{out:?}");
-        assert!(
-            !printed.contains("host-value") && !printed.contains("typed-value"),
-            "{printed}"
-        );
+        assert!(!printed.contains("host-value") && !printed.contains("typed-value"), "{printed}");
         assert_eq!(asked, vec![("B".to_string(), Some("b?".to_string()))]);
         let preview = resolve(&env, &|_| Some("x".into()), AskMode::Preview).unwrap();
         assert_eq!(preview["B"], Resolved::AskedAtLaunch);

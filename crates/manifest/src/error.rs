@@ -7,23 +7,9 @@ use std::path::PathBuf;
 pub enum ManifestError {
     /// A file that parsed but breaks a rule; `key` is the dotted key path.
     #[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Invalid {
-        file: PathBuf,
-        line: Option<usize>,
-        key: String,
-        message: String,
-    },
-    #[error(
-        "no {kind} named '{name}'; available {kind}s: {}{}",
-        list_or_none(available),
-        hint
-    )]
-    NotFound {
-        kind: &'static str,
-        name: String,
-        available: Vec<String>,
-        hint: String,
-    },
+    Invalid { file: PathBuf, line: Option<usize>, key: String, message: String },
+    #[error("no {kind} named '{name}'; available {kind}s: {}{}", list_or_none(available), hint)]
+    NotFound { kind: &'static str, name: String, available: Vec<String>, hint: String },
     #[error("{}: cannot read: {source}", file.display())]
     Io {
         file: PathBuf,
@@ -43,11 +29,7 @@ pub enum ManifestError {
 }
 
 fn list_or_none(names: &[String]) -> String {
-    if names.is_empty() {
-        "(none)".to_string()
-    } else {
-        names.join(", ")
-    }
+    if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
 }
 
 impl ManifestError {

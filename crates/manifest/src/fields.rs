@@ -15,24 +15,11 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub fn new(file: &Path, what: String) -> Self {
-        Ctx {
-            file: file.to_path_buf(),
-            what,
-        }
+        Ctx { file: file.to_path_buf(), what }
     }
 
-    pub fn error(
-        &self,
-        line: Option<usize>,
-        key: &str,
-        message: impl Into<String>,
-    ) -> ManifestError {
-        ManifestError::Invalid {
-            file: self.file.clone(),
-            line,
-            key: key.to_string(),
-            message: message.into(),
-        }
+    pub fn error(&self, line: Option<usize>, key: &str, message: impl Into<String>) -> ManifestError {
+        ManifestError::Invalid { file: self.file.clone(), line, key: key.to_string(), message: message.into() }
     }
 
     pub fn at(&self, node: &Node, key: &str, message: impl Into<String>) -> ManifestError {
@@ -40,32 +27,16 @@ impl Ctx {
     }
 
     /// The entries of a map, or an error saying a map was expected.
-    pub fn map<'n>(
-        &self,
-        key: &str,
-        node: &'n Node,
-    ) -> Result<&'n [(String, Node)], ManifestError> {
+    pub fn map<'n>(&self, key: &str, node: &'n Node) -> Result<&'n [(String, Node)], ManifestError> {
         match &node.value {
             Value::Map(entries) => Ok(entries),
-            _ => Err(self.at(
-                node,
-                key,
-                format!("{} `{key}` must be a map, found {}", self.what, node.kind()),
-            )),
+            _ => Err(self.at(node, key, format!("{} `{key}` must be a map, found {}", self.what, node.kind()))),
         }
     }
 
     /// Entries of an optional map: null means empty.
-    pub fn map_or_empty<'n>(
-        &self,
-        key: &str,
-        node: &'n Node,
-    ) -> Result<&'n [(String, Node)], ManifestError> {
-        if node.is_null() {
-            Ok(&[])
-        } else {
-            self.map(key, node)
-        }
+    pub fn map_or_empty<'n>(&self, key: &str, node: &'n Node) -> Result<&'n [(String, Node)], ManifestError> {
+        if node.is_null() { Ok(&[]) } else { self.map(key, node) }
     }
 
     /// A map whose keys must all be `allowed`; `removed` keys fail with
@@ -90,11 +61,7 @@ impl Ctx {
         allowed: &[&str],
         removed: &[(&str, &str)],
     ) -> Result<&'n [(String, Node)], ManifestError> {
-        if node.is_null() {
-            Ok(&[])
-        } else {
-            self.keyed(key, node, allowed, removed)
-        }
+        if node.is_null() { Ok(&[]) } else { self.keyed(key, node, allowed, removed) }
     }
 
     /// The entry `field` of the map `key`, or an error naming it and `hint`.
@@ -106,28 +73,15 @@ impl Ctx {
         field: &str,
         hint: &str,
     ) -> Result<&'n Node, ManifestError> {
-        get(entries, field).ok_or_else(|| {
-            self.at(
-                node,
-                &join(key, field),
-                format!("{} `{key}` has no `{field}`; {hint}", self.what),
-            )
-        })
+        get(entries, field)
+            .ok_or_else(|| self.at(node, &join(key, field), format!("{} `{key}` has no `{field}`; {hint}", self.what)))
     }
 
     /// One of a fixed set of words: `options` pairs each value with the
     /// spellings accepted for it (the first is the one error messages name).
-    pub fn choice<T: Copy>(
-        &self,
-        key: &str,
-        node: &Node,
-        options: &[(&[&str], T)],
-    ) -> Result<T, ManifestError> {
+    pub fn choice<T: Copy>(&self, key: &str, node: &Node, options: &[(&[&str], T)]) -> Result<T, ManifestError> {
         let word = self.string(key, node)?;
-        if let Some((_, value)) = options
-            .iter()
-            .find(|(spellings, _)| spellings.contains(&word.as_str()))
-        {
+        if let Some((_, value)) = options.iter().find(|(spellings, _)| spellings.contains(&word.as_str())) {
             return Ok(*value);
         }
         let names: Vec<&str> = options.iter().map(|(spellings, _)| spellings[0]).collect();
@@ -135,11 +89,7 @@ impl Ctx {
             Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
             _ => names.join(""),
         };
-        Err(self.at(
-            node,
-            key,
-            format!("{} `{key}` is '{word}'; use {list}", self.what),
-        ))
+        Err(self.at(node, key, format!("{} `{key}` is '{word}'; use {list}", self.what)))
     }
 
     /// A field that names a host environment variable (`token_ref`,
@@ -148,10 +98,14 @@ impl Ctx {
     pub fn var_name(&self, key: &str, node: &Node) -> Result<String, ManifestError> {
         let name = self.string(key, node)?;
         if !crate::env::is_env_name(&name) {
-            return Err(self.at(node, key, format!(
-                "{} `{key}` must be the NAME of a host environment variable (letters, digits, '_'), not a token",
-                self.what
-            )));
+            return Err(self.at(
+                node,
+                key,
+                format!(
+                    "{} `{key}` must be the NAME of a host environment variable (letters, digits, '_'), not a token",
+                    self.what
+                ),
+            ));
         }
         Ok(name)
     }
@@ -160,15 +114,7 @@ impl Ctx {
         match &node.value {
             Value::Seq(items) => Ok(items),
             _ if node.is_null() => Ok(&[]),
-            _ => Err(self.at(
-                node,
-                key,
-                format!(
-                    "{} `{key}` must be a list, found {}",
-                    self.what,
-                    node.kind()
-                ),
-            )),
+            _ => Err(self.at(node, key, format!("{} `{key}` must be a list, found {}", self.what, node.kind()))),
         }
     }
 
@@ -177,39 +123,15 @@ impl Ctx {
     pub fn string(&self, key: &str, node: &Node) -> Result<String, ManifestError> {
         match &node.value {
             Value::Scalar { text, .. } if !node.is_null() => Ok(text.clone()),
-            _ => Err(self.at(
-                node,
-                key,
-                format!(
-                    "{} `{key}` must be a string, found {}",
-                    self.what,
-                    node.kind()
-                ),
-            )),
+            _ => Err(self.at(node, key, format!("{} `{key}` must be a string, found {}", self.what, node.kind()))),
         }
     }
 
     pub fn bool(&self, key: &str, node: &Node) -> Result<bool, ManifestError> {
         match &node.value {
-            Value::Scalar { text, plain: true }
-                if matches!(text.as_str(), "true" | "True" | "TRUE") =>
-            {
-                Ok(true)
-            }
-            Value::Scalar { text, plain: true }
-                if matches!(text.as_str(), "false" | "False" | "FALSE") =>
-            {
-                Ok(false)
-            }
-            _ => Err(self.at(
-                node,
-                key,
-                format!(
-                    "{} `{key}` must be true or false, found {}",
-                    self.what,
-                    node.kind()
-                ),
-            )),
+            Value::Scalar { text, plain: true } if matches!(text.as_str(), "true" | "True" | "TRUE") => Ok(true),
+            Value::Scalar { text, plain: true } if matches!(text.as_str(), "false" | "False" | "FALSE") => Ok(false),
+            _ => Err(self.at(node, key, format!("{} `{key}` must be true or false, found {}", self.what, node.kind()))),
         }
     }
 
@@ -227,10 +149,7 @@ impl Ctx {
                 return Err(self.at(
                     node,
                     key,
-                    format!(
-                        "{} `{key}` must be a name or a list of names, found a map",
-                        self.what
-                    ),
+                    format!("{} `{key}` must be a name or a list of names, found a map", self.what),
                 ));
             }
         };
@@ -260,49 +179,27 @@ impl Ctx {
                 return Err(self.at(
                     v,
                     &join(key, k),
-                    format!(
-                        "{} uses the removed key `{}`: {hint}",
-                        self.what,
-                        join(key, k)
-                    ),
+                    format!("{} uses the removed key `{}`: {hint}", self.what, join(key, k)),
                 ));
             }
         }
-        let unknown: Vec<&String> = entries
-            .iter()
-            .map(|(k, _)| k)
-            .filter(|k| !allowed.contains(&k.as_str()))
-            .collect();
+        let unknown: Vec<&String> = entries.iter().map(|(k, _)| k).filter(|k| !allowed.contains(&k.as_str())).collect();
         if unknown.is_empty() {
             return Ok(());
         }
-        let where_ = if key.is_empty() {
-            String::new()
-        } else {
-            format!(" in `{key}`")
-        };
+        let where_ = if key.is_empty() { String::new() } else { format!(" in `{key}`") };
         let mut message = format!(
             "{} has unknown key(s) [{}]{where_}; allowed keys are {}",
             self.what,
-            unknown
-                .iter()
-                .map(|k| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            unknown.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
             allowed.join(", ")
         );
-        let suggestions: Vec<String> = unknown
-            .iter()
-            .filter_map(|k| closest(k, allowed).map(|s| format!("'{s}' for '{k}'")))
-            .collect();
+        let suggestions: Vec<String> =
+            unknown.iter().filter_map(|k| closest(k, allowed).map(|s| format!("'{s}' for '{k}'"))).collect();
         if !suggestions.is_empty() {
             message.push_str(&format!(" (did you mean {}?)", suggestions.join(", ")));
         }
-        let line = entries
-            .iter()
-            .find(|(k, _)| k == unknown[0])
-            .map(|(_, v)| v.line)
-            .unwrap_or(node.line);
+        let line = entries.iter().find(|(k, _)| k == unknown[0]).map(|(_, v)| v.line).unwrap_or(node.line);
         Err(self.error(Some(line), &join(key, unknown[0]), message))
     }
 }
@@ -314,11 +211,7 @@ pub(crate) fn get<'n>(entries: &'n [(String, Node)], field: &str) -> Option<&'n 
 
 /// `parent.child`, or `child` at the root.
 pub(crate) fn join(parent: &str, child: &str) -> String {
-    if parent.is_empty() {
-        child.to_string()
-    } else {
-        format!("{parent}.{child}")
-    }
+    if parent.is_empty() { child.to_string() } else { format!("{parent}.{child}") }
 }
 
 /// The allowed name closest to `word`, when it is close enough to be a typo.

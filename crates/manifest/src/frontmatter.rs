@@ -29,15 +29,9 @@ mod tests {
 
     #[test]
     fn splits() {
-        assert_eq!(
-            split("---\na: 1\n---\nbody\n").unwrap(),
-            ("a: 1\n", "body\n")
-        );
+        assert_eq!(split("---\na: 1\n---\nbody\n").unwrap(), ("a: 1\n", "body\n"));
         assert_eq!(split("---\n---\n").unwrap(), ("", ""));
-        assert_eq!(
-            split("\u{feff}---\r\na: 1\r\n---\r\nx").unwrap(),
-            ("a: 1\r\n", "x")
-        );
+        assert_eq!(split("\u{feff}---\r\na: 1\r\n---\r\nx").unwrap(), ("a: 1\r\n", "x"));
         assert!(split("a: 1\n").is_err());
         assert!(split("---\na: 1\n").is_err());
     }

@@ -47,18 +47,19 @@ pub(crate) fn parse_user(ctx: &Ctx, key: &str, node: &Node) -> Result<GitUser, M
     Ok(user)
 }
 
-pub(crate) fn parse_repos(
-    ctx: &Ctx,
-    key: &str,
-    node: &Node,
-) -> Result<BTreeMap<String, Repo>, ManifestError> {
+pub(crate) fn parse_repos(ctx: &Ctx, key: &str, node: &Node) -> Result<BTreeMap<String, Repo>, ManifestError> {
     let mut repos = BTreeMap::new();
     for (name, value) in ctx.map_or_empty(key, node)? {
         let rkey = join(key, name);
         if !crate::is_valid_name(name) {
-            return Err(ctx.at(value, &rkey, format!(
-                "{} repo name '{name}' must be lowercase letters, digits and '-', starting with a letter", ctx.what
-            )));
+            return Err(ctx.at(
+                value,
+                &rkey,
+                format!(
+                    "{} repo name '{name}' must be lowercase letters, digits and '-', starting with a letter",
+                    ctx.what
+                ),
+            ));
         }
         let entries = ctx.keyed(&rkey, value, &["url", "host_key", "key"], &[])?;
         let mut repo = Repo::default();
@@ -67,8 +68,7 @@ pub(crate) fn parse_repos(
             match k.as_str() {
                 "url" => {
                     let url = ctx.string(&fkey, v)?;
-                    ssh_host(&url)
-                        .map_err(|why| ctx.at(v, &fkey, format!("{} `{fkey}` {why}", ctx.what)))?;
+                    ssh_host(&url).map_err(|why| ctx.at(v, &fkey, format!("{} `{fkey}` {why}", ctx.what)))?;
                     repo.url = Some(url);
                 }
                 "host_key" => {
@@ -89,34 +89,17 @@ pub(crate) fn parse_repos(
 fn parse_key(ctx: &Ctx, key: &str, node: &Node) -> Result<RepoKey, ManifestError> {
     let entries = ctx.keyed(key, node, &["provider", "path", "provisioner_token"], &[])?;
     let misplaced = |field: &str, owner: &str| {
-        ctx.at(
-            node,
-            &join(key, field),
-            format!("{} `{key}`: `{field}` is for provider {owner}", ctx.what),
-        )
+        ctx.at(node, &join(key, field), format!("{} `{key}`: `{field}` is for provider {owner}", ctx.what))
     };
-    let provider_node = ctx.required(
-        key,
-        node,
-        entries,
-        "provider",
-        "use `provider: static` or `provider: gitea`",
-    )?;
+    let provider_node = ctx.required(key, node, entries, "provider", "use `provider: static` or `provider: gitea`")?;
     match ctx.string(&join(key, "provider"), provider_node)?.as_str() {
         "static" => {
             if get(entries, "provisioner_token").is_some() {
                 return Err(misplaced("provisioner_token", "gitea"));
             }
-            let path = ctx.required(
-                key,
-                node,
-                entries,
-                "path",
-                "provider static needs `path`, the private key file",
-            )?;
-            Ok(RepoKey::Static {
-                path: ctx.string(&join(key, "path"), path)?,
-            })
+            let path =
+                ctx.required(key, node, entries, "path", "provider static needs `path`, the private key file")?;
+            Ok(RepoKey::Static { path: ctx.string(&join(key, "path"), path)? })
         }
         "gitea" => {
             if get(entries, "path").is_some() {
@@ -124,17 +107,12 @@ fn parse_key(ctx: &Ctx, key: &str, node: &Node) -> Result<RepoKey, ManifestError
             }
             let hint = "provider gitea needs `provisioner_token`, the host variable holding a Gitea API token";
             let token = ctx.required(key, node, entries, "provisioner_token", hint)?;
-            Ok(RepoKey::Gitea {
-                provisioner_token: ctx.var_name(&join(key, "provisioner_token"), token)?,
-            })
+            Ok(RepoKey::Gitea { provisioner_token: ctx.var_name(&join(key, "provisioner_token"), token)? })
         }
         other => Err(ctx.at(
             provider_node,
             &join(key, "provider"),
-            format!(
-                "{} `{key}.provider` is '{other}'; use static or gitea",
-                ctx.what
-            ),
+            format!("{} `{key}.provider` is '{other}'; use static or gitea", ctx.what),
         )),
     }
 }
@@ -155,15 +133,11 @@ pub fn ssh_host(url: &str) -> Result<String, String> {
         ));
     } else if let Some((authority, path)) = url.split_once(':') {
         if path.is_empty() || authority.contains('/') {
-            return Err(format!(
-                "'{url}' is not an SSH URL (ssh://git@host/path or git@host:path)"
-            ));
+            return Err(format!("'{url}' is not an SSH URL (ssh://git@host/path or git@host:path)"));
         }
         authority.rsplit('@').next().unwrap_or("").to_string()
     } else {
-        return Err(format!(
-            "'{url}' is not an SSH URL; a local path cannot be a git-gate upstream"
-        ));
+        return Err(format!("'{url}' is not an SSH URL; a local path cannot be a git-gate upstream"));
     };
     if host.is_empty() {
         return Err(format!("'{url}' has no host"));
@@ -174,21 +148,11 @@ pub fn ssh_host(url: &str) -> Result<String, String> {
 fn validate_host_key(key: &str) -> Result<(), String> {
     let mut parts = key.split_whitespace();
     let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
-        return Err(
-            "must be a public key line such as 'ssh-ed25519 AAAA…' (from ssh-keyscan)".to_string(),
-        );
+        return Err("must be a public key line such as 'ssh-ed25519 AAAA…' (from ssh-keyscan)".to_string());
     };
-    let known =
-        kind.starts_with("ssh-") || kind.starts_with("ecdsa-sha2-") || kind.starts_with("sk-");
-    if !known
-        || blob.len() < 16
-        || !blob
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
-    {
-        return Err(
-            "must be a public key line such as 'ssh-ed25519 AAAA…' (from ssh-keyscan)".to_string(),
-        );
+    let known = kind.starts_with("ssh-") || kind.starts_with("ecdsa-sha2-") || kind.starts_with("sk-");
+    if !known || blob.len() < 16 || !blob.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) {
+        return Err("must be a public key line such as 'ssh-ed25519 AAAA…' (from ssh-keyscan)".to_string());
     }
     Ok(())
 }
@@ -199,10 +163,7 @@ mod tests {
 
     #[test]
     fn ssh_urls() {
-        assert_eq!(
-            ssh_host("ssh://git@git.example.com:2222/acme/w.git").unwrap(),
-            "git.example.com"
-        );
+        assert_eq!(ssh_host("ssh://git@git.example.com:2222/acme/w.git").unwrap(), "git.example.com");
         assert_eq!(ssh_host("git@github.com:acme/w.git").unwrap(), "github.com");
         assert!(ssh_host("https://github.com/acme/w.git").is_err());
         assert!(ssh_host("/srv/git/w.git").is_err());

@@ -28,13 +28,12 @@ pub use error::ManifestError;
 pub use gitgate::{GitUser, Repo, RepoKey, ssh_host};
 pub use library::{Entry, Library, Manifest, parse_agent_text, parse_bottle_text};
 pub use route::{
-    Auth, AuthScheme, Dlp, GitPolicy, HeaderMatch, INBOUND_DETECTORS, Match, OUTBOUND_DETECTORS,
-    OnMatch, PathKind, PathMatch, Route, validate_host,
+    Auth, AuthScheme, Dlp, GitPolicy, HeaderMatch, INBOUND_DETECTORS, Match, OUTBOUND_DETECTORS, OnMatch, PathKind,
+    PathMatch, Route, validate_host,
 };
 
 /// The file-name rule for agents, bottles, repos and providers: `^[a-z][a-z0-9-]*$`.
 pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    matches!(chars.next(), Some('a'..='z'))
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
+    matches!(chars.next(), Some('a'..='z')) && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
 }

@@ -58,11 +58,7 @@ impl Library {
     /// Open the library at `home` (`$BOT_BOTTLE_HOME`). `cwd` is where repo
     /// agents are looked for; `user_home` is `$HOME`, checked for the old
     /// JSON configuration.
-    pub fn open(
-        home: &Path,
-        cwd: Option<&Path>,
-        user_home: Option<&Path>,
-    ) -> Result<Library, ManifestError> {
+    pub fn open(home: &Path, cwd: Option<&Path>, user_home: Option<&Path>) -> Result<Library, ManifestError> {
         if !home.is_dir() {
             let legacy = [user_home, cwd]
                 .into_iter()
@@ -71,18 +67,13 @@ impl Library {
                 .flat_map(|dir| LEGACY_FILES.iter().map(move |f| dir.join(f)))
                 .find(|f| f.is_file());
             if let Some(file) = legacy {
-                return Err(ManifestError::LegacyConfig {
-                    file,
-                    home: home.to_path_buf(),
-                });
+                return Err(ManifestError::LegacyConfig { file, home: home.to_path_buf() });
             }
         }
         let mut warnings = Vec::new();
         if let Some(cwd) = cwd {
             let repo_bottles = cwd.join(".bot-bottle").join("bottles");
-            if repo_bottles.is_dir()
-                && Some(repo_bottles.as_path()) != Some(home.join("bottles").as_path())
-            {
+            if repo_bottles.is_dir() && Some(repo_bottles.as_path()) != Some(home.join("bottles").as_path()) {
                 warnings.push(format!(
                     "ignoring {}: bottles hold credentials and egress policy, so they are read only from {}",
                     repo_bottles.display(),
@@ -90,23 +81,13 @@ impl Library {
                 ));
             }
         }
-        Ok(Library {
-            home: home.to_path_buf(),
-            cwd: cwd.map(Path::to_path_buf),
-            warnings,
-            resolved: HashMap::new(),
-        })
+        Ok(Library { home: home.to_path_buf(), cwd: cwd.map(Path::to_path_buf), warnings, resolved: HashMap::new() })
     }
 
     /// Warnings found while opening or listing (shown once by the CLI).
     pub fn warnings(&self) -> Vec<String> {
         let mut all = self.warnings.clone();
-        for dir in self
-            .agent_dirs()
-            .into_iter()
-            .map(|(d, _)| d)
-            .chain([self.bottles_dir()])
-        {
+        for dir in self.agent_dirs().into_iter().map(|(d, _)| d).chain([self.bottles_dir()]) {
             all.extend(scan(&dir).1);
         }
         all
@@ -137,15 +118,7 @@ impl Library {
 
     /// Bottle names, from file names only.
     pub fn bottles(&self) -> Vec<Entry> {
-        scan(&self.bottles_dir())
-            .0
-            .into_iter()
-            .map(|(name, path)| Entry {
-                name,
-                path,
-                source: None,
-            })
-            .collect()
+        scan(&self.bottles_dir()).0.into_iter().map(|(name, path)| Entry { name, path, source: None }).collect()
     }
 
     /// Agent names, from file names only; a cwd agent shadows a home agent.
@@ -153,14 +126,7 @@ impl Library {
         let mut by_name: std::collections::BTreeMap<String, Entry> = Default::default();
         for (dir, source) in self.agent_dirs() {
             for (name, path) in scan(&dir).0 {
-                by_name.insert(
-                    name.clone(),
-                    Entry {
-                        name,
-                        path,
-                        source: Some(source),
-                    },
-                );
+                by_name.insert(name.clone(), Entry { name, path, source: Some(source) });
             }
         }
         by_name.into_values().collect()
@@ -169,41 +135,25 @@ impl Library {
     /// Load and validate one agent.
     pub fn agent(&self, name: &str) -> Result<Agent, ManifestError> {
         let entries = self.agents();
-        let entry =
-            entries
-                .iter()
-                .find(|e| e.name == name)
-                .ok_or_else(|| ManifestError::NotFound {
-                    kind: "agent",
-                    name: name.to_string(),
-                    available: entries.iter().map(|e| e.name.clone()).collect(),
-                    hint: format!(
-                        "; create one with `bot-bottle init` or add {}/{name}.md",
-                        self.agents_dir().display()
-                    ),
-                })?;
+        let entry = entries.iter().find(|e| e.name == name).ok_or_else(|| ManifestError::NotFound {
+            kind: "agent",
+            name: name.to_string(),
+            available: entries.iter().map(|e| e.name.clone()).collect(),
+            hint: format!("; create one with `bot-bottle init` or add {}/{name}.md", self.agents_dir().display()),
+        })?;
         let text = read(&entry.path)?;
-        parse_agent_text(
-            name,
-            &entry.path,
-            entry.source.unwrap_or(AgentSource::Home),
-            &text,
-        )
+        parse_agent_text(name, &entry.path, entry.source.unwrap_or(AgentSource::Home), &text)
     }
 
     /// One bottle file as written (its `extends` not applied).
     pub fn bottle_file(&self, name: &str) -> Result<BottleFile, ManifestError> {
         let entries = self.bottles();
-        let entry =
-            entries
-                .iter()
-                .find(|e| e.name == name)
-                .ok_or_else(|| ManifestError::NotFound {
-                    kind: "bottle",
-                    name: name.to_string(),
-                    available: entries.iter().map(|e| e.name.clone()).collect(),
-                    hint: format!("; add {}/{name}.md", self.bottles_dir().display()),
-                })?;
+        let entry = entries.iter().find(|e| e.name == name).ok_or_else(|| ManifestError::NotFound {
+            kind: "bottle",
+            name: name.to_string(),
+            available: entries.iter().map(|e| e.name.clone()).collect(),
+            hint: format!("; add {}/{name}.md", self.bottles_dir().display()),
+        })?;
         parse_bottle_text(name, &entry.path, &read(&entry.path)?)
     }
 
@@ -226,11 +176,7 @@ impl Library {
             if chain.contains(parent) || chain.len() > 16 {
                 break;
             }
-            let shown = if file.extends.len() > 1 {
-                format!("[{}]", file.extends.join(", "))
-            } else {
-                parent.clone()
-            };
+            let shown = if file.extends.len() > 1 { format!("[{}]", file.extends.join(", ")) } else { parent.clone() };
             chain.push(shown);
             current = parent.clone();
         }
@@ -253,9 +199,7 @@ impl Library {
                 message,
             };
             if parent == name {
-                return Err(invalid(format!(
-                    "bottle '{name}' extends itself; remove '{name}' from its `extends`"
-                )));
+                return Err(invalid(format!("bottle '{name}' extends itself; remove '{name}' from its `extends`")));
             }
             if let Some(at) = stack.iter().position(|s| s == parent) {
                 let mut cycle: Vec<&str> = stack[at..].iter().map(String::as_str).collect();
@@ -266,20 +210,11 @@ impl Library {
                 )));
             }
             if !self.bottles().iter().any(|e| &e.name == parent) {
-                let available: Vec<String> = self
-                    .bottles()
-                    .into_iter()
-                    .map(|e| e.name)
-                    .filter(|n| n != name)
-                    .collect();
+                let available: Vec<String> = self.bottles().into_iter().map(|e| e.name).filter(|n| n != name).collect();
                 return Err(invalid(format!(
                     "bottle '{name}' extends '{parent}', which does not exist in {}; available bottles: {}",
                     self.bottles_dir().display(),
-                    if available.is_empty() {
-                        "(none)".to_string()
-                    } else {
-                        available.join(", ")
-                    }
+                    if available.is_empty() { "(none)".to_string() } else { available.join(", ") }
                 )));
             }
             let resolved = self.resolve(parent, stack)?;
@@ -294,10 +229,7 @@ impl Library {
     /// Repos need `url` and `host_key` once every layer is applied.
     fn validate_complete(&self, bottle: &Bottle) -> Result<(), ManifestError> {
         for (name, repo) in &bottle.repos {
-            for (field, present) in [
-                ("url", repo.value.url.is_some()),
-                ("host_key", repo.value.host_key.is_some()),
-            ] {
+            for (field, present) in [("url", repo.value.url.is_some()), ("host_key", repo.value.host_key.is_some())] {
                 if !present {
                     let what = if field == "url" {
                         "the SSH upstream, e.g. ssh://git@host/org/repo.git"
@@ -308,10 +240,7 @@ impl Library {
                         file: self.bottles_dir().join(format!("{}.md", repo.origin)),
                         line: None,
                         key: format!("git-gate.repos.{name}.{field}"),
-                        message: format!(
-                            "bottle '{}' repo '{name}' has no `{field}`; add {what}",
-                            repo.origin
-                        ),
+                        message: format!("bottle '{}' repo '{name}' has no `{field}`; add {what}", repo.origin),
                     });
                 }
             }
@@ -321,34 +250,19 @@ impl Library {
 
     /// The agent and the fold of `bottles` (or the agent's default bottles
     /// when `bottles` is empty).
-    pub fn compose(
-        &mut self,
-        agent_name: &str,
-        bottles: &[String],
-    ) -> Result<Manifest, ManifestError> {
+    pub fn compose(&mut self, agent_name: &str, bottles: &[String]) -> Result<Manifest, ManifestError> {
         let agent = self.agent(agent_name)?;
-        let names = if bottles.is_empty() {
-            agent.bottles.clone()
-        } else {
-            bottles.to_vec()
-        };
+        let names = if bottles.is_empty() { agent.bottles.clone() } else { bottles.to_vec() };
         let mut resolved = Vec::new();
         for name in &names {
             resolved.push(self.bottle(name)?);
         }
-        Ok(Manifest {
-            agent,
-            bottle_names: names,
-            bottle: Bottle::merge_all(&resolved),
-        })
+        Ok(Manifest { agent, bottle_names: names, bottle: Bottle::merge_all(&resolved) })
     }
 }
 
 fn read(path: &Path) -> Result<String, ManifestError> {
-    let meta = std::fs::metadata(path).map_err(|source| ManifestError::Io {
-        file: path.to_path_buf(),
-        source,
-    })?;
+    let meta = std::fs::metadata(path).map_err(|source| ManifestError::Io { file: path.to_path_buf(), source })?;
     if meta.len() > frontmatter::MAX_FILE_BYTES as u64 {
         return Err(ManifestError::Invalid {
             file: path.to_path_buf(),
@@ -360,10 +274,7 @@ fn read(path: &Path) -> Result<String, ManifestError> {
             ),
         });
     }
-    std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
-        file: path.to_path_buf(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| ManifestError::Io { file: path.to_path_buf(), source })
 }
 
 /// `(name, path)` of each `<name>.md` in `dir`, sorted, and warnings for
@@ -376,11 +287,7 @@ fn scan(dir: &Path) -> (Vec<(String, PathBuf)>, Vec<String>) {
     };
     for entry in read.flatten() {
         let path = entry.path();
-        let Some(stem) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".md"))
-        else {
+        let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".md")) else {
             continue;
         };
         if crate::is_valid_name(stem) {
@@ -406,12 +313,8 @@ fn frontmatter_yaml(path: &Path, text: &str) -> Result<(yaml::Node, String), Man
         message,
     };
     let (yaml_text, body) = frontmatter::split(text).map_err(|why| invalid(None, why))?;
-    let mut root = yaml::parse(yaml_text).map_err(|e| {
-        invalid(
-            Some(e.line + 1),
-            format!("invalid YAML frontmatter: {}", e.message),
-        )
-    })?;
+    let mut root = yaml::parse(yaml_text)
+        .map_err(|e| invalid(Some(e.line + 1), format!("invalid YAML frontmatter: {}", e.message)))?;
     shift_lines(&mut root, 1);
     Ok((root, body.to_string()))
 }
@@ -432,12 +335,7 @@ pub fn parse_bottle_text(name: &str, path: &Path, text: &str) -> Result<BottleFi
 }
 
 /// Parse an agent file's text. `path` is used in errors only.
-pub fn parse_agent_text(
-    name: &str,
-    path: &Path,
-    source: AgentSource,
-    text: &str,
-) -> Result<Agent, ManifestError> {
+pub fn parse_agent_text(name: &str, path: &Path, source: AgentSource, text: &str) -> Result<Agent, ManifestError> {
     let (root, body) = frontmatter_yaml(path, text)?;
     agent::parse(name, path, source, &root, &body)
 }

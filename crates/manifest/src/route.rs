@@ -123,31 +123,26 @@ const DEFAULT_OUTBOUND: &[&str] = &["token_patterns", "known_secrets"];
 const DEFAULT_INBOUND: &[&str] = &["injection"];
 
 /// Parse `egress` into (log level, routes).
-pub(crate) fn parse_egress(
-    ctx: &Ctx,
-    node: &Node,
-) -> Result<(Option<u8>, Vec<Route>), ManifestError> {
+pub(crate) fn parse_egress(ctx: &Ctx, node: &Node) -> Result<(Option<u8>, Vec<Route>), ManifestError> {
     let entries = ctx.keyed_or_empty("egress", node, &["log", "routes"], &[])?;
     let mut log = None;
     let mut routes: Vec<Route> = Vec::new();
     for (key, value) in entries {
         match key.as_str() {
-            "log" => {
-                log = Some(ctx.choice(
-                    "egress.log",
-                    value,
-                    &[(&["0"], 0), (&["1"], 1), (&["2"], 2)],
-                )?)
-            }
+            "log" => log = Some(ctx.choice("egress.log", value, &[(&["0"], 0), (&["1"], 1), (&["2"], 2)])?),
             "routes" => {
                 for (i, item) in ctx.list("egress.routes", value)?.iter().enumerate() {
                     let key = format!("egress.routes[{i}]");
                     let route = parse_route(ctx, &key, item)?;
                     if routes.iter().any(|r| r.host == route.host) {
-                        return Err(ctx.at(item, &join(&key, "host"), format!(
-                            "{} has two routes for host '{}'; one route per host: merge their `matches`",
-                            ctx.what, route.host
-                        )));
+                        return Err(ctx.at(
+                            item,
+                            &join(&key, "host"),
+                            format!(
+                                "{} has two routes for host '{}'; one route per host: merge their `matches`",
+                                ctx.what, route.host
+                            ),
+                        ));
                     }
                     routes.push(route);
                 }
@@ -159,28 +154,20 @@ pub(crate) fn parse_egress(
 }
 
 fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError> {
-    let entries = ctx.keyed(key, node, &["host", "auth", "matches", "dlp", "git"], &[(
-        "role",
-        "routes have no `role`; the provider's own API route is added from `agent_provider`, so delete this key",
-    )])?;
+    let entries = ctx.keyed(
+        key,
+        node,
+        &["host", "auth", "matches", "dlp", "git"],
+        &[(
+            "role",
+            "routes have no `role`; the provider's own API route is added from `agent_provider`, so delete this key",
+        )],
+    )?;
     let host_node = ctx.required(key, node, entries, "host", "every route needs one")?;
-    let host = ctx
-        .string(&join(key, "host"), host_node)?
-        .to_ascii_lowercase();
-    validate_host(&host).map_err(|why| {
-        ctx.at(
-            host_node,
-            &join(key, "host"),
-            format!("{} `{key}.host` {why}", ctx.what),
-        )
-    })?;
-    let mut route = Route {
-        host,
-        auth: None,
-        matches: Vec::new(),
-        dlp: Dlp::default(),
-        git: GitPolicy::default(),
-    };
+    let host = ctx.string(&join(key, "host"), host_node)?.to_ascii_lowercase();
+    validate_host(&host)
+        .map_err(|why| ctx.at(host_node, &join(key, "host"), format!("{} `{key}.host` {why}", ctx.what)))?;
+    let mut route = Route { host, auth: None, matches: Vec::new(), dlp: Dlp::default(), git: GitPolicy::default() };
     for (k, v) in entries {
         let path = join(key, k);
         match k.as_str() {
@@ -188,19 +175,13 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
             "auth" => route.auth = Some(parse_auth(ctx, &path, v)?),
             "matches" => {
                 for (i, m) in ctx.list(&path, v)?.iter().enumerate() {
-                    route
-                        .matches
-                        .push(parse_match(ctx, &format!("{path}[{i}]"), m)?);
+                    route.matches.push(parse_match(ctx, &format!("{path}[{i}]"), m)?);
                 }
             }
             "dlp" => route.dlp = parse_dlp(ctx, &path, v)?,
             "git" => {
-                let git = ctx.keyed(
-                    &path,
-                    v,
-                    &["fetch"],
-                    &[("push", "pushes always go through git-gate; delete `push`")],
-                )?;
+                let git =
+                    ctx.keyed(&path, v, &["fetch"], &[("push", "pushes always go through git-gate; delete `push`")])?;
                 for (gk, gv) in git {
                     route.git.fetch = ctx.bool(&join(&path, gk), gv)?;
                 }
@@ -220,21 +201,15 @@ pub fn validate_host(host: &str) -> Result<(), String> {
         ));
     }
     if name.is_empty() || name.contains('*') {
-        return Err(format!(
-            "'{host}' is not a host: use an exact name or '*.example.com'"
-        ));
+        return Err(format!("'{host}' is not a host: use an exact name or '*.example.com'"));
     }
     if name.contains("://") || name.contains('/') || name.contains(':') {
-        return Err(format!(
-            "'{host}' must be a bare host name, without scheme, port or path"
-        ));
+        return Err(format!("'{host}' must be a bare host name, without scheme, port or path"));
     }
     let ok = name.split('.').all(|label| {
         !label.is_empty()
             && label.len() <= 63
-            && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     });
     if !ok || name.len() > 253 {
         return Err(format!("'{host}' is not a valid host name"));
@@ -248,10 +223,7 @@ fn parse_auth(ctx: &Ctx, key: &str, node: &Node) -> Result<Auth, ManifestError> 
         return Err(ctx.at(
             node,
             key,
-            format!(
-                "{} `{key}` is empty; give `scheme` and `token_ref`, or remove `auth`",
-                ctx.what
-            ),
+            format!("{} `{key}` is empty; give `scheme` and `token_ref`, or remove `auth`", ctx.what),
         ));
     }
     ctx.check_keys(key, node, entries, &["scheme", "token_ref"], &[])?;
@@ -260,10 +232,7 @@ fn parse_auth(ctx: &Ctx, key: &str, node: &Node) -> Result<Auth, ManifestError> 
     let scheme = ctx.choice(
         &join(key, "scheme"),
         scheme_node,
-        &[
-            (&["Bearer", "bearer"], AuthScheme::Bearer),
-            (&["token", "Token"], AuthScheme::Token),
-        ],
+        &[(&["Bearer", "bearer"], AuthScheme::Bearer), (&["token", "Token"], AuthScheme::Token)],
     )?;
     let token_node = ctx.required(key, node, entries, "token_ref", HINT)?;
     let token_ref = ctx.var_name(&join(key, "token_ref"), token_node)?;
@@ -294,20 +263,12 @@ fn parse_match(ctx: &Ctx, key: &str, node: &Node) -> Result<Match, ManifestError
                 "headers" => {
                     let h = ctx.keyed(&ikey, item, &["name", "value"], &[])?;
                     let field = |f: &str| -> Result<String, ManifestError> {
-                        let n = ctx.required(
-                            &ikey,
-                            item,
-                            h,
-                            f,
-                            "a header match needs `name` and `value`",
-                        )?;
+                        let n = ctx.required(&ikey, item, h, f, "a header match needs `name` and `value`")?;
                         ctx.string(&join(&ikey, f), n)
                     };
                     let name = field("name")?;
                     if name.is_empty()
-                        || !name
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
                     {
                         return Err(ctx.at(
                             item,
@@ -315,10 +276,7 @@ fn parse_match(ctx: &Ctx, key: &str, node: &Node) -> Result<Match, ManifestError
                             format!("{} `{ikey}.name` is not a valid header name", ctx.what),
                         ));
                     }
-                    m.headers.push(HeaderMatch {
-                        name,
-                        value: field("value")?,
-                    });
+                    m.headers.push(HeaderMatch { name, value: field("value")? });
                 }
                 _ => unreachable!("check_keys admitted only known keys"),
             }
@@ -346,19 +304,11 @@ fn parse_path_match(ctx: &Ctx, key: &str, node: &Node) -> Result<PathMatch, Mani
             if let Err(e) = regex::Regex::new(&value) {
                 // The regex crate draws a multi-line caret diagram; keep its last line.
                 let text = e.to_string();
-                let why = text
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim_start_matches("error: ")
-                    .to_string();
+                let why = text.lines().last().unwrap_or("").trim_start_matches("error: ").to_string();
                 return Err(ctx.at(
                     value_node,
                     &join(key, "value"),
-                    format!(
-                        "{} `{key}.value` is not a valid regular expression: {why}",
-                        ctx.what
-                    ),
+                    format!("{} `{key}.value` is not a valid regular expression: {why}", ctx.what),
                 ));
             }
         }
@@ -375,26 +325,13 @@ fn parse_path_match(ctx: &Ctx, key: &str, node: &Node) -> Result<PathMatch, Mani
 }
 
 fn parse_dlp(ctx: &Ctx, key: &str, node: &Node) -> Result<Dlp, ManifestError> {
-    let entries = ctx.keyed(
-        key,
-        node,
-        &[
-            "outbound_detectors",
-            "inbound_detectors",
-            "outbound_on_match",
-        ],
-        &[],
-    )?;
+    let entries = ctx.keyed(key, node, &["outbound_detectors", "inbound_detectors", "outbound_on_match"], &[])?;
     let mut dlp = Dlp::default();
     for (k, v) in entries {
         let path = join(key, k);
         match k.as_str() {
-            "outbound_detectors" => {
-                dlp.outbound_detectors = detectors(ctx, &path, v, OUTBOUND_DETECTORS)?
-            }
-            "inbound_detectors" => {
-                dlp.inbound_detectors = detectors(ctx, &path, v, INBOUND_DETECTORS)?
-            }
+            "outbound_detectors" => dlp.outbound_detectors = detectors(ctx, &path, v, OUTBOUND_DETECTORS)?,
+            "inbound_detectors" => dlp.inbound_detectors = detectors(ctx, &path, v, INBOUND_DETECTORS)?,
             "outbound_on_match" => {
                 let options = [
                     (&["supervise"][..], OnMatch::Supervise),
@@ -410,22 +347,10 @@ fn parse_dlp(ctx: &Ctx, key: &str, node: &Node) -> Result<Dlp, ManifestError> {
 }
 
 /// A detector list, or `false` for none.
-fn detectors(
-    ctx: &Ctx,
-    key: &str,
-    node: &Node,
-    known: &[&str],
-) -> Result<Vec<String>, ManifestError> {
+fn detectors(ctx: &Ctx, key: &str, node: &Node, known: &[&str]) -> Result<Vec<String>, ManifestError> {
     if let Ok(enabled) = ctx.bool(key, node) {
         if enabled {
-            return Err(ctx.at(
-                node,
-                key,
-                format!(
-                    "{} `{key}` is a list of detectors or false, not true",
-                    ctx.what
-                ),
-            ));
+            return Err(ctx.at(node, key, format!("{} `{key}` is a list of detectors or false, not true", ctx.what)));
         }
         return Ok(Vec::new());
     }
@@ -433,17 +358,12 @@ fn detectors(
     for (i, item) in ctx.list(key, node)?.iter().enumerate() {
         let name = ctx.string(&format!("{key}[{i}]"), item)?;
         if !known.contains(&name.as_str()) {
-            let hint = crate::fields::closest(&name, known)
-                .map(|s| format!(" (did you mean '{s}'?)"))
-                .unwrap_or_default();
+            let hint =
+                crate::fields::closest(&name, known).map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
             return Err(ctx.at(
                 item,
                 &format!("{key}[{i}]"),
-                format!(
-                    "{} `{key}` names unknown detector '{name}'; known: {}{hint}",
-                    ctx.what,
-                    known.join(", ")
-                ),
+                format!("{} `{key}` names unknown detector '{name}'; known: {}{hint}", ctx.what, known.join(", ")),
             ));
         }
         if !out.contains(&name) {

@@ -55,12 +55,9 @@ impl Node {
             Value::Scalar { text, plain: false } => serde_json::Value::String(text.clone()),
             Value::Scalar { text, plain: true } => plain_scalar_json(text),
             Value::Seq(items) => items.iter().map(Node::to_json).collect(),
-            Value::Map(entries) => serde_json::Value::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect(),
-            ),
+            Value::Map(entries) => {
+                serde_json::Value::Object(entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
         }
     }
 }
@@ -96,82 +93,49 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
     let mut builder = Builder::default();
     let mut documents = 0;
     while let Some(next) = parser.next_event() {
-        let (event, span) = next.map_err(|e| YamlError {
-            line: e.marker().line(),
-            message: e.info().to_string(),
-        })?;
+        let (event, span) = next.map_err(|e| YamlError { line: e.marker().line(), message: e.info().to_string() })?;
         let line = span.start.line();
         match event {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
-                    return Err(err(
-                        line,
-                        "more than one YAML document; use a single frontmatter block",
-                    ));
+                    return Err(err(line, "more than one YAML document; use a single frontmatter block"));
                 }
             }
             Event::Alias(_) => {
-                return Err(err(
-                    line,
-                    "YAML aliases (*name) are not allowed; write the value out",
-                ));
+                return Err(err(line, "YAML aliases (*name) are not allowed; write the value out"));
             }
             Event::Scalar(text, style, anchor, tag) => {
                 refuse_anchor_and_tag(anchor, tag.is_some(), span)?;
                 let plain = matches!(style, ScalarStyle::Plain);
-                builder.push(Node {
-                    value: Value::Scalar {
-                        text: text.into_owned(),
-                        plain,
-                    },
-                    line,
-                })?;
+                builder.push(Node { value: Value::Scalar { text: text.into_owned(), plain }, line })?;
             }
             Event::SequenceStart(anchor, tag) => {
                 refuse_anchor_and_tag(anchor, tag.is_some(), span)?;
-                builder.open(Node {
-                    value: Value::Seq(Vec::new()),
-                    line,
-                })?;
+                builder.open(Node { value: Value::Seq(Vec::new()), line })?;
             }
             Event::MappingStart(anchor, tag) => {
                 refuse_anchor_and_tag(anchor, tag.is_some(), span)?;
-                builder.open(Node {
-                    value: Value::Map(Vec::new()),
-                    line,
-                })?;
+                builder.open(Node { value: Value::Map(Vec::new()), line })?;
             }
             Event::SequenceEnd | Event::MappingEnd => builder.close()?,
         }
     }
-    Ok(builder.root.unwrap_or(Node {
-        value: Value::Map(Vec::new()),
-        line: 1,
-    }))
+    Ok(builder.root.unwrap_or(Node { value: Value::Map(Vec::new()), line: 1 }))
 }
 
 fn err(line: usize, message: &str) -> YamlError {
-    YamlError {
-        line,
-        message: message.to_string(),
-    }
+    YamlError { line, message: message.to_string() }
 }
 
 fn refuse_anchor_and_tag(anchor: usize, tagged: bool, span: Span) -> Result<(), YamlError> {
     let line = span.start.line();
     if anchor != 0 {
-        return Err(err(
-            line,
-            "YAML anchors (&name) are not allowed; write the value out",
-        ));
+        return Err(err(line, "YAML anchors (&name) are not allowed; write the value out"));
     }
     if tagged {
-        return Err(err(
-            line,
-            "YAML tags (!tag) are not allowed; remove the tag",
-        ));
+        return Err(err(line, "YAML tags (!tag) are not allowed; remove the tag"));
     }
     Ok(())
 }
@@ -190,28 +154,15 @@ impl Builder {
         if self.stack.len() >= MAX_DEPTH {
             return Err(err(node.line, "YAML nested too deeply"));
         }
-        if let Some((
-            Node {
-                value: Value::Map(_),
-                ..
-            },
-            None,
-        )) = self.stack.last()
-        {
-            return Err(err(
-                node.line,
-                "map keys must be plain strings, not lists or maps",
-            ));
+        if let Some((Node { value: Value::Map(_), .. }, None)) = self.stack.last() {
+            return Err(err(node.line, "map keys must be plain strings, not lists or maps"));
         }
         self.stack.push((node, None));
         Ok(())
     }
 
     fn close(&mut self) -> Result<(), YamlError> {
-        let (node, _) = self
-            .stack
-            .pop()
-            .ok_or_else(|| err(0, "unbalanced YAML events"))?;
+        let (node, _) = self.stack.pop().ok_or_else(|| err(0, "unbalanced YAML events"))?;
         self.push(node)
     }
 
@@ -228,10 +179,7 @@ impl Builder {
                         return Err(err(node.line, "map keys must be plain strings"));
                     };
                     if entries.iter().any(|(k, _)| *k == text) {
-                        return Err(YamlError {
-                            line: node.line,
-                            message: format!("duplicate key '{text}'"),
-                        });
+                        return Err(YamlError { line: node.line, message: format!("duplicate key '{text}'") });
                     }
                     *pending_key = Some((text, node.line));
                 }
@@ -250,19 +198,12 @@ mod tests {
     #[test]
     fn parses_nested_maps_and_lists_with_lines() {
         let n = parse("a: 1\nb:\n  - x\n  - 'y'\nc: {d: true}\n").unwrap();
-        let Value::Map(entries) = &n.value else {
-            panic!()
-        };
+        let Value::Map(entries) = &n.value else { panic!() };
         assert_eq!(entries[0].0, "a");
         assert_eq!(entries[1].1.line, 2, "a map value takes its key's line");
-        let Value::Seq(items) = &entries[1].1.value else {
-            panic!()
-        };
+        let Value::Seq(items) = &entries[1].1.value else { panic!() };
         assert_eq!(items[1].line, 4);
-        assert_eq!(
-            n.to_json(),
-            serde_json::json!({"a": 1, "b": ["x", "y"], "c": {"d": true}})
-        );
+        assert_eq!(n.to_json(), serde_json::json!({"a": 1, "b": ["x", "y"], "c": {"d": true}}));
     }
 
     #[test]
@@ -270,24 +211,9 @@ mod tests {
         let anchors = parse("a: &x 1\nb: *x\n").unwrap_err();
         assert!(anchors.message.contains("anchors"), "{anchors:?}");
         assert!(parse("a: !!str 1\n").unwrap_err().message.contains("tags"));
-        assert!(
-            parse("a: !custom 1\n")
-                .unwrap_err()
-                .message
-                .contains("tags")
-        );
-        assert!(
-            parse("a: 1\n---\nb: 2\n")
-                .unwrap_err()
-                .message
-                .contains("more than one")
-        );
-        assert!(
-            parse("a: 1\na: 2\n")
-                .unwrap_err()
-                .message
-                .contains("duplicate key 'a'")
-        );
+        assert!(parse("a: !custom 1\n").unwrap_err().message.contains("tags"));
+        assert!(parse("a: 1\n---\nb: 2\n").unwrap_err().message.contains("more than one"));
+        assert!(parse("a: 1\na: 2\n").unwrap_err().message.contains("duplicate key 'a'"));
         assert!(parse("? [a]\n: 1\n").unwrap_err().message.contains("keys"));
     }
 
@@ -305,9 +231,6 @@ mod tests {
     #[test]
     fn null_and_quoted_scalars() {
         let n = parse("a:\nb: ~\nc: ''\nd: 'true'\n").unwrap();
-        assert_eq!(
-            n.to_json(),
-            serde_json::json!({"a": null, "b": null, "c": "", "d": "true"})
-        );
+        assert_eq!(n.to_json(), serde_json::json!({"a": null, "b": null, "c": "", "d": "true"}));
     }
 }

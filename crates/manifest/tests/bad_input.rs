@@ -5,8 +5,7 @@ use std::path::Path;
 
 use manifest::{AgentSource, Library, ManifestError, parse_agent_text, parse_bottle_text};
 
-const HOST_KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMbXo7pgbcUKp1nC1ZbWyhLiSpmXd6mAeWUwxUaTeTa3";
+const HOST_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMbXo7pgbcUKp1nC1ZbWyhLiSpmXd6mAeWUwxUaTeTa3";
 
 fn bottle_err(yaml: &str) -> ManifestError {
     let text = format!("---\n{yaml}\n---\nbody\n");
@@ -15,24 +14,12 @@ fn bottle_err(yaml: &str) -> ManifestError {
 
 /// (frontmatter, key the error names, words the message must contain)
 const BAD_BOTTLES: &[(&str, &str, &[&str])] = &[
-    (
-        "envv: {}",
-        "envv",
-        &[
-            "unknown key(s) [envv]",
-            "allowed keys are",
-            "did you mean 'env'",
-        ],
-    ),
+    ("envv: {}", "envv", &["unknown key(s) [envv]", "allowed keys are", "did you mean 'env'"]),
     ("git: {}", "git", &["removed key", "git-gate.repos"]),
     ("cred_proxy: {}", "cred_proxy", &["egress.routes[].auth"]),
     ("runtime: runsc", "runtime", &["gVisor is detected"]),
     ("git_user: {}", "git_user", &["git-gate.user"]),
-    (
-        "egress_proxy: {}",
-        "egress_proxy",
-        &["rename it to `egress`"],
-    ),
+    ("egress_proxy: {}", "egress_proxy", &["rename it to `egress`"]),
     ("supervise: true", "supervise", &["always on"]),
     ("env: [A, B]", "env", &["must be a map"]),
     ("env: {A: [1]}", "env.A", &["must be a string"]),
@@ -45,62 +32,30 @@ const BAD_BOTTLES: &[(&str, &str, &[&str])] = &[
         "agent_provider",
         &["choose one"],
     ),
-    (
-        "agent_provider: {templat: claude}",
-        "agent_provider.templat",
-        &["did you mean 'template'"],
-    ),
+    ("agent_provider: {templat: claude}", "agent_provider.templat", &["did you mean 'template'"]),
     (
         "agent_provider: {auth_token: sk-ant-abc123}",
         "agent_provider.auth_token",
         &["NAME of a host environment variable"],
     ),
-    (
-        "agent_provider: {forward_host_credentials: yes}",
-        "agent_provider.forward_host_credentials",
-        &["true or false"],
-    ),
+    ("agent_provider: {forward_host_credentials: yes}", "agent_provider.forward_host_credentials", &["true or false"]),
     ("egress: {log: 3}", "egress.log", &["0, 1 or 2"]),
-    (
-        "egress: {routes: [{auth: {scheme: Bearer, token_ref: T}}]}",
-        "egress.routes[0].host",
-        &["needs one"],
-    ),
-    (
-        "egress: {routes: [{host: a.com, role: provider}]}",
-        "egress.routes[0].role",
-        &["removed key"],
-    ),
-    (
-        "egress: {routes: [{host: a.com, auth: {}}]}",
-        "egress.routes[0].auth",
-        &["is empty"],
-    ),
+    ("egress: {routes: [{auth: {scheme: Bearer, token_ref: T}}]}", "egress.routes[0].host", &["needs one"]),
+    ("egress: {routes: [{host: a.com, role: provider}]}", "egress.routes[0].role", &["removed key"]),
+    ("egress: {routes: [{host: a.com, auth: {}}]}", "egress.routes[0].auth", &["is empty"]),
     (
         "egress: {routes: [{host: a.com, auth: {scheme: Basic, token_ref: T}}]}",
         "egress.routes[0].auth.scheme",
         &["Bearer or token"],
     ),
-    (
-        "egress: {routes: [{host: a.com, auth: {scheme: Bearer}}]}",
-        "egress.routes[0].auth.token_ref",
-        &["token_ref"],
-    ),
+    ("egress: {routes: [{host: a.com, auth: {scheme: Bearer}}]}", "egress.routes[0].auth.token_ref", &["token_ref"]),
     (
         "egress: {routes: [{host: a.com, auth: {scheme: Bearer, token_ref: ghp_x-y}}]}",
         "egress.routes[0].auth.token_ref",
         &["NAME"],
     ),
-    (
-        "egress: {routes: [{host: 'https://a.com/x'}]}",
-        "egress.routes[0].host",
-        &["bare host name"],
-    ),
-    (
-        "egress: {routes: [{host: a.com}, {host: A.com}]}",
-        "egress.routes[1].host",
-        &["one route per host"],
-    ),
+    ("egress: {routes: [{host: 'https://a.com/x'}]}", "egress.routes[0].host", &["bare host name"]),
+    ("egress: {routes: [{host: a.com}, {host: A.com}]}", "egress.routes[1].host", &["one route per host"]),
     (
         "egress: {routes: [{host: a.com, matches: [{paths: [{type: Glob, value: /x}]}]}]}",
         "egress.routes[0].matches[0].paths[0].type",
@@ -136,16 +91,8 @@ const BAD_BOTTLES: &[(&str, &str, &[&str])] = &[
         "egress.routes[0].dlp.inbound_detectors",
         &["or false"],
     ),
-    (
-        "egress: {routes: [{host: a.com, git: {push: true}}]}",
-        "egress.routes[0].git.push",
-        &["git-gate"],
-    ),
-    (
-        "git-gate: {repos: {w: {url: 'https://github.com/a/w.git', host_key: x}}}",
-        "git-gate.repos.w.url",
-        &["SSH only"],
-    ),
+    ("egress: {routes: [{host: a.com, git: {push: true}}]}", "egress.routes[0].git.push", &["git-gate"]),
+    ("git-gate: {repos: {w: {url: 'https://github.com/a/w.git', host_key: x}}}", "git-gate.repos.w.url", &["SSH only"]),
     (
         "git-gate: {repos: {w: {url: 'git@h:a/w.git', host_key: 'not a key'}}}",
         "git-gate.repos.w.host_key",
@@ -161,16 +108,8 @@ const BAD_BOTTLES: &[(&str, &str, &[&str])] = &[
         "git-gate.repos.w.key.path",
         &["needs `path`"],
     ),
-    (
-        "git-gate: {repos: {Widgets: {url: 'git@h:a/w.git'}}}",
-        "git-gate.repos.Widgets",
-        &["repo name"],
-    ),
-    (
-        "git-gate: {user: {name: A, mail: b}}",
-        "git-gate.user.mail",
-        &["did you mean 'email'"],
-    ),
+    ("git-gate: {repos: {Widgets: {url: 'git@h:a/w.git'}}}", "git-gate.repos.Widgets", &["repo name"]),
+    ("git-gate: {user: {name: A, mail: b}}", "git-gate.user.mail", &["did you mean 'email'"]),
     ("a: &x 1", "", &["anchors"]),
     ("a: !!str 1", "", &["tags"]),
     ("[1, 2]", "", &["must be a map"]),
@@ -181,10 +120,7 @@ fn every_malformed_bottle_names_file_key_and_fix() {
     for (yaml, key, words) in BAD_BOTTLES {
         let err = bottle_err(yaml);
         let msg = err.to_string();
-        assert!(
-            msg.starts_with("/home/u/.bot-bottle/bottles/b.md:"),
-            "{yaml}: {msg}"
-        );
+        assert!(msg.starts_with("/home/u/.bot-bottle/bottles/b.md:"), "{yaml}: {msg}");
         assert!(!msg.contains('\n'), "{yaml}: multi-line: {msg}");
         assert_eq!(err.key().unwrap_or(""), *key, "{yaml}: {msg}");
         for w in *words {
@@ -196,10 +132,7 @@ fn every_malformed_bottle_names_file_key_and_fix() {
 #[test]
 fn errors_point_at_the_file_line() {
     let msg = bottle_err("env:\n  A: x\negress:\n  log: 7").to_string();
-    assert!(
-        msg.starts_with("/home/u/.bot-bottle/bottles/b.md:5:"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("/home/u/.bot-bottle/bottles/b.md:5:"), "{msg}");
 }
 
 #[test]
@@ -207,32 +140,20 @@ fn secrets_in_values_never_appear_in_errors() {
     // A token pasted where a variable name belongs is refused without echoing it.
     let err = bottle_err("agent_provider: {auth_token: sk-ant-api03-SECRETSECRET}").to_string();
     assert!(!err.contains("SECRETSECRET"), "{err}");
-    let err = bottle_err(
-        "egress: {routes: [{host: a.com, auth: {scheme: Bearer, token_ref: ghp-SECRETSECRET}}]}",
-    )
-    .to_string();
+    let err = bottle_err("egress: {routes: [{host: a.com, auth: {scheme: Bearer, token_ref: ghp-SECRETSECRET}}]}")
+        .to_string();
     assert!(!err.contains("SECRETSECRET"), "{err}");
 }
 
 #[test]
 fn frontmatter_shape() {
     let p = Path::new("/x/b.md");
-    let e = parse_bottle_text("b", p, "env: {}\n")
-        .unwrap_err()
-        .to_string();
+    let e = parse_bottle_text("b", p, "env: {}\n").unwrap_err().to_string();
     assert!(e.contains("must start with a '---'"), "{e}");
-    let e = parse_bottle_text("b", p, "---\nenv: {}\n")
-        .unwrap_err()
-        .to_string();
+    let e = parse_bottle_text("b", p, "---\nenv: {}\n").unwrap_err().to_string();
     assert!(e.contains("no closing '---'"), "{e}");
-    let e = parse_bottle_text("b", p, "---\na: 1\n...\n--- \n")
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("unknown key") || e.contains("more than one"),
-        "{e}"
-    );
+    let e = parse_bottle_text("b", p, "---\na: 1\n...\n--- \n").map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("unknown key") || e.contains("more than one"), "{e}");
     assert!(parse_bottle_text("b", p, "---\n---\n").is_ok());
     assert!(parse_bottle_text("b", p, "---\nenv:\negress:\n---\n").is_ok());
 }
@@ -241,19 +162,14 @@ fn frontmatter_shape() {
 fn malformed_agents() {
     let p = Path::new("/h/agents/a.md");
     let cases: &[(&str, &str, &str)] = &[
-        (
-            "git-gate: {repos: {}}",
-            "git-gate.repos",
-            "credentials stay in bottles",
-        ),
+        ("git-gate: {repos: {}}", "git-gate.repos", "credentials stay in bottles"),
         ("skills: [../../etc]", "skills[0]", "directory name"),
         ("bottle: {a: 1}", "bottle", "name or a list of names"),
         ("bottel: dev", "bottel", "did you mean 'bottle'"),
         ("git: {}", "git", "git-gate.repos"),
     ];
     for (yaml, key, word) in cases {
-        let err = parse_agent_text("a", p, AgentSource::Home, &format!("---\n{yaml}\n---\n"))
-            .expect_err(yaml);
+        let err = parse_agent_text("a", p, AgentSource::Home, &format!("---\n{yaml}\n---\n")).expect_err(yaml);
         assert_eq!(err.key(), Some(*key), "{yaml}: {err}");
         assert!(err.to_string().contains(word), "{yaml}: {err}");
         assert!(err.to_string().starts_with("/h/agents/a.md:"), "{err}");
@@ -264,11 +180,7 @@ fn home_with(bottles: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("bottles")).unwrap();
     for (name, yaml) in bottles {
-        std::fs::write(
-            dir.path().join("bottles").join(format!("{name}.md")),
-            format!("---\n{yaml}\n---\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("bottles").join(format!("{name}.md")), format!("---\n{yaml}\n---\n")).unwrap();
     }
     dir
 }
@@ -290,22 +202,16 @@ fn extends_errors() {
     assert!(e.contains("extends itself"), "{e}");
     let e = lib.bottle("orphan").unwrap_err().to_string();
     assert!(
-        e.contains("extends 'nope', which does not exist")
-            && e.contains("available bottles: a, b, c, self"),
+        e.contains("extends 'nope', which does not exist") && e.contains("available bottles: a, b, c, self"),
         "{e}"
     );
     let e = lib.bottle("missing").unwrap_err().to_string();
-    assert!(
-        e.contains("no bottle named 'missing'")
-            && e.contains("available bottles: a, b, c, orphan, self"),
-        "{e}"
-    );
+    assert!(e.contains("no bottle named 'missing'") && e.contains("available bottles: a, b, c, orphan, self"), "{e}");
 }
 
 #[test]
 fn diamond_resolves_and_incomplete_repos_fail_when_used() {
-    let repo =
-        format!("git-gate: {{repos: {{w: {{url: 'git@h:a/w.git', host_key: '{HOST_KEY}'}}}}}}");
+    let repo = format!("git-gate: {{repos: {{w: {{url: 'git@h:a/w.git', host_key: '{HOST_KEY}'}}}}}}");
     let home = home_with(&[
         ("root", "env: {A: root, B: root}"),
         ("left", "extends: root\nenv: {A: left}"),
@@ -334,14 +240,8 @@ fn diamond_resolves_and_incomplete_repos_fail_when_used() {
 fn legacy_json_points_to_the_new_format() {
     let user = tempfile::tempdir().unwrap();
     std::fs::write(user.path().join("bot-bottle.json"), "{}").unwrap();
-    let e = Library::open(&user.path().join(".bot-bottle"), None, Some(user.path()))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        e.contains("bot-bottle.json") && e.contains("bottles/<name>.md"),
-        "{e}"
-    );
+    let e = Library::open(&user.path().join(".bot-bottle"), None, Some(user.path())).err().unwrap().to_string();
+    assert!(e.contains("bot-bottle.json") && e.contains("bottles/<name>.md"), "{e}");
     std::fs::create_dir(user.path().join(".bot-bottle")).unwrap();
     assert!(Library::open(&user.path().join(".bot-bottle"), None, Some(user.path())).is_ok());
 }

@@ -11,32 +11,20 @@ fn opt_string() -> impl Strategy<Value = Option<String>> {
 }
 
 fn route() -> impl Strategy<Value = Route> {
-    (
-        prop::sample::select(vec!["a.com", "b.com", "*.c.com", "d.com"]),
-        any::<bool>(),
-    )
-        .prop_map(|(host, fetch)| Route {
-            host: host.to_string(),
-            auth: None,
-            matches: Vec::new(),
-            dlp: Dlp::default(),
-            git: GitPolicy { fetch },
-        })
+    (prop::sample::select(vec!["a.com", "b.com", "*.c.com", "d.com"]), any::<bool>()).prop_map(|(host, fetch)| Route {
+        host: host.to_string(),
+        auth: None,
+        matches: Vec::new(),
+        dlp: Dlp::default(),
+        git: GitPolicy { fetch },
+    })
 }
 
 fn bottle(name: &'static str) -> impl Strategy<Value = Bottle> {
     (
-        prop::collection::btree_map(
-            prop::sample::select(vec!["A", "B", "C", "D"]),
-            "[a-z]{0,3}",
-            0..4,
-        ),
+        prop::collection::btree_map(prop::sample::select(vec!["A", "B", "C", "D"]), "[a-z]{0,3}", 0..4),
         (opt_string(), opt_string()),
-        prop::collection::btree_map(
-            prop::sample::select(vec!["w", "v"]),
-            (opt_string(), opt_string()),
-            0..3,
-        ),
+        prop::collection::btree_map(prop::sample::select(vec!["w", "v"]), (opt_string(), opt_string()), 0..3),
         prop::collection::vec(route(), 0..4),
         prop::option::of(0u8..3),
         prop::option::of(prop::sample::select(vec!["claude", "shell"])),
@@ -51,27 +39,12 @@ fn bottle(name: &'static str) -> impl Strategy<Value = Bottle> {
             Bottle::from_file(&BottleFile {
                 name: name.to_string(),
                 extends: Vec::new(),
-                env: env
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), EnvValue::Literal { value: v }))
-                    .collect(),
-                agent_provider: template.map(|t| AgentProvider {
-                    template: t.to_string(),
-                    ..Default::default()
-                }),
+                env: env.into_iter().map(|(k, v)| (k.to_string(), EnvValue::Literal { value: v })).collect(),
+                agent_provider: template.map(|t| AgentProvider { template: t.to_string(), ..Default::default() }),
                 git_user: GitUser { name: uname, email },
                 repos: repos
                     .into_iter()
-                    .map(|(k, (url, host_key))| {
-                        (
-                            k.to_string(),
-                            Repo {
-                                url,
-                                host_key,
-                                key: None,
-                            },
-                        )
-                    })
+                    .map(|(k, (url, host_key))| (k.to_string(), Repo { url, host_key, key: None }))
                     .collect::<BTreeMap<_, _>>(),
                 egress_log: log,
                 routes: unique,

@@ -58,10 +58,7 @@ mod tests {
         let s = Secret::new("hunter2-very-secret".to_string());
         assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
         assert_eq!(format!("{s}"), "<redacted>");
-        assert_eq!(
-            format!("{:#?}", vec![s.clone()]),
-            "[\n    Secret(<redacted>),\n]"
-        );
+        assert_eq!(format!("{:#?}", vec![s.clone()]), "[\n    Secret(<redacted>),\n]");
         assert_eq!(s.expose(), "hunter2-very-secret");
     }
 }

@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
-    #[error(
-        "cannot find the home directory: set HOME, or BOT_BOTTLE_HOME to where bot-bottle keeps its files"
-    )]
+    #[error("cannot find the home directory: set HOME, or BOT_BOTTLE_HOME to where bot-bottle keeps its files")]
     NoHome,
 }
 
@@ -23,16 +21,10 @@ impl Home {
 
     /// `BOT_BOTTLE_HOME` if set and non-empty, else `$HOME/.bot-bottle`.
     pub fn from_env() -> Result<Home, HomeError> {
-        Self::from_vars(
-            std::env::var_os("BOT_BOTTLE_HOME"),
-            std::env::var_os("HOME"),
-        )
+        Self::from_vars(std::env::var_os("BOT_BOTTLE_HOME"), std::env::var_os("HOME"))
     }
 
-    fn from_vars(
-        bb_home: Option<std::ffi::OsString>,
-        home: Option<std::ffi::OsString>,
-    ) -> Result<Home, HomeError> {
+    fn from_vars(bb_home: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> Result<Home, HomeError> {
         if let Some(root) = bb_home.filter(|v| !v.is_empty()) {
             return Ok(Home::new(root));
         }

@@ -94,10 +94,7 @@ pub fn mint_identity(
             if !uniquify {
                 return Err(IdentityError::Taken(label.to_string()));
             }
-            (2u32..)
-                .map(|n| format!("{base}-{n}"))
-                .find(|id| !taken(id))
-                .ok_or(IdentityError::Taken(base))
+            (2u32..).map(|n| format!("{base}-{n}")).find(|id| !taken(id)).ok_or(IdentityError::Taken(base))
         }
     }
 }
@@ -118,24 +115,12 @@ mod tests {
     #[test]
     fn identities() {
         let id = mint_identity("Code Reviewer", None, false, &|_| false).unwrap();
-        assert!(
-            id.starts_with("code-reviewer-") && id.len() == "code-reviewer-".len() + 5,
-            "{id}"
-        );
-        assert_eq!(
-            mint_identity("a", Some("Fix Bug #12"), false, &|_| false).unwrap(),
-            "fix-bug-12"
-        );
+        assert!(id.starts_with("code-reviewer-") && id.len() == "code-reviewer-".len() + 5, "{id}");
+        assert_eq!(mint_identity("a", Some("Fix Bug #12"), false, &|_| false).unwrap(), "fix-bug-12");
         let taken = |id: &str| id == "x" || id == "x-2";
         assert_eq!(mint_identity("a", Some("x"), true, &taken).unwrap(), "x-3");
-        assert_eq!(
-            mint_identity("a", Some("x"), false, &taken),
-            Err(IdentityError::Taken("x".into()))
-        );
-        assert_eq!(
-            mint_identity("a", Some("!!"), true, &taken),
-            Err(IdentityError::LabelEmpty("!!".into()))
-        );
+        assert_eq!(mint_identity("a", Some("x"), false, &taken), Err(IdentityError::Taken("x".into())));
+        assert_eq!(mint_identity("a", Some("!!"), true, &taken), Err(IdentityError::LabelEmpty("!!".into())));
         assert!(mint_identity("a", Some(&"y".repeat(65)), true, &taken).is_err());
         assert!(mint_identity("a", Some("a\u{7}b"), true, &taken).is_err());
     }

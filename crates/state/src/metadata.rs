@@ -13,20 +13,11 @@ pub enum MetadataError {
     #[error("{}: no such bottle (no metadata.json); see `bot-bottle list active`, or `bot-bottle start` a new one", path.display())]
     Missing { path: PathBuf },
     #[error("{}: cannot read: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}: not a valid metadata record ({source}); fix or delete the file", path.display())]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Parse { path: PathBuf, source: serde_json::Error },
     #[error("{}: cannot write: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -70,11 +61,7 @@ impl BottleMetadata {
 
     /// The backend that owns this bottle: `""` reads as `docker`.
     pub fn backend_name(&self) -> &str {
-        if self.backend.is_empty() {
-            "docker"
-        } else {
-            &self.backend
-        }
+        if self.backend.is_empty() { "docker" } else { &self.backend }
     }
 
     /// Read `dir/metadata.json`. An empty `identity` is filled from the
@@ -89,10 +76,7 @@ impl BottleMetadata {
             Err(source) => return Err(MetadataError::Read { path, source }),
         };
         let mut meta: BottleMetadata =
-            serde_json::from_slice(&bytes).map_err(|source| MetadataError::Parse {
-                path: path.clone(),
-                source,
-            })?;
+            serde_json::from_slice(&bytes).map_err(|source| MetadataError::Parse { path: path.clone(), source })?;
         if meta.identity.is_empty()
             && let Some(name) = dir.file_name().and_then(|n| n.to_str())
         {
@@ -106,10 +90,7 @@ impl BottleMetadata {
         let path = dir.join(Self::FILE);
         let tmp = dir.join(".metadata.json.tmp");
         let mut text =
-            serde_json::to_string_pretty(self).map_err(|source| MetadataError::Parse {
-                path: path.clone(),
-                source,
-            })?;
+            serde_json::to_string_pretty(self).map_err(|source| MetadataError::Parse { path: path.clone(), source })?;
         text.push('\n');
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &path))
@@ -153,10 +134,7 @@ mod tests {
             r#"{"identity": "x", "bottle_names": null, "copy_cwd": null}"#,
         )
         .unwrap();
-        assert_eq!(
-            BottleMetadata::read(dir.path()).unwrap().bottle_names,
-            Vec::<String>::new()
-        );
+        assert_eq!(BottleMetadata::read(dir.path()).unwrap().bottle_names, Vec::<String>::new());
 
         let m = BottleMetadata {
             identity: "dev-abc12".into(),
@@ -173,8 +151,7 @@ mod tests {
         m.write(dir.path()).unwrap();
         assert_eq!(BottleMetadata::read(dir.path()).unwrap(), m);
         let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("metadata.json")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(dir.path().join("metadata.json")).unwrap()).unwrap();
         for key in [
             "identity",
             "agent_name",
@@ -194,15 +171,9 @@ mod tests {
     #[test]
     fn missing_and_broken_files_say_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            BottleMetadata::read(dir.path()),
-            Err(MetadataError::Missing { .. })
-        ));
+        assert!(matches!(BottleMetadata::read(dir.path()), Err(MetadataError::Missing { .. })));
         std::fs::write(dir.path().join("metadata.json"), "{").unwrap();
         let e = BottleMetadata::read(dir.path()).unwrap_err().to_string();
-        assert!(
-            e.contains("metadata.json") && e.contains("fix or delete"),
-            "{e}"
-        );
+        assert!(e.contains("metadata.json") && e.contains("fix or delete"), "{e}");
     }
 }

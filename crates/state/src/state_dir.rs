@@ -14,21 +14,13 @@ pub const COMPONENTS: &[&str] = &["agent", "egress", "git-gate", "supervise"];
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("{}: {action}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, action: &'static str, source: std::io::Error },
     #[error("{}: already exists; another bottle has this identity", path.display())]
     Exists { path: PathBuf },
 }
 
 fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> StateError + 'a {
-    move |source| StateError::Io {
-        path: path.to_path_buf(),
-        action,
-        source,
-    }
+    move |source| StateError::Io { path: path.to_path_buf(), action, source }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,11 +35,7 @@ impl StateDir {
     /// not exist yet.
     pub fn create(home: &Home, identity: &str) -> Result<StateDir, StateError> {
         let root = home.state_root();
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&root)
-            .map_err(io(&root, "create directory"))?;
+        DirBuilder::new().recursive(true).mode(0o700).create(&root).map_err(io(&root, "create directory"))?;
         let path = home.state_dir(identity);
         match DirBuilder::new().mode(0o700).create(&path) {
             Ok(()) => {}
@@ -76,11 +64,7 @@ impl StateDir {
     /// `<dir>/<name>/`, created with mode 0700 if missing.
     pub fn component(&self, name: &str) -> Result<PathBuf, StateError> {
         let p = self.path.join(name);
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&p)
-            .map_err(io(&p, "create directory"))?;
+        DirBuilder::new().recursive(true).mode(0o700).create(&p).map_err(io(&p, "create directory"))?;
         Ok(p)
     }
 
@@ -89,11 +73,7 @@ impl StateDir {
     pub fn write_secret_file(&self, relative: &str, bytes: &[u8]) -> Result<PathBuf, StateError> {
         let p = self.path.join(relative);
         if let Some(parent) = p.parent() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(io(parent, "create directory"))?;
+            DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io(parent, "create directory"))?;
         }
         let mut f = OpenOptions::new()
             .write(true)
@@ -102,8 +82,7 @@ impl StateDir {
             .mode(0o600)
             .open(&p)
             .map_err(io(&p, "create file"))?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io(&p, "set mode 0600"))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io(&p, "set mode 0600"))?;
         f.write_all(bytes).map_err(io(&p, "write"))?;
         Ok(p)
     }
@@ -118,9 +97,7 @@ impl StateDir {
             std::fs::write(&marker, b"").map_err(io(&marker, "write marker"))
         } else {
             match std::fs::remove_file(&marker) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(io(&marker, "remove marker")(e))
-                }
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&marker, "remove marker")(e)),
                 _ => Ok(()),
             }
         }
@@ -151,10 +128,7 @@ mod tests {
         }
         let key = dir.write_secret_file("egress/ca.key", b"k").unwrap();
         assert_eq!(mode(&key), 0o600);
-        assert!(matches!(
-            StateDir::create(&home, "dev-x1y2z"),
-            Err(StateError::Exists { .. })
-        ));
+        assert!(matches!(StateDir::create(&home, "dev-x1y2z"), Err(StateError::Exists { .. })));
         assert!(!dir.is_preserved());
         dir.set_preserved(true).unwrap();
         assert!(StateDir::open(&home, "dev-x1y2z").unwrap().is_preserved());
