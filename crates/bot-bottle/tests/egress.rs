@@ -109,6 +109,7 @@ struct Egress {
     child: Child,
     addr: String,
     ca: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -145,14 +146,22 @@ fn start_egress(upstream: &Upstream) -> Egress {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let mut startup = Vec::new();
     let addr = loop {
         let line = lines.next().expect("egress exited before listening").unwrap();
+        startup.push(line.clone());
         if let Some(a) = line.strip_prefix("bot-bottle: egress listening on ") {
             break a.to_string();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
-    Egress { child, addr, ca: ca_dir.join("ca.pem"), _dir: dir }
+    let log = Arc::new(Mutex::new(startup));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Egress { child, addr, ca: ca_dir.join("ca.pem"), log, _dir: dir }
 }
 
 fn curl(e: &Egress, args: &[&str]) -> Output {
@@ -342,4 +351,31 @@ fn malformed_input_is_answered_or_closed_and_the_proxy_survives() {
     // Smuggling shapes never reached the upstream, and the proxy still works.
     assert!(up.seen().is_empty(), "{:?}", up.seen());
     assert_eq!(status(&curl(&e, &[&url(&up, "/api/ok")])), "200");
+}
+
+#[test]
+fn blocks_are_logged_as_json_and_no_value_is_ever_logged() {
+    let up = Upstream::start();
+    let e = start_egress(&up);
+    assert_eq!(status(&curl(&e, &[&url(&up, &format!("/api/{LEAK}"))])), "403");
+    assert_eq!(status(&curl(&e, &[&url(&up, &format!("/api/x?t={LEAK}&u={REAL_TOKEN}"))])), "403");
+    assert_eq!(
+        status(&curl(&e, &["-H", &format!("Authorization: Bearer {PLACEHOLDER}"), &url(&up, "/api/fine")])),
+        "200"
+    );
+    let _ = curl(&e, &["https://blocked.example.net/"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = e.log.lock().unwrap().clone();
+    let blocks: Vec<serde_json::Value> = log.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(log.iter().any(|l| l.starts_with("egress: loaded 1 route(s): localhost")), "{log:?}");
+    assert_eq!(blocks.len(), 3, "level 1 logs blocks only: {log:#?}");
+    assert_eq!(blocks[0]["reason"], "dlp");
+    assert_eq!(blocks[0]["path"], "/api/[REDACTED:github-pat]");
+    assert_eq!(blocks[2]["reason"], "no-route");
+    assert_eq!(blocks[2]["method"], "CONNECT");
+    for line in &log {
+        for value in [LEAK, REAL_TOKEN, PLACEHOLDER] {
+            assert!(!line.contains(value), "a value reached the log: {line}");
+        }
+    }
 }
