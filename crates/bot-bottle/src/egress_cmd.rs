@@ -4,7 +4,7 @@
 //! the CA is minted into `--ca-dir` when absent.
 
 use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
@@ -12,34 +12,29 @@ use dlp::KnownSecrets;
 use egress::ca::{BottleCa, LeafIssuer};
 use egress::decision::Tokens;
 use egress::proxy::Proxy;
-use egress::{RouteSpec, load, render};
+use egress::{RouteFile, RouteSpec, load, render_keeping};
 use manifest::OnMatch;
 use secret::Secret;
 
 use crate::cli::EgressArgs;
 
 pub fn egress(args: EgressArgs) -> Result<i32> {
-    let bottle = read_bottle(&args.bottle)?;
-    let specs: Vec<RouteSpec> = bottle
-        .routes
-        .iter()
-        .map(|r| RouteSpec {
-            route: r.value.clone(),
-            auth: r.value.auth.as_ref().map(|a| (a.scheme, a.token_ref.clone())),
-            on_match: r.value.dlp.outbound_on_match.unwrap_or(OnMatch::Supervise),
-            provider: false,
-        })
-        .collect();
-    let rendered = render(&specs, bottle.log_level());
-    // The same loader and validator the sidecar uses.
-    let file = load(&rendered.text).context("the bottle's routes do not make a valid route file")?;
+    let source = match (&args.bottle, &args.routes) {
+        (Some(bottle), None) => Source::Bottle(bottle.clone()),
+        (None, Some(routes)) => Source::RouteFile(routes.clone()),
+        _ => bail!("give --bottle FILE.md (or, in a sidecar, --routes FILE)"),
+    };
+    // Tokens: by token_ref from this environment (bottle), or by slot as
+    // EGRESS_TOKEN_<n> (route file, as the sidecar receives them).
+    let (file, names) = source.load(&[])?;
     let mut tokens = Vec::new();
     let mut known = KnownSecrets::new();
-    for (slot, name) in &rendered.slots {
-        let value = std::env::var(name).ok().filter(|v| !v.is_empty()).with_context(|| {
+    for (slot, name) in &names {
+        let var = if matches!(source, Source::Bottle(_)) { name.clone() } else { format!("EGRESS_TOKEN_{slot}") };
+        let value = std::env::var(&var).ok().filter(|v| !v.is_empty()).with_context(|| {
             format!(
-                "{}: token_ref {name} is not set in this environment; export it before starting",
-                args.bottle.display()
+                "{}: token {var} is not set in this environment; export it before starting",
+                source.path().display()
             )
         })?;
         let value = Secret::new(value);
@@ -52,12 +47,60 @@ pub fn egress(args: EgressArgs) -> Result<i32> {
             Some(p) => Some(std::fs::read(&p).with_context(|| format!("cannot read --upstream-ca {}", p.display()))?),
             None => None,
         };
-    let hosts: Vec<&str> = file.table.routes().iter().map(|r| r.route.host.as_str()).collect();
-    eprintln!("egress: loaded {} route(s): {}", hosts.len(), hosts.join(" "));
     let proxy = Arc::new(Proxy::new(file, Tokens(tokens), known, issuer, upstream_ca.as_deref())?);
+    eprintln!("egress: loaded {} route(s): {}", proxy.hosts().len(), proxy.hosts().join(" "));
+    let reload = move |proxy: &Proxy| -> Result<()> {
+        let (file, _) = source.load(&names)?;
+        proxy.reload(file)?;
+        Ok(())
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(serve(proxy, &args.listen))?;
+    runtime.block_on(serve(proxy, &args.listen, reload))?;
     Ok(0)
+}
+
+/// Where the routes come from; read again on SIGHUP.
+enum Source {
+    Bottle(PathBuf),
+    RouteFile(PathBuf),
+}
+
+impl Source {
+    fn path(&self) -> &Path {
+        match self {
+            Source::Bottle(p) | Source::RouteFile(p) => p,
+        }
+    }
+
+    /// The route file, and each token slot with the name of its source.
+    /// `keep` holds the slots already handed out (a reload keeps them).
+    fn load(&self, keep: &[(usize, String)]) -> Result<(RouteFile, Vec<(usize, String)>)> {
+        match self {
+            Source::Bottle(path) => {
+                let bottle = read_bottle(path)?;
+                let specs: Vec<RouteSpec> = bottle
+                    .routes
+                    .iter()
+                    .map(|r| RouteSpec {
+                        route: r.value.clone(),
+                        auth: r.value.auth.as_ref().map(|a| (a.scheme, a.token_ref.clone())),
+                        on_match: r.value.dlp.outbound_on_match.unwrap_or(OnMatch::Supervise),
+                        provider: false,
+                    })
+                    .collect();
+                let rendered = render_keeping(&specs, bottle.log_level(), keep);
+                // The same loader and validator the sidecar uses.
+                let file = load(&rendered.text).context("the bottle's routes do not make a valid route file")?;
+                Ok((file, rendered.slots))
+            }
+            Source::RouteFile(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let file = load(&text).with_context(|| path.display().to_string())?;
+                let slots = file.slots.iter().map(|s| (*s, format!("EGRESS_TOKEN_{s}"))).collect();
+                Ok((file, slots))
+            }
+        }
+    }
 }
 
 /// The effective bottle of a file: with `extends` resolved when the file
@@ -110,33 +153,73 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Accept on `listen` (`HOST:PORT` or `unix:PATH`) until SIGTERM or SIGINT.
-async fn serve(proxy: Arc<Proxy>, listen: &str) -> Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+/// Accept on `listen` (`HOST:PORT` or `unix:PATH`) until SIGTERM or
+/// SIGINT; on SIGHUP, `reload` (a failure keeps the old routes and says why).
+async fn serve(proxy: Arc<Proxy>, listen: &str, reload: impl Fn(&Proxy) -> Result<()>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let on_hup = |proxy: &Proxy| match reload(proxy) {
+        Ok(()) => eprintln!("egress: reloaded {} route(s): {}", proxy.hosts().len(), proxy.hosts().join(" ")),
+        Err(e) => eprintln!("egress: reload refused, keeping the old routes: {e:#}"),
+    };
+    let listener = Listener::bind(listen).await?;
+    eprintln!("bot-bottle: egress listening on {}", listener.name()?);
+    loop {
+        tokio::select! {
+            accepted = listener.accept(proxy.clone()) => accepted,
+            _ = hup.recv() => on_hup(&proxy),
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
     if let Some(path) = listen.strip_prefix("unix:") {
         let _ = std::fs::remove_file(path);
-        let listener = tokio::net::UnixListener::bind(path).with_context(|| format!("cannot listen on {listen}"))?;
-        eprintln!("bot-bottle: egress listening on {listen}");
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => if let Ok((stream, _)) = accepted { tokio::spawn(proxy.clone().serve(stream)); },
-                _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
-            }
-        }
-        let _ = std::fs::remove_file(path);
-    } else {
-        let listener =
-            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        eprintln!("bot-bottle: egress listening on {}", listener.local_addr()?);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => if let Ok((stream, _)) = accepted { tokio::spawn(proxy.clone().serve(stream)); },
-                _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
-            }
-        }
     }
     eprintln!("bot-bottle: egress stopped");
     Ok(())
+}
+
+/// A TCP or unix listener.
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener, String),
+}
+
+impl Listener {
+    async fn bind(listen: &str) -> Result<Listener> {
+        Ok(match listen.strip_prefix("unix:") {
+            Some(path) => {
+                let _ = std::fs::remove_file(path);
+                let l = tokio::net::UnixListener::bind(path).with_context(|| format!("cannot listen on {listen}"))?;
+                Listener::Unix(l, listen.to_string())
+            }
+            None => Listener::Tcp(
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?,
+            ),
+        })
+    }
+
+    fn name(&self) -> Result<String> {
+        Ok(match self {
+            Listener::Tcp(l) => l.local_addr()?.to_string(),
+            Listener::Unix(_, name) => name.clone(),
+        })
+    }
+
+    /// Accept one connection and serve it on its own task.
+    async fn accept(&self, proxy: Arc<Proxy>) {
+        match self {
+            Listener::Tcp(l) => {
+                if let Ok((stream, _)) = l.accept().await {
+                    tokio::spawn(proxy.serve(stream));
+                }
+            }
+            Listener::Unix(l, _) => {
+                if let Ok((stream, _)) = l.accept().await {
+                    tokio::spawn(proxy.serve(stream));
+                }
+            }
+        }
+    }
 }

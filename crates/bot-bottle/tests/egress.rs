@@ -120,25 +120,39 @@ impl Drop for Egress {
     }
 }
 
+/// The test bottle: `localhost` under `prefix`, the token injected as Bearer.
+fn bottle_text(prefix: &str) -> String {
+    format!(
+        "---\negress:\n  log: 1\n  routes:\n    - host: localhost\n      auth: {{scheme: Bearer, token_ref: UPSTREAM_TOKEN}}\n      matches:\n        - paths: [{{type: PathPrefix, value: {prefix}}}]\n      dlp: {{outbound_on_match: block}}\n---\n"
+    )
+}
+
 fn start_egress(upstream: &Upstream) -> Egress {
     let dir = tempfile::tempdir().unwrap();
     let bottle = dir.path().join("proxy.md");
-    std::fs::write(
-        &bottle,
-        "---\negress:\n  log: 1\n  routes:\n    - host: localhost\n      auth: {scheme: Bearer, token_ref: UPSTREAM_TOKEN}\n      matches:\n        - paths: [{type: PathPrefix, value: /api}]\n      dlp: {outbound_on_match: block}\n---\n",
-    )
-    .unwrap();
+    std::fs::write(&bottle, bottle_text("/api")).unwrap();
+    let source = ["--bottle".to_string(), bottle.display().to_string()];
+    start_egress_with(upstream, dir, &source, &[("UPSTREAM_TOKEN", REAL_TOKEN)], "127.0.0.1:0")
+}
+
+fn start_egress_with(
+    upstream: &Upstream,
+    dir: tempfile::TempDir,
+    source: &[String],
+    env: &[(&str, &str)],
+    listen: &str,
+) -> Egress {
     let upstream_ca = dir.path().join("upstream-ca.pem");
     std::fs::write(&upstream_ca, &upstream.ca_pem).unwrap();
     let ca_dir = dir.path().join("ca");
     let mut child = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
-        .args(["egress", "--bottle"])
-        .arg(&bottle)
+        .arg("egress")
+        .args(source)
         .arg("--ca-dir")
         .arg(&ca_dir)
-        .args(["--listen", "127.0.0.1:0", "--upstream-ca"])
+        .args(["--listen", listen, "--upstream-ca"])
         .arg(&upstream_ca)
-        .env("UPSTREAM_TOKEN", REAL_TOKEN)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -378,4 +392,98 @@ fn blocks_are_logged_as_json_and_no_value_is_ever_logged() {
             assert!(!line.contains(value), "a value reached the log: {line}");
         }
     }
+}
+
+fn signal(e: &Egress, sig: i32) {
+    assert_eq!(unsafe { libc::kill(e.child.id() as i32, sig) }, 0);
+}
+
+fn wait_for_log(e: &Egress, needle: &str) -> String {
+    for _ in 0..100 {
+        if let Some(line) = e.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("no log line with {needle:?}: {:#?}", e.log.lock().unwrap());
+}
+
+#[test]
+fn sighup_reloads_without_dropping_requests_and_keeps_the_old_table_on_a_bad_file() {
+    let up = Upstream::start();
+    let e = start_egress(&up);
+    let bottle = e._dir.path().join("proxy.md");
+    // Traffic during the reload: every request is answered, by one table or the other.
+    let addr = e.addr.clone();
+    let ca = e.ca.clone();
+    let target = url(&up, "/api/under-load");
+    let load = std::thread::spawn(move || {
+        (0..40)
+            .map(|_| {
+                let o = Command::new("curl")
+                    .args(["-sS", "--max-time", "20", "--proxy", &format!("http://{addr}"), "--cacert"])
+                    .arg(&ca)
+                    .args(["-o", "/dev/null", "-w", "%{http_code}", &target])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&o.stdout).to_string()
+            })
+            .collect::<Vec<String>>()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::fs::write(&bottle, bottle_text("/v2")).unwrap();
+    signal(&e, libc::SIGHUP);
+    wait_for_log(&e, "egress: reloaded 1 route(s)");
+    let codes = load.join().unwrap();
+    assert!(codes.iter().all(|c| c == "200" || c == "403"), "a request was dropped: {codes:?}");
+    assert_eq!(status(&curl(&e, &[&url(&up, "/v2/new")])), "200");
+    assert_eq!(status(&curl(&e, &[&url(&up, "/api/old")])), "403");
+    // A file that fails validation: refused, the table stays.
+    std::fs::write(&bottle, "---\negress:\n  routes:\n    - host: localhost\n      role: provider\n---\n").unwrap();
+    signal(&e, libc::SIGHUP);
+    let line = wait_for_log(&e, "reload refused");
+    assert!(line.contains("role"), "{line}");
+    assert_eq!(status(&curl(&e, &[&url(&up, "/v2/still")])), "200");
+    // A route needing a token the proxy was never given: refused too.
+    std::fs::write(&bottle, bottle_text("/v3").replace("UPSTREAM_TOKEN", "ANOTHER_TOKEN")).unwrap();
+    signal(&e, libc::SIGHUP);
+    let line = wait_for_log(&e, "token slot");
+    assert!(line.contains("reload refused"), "{line}");
+    assert_eq!(status(&curl(&e, &[&url(&up, "/v2/still")])), "200");
+}
+
+#[test]
+fn sidecar_mode_reads_a_route_file_and_slot_tokens_and_listens_on_a_unix_socket() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = bottle_text("/api");
+    let file = manifest::parse_bottle_text("b", Path::new("b.md"), &text).unwrap();
+    let specs: Vec<egress::RouteSpec> = file
+        .routes
+        .iter()
+        .map(|r| egress::RouteSpec {
+            route: r.clone(),
+            auth: r.auth.as_ref().map(|a| (a.scheme, a.token_ref.clone())),
+            on_match: manifest::OnMatch::Block,
+            provider: false,
+        })
+        .collect();
+    let rendered = egress::render(&specs, 1);
+    assert_eq!(rendered.slots, vec![(1, "UPSTREAM_TOKEN".to_string())]);
+    let routes = dir.path().join("routes.json");
+    std::fs::write(&routes, &rendered.text).unwrap();
+    let socket = dir.path().join("egress.sock");
+    let source = ["--routes".to_string(), routes.display().to_string()];
+    let listen = format!("unix:{}", socket.display());
+    let e = start_egress_with(&up, dir, &source, &[("EGRESS_TOKEN_1", REAL_TOKEN)], &listen);
+    assert_eq!(e.addr, listen);
+    // A client on the unix socket: an absolute-form request to the introspection host.
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    s.write_all(b"GET http://_egress.local/allowlist HTTP/1.1\r\nHost: _egress.local\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200") && reply.contains("\"host\": \"localhost\""), "{reply}");
+    assert!(!reply.contains(REAL_TOKEN));
 }

@@ -15,5 +15,5 @@ pub mod route_file;
 pub mod routes;
 
 pub use decision::{Block, Decision, Request, Tokens, decide, decide_response};
-pub use route_file::{RouteFile, RouteFileError, RouteSpec, load, render};
+pub use route_file::{RouteFile, RouteFileError, RouteSpec, load, render, render_keeping};
 pub use routes::{AuthSlot, RouteTable, TableRoute, Target, ambiguous_path, normalize_host};

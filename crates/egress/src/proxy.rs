@@ -37,12 +37,31 @@ pub const MAX_REQUEST_BODY: usize = dlp::DEFAULT_MAX_BYTES;
 pub const MAX_SCANNED_RESPONSE: u64 = 4 * 1024 * 1024;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Everything the proxy needs, shared by all connections.
-pub struct Proxy {
+/// The routes and the scanners built for them: replaced whole on reload,
+/// so a request in flight finishes under the policy it started with.
+struct Policy {
     file: RouteFile,
     scanners: HashMap<String, Scanner>,
     /// Every outbound detector, to redact what is logged.
     log_scanner: Scanner,
+}
+
+impl Policy {
+    fn new(file: RouteFile, known: &Arc<KnownSecrets>) -> Policy {
+        let mut scanners = HashMap::new();
+        for r in file.table.routes() {
+            let options = ScanOptions::from_names(&r.route.dlp.outbound_detectors).unwrap_or_default();
+            scanners.insert(r.route.host.clone(), Scanner::new(RuleSet::builtin().clone(), known.clone(), options));
+        }
+        let log_scanner = Scanner::new(RuleSet::builtin().clone(), known.clone(), ScanOptions::default());
+        Policy { file, scanners, log_scanner }
+    }
+}
+
+/// Everything the proxy needs, shared by all connections.
+pub struct Proxy {
+    policy: std::sync::RwLock<Arc<Policy>>,
+    known: Arc<KnownSecrets>,
     tokens: Tokens,
     safelist: Safelist,
     issuer: LeafIssuer,
@@ -51,7 +70,7 @@ pub struct Proxy {
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("routes", &self.file.table.routes().len()).finish_non_exhaustive()
+        f.debug_struct("Proxy").field("routes", &self.policy().file.table.routes().len()).finish_non_exhaustive()
     }
 }
 
@@ -61,6 +80,13 @@ pub enum ProxyError {
     UpstreamCa { path: String, message: String },
     #[error("TLS configuration: {0}")]
     Tls(String),
+    #[error("route file needs token slot(s) {0:?}, which this proxy was not given (EGRESS_TOKEN_<n>)")]
+    MissingSlots(Vec<usize>),
+}
+
+fn missing_slots(file: &RouteFile, tokens: &Tokens) -> Result<(), ProxyError> {
+    let missing: Vec<usize> = file.slots.iter().copied().filter(|s| !tokens.0.iter().any(|(t, _)| t == s)).collect();
+    if missing.is_empty() { Ok(()) } else { Err(ProxyError::MissingSlots(missing)) }
 }
 
 impl Proxy {
@@ -74,11 +100,8 @@ impl Proxy {
         upstream_ca_pem: Option<&[u8]>,
     ) -> Result<Proxy, ProxyError> {
         let known = Arc::new(known);
-        let mut scanners = HashMap::new();
-        for r in file.table.routes() {
-            let options = ScanOptions::from_names(&r.route.dlp.outbound_detectors).unwrap_or_default();
-            scanners.insert(r.route.host.clone(), Scanner::new(RuleSet::builtin().clone(), known.clone(), options));
-        }
+        missing_slots(&file, &tokens)?;
+        let policy = std::sync::RwLock::new(Arc::new(Policy::new(file, &known)));
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
@@ -98,12 +121,25 @@ impl Proxy {
         let connector =
             hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
-        let log_scanner = Scanner::new(RuleSet::builtin().clone(), known, ScanOptions::default());
-        Ok(Proxy { file, scanners, tokens, safelist: Safelist::default(), issuer, client, log_scanner })
+        Ok(Proxy { policy, known, tokens, safelist: Safelist::default(), issuer, client })
     }
 
-    pub fn route_file(&self) -> &RouteFile {
-        &self.file
+    fn policy(&self) -> Arc<Policy> {
+        self.policy.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The hosts currently routed.
+    pub fn hosts(&self) -> Vec<String> {
+        self.policy().file.table.routes().iter().map(|r| r.route.host.clone()).collect()
+    }
+
+    /// Replace the routes (SIGHUP). A file whose routes need a token slot
+    /// this proxy was not given is refused, and the old routes stay.
+    pub fn reload(&self, file: RouteFile) -> Result<(), ProxyError> {
+        missing_slots(&file, &self.tokens)?;
+        let policy = Arc::new(Policy::new(file, &self.known));
+        *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
+        Ok(())
     }
 
     /// Serve one client connection until it closes.
@@ -148,7 +184,7 @@ impl Proxy {
         };
         let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h).to_string();
         let introspection = host.eq_ignore_ascii_case(crate::decision::INTROSPECTION_HOST);
-        if !introspection && self.file.table.lookup(&host).is_none() {
+        if !introspection && self.policy().file.table.lookup(&host).is_none() {
             let refused = block(&Block { code: "no-route", reason: format!("no route for host {host}") });
             self.log(&authority, "CONNECT", "", &refused);
             return refused;
@@ -207,12 +243,13 @@ impl Proxy {
     fn log(&self, authority: &str, method: &str, path: &str, response: &Response<Body>) {
         let blocked = response.headers().get(Block::HEADER).and_then(|v| v.to_str().ok());
         let failed = response.status() == StatusCode::BAD_GATEWAY;
-        let level = self.file.log;
+        let policy = self.policy();
+        let level = policy.file.log;
         if level == 0 || (level == 1 && blocked.is_none() && !failed) {
             return;
         }
         let clean = |text: &str| {
-            let findings = self.log_scanner.scan(text.as_bytes(), None);
+            let findings = policy.log_scanner.scan(text.as_bytes(), None);
             let (out, unrewritable) = dlp::redact(text.as_bytes(), &findings);
             if unrewritable.is_empty() { String::from_utf8_lossy(&out).into_owned() } else { "[REDACTED]".to_string() }
         };
@@ -234,6 +271,8 @@ impl Proxy {
         authority: String,
         tls: bool,
     ) -> Response<Body> {
+        // One policy for the whole exchange, even if a reload lands meanwhile.
+        let policy = self.policy();
         let (parts, body) = req.into_parts();
         // Inside a tunnel the CONNECT host decides; a Host naming another is a spoof.
         if tls
@@ -264,7 +303,7 @@ impl Proxy {
         let request =
             Request { method: parts.method.as_str(), host: &authority, path_and_query: &target, headers, body: &body };
         let decision =
-            decide(&self.file.table, &|r| &self.scanners[&r.route.host], &self.tokens, &self.safelist, &request);
+            decide(&policy.file.table, &|r| &policy.scanners[&r.route.host], &self.tokens, &self.safelist, &request);
         let (path_and_query, headers, body) = match decision {
             Decision::Introspect { body } => {
                 let mut r = Response::new(full(body));
@@ -301,12 +340,12 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return bad_gateway(&authority, &e),
         };
-        self.respond(&authority, response).await
+        self.respond(&policy, &authority, response).await
     }
 
     /// Relay a response: stream it, or read a bounded text body whole for
     /// the injection check.
-    async fn respond(&self, authority: &str, response: Response<Incoming>) -> Response<Body> {
+    async fn respond(&self, policy: &Policy, authority: &str, response: Response<Incoming>) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         let hop: Vec<hyper::header::HeaderName> =
             parts.headers.keys().filter(|n| is_hop_by_hop(n.as_str())).cloned().collect();
@@ -314,7 +353,7 @@ impl Proxy {
             parts.headers.remove(name);
         }
         let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-        let Some(route) = self.file.table.lookup(host) else {
+        let Some(route) = policy.file.table.lookup(host) else {
             return block(&Block { code: "no-route", reason: format!("no route for host {host}") });
         };
         let content_type =

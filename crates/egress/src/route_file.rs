@@ -57,17 +57,28 @@ pub struct Rendered {
 
 /// Render routes for the sidecar; one slot per distinct token source.
 pub fn render(routes: &[RouteSpec], log: u8) -> Rendered {
+    render_keeping(routes, log, &[])
+}
+
+/// As [`render`], keeping the slot each source already has in `existing`
+/// (a reload must not move a token to another slot); new sources get new
+/// slots after them. The result lists every slot the routes use.
+pub fn render_keeping(routes: &[RouteSpec], log: u8, existing: &[(usize, String)]) -> Rendered {
     let mut slots: Vec<(usize, String)> = Vec::new();
+    let mut next = existing.iter().map(|(n, _)| *n).max().unwrap_or(0);
     let mut out = Vec::new();
     for r in routes {
         let auth = r.auth.as_ref().map(|(scheme, source)| {
-            let slot = match slots.iter().find(|(_, s)| s == source) {
+            let slot = match slots.iter().chain(existing).find(|(_, s)| s == source) {
                 Some((n, _)) => *n,
                 None => {
-                    slots.push((slots.len() + 1, source.clone()));
-                    slots.len()
+                    next += 1;
+                    next
                 }
             };
+            if !slots.iter().any(|(n, _)| *n == slot) {
+                slots.push((slot, source.clone()));
+            }
             AuthJson { scheme: scheme.as_str().to_string(), slot }
         });
         let mut route = serde_json::to_value(&r.route).unwrap_or_default();
@@ -204,6 +215,20 @@ mod tests {
         assert_eq!(c.auth, Some(AuthSlot { scheme: AuthScheme::Bearer, slot: 1 }));
         assert!(c.route.git.fetch);
         assert_eq!(c.route.matches[0].paths[0].value, "/v1");
+    }
+
+    #[test]
+    fn reload_keeps_slots() {
+        let first = render(&[spec("a.com", Some("A")), spec("b.com", Some("B"))], 0);
+        let again = render_keeping(
+            &[spec("b.com", Some("B")), spec("c.com", Some("C")), spec("a.com", Some("A"))],
+            0,
+            &first.slots,
+        );
+        assert_eq!(again.slots, vec![(2, "B".to_string()), (3, "C".to_string()), (1, "A".to_string())]);
+        let f = load(&again.text).unwrap();
+        assert_eq!(f.table.lookup("a.com").unwrap().auth.unwrap().slot, 1);
+        assert_eq!(f.table.lookup("b.com").unwrap().auth.unwrap().slot, 2);
     }
 
     #[test]
