@@ -487,3 +487,107 @@ fn sidecar_mode_reads_a_route_file_and_slot_tokens_and_listens_on_a_unix_socket(
     assert!(reply.starts_with("HTTP/1.1 200") && reply.contains("\"host\": \"localhost\""), "{reply}");
     assert!(!reply.contains(REAL_TOKEN));
 }
+
+/// undici, the library behind Node's global `fetch`, as shipped with npm:
+/// Node 20's built-in fetch has no proxy support of its own, so the test
+/// hands undici's `fetch` a `ProxyAgent`, as Node applications do.
+const UNDICI: &str = "/usr/lib/node_modules/npm/node_modules/undici";
+
+#[test]
+fn node_fetch_through_undici_proxy_agent() {
+    assert!(Path::new(UNDICI).is_dir(), "Node's undici is missing: install Debian's nodejs and npm");
+    let up = Upstream::start();
+    let e = start_egress(&up);
+    let script = r#"
+const { fetch, ProxyAgent } = require(process.env.UNDICI);
+const fs = require('fs');
+const dispatcher = new ProxyAgent({ uri: process.env.PROXY, requestTls: { ca: fs.readFileSync(process.env.CA) } });
+(async () => {
+  const ok = await fetch(process.env.URL, { dispatcher, headers: { authorization: 'Bearer node-guess' } });
+  console.log('fetch', ok.status, await ok.text());
+  const leak = await fetch(process.env.LEAK_URL, { dispatcher });
+  console.log('fetch-leak', leak.status, leak.headers.get('x-bot-bottle-block'));
+  const posted = await fetch(process.env.URL, { dispatcher, method: 'POST', body: JSON.stringify({ k: process.env.LEAK }) });
+  console.log('fetch-post', posted.status);
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+    let o = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .env("UNDICI", UNDICI)
+        .env("PROXY", format!("http://{}", e.addr))
+        .env("CA", &e.ca)
+        .env("URL", url(&up, "/api/node"))
+        .env("LEAK_URL", url(&up, &format!("/api/node?k={LEAK}")))
+        .env("LEAK", LEAK)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("fetch 200 hello from upstream"), "{out}");
+    assert!(out.contains("fetch-leak 403 dlp"), "{out}");
+    assert!(out.contains("fetch-post 403"), "{out}");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].headers.contains(&("authorization".to_string(), format!("Bearer {REAL_TOKEN}"))));
+}
+
+fn git_through(e: &Egress, args: &[&str]) -> Output {
+    Command::new("git")
+        .args(["-c", &format!("http.proxy=http://{}", e.addr), "-c"])
+        .arg(format!("http.sslCAInfo={}", e.ca.display()))
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_SSL_CAINFO", &e.ca)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn git_over_https_push_is_refused_and_fetch_needs_the_flag() {
+    let up = Upstream::start();
+    // Without `git: {fetch: true}`: neither fetch nor push reaches the upstream.
+    let e = start_egress(&up);
+    let repo = url(&up, "/api/acme/widgets.git");
+    let o = git_through(&e, &["ls-remote", &repo]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("403"), "{}", String::from_utf8_lossy(&o.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let init = |args: &[&str]| {
+        assert!(Command::new("git").args(args).current_dir(dir.path()).output().unwrap().status.success())
+    };
+    init(&["init", "-q", "-b", "main"]);
+    init(&["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x"]);
+    let o = Command::new("git")
+        .args(["-c", &format!("http.proxy=http://{}", e.addr), "-c"])
+        .arg(format!("http.sslCAInfo={}", e.ca.display()))
+        .args(["push", &repo, "main"])
+        .current_dir(dir.path())
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_SSL_CAINFO", &e.ca)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(up.seen().is_empty(), "{:?}", up.seen());
+
+    // With it: the fetch request reaches the upstream (a plain test server,
+    // so git then fails on its answer); a push is still refused.
+    let dir = tempfile::tempdir().unwrap();
+    let bottle = dir.path().join("proxy.md");
+    std::fs::write(&bottle, bottle_text("/api").replace("      dlp:", "      git: {fetch: true}\n      dlp:")).unwrap();
+    let source = ["--bottle".to_string(), bottle.display().to_string()];
+    let e = start_egress_with(&up, dir, &source, &[("UPSTREAM_TOKEN", REAL_TOKEN)], "127.0.0.1:0");
+    let _ = git_through(&e, &["ls-remote", &repo]);
+    let seen = up.seen();
+    assert!(!seen.is_empty(), "the fetch did not reach the upstream");
+    assert_eq!(seen[0].path, "/api/acme/widgets.git/info/refs?service=git-upload-pack");
+    let before = up.seen().len();
+    let o = Command::new("curl")
+        .args(["-sS", "--proxy", &format!("http://{}", e.addr), "--cacert"])
+        .arg(&e.ca)
+        .args(["-o", "/dev/null", "-w", "%{http_code}", &format!("{repo}/info/refs?service=git-receive-pack")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "403");
+    assert_eq!(up.seen().len(), before, "a push request reached the upstream");
+}
