@@ -212,6 +212,7 @@ impl Listener {
         match self {
             Listener::Tcp(l) => {
                 if let Ok((stream, _)) = l.accept().await {
+                    let _ = stream.set_nodelay(true);
                     tokio::spawn(proxy.serve(stream));
                 }
             }

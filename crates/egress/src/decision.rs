@@ -334,21 +334,20 @@ pub enum ResponseDecision {
     Block(Block),
 }
 
-/// Run the route's inbound detectors on a text-like response body.
-pub fn decide_response(route: &TableRoute, content_type: Option<&str>, body: &[u8]) -> ResponseDecision {
-    if !route.route.dlp.inbound_detectors.iter().any(|d| d == "injection") {
-        return ResponseDecision::Pass;
-    }
+/// Whether the route checks responses of this content type for injection:
+/// the route has the `injection` detector and the type is text-like
+/// (a missing type counts as text).
+pub fn checks_response(route: &TableRoute, content_type: Option<&str>) -> bool {
     let text_like = content_type.is_none_or(|ct| {
         let ct = ct.to_ascii_lowercase();
-        ct.starts_with("text/")
-            || ct.contains("json")
-            || ct.contains("xml")
-            || ct.contains("javascript")
-            || ct.contains("event-stream")
-            || ct.contains("yaml")
+        ["text/", "json", "xml", "javascript", "event-stream", "yaml"].iter().any(|t| ct.contains(t))
     });
-    if !text_like {
+    text_like && route.route.dlp.inbound_detectors.iter().any(|d| d == "injection")
+}
+
+/// Run the route's inbound detectors on a text-like response body.
+pub fn decide_response(route: &TableRoute, content_type: Option<&str>, body: &[u8]) -> ResponseDecision {
+    if !checks_response(route, content_type) {
         return ResponseDecision::Pass;
     }
     let findings = dlp::scan_inbound(body);

@@ -118,9 +118,22 @@ impl Proxy {
             .map_err(|e| ProxyError::Tls(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let connector =
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector({
+                let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+                // Small writes (TLS records, request heads) must not wait for ACKs.
+                http.set_nodelay(true);
+                http.enforce_http(false);
+                http.set_connect_timeout(Some(Duration::from_secs(10)));
+                http
+            });
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .http1_max_buf_size(64 * 1024)
+            .build(connector);
         Ok(Proxy { policy, known, tokens, safelist: Safelist::default(), issuer, client })
     }
 
@@ -365,7 +378,8 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let streaming = content_type.as_deref().is_some_and(|c| c.contains("event-stream"));
-        let checked = route.route.dlp.inbound_detectors.iter().any(|d| d == "injection")
+        // Only text the injection check reads is held back; everything else streams.
+        let checked = crate::decision::checks_response(route, content_type.as_deref())
             && !streaming
             && !encoded
             && length.is_some_and(|l| l <= MAX_SCANNED_RESPONSE);
