@@ -66,13 +66,16 @@ pub enum Decision {
     },
     Block(Block),
     /// Hold for the operator (`supervise`): file an `egress-token-allow`
-    /// proposal with these (redacted) findings. Approved: add the values to
-    /// the safelist and decide again. Anything else: 403.
+    /// proposal with these (redacted) findings. Approved: add `values` to the
+    /// safelist and decide again. Anything else: 403.
     Hold {
         host: String,
         method: String,
         path: String,
         findings: Vec<Finding>,
+        /// The matched values as sent (raw views only), for the safelist;
+        /// never shown to anyone.
+        values: Vec<Secret<Vec<u8>>>,
     },
     /// Send upstream, as rewritten.
     Forward {
@@ -97,6 +100,11 @@ impl Tokens {
 pub struct Safelist(pub Vec<Secret<Vec<u8>>>);
 
 impl Safelist {
+    /// Approve more values.
+    pub fn extend(&mut self, values: impl IntoIterator<Item = Secret<Vec<u8>>>) {
+        self.0.extend(values);
+    }
+
     fn allows(&self, value: &[u8]) -> bool {
         self.0.iter().any(|v| v.expose() == value)
     }
@@ -160,11 +168,25 @@ pub fn decide<'s>(
         match route.on_match {
             OnMatch::Block => return Decision::Block(dlp_block(&findings)),
             OnMatch::Supervise => {
+                let values = findings
+                    .iter()
+                    .filter(|(_, f)| f.view == View::Raw)
+                    .filter_map(|(part, f)| {
+                        let data = match part {
+                            Part::Host => req.host.as_bytes(),
+                            Part::Target => path_and_query.as_bytes(),
+                            Part::Header(i) => headers.get(*i).map(|(_, v)| v.as_bytes())?,
+                            Part::Body => &body[..],
+                        };
+                        data.get(f.span.clone()).map(|v| Secret::new(v.to_vec()))
+                    })
+                    .collect();
                 return Decision::Hold {
                     host: host_only(req.host).to_string(),
                     method: req.method.to_string(),
                     path: path.to_string(),
                     findings: findings.into_iter().map(|(_, f)| f).collect(),
+                    values,
                 };
             }
             OnMatch::Redact => {

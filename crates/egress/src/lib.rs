@@ -10,6 +10,7 @@
 
 pub mod ca;
 pub mod decision;
+pub mod holds;
 pub mod proxy;
 pub mod route_file;
 pub mod routes;

@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::ca::LeafIssuer;
 use crate::decision::{Block, Decision, Request, ResponseDecision, Safelist, Tokens, decide, decide_response};
+use crate::holds::{DEFAULT_HOLD, NoSink, ProposalSink, TokenAllowProposal, Verdict};
 use crate::route_file::RouteFile;
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -63,7 +64,9 @@ pub struct Proxy {
     policy: std::sync::RwLock<Arc<Policy>>,
     known: Arc<KnownSecrets>,
     tokens: Tokens,
-    safelist: Safelist,
+    safelist: std::sync::RwLock<Safelist>,
+    sink: Arc<dyn ProposalSink>,
+    hold_timeout: Duration,
     issuer: LeafIssuer,
     client: Upstream,
 }
@@ -134,7 +137,23 @@ impl Proxy {
             .pool_idle_timeout(Duration::from_secs(30))
             .http1_max_buf_size(64 * 1024)
             .build(connector);
-        Ok(Proxy { policy, known, tokens, safelist: Safelist::default(), issuer, client })
+        Ok(Proxy {
+            policy,
+            known,
+            tokens,
+            safelist: Default::default(),
+            sink: Arc::new(NoSink),
+            hold_timeout: DEFAULT_HOLD,
+            issuer,
+            client,
+        })
+    }
+
+    /// Send `supervise` holds to `sink`, waiting at most `timeout`.
+    pub fn with_sink(mut self, sink: Arc<dyn ProposalSink>, timeout: Duration) -> Proxy {
+        self.sink = sink;
+        self.hold_timeout = timeout;
+        self
     }
 
     fn policy(&self) -> Arc<Policy> {
@@ -315,8 +334,39 @@ impl Proxy {
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_string();
         let request =
             Request { method: parts.method.as_str(), host: &authority, path_and_query: &target, headers, body: &body };
-        let decision =
-            decide(&policy.file.table, &|r| &policy.scanners[&r.route.host], &self.tokens, &self.safelist, &request);
+        let decide_now = |safelist: &Safelist| {
+            decide(&policy.file.table, &|r| &policy.scanners[&r.route.host], &self.tokens, safelist, &request)
+        };
+        let mut decision = decide_now(&self.safelist.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if let Decision::Hold { host, method, path, findings, values } = decision {
+            // Ask the operator; the request waits (bounded). Approved values are
+            // safe for the rest of this proxy's life, and the request is decided
+            // again, so any other finding still counts.
+            let proposal = TokenAllowProposal { host, method, path, findings };
+            let verdict = match tokio::time::timeout(self.hold_timeout, self.sink.propose(proposal)).await {
+                Ok(v) => v,
+                Err(_) => Verdict::TimedOut,
+            };
+            let refused = |why: String| block(&Block { code: "supervise", reason: why });
+            match verdict {
+                Verdict::Approved { .. } => {
+                    let mut safelist = self.safelist.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    safelist.extend(values);
+                    decision = decide_now(&safelist);
+                    if matches!(decision, Decision::Hold { .. }) {
+                        return refused("the approval does not cover every finding in this request".to_string());
+                    }
+                }
+                Verdict::Rejected { reason } => return refused(format!("the operator refused: {reason}")),
+                Verdict::TimedOut => return refused("no operator decision in time".to_string()),
+                Verdict::Unavailable { why } => {
+                    return block(&Block {
+                        code: "supervise-unavailable",
+                        reason: format!("needs operator approval: {why}"),
+                    });
+                }
+            }
+        }
         let (path_and_query, headers, body) = match decision {
             Decision::Introspect { body } => {
                 let mut r = Response::new(full(body));
@@ -324,18 +374,7 @@ impl Proxy {
                 return r;
             }
             Decision::Block(b) => return block(&b),
-            // No operator channel is wired into this proxy yet: a hold fails closed.
-            Decision::Hold { findings, .. } => {
-                let mut rules: Vec<&str> = findings.iter().map(|f| f.rule.as_str()).collect();
-                rules.dedup();
-                return block(&Block {
-                    code: "supervise-unavailable",
-                    reason: format!(
-                        "outbound secret ({}) needs operator approval, and no operator channel is connected",
-                        rules.join(", ")
-                    ),
-                });
-            }
+            Decision::Hold { .. } => unreachable!("holds are resolved above"),
             Decision::Forward { path_and_query, headers, body } => (path_and_query, headers, body),
         };
         let scheme = if tls { "https" } else { "http" };

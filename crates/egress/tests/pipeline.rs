@@ -242,7 +242,9 @@ fn supervise_holds_and_the_safelist_releases() {
     let f = fixture();
     let target = format!("/x?k={PLANTED}");
     let r = req("GET", "ask.example.com", &target, &[], b"");
-    let Decision::Hold { host, findings, .. } = f.decide(&r) else { panic!() };
+    let Decision::Hold { host, findings, values, .. } = f.decide(&r) else { panic!() };
+    assert_eq!(values, vec![Secret::new(PLANTED.as_bytes().to_vec())]);
+    assert!(!format!("{values:?}").contains(PLANTED));
     assert_eq!(host, "ask.example.com");
     assert!(findings.iter().all(|x| !x.snippet.contains(PLANTED)));
     let approved = Safelist(vec![Secret::new(PLANTED.as_bytes().to_vec())]);

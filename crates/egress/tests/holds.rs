@@ -1,0 +1,143 @@
+//! Operator holds through the real proxy: a `supervise` finding waits for
+//! the proposal sink's verdict; approval forwards and safelists the value,
+//! rejection, timeout and no channel refuse, and nothing reaches the
+//! upstream unless approved. The sink here is scripted: the operator
+//! channel that implements it in production is the supervise component.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dlp::KnownSecrets;
+use egress::ca::{BottleCa, LeafIssuer};
+use egress::decision::Tokens;
+use egress::holds::{ProposalSink, TokenAllowProposal, Verdict, VerdictFuture};
+use egress::proxy::Proxy;
+use egress::{RouteSpec, load, render};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use manifest::{Dlp, GitPolicy, OnMatch, Route};
+use secret::Secret;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "held-value-Qx81Lm2Pz7Rk4Tn5";
+
+struct Scripted {
+    answer: Option<Verdict>,
+    asked: AtomicUsize,
+    seen: Mutex<Vec<TokenAllowProposal>>,
+}
+
+impl ProposalSink for Scripted {
+    fn propose(&self, proposal: TokenAllowProposal) -> VerdictFuture {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        self.seen.lock().unwrap().push(proposal);
+        let answer = self.answer.clone();
+        Box::pin(async move {
+            match answer {
+                Some(v) => v,
+                None => std::future::pending().await,
+            }
+        })
+    }
+}
+
+/// A plain-HTTP upstream counting requests.
+async fn upstream() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from("ok")))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+            });
+        }
+    });
+    (port, hits)
+}
+
+async fn proxy(sink: Option<Arc<dyn ProposalSink>>) -> String {
+    let route = Route {
+        host: "localhost".into(),
+        auth: None,
+        matches: vec![],
+        dlp: Dlp { outbound_on_match: Some(OnMatch::Supervise), ..Dlp::default() },
+        git: GitPolicy::default(),
+    };
+    let spec = RouteSpec { route, auth: None, on_match: OnMatch::Supervise, provider: false };
+    let file = load(&render(&[spec], 0).text).unwrap();
+    let mut known = KnownSecrets::new();
+    known.register("env:HELD", &Secret::new(SECRET.to_string()));
+    let ca = BottleCa::mint("test").unwrap();
+    let issuer = LeafIssuer::from_pem(&ca.cert_pem, &ca.key_pem).unwrap();
+    let mut p = Proxy::new(file, Tokens::default(), known, issuer, None).unwrap();
+    if let Some(sink) = sink {
+        p = p.with_sink(sink, Duration::from_millis(300));
+    }
+    let p = Arc::new(p);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            tokio::spawn(p.clone().serve(tcp));
+        }
+    });
+    addr
+}
+
+/// Status line and block code of one absolute-form request.
+async fn get(proxy: &str, port: u16, query: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let req = format!(
+        "GET http://localhost:{port}/x?{query} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.lines().next().unwrap_or("").to_string();
+    let code = out.lines().find_map(|l| l.strip_prefix("x-bot-bottle-block: ")).unwrap_or("-").to_string();
+    format!("{status} {code}")
+}
+
+fn sink(answer: Option<Verdict>) -> Arc<Scripted> {
+    Arc::new(Scripted { answer, asked: AtomicUsize::new(0), seen: Mutex::new(Vec::new()) })
+}
+
+#[tokio::test]
+async fn approval_forwards_and_safelists_the_value() {
+    let (port, hits) = upstream().await;
+    let operator = sink(Some(Verdict::Approved { reason: "test fixture value".into() }));
+    let p = proxy(Some(operator.clone())).await;
+    assert_eq!(get(&p, port, &format!("k={SECRET}")).await, "HTTP/1.1 200 OK -");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let proposal = operator.seen.lock().unwrap()[0].clone();
+    assert_eq!((proposal.host.as_str(), proposal.method.as_str(), proposal.path.as_str()), ("localhost", "GET", "/x"));
+    assert!(!format!("{proposal:?}").contains(SECRET), "the proposal shows the value");
+    // The same value again: no new question.
+    assert_eq!(get(&p, port, &format!("again={SECRET}")).await, "HTTP/1.1 200 OK -");
+    assert_eq!(operator.asked.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn rejection_timeout_and_no_channel_refuse_and_nothing_leaves() {
+    let (port, hits) = upstream().await;
+    let rejected = proxy(Some(sink(Some(Verdict::Rejected { reason: "no".into() })))).await;
+    assert_eq!(get(&rejected, port, &format!("k={SECRET}")).await, "HTTP/1.1 403 Forbidden supervise");
+    let silent = proxy(Some(sink(None))).await;
+    assert_eq!(get(&silent, port, &format!("k={SECRET}")).await, "HTTP/1.1 403 Forbidden supervise");
+    let none = proxy(None).await;
+    assert_eq!(get(&none, port, &format!("k={SECRET}")).await, "HTTP/1.1 403 Forbidden supervise-unavailable");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    // A clean request is not held at all.
+    assert_eq!(get(&none, port, "k=nothing").await, "HTTP/1.1 200 OK -");
+}
