@@ -134,26 +134,15 @@ impl Library {
 
     /// Load and validate one agent.
     pub fn agent(&self, name: &str) -> Result<Agent, ManifestError> {
-        let entries = self.agents();
-        let entry = entries.iter().find(|e| e.name == name).ok_or_else(|| ManifestError::NotFound {
-            kind: "agent",
-            name: name.to_string(),
-            available: entries.iter().map(|e| e.name.clone()).collect(),
-            hint: format!("; create one with `bot-bottle init` or add {}/{name}.md", self.agents_dir().display()),
-        })?;
+        let hint = format!("; create one with `bot-bottle init` or add {}/{name}.md", self.agents_dir().display());
+        let entry = find(self.agents(), "agent", name, hint)?;
         let text = read(&entry.path)?;
         parse_agent_text(name, &entry.path, entry.source.unwrap_or(AgentSource::Home), &text)
     }
 
     /// One bottle file as written (its `extends` not applied).
     pub fn bottle_file(&self, name: &str) -> Result<BottleFile, ManifestError> {
-        let entries = self.bottles();
-        let entry = entries.iter().find(|e| e.name == name).ok_or_else(|| ManifestError::NotFound {
-            kind: "bottle",
-            name: name.to_string(),
-            available: entries.iter().map(|e| e.name.clone()).collect(),
-            hint: format!("; add {}/{name}.md", self.bottles_dir().display()),
-        })?;
+        let entry = find(self.bottles(), "bottle", name, format!("; add {}/{name}.md", self.bottles_dir().display()))?;
         parse_bottle_text(name, &entry.path, &read(&entry.path)?)
     }
 
@@ -259,6 +248,17 @@ impl Library {
         }
         Ok(Manifest { agent, bottle_names: names, bottle: Bottle::merge_all(&resolved) })
     }
+}
+
+/// The entry named `name`, or a not-found error listing what exists.
+fn find(entries: Vec<Entry>, kind: &'static str, name: &str, hint: String) -> Result<Entry, ManifestError> {
+    let available = entries.iter().map(|e| e.name.clone()).collect();
+    entries.into_iter().find(|e| e.name == name).ok_or_else(|| ManifestError::NotFound {
+        kind,
+        name: name.to_string(),
+        available,
+        hint,
+    })
 }
 
 fn read(path: &Path) -> Result<String, ManifestError> {
