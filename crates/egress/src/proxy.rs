@@ -37,6 +37,8 @@ pub const MAX_REQUEST_BODY: usize = dlp::DEFAULT_MAX_BYTES;
 /// Largest text response read whole for the injection check.
 pub const MAX_SCANNED_RESPONSE: u64 = 4 * 1024 * 1024;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Client connections served at once (tunnels included).
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// The routes and the scanners built for them: replaced whole on reload,
 /// so a request in flight finishes under the policy it started with.
@@ -67,6 +69,8 @@ pub struct Proxy {
     safelist: std::sync::RwLock<Safelist>,
     sink: Arc<dyn ProposalSink>,
     hold_timeout: Duration,
+    /// Open client connections (a permit each).
+    connections: Arc<tokio::sync::Semaphore>,
     issuer: LeafIssuer,
     client: Upstream,
 }
@@ -144,9 +148,16 @@ impl Proxy {
             safelist: Default::default(),
             sink: Arc::new(NoSink),
             hold_timeout: DEFAULT_HOLD,
+            connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
             issuer,
             client,
         })
+    }
+
+    /// Serve at most `n` client connections at once; more are answered 503.
+    pub fn with_max_connections(mut self, n: usize) -> Proxy {
+        self.connections = Arc::new(tokio::sync::Semaphore::new(n));
+        self
     }
 
     /// Send `supervise` holds to `sink`, waiting at most `timeout`.
@@ -175,10 +186,22 @@ impl Proxy {
     }
 
     /// Serve one client connection until it closes.
-    pub async fn serve<S>(self: Arc<Self>, stream: S)
+    pub async fn serve<S>(self: Arc<Self>, mut stream: S)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // Past the connection limit, a refusal is still an answer.
+        let Ok(_permit) = self.connections.clone().try_acquire_owned() else {
+            use tokio::io::AsyncWriteExt;
+            let body = "bot-bottle egress: too many connections\n";
+            let reply = format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+            return;
+        };
         let proxy = self.clone();
         let service = hyper::service::service_fn(move |req| proxy.clone().outer(req));
         let _ = hyper::server::conn::http1::Builder::new()

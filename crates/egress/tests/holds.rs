@@ -141,3 +141,36 @@ async fn rejection_timeout_and_no_channel_refuse_and_nothing_leaves() {
     // A clean request is not held at all.
     assert_eq!(get(&none, port, "k=nothing").await, "HTTP/1.1 200 OK -");
 }
+
+#[tokio::test]
+async fn past_the_connection_limit_connections_are_answered_503() {
+    let route =
+        Route { host: "localhost".into(), auth: None, matches: vec![], dlp: Dlp::default(), git: GitPolicy::default() };
+    let file =
+        load(&render(&[RouteSpec { route, auth: None, on_match: OnMatch::Block, provider: false }], 0).text).unwrap();
+    let ca = BottleCa::mint("test").unwrap();
+    let issuer = LeafIssuer::from_pem(&ca.cert_pem, &ca.key_pem).unwrap();
+    let p = Arc::new(
+        Proxy::new(file, Tokens::default(), KnownSecrets::new(), issuer, None).unwrap().with_max_connections(2),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            tokio::spawn(p.clone().serve(tcp));
+        }
+    });
+    let _a = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_string(&mut out)).await.unwrap().unwrap();
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    drop((_a, _b));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let proxy_addr = addr.to_string();
+    // Served again once connections closed (nothing listens on port 1: 502).
+    assert_eq!(get(&proxy_addr, 1, "x=1").await.split(' ').nth(1), Some("502"));
+}
