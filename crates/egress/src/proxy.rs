@@ -37,6 +37,24 @@ pub const MAX_REQUEST_BODY: usize = dlp::DEFAULT_MAX_BYTES;
 /// Largest text response read whole for the injection check.
 pub const MAX_SCANNED_RESPONSE: u64 = 4 * 1024 * 1024;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long each phase may take. Request heads have their own bound
+/// (30 s, slowloris); a slow body or a silent upstream is answered, not
+/// waited on forever.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// The whole request body, after its head.
+    pub request_body: Duration,
+    /// From sending the request upstream to the response head (model APIs
+    /// can think for minutes before the first byte).
+    pub upstream_response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { request_body: Duration::from_secs(120), upstream_response: Duration::from_secs(600) }
+    }
+}
+
 /// Client connections served at once (tunnels included).
 pub const MAX_CONNECTIONS: usize = 1024;
 
@@ -71,6 +89,7 @@ pub struct Proxy {
     hold_timeout: Duration,
     /// Open client connections (a permit each).
     connections: Arc<tokio::sync::Semaphore>,
+    timeouts: Timeouts,
     issuer: LeafIssuer,
     client: Upstream,
 }
@@ -149,9 +168,16 @@ impl Proxy {
             sink: Arc::new(NoSink),
             hold_timeout: DEFAULT_HOLD,
             connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            timeouts: Timeouts::default(),
             issuer,
             client,
         })
+    }
+
+    /// Replace the phase timeouts.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Proxy {
+        self.timeouts = timeouts;
+        self
     }
 
     /// Serve at most `n` client connections at once; more are answered 503.
@@ -336,13 +362,23 @@ impl Proxy {
         {
             return block(&Block { code: "host-mismatch", reason: format!("Host {h} inside a tunnel to {authority}") });
         }
-        let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
+        let body = match tokio::time::timeout(
+            self.timeouts.request_body,
+            Limited::new(body, MAX_REQUEST_BODY).collect(),
+        )
+        .await
+        {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(_)) => {
                 return block(&Block {
                     code: "too-large",
                     reason: format!("request body over {MAX_REQUEST_BODY} bytes cannot be scanned"),
                 });
+            }
+            Err(_) => {
+                let mut r = Response::new(full("bot-bottle egress: the request body did not arrive in time\n"));
+                *r.status_mut() = StatusCode::REQUEST_TIMEOUT;
+                return r;
             }
         };
         let mut headers = Vec::with_capacity(parts.headers.len());
@@ -411,9 +447,17 @@ impl Proxy {
         let Ok(upstream_req) = builder.body(Full::new(Bytes::from(body))) else {
             return block(&Block { code: "structural", reason: "request could not be rebuilt".into() });
         };
-        let response = match self.client.request(upstream_req).await {
-            Ok(r) => r,
-            Err(e) => return bad_gateway(&authority, &e),
+        let response = match tokio::time::timeout(self.timeouts.upstream_response, self.client.request(upstream_req))
+            .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return bad_gateway(&authority, &e),
+            Err(_) => {
+                let mut r =
+                    Response::new(full(format!("bot-bottle egress: upstream {authority} did not answer in time\n")));
+                *r.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+                return r;
+            }
         };
         self.respond(&policy, &authority, response).await
     }

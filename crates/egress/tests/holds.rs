@@ -174,3 +174,46 @@ async fn past_the_connection_limit_connections_are_answered_503() {
     // Served again once connections closed (nothing listens on port 1: 502).
     assert_eq!(get(&proxy_addr, 1, "x=1").await.split(' ').nth(1), Some("502"));
 }
+
+#[tokio::test]
+async fn a_slow_body_and_a_silent_upstream_are_answered() {
+    use egress::proxy::Timeouts;
+    // An upstream that accepts and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            if let Ok((tcp, _)) = silent.accept().await {
+                held.push(tcp);
+            }
+        }
+    });
+    let route =
+        Route { host: "localhost".into(), auth: None, matches: vec![], dlp: Dlp::default(), git: GitPolicy::default() };
+    let file =
+        load(&render(&[RouteSpec { route, auth: None, on_match: OnMatch::Block, provider: false }], 0).text).unwrap();
+    let ca = BottleCa::mint("test").unwrap();
+    let issuer = LeafIssuer::from_pem(&ca.cert_pem, &ca.key_pem).unwrap();
+    let timeouts = Timeouts { request_body: Duration::from_millis(300), upstream_response: Duration::from_millis(300) };
+    let p = Arc::new(
+        Proxy::new(file, Tokens::default(), KnownSecrets::new(), issuer, None).unwrap().with_timeouts(timeouts),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            tokio::spawn(p.clone().serve(tcp));
+        }
+    });
+    assert_eq!(get(&addr, silent_port, "x=1").await, "HTTP/1.1 504 Gateway Timeout -");
+    // A body that never finishes.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head =
+        format!("POST http://localhost:{silent_port}/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nab");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut out)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&out[..n]).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&out[..n]));
+}
