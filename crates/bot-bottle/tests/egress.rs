@@ -70,9 +70,30 @@ impl Upstream {
                 let record = record.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                         let record = record.clone();
                         async move {
+                            // A WebSocket-style upgrade: 101, then echo every byte.
+                            if req.headers().contains_key("upgrade") {
+                                record.lock().unwrap().push(Seen {
+                                    method: req.method().to_string(),
+                                    path: req.uri().path().to_string(),
+                                    headers: vec![],
+                                    body: vec![],
+                                });
+                                let on = hyper::upgrade::on(&mut req);
+                                tokio::spawn(async move {
+                                    if let Ok(up) = on.await {
+                                        let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                                    }
+                                });
+                                let mut r = Response::new(Full::new(Bytes::new()));
+                                *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+                                r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+                                r.headers_mut().insert("connection", "upgrade".parse().unwrap());
+                                return Ok::<_, std::convert::Infallible>(r);
+                            }
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
                             let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
@@ -92,7 +113,10 @@ impl Upstream {
                             Ok::<_, std::convert::Infallible>(r)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .with_upgrades()
+                        .await;
                 });
             }
         });
@@ -590,4 +614,67 @@ fn git_over_https_push_is_refused_and_fetch_needs_the_flag() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "403");
     assert_eq!(up.seen().len(), before, "a push request reached the upstream");
+}
+
+/// Open a tunnel through the proxy, TLS to it trusting the bottle CA, send
+/// an upgrade request; returns the response head and, on 101, what the
+/// upstream echoes back of `payload`.
+fn upgrade_through(e: &Egress, up: &Upstream, path: &str, payload: &[u8]) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let port = up.addr.port();
+    let mut tcp = std::net::TcpStream::connect(&e.addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    tcp.write_all(format!("CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&e.ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if tls.read(&mut byte).unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    if !head.starts_with("HTTP/1.1 101") {
+        return (head, Vec::new());
+    }
+    tls.write_all(payload).unwrap();
+    let mut echo = vec![0u8; payload.len()];
+    tls.read_exact(&mut echo).unwrap();
+    (head, echo)
+}
+
+#[test]
+fn websocket_upgrades_are_decided_by_route_then_relayed() {
+    let up = Upstream::start();
+    let e = start_egress(&up);
+    let (head, echo) = upgrade_through(&e, &up, "/api/ws", b"frame bytes both ways");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(echo, b"frame bytes both ways");
+    // Outside the route's matches: refused at upgrade time, never upstream.
+    let before = up.seen().len();
+    let (head, _) = upgrade_through(&e, &up, "/admin/ws", b"x");
+    assert!(head.starts_with("HTTP/1.1 403") && head.contains("x-bot-bottle-block: no-match"), "{head}");
+    assert_eq!(up.seen().len(), before);
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dlp::{KnownSecrets, RuleSet, ScanOptions, Scanner};
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use http_body_util::{BodyExt, Empty, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -90,6 +90,8 @@ pub struct Proxy {
     /// Open client connections (a permit each).
     connections: Arc<tokio::sync::Semaphore>,
     timeouts: Timeouts,
+    /// Upstream TLS, also for upgraded connections.
+    tls: Arc<rustls::ClientConfig>,
     issuer: LeafIssuer,
     client: Upstream,
 }
@@ -144,8 +146,9 @@ impl Proxy {
             .map_err(|e| ProxyError::Tls(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let tls = Arc::new(tls);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config((*tls).clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector({
@@ -169,6 +172,7 @@ impl Proxy {
             hold_timeout: DEFAULT_HOLD,
             connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
             timeouts: Timeouts::default(),
+            tls,
             issuer,
             client,
         })
@@ -304,6 +308,7 @@ impl Proxy {
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(64 * 1024)
                 .serve_connection(TokioIo::new(tls), service)
+                .with_upgrades()
                 .await;
         });
         Response::new(empty())
@@ -354,7 +359,7 @@ impl Proxy {
     ) -> Response<Body> {
         // One policy for the whole exchange, even if a reload lands meanwhile.
         let policy = self.policy();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         // Inside a tunnel the CONNECT host decides; a Host naming another is a spoof.
         if tls
             && let Some(h) = parts.headers.get(hyper::header::HOST).and_then(|v| v.to_str().ok())
@@ -381,6 +386,16 @@ impl Proxy {
                 return r;
             }
         };
+        // A protocol upgrade (WebSocket): decided like any request at upgrade
+        // time; if the route allows it, the bytes are relayed afterwards.
+        let upgrade =
+            parts.headers.get(hyper::header::UPGRADE).and_then(|v| v.to_str().ok()).map(str::to_string).filter(|_| {
+                parts
+                    .headers
+                    .get_all(hyper::header::CONNECTION)
+                    .iter()
+                    .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+            });
         let mut headers = Vec::with_capacity(parts.headers.len());
         for (name, value) in &parts.headers {
             let Ok(v) = value.to_str() else {
@@ -436,6 +451,12 @@ impl Proxy {
             Decision::Hold { .. } => unreachable!("holds are resolved above"),
             Decision::Forward { path_and_query, headers, body } => (path_and_query, headers, body),
         };
+        if let Some(protocol) = upgrade {
+            let client_side = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            return self
+                .relay_upgrade(&authority, tls, &parts.method, &path_and_query, headers, &protocol, client_side)
+                .await;
+        }
         let scheme = if tls { "https" } else { "http" };
         let uri = format!("{scheme}://{authority}{path_and_query}");
         let mut builder = HttpRequest::builder().method(parts.method.clone()).uri(&uri);
@@ -460,6 +481,85 @@ impl Proxy {
             }
         };
         self.respond(&policy, &authority, response).await
+    }
+
+    /// Forward an upgrade request on a connection of its own; on `101`, relay
+    /// bytes both ways until either side closes. Frames are not scanned: the
+    /// route decided at upgrade time.
+    #[allow(clippy::too_many_arguments)]
+    async fn relay_upgrade(
+        &self,
+        authority: &str,
+        tls: bool,
+        method: &Method,
+        path_and_query: &str,
+        headers: Vec<(String, String)>,
+        protocol: &str,
+        client_side: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Response<Body> {
+        let failed = |why: String| {
+            let mut r = Response::new(full(format!("bot-bottle egress: upstream {authority} failed: {why}\n")));
+            *r.status_mut() = StatusCode::BAD_GATEWAY;
+            r
+        };
+        let Some(client_side) = client_side else { return failed("this connection cannot be upgraded".into()) };
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_string();
+        let address = if authority.contains(':') {
+            authority.to_string()
+        } else {
+            format!("{authority}:{}", if tls { 443 } else { 80 })
+        };
+        let connect = async {
+            let tcp = tokio::net::TcpStream::connect(&address).await.map_err(|e| e.to_string())?;
+            let _ = tcp.set_nodelay(true);
+            let io: Box<dyn UpgradeIo> = if tls {
+                let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+                Box::new(
+                    tokio_rustls::TlsConnector::from(self.tls.clone())
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            } else {
+                Box::new(tcp)
+            };
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| e.to_string())?;
+            tokio::spawn(conn.with_upgrades());
+            let mut builder = HttpRequest::builder()
+                .method(method.clone())
+                .uri(path_and_query)
+                .header(hyper::header::HOST, authority);
+            for (n, v) in &headers {
+                if !n.eq_ignore_ascii_case("host") {
+                    builder = builder.header(n.as_str(), v.as_str());
+                }
+            }
+            let req = builder
+                .header(hyper::header::CONNECTION, "upgrade")
+                .header(hyper::header::UPGRADE, protocol)
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| e.to_string())?;
+            sender.send_request(req).await.map_err(|e| e.to_string())
+        };
+        let mut upstream = match tokio::time::timeout(self.timeouts.upstream_response, connect).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return failed(e),
+            Err(_) => return failed("no answer in time".into()),
+        };
+        if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let (parts, body) = upstream.into_parts();
+            return Response::from_parts(parts, body.boxed());
+        }
+        let upstream_side = hyper::upgrade::on(&mut upstream);
+        tokio::spawn(async move {
+            let (Ok(client), Ok(server)) = (client_side.await, upstream_side.await) else { return };
+            let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(server)).await;
+        });
+        let mut response = Response::new(empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *response.headers_mut() = upstream.headers().clone();
+        response
     }
 
     /// Relay a response: stream it, or read a bounded text body whole for
@@ -504,6 +604,10 @@ impl Proxy {
         }
     }
 }
+
+/// A byte stream an upgraded upstream connection runs over.
+trait UpgradeIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> UpgradeIo for T {}
 
 /// The leaf for one tunnel, whatever SNI the client sends.
 #[derive(Debug)]
