@@ -39,11 +39,10 @@ pub fn commit(ctx: &Context, identity: Option<&str>) -> Result<i32> {
 
 pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
     let _ = (all, yes);
-    let mut plans = Vec::new();
+    // Without every backend's view of what is live, no state dir may be
+    // judged orphaned: each backend is asked first, and refusing beats guessing.
     for b in ctx.registry.all() {
-        // Without every backend's view of what is live, no state dir may be
-        // judged orphaned: refuse rather than guess.
-        plans.push(b.prepare_cleanup(&ctx.home)?);
+        b.prepare_cleanup(&ctx.home)?;
     }
     bail!("cleanup is not implemented in this version of bot-bottle")
 }
