@@ -476,3 +476,13 @@ fn headless_labels_get_a_numeric_suffix_when_taken() {
     assert_eq!(w.state_entries(), ["review-pr-12"]);
     assert_eq!(std::fs::read(&taken).unwrap(), before);
 }
+
+#[test]
+fn cleanup_refuses_rather_than_guess_what_is_orphaned() {
+    let w = World::new("examples");
+    let keep = w.write_metadata("demo-keep1", r#"{"agent_name": "demo"}"#);
+    let o = w.run(&["cleanup", "-y"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot find orphaned bottles yet"), "{}", stderr(&o));
+    assert!(keep.is_file(), "nothing is deleted");
+}
