@@ -30,6 +30,9 @@ struct Seen {
 struct Upstream {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// `/api/sse` sends its second event when this is notified (or after 10 s).
+    sse_release: Arc<tokio::sync::Notify>,
+    sse_second_sent: Arc<std::sync::atomic::AtomicBool>,
     ca_pem: String,
     _runtime: tokio::runtime::Runtime,
 }
@@ -63,16 +66,36 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
+        let sse_release = Arc::new(tokio::sync::Notify::new());
+        let sse_second_sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (release, second) = (sse_release.clone(), sse_second_sent.clone());
         runtime.spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
                 let acceptor = acceptor.clone();
                 let record = record.clone();
+                let (release, second) = (release.clone(), second.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else { return };
                     let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                         let record = record.clone();
+                        let (release, second) = (release.clone(), second.clone());
                         async move {
+                            if req.uri().path() == "/api/sse" {
+                                let (tx, rx) = tokio::sync::mpsc::channel(4);
+                                tokio::spawn(async move {
+                                    let _ = tx.send(Bytes::from("data: 1\n\n")).await;
+                                    tokio::select! {
+                                        _ = release.notified() => {}
+                                        _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+                                    }
+                                    second.store(true, std::sync::atomic::Ordering::SeqCst);
+                                    let _ = tx.send(Bytes::from("data: 2\n\n")).await;
+                                });
+                                let mut r = Response::new(Events(rx).boxed());
+                                r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+                                return Ok::<_, std::convert::Infallible>(r);
+                            }
                             // A WebSocket-style upgrade: 101, then echo every byte.
                             if req.headers().contains_key("upgrade") {
                                 record.lock().unwrap().push(Seen {
@@ -88,7 +111,7 @@ impl Upstream {
                                         let _ = tokio::io::copy(&mut r, &mut w).await;
                                     }
                                 });
-                                let mut r = Response::new(Full::new(Bytes::new()));
+                                let mut r = Response::new(Full::new(Bytes::new()).boxed());
                                 *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
                                 r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
                                 r.headers_mut().insert("connection", "upgrade".parse().unwrap());
@@ -108,7 +131,7 @@ impl Upstream {
                             } else {
                                 ("text/plain", "hello from upstream")
                             };
-                            let mut r = Response::new(Full::new(Bytes::from(text)));
+                            let mut r = Response::new(Full::new(Bytes::from(text)).boxed());
                             r.headers_mut().insert("content-type", ct.parse().unwrap());
                             Ok::<_, std::convert::Infallible>(r)
                         }
@@ -120,11 +143,26 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, ca_pem: ca_cert.pem(), _runtime: runtime }
+        Upstream { addr, seen, sse_release, sse_second_sent, ca_pem: ca_cert.pem(), _runtime: runtime }
     }
 
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A response body fed event by event.
+struct Events(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Events {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|event| event.map(|b| Ok(hyper::body::Frame::data(b))))
     }
 }
 
@@ -677,4 +715,26 @@ fn websocket_upgrades_are_decided_by_route_then_relayed() {
     let (head, _) = upgrade_through(&e, &up, "/admin/ws", b"x");
     assert!(head.starts_with("HTTP/1.1 403") && head.contains("x-bot-bottle-block: no-match"), "{head}");
     assert_eq!(up.seen().len(), before);
+}
+
+#[test]
+fn server_sent_events_stream_as_they_arrive() {
+    let up = Upstream::start();
+    let e = start_egress(&up);
+    let mut child = Command::new("curl")
+        .args(["-sSN", "--max-time", "30", "--proxy", &format!("http://{}", e.addr), "--cacert"])
+        .arg(&e.ca)
+        .arg(url(&up, "/api/sse"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "data: 1");
+    // The first event arrived while the upstream still held the second back:
+    // the proxy streamed it rather than waiting for the whole body.
+    assert!(!up.sse_second_sent.load(std::sync::atomic::Ordering::SeqCst), "the first event waited for the second");
+    up.sse_release.notify_one();
+    let rest: Vec<String> = lines.map_while(Result::ok).filter(|l| !l.is_empty()).collect();
+    assert_eq!(rest, ["data: 2"]);
+    assert!(child.wait().unwrap().success());
 }
