@@ -738,3 +738,25 @@ fn server_sent_events_stream_as_they_arrive() {
     assert_eq!(rest, ["data: 2"]);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn log_level_2_adds_a_line_per_request_and_response() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bottle = dir.path().join("proxy.md");
+    std::fs::write(&bottle, bottle_text("/api").replace("log: 1", "log: 2")).unwrap();
+    let source = ["--bottle".to_string(), bottle.display().to_string()];
+    let e = start_egress_with(&up, dir, &source, &[("UPSTREAM_TOKEN", REAL_TOKEN)], "127.0.0.1:0");
+    assert_eq!(status(&curl(&e, &[&url(&up, &format!("/api/ok?t={REAL_TOKEN}"))])), "403");
+    assert_eq!(status(&curl(&e, &[&url(&up, "/api/ok?page=1")])), "200");
+    wait_for_log(&e, "\"event\":\"response\"");
+    let events: Vec<serde_json::Value> =
+        e.log.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let kinds: Vec<&str> = events.iter().map(|v| v["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["block", "request", "response"]);
+    assert_eq!(events[2]["status"], 200);
+    assert_eq!(events[1]["path"], "/api/ok");
+    for line in e.log.lock().unwrap().iter() {
+        assert!(!line.contains(REAL_TOKEN) && !line.contains("page=1"), "{line}");
+    }
+}

@@ -324,14 +324,36 @@ impl Proxy {
     }
 
     /// `egress.log`: 1 adds a JSON line per block or upstream failure, 2 a
-    /// line per request. Host and path are redacted by the DLP scanner and
-    /// the query is never logged, so no value reaches a log.
+    /// line per forwarded request and per response. Host and path are
+    /// redacted by the DLP scanner and the query is never logged, so no value
+    /// reaches a log.
     fn log(&self, authority: &str, method: &str, path: &str, response: &Response<Body>) {
         let blocked = response.headers().get(Block::HEADER).and_then(|v| v.to_str().ok());
         let failed = response.status() == StatusCode::BAD_GATEWAY;
+        let event = if blocked.is_some() {
+            "block"
+        } else if failed {
+            "upstream-error"
+        } else {
+            "response"
+        };
+        let level = if event == "response" { 2 } else { 1 };
+        self.log_line(level, event, authority, method, path, Some(response.status().as_u16()), blocked);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn log_line(
+        &self,
+        level: u8,
+        event: &str,
+        authority: &str,
+        method: &str,
+        path: &str,
+        status: Option<u16>,
+        reason: Option<&str>,
+    ) {
         let policy = self.policy();
-        let level = policy.file.log;
-        if level == 0 || (level == 1 && blocked.is_none() && !failed) {
+        if policy.file.log < level {
             return;
         }
         let clean = |text: &str| {
@@ -341,12 +363,12 @@ impl Proxy {
         };
         let line = serde_json::json!({
             "ts": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            "event": if blocked.is_some() { "block" } else if failed { "upstream-error" } else { "forward" },
-            "reason": blocked,
+            "event": event,
+            "reason": reason,
             "host": clean(authority),
             "method": method,
             "path": clean(path),
-            "status": response.status().as_u16(),
+            "status": status,
         });
         eprintln!("{line}");
     }
@@ -457,6 +479,8 @@ impl Proxy {
                 .relay_upgrade(&authority, tls, &parts.method, &path_and_query, headers, &protocol, client_side)
                 .await;
         }
+        let path_only = path_and_query.split('?').next().unwrap_or("/");
+        self.log_line(2, "request", &authority, parts.method.as_str(), path_only, None, None);
         let scheme = if tls { "https" } else { "http" };
         let uri = format!("{scheme}://{authority}{path_and_query}");
         let mut builder = HttpRequest::builder().method(parts.method.clone()).uri(&uri);
