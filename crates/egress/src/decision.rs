@@ -292,7 +292,8 @@ fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
-fn host_only(authority: &str) -> &str {
+/// The host of an authority (`host:port` or `host`).
+pub(crate) fn host_only(authority: &str) -> &str {
     match authority.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => authority,

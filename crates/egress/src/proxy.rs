@@ -25,7 +25,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::ca::LeafIssuer;
-use crate::decision::{Block, Decision, Request, ResponseDecision, Safelist, Tokens, decide, decide_response};
+use crate::decision::{
+    Block, Decision, Request, ResponseDecision, Safelist, Tokens, decide, decide_response, host_only,
+};
 use crate::holds::{DEFAULT_HOLD, NoSink, ProposalSink, TokenAllowProposal, Verdict};
 use crate::route_file::RouteFile;
 
@@ -234,13 +236,7 @@ impl Proxy {
         };
         let proxy = self.clone();
         let service = hyper::service::service_fn(move |req| proxy.clone().outer(req));
-        let _ = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .max_buf_size(64 * 1024)
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades()
-            .await;
+        let _ = http1_server().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
     }
 
     /// A request on the proxy connection: CONNECT, or absolute-form HTTP.
@@ -267,7 +263,7 @@ impl Proxy {
         let Some(authority) = req.uri().authority().map(|a| a.to_string()) else {
             return block(&Block { code: "bad-connect", reason: "CONNECT needs host:port".into() });
         };
-        let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h).to_string();
+        let host = host_only(&authority).to_string();
         let introspection = host.eq_ignore_ascii_case(crate::decision::INTROSPECTION_HOST);
         if !introspection && self.policy().file.table.lookup(&host).is_none() {
             let refused = block(&Block { code: "no-route", reason: format!("no route for host {host}") });
@@ -303,13 +299,7 @@ impl Proxy {
                 let authority = authority.clone();
                 async move { Ok::<_, Infallible>(proxy.exchange(inner, authority, true).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(tls), service)
-                .with_upgrades()
-                .await;
+            let _ = http1_server().serve_connection(TokioIo::new(tls), service).with_upgrades().await;
         });
         Response::new(empty())
     }
@@ -403,9 +393,7 @@ impl Proxy {
                 });
             }
             Err(_) => {
-                let mut r = Response::new(full("bot-bottle egress: the request body did not arrive in time\n"));
-                *r.status_mut() = StatusCode::REQUEST_TIMEOUT;
-                return r;
+                return answer(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time".to_string());
             }
         };
         // A protocol upgrade (WebSocket): decided like any request at upgrade
@@ -492,18 +480,14 @@ impl Proxy {
         let Ok(upstream_req) = builder.body(Full::new(Bytes::from(body))) else {
             return block(&Block { code: "structural", reason: "request could not be rebuilt".into() });
         };
-        let response = match tokio::time::timeout(self.timeouts.upstream_response, self.client.request(upstream_req))
-            .await
-        {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return bad_gateway(&authority, &e),
-            Err(_) => {
-                let mut r =
-                    Response::new(full(format!("bot-bottle egress: upstream {authority} did not answer in time\n")));
-                *r.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-                return r;
-            }
-        };
+        let response =
+            match tokio::time::timeout(self.timeouts.upstream_response, self.client.request(upstream_req)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return bad_gateway(&authority, &e),
+                Err(_) => {
+                    return answer(StatusCode::GATEWAY_TIMEOUT, format!("upstream {authority} did not answer in time"));
+                }
+            };
         self.respond(&policy, &authority, response).await
     }
 
@@ -521,13 +505,9 @@ impl Proxy {
         protocol: &str,
         client_side: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<Body> {
-        let failed = |why: String| {
-            let mut r = Response::new(full(format!("bot-bottle egress: upstream {authority} failed: {why}\n")));
-            *r.status_mut() = StatusCode::BAD_GATEWAY;
-            r
-        };
+        let failed = |why: String| answer(StatusCode::BAD_GATEWAY, format!("upstream {authority} failed: {why}"));
         let Some(client_side) = client_side else { return failed("this connection cannot be upgraded".into()) };
-        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_string();
+        let host = host_only(authority).to_string();
         let address = if authority.contains(':') {
             authority.to_string()
         } else {
@@ -595,7 +575,7 @@ impl Proxy {
         for name in hop {
             parts.headers.remove(name);
         }
-        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        let host = host_only(authority);
         let Some(route) = policy.file.table.lookup(host) else {
             return block(&Block { code: "no-route", reason: format!("no route for host {host}") });
         };
@@ -651,12 +631,7 @@ fn rustls_pemfile_certs(reader: &mut dyn std::io::BufRead) -> Vec<rustls::pki_ty
 }
 
 fn same_host(host_header: &str, authority: &str) -> bool {
-    let strip = |s: &str| {
-        s.rsplit_once(':')
-            .map_or(s, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { s })
-            .to_ascii_lowercase()
-    };
-    strip(host_header) == strip(authority)
+    host_only(host_header).eq_ignore_ascii_case(host_only(authority))
 }
 
 fn is_hop_by_hop(name: &str) -> bool {
@@ -686,14 +661,27 @@ pub fn block(b: &Block) -> Response<Body> {
     r
 }
 
-fn bad_gateway(authority: &str, e: &hyper_util::client::legacy::Error) -> Response<Body> {
-    let mut cause = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(e);
+/// The agent-facing HTTP/1.1 server: bounded head time and buffers.
+fn http1_server() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(64 * 1024);
+    builder
+}
+
+/// A plain-text answer from the proxy itself (not a policy block).
+fn answer(status: StatusCode, text: String) -> Response<Body> {
+    let mut r = Response::new(full(format!("bot-bottle egress: {text}\n")));
+    *r.status_mut() = status;
+    r
+}
+
+/// 502, naming the innermost cause.
+fn bad_gateway(authority: &str, e: &dyn std::error::Error) -> Response<Body> {
+    let mut cause = e.to_string();
+    let mut source = e.source();
     while let Some(s) = source {
         cause = s.to_string();
         source = s.source();
     }
-    let mut r = Response::new(full(format!("bot-bottle egress: upstream {authority} failed: {cause}\n")));
-    *r.status_mut() = StatusCode::BAD_GATEWAY;
-    r
+    answer(StatusCode::BAD_GATEWAY, format!("upstream {authority} failed: {cause}"))
 }
