@@ -73,7 +73,7 @@ impl ScanOptions {
 /// The outbound scanner: compiled rules, registered secrets, options.
 #[derive(Debug)]
 pub struct Scanner {
-    tokens: TokenScanner,
+    tokens: std::sync::Arc<TokenScanner>,
     known: std::sync::Arc<KnownSecrets>,
     options: ScanOptions,
 }
@@ -81,7 +81,17 @@ pub struct Scanner {
 impl Scanner {
     /// `known` may be shared (an `Arc`) by the scanners of several routes.
     pub fn new(rules: RuleSet, known: impl Into<std::sync::Arc<KnownSecrets>>, options: ScanOptions) -> Scanner {
-        Scanner { tokens: TokenScanner::new(rules), known: known.into(), options }
+        Scanner::with_tokens(std::sync::Arc::new(TokenScanner::new(rules)), known, options)
+    }
+
+    /// A scanner over rules already compiled: scanners with different
+    /// options (one per route) share one `TokenScanner`.
+    pub fn with_tokens(
+        tokens: std::sync::Arc<TokenScanner>,
+        known: impl Into<std::sync::Arc<KnownSecrets>>,
+        options: ScanOptions,
+    ) -> Scanner {
+        Scanner { tokens, known: known.into(), options }
     }
 
     /// The built-in rules, no registered secrets, default detectors.

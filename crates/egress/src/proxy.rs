@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dlp::{KnownSecrets, RuleSet, ScanOptions, Scanner};
+use dlp::{KnownSecrets, RuleSet, ScanOptions, Scanner, TokenScanner};
 use http_body_util::{BodyExt, Empty, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
@@ -71,12 +71,14 @@ struct Policy {
 
 impl Policy {
     fn new(file: RouteFile, known: &Arc<KnownSecrets>) -> Policy {
+        // The rules compile once; each route's scanner differs only in options.
+        let rules = Arc::new(TokenScanner::new(RuleSet::builtin().clone()));
         let mut scanners = HashMap::new();
         for r in file.table.routes() {
             let options = ScanOptions::from_names(&r.route.dlp.outbound_detectors).unwrap_or_default();
-            scanners.insert(r.route.host.clone(), Scanner::new(RuleSet::builtin().clone(), known.clone(), options));
+            scanners.insert(r.route.host.clone(), Scanner::with_tokens(rules.clone(), known.clone(), options));
         }
-        let log_scanner = Scanner::new(RuleSet::builtin().clone(), known.clone(), ScanOptions::default());
+        let log_scanner = Scanner::with_tokens(rules, known.clone(), ScanOptions::default());
         Policy { file, scanners, log_scanner }
     }
 }
