@@ -13,7 +13,6 @@ use egress::ca::{BottleCa, LeafIssuer};
 use egress::decision::Tokens;
 use egress::proxy::Proxy;
 use egress::{RouteFile, RouteSpec, load, render_keeping};
-use manifest::OnMatch;
 use secret::Secret;
 
 use crate::cli::EgressArgs;
@@ -78,16 +77,7 @@ impl Source {
         match self {
             Source::Bottle(path) => {
                 let bottle = read_bottle(path)?;
-                let specs: Vec<RouteSpec> = bottle
-                    .routes
-                    .iter()
-                    .map(|r| RouteSpec {
-                        route: r.value.clone(),
-                        auth: r.value.auth.as_ref().map(|a| (a.scheme, a.token_ref.clone())),
-                        on_match: r.value.dlp.outbound_on_match.unwrap_or(OnMatch::Supervise),
-                        provider: false,
-                    })
-                    .collect();
+                let specs: Vec<RouteSpec> = bottle.routes.iter().map(|r| RouteSpec::from_manifest(&r.value)).collect();
                 let rendered = render_keeping(&specs, bottle.log_level(), keep);
                 // The same loader and validator the sidecar uses.
                 let file = load(&rendered.text).context("the bottle's routes do not make a valid route file")?;

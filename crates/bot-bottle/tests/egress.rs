@@ -520,16 +520,7 @@ fn sidecar_mode_reads_a_route_file_and_slot_tokens_and_listens_on_a_unix_socket(
     let dir = tempfile::tempdir().unwrap();
     let text = bottle_text("/api");
     let file = manifest::parse_bottle_text("b", Path::new("b.md"), &text).unwrap();
-    let specs: Vec<egress::RouteSpec> = file
-        .routes
-        .iter()
-        .map(|r| egress::RouteSpec {
-            route: r.clone(),
-            auth: r.auth.as_ref().map(|a| (a.scheme, a.token_ref.clone())),
-            on_match: manifest::OnMatch::Block,
-            provider: false,
-        })
-        .collect();
+    let specs: Vec<egress::RouteSpec> = file.routes.iter().map(egress::RouteSpec::from_manifest).collect();
     let rendered = egress::render(&specs, 1);
     assert_eq!(rendered.slots, vec![(1, "UPSTREAM_TOKEN".to_string())]);
     let routes = dir.path().join("routes.json");

@@ -23,6 +23,19 @@ pub struct RouteSpec {
     pub provider: bool,
 }
 
+impl RouteSpec {
+    /// A route from a bottle's `egress.routes`: its own `auth`, and
+    /// `outbound_on_match` defaulting to `supervise`.
+    pub fn from_manifest(route: &Route) -> RouteSpec {
+        RouteSpec {
+            route: route.clone(),
+            auth: route.auth.as_ref().map(|a| (a.scheme, a.token_ref.clone())),
+            on_match: route.dlp.outbound_on_match.unwrap_or(OnMatch::Supervise),
+            provider: false,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileJson {

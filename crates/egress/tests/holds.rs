@@ -65,24 +65,33 @@ async fn upstream() -> (u16, Arc<AtomicUsize>) {
     (port, hits)
 }
 
-async fn proxy(sink: Option<Arc<dyn ProposalSink>>) -> String {
+/// A proxy routing `localhost` with `on_match`, watching for `SECRET`.
+fn localhost_proxy(on_match: OnMatch) -> Proxy {
     let route = Route {
         host: "localhost".into(),
         auth: None,
         matches: vec![],
-        dlp: Dlp { outbound_on_match: Some(OnMatch::Supervise), ..Dlp::default() },
+        dlp: Dlp { outbound_on_match: Some(on_match), ..Dlp::default() },
         git: GitPolicy::default(),
     };
-    let spec = RouteSpec { route, auth: None, on_match: OnMatch::Supervise, provider: false };
-    let file = load(&render(&[spec], 0).text).unwrap();
+    let file = load(&render(&[RouteSpec::from_manifest(&route)], 0).text).unwrap();
     let mut known = KnownSecrets::new();
     known.register("env:HELD", &Secret::new(SECRET.to_string()));
     let ca = BottleCa::mint("test").unwrap();
     let issuer = LeafIssuer::from_pem(&ca.cert_pem, &ca.key_pem).unwrap();
-    let mut p = Proxy::new(file, Tokens::default(), known, issuer, None).unwrap();
+    Proxy::new(file, Tokens::default(), known, issuer, None).unwrap()
+}
+
+async fn proxy(sink: Option<Arc<dyn ProposalSink>>) -> String {
+    let mut p = localhost_proxy(OnMatch::Supervise);
     if let Some(sink) = sink {
         p = p.with_sink(sink, Duration::from_millis(300));
     }
+    listen(p).await
+}
+
+/// Serve `p` on a loopback port; its address.
+async fn listen(p: Proxy) -> String {
     let p = Arc::new(p);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -144,35 +153,18 @@ async fn rejection_timeout_and_no_channel_refuse_and_nothing_leaves() {
 
 #[tokio::test]
 async fn past_the_connection_limit_connections_are_answered_503() {
-    let route =
-        Route { host: "localhost".into(), auth: None, matches: vec![], dlp: Dlp::default(), git: GitPolicy::default() };
-    let file =
-        load(&render(&[RouteSpec { route, auth: None, on_match: OnMatch::Block, provider: false }], 0).text).unwrap();
-    let ca = BottleCa::mint("test").unwrap();
-    let issuer = LeafIssuer::from_pem(&ca.cert_pem, &ca.key_pem).unwrap();
-    let p = Arc::new(
-        Proxy::new(file, Tokens::default(), KnownSecrets::new(), issuer, None).unwrap().with_max_connections(2),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            tokio::spawn(p.clone().serve(tcp));
-        }
-    });
-    let _a = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let _b = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let addr = listen(localhost_proxy(OnMatch::Block).with_max_connections(2)).await;
+    let _a = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(&addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(5), c.read_to_string(&mut out)).await.unwrap().unwrap();
     assert!(out.starts_with("HTTP/1.1 503"), "{out}");
     drop((_a, _b));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let proxy_addr = addr.to_string();
     // Served again once connections closed (nothing listens on port 1: 502).
-    assert_eq!(get(&proxy_addr, 1, "x=1").await.split(' ').nth(1), Some("502"));
+    assert_eq!(get(&addr, 1, "x=1").await.split(' ').nth(1), Some("502"));
 }
 
 #[tokio::test]
@@ -189,24 +181,8 @@ async fn a_slow_body_and_a_silent_upstream_are_answered() {
             }
         }
     });
-    let route =
-        Route { host: "localhost".into(), auth: None, matches: vec![], dlp: Dlp::default(), git: GitPolicy::default() };
-    let file =
-        load(&render(&[RouteSpec { route, auth: None, on_match: OnMatch::Block, provider: false }], 0).text).unwrap();
-    let ca = BottleCa::mint("test").unwrap();
-    let issuer = LeafIssuer::from_pem(&ca.cert_pem, &ca.key_pem).unwrap();
     let timeouts = Timeouts { request_body: Duration::from_millis(300), upstream_response: Duration::from_millis(300) };
-    let p = Arc::new(
-        Proxy::new(file, Tokens::default(), KnownSecrets::new(), issuer, None).unwrap().with_timeouts(timeouts),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            tokio::spawn(p.clone().serve(tcp));
-        }
-    });
+    let addr = listen(localhost_proxy(OnMatch::Block).with_timeouts(timeouts)).await;
     assert_eq!(get(&addr, silent_port, "x=1").await, "HTTP/1.1 504 Gateway Timeout -");
     // A body that never finishes.
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
