@@ -269,7 +269,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
     let identity = match &spec.identity {
         Some(id) => id.clone(),
         None => state::mint_identity(&m.agent.name, spec.label.as_deref(), spec.uniquify_label, &|id| {
-            home.state_dir(id).exists()
+            home.identity_taken(id)
         })?,
     };
     let ca = BottleCa::mint(&identity).map_err(|e| BackendError::Ca(e.to_string()))?;

@@ -99,16 +99,14 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
 pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
     check_identity(&args.identity)?;
     let dir = ctx.home.state_dir(&args.identity);
-    let meta = match BottleMetadata::read(&dir) {
-        Ok(m) => m,
-        Err(state::MetadataError::Missing { .. }) => bail!(
+    let (backend, meta) = backend::bottle_for_identity(&ctx.registry, &ctx.home, &args.identity)?;
+    let Some(meta) = meta else {
+        bail!(
             "no preserved bottle '{}' in {}; see `bot-bottle list active`, or start a new one with `bot-bottle start`",
             args.identity,
             ctx.home.state_root().display()
-        ),
-        Err(e) => return Err(e.into()),
+        );
     };
-    let (backend, _) = backend::bottle_for_identity(&ctx.registry, &ctx.home, &args.identity)?;
     let mut lib = ctx.library()?;
     let manifest = lib.compose(&meta.agent_name, &meta.bottle_names).with_context(|| {
         format!("cannot rebuild bottle '{}' from {}", args.identity, dir.join(BottleMetadata::FILE).display())
@@ -194,8 +192,7 @@ fn ask_label(ctx: &Context, agent: &str) -> Result<Option<String>> {
         if label.trim().is_empty() {
             return Ok(None);
         }
-        let taken = |id: &str| ctx.home.state_dir(id).exists();
-        match state::mint_identity(agent, Some(&label), false, &taken) {
+        match state::mint_identity(agent, Some(&label), false, &|id| ctx.home.identity_taken(id)) {
             Ok(_) => return Ok(Some(label)),
             Err(e) => eprintln!("bot-bottle: {e}"),
         }

@@ -57,6 +57,12 @@ impl Home {
         self.state_root().join(identity)
     }
 
+    /// Whether a new bottle may not take `identity`: a running or preserved
+    /// bottle has its state directory.
+    pub fn identity_taken(&self, identity: &str) -> bool {
+        self.state_dir(identity).exists()
+    }
+
     /// Identities with a state directory, sorted.
     pub fn identities(&self) -> Vec<String> {
         let mut ids: Vec<String> = std::fs::read_dir(self.state_root())
