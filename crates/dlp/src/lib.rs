@@ -169,7 +169,8 @@ impl Scanner {
     }
 }
 
-/// Scan a response body for prompt injection (raw and normalised).
+/// Scan a response body for prompt injection (invisible characters are
+/// examined by the detector itself).
 pub fn scan_inbound(data: &[u8]) -> Vec<Finding> {
     let mut out = Vec::new();
     injection::scan(data, View::Raw, &mut out);

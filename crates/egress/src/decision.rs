@@ -120,9 +120,7 @@ pub fn decide<'s>(
     req: &Request<'_>,
 ) -> Decision {
     // 1. Introspection.
-    if crate::routes::normalize_host(req.host).as_deref() == Some(INTROSPECTION_HOST)
-        || req.host.eq_ignore_ascii_case(INTROSPECTION_HOST)
-    {
+    if is_introspection(req.host) {
         return introspect(table, req);
     }
     // 2. Strip the agent's credentials; refuse structural attacks.
@@ -290,6 +288,11 @@ fn set_content_length(headers: &mut [(String, String)], len: usize) {
 
 fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// Whether an authority names the introspection host (any port or case).
+pub fn is_introspection(authority: &str) -> bool {
+    crate::routes::normalize_host(authority).as_deref() == Some(INTROSPECTION_HOST)
 }
 
 /// The host of an authority (`host:port` or `host`).

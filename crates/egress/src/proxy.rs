@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::ca::LeafIssuer;
 use crate::decision::{
-    Block, Decision, Request, ResponseDecision, Safelist, Tokens, decide, decide_response, host_only,
+    Block, Decision, Request, ResponseDecision, Safelist, Tokens, decide, decide_response, host_only, is_introspection,
 };
 use crate::holds::{DEFAULT_HOLD, NoSink, ProposalSink, TokenAllowProposal, Verdict};
 use crate::route_file::RouteFile;
@@ -266,8 +266,7 @@ impl Proxy {
             return block(&Block { code: "bad-connect", reason: "CONNECT needs host:port".into() });
         };
         let host = host_only(&authority).to_string();
-        let introspection = host.eq_ignore_ascii_case(crate::decision::INTROSPECTION_HOST);
-        if !introspection && self.policy().file.table.lookup(&host).is_none() {
+        if !is_introspection(&authority) && self.policy().file.table.lookup(&host).is_none() {
             let refused = block(&Block { code: "no-route", reason: format!("no route for host {host}") });
             self.log(&authority, "CONNECT", "", &refused);
             return refused;
