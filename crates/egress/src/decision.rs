@@ -212,6 +212,10 @@ pub fn decide<'s>(
             }
         }
     }
+    // The inbound check must be able to read what comes back as it streams.
+    if route.route.dlp.inbound_detectors.iter().any(|d| d == "injection") {
+        checkable_encodings(&mut headers);
+    }
     // 6. Inject the route's credential.
     if let Some(auth) = route.auth {
         let Some(token) = tokens.get(auth.slot) else {
@@ -262,6 +266,26 @@ fn scan_parts(
     }
     add(Part::Body, body, scan.scan_body(body, content_encoding));
     out
+}
+
+/// Narrow `Accept-Encoding` to what the inbound check decodes as a body
+/// streams (a server may then still answer `identity`).
+fn checkable_encodings(headers: &mut Vec<(String, String)>) {
+    let Some(i) = headers.iter().position(|(n, _)| n.eq_ignore_ascii_case("accept-encoding")) else { return };
+    let kept: Vec<&str> = headers[i]
+        .1
+        .split(',')
+        .map(str::trim)
+        .filter(|e| {
+            let name = e.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            name == "identity" || crate::inbound::STREAM_ENCODINGS.contains(&name.as_str())
+        })
+        .collect();
+    if kept.is_empty() {
+        headers.remove(i);
+    } else {
+        headers[i].1 = kept.join(", ");
+    }
 }
 
 fn redact_text<'f>(text: &str, findings: impl Iterator<Item = &'f Finding>) -> String {

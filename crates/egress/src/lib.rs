@@ -2,16 +2,19 @@
 //!
 //! Owns: the route table and its matching, the route file the sidecar reads
 //! (rendered on the host, validated in the sidecar), and the request
-//! decision pipeline in the order the spec fixes. All of it is pure: data in,
-//! decision out. The proxy's sockets, TLS interception, holds and reload sit
-//! on top of this and are not in this crate yet.
+//! decision pipeline in the order the spec fixes, and the inbound check of
+//! streamed responses: pure functions, data in, decision out. On top of them,
+//! `proxy` is the I/O shell: sockets, TLS interception, holds, reload and
+//! logging.
 //!
 //! Knows nothing of backends, Docker or how the sidecar is launched.
 
 pub mod ca;
 pub mod decision;
 pub mod holds;
+pub mod inbound;
 pub mod proxy;
+pub mod relayed;
 pub mod route_file;
 pub mod routes;
 

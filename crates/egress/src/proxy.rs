@@ -29,31 +29,43 @@ use crate::decision::{
     Block, Decision, Request, ResponseDecision, Safelist, Tokens, decide, decide_response, host_only, is_introspection,
 };
 use crate::holds::{DEFAULT_HOLD, NoSink, ProposalSink, TokenAllowProposal, Verdict};
+use crate::inbound::InboundCheck;
+use crate::relayed::{self, RelayedBody};
 use crate::route_file::RouteFile;
 
-type Body = BoxBody<Bytes, hyper::Error>;
+type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 type Upstream = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
 /// Largest request body scanned (larger is refused, never passed unscanned).
 pub const MAX_REQUEST_BODY: usize = dlp::DEFAULT_MAX_BYTES;
 /// Largest text response read whole for the injection check.
 pub const MAX_SCANNED_RESPONSE: u64 = 4 * 1024 * 1024;
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long each phase may take. Request heads have their own bound
-/// (30 s, slowloris); a slow body or a silent upstream is answered, not
-/// waited on forever.
+/// How long each phase may take: a slow client or a silent upstream is
+/// answered or cut, never waited on forever.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
+    /// A request head, from when the proxy starts reading it (slowloris);
+    /// also how long an idle keep-alive connection stays open, and the TLS
+    /// handshake inside a tunnel.
+    pub request_head: Duration,
     /// The whole request body, after its head.
     pub request_body: Duration,
     /// From sending the request upstream to the response head (model APIs
     /// can think for minutes before the first byte).
     pub upstream_response: Duration,
+    /// Silence from the upstream between two chunks of a response body
+    /// (SSE streams send keep-alives well within it).
+    pub response_idle: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { request_body: Duration::from_secs(120), upstream_response: Duration::from_secs(600) }
+        Timeouts {
+            request_head: Duration::from_secs(30),
+            request_body: Duration::from_secs(120),
+            upstream_response: Duration::from_secs(600),
+            response_idle: Duration::from_secs(300),
+        }
     }
 }
 
@@ -238,7 +250,8 @@ impl Proxy {
         };
         let proxy = self.clone();
         let service = hyper::service::service_fn(move |req| proxy.clone().outer(req));
-        let _ = http1_server().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+        let head = self.timeouts.request_head;
+        let _ = http1_server(head).serve_connection(TokioIo::new(stream), service).with_upgrades().await;
     }
 
     /// A request on the proxy connection: CONNECT, or absolute-form HTTP.
@@ -290,7 +303,8 @@ impl Proxy {
             let mut config = config.with_no_client_auth().with_cert_resolver(Arc::new(FixedCert(certified)));
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
             let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-            let Ok(Ok(tls)) = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(TokioIo::new(upgraded))).await
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(self.timeouts.request_head, acceptor.accept(TokioIo::new(upgraded))).await
             else {
                 return;
             };
@@ -300,7 +314,10 @@ impl Proxy {
                 let authority = authority.clone();
                 async move { Ok::<_, Infallible>(proxy.exchange(inner, authority, true).await) }
             });
-            let _ = http1_server().serve_connection(TokioIo::new(tls), service).with_upgrades().await;
+            let _ = http1_server(self.timeouts.request_head)
+                .serve_connection(TokioIo::new(tls), service)
+                .with_upgrades()
+                .await;
         });
         Response::new(empty())
     }
@@ -489,7 +506,7 @@ impl Proxy {
                     return answer(StatusCode::GATEWAY_TIMEOUT, format!("upstream {authority} did not answer in time"));
                 }
             };
-        self.respond(&policy, &authority, response).await
+        self.respond(&policy, &authority, parts.method.as_str(), path_only, response).await
     }
 
     /// Forward an upgrade request on a connection of its own; on `101`, relay
@@ -554,7 +571,7 @@ impl Proxy {
         };
         if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (parts, body) = upstream.into_parts();
-            return Response::from_parts(parts, body.boxed());
+            return Response::from_parts(parts, body.map_err(Into::into).boxed());
         }
         let upstream_side = hyper::upgrade::on(&mut upstream);
         tokio::spawn(async move {
@@ -567,9 +584,19 @@ impl Proxy {
         response
     }
 
-    /// Relay a response: stream it, or read a bounded text body whole for
-    /// the injection check.
-    async fn respond(&self, policy: &Policy, authority: &str, response: Response<Incoming>) -> Response<Body> {
+    /// Relay a response. Text the route checks for injection is either read
+    /// whole (known length up to [`MAX_SCANNED_RESPONSE`], not an event
+    /// stream: a hit becomes a clean 403) or checked chunk by chunk as it
+    /// streams (a hit cuts the stream); everything streams under the idle
+    /// bound.
+    async fn respond(
+        self: &Arc<Self>,
+        policy: &Policy,
+        authority: &str,
+        method: &str,
+        path: &str,
+        response: Response<Incoming>,
+    ) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         let hop: Vec<hyper::header::HeaderName> =
             parts.headers.keys().filter(|n| is_hop_by_hop(n.as_str())).cloned().collect();
@@ -580,32 +607,59 @@ impl Proxy {
         let Some(route) = policy.file.table.lookup(host) else {
             return block(&Block { code: "no-route", reason: format!("no route for host {host}") });
         };
-        let content_type =
-            parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let encoded = parts.headers.contains_key(hyper::header::CONTENT_ENCODING);
-        let length = parts
-            .headers
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let streaming = content_type.as_deref().is_some_and(|c| c.contains("event-stream"));
-        // Only text the injection check reads is held back; everything else streams.
-        let checked = crate::decision::checks_response(route, content_type.as_deref())
-            && !streaming
-            && !encoded
-            && length.is_some_and(|l| l <= MAX_SCANNED_RESPONSE);
-        if !checked {
-            return Response::from_parts(parts, body.boxed());
+        let text =
+            |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let content_type = text(hyper::header::CONTENT_TYPE);
+        let encoding = text(hyper::header::CONTENT_ENCODING);
+        let length = text(hyper::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+        let event_stream = content_type.as_deref().is_some_and(|c| c.contains("event-stream"));
+        let report: relayed::Report = {
+            let (proxy, authority, method, path) =
+                (self.clone(), authority.to_string(), method.to_string(), path.to_string());
+            Box::new(move |event, reason| proxy.log_line(1, event, &authority, &method, &path, None, Some(reason)))
+        };
+        let idle = self.timeouts.response_idle;
+        if !crate::decision::checks_response(route, content_type.as_deref()) {
+            return Response::from_parts(parts, relay(RelayedBody::new(body, None, idle, report)));
         }
+        if event_stream || length.is_none_or(|l| l > MAX_SCANNED_RESPONSE) {
+            let check = match InboundCheck::new(encoding.as_deref()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    report("warning", &e.to_string());
+                    None
+                }
+            };
+            return Response::from_parts(parts, relay(RelayedBody::new(body, check, idle, report)));
+        }
+        let body = RelayedBody::new(body, None, idle, report);
         let bytes = match Limited::new(body, MAX_SCANNED_RESPONSE as usize).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
                 return block(&Block { code: "upstream", reason: format!("response from {host} broke off") });
             }
         };
-        match decide_response(route, content_type.as_deref(), &bytes) {
+        let decoded = match encoding.as_deref() {
+            None => std::borrow::Cow::Borrowed(&bytes[..]),
+            Some(e) => match dlp::decode(&bytes, e, dlp::DEFAULT_MAX_BYTES) {
+                Ok(d) => std::borrow::Cow::Owned(d),
+                Err(e) => {
+                    return block(&Block {
+                        code: "injection",
+                        reason: format!("the response cannot be checked for prompt injection: {e}"),
+                    });
+                }
+            },
+        };
+        match decide_response(route, content_type.as_deref(), &decoded) {
             ResponseDecision::Block(b) => block(&b),
-            ResponseDecision::Pass | ResponseDecision::Warn(_) => Response::from_parts(parts, full(bytes)),
+            ResponseDecision::Warn(findings) => {
+                for f in &findings {
+                    self.log_line(1, "warning", authority, method, path, None, Some(&f.rule));
+                }
+                Response::from_parts(parts, full(bytes))
+            }
+            ResponseDecision::Pass => Response::from_parts(parts, full(bytes)),
         }
     }
 }
@@ -646,6 +700,10 @@ fn empty() -> Body {
     http_body_util::Empty::new().map_err(|never| match never {}).boxed()
 }
 
+fn relay(body: RelayedBody) -> Body {
+    body.map_err(Into::into).boxed()
+}
+
 fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
@@ -663,9 +721,9 @@ pub fn block(b: &Block) -> Response<Body> {
 }
 
 /// The agent-facing HTTP/1.1 server: bounded head time and buffers.
-fn http1_server() -> hyper::server::conn::http1::Builder {
+fn http1_server(head_timeout: Duration) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(64 * 1024);
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(head_timeout).max_buf_size(64 * 1024);
     builder
 }
 

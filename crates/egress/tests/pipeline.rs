@@ -304,3 +304,17 @@ fn responses_are_checked_for_injection() {
     assert_eq!(decide_response(r, Some("image/png"), evil), ResponseDecision::Pass);
     assert_eq!(decide_response(r, Some("text/plain"), b"all good"), ResponseDecision::Pass);
 }
+
+#[test]
+fn accept_encoding_is_narrowed_to_what_the_inbound_check_decodes() {
+    let f = fixture();
+    let accept = |value: &str| {
+        let d = f.decide(&req("GET", "api.example.com", "/v1/x", &[("Accept-Encoding", value)], b""));
+        let Decision::Forward { headers, .. } = d else { panic!("{d:?}") };
+        headers.into_iter().find(|(n, _)| n.eq_ignore_ascii_case("accept-encoding")).map(|(_, v)| v)
+    };
+    assert_eq!(accept("gzip, deflate, br, zstd").as_deref(), Some("gzip, deflate, br"));
+    assert_eq!(accept("zstd;q=1.0, gzip;q=0.5").as_deref(), Some("gzip;q=0.5"));
+    // Nothing decodable left: the header goes, which asks for identity.
+    assert_eq!(accept("zstd, compress"), None);
+}
