@@ -4,19 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real peers the tests drive: tmux (the interactive terminal paths).
-need() {
-    command -v "$1" >/dev/null 2>&1 && return
+# Real peers the tests drive, from Debian: tmux (the interactive terminal
+# paths) and a Python WebSocket client and server (in the system Python).
+install() {
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing $2"
+        echo "== installing $*"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
     else
-        echo "scripts/test.sh: '$1' is needed: install the Debian package $2" >&2
+        echo "scripts/test.sh: install the Debian package(s) $*" >&2
         exit 1
     fi
 }
-need tmux tmux
+command -v tmux >/dev/null 2>&1 || install tmux
+/usr/bin/python3 -c 'import websocket, websockets' 2>/dev/null || install python3-websocket python3-websockets
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

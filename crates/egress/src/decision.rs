@@ -249,12 +249,7 @@ fn scan_parts(
 ) -> Vec<(Part, Finding)> {
     let mut out = Vec::new();
     let mut add = |part: Part, data: &[u8], findings: Vec<Finding>| {
-        for f in findings {
-            let value = if f.view == View::Raw { data.get(f.span.clone()).unwrap_or_default() } else { &[][..] };
-            if f.severity == Severity::Block && !(f.view == View::Raw && safelist.allows(value)) {
-                out.push((part, f));
-            }
-        }
+        out.extend(findings.into_iter().filter(|f| counts(f, data, safelist)).map(|f| (part, f)));
     };
     add(Part::Host, host.as_bytes(), scan.scan(host.as_bytes(), None));
     add(Part::Target, target.as_bytes(), scan.scan(target.as_bytes(), None));
@@ -286,6 +281,13 @@ fn checkable_encodings(headers: &mut Vec<(String, String)>) {
     } else {
         headers[i].1 = kept.join(", ");
     }
+}
+
+/// Whether a finding in `data` stops the data: it blocks, and it is not a
+/// value the operator approved.
+fn counts(f: &Finding, data: &[u8], safelist: &Safelist) -> bool {
+    let value = if f.view == View::Raw { data.get(f.span.clone()).unwrap_or_default() } else { &[][..] };
+    f.severity == Severity::Block && !(f.view == View::Raw && safelist.allows(value))
 }
 
 fn redact_text<'f>(text: &str, findings: impl Iterator<Item = &'f Finding>) -> String {
@@ -408,4 +410,81 @@ pub fn decide_response(route: &TableRoute, content_type: Option<&str>, body: &[u
         ));
     }
     if findings.is_empty() { ResponseDecision::Pass } else { ResponseDecision::Warn(findings) }
+}
+
+/// What to do with one outbound WebSocket data frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameDecision {
+    Pass,
+    /// Send this payload instead (redacted, and clean on a re-scan).
+    Rewrite(Vec<u8>),
+    /// Close the connection.
+    Block(Block),
+    /// Ask the operator, as [`Decision::Hold`]; approved: safelist `values`
+    /// and decide the frame again.
+    Hold {
+        findings: Vec<Finding>,
+        values: Vec<Secret<Vec<u8>>>,
+    },
+}
+
+/// Decide an outbound WebSocket frame's payload under the route's
+/// `outbound_on_match`. `carry` is the tail of what the connection sent
+/// before (already decided), scanned again with the payload so a value split
+/// across frames is seen; findings wholly inside it are not counted twice.
+pub fn decide_frame(
+    route: &TableRoute,
+    scan: &Scanner,
+    safelist: &Safelist,
+    carry: &[u8],
+    payload: &[u8],
+) -> FrameDecision {
+    let (data, findings) = frame_findings(scan, safelist, carry, payload);
+    if findings.is_empty() {
+        return FrameDecision::Pass;
+    }
+    let blocked = || {
+        let tagged: Vec<(Part, Finding)> = findings.iter().map(|f| (Part::Body, f.clone())).collect();
+        FrameDecision::Block(dlp_block(&tagged))
+    };
+    match route.on_match {
+        OnMatch::Block => blocked(),
+        OnMatch::Supervise => FrameDecision::Hold {
+            values: findings
+                .iter()
+                .filter(|f| f.view == View::Raw)
+                .filter_map(|f| data.get(f.span.clone()).map(|v| Secret::new(v.to_vec())))
+                .collect(),
+            findings,
+        },
+        OnMatch::Redact => {
+            // A value that began in an earlier frame was already sent: it
+            // cannot be taken back, so the connection closes.
+            if findings.iter().any(|f| f.view != View::Raw || f.span.start < carry.len()) {
+                return blocked();
+            }
+            let shifted: Vec<Finding> = findings
+                .iter()
+                .map(|f| Finding { span: f.span.start - carry.len()..f.span.end - carry.len(), ..f.clone() })
+                .collect();
+            let redacted = dlp::redact(payload, &shifted).0;
+            if frame_findings(scan, safelist, carry, &redacted).1.is_empty() {
+                FrameDecision::Rewrite(redacted)
+            } else {
+                FrameDecision::Block(Block::new("dlp", "outbound secret left after redaction"))
+            }
+        }
+    }
+}
+
+/// `carry + payload`, and the findings in it that count and are not wholly
+/// inside `carry`.
+fn frame_findings(scan: &Scanner, safelist: &Safelist, carry: &[u8], payload: &[u8]) -> (Vec<u8>, Vec<Finding>) {
+    let data = [carry, payload].concat();
+    let findings = scan
+        .scan(&data, None)
+        .into_iter()
+        .filter(|f| counts(f, &data, safelist) && !(f.view == View::Raw && f.span.end <= carry.len()))
+        .collect();
+    (data, findings)
 }

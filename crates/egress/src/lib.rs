@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod relayed;
 pub mod route_file;
 pub mod routes;
+pub mod ws_frame;
 
 pub use decision::{Block, Decision, Request, Tokens, decide, decide_response};
 pub use route_file::{RouteFile, RouteFileError, RouteSpec, load, render, render_keeping};

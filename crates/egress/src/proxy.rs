@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use secret::Secret;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::ca::LeafIssuer;
@@ -32,6 +33,8 @@ use crate::holds::{DEFAULT_HOLD, NoSink, ProposalSink, TokenAllowProposal, Verdi
 use crate::inbound::InboundCheck;
 use crate::relayed::{self, RelayedBody};
 use crate::route_file::RouteFile;
+
+mod websocket;
 
 type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 type Upstream = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
@@ -211,6 +214,32 @@ impl Proxy {
         self.sink = sink;
         self.hold_timeout = timeout;
         self
+    }
+
+    fn safelist(&self) -> std::sync::RwLockReadGuard<'_, Safelist> {
+        self.safelist.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// File a hold with the operator and wait (bounded). Approved: `values`
+    /// are safe for the rest of this proxy's life. Anything else: the block
+    /// to answer with.
+    async fn ask_operator(&self, proposal: TokenAllowProposal, values: Vec<Secret<Vec<u8>>>) -> Result<(), Block> {
+        let verdict = match tokio::time::timeout(self.hold_timeout, self.sink.propose(proposal)).await {
+            Ok(v) => v,
+            Err(_) => Verdict::TimedOut,
+        };
+        let refused = |why: String| Block { code: "supervise", reason: why };
+        match verdict {
+            Verdict::Approved { .. } => {
+                self.safelist.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(values);
+                Ok(())
+            }
+            Verdict::Rejected { reason } => Err(refused(format!("the operator refused: {reason}"))),
+            Verdict::TimedOut => Err(refused("no operator decision in time".to_string())),
+            Verdict::Unavailable { why } => {
+                Err(Block { code: "supervise-unavailable", reason: format!("needs operator approval: {why}") })
+            }
+        }
     }
 
     fn policy(&self) -> Arc<Policy> {
@@ -439,34 +468,19 @@ impl Proxy {
         let decide_now = |safelist: &Safelist| {
             decide(&policy.file.table, &|r| &policy.scanners[&r.route.host], &self.tokens, safelist, &request)
         };
-        let mut decision = decide_now(&self.safelist.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let mut decision = decide_now(&self.safelist());
         if let Decision::Hold { host, method, path, findings, values } = decision {
-            // Ask the operator; the request waits (bounded). Approved values are
-            // safe for the rest of this proxy's life, and the request is decided
+            // The request waits for the operator; approved, it is decided
             // again, so any other finding still counts.
-            let proposal = TokenAllowProposal { host, method, path, findings };
-            let verdict = match tokio::time::timeout(self.hold_timeout, self.sink.propose(proposal)).await {
-                Ok(v) => v,
-                Err(_) => Verdict::TimedOut,
-            };
-            let refused = |why: String| block(&Block { code: "supervise", reason: why });
-            match verdict {
-                Verdict::Approved { .. } => {
-                    let mut safelist = self.safelist.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    safelist.extend(values);
-                    decision = decide_now(&safelist);
-                    if matches!(decision, Decision::Hold { .. }) {
-                        return refused("the approval does not cover every finding in this request".to_string());
-                    }
-                }
-                Verdict::Rejected { reason } => return refused(format!("the operator refused: {reason}")),
-                Verdict::TimedOut => return refused("no operator decision in time".to_string()),
-                Verdict::Unavailable { why } => {
-                    return block(&Block {
-                        code: "supervise-unavailable",
-                        reason: format!("needs operator approval: {why}"),
-                    });
-                }
+            if let Err(b) = self.ask_operator(TokenAllowProposal { host, method, path, findings }, values).await {
+                return block(&b);
+            }
+            decision = decide_now(&self.safelist());
+            if matches!(decision, Decision::Hold { .. }) {
+                return block(&Block {
+                    code: "supervise",
+                    reason: "the approval does not cover every finding in this request".to_string(),
+                });
             }
         }
         let (path_and_query, headers, body) = match decision {
@@ -480,10 +494,21 @@ impl Proxy {
             Decision::Forward { path_and_query, headers, body } => (path_and_query, headers, body),
         };
         if let Some(protocol) = upgrade {
+            // Only WebSocket, whose frames the relay reads; any other protocol
+            // would be an unscanned channel.
+            if !protocol.eq_ignore_ascii_case("websocket") {
+                return block(&Block {
+                    code: "upgrade",
+                    reason: format!(
+                        "protocol upgrade to {} is not relayed (only websocket)",
+                        protocol.escape_default()
+                    ),
+                });
+            }
             let client_side = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
-            return self
-                .relay_upgrade(&authority, tls, &parts.method, &path_and_query, headers, &protocol, client_side)
-                .await;
+            let upgrade =
+                Upgrade { authority: &authority, tls, method: &parts.method, path_and_query: &path_and_query };
+            return self.relay_upgrade(&policy, upgrade, headers, client_side).await;
         }
         let path_only = path_and_query.split('?').next().unwrap_or("/");
         self.log_line(2, "request", &authority, parts.method.as_str(), path_only, None, None);
@@ -509,18 +534,14 @@ impl Proxy {
         self.respond(&policy, &authority, parts.method.as_str(), path_only, response).await
     }
 
-    /// Forward an upgrade request on a connection of its own; on `101`, relay
-    /// bytes both ways until either side closes. Frames are not scanned: the
-    /// route decided at upgrade time.
-    #[allow(clippy::too_many_arguments)]
+    /// Forward a WebSocket upgrade request on a connection of its own (no
+    /// extensions offered, so frames are plain); on `101`, relay frames both
+    /// ways through [`websocket`] until either side closes.
     async fn relay_upgrade(
-        &self,
-        authority: &str,
-        tls: bool,
-        method: &Method,
-        path_and_query: &str,
+        self: &Arc<Self>,
+        policy: &Arc<Policy>,
+        Upgrade { authority, tls, method, path_and_query }: Upgrade<'_>,
         headers: Vec<(String, String)>,
-        protocol: &str,
         client_side: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<Body> {
         let failed = |why: String| answer(StatusCode::BAD_GATEWAY, format!("upstream {authority} failed: {why}"));
@@ -553,13 +574,13 @@ impl Proxy {
                 .uri(path_and_query)
                 .header(hyper::header::HOST, authority);
             for (n, v) in &headers {
-                if !n.eq_ignore_ascii_case("host") {
+                if !n.eq_ignore_ascii_case("host") && !n.eq_ignore_ascii_case("sec-websocket-extensions") {
                     builder = builder.header(n.as_str(), v.as_str());
                 }
             }
             let req = builder
                 .header(hyper::header::CONNECTION, "upgrade")
-                .header(hyper::header::UPGRADE, protocol)
+                .header(hyper::header::UPGRADE, "websocket")
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| e.to_string())?;
             sender.send_request(req).await.map_err(|e| e.to_string())
@@ -574,9 +595,15 @@ impl Proxy {
             return Response::from_parts(parts, body.map_err(Into::into).boxed());
         }
         let upstream_side = hyper::upgrade::on(&mut upstream);
+        let relay = websocket::Relay {
+            proxy: self.clone(),
+            policy: policy.clone(),
+            authority: authority.to_string(),
+            path: path_and_query.split('?').next().unwrap_or("/").to_string(),
+        };
         tokio::spawn(async move {
             let (Ok(client), Ok(server)) = (client_side.await, upstream_side.await) else { return };
-            let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(server)).await;
+            relay.run(TokioIo::new(client), TokioIo::new(server)).await;
         });
         let mut response = Response::new(empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -662,6 +689,14 @@ impl Proxy {
             ResponseDecision::Pass => Response::from_parts(parts, full(bytes)),
         }
     }
+}
+
+/// Where an upgrade request goes.
+struct Upgrade<'a> {
+    authority: &'a str,
+    tls: bool,
+    method: &'a Method,
+    path_and_query: &'a str,
 }
 
 /// A byte stream an upgraded upstream connection runs over.

@@ -318,3 +318,47 @@ fn accept_encoding_is_narrowed_to_what_the_inbound_check_decodes() {
     // Nothing decodable left: the header goes, which asks for identity.
     assert_eq!(accept("zstd, compress"), None);
 }
+
+#[test]
+fn websocket_frames_are_decided_under_the_routes_on_match() {
+    use egress::decision::{FrameDecision, decide_frame};
+    let f = fixture();
+    let route = |host| f.file.table.lookup(host).unwrap();
+    let none = Safelist::default();
+    let msg = format!("{{\"token\": \"{LEAKED}\"}}");
+    assert_eq!(decide_frame(route("api.example.com"), &f.scanner, &none, b"", b"hello"), FrameDecision::Pass);
+    assert!(matches!(
+        decide_frame(route("api.example.com"), &f.scanner, &none, b"", msg.as_bytes()),
+        FrameDecision::Block(b) if b.code == "dlp" && !b.reason.contains(LEAKED)
+    ));
+    // Redact rewrites the frame, and the rewrite is clean.
+    let FrameDecision::Rewrite(out) = decide_frame(route("redact.example.com"), &f.scanner, &none, b"", msg.as_bytes())
+    else {
+        panic!("not rewritten")
+    };
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("{\"token\": \"[REDACTED:") && !out.contains(LEAKED), "{out}");
+    // A value begun in an earlier frame was already sent: redact cannot take
+    // it back, so the connection is closed.
+    let (head, tail) = LEAKED.split_at(20);
+    assert!(matches!(
+        decide_frame(route("redact.example.com"), &f.scanner, &none, head.as_bytes(), tail.as_bytes()),
+        FrameDecision::Block(_)
+    ));
+    // A value wholly inside what was already decided is not counted again.
+    assert_eq!(
+        decide_frame(route("api.example.com"), &f.scanner, &none, msg.as_bytes(), b" next"),
+        FrameDecision::Pass
+    );
+    // Supervise holds with the raw value, which the safelist then releases.
+    let FrameDecision::Hold { values, findings } =
+        decide_frame(route("ask.example.com"), &f.scanner, &none, b"", msg.as_bytes())
+    else {
+        panic!("not held")
+    };
+    assert_eq!(values[0].expose(), LEAKED.as_bytes());
+    assert!(!format!("{findings:?}").contains(LEAKED));
+    let mut approved = Safelist::default();
+    approved.extend(values);
+    assert_eq!(decide_frame(route("ask.example.com"), &f.scanner, &approved, b"", msg.as_bytes()), FrameDecision::Pass);
+}
