@@ -29,7 +29,7 @@ use crate::ca::LeafIssuer;
 use crate::decision::{
     Block, Decision, Request, ResponseDecision, Safelist, Tokens, decide, decide_response, host_only, is_introspection,
 };
-use crate::holds::{DEFAULT_HOLD, NoSink, ProposalSink, TokenAllowProposal, Verdict};
+use crate::holds::{DEFAULT_HOLD, NoSink, Proposal, ProposalSink, TokenAllowProposal, Verdict};
 use crate::inbound::InboundCheck;
 use crate::relayed::{self, RelayedBody};
 use crate::route_file::RouteFile;
@@ -224,7 +224,12 @@ impl Proxy {
     /// are safe for the rest of this proxy's life. Anything else: the block
     /// to answer with.
     async fn ask_operator(&self, proposal: TokenAllowProposal, values: Vec<Secret<Vec<u8>>>) -> Result<(), Block> {
-        let verdict = match tokio::time::timeout(self.hold_timeout, self.sink.propose(proposal)).await {
+        let verdict = match tokio::time::timeout(
+            self.hold_timeout,
+            self.sink.propose(Proposal::EgressTokenAllow(proposal)),
+        )
+        .await
+        {
             Ok(v) => v,
             Err(_) => Verdict::TimedOut,
         };

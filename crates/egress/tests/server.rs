@@ -16,7 +16,7 @@ use bytes::Bytes;
 use dlp::KnownSecrets;
 use egress::ca::{BottleCa, LeafIssuer};
 use egress::decision::Tokens;
-use egress::holds::{ProposalSink, TokenAllowProposal, Verdict, VerdictFuture};
+use egress::holds::{Proposal, ProposalSink, TokenAllowProposal, Verdict, VerdictFuture};
 use egress::proxy::Proxy;
 use egress::{RouteSpec, load, render};
 use http_body_util::Full;
@@ -34,8 +34,9 @@ struct Scripted {
 }
 
 impl ProposalSink for Scripted {
-    fn propose(&self, proposal: TokenAllowProposal) -> VerdictFuture {
+    fn propose(&self, proposal: Proposal) -> VerdictFuture {
         self.asked.fetch_add(1, Ordering::SeqCst);
+        let Proposal::EgressTokenAllow(proposal) = proposal else { panic!("the proxy filed {proposal:?}") };
         self.seen.lock().unwrap().push(proposal);
         let answer = self.answer.clone();
         Box::pin(async move {
