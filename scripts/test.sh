@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real peers the tests drive, from Debian: tmux (the interactive terminal
-# paths) and a Python WebSocket client and server (in the system Python).
+# paths), a Python WebSocket client and server (in the system Python), and
+# sshd (git-gate's upstream).
 install() {
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "== installing $*"
@@ -18,6 +19,7 @@ install() {
 }
 command -v tmux >/dev/null 2>&1 || install tmux
 /usr/bin/python3 -c 'import websocket, websockets' 2>/dev/null || install python3-websocket python3-websockets
+[ -x /usr/sbin/sshd ] || install openssh-server
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

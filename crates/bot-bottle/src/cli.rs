@@ -40,6 +40,12 @@ pub enum Command {
     Scan(ScanArgs),
     /// Run the egress proxy standalone from a bottle file (no sandbox).
     Egress(EgressArgs),
+    /// Run git-gate from a bottle file: smart-HTTP git over mirrors of its repos.
+    #[command(hide = true)]
+    GitGate(GitGateArgs),
+    /// The git-gate mirrors' pre-receive hook (git runs it).
+    #[command(hide = true)]
+    GitGateHook,
 }
 
 #[derive(Args, Debug)]
@@ -201,4 +207,17 @@ pub struct EgressArgs {
     /// Extra trusted roots for upstream TLS (PEM); also BOT_BOTTLE_UPSTREAM_CA.
     #[arg(long, value_name = "FILE")]
     pub upstream_ca: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct GitGateArgs {
+    /// The bottle file whose `git-gate` repos to serve.
+    #[arg(long, value_name = "FILE.md")]
+    pub bottle: std::path::PathBuf,
+    /// Where the mirrors, keys and the hook socket live.
+    #[arg(long, value_name = "DIR")]
+    pub dir: std::path::PathBuf,
+    /// HOST:PORT or unix:PATH.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
 }

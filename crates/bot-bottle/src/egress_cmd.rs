@@ -16,6 +16,7 @@ use egress::{RouteFile, RouteSpec, load, render_keeping};
 use secret::Secret;
 
 use crate::cli::EgressArgs;
+use crate::listen::Listener;
 
 pub fn egress(args: EgressArgs) -> Result<i32> {
     let source = match (&args.bottle, &args.routes) {
@@ -95,7 +96,7 @@ impl Source {
 
 /// The effective bottle of a file: with `extends` resolved when the file
 /// sits in a `bottles/` directory, else it must stand alone.
-fn read_bottle(path: &Path) -> Result<manifest::Bottle> {
+pub(crate) fn read_bottle(path: &Path) -> Result<manifest::Bottle> {
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
     let dir = path.parent().filter(|d| d.file_name().is_some_and(|n| n == "bottles"));
     if let Some(home) = dir.and_then(Path::parent) {
@@ -157,60 +158,17 @@ async fn serve(proxy: Arc<Proxy>, listen: &str, reload: impl Fn(&Proxy) -> Resul
     eprintln!("bot-bottle: egress listening on {}", listener.name()?);
     loop {
         tokio::select! {
-            accepted = listener.accept(proxy.clone()) => accepted,
+            accepted = listener.accept() => {
+                if let Some(stream) = accepted {
+                    tokio::spawn(proxy.clone().serve(stream));
+                }
+            }
             _ = hup.recv() => on_hup(&proxy),
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    if let Some(path) = listen.strip_prefix("unix:") {
-        let _ = std::fs::remove_file(path);
-    }
+    drop(listener);
     eprintln!("bot-bottle: egress stopped");
     Ok(())
-}
-
-/// A TCP or unix listener.
-enum Listener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener, String),
-}
-
-impl Listener {
-    async fn bind(listen: &str) -> Result<Listener> {
-        Ok(match listen.strip_prefix("unix:") {
-            Some(path) => {
-                let _ = std::fs::remove_file(path);
-                let l = tokio::net::UnixListener::bind(path).with_context(|| format!("cannot listen on {listen}"))?;
-                Listener::Unix(l, listen.to_string())
-            }
-            None => Listener::Tcp(
-                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?,
-            ),
-        })
-    }
-
-    fn name(&self) -> Result<String> {
-        Ok(match self {
-            Listener::Tcp(l) => l.local_addr()?.to_string(),
-            Listener::Unix(_, name) => name.clone(),
-        })
-    }
-
-    /// Accept one connection and serve it on its own task.
-    async fn accept(&self, proxy: Arc<Proxy>) {
-        match self {
-            Listener::Tcp(l) => {
-                if let Ok((stream, _)) = l.accept().await {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(proxy.serve(stream));
-                }
-            }
-            Listener::Unix(l, _) => {
-                if let Ok((stream, _)) = l.accept().await {
-                    tokio::spawn(proxy.serve(stream));
-                }
-            }
-        }
-    }
 }

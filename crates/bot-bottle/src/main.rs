@@ -6,10 +6,12 @@ mod context;
 mod describe;
 mod edit;
 mod egress_cmd;
+mod gate_cmd;
 mod init;
 mod launch;
 mod lifecycle;
 mod list;
+mod listen;
 mod scan;
 mod terminal;
 
@@ -43,6 +45,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let command = match cli.command {
         Command::Scan(args) => return scan::scan(args),
         Command::Egress(args) => return egress_cmd::egress(args),
+        Command::GitGate(args) => return gate_cmd::git_gate(args),
+        Command::GitGateHook => return Ok(git_gate::hook::run_hook()),
         other => other,
     };
     let ctx = Context::from_env()?;
@@ -57,6 +61,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(args) => lifecycle::logs(&ctx, &args.identity, args.follow),
         Command::Commit(args) => lifecycle::commit(&ctx, args.identity.as_deref()),
         Command::Cleanup(args) => lifecycle::cleanup(&ctx, args.all, args.yes),
-        Command::Scan(_) | Command::Egress(_) => unreachable!("handled above"),
+        Command::Scan(_) | Command::Egress(_) | Command::GitGate(_) | Command::GitGateHook => {
+            unreachable!("handled above")
+        }
     }
 }

@@ -1,13 +1,12 @@
 //! `scan`: the DLP engine as a command. Files, directories (recursively),
-//! stdin, or the lines a git commit range adds (as git-gate scans a push).
+//! stdin, or the lines a git commit range adds (read as git-gate reads a push).
 //! One line per finding, or JSON lines; exit 1 when anything is found,
 //! 0 when clean, 2 on usage errors.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use dlp::{Finding, KnownSecrets, RuleSet, ScanOptions, Scanner};
 use serde_json::json;
 
@@ -72,11 +71,15 @@ fn scan_into(
         if !args.paths.is_empty() {
             return Err(UsageError("--git scans a commit range; give it no paths".to_string()).into());
         }
-        for (commit, path, text, lines) in git_added(range)? {
-            for f in scanner.scan(text.as_bytes(), path.as_deref()) {
-                let line = lines.get(line_index(text.as_bytes(), f.span.start)).copied().unwrap_or(0);
-                let path = path.clone().unwrap_or_else(|| "(commit message)".to_string());
-                report(Place { commit: Some(commit.clone()), path, line }, &f)?;
+        let git = git_gate::push_scan::Git { dir: ".".into(), env: Vec::new() };
+        let changes = git.changes(std::slice::from_ref(range)).map_err(|e| UsageError(e.to_string()))?;
+        for c in &changes {
+            for (path, text, lines) in c.texts() {
+                for f in scanner.scan(text.as_bytes(), path) {
+                    let line = lines.get(line_index(text.as_bytes(), f.span.start)).copied().unwrap_or(0);
+                    let path = path.unwrap_or("(commit message)").to_string();
+                    report(Place { commit: Some(c.commit.clone()), path, line }, &f)?;
+                }
             }
         }
     } else {
@@ -141,86 +144,4 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-/// For each commit of `range`: its message, and per file the lines it adds
-/// joined into one text (so multi-line secrets are seen whole) with each
-/// line's number in the new file. `(commit, path or None for the message,
-/// text, line numbers)`.
-type Added = (String, Option<String>, String, Vec<usize>);
-
-fn git(args: &[&str]) -> Result<String> {
-    let out = Command::new("git").args(args).output().context("cannot run git (is it installed?)")?;
-    if !out.status.success() {
-        bail!(UsageError(format!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn git_added(range: &str) -> Result<Vec<Added>> {
-    let commits = git(&["rev-list", "--reverse", range, "--"])?;
-    let mut out = Vec::new();
-    for commit in commits.lines().filter(|l| !l.is_empty()) {
-        let message = git(&["show", "-s", "--format=%B", commit])?;
-        let lines = (1..=message.lines().count()).collect();
-        out.push((commit.to_string(), None, message, lines));
-        let diff = git(&[
-            "show",
-            "--format=",
-            "--unified=0",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-renames",
-            "--diff-merges=first-parent",
-            commit,
-        ])?;
-        for (path, text, lines) in added_lines(&diff) {
-            out.push((commit.to_string(), Some(path), text, lines));
-        }
-    }
-    Ok(out)
-}
-
-/// Parse a unified diff (`--unified=0`) into, per file, the added lines
-/// joined by newlines and their line numbers in the new file.
-pub fn added_lines(diff: &str) -> Vec<(String, String, Vec<usize>)> {
-    let mut files: Vec<(String, String, Vec<usize>)> = Vec::new();
-    let mut next_line = 0;
-    for line in diff.lines() {
-        if let Some(path) = line.strip_prefix("+++ ") {
-            let path = path.strip_prefix("b/").unwrap_or(path).to_string();
-            files.push((path, String::new(), Vec::new()));
-        } else if line.starts_with("--- ") || line.starts_with("diff ") || line.starts_with("index ") {
-            continue;
-        } else if let Some(hunk) = line.strip_prefix("@@ ") {
-            // @@ -a,b +c,d @@
-            next_line = hunk
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix('+'))
-                .and_then(|w| w.split(',').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-        } else if let Some(added) = line.strip_prefix('+') {
-            if let Some((_, text, lines)) = files.last_mut() {
-                text.push_str(added);
-                text.push('\n');
-                lines.push(next_line);
-            }
-            next_line += 1;
-        }
-    }
-    files.retain(|(path, text, _)| !text.is_empty() && path != "/dev/null");
-    files
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn added_lines_with_numbers() {
-        let diff = "diff --git a/a.txt b/a.txt\nindex 1..2 100644\n--- a/a.txt\n+++ b/a.txt\n@@ -3,0 +4,2 @@\n+one\n+two\n@@ -9 +11 @@\n-old\n+new\ndiff --git a/gone b/gone\n--- a/gone\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n";
-        let files = added_lines(diff);
-        assert_eq!(files, vec![("a.txt".to_string(), "one\ntwo\nnew\n".to_string(), vec![4, 5, 11])]);
-    }
 }

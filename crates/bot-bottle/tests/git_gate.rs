@@ -1,0 +1,611 @@
+//! git-gate with real peers: a real `sshd` (Debian's openssh-server, its own
+//! host key) serving bare repos as the upstream, the gate run as
+//! `bot-bottle git-gate` from a bottle file, and real `git` clients whose
+//! `~/.gitconfig` is what the gate renders for an agent. Every refused push
+//! is checked on the upstream repository itself: nothing reached it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+const LEAK: &str = "ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio";
+
+fn run(dir: &Path, program: &str, args: &[&str]) -> Output {
+    Command::new(program).args(args).current_dir(dir).output().unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn keygen(path: &Path) -> String {
+    ok(run(Path::new("/"), "ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", path.to_str().unwrap()]));
+    std::fs::read_to_string(path.with_extension("pub")).unwrap().trim().to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real sshd on loopback, logging in this user with one client key.
+struct Sshd {
+    child: Child,
+    port: u16,
+    host_key: String,
+    client_key: PathBuf,
+    user: String,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Sshd {
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(sshd.exists(), "sshd is missing: scripts/test.sh installs Debian's openssh-server");
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let host_key = keygen(&dir.join("host_key"));
+        let client = keygen(&dir.join("client_key"));
+        std::fs::write(dir.join("authorized_keys"), format!("{client}\n")).unwrap();
+        let user = ok(run(dir, "id", &["-un"]));
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nAllowUsers {user}\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Sshd { child, port, host_key, client_key: dir.join("client_key"), user }
+    }
+
+    fn url(&self, repo: &Path) -> String {
+        format!("ssh://{}@127.0.0.1:{}{}", self.user, self.port, repo.display())
+    }
+}
+
+/// An upstream bare repo with one commit on `main`.
+fn upstream_repo(dir: &Path, name: &str) -> PathBuf {
+    let bare = dir.join(format!("{name}.git"));
+    ok(run(dir, "git", &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()]));
+    let seed = dir.join(format!("{name}-seed"));
+    ok(run(dir, "git", &["init", "-q", "-b", "main", seed.to_str().unwrap()]));
+    std::fs::write(seed.join("README.md"), "widgets\n").unwrap();
+    for args in [
+        &["add", "."][..],
+        &["-c", "user.name=Seed", "-c", "user.email=seed@example.com", "commit", "-qm", "seed"],
+        &["push", "-q", bare.to_str().unwrap(), "main"],
+    ] {
+        ok(run(&seed, "git", args));
+    }
+    bare
+}
+
+fn rev(repo: &Path, name: &str) -> Option<String> {
+    let o = run(repo, "git", &["rev-parse", "--verify", "-q", name]);
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// The gate run as a user (or the sidecar) runs it.
+struct GateProcess {
+    child: Child,
+    addr: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for GateProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gate(dir: &Path, bottle: &str, env: &[(&str, &str)]) -> GateProcess {
+    let file = dir.join("gate.md");
+    std::fs::write(&file, bottle).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
+        .args(["git-gate", "--bottle"])
+        .arg(&file)
+        .arg("--dir")
+        .arg(dir.join("gate"))
+        .args(["--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut startup = Vec::new();
+    let addr = loop {
+        let Some(Ok(line)) = lines.next() else { panic!("git-gate exited before listening:\n{}", startup.join("\n")) };
+        startup.push(line.clone());
+        if let Some((_, a)) = line.split_once(" on ").filter(|_| line.starts_with("bot-bottle: git-gate serving")) {
+            break a.to_string();
+        }
+    };
+    let log = Arc::new(Mutex::new(startup));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    GateProcess { child, addr, log }
+}
+
+fn bottle(url: &str, host_key: &str, key: &Path) -> String {
+    format!(
+        "---\ngit-gate:\n  user: {{name: Test Bot, email: bot@example.com}}\n  repos:\n    widgets:\n      url: {url}\n      host_key: \"{host_key}\"\n      key: {{provider: static, path: {}}}\n---\n",
+        key.display()
+    )
+}
+
+/// An agent's git: only the config the gate renders (no system or user
+/// config, no SSH agent), in `home`.
+struct Agent {
+    home: PathBuf,
+}
+
+impl Agent {
+    fn new(dir: &Path, gate: &str, upstream: &str) -> Agent {
+        let home = dir.join("agent-home");
+        std::fs::create_dir_all(&home).unwrap();
+        let config = git_gate::gitconfig::agent_gitconfig(
+            Some("Test Bot"),
+            Some("bot@example.com"),
+            &[("widgets".to_string(), upstream.to_string())],
+            &format!("http://{gate}"),
+        );
+        std::fs::write(home.join(".gitconfig"), config).unwrap();
+        Agent { home }
+    }
+
+    fn git(&self, cwd: &Path, args: &[&str]) -> Output {
+        Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            .env("HOME", &self.home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("GIT_CONFIG_GLOBAL")
+            .env_remove("SSH_AUTH_SOCK")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .unwrap()
+    }
+
+    fn commit(&self, work: &Path, file: &str, text: &str, message: &str) {
+        std::fs::write(work.join(file), text).unwrap();
+        ok(self.git(work, &["add", file]));
+        ok(self.git(work, &["commit", "-qm", message]));
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// One test's peers; dropped in order: the gate and sshd stop before
+/// their directory goes.
+struct World {
+    gate: GateProcess,
+    _sshd: Sshd,
+    upstream: PathBuf,
+    agent: Agent,
+    work: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(dir.path());
+    let upstream = upstream_repo(dir.path(), "widgets");
+    let url = sshd.url(&upstream);
+    let gate = start_gate(dir.path(), &bottle(&url, &sshd.host_key, &sshd.client_key), &[]);
+    let agent = Agent::new(dir.path(), &gate.addr, &url);
+    let work = dir.path().join("work");
+    let o = agent.git(dir.path(), &["clone", "-q", &url, work.to_str().unwrap()]);
+    ok(o);
+    World { gate, _sshd: sshd, upstream, agent, work, dir }
+}
+
+#[test]
+fn clone_fetch_and_a_clean_push_reach_the_upstream_through_the_gate() {
+    let w = world();
+    // The clone came through the gate, not over SSH: its remote is rewritten.
+    let remote = ok(w.agent.git(&w.work, &["remote", "get-url", "origin"]));
+    assert_eq!(remote, format!("http://{}/widgets.git", w.gate.addr));
+    w.agent.commit(&w.work, "a.txt", "hello\n", "add a");
+    let o = w.agent.git(&w.work, &["push", "origin", "main"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("git-gate: 1 commit(s) scanned, clean; forwarded upstream"), "{}", stderr(&o));
+    assert_eq!(rev(&w.upstream, "main"), rev(&w.work, "HEAD"));
+    // Work done upstream by someone else arrives with a fetch.
+    let other = w.dir.path().join("other");
+    ok(run(w.dir.path(), "git", &["clone", "-q", w.upstream.to_str().unwrap(), other.to_str().unwrap()]));
+    std::fs::write(other.join("b.txt"), "from upstream\n").unwrap();
+    ok(run(&other, "git", &["add", "."]));
+    ok(run(&other, "git", &["-c", "user.name=O", "-c", "user.email=o@example.com", "commit", "-qm", "upstream work"]));
+    ok(run(&other, "git", &["push", "-q", "origin", "main"]));
+    ok(w.agent.git(&w.work, &["pull", "-q", "--ff-only"]));
+    assert_eq!(rev(&w.work, "HEAD"), rev(&w.upstream, "main"));
+    // The decision is logged, with no value.
+    let log = w.gate.log.lock().unwrap().join("\n");
+    assert!(log.contains("\"event\":\"push\"") && log.contains("\"verdict\":\"forwarded\""), "{log}");
+}
+
+#[test]
+fn a_secret_anywhere_in_what_a_push_introduces_refuses_the_whole_push() {
+    let w = world();
+    let before = rev(&w.upstream, "main");
+    let refused = |args: &[&str], what: &str| {
+        let o = w.agent.git(&w.work, args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{what}: pushed\n{err}");
+        assert!(err.contains("git-gate: push refused"), "{what}: {err}");
+        assert!(err.contains("github-pat"), "{what}: {err}");
+        assert!(!err.contains(&LEAK[8..]), "{what}: the value reached the agent's terminal: {err}");
+        err
+    };
+    // In the 2nd of 3 commits on an existing branch.
+    w.agent.commit(&w.work, "one.txt", "one\n", "one");
+    w.agent.commit(&w.work, "config.env", &format!("A=1\nGH_TOKEN={LEAK}\n"), "two");
+    w.agent.commit(&w.work, "three.txt", "three\n", "three");
+    let err = refused(&["push", "origin", "main"], "existing branch");
+    assert!(err.contains("config.env:2"), "names file and line: {err}");
+    // The same commits on a new branch.
+    refused(&["push", "origin", "main:refs/heads/feature"], "new branch");
+    assert_eq!(rev(&w.upstream, "feature"), None);
+    ok(w.agent.git(&w.work, &["reset", "-q", "--hard", "origin/main"]));
+    // In a commit message.
+    w.agent.commit(&w.work, "m.txt", "m\n", &format!("deploy with {LEAK}"));
+    let err = refused(&["push", "origin", "main"], "commit message");
+    assert!(err.contains("(commit message)"), "{err}");
+    ok(w.agent.git(&w.work, &["reset", "-q", "--hard", "origin/main"]));
+    // In a merge commit's own change (an "evil merge").
+    ok(w.agent.git(&w.work, &["checkout", "-q", "-b", "side"]));
+    w.agent.commit(&w.work, "side.txt", "side\n", "side");
+    ok(w.agent.git(&w.work, &["checkout", "-q", "main"]));
+    w.agent.commit(&w.work, "main.txt", "main\n", "main");
+    ok(w.agent.git(&w.work, &["merge", "-q", "--no-commit", "side"]));
+    std::fs::write(w.work.join("merge.env"), format!("K={LEAK}\n")).unwrap();
+    ok(w.agent.git(&w.work, &["add", "merge.env"]));
+    ok(w.agent.git(&w.work, &["commit", "-qm", "merge side"]));
+    let err = refused(&["push", "origin", "main"], "merge commit");
+    assert!(err.contains("merge.env:1"), "{err}");
+    ok(w.agent.git(&w.work, &["reset", "-q", "--hard", "origin/main"]));
+    // In an annotated tag's message, and in a commit only a tag reaches.
+    ok(w.agent.git(&w.work, &["tag", "-a", "v1", "-m", &format!("release {LEAK}")]));
+    refused(&["push", "origin", "v1"], "tag message");
+    ok(w.agent.git(&w.work, &["checkout", "-q", "--detach"]));
+    w.agent.commit(&w.work, "t.env", &format!("T={LEAK}\n"), "tagged only");
+    ok(w.agent.git(&w.work, &["tag", "v2"]));
+    refused(&["push", "origin", "v2"], "tagged commit");
+    // Nothing reached the upstream, and the gate's mirror is unchanged too.
+    assert_eq!(rev(&w.upstream, "main"), before);
+    for tag in ["v1", "v2", "feature"] {
+        assert_eq!(rev(&w.upstream, tag), None, "{tag} reached the upstream");
+    }
+    let mirror = w.dir.path().join("gate/mirrors/widgets.git");
+    assert_eq!(rev(&mirror, "main"), before);
+    for line in w.gate.log.lock().unwrap().iter() {
+        assert!(!line.contains(&LEAK[8..]), "{line}");
+    }
+}
+
+#[test]
+fn allow_comments_need_the_operator_and_there_is_none_here() {
+    let w = world();
+    let before = rev(&w.upstream, "main");
+    w.agent.commit(&w.work, "fixture.env", &format!("GH={LEAK} # bot-bottle:allow test fixture\n"), "fixture");
+    let o = w.agent.git(&w.work, &["push", "origin", "main"]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("marked allowed need the operator's approval"), "{err}");
+    assert!(err.contains("no operator to ask"), "{err}");
+    assert_eq!(rev(&w.upstream, "main"), before);
+}
+
+#[test]
+fn force_push_deletion_and_a_large_binary_are_forwarded_and_upstream_refusals_relayed() {
+    let w = world();
+    // A 50 MB binary file.
+    let big: Vec<u8> = (0..50 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(w.work.join("blob.bin"), &big).unwrap();
+    ok(w.agent.git(&w.work, &["add", "blob.bin"]));
+    ok(w.agent.git(&w.work, &["commit", "-qm", "big binary"]));
+    let o = w.agent.git(&w.work, &["push", "origin", "main"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(rev(&w.upstream, "main"), rev(&w.work, "HEAD"));
+    // A force push (history rewritten) goes through, with a lease.
+    ok(w.agent.git(&w.work, &["commit", "-q", "--amend", "-m", "big binary, reworded"]));
+    let o = w.agent.git(&w.work, &["push", "--force", "origin", "main"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(rev(&w.upstream, "main"), rev(&w.work, "HEAD"));
+    // A branch, then its deletion.
+    ok(w.agent.git(&w.work, &["push", "-q", "origin", "main:refs/heads/topic"]));
+    assert!(rev(&w.upstream, "topic").is_some());
+    let o = w.agent.git(&w.work, &["push", "origin", "--delete", "topic"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(rev(&w.upstream, "topic"), None);
+    // The upstream refuses a protected branch: relayed, and the gate's
+    // mirror keeps its old value.
+    let hook = w.upstream.join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\nwhile read old new ref; do\n  [ \"$ref\" = refs/heads/protected ] && { echo 'protected branch' >&2; exit 1; }\ndone\nexit 0\n").unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = w.agent.git(&w.work, &["push", "origin", "main:refs/heads/protected"]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("push refused by the upstream") && err.contains("protected branch"), "{err}");
+    assert_eq!(rev(&w.dir.path().join("gate/mirrors/widgets.git"), "protected"), None);
+}
+
+#[test]
+fn a_wrong_host_key_or_a_down_upstream_fails_the_fetch_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(dir.path());
+    let upstream = upstream_repo(dir.path(), "widgets");
+    let url = sshd.url(&upstream);
+    // Pinned to another key: the gate refuses to talk to this upstream.
+    let other = keygen(&dir.path().join("other_host_key"));
+    let gate = start_gate(dir.path(), &bottle(&url, &other, &sshd.client_key), &[]);
+    let agent = Agent::new(dir.path(), &gate.addr, &url);
+    let o = agent.git(dir.path(), &["clone", "-q", &url, dir.path().join("w").to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("remote error: git-gate: upstream") && err.contains("Host key verification failed"), "{err}");
+    drop(gate);
+    // The right key, then the upstream goes down.
+    let gate = start_gate(dir.path(), &bottle(&url, &sshd.host_key, &sshd.client_key), &[]);
+    let agent = Agent::new(dir.path(), &gate.addr, &url);
+    let work = dir.path().join("work");
+    ok(agent.git(dir.path(), &["clone", "-q", &url, work.to_str().unwrap()]));
+    drop(sshd);
+    let o = agent.git(&work, &["fetch"]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("remote error: git-gate: upstream") && err.contains("unreachable"), "{err}");
+}
+
+#[test]
+fn malformed_requests_are_answered_and_the_gate_keeps_serving() {
+    use std::io::{Read, Write};
+    let w = world();
+    let bodies: [&[u8]; 5] = [
+        b"zzzz",
+        b"0004",
+        b"ffff\x00\x01garbage",
+        b"0032want 0000000000000000000000000000000000000000\n00000009done\n",
+        &[0xff; 300],
+    ];
+    for service in ["git-upload-pack", "git-receive-pack"] {
+        for body in bodies {
+            let mut s = std::net::TcpStream::connect(&w.gate.addr).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+            let head = format!(
+                "POST /widgets.git/{service} HTTP/1.1\r\nHost: gate\r\nContent-Type: application/x-{service}-request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            s.write_all(body).unwrap();
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            assert!(out.starts_with(b"HTTP/1.1 "), "{service}: {}", String::from_utf8_lossy(&out));
+        }
+    }
+    for path in ["/nope.git/info/refs?service=git-upload-pack", "/widgets.git/info/refs", "/widgets.git/HEAD", "/"] {
+        let mut s = std::net::TcpStream::connect(&w.gate.addr).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 403") || out.starts_with("HTTP/1.1 404"), "{path}: {out}");
+    }
+    // Still serving.
+    ok(w.agent.git(&w.work, &["fetch", "-q"]));
+}
+
+/// An operator that answers every proposal the same way, and remembers.
+struct Operator {
+    answer: proposal::Verdict,
+    seen: Mutex<Vec<proposal::Proposal>>,
+}
+
+impl proposal::ProposalSink for Operator {
+    fn propose(&self, p: proposal::Proposal) -> proposal::VerdictFuture {
+        self.seen.lock().unwrap().push(p);
+        let answer = self.answer.clone();
+        Box::pin(async move { answer })
+    }
+}
+
+/// The gate in this process, with `operator` as its proposal sink; the
+/// mirrors' hook is the real binary. Returns the gate's address.
+fn gate_with_operator(
+    runtime: &tokio::runtime::Runtime,
+    dir: &Path,
+    sshd: &Sshd,
+    url: &str,
+    operator: Arc<Operator>,
+) -> String {
+    let hook = format!("'{}' git-gate-hook", env!("CARGO_BIN_EXE_bot-bottle"));
+    let key = std::fs::read(&sshd.client_key).unwrap();
+    let gate_dir = dir.join("gate");
+    let mirror = git_gate::Mirror::create(&gate_dir, "widgets", url, &sshd.host_key, &key, &hook).unwrap();
+    runtime.block_on(async {
+        let (socket, hooks) = git_gate::gate::bind_hook_socket(&gate_dir.join("run")).unwrap();
+        let gate = Arc::new(git_gate::Gate::new(
+            vec![mirror],
+            dlp::KnownSecrets::new(),
+            operator,
+            git_gate::Limits::default(),
+            socket,
+        ));
+        tokio::spawn(gate.clone().serve_hooks(hooks));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                tokio::spawn(gate.clone().serve(tcp));
+            }
+        });
+        addr
+    })
+}
+
+#[test]
+fn an_operator_approval_with_a_reason_lets_a_marked_push_through() {
+    use proposal::{Proposal, Verdict};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cases = [
+        (Verdict::Approved { reason: "test fixture, not a live token".into() }, true),
+        (Verdict::Approved { reason: " ".into() }, false),
+        (Verdict::Rejected { reason: "rotate it".into() }, false),
+    ];
+    for (answer, passes) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let sshd = Sshd::start(dir.path());
+        let upstream = upstream_repo(dir.path(), "widgets");
+        let url = sshd.url(&upstream);
+        let operator = Arc::new(Operator { answer: answer.clone(), seen: Mutex::new(Vec::new()) });
+        let addr = gate_with_operator(&runtime, dir.path(), &sshd, &url, operator.clone());
+        let agent = Agent::new(dir.path(), &addr, &url);
+        let work = dir.path().join("work");
+        ok(agent.git(dir.path(), &["clone", "-q", &url, work.to_str().unwrap()]));
+        agent.commit(&work, "fixture.env", &format!("GH={LEAK} # gitleaks:allow\n"), "fixture");
+        let o = agent.git(&work, &["push", "origin", "main"]);
+        assert_eq!(o.status.success(), passes, "{answer:?}: {}", stderr(&o));
+        assert_eq!(rev(&upstream, "main") == rev(&work, "HEAD"), passes, "{answer:?}");
+        // One proposal, naming the place and never the value.
+        let seen = operator.seen.lock().unwrap();
+        let Some(Proposal::GitPushAllow(p)) = seen.first() else { panic!("{seen:?}") };
+        assert_eq!((p.repo.as_str(), p.refs.as_slice()), ("widgets", &["refs/heads/main".to_string()][..]));
+        assert_eq!((p.findings[0].path.as_str(), p.findings[0].line), ("fixture.env", 1));
+        assert!(!format!("{p:?}").contains(&LEAK[8..]));
+    }
+}
+
+/// A fake Gitea: the two deploy-key endpoints. A registered key is added
+/// to the sshd's authorized keys (so it really opens the upstream), a
+/// revoked one removed. `delete_status` is what DELETE answers.
+struct Gitea {
+    port: u16,
+    calls: Arc<Mutex<Vec<(String, String, String)>>>,
+}
+
+fn fake_gitea(authorized_keys: PathBuf, delete_status: u16) -> Gitea {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let record = calls.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            let (head, body) = loop {
+                let n = s.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break (String::new(), String::new());
+                }
+                data.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&data).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break (head.to_string(), body.to_string());
+                    }
+                }
+            };
+            let request_line = head.lines().next().unwrap_or("").to_string();
+            let auth = head
+                .lines()
+                .find_map(|l| l.strip_prefix("authorization: ").or_else(|| l.strip_prefix("Authorization: ")))
+                .unwrap_or("")
+                .to_string();
+            record.lock().unwrap().push((request_line.clone(), auth, body.clone()));
+            let (status, answer) = if request_line.starts_with("POST /api/v1/repos/") {
+                let key: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let line = format!("{}\n", key["key"].as_str().unwrap_or(""));
+                let mut f = std::fs::OpenOptions::new().append(true).open(&authorized_keys).unwrap();
+                f.write_all(line.as_bytes()).unwrap();
+                (201, "{\"id\": 42, \"read_only\": false}".to_string())
+            } else if request_line.starts_with("DELETE /api/v1/repos/") {
+                (delete_status, String::new())
+            } else {
+                (404, "{}".to_string())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    Gitea { port, calls }
+}
+
+#[test]
+fn a_gitea_deploy_key_is_minted_at_start_used_and_revoked_at_stop() {
+    for (delete_status, clean_exit) in [(204, true), (404, true), (500, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let sshd = Sshd::start(dir.path());
+        // Only the deploy key will open the upstream.
+        std::fs::write(dir.path().join("authorized_keys"), "").unwrap();
+        let upstream = upstream_repo(dir.path(), "widgets");
+        let url = sshd.url(&upstream);
+        let gitea = fake_gitea(dir.path().join("authorized_keys"), delete_status);
+        let bottle = format!(
+            "---\ngit-gate:\n  repos:\n    widgets:\n      url: {url}\n      host_key: \"{}\"\n      key: {{provider: gitea, provisioner_token: GITEA_TOKEN}}\n---\n",
+            sshd.host_key
+        );
+        let gitea_url = format!("http://127.0.0.1:{}", gitea.port);
+        let mut gate = start_gate(
+            dir.path(),
+            &bottle,
+            &[("GITEA_TOKEN", "provisioner-secret-123"), ("BOT_BOTTLE_GITEA_URL", gitea_url.as_str())],
+        );
+        let agent = Agent::new(dir.path(), &gate.addr, &url);
+        let work = dir.path().join("work");
+        ok(agent.git(dir.path(), &["clone", "-q", &url, work.to_str().unwrap()]));
+        let calls = gitea.calls.lock().unwrap().clone();
+        let owner_repo = upstream.display().to_string();
+        let owner_repo = owner_repo.trim_matches('/').trim_end_matches(".git");
+        assert_eq!(calls[0].0, format!("POST /api/v1/repos/{owner_repo}/keys HTTP/1.1"));
+        assert_eq!(calls[0].1, "token provisioner-secret-123");
+        assert!(calls[0].2.contains("ssh-ed25519 ") && calls[0].2.contains("\"read_only\":false"), "{}", calls[0].2);
+        // Stop: the key is revoked; a failure to revoke is loud.
+        unsafe { libc::kill(gate.child.id() as i32, libc::SIGTERM) };
+        let status = gate.child.wait().unwrap();
+        let calls = gitea.calls.lock().unwrap().clone();
+        assert_eq!(calls.last().unwrap().0, format!("DELETE /api/v1/repos/{owner_repo}/keys/42 HTTP/1.1"));
+        assert_eq!(status.success(), clean_exit, "DELETE {delete_status}");
+        if !clean_exit {
+            let log = gate.log.lock().unwrap().join("\n");
+            assert!(log.contains("REVOKE FAILED") && log.contains("HTTP 500"), "{log}");
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The push scan (spec/git-gate.md, Push 1–4): which commits a push
+//! introduces, every line they add and every commit message, through the
+//! DLP engine; findings under an inline allow comment are set apart as
+//! suppressed (they need the operator), the rest refuse the push.
+//!
+//! [`scan_changes`] is pure; [`PushScan::run`] runs `git log` in the
+//! repository (with the push's quarantine environment).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use dlp::{Scanner, Severity};
+use proposal::PushFinding;
+
+use crate::diff::{CommitChanges, LOG_ARGS, parse_log};
+
+/// Comments that mark a line as a known false positive.
+pub const ALLOW_MARKERS: [&str; 2] = ["gitleaks:allow", "bot-bottle:allow"];
+
+/// One line of what `git receive-pack` hands its pre-receive hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefUpdate {
+    pub old: String,
+    pub new: String,
+    pub name: String,
+}
+
+impl RefUpdate {
+    /// Parse the hook's stdin: `old new ref` per line.
+    pub fn parse(text: &str) -> Result<Vec<RefUpdate>, String> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                let mut parts = line.split_whitespace();
+                match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                    (Some(old), Some(new), Some(name), None) if is_oid(old) && is_oid(new) => {
+                        Ok(RefUpdate { old: old.to_string(), new: new.to_string(), name: name.to_string() })
+                    }
+                    _ => Err(format!("malformed ref update line '{}'", line.escape_default())),
+                }
+            })
+            .collect()
+    }
+
+    pub fn is_delete(&self) -> bool {
+        is_zero(&self.new)
+    }
+
+    pub fn is_create(&self) -> bool {
+        is_zero(&self.old)
+    }
+
+    /// The revisions whose commits this update introduces: `old..new`, or
+    /// `new --not --all` for a new ref; none for a deletion.
+    pub fn revs(&self) -> Vec<String> {
+        if self.is_delete() {
+            Vec::new()
+        } else if self.is_create() {
+            vec![self.new.clone(), "--not".into(), "--all".into()]
+        } else {
+            vec![format!("{}..{}", self.old, self.new)]
+        }
+    }
+}
+
+fn is_oid(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn is_zero(s: &str) -> bool {
+    s.bytes().all(|b| b == b'0')
+}
+
+/// What a push introduces, scanned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// Commits scanned.
+    pub commits: usize,
+    /// Findings that refuse the push.
+    pub findings: Vec<PushFinding>,
+    /// Findings on lines with an allow comment: the operator decides.
+    pub suppressed: Vec<PushFinding>,
+}
+
+/// Scan commits' additions and messages. Commits already in `seen` are
+/// skipped (a commit reachable from two pushed refs is scanned once).
+pub fn scan_changes(scanner: &Scanner, changes: &[CommitChanges], seen: &mut HashSet<String>, report: &mut PushReport) {
+    for c in changes {
+        if !seen.insert(c.commit.clone()) {
+            continue;
+        }
+        report.commits += 1;
+        for (file, text, lines) in c.texts() {
+            let path = file.unwrap_or("(commit message)");
+            for f in scanner.scan(text.as_bytes(), file) {
+                if f.severity != Severity::Block {
+                    continue;
+                }
+                let index = text.as_bytes()[..f.span.start.min(text.len())].iter().filter(|&&b| b == b'\n').count();
+                let source_line = text.lines().nth(index).unwrap_or("");
+                let finding = PushFinding {
+                    commit: c.commit.clone(),
+                    path: path.to_string(),
+                    line: lines.get(index).copied().unwrap_or(0),
+                    rule: f.rule.clone(),
+                    snippet: f.snippet.clone(),
+                };
+                if ALLOW_MARKERS.iter().any(|m| source_line.contains(m)) {
+                    report.suppressed.push(finding);
+                } else {
+                    report.findings.push(finding);
+                }
+            }
+        }
+    }
+}
+
+/// Runs git in one repository, with extra environment (a push's
+/// quarantine: `GIT_OBJECT_DIRECTORY`, `GIT_ALTERNATE_OBJECT_DIRECTORIES`).
+#[derive(Debug, Clone)]
+pub struct Git {
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+/// git failed.
+#[derive(Debug, thiserror::Error)]
+#[error("git {args}: {message}")]
+pub struct GitError {
+    pub args: String,
+    pub message: String,
+}
+
+impl Git {
+    /// `git -C dir args…`: stdout, or the error with git's stderr.
+    pub fn run(&self, args: &[&str]) -> Result<Vec<u8>, GitError> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .map_err(|e| GitError { args: args.join(" "), message: format!("cannot run git: {e}") })?;
+        if !out.status.success() {
+            return Err(GitError {
+                args: args.join(" "),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    /// The changes `revs` selects, oldest first.
+    pub fn changes(&self, revs: &[String]) -> Result<Vec<CommitChanges>, GitError> {
+        let mut args: Vec<&str> = LOG_ARGS.to_vec();
+        args.push("--reverse");
+        args.extend(revs.iter().map(String::as_str));
+        args.push("--");
+        Ok(parse_log(&String::from_utf8_lossy(&self.run(&args)?)))
+    }
+}
+
+/// The scan of one push.
+pub struct PushScan<'a> {
+    pub git: &'a Git,
+    pub scanner: &'a Scanner,
+}
+
+impl PushScan<'_> {
+    /// Scan what `updates` introduce.
+    pub fn run(&self, updates: &[RefUpdate]) -> Result<PushReport, GitError> {
+        let mut report = PushReport::default();
+        let mut seen = HashSet::new();
+        for u in updates {
+            let revs = u.revs();
+            if revs.is_empty() {
+                continue;
+            }
+            scan_changes(self.scanner, &self.git.changes(&revs)?, &mut seen, &mut report);
+            // An annotated tag carries a message of its own.
+            if self.git.run(&["cat-file", "-t", &u.new])?.trim_ascii() == b"tag" {
+                let tag = String::from_utf8_lossy(&self.git.run(&["cat-file", "tag", &u.new])?).into_owned();
+                let message = tag.split_once("\n\n").map_or("", |(_, m)| m).to_string();
+                let changes = CommitChanges { commit: u.new.clone(), message, files: Vec::new() };
+                scan_changes(self.scanner, &[changes], &mut seen, &mut report);
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::AddedText;
+
+    const Z: &str = "0000000000000000000000000000000000000000";
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+    const PAT: &str = "ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio";
+
+    #[test]
+    fn ref_updates_and_their_ranges() {
+        let u =
+            RefUpdate::parse(&format!("{A} {B} refs/heads/main\n{Z} {B} refs/heads/new\n{A} {Z} refs/heads/gone\n"))
+                .unwrap();
+        assert_eq!(u[0].revs(), [format!("{A}..{B}")]);
+        assert_eq!(u[1].revs(), [B, "--not", "--all"]);
+        assert!(u[2].revs().is_empty() && u[2].is_delete());
+        assert!(RefUpdate::parse("x y z").is_err());
+        assert!(RefUpdate::parse(&format!("{A} {B} refs/heads/main extra")).is_err());
+    }
+
+    #[test]
+    fn findings_name_commit_file_and_line_and_allow_comments_are_set_apart() {
+        let scanner = Scanner::builtin();
+        let changes = vec![CommitChanges {
+            commit: "c1".into(),
+            message: format!("add config\n\ntoken {PAT}\n"),
+            files: vec![
+                AddedText { path: "app.env".into(), text: format!("A=1\nGH={PAT}\n"), lines: vec![7, 8] },
+                AddedText {
+                    path: "test.env".into(),
+                    text: format!("GH={PAT} # bot-bottle:allow test fixture\n"),
+                    lines: vec![3],
+                },
+            ],
+        }];
+        let mut report = PushReport::default();
+        scan_changes(&scanner, &changes, &mut HashSet::new(), &mut report);
+        let places: Vec<(&str, usize)> = report.findings.iter().map(|f| (f.path.as_str(), f.line)).collect();
+        assert_eq!(places, [("(commit message)", 3), ("app.env", 8)]);
+        assert_eq!(report.suppressed.len(), 1);
+        assert_eq!((report.suppressed[0].path.as_str(), report.suppressed[0].line), ("test.env", 3));
+        assert!(report.findings.iter().all(|f| !f.snippet.contains(&PAT[8..])));
+        // The same commit through another ref is not scanned twice.
+        let mut seen: HashSet<String> = ["c1".to_string()].into();
+        let mut again = PushReport::default();
+        scan_changes(&scanner, &changes, &mut seen, &mut again);
+        assert_eq!(again, PushReport::default());
+    }
+}
