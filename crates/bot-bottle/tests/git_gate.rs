@@ -118,6 +118,10 @@ impl Drop for GateProcess {
 }
 
 fn start_gate(dir: &Path, bottle: &str, env: &[(&str, &str)]) -> GateProcess {
+    start_gate_on(dir, bottle, env, "127.0.0.1:0")
+}
+
+fn start_gate_on(dir: &Path, bottle: &str, env: &[(&str, &str)], listen: &str) -> GateProcess {
     let file = dir.join("gate.md");
     std::fs::write(&file, bottle).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
@@ -125,7 +129,7 @@ fn start_gate(dir: &Path, bottle: &str, env: &[(&str, &str)]) -> GateProcess {
         .arg(&file)
         .arg("--dir")
         .arg(dir.join("gate"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
@@ -608,4 +612,38 @@ fn a_gitea_deploy_key_is_minted_at_start_used_and_revoked_at_stop() {
             assert!(log.contains("REVOKE FAILED") && log.contains("HTTP 500"), "{log}");
         }
     }
+}
+
+#[test]
+fn the_gate_listens_on_a_unix_socket_and_refuses_oversized_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(dir.path());
+    let upstream = upstream_repo(dir.path(), "widgets");
+    let socket = dir.path().join("gate.sock");
+    let listen = format!("unix:{}", socket.display());
+    let gate = start_gate_on(dir.path(), &bottle(&sshd.url(&upstream), &sshd.host_key, &sshd.client_key), &[], &listen);
+    assert_eq!(gate.addr, listen);
+    let curl = |args: &[&str]| {
+        let o =
+            Command::new("curl").args(["-sS", "--max-time", "20", "--unix-socket"]).arg(&socket).args(args).output();
+        String::from_utf8_lossy(&o.unwrap().stdout).to_string()
+    };
+    let advert = curl(&["http://gate/widgets.git/info/refs?service=git-upload-pack"]);
+    assert!(
+        advert.starts_with("001e# service=git-upload-pack\n0000") && advert.contains("refs/heads/main"),
+        "{advert}"
+    );
+    // A push body declared over the limit is refused before git sees it.
+    let status = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Length: 99999999999",
+        "http://gate/widgets.git/git-receive-pack",
+    ]);
+    assert_eq!(status, "413");
 }

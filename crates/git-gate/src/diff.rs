@@ -51,17 +51,19 @@ pub struct AddedText {
     pub lines: Vec<usize>,
 }
 
+/// The separator before each commit in [`LOG_ARGS`] output.
+pub const COMMIT_MARK: &[u8] = b"\x00\x01";
+
 /// Parse the output of `git` [`LOG_ARGS`] `<revs>`.
 pub fn parse_log(output: &str) -> Vec<CommitChanges> {
-    output
-        .split("\u{0}\u{1}")
-        .filter(|piece| !piece.is_empty())
-        .filter_map(|piece| {
-            let (commit, rest) = piece.split_once('\n')?;
-            let (message, diff) = rest.split_once('\u{0}').unwrap_or((rest, ""));
-            Some(CommitChanges { commit: commit.to_string(), message: message.to_string(), files: added_lines(diff) })
-        })
-        .collect()
+    output.split("\u{0}\u{1}").filter_map(parse_commit).collect()
+}
+
+/// Parse one commit's piece of the output (what follows a [`COMMIT_MARK`]).
+pub fn parse_commit(piece: &str) -> Option<CommitChanges> {
+    let (commit, rest) = piece.split_once('\n')?;
+    let (message, diff) = rest.split_once('\u{0}').unwrap_or((rest, ""));
+    Some(CommitChanges { commit: commit.to_string(), message: message.to_string(), files: added_lines(diff) })
 }
 
 /// Parse a unified diff (`--unified=0`) into the added text per file.

@@ -13,7 +13,7 @@ use std::process::Command;
 use dlp::{Scanner, Severity};
 use proposal::PushFinding;
 
-use crate::diff::{CommitChanges, LOG_ARGS, parse_log};
+use crate::diff::{COMMIT_MARK, CommitChanges, LOG_ARGS, parse_commit};
 
 /// Comments that mark a line as a known false positive.
 pub const ALLOW_MARKERS: [&str; 2] = ["gitleaks:allow", "bot-bottle:allow"];
@@ -153,12 +153,84 @@ impl Git {
 
     /// The changes `revs` selects, oldest first.
     pub fn changes(&self, revs: &[String]) -> Result<Vec<CommitChanges>, GitError> {
+        let mut out = Vec::new();
+        self.for_each_change(revs, |c| out.push(c))?;
+        Ok(out)
+    }
+
+    /// Each change `revs` selects, oldest first, handed to `each` while git
+    /// is still producing the rest (git on one core, the caller on another).
+    pub fn for_each_change(&self, revs: &[String], mut each: impl FnMut(CommitChanges)) -> Result<(), GitError> {
         let mut args: Vec<&str> = LOG_ARGS.to_vec();
         args.push("--reverse");
         args.extend(revs.iter().map(String::as_str));
         args.push("--");
-        Ok(parse_log(&String::from_utf8_lossy(&self.run(&args)?)))
+        let failed = |message: String| GitError { args: args.join(" "), message };
+        let mut child = Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(&args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| failed(format!("cannot run git: {e}")))?;
+        let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(failed("git's pipes are missing".to_string()));
+        };
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+        let reader = std::thread::spawn(move || split_commits(stdout, &tx));
+        for piece in rx {
+            if let Some(c) = parse_commit(&String::from_utf8_lossy(&piece)) {
+                each(c);
+            }
+        }
+        let read = reader.join().unwrap_or_else(|_| Err(std::io::Error::other("the reader panicked")));
+        let status = child.wait().map_err(|e| failed(e.to_string()))?;
+        let stderr = errors.join().unwrap_or_default();
+        if !status.success() {
+            return Err(failed(stderr.trim().to_string()));
+        }
+        read.map_err(|e| failed(format!("reading git's output: {e}")))
     }
+}
+
+/// Cut git's output into commit pieces as it arrives.
+fn split_commits(mut from: impl std::io::Read, to: &std::sync::mpsc::SyncSender<Vec<u8>>) -> std::io::Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 256 * 1024];
+    // Where to look for the next mark (marks before it were handled).
+    let mut searched = 0;
+    loop {
+        let n = from.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut start = 0;
+        while let Some(at) = find(&buf[searched.max(start)..], COMMIT_MARK).map(|p| p + searched.max(start)) {
+            if at > start {
+                let _ = to.send(buf[start..at].to_vec());
+            }
+            start = at + COMMIT_MARK.len();
+        }
+        buf.drain(..start);
+        // A mark may straddle the next read.
+        searched = buf.len().saturating_sub(COMMIT_MARK.len() - 1);
+    }
+    if !buf.is_empty() {
+        let _ = to.send(buf);
+    }
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The scan of one push.
@@ -177,7 +249,9 @@ impl PushScan<'_> {
             if revs.is_empty() {
                 continue;
             }
-            scan_changes(self.scanner, &self.git.changes(&revs)?, &mut seen, &mut report);
+            self.git.for_each_change(&revs, |c| {
+                scan_changes(self.scanner, std::slice::from_ref(&c), &mut seen, &mut report);
+            })?;
             // An annotated tag carries a message of its own.
             if self.git.run(&["cat-file", "-t", &u.new])?.trim_ascii() == b"tag" {
                 let tag = String::from_utf8_lossy(&self.git.run(&["cat-file", "tag", &u.new])?).into_owned();
@@ -199,6 +273,32 @@ mod tests {
     const A: &str = "1111111111111111111111111111111111111111";
     const B: &str = "2222222222222222222222222222222222222222";
     const PAT: &str = "ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio";
+
+    #[test]
+    fn git_output_is_cut_into_commits_whatever_the_read_sizes() {
+        /// Hands out `step` bytes per read.
+        struct Trickle<'a>(&'a [u8], usize);
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.1.min(self.0.len()).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let log = b"\x00\x01aaaa\nfirst\n\x00\ndiff\n+x\n\x00\x01bbbb\nsecond\n\x00\n\x00\x01cccc\nthird\n\x00\n";
+        for step in [1, 2, 3, 7, 1000] {
+            let (tx, rx) = std::sync::mpsc::sync_channel(64);
+            split_commits(Trickle(log, step), &tx).unwrap();
+            drop(tx);
+            let pieces: Vec<Vec<u8>> = rx.into_iter().collect();
+            assert_eq!(
+                pieces,
+                [&b"aaaa\nfirst\n\x00\ndiff\n+x\n"[..], b"bbbb\nsecond\n\x00\n", b"cccc\nthird\n\x00\n"],
+                "step {step}"
+            );
+        }
+    }
 
     #[test]
     fn ref_updates_and_their_ranges() {
