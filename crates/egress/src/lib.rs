@@ -20,5 +20,5 @@ pub mod routes;
 pub mod ws_frame;
 
 pub use decision::{Block, Decision, Request, Tokens, decide, decide_response};
-pub use route_file::{RouteFile, RouteFileError, RouteSpec, load, render, render_keeping};
+pub use route_file::{Edited, RouteEdit, RouteFile, RouteFileError, RouteSpec, edit, load, render, render_keeping};
 pub use routes::{AuthSlot, RouteTable, TableRoute, Target, ambiguous_path, normalize_host};

@@ -173,8 +173,100 @@ pub fn load(text: &str) -> Result<RouteFile, RouteFileError> {
     Ok(RouteFile { table: RouteTable::new(routes)?, log: file.log, slots })
 }
 
+/// An operator-approved change to the routes (supervise's `egress-allow`
+/// and `egress-block`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteEdit {
+    /// Add this route, or replace the one for its host. The route's own
+    /// `auth` is ignored (the operator decides credentials): a replaced
+    /// route keeps its credential slot, a new one has none.
+    Allow(Route),
+    /// Remove the route for this host.
+    Block { host: String },
+}
+
+/// The result of [`edit`]: the new file text (already validated), and the
+/// routes before and after in manifest shape (no token values), for the
+/// audit trail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edited {
+    pub text: String,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+}
+
+/// Apply `edit` to a route file's text. Provider routes (the agent's own
+/// model API) can be neither replaced nor removed here.
+pub fn edit(text: &str, change: &RouteEdit) -> Result<Edited, RouteFileError> {
+    load(text)?;
+    let mut file: FileJson = serde_json::from_str(text).map_err(|e| RouteFileError::Syntax(e.to_string()))?;
+    let before = manifest_shape(&file);
+    let host_of = |r: &RouteJson| r.route.get("host").and_then(|h| h.as_str()).unwrap_or("").to_ascii_lowercase();
+    let refuse = |message: String| RouteFileError::Route { index: 0, message };
+    match change {
+        RouteEdit::Allow(route) => {
+            let host = route.host.to_ascii_lowercase();
+            let mut value = serde_json::to_value(route).map_err(|e| RouteFileError::Syntax(e.to_string()))?;
+            if let Some(obj) = value.as_object_mut() {
+                obj.remove("auth");
+            }
+            let on_match = route.dlp.outbound_on_match.unwrap_or(OnMatch::Supervise).as_str().to_string();
+            match file.routes.iter_mut().find(|r| host_of(r) == host) {
+                Some(existing) if existing.provider => {
+                    return Err(refuse(format!("{host} is the agent's provider route; it cannot be changed here")));
+                }
+                Some(existing) => {
+                    existing.route = value;
+                    existing.on_match = on_match;
+                }
+                None => file.routes.push(RouteJson { route: value, auth: None, on_match, provider: false }),
+            }
+        }
+        RouteEdit::Block { host } => {
+            let host = host.to_ascii_lowercase();
+            match file.routes.iter().position(|r| host_of(r) == host) {
+                Some(i) if file.routes[i].provider => {
+                    return Err(refuse(format!("{host} is the agent's provider route; it cannot be removed")));
+                }
+                Some(i) => {
+                    file.routes.remove(i);
+                }
+                None => return Err(refuse(format!("no route for {host} to remove"))),
+            }
+        }
+    }
+    let after = manifest_shape(&file);
+    let text = serde_json::to_string_pretty(&file).map_err(|e| RouteFileError::Syntax(e.to_string()))? + "\n";
+    load(&text)?;
+    Ok(Edited { text, before, after })
+}
+
+/// The routes of a route file's text in manifest shape, credentials shown
+/// by scheme only (what `list-egress-routes` answers).
+pub fn manifest_routes(text: &str) -> Result<serde_json::Value, RouteFileError> {
+    load(text)?;
+    let file: FileJson = serde_json::from_str(text).map_err(|e| RouteFileError::Syntax(e.to_string()))?;
+    Ok(manifest_shape(&file))
+}
+
+/// The routes of a file in manifest shape, credentials shown by scheme only.
+fn manifest_shape(file: &FileJson) -> serde_json::Value {
+    let routes: Vec<serde_json::Value> = file
+        .routes
+        .iter()
+        .map(|r| {
+            let mut v = r.route.clone();
+            if let (Some(obj), Some(a)) = (v.as_object_mut(), &r.auth) {
+                obj.insert("auth".into(), serde_json::json!({"scheme": a.scheme}));
+            }
+            v
+        })
+        .collect();
+    serde_json::Value::Array(routes)
+}
+
 /// A route in manifest shape, re-validated by the manifest parser itself.
-fn route_from_json(value: serde_json::Value) -> Result<Route, String> {
+pub fn route_from_json(value: serde_json::Value) -> Result<Route, String> {
     let yaml = serde_json::to_string(&serde_json::json!({"egress": {"routes": [value]}})).map_err(|e| e.to_string())?;
     let text = format!("---\n{yaml}\n---\n");
     let file =
@@ -242,6 +334,34 @@ mod tests {
         let f = load(&again.text).unwrap();
         assert_eq!(f.table.lookup("a.com").unwrap().auth.unwrap().slot, 1);
         assert_eq!(f.table.lookup("b.com").unwrap().auth.unwrap().slot, 2);
+    }
+
+    #[test]
+    fn edits_add_replace_and_remove_routes_keeping_credentials_out_of_agent_hands() {
+        let mut provider = spec("api.model.example", Some("MODEL"));
+        provider.provider = true;
+        let text = render(&[spec("a.com", Some("GH_TOKEN")), provider], 1).text;
+        // Replacing a.com: the agent's auth is ignored, the slot stays.
+        let mut wider = spec("a.com", None).route;
+        wider.matches.clear();
+        wider.auth = Some(manifest::Auth { scheme: AuthScheme::Token, token_ref: "AGENT_PICKED".into() });
+        let e = edit(&text, &RouteEdit::Allow(wider)).unwrap();
+        let f = load(&e.text).unwrap();
+        let a = f.table.lookup("a.com").unwrap();
+        assert_eq!(a.auth, Some(AuthSlot { scheme: AuthScheme::Bearer, slot: 1 }));
+        assert!(a.route.matches.is_empty());
+        assert!(!e.text.contains("AGENT_PICKED"));
+        assert_eq!(e.before[0]["matches"][0]["paths"][0]["value"], "/v1");
+        assert_eq!(e.after[0]["auth"], serde_json::json!({"scheme": "Bearer"}));
+        // A new host: no credential.
+        let e = edit(&e.text, &RouteEdit::Allow(spec("new.example", Some("X")).route)).unwrap();
+        assert_eq!(load(&e.text).unwrap().table.lookup("new.example").unwrap().auth, None);
+        // Remove it again; the provider's route stays put.
+        let e = edit(&e.text, &RouteEdit::Block { host: "NEW.example".into() }).unwrap();
+        assert!(load(&e.text).unwrap().table.lookup("new.example").is_none());
+        assert!(edit(&e.text, &RouteEdit::Block { host: "api.model.example".into() }).is_err());
+        assert!(edit(&e.text, &RouteEdit::Allow(spec("api.model.example", None).route)).is_err());
+        assert!(edit(&e.text, &RouteEdit::Block { host: "absent.example".into() }).is_err());
     }
 
     #[test]
