@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real peers the tests drive, from Debian: tmux (the interactive terminal
-# paths), a Python WebSocket client and server (in the system Python), and
-# sshd (git-gate's upstream).
+# paths), a Python WebSocket client and server (in the system Python), sshd
+# (git-gate's upstream); and from PyPI the MCP SDK (supervise's client).
 install() {
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "== installing $*"
@@ -20,6 +20,18 @@ install() {
 command -v tmux >/dev/null 2>&1 || install tmux
 /usr/bin/python3 -c 'import websocket, websockets' 2>/dev/null || install python3-websocket python3-websockets
 [ -x /usr/sbin/sshd ] || install openssh-server
+# The official MCP Python SDK (PyPI), a real MCP client for the supervise tests.
+venv=target/test-venv
+if ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then
+    echo "== creating $venv with the MCP Python SDK"
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+        install python3-venv
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q "mcp==2.3.0"
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

@@ -46,6 +46,9 @@ pub enum Command {
     /// The git-gate mirrors' pre-receive hook (git runs it).
     #[command(hide = true)]
     GitGateHook,
+    /// Run the supervise MCP server over one bottle's proposal store.
+    #[command(hide = true)]
+    SuperviseServer(SuperviseServerArgs),
 }
 
 #[derive(Args, Debug)]
@@ -220,4 +223,26 @@ pub struct GitGateArgs {
     /// HOST:PORT or unix:PATH.
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SuperviseServerArgs {
+    /// The bottle's proposal store (created when absent).
+    #[arg(long, value_name = "FILE")]
+    pub store: std::path::PathBuf,
+    /// The bottle's identity, recorded with each proposal.
+    #[arg(long)]
+    pub identity: String,
+    /// HOST:PORT or unix:PATH.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// The egress route file that approved route changes rewrite.
+    #[arg(long, value_name = "FILE")]
+    pub routes: Option<std::path::PathBuf>,
+    /// The egress process to send SIGHUP after a route change.
+    #[arg(long, value_name = "PID")]
+    pub egress_pid: Option<i32>,
+    /// Seconds a tool call waits for the operator.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    pub tool_timeout: u64,
 }

@@ -13,6 +13,7 @@ mod lifecycle;
 mod list;
 mod listen;
 mod scan;
+mod supervise_cmd;
 mod terminal;
 
 use clap::Parser;
@@ -47,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Egress(args) => return egress_cmd::egress(args),
         Command::GitGate(args) => return gate_cmd::git_gate(args),
         Command::GitGateHook => return Ok(git_gate::hook::run_hook()),
+        Command::SuperviseServer(args) => return supervise_cmd::server(args),
         other => other,
     };
     let ctx = Context::from_env()?;
@@ -61,7 +63,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(args) => lifecycle::logs(&ctx, &args.identity, args.follow),
         Command::Commit(args) => lifecycle::commit(&ctx, args.identity.as_deref()),
         Command::Cleanup(args) => lifecycle::cleanup(&ctx, args.all, args.yes),
-        Command::Scan(_) | Command::Egress(_) | Command::GitGate(_) | Command::GitGateHook => {
+        Command::Scan(_)
+        | Command::Egress(_)
+        | Command::GitGate(_)
+        | Command::GitGateHook
+        | Command::SuperviseServer(_) => {
             unreachable!("handled above")
         }
     }

@@ -239,7 +239,17 @@ async fn apply_route_change(
         return tool_result(outcome(decided, None), false);
     }
     let payload = decided.decision.as_ref().and_then(|d| d.payload.clone()).unwrap_or_else(|| decided.payload.clone());
-    let applied = change(&payload).and_then(|edit| match sup.routes() {
+    // A malformed edit from the operator counts as a rejection.
+    let edit = match change(&payload) {
+        Ok(e) => e,
+        Err(e) => {
+            return tool_result(
+                json!({"status": "rejected", "notes": format!("the operator's edit is not a valid change: {e}")}),
+                false,
+            );
+        }
+    };
+    let applied = Ok(edit).and_then(|edit| match sup.routes() {
         Some(routes) => routes.apply(&edit),
         None => Err("this bottle has no egress route file to change".to_string()),
     });

@@ -1,0 +1,53 @@
+//! `bot-bottle supervise-server` (hidden): the supervise MCP server over one
+//! bottle's proposal store, as the sidecar runs it. Approved route changes
+//! rewrite `--routes` in place and send SIGHUP to `--egress-pid`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use supervise::http::McpHttp;
+use supervise::{ProposalStore, RouteControl, RouteFileControl, Supervisor};
+
+use crate::cli::SuperviseServerArgs;
+use crate::listen::Listener;
+
+pub fn server(args: SuperviseServerArgs) -> Result<i32> {
+    if let Some(dir) = args.store.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let store = ProposalStore::open(&args.store, &args.identity)?;
+    let routes = args.routes.clone().map(|path| {
+        let pid = args.egress_pid;
+        let reload = Box::new(move || {
+            if let Some(pid) = pid {
+                // SAFETY: kill(2) with a pid and a signal number has no memory effects.
+                unsafe { libc::kill(pid, libc::SIGHUP) };
+            }
+        });
+        Arc::new(RouteFileControl { path, reload }) as Arc<dyn RouteControl>
+    });
+    let mut supervisor = Supervisor::new(store, routes);
+    supervisor.tool_timeout = Duration::from_secs(args.tool_timeout);
+    let endpoint = Arc::new(McpHttp { supervisor: Arc::new(supervisor), allowed_hosts: Vec::new() });
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let listener = Listener::bind(&args.listen).await?;
+        eprintln!("bot-bottle: supervise MCP on {}/mcp", listener.name()?);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    if let Some(stream) = accepted {
+                        tokio::spawn(endpoint.clone().serve(stream));
+                    }
+                }
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(0)
+}
