@@ -36,6 +36,8 @@ pub enum Command {
     Commit(CommitArgs),
     /// Remove orphaned containers, networks, VMs and unpreserved state.
     Cleanup(CleanupArgs),
+    /// The operator console: pending proposals from every bottle; approve, modify, reject.
+    Supervise(SuperviseArgs),
     /// Scan files, directories, stdin or a git commit range for secrets.
     Scan(ScanArgs),
     /// Run the egress proxy standalone from a bottle file (no sandbox).
@@ -245,4 +247,14 @@ pub struct SuperviseServerArgs {
     /// Seconds a tool call waits for the operator.
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub tool_timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct SuperviseArgs {
+    /// Print what is pending and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Print what is pending as JSON and exit.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -2,6 +2,7 @@
 //! else lives in the library crates (manifest, state, backend).
 
 mod cli;
+mod console;
 mod context;
 mod describe;
 mod edit;
@@ -63,6 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(args) => lifecycle::logs(&ctx, &args.identity, args.follow),
         Command::Commit(args) => lifecycle::commit(&ctx, args.identity.as_deref()),
         Command::Cleanup(args) => lifecycle::cleanup(&ctx, args.all, args.yes),
+        Command::Supervise(args) => console::supervise(&ctx, args),
         Command::Scan(_)
         | Command::Egress(_)
         | Command::GitGate(_)

@@ -486,3 +486,28 @@ fn cleanup_refuses_rather_than_guess_what_is_orphaned() {
     assert!(stderr(&o).contains("cannot find orphaned bottles yet"), "{}", stderr(&o));
     assert!(keep.is_file(), "nothing is deleted");
 }
+
+#[test]
+fn supervise_once_and_json_print_what_is_pending_and_the_console_needs_a_terminal() {
+    use supervise::{Kind, ProposalStore};
+    let w = World::new("tests/fixtures/home");
+    w.write_metadata("swift-otter", r#"{"identity": "swift-otter", "label": "otter", "color": "green"}"#);
+    let store = supervise::store_path(&w.home.join("state/swift-otter"));
+    std::fs::create_dir_all(store.parent().unwrap()).unwrap();
+    let s = ProposalStore::open(&store, "swift-otter").unwrap();
+    s.file(Kind::EgressAllow, &serde_json::json!({"route": {"host": "pypi.org"}}), "install deps").unwrap();
+    let o = w.run(&["supervise", "--once"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("otter  #1 egress-allow  allow pypi.org — install deps"), "{out}");
+    assert!(!out.contains('\x1b'), "colour without a terminal: {out:?}");
+    let o = w.run(&["supervise", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["kind"], "egress-allow");
+    assert_eq!(v[0]["label"], "otter");
+    assert_eq!(v[0]["identity"], "swift-otter");
+    assert_eq!(v[0]["payload"]["route"]["host"], "pypi.org");
+    let o = w.run(&["supervise"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("use --once or --json"), "{}", stderr(&o));
+}

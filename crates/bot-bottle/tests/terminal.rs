@@ -188,3 +188,88 @@ fn init_asks_and_writes_files_that_load() {
     assert_eq!(agent, "---\nbottle: dev\n---\nYou review code at night.\n");
     assert!(t.home().join("bottles/dev.md").is_file());
 }
+
+/// A bottle with state and a proposal store, as a running sidecar leaves
+/// them; returns the store's path.
+fn bottle_with_store(home: &Path, identity: &str, label: &str, color: &str) -> PathBuf {
+    let dir = home.join("state").join(identity);
+    std::fs::create_dir_all(dir.join("supervise")).unwrap();
+    let meta = state::BottleMetadata {
+        identity: identity.into(),
+        label: label.into(),
+        color: color.into(),
+        ..Default::default()
+    };
+    meta.write(&dir).unwrap();
+    supervise::store_path(&dir)
+}
+
+#[test]
+fn the_console_approves_modifies_and_rejects_and_rings_for_new_proposals() {
+    use serde_json::json;
+    use supervise::{Kind, ProposalStore, Status};
+    let stores = std::cell::RefCell::new(Vec::new());
+    let editor = "sed -i s/x.org/y.org/";
+    let t = Tmux::start_with("console", "supervise", &[("EDITOR", editor), ("USER", "ada")], |home| {
+        let otter = bottle_with_store(home, "swift-otter", "otter", "green");
+        let heron = bottle_with_store(home, "calm-heron", "heron", "blue");
+        let s = ProposalStore::open(&otter, "swift-otter").unwrap();
+        s.file(Kind::AskOperator, &json!({"question": "Which database?"}), "").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        s.file(Kind::GitPushAllow, &json!({"repo": "widgets", "refs": ["refs/heads/main"], "findings": [{}]}), "")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let h = ProposalStore::open(&heron, "calm-heron").unwrap();
+        h.file(Kind::EgressAllow, &json!({"route": {"host": "x.org"}}), "docs").unwrap();
+        stores.borrow_mut().extend([otter, heron]);
+    });
+    let (otter, heron) = (stores.borrow()[0].clone(), stores.borrow()[1].clone());
+    let s = t.wait_for("3 pending");
+    assert!(s.contains("otter") && s.contains("heron") && s.contains("Which database?"), "{s}");
+    // The oldest first: answer the question.
+    t.keys(&["a"]);
+    t.wait_for("answer:");
+    t.keys(&["sqlite", "Enter"]);
+    t.wait_for("#1 approved");
+    // Next: the sidecar's push proposal cannot be modified and needs a reason.
+    t.keys(&["m"]);
+    t.wait_for("cannot be modified");
+    t.keys(&["r", "Enter"]);
+    t.wait_for("a reason is required");
+    t.keys(&["rotate the key", "Enter"]);
+    t.wait_for("#2 rejected");
+    // Then the other bottle's route: modified in the editor, then approved.
+    t.keys(&["m"]);
+    t.wait_for("#1 modified");
+    // A new proposal arrives while the console runs: listed, and the bell rang.
+    let bell = || {
+        let o = Command::new("tmux")
+            .args(["-L", &t.socket, "display-message", "-p", "#{window_bell_flag}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    ProposalStore::open(&otter, "swift-otter")
+        .unwrap()
+        .file(Kind::EgressBlock, &json!({"host": "old.example"}), "not needed")
+        .unwrap();
+    t.wait_for("block old.example");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bell() != "1" {
+        assert!(Instant::now() < deadline, "no bell for the new proposal");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.keys(&["q"]);
+    t.wait_for("EXIT=0");
+    // What the console wrote is in the stores, with the operator's name.
+    let o = ProposalStore::open(&otter, "swift-otter").unwrap();
+    let answered = o.get(1).unwrap().unwrap();
+    assert_eq!(answered.status, Status::Approved);
+    let decision = answered.decision.unwrap();
+    assert_eq!((decision.reason.as_str(), decision.operator.as_str()), ("sqlite", "ada"));
+    assert_eq!(o.get(2).unwrap().unwrap().decision.unwrap().reason, "rotate the key");
+    assert_eq!(o.pending().unwrap().len(), 1);
+    let h = ProposalStore::open(&heron, "calm-heron").unwrap().get(1).unwrap().unwrap();
+    assert_eq!(h.status, Status::Modified);
+    assert_eq!(h.decision.unwrap().payload, Some(json!({"route": {"host": "y.org"}})));
+}

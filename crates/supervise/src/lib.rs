@@ -15,5 +15,5 @@ pub mod mcp;
 pub mod store;
 pub mod supervisor;
 
-pub use store::{Answer, AuditArchive, Kind, Proposal, ProposalStore, Status, StoreError};
+pub use store::{Answer, AuditArchive, Kind, Proposal, ProposalStore, Status, StoreError, archive_path, store_path};
 pub use supervisor::{RouteControl, RouteFileControl, Supervisor};

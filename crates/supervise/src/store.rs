@@ -14,6 +14,16 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
+/// Where a bottle's store lives in its state dir (`state/<identity>/`).
+pub fn store_path(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("supervise").join("proposals.sqlite")
+}
+
+/// Where the host keeps every bottle's audit trail (`$BOT_BOTTLE_HOME`).
+pub fn archive_path(home: &Path) -> std::path::PathBuf {
+    home.join("audit.sqlite")
+}
+
 /// What the agent (or the sidecar) asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
