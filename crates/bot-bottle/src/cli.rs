@@ -212,6 +212,20 @@ pub struct EgressArgs {
     /// Extra trusted roots for upstream TLS (PEM); also BOT_BOTTLE_UPSTREAM_CA.
     #[arg(long, value_name = "FILE")]
     pub upstream_ca: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+}
+
+/// Where `supervise` holds go: a bottle's proposal store (the sidecar's
+/// wiring). Without it, holds fail closed.
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    /// The bottle's proposal store.
+    #[arg(long, value_name = "FILE", hide = true, requires = "identity")]
+    pub proposals: Option<std::path::PathBuf>,
+    /// The bottle's identity, recorded with each proposal.
+    #[arg(long, hide = true, requires = "proposals")]
+    pub identity: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -225,6 +239,8 @@ pub struct GitGateArgs {
     /// HOST:PORT or unix:PATH.
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
+    #[command(flatten)]
+    pub operator: OperatorArgs,
 }
 
 #[derive(Args, Debug)]

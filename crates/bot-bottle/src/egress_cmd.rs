@@ -47,7 +47,11 @@ pub fn egress(args: EgressArgs) -> Result<i32> {
             Some(p) => Some(std::fs::read(&p).with_context(|| format!("cannot read --upstream-ca {}", p.display()))?),
             None => None,
         };
-    let proxy = Arc::new(Proxy::new(file, Tokens(tokens), known, issuer, upstream_ca.as_deref())?);
+    // The store's own hold timeout decides first (a clean `timeout` record).
+    let sink = crate::supervise_cmd::sink(&args.operator)?;
+    let hold = egress::holds::DEFAULT_HOLD + std::time::Duration::from_secs(5);
+    let proxy =
+        Arc::new(Proxy::new(file, Tokens(tokens), known, issuer, upstream_ca.as_deref())?.with_sink(sink, hold));
     eprintln!("egress: loaded {} route(s): {}", proxy.hosts().len(), proxy.hosts().join(" "));
     let reload = move |proxy: &Proxy| -> Result<()> {
         let (file, _) = source.load(&names)?;

@@ -95,7 +95,9 @@ async fn serve(args: &GitGateArgs, mirrors: Vec<Mirror>, known: KnownSecrets) ->
     use tokio::signal::unix::{SignalKind, signal};
     let (socket, hooks) = git_gate::gate::bind_hook_socket(&args.dir.join("run"))
         .with_context(|| format!("cannot bind the hook socket in {}", args.dir.join("run").display()))?;
-    let gate = Arc::new(Gate::new(mirrors, known, Arc::new(proposal::NoSink), Limits::default(), socket));
+    let sink = crate::supervise_cmd::sink(&args.operator)?;
+    let limits = Limits { hold: Limits::default().hold + std::time::Duration::from_secs(5), ..Limits::default() };
+    let gate = Arc::new(Gate::new(mirrors, known, sink, limits, socket));
     tokio::spawn(gate.clone().serve_hooks(hooks));
     for (repo, why) in gate.refresh_all().await {
         eprintln!("git-gate: {repo}: {why} (fetches will fail until it is reachable)");

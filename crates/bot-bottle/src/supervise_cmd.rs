@@ -51,3 +51,17 @@ pub fn server(args: SuperviseServerArgs) -> Result<i32> {
     })?;
     Ok(0)
 }
+
+/// The operator channel `args` name: a [`Supervisor`] over the proposal
+/// store, or the fail-closed [`proposal::NoSink`].
+pub fn sink(args: &crate::cli::OperatorArgs) -> Result<Arc<dyn proposal::ProposalSink>> {
+    match (&args.proposals, &args.identity) {
+        (Some(path), Some(identity)) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            Ok(Arc::new(Supervisor::new(ProposalStore::open(path, identity)?, None)))
+        }
+        _ => Ok(Arc::new(proposal::NoSink)),
+    }
+}

@@ -916,3 +916,63 @@ ws.onerror = (e) => { console.error('error', e.message || e); process.exit(1); }
     assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("node-echo from node \"\""), "{out}");
 }
+
+#[test]
+fn supervise_holds_go_to_the_proposal_store_and_wait_for_the_operator() {
+    use supervise::{Answer, Kind, ProposalStore};
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bottle = dir.path().join("proxy.md");
+    std::fs::write(&bottle, bottle_text("/api").replace("outbound_on_match: block", "outbound_on_match: supervise"))
+        .unwrap();
+    let store = dir.path().join("supervise/proposals.sqlite");
+    let source = [
+        "--bottle".to_string(),
+        bottle.display().to_string(),
+        "--proposals".to_string(),
+        store.display().to_string(),
+        "--identity".to_string(),
+        "swift-otter".to_string(),
+    ];
+    let e = start_egress_with(&up, dir, &source, &[("UPSTREAM_TOKEN", REAL_TOKEN)], "127.0.0.1:0");
+    let held = |query: String| {
+        let proxy = format!("http://{}", e.addr);
+        let ca = e.ca.clone();
+        let target = url(&up, &format!("/api/held?{query}"));
+        std::thread::spawn(move || {
+            let o = Command::new("curl")
+                .args(["-sS", "--max-time", "60", "--proxy", &proxy, "--cacert"])
+                .arg(&ca)
+                .args(["-o", "/dev/null", "-w", "%{http_code}", &target])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).to_string()
+        })
+    };
+    let decide = |answer: Answer, reason: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let mut s = ProposalStore::open(&store, "swift-otter").unwrap();
+            if let Some(p) = s.pending().unwrap().first() {
+                assert_eq!(p.kind, Kind::EgressTokenAllow);
+                assert_eq!(p.payload["host"], "localhost");
+                assert!(!p.payload.to_string().contains(&LEAK[8..]), "the proposal shows the value");
+                s.decide(p.id, &answer, reason, "test").unwrap();
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "no proposal was filed");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    // Rejected: 403, nothing reached the upstream.
+    let request = held(format!("k={LEAK}"));
+    decide(Answer::Reject, "not that token");
+    assert_eq!(request.join().unwrap(), "403");
+    assert!(up.seen().is_empty());
+    // Approved: forwarded, and the value is safe from then on.
+    let request = held(format!("k={LEAK}"));
+    decide(Answer::Approve, "a test value");
+    assert_eq!(request.join().unwrap(), "200");
+    assert_eq!(held(format!("again={LEAK}")).join().unwrap(), "200");
+    assert_eq!(up.seen().len(), 2);
+}

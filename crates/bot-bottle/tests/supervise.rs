@@ -148,6 +148,7 @@ async def body(session):
     show("allow", await session.call_tool("egress-allow", {{"route": {{"host": "new.example", "auth": {{"scheme": "Bearer", "token_ref": "AGENT_TOKEN"}}}}, "justification": "the docs live there"}}))
     show("modified", await session.call_tool("egress-allow", {{"route": {{"host": "wide.example"}}, "justification": "more"}}))
     show("block", await session.call_tool("egress-block", {{"host": "localhost", "justification": "done with it"}}))
+    show("malformed", await session.call_tool("egress-allow", {{"route": {{"host": "bad.example"}}, "justification": "x"}}))
 asyncio.run(with_session(body))
 "#
     );
@@ -160,6 +161,9 @@ asyncio.run(with_session(body))
     let narrowed = json!({"route": {"host": "wide.example", "matches": [{"methods": ["GET"]}]}});
     operator(&server.store, "swift-otter", Kind::EgressAllow, Answer::Modify(narrowed), "GET only");
     operator(&server.store, "swift-otter", Kind::EgressBlock, Answer::Reject, "still needed");
+    // An edit that is not a valid route counts as a rejection.
+    let broken = json!({"route": {"host": "http://not-a-host"}});
+    operator(&server.store, "swift-otter", Kind::EgressAllow, Answer::Modify(broken), "");
     let (out, err, ok) = finish(running);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("init 2025-11-25 bot-bottle-supervise"), "{out}");
@@ -175,6 +179,12 @@ asyncio.run(with_session(body))
         "{out}"
     );
     assert!(out.contains(r#"block {"notes": "still needed", "status": "rejected"} False"#), "{out}");
+    assert!(out.contains(r#"malformed {"notes": "the operator's edit is not a valid change: "#), "{out}");
+    assert!(out.contains(r#""status": "rejected"}"#), "{out}");
+    assert!(
+        std::fs::read_to_string(&routes).unwrap().contains("localhost")
+            && !std::fs::read_to_string(&routes).unwrap().contains("not-a-host")
+    );
     // The route file changed in place, without the agent's credential, and
     // the egress proxy reloaded it.
     let file = egress::load(&std::fs::read_to_string(&routes).unwrap()).unwrap();
@@ -197,7 +207,7 @@ asyncio.run(with_session(body))
     }
     // Every decision and the route changes are in the audit trail.
     let audit = ProposalStore::open(&server.store, "swift-otter").unwrap().audit().unwrap();
-    assert_eq!(audit.iter().filter(|a| a.event == "decision").count(), 4);
+    assert_eq!(audit.iter().filter(|a| a.event == "decision").count(), 5);
     let changes: Vec<&supervise::store::AuditEntry> = audit.iter().filter(|a| a.event == "route-change").collect();
     assert_eq!(changes.len(), 2);
     assert_eq!(changes[0].detail["before"].as_array().unwrap().len(), 1);
