@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const LEAK: &str = "ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio";
 
@@ -71,7 +72,7 @@ impl Sshd {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50));
         }
         Sshd { child, port, host_key, client_key: dir.join("client_key"), user }
     }
@@ -401,7 +402,7 @@ fn malformed_requests_are_answered_and_the_gate_keeps_serving() {
     for service in ["git-upload-pack", "git-receive-pack"] {
         for body in bodies {
             let mut s = std::net::TcpStream::connect(&w.gate.addr).unwrap();
-            s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
             let head = format!(
                 "POST /widgets.git/{service} HTTP/1.1\r\nHost: gate\r\nContent-Type: application/x-{service}-request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
@@ -608,8 +609,16 @@ fn a_gitea_deploy_key_is_minted_at_start_used_and_revoked_at_stop() {
         assert_eq!(calls.last().unwrap().0, format!("DELETE /api/v1/repos/{owner_repo}/keys/42 HTTP/1.1"));
         assert_eq!(status.success(), clean_exit, "DELETE {delete_status}");
         if !clean_exit {
-            let log = gate.log.lock().unwrap().join("\n");
-            assert!(log.contains("REVOKE FAILED") && log.contains("HTTP 500"), "{log}");
+            // The log reader may still be draining the exited process's stderr.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let log = gate.log.lock().unwrap().join("\n");
+                if log.contains("REVOKE FAILED") && log.contains("HTTP 500") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{log}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 }
