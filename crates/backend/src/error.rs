@@ -21,4 +21,9 @@ pub enum BackendError {
     Invalid { message: String },
     #[error("cannot mint the bottle CA: {0}")]
     Ca(String),
+    /// The Docker Engine refused or failed; the message says what to do.
+    #[error("{0}")]
+    Docker(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
 }

@@ -6,7 +6,7 @@
 //! against the host, minting the identity and the bottle's CA, and writing
 //! the state dir. Knows nothing of terminals, pickers or how a plan is shown.
 
-mod docker;
+pub mod docker;
 mod error;
 mod plan;
 mod provider;

@@ -38,6 +38,8 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// The operator console: pending proposals from every bottle; approve, modify, reject.
     Supervise(SuperviseArgs),
+    /// Build the images bottles run from (base, sidecar, agent), reusing unchanged ones.
+    Images(ImagesArgs),
     /// Scan files, directories, stdin or a git commit range for secrets.
     Scan(ScanArgs),
     /// Run the egress proxy standalone from a bottle file (no sandbox).
@@ -273,4 +275,21 @@ pub struct SuperviseArgs {
     /// Print what is pending as JSON and exit.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    #[command(subcommand)]
+    pub action: ImagesAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImagesAction {
+    /// Assemble the base image from this host's Debian packages when absent,
+    /// then build the sidecar and agent images.
+    Build {
+        /// The agent provider whose image to build.
+        #[arg(long, default_value = "shell")]
+        provider: String,
+    },
 }

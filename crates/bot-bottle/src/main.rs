@@ -8,6 +8,7 @@ mod describe;
 mod edit;
 mod egress_cmd;
 mod gate_cmd;
+mod images_cmd;
 mod init;
 mod launch;
 mod lifecycle;
@@ -50,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::GitGate(args) => return gate_cmd::git_gate(args),
         Command::GitGateHook => return Ok(git_gate::hook::run_hook()),
         Command::SuperviseServer(args) => return supervise_cmd::server(args),
+        Command::Images(args) => return images_cmd::images(args),
         other => other,
     };
     let ctx = Context::from_env()?;
@@ -69,7 +71,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         | Command::Egress(_)
         | Command::GitGate(_)
         | Command::GitGateHook
-        | Command::SuperviseServer(_) => {
+        | Command::SuperviseServer(_)
+        | Command::Images(_) => {
             unreachable!("handled above")
         }
     }

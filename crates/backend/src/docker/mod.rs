@@ -2,6 +2,10 @@
 //! on its own bridge (DESIGN.md). Planning is real; the Engine-API launch
 //! path is not implemented yet and says so.
 
+pub mod engine;
+pub mod images;
+pub mod rootfs;
+
 use crate::registry::{Availability, Backend};
 
 pub struct Docker;

@@ -1,0 +1,242 @@
+//! Images without a registry (spec/testing.md): the base assembled from
+//! this host's Debian packages ([`super::rootfs`]), then the sidecar and
+//! the agent images built from the project's Dockerfiles (`images/`,
+//! compiled into the binary) with `ARG BASE_IMAGE`. Every image is tagged
+//! by a hash of what went into it, so an unchanged image is never rebuilt.
+//! `BOT_BOTTLE_SIDECAR_IMAGE` / `BOT_BOTTLE_IMAGE` override.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use bollard::Docker;
+use bollard::query_parameters::BuildImageOptions;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::rootfs;
+use crate::error::BackendError;
+
+pub const SIDECAR_DOCKERFILE: &str = include_str!("../../../../images/sidecar.Dockerfile");
+pub const SHELL_DOCKERFILE: &str = include_str!("../../../../images/shell.Dockerfile");
+
+/// Labels on every image bot-bottle builds.
+pub const IMAGE_LABEL: &str = "dev.bot-bottle.image";
+
+/// Progress lines for the operator (image builds are slow).
+pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+
+async fn exists(docker: &Docker, tag: &str) -> bool {
+    docker.inspect_image(tag).await.is_ok()
+}
+
+/// The base image: `BOT_BOTTLE_BASE_IMAGE`, or `bot-bottle-base:<hash of the
+/// host's package set>`, assembled when absent.
+pub async fn ensure_base(docker: &Docker, progress: Progress<'_>) -> Result<String, BackendError> {
+    if let Ok(tag) = std::env::var("BOT_BOTTLE_BASE_IMAGE")
+        && !tag.is_empty()
+    {
+        return Ok(tag);
+    }
+    let status = std::fs::read_to_string("/var/lib/dpkg/status").map_err(|e| {
+        BackendError::Docker(format!(
+            "no base image, and this host has no dpkg database to assemble one from ({e}); set BOT_BOTTLE_BASE_IMAGE to a Debian image"
+        ))
+    })?;
+    let installed = rootfs::parse_status(&status);
+    let (packages, missing) = rootfs::closure(&installed, rootfs::BASE_PACKAGES);
+    let tag = format!("bot-bottle-base:{}", rootfs::fingerprint(&packages));
+    if exists(docker, &tag).await {
+        return Ok(tag);
+    }
+    if !missing.is_empty() {
+        progress(&format!("base image: not installed on this host, left out: {}", missing.join(", ")));
+    }
+    progress(&format!("base image: assembling {tag} from {} host packages", packages.len()));
+    let work = TempDir::new("base")?;
+    let rootfs_path = work.0.join("rootfs.tar");
+    {
+        let file = std::fs::File::create(&rootfs_path).map_err(io("cannot write the base rootfs"))?;
+        let mut out = std::io::BufWriter::new(file);
+        rootfs::write_rootfs(&packages, &mut out).map_err(io("cannot assemble the base rootfs"))?;
+        out.flush().map_err(io("cannot write the base rootfs"))?;
+    }
+    let dockerfile = "FROM scratch\nADD rootfs.tar /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8\nCMD [\"/bin/bash\"]\n";
+    build(docker, &tag, dockerfile, &[("rootfs.tar", Source::File(rootfs_path))], &HashMap::new(), progress).await?;
+    Ok(tag)
+}
+
+/// What a build context holds besides the Dockerfile.
+pub enum Source {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// Build `dockerfile` with `files` into `tag` (when `tag` is absent).
+pub async fn build(
+    docker: &Docker,
+    tag: &str,
+    dockerfile: &str,
+    files: &[(&str, Source)],
+    args: &HashMap<String, String>,
+    progress: Progress<'_>,
+) -> Result<(), BackendError> {
+    let work = TempDir::new("context")?;
+    let context = work.0.join("context.tar");
+    {
+        let file = std::fs::File::create(&context).map_err(io("cannot write the build context"))?;
+        let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(dockerfile.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes()).map_err(io("cannot write the context"))?;
+        for (name, source) in files {
+            match source {
+                Source::File(path) => {
+                    let mut f = std::fs::File::open(path).map_err(io("cannot read a context file"))?;
+                    tar.append_file(name, &mut f).map_err(io("cannot write the context"))?;
+                }
+                Source::Bytes(data) => {
+                    let mut header = tar::Header::new_gnu();
+                    header.set_size(data.len() as u64);
+                    header.set_mode(0o755);
+                    tar.append_data(&mut header, name, &data[..]).map_err(io("cannot write the context"))?;
+                }
+            }
+        }
+        tar.into_inner().and_then(|mut w| w.flush()).map_err(io("cannot write the context"))?;
+    }
+    let options = BuildImageOptions {
+        dockerfile: "Dockerfile".to_string(),
+        t: Some(tag.to_string()),
+        rm: true,
+        forcerm: true,
+        buildargs: Some(args.clone()),
+        labels: Some(HashMap::from([(IMAGE_LABEL.to_string(), tag.to_string())])),
+        ..Default::default()
+    };
+    let file = tokio::fs::File::open(&context).await.map_err(io("cannot read the build context"))?;
+    let body = file_stream(file);
+    let mut stream = docker.build_image(options, None, Some(bollard::body_try_stream(body)));
+    let mut last_error = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(line) = info.stream.as_deref().map(str::trim).filter(|l| l.starts_with("Step ")) {
+                    progress(&format!("{tag}: {line}"));
+                }
+                if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                    last_error = Some(e);
+                }
+            }
+            Err(e) => last_error = Some(e.to_string()),
+        }
+    }
+    if let Some(e) = last_error {
+        return Err(BackendError::Docker(format!("building {tag} failed: {e}")));
+    }
+    if !exists(docker, tag).await {
+        return Err(BackendError::Docker(format!("building {tag} produced no image")));
+    }
+    Ok(())
+}
+
+/// A file as a stream of chunks.
+fn file_stream(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    use tokio::io::AsyncReadExt;
+    futures_util::stream::unfold(Some(file), |state| async move {
+        let mut file = state?;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+/// A hash of the things an image is built from: its tag.
+fn content_tag(repo: &str, parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let d = h.finalize();
+    format!("{repo}:{}", d.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// The sidecar image with this very binary in it.
+pub async fn ensure_sidecar(docker: &Docker, base: &str, progress: Progress<'_>) -> Result<String, BackendError> {
+    if let Ok(tag) = std::env::var("BOT_BOTTLE_SIDECAR_IMAGE")
+        && !tag.is_empty()
+    {
+        return Ok(tag);
+    }
+    let exe = std::env::current_exe().map_err(io("cannot find this program to put in the sidecar"))?;
+    let binary = std::fs::read(&exe).map_err(io("cannot read this program"))?;
+    let tag = content_tag("bot-bottle-sidecar", &[SIDECAR_DOCKERFILE.as_bytes(), base.as_bytes(), &binary]);
+    if exists(docker, &tag).await {
+        return Ok(tag);
+    }
+    progress(&format!("building {tag}"));
+    let args = HashMap::from([("BASE_IMAGE".to_string(), base.to_string())]);
+    build(docker, &tag, SIDECAR_DOCKERFILE, &[("bot-bottle", Source::Bytes(binary))], &args, progress).await?;
+    Ok(tag)
+}
+
+/// An agent image from a Dockerfile text (`images/<provider>.Dockerfile`,
+/// or the bottle's own).
+pub async fn ensure_agent(
+    docker: &Docker,
+    provider: &str,
+    dockerfile: &str,
+    base: &str,
+    progress: Progress<'_>,
+) -> Result<String, BackendError> {
+    if let Ok(tag) = std::env::var("BOT_BOTTLE_IMAGE")
+        && !tag.is_empty()
+    {
+        return Ok(tag);
+    }
+    let tag = content_tag(&format!("bot-bottle-agent-{provider}"), &[dockerfile.as_bytes(), base.as_bytes()]);
+    if exists(docker, &tag).await {
+        return Ok(tag);
+    }
+    progress(&format!("building {tag}"));
+    let args = HashMap::from([("BASE_IMAGE".to_string(), base.to_string())]);
+    build(docker, &tag, dockerfile, &[], &args, progress).await?;
+    Ok(tag)
+}
+
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> BackendError {
+    move |source| BackendError::Io { what: what.to_string(), source }
+}
+
+/// A private scratch directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> Result<TempDir, BackendError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!("bot-bottle-{what}-{}-{:x}", std::process::id(), rand_u64()));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io("cannot create a scratch directory"))?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+}
