@@ -11,6 +11,7 @@ mod error;
 mod plan;
 mod provider;
 mod registry;
+pub mod sidecar_config;
 mod smolmachines;
 
 pub use docker::Docker;
@@ -18,5 +19,8 @@ pub use egress::ca::BottleCa;
 pub use error::BackendError;
 pub use plan::{AuthSource, BottleSpec, HostEnv, Plan, PlannedRoute, plan, write_plan};
 pub use provider::{BUILTIN_PROVIDERS, Provider, ProviderRef, provider_for};
-pub use registry::{ActiveBottle, Availability, Backend, CleanupPlan, Registry, RunningBottle, bottle_for_identity};
+pub use registry::{
+    ActiveBottle, Availability, Backend, CleanupPlan, LAUNCHER_FILE, Registry, RunningBottle, bottle_for_identity,
+    launcher_alive,
+};
 pub use smolmachines::Smolmachines;

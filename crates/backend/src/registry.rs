@@ -184,3 +184,18 @@ pub(crate) fn is_executable(path: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
+
+/// The launcher's pid file in a state dir: a bottle whose launcher is gone
+/// (a killed CLI, a crash) is an orphan for `cleanup`.
+pub const LAUNCHER_FILE: &str = "launcher.pid";
+
+/// Whether the process that launched the bottle in `state_dir` still runs.
+pub fn launcher_alive(state_dir: &std::path::Path) -> bool {
+    let Some(pid) =
+        std::fs::read_to_string(state_dir.join(LAUNCHER_FILE)).ok().and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}

@@ -53,6 +53,12 @@ pub enum Command {
     /// Run the supervise MCP server over one bottle's proposal store.
     #[command(hide = true)]
     SuperviseServer(SuperviseServerArgs),
+    /// The sidecar: egress, git-gate and supervise in one process (inside the sidecar container).
+    #[command(hide = true)]
+    Sidecar(SidecarArgs),
+    /// Relay the agent's loopback ports to the sidecar's sockets (in the agent's network namespace).
+    #[command(hide = true)]
+    Shim(ShimArgs),
 }
 
 #[derive(Args, Debug)]
@@ -292,4 +298,18 @@ pub enum ImagesAction {
         #[arg(long, default_value = "shell")]
         provider: String,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct SidecarArgs {
+    /// The sidecar's config (sidecar.json in the bottle's state dir).
+    #[arg(long, value_name = "FILE")]
+    pub config: std::path::PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ShimArgs {
+    /// PORT=SOCKET: listen on 127.0.0.1:PORT, relay to the unix socket.
+    #[arg(long, value_name = "PORT=SOCKET", required = true)]
+    pub map: Vec<String>,
 }

@@ -91,9 +91,10 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
     if !approved(args.launch.yes || args.launch.headless, "launch this agent?")? {
         return Ok(1);
     }
+    let session = Session::of(&plan, false);
     let running = backend.launch(plan)?;
     guard.disarm();
-    attach(running, args.launch.prompt.as_deref())
+    session.run(ctx, running, args.launch.prompt.as_deref())
 }
 
 pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
@@ -136,8 +137,18 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
         return Ok(1);
     }
     backend::write_plan(&plan)?;
-    let running = backend.launch(plan)?;
-    attach(running, args.launch.prompt.as_deref())
+    let session = Session::of(&plan, true);
+    let running = match backend.launch(plan) {
+        Ok(r) => r,
+        Err(e) => {
+            // The preserved state stays preserved when a resume fails.
+            if let Some(d) = state::StateDir::open(&ctx.home, &args.identity) {
+                let _ = d.set_preserved(true);
+            }
+            return Err(e.into());
+        }
+    };
+    session.run(ctx, running, args.launch.prompt.as_deref())
 }
 
 /// `-y` and headless runs are approved; otherwise ask `[y/N]`.
@@ -178,10 +189,73 @@ fn resolve_env(ctx: &Context, m: &Manifest, dry_run: bool, headless: bool) -> Re
     Ok(manifest::resolve_env(&values, &*ctx.host.vars, mode)?)
 }
 
-/// Run the provider in a launched bottle and tear it down.
-fn attach(running: Box<dyn backend::RunningBottle>, prompt: Option<&str>) -> Result<i32> {
-    let _ = (running, prompt);
-    bail!("attaching to a launched bottle is not implemented in this version of bot-bottle")
+/// One session in a launched bottle: the provider's command on the
+/// operator's terminal (or headless), then the session end of
+/// spec/state.md: teardown, the audit trail archived, the state deleted on
+/// exit 0 and preserved otherwise.
+struct Session {
+    identity: String,
+    provider: String,
+    resume: bool,
+}
+
+impl Session {
+    fn of(plan: &Plan, resume: bool) -> Session {
+        Session { identity: plan.identity.clone(), provider: plan.provider.clone(), resume }
+    }
+
+    /// The provider's argv: interactive, or one-shot with the prompt.
+    fn argv(&self, home: &state::Home, prompt: Option<&str>) -> Result<Vec<String>> {
+        let Some(backend::ProviderRef::Builtin(p)) = backend::provider_for(home, &self.provider) else {
+            bail!("provider '{}' has no command in this version of bot-bottle", self.provider);
+        };
+        let mut argv: Vec<String> = p.command.iter().map(|s| s.to_string()).collect();
+        match prompt {
+            Some(text) => {
+                argv.extend(p.headless.iter().map(|s| s.to_string()));
+                argv.push(text.to_string());
+            }
+            None if self.resume => argv.extend(p.resume.iter().map(|s| s.to_string())),
+            None => {}
+        }
+        Ok(argv)
+    }
+
+    fn run(self, ctx: &Context, running: Box<dyn backend::RunningBottle>, prompt: Option<&str>) -> Result<i32> {
+        let dir = ctx.home.state_dir(&self.identity);
+        let tty = prompt.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdin());
+        let outcome = self.argv(&ctx.home, prompt).and_then(|argv| Ok(running.exec(&argv, tty)?));
+        let teardown = running.teardown();
+        // The audit trail outlives the bottle.
+        let store = supervise::store_path(&dir);
+        if store.exists()
+            && let Err(e) = supervise::AuditArchive::open(&supervise::archive_path(ctx.home.root()))
+                .and_then(|mut a| a.absorb(&store))
+        {
+            crate::context::warn(&format!("the audit trail of {} was not archived: {e}", self.identity));
+        }
+        let code = match &outcome {
+            Ok(code) => *code,
+            Err(_) => 1,
+        };
+        match state::StateDir::open(&ctx.home, &self.identity) {
+            Some(d) if code == 0 && teardown.is_ok() => {
+                d.remove()?;
+            }
+            Some(d) => {
+                d.set_preserved(true)?;
+                eprintln!(
+                    "bot-bottle: {} ended with {code}; its state is kept in {} (resume with `bot-bottle resume {}`)",
+                    self.identity,
+                    dir.display(),
+                    self.identity
+                );
+            }
+            None => {}
+        }
+        teardown?;
+        outcome
+    }
 }
 
 /// Ask for a label until it is free (a live or preserved bottle may hold

@@ -15,6 +15,7 @@ mod lifecycle;
 mod list;
 mod listen;
 mod scan;
+mod sidecar_cmd;
 mod supervise_cmd;
 mod terminal;
 
@@ -52,6 +53,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::GitGateHook => return Ok(git_gate::hook::run_hook()),
         Command::SuperviseServer(args) => return supervise_cmd::server(args),
         Command::Images(args) => return images_cmd::images(args),
+        Command::Sidecar(args) => return sidecar_cmd::sidecar(args),
+        Command::Shim(args) => return sidecar_cmd::shim(args),
         other => other,
     };
     let ctx = Context::from_env()?;
@@ -72,7 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         | Command::GitGate(_)
         | Command::GitGateHook
         | Command::SuperviseServer(_)
-        | Command::Images(_) => {
+        | Command::Images(_)
+        | Command::Sidecar(_)
+        | Command::Shim(_) => {
             unreachable!("handled above")
         }
     }

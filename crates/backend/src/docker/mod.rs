@@ -1,12 +1,21 @@
-//! The docker backend: the agent in a container with no network, the sidecar
-//! on its own bridge (DESIGN.md). Planning is real; the Engine-API launch
-//! path is not implemented yet and says so.
+//! The docker backend (spec/backends.md): the agent in a container with no
+//! network, the sidecar on its own bridge, the shim between them
+//! ([`bottle`]); images built without a registry ([`images`],
+//! [`rootfs`]); the Engine reached through its API ([`engine`]).
 
+pub mod bottle;
 pub mod engine;
+pub mod exec;
 pub mod images;
+pub mod provision;
 pub mod rootfs;
+pub mod runtime;
 
-use crate::registry::{Availability, Backend};
+use state::{BottleMetadata, Home};
+
+use crate::error::BackendError;
+use crate::plan::Plan;
+use crate::registry::{ActiveBottle, Availability, Backend, CleanupPlan, RunningBottle};
 
 pub struct Docker;
 
@@ -51,5 +60,92 @@ impl Backend for Docker {
 
     fn runtime(&self) -> String {
         "runc container, network none (gVisor used when the daemon proves runsc works)".to_string()
+    }
+
+    fn launch(&self, plan: Plan) -> Result<Box<dyn RunningBottle>, BackendError> {
+        let progress = |line: &str| eprintln!("bot-bottle: {line}");
+        let launched = bottle::launch_blocking(&plan, &progress)?;
+        Ok(Box::new(launched))
+    }
+
+    fn enumerate_active(&self) -> Result<Vec<ActiveBottle>, BackendError> {
+        blocking(async {
+            let docker = engine::connect().await?;
+            bottle::active(&docker).await
+        })
+    }
+
+    fn stop(&self, home: &Home, meta: &BottleMetadata) -> Result<(), BackendError> {
+        let dir = home.state_dir(&meta.identity);
+        blocking(async {
+            let docker = engine::connect().await?;
+            let objects = bottle::find(&docker, &meta.identity).await?;
+            if objects.agent.is_none() && objects.sidecar.is_none() {
+                return Err(BackendError::Invalid { message: format!("bottle {} is not running", meta.identity) });
+            }
+            bottle::stop(&docker, &objects, &dir).await
+        })
+    }
+
+    fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError> {
+        let dir = home.state_dir(&meta.identity);
+        blocking(async {
+            let docker = engine::connect().await?;
+            bottle::commit(&docker, &meta.identity, &dir).await
+        })
+    }
+
+    fn logs(&self, home: &Home, meta: &BottleMetadata, follow: bool) -> Result<(), BackendError> {
+        let dir = home.state_dir(&meta.identity);
+        blocking(async {
+            let docker = engine::connect().await?;
+            bottle::logs(&docker, &meta.identity, &dir, follow).await
+        })
+    }
+
+    fn prepare_cleanup(&self, home: &Home) -> Result<CleanupPlan, BackendError> {
+        blocking(async {
+            let docker = engine::connect().await?;
+            bottle::orphans(&docker, home).await
+        })
+    }
+
+    fn cleanup(&self, home: &Home, plan: &CleanupPlan) -> Result<(), BackendError> {
+        let _ = home;
+        blocking(async {
+            let docker = engine::connect().await?;
+            bottle::remove_orphans(&docker, plan).await
+        })
+    }
+}
+
+/// Run one Engine conversation to completion on a small runtime.
+fn blocking<T>(work: impl std::future::Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| BackendError::Io { what: "cannot start the async runtime".into(), source })?
+        .block_on(work)
+}
+
+impl RunningBottle for bottle::DockerBottle {
+    fn identity(&self) -> &str {
+        &self.objects.identity
+    }
+
+    fn exec(&self, argv: &[String], tty: bool) -> Result<i32, BackendError> {
+        bottle::DockerBottle::exec(self, argv, tty)
+    }
+
+    fn copy_in(&self, host: &std::path::Path, guest: &str) -> Result<(), BackendError> {
+        bottle::DockerBottle::copy_in(self, host, guest)
+    }
+
+    fn copy_out(&self, guest: &str, host: &std::path::Path) -> Result<(), BackendError> {
+        bottle::DockerBottle::copy_out(self, guest, host)
+    }
+
+    fn teardown(mut self: Box<Self>) -> Result<(), BackendError> {
+        bottle::DockerBottle::teardown(&mut self)
     }
 }

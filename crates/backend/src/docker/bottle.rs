@@ -1,0 +1,1027 @@
+//! A bottle on the Docker Engine (DESIGN.md, Docker topology): the sidecar
+//! on its own bridge (the only egress), the agent with `network_mode: none`,
+//! and the shim in the agent's network namespace relaying loopback ports to
+//! the sidecar's unix sockets. Every object is labelled with the identity
+//! and its role. [`launch`] tears down whatever it created when any step
+//! fails; a launched [`DockerBottle`] tears down on drop if nobody did.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions,
+    UploadToContainerOptions,
+};
+use futures_util::StreamExt;
+use secret::Secret;
+
+use super::provision::{self, AGENT_HOME, AGENT_UID, WORKSPACE};
+use super::{engine, images};
+use crate::error::BackendError;
+use crate::plan::{AuthSource, Plan};
+use crate::sidecar_config::{
+    self, EGRESS_PORT, EGRESS_SOCKET, GATE_PORT, GATE_SOCKET, RUN_DIR, SUPERVISE_PORT, SUPERVISE_SOCKET,
+};
+
+pub const LABEL_IDENTITY: &str = "dev.bot-bottle.identity";
+pub const LABEL_ROLE: &str = "dev.bot-bottle.role";
+
+/// Progress lines for the operator.
+pub type Progress<'a> = images::Progress<'a>;
+
+fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> BackendError {
+    let what = what.into();
+    move |e| BackendError::Docker(format!("{what}: {e}"))
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
+    let what = what.into();
+    move |source| BackendError::Io { what, source }
+}
+
+fn labels(identity: &str, role: &str) -> HashMap<String, String> {
+    HashMap::from([(LABEL_IDENTITY.to_string(), identity.to_string()), (LABEL_ROLE.to_string(), role.to_string())])
+}
+
+/// The Docker objects of one bottle.
+#[derive(Debug, Clone, Default)]
+pub struct Objects {
+    pub identity: String,
+    pub network: Option<String>,
+    pub sidecar: Option<String>,
+    pub agent: Option<String>,
+    pub shim: Option<String>,
+}
+
+/// A launched bottle.
+pub struct DockerBottle {
+    pub runtime: tokio::runtime::Runtime,
+    pub docker: Docker,
+    pub objects: Objects,
+    pub state_dir: PathBuf,
+    torn_down: bool,
+}
+
+impl DockerBottle {
+    /// Run `argv` in the agent (through the env wrapper), as its user in the
+    /// workspace; returns the exit code.
+    pub fn exec(&self, argv: &[String], tty: bool) -> Result<i32, BackendError> {
+        let agent = self.objects.agent.clone().unwrap_or_default();
+        self.runtime.block_on(super::exec::run(&self.docker, &agent, &provision::wrap(argv), tty))
+    }
+
+    /// Save the sidecar's logs and remove every object. Idempotent.
+    pub fn teardown(&mut self) -> Result<(), BackendError> {
+        if self.torn_down {
+            return Ok(());
+        }
+        self.torn_down = true;
+        let (docker, objects, dir) = (&self.docker, &self.objects, &self.state_dir);
+        self.runtime.block_on(async {
+            save_sidecar_logs(docker, objects, dir).await;
+            let removed = remove(docker, objects).await;
+            revoke_deploy_keys(dir).await;
+            let _ = std::fs::remove_file(dir.join(LAUNCHER_FILE));
+            removed
+        })
+    }
+}
+
+impl Drop for DockerBottle {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
+}
+
+/// Keep the sidecar's log for `bot-bottle logs` after the container is gone.
+async fn save_sidecar_logs(docker: &Docker, objects: &Objects, state_dir: &Path) {
+    let Some(sidecar) = &objects.sidecar else { return };
+    let options = LogsOptions { stdout: true, stderr: true, tail: "all".to_string(), ..Default::default() };
+    let mut stream = docker.logs(sidecar, Some(options));
+    let mut text = Vec::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        text.extend_from_slice(&chunk.into_bytes());
+    }
+    if !text.is_empty() && state_dir.is_dir() {
+        let _ = std::fs::write(state_dir.join("sidecar.log"), text);
+    }
+}
+
+/// Remove a bottle's containers and network (missing ones are fine).
+pub async fn remove(docker: &Docker, objects: &Objects) -> Result<(), BackendError> {
+    let mut failed = Vec::new();
+    for id in [&objects.shim, &objects.agent, &objects.sidecar].into_iter().flatten() {
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        if let Err(e) = docker.remove_container(id, Some(options)).await
+            && !is_not_found(&e)
+        {
+            failed.push(format!("container {id}: {e}"));
+        }
+    }
+    if let Some(net) = &objects.network
+        && let Err(e) = docker.remove_network(net).await
+        && !is_not_found(&e)
+    {
+        failed.push(format!("network {net}: {e}"));
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(BackendError::Docker(format!("teardown of {} left: {}", objects.identity, failed.join("; "))))
+    }
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+/// The objects Docker has for `identity` (by label), running or not.
+pub async fn find(docker: &Docker, identity: &str) -> Result<Objects, BackendError> {
+    let filter = HashMap::from([("label".to_string(), vec![format!("{LABEL_IDENTITY}={identity}")])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filter.clone()), ..Default::default() }))
+        .await
+        .map_err(docker_err("cannot list containers"))?;
+    let mut objects = Objects { identity: identity.to_string(), ..Default::default() };
+    for c in containers {
+        let role = c.labels.as_ref().and_then(|l| l.get(LABEL_ROLE)).cloned().unwrap_or_default();
+        let id = c.id.unwrap_or_default();
+        match role.as_str() {
+            "sidecar" => objects.sidecar = Some(id),
+            "agent" => objects.agent = Some(id),
+            "shim" => objects.shim = Some(id),
+            _ => {}
+        }
+    }
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions { filters: Some(filter) }))
+        .await
+        .map_err(docker_err("cannot list networks"))?;
+    objects.network = networks.into_iter().find_map(|n| n.id);
+    Ok(objects)
+}
+
+/// The host user's uid and gid (the sidecar and shim run as them, so what
+/// they write in the state dir stays the user's).
+fn host_ids(dir: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).map(|m| (m.uid(), m.gid())).unwrap_or((0, 0))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), BackendError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(format!("cannot create {}", path.display())))?;
+    f.write_all(data).map_err(io_err(format!("cannot write {}", path.display())))
+}
+
+fn mkdir(path: &Path) -> Result<(), BackendError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io_err(format!("cannot create {}", path.display())))
+}
+
+/// Gitea deploy keys minted for this launch, revoked at teardown.
+pub const DEPLOY_KEYS_FILE: &str = "git-gate/deploy-keys.json";
+
+/// Write what the sidecar reads: routes, secrets, keys, its config.
+async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<PathBuf, BackendError> {
+    let dir = plan.state_dir();
+    let host = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    // Routes: token slots only; the values go in the secrets file.
+    let specs: Vec<egress::RouteSpec> = plan
+        .routes
+        .iter()
+        .map(|r| egress::RouteSpec {
+            route: r.route.clone(),
+            auth: r.auth.as_ref().map(|(scheme, source)| {
+                let name = match source {
+                    AuthSource::HostEnv(v) => v.clone(),
+                    AuthSource::HostLogin(f) => format!("login:{f}"),
+                };
+                (*scheme, name)
+            }),
+            on_match: r.on_match,
+            provider: r.origin.starts_with("provider "),
+        })
+        .collect();
+    let rendered = egress::render(&specs, plan.manifest.bottle.log_level());
+    mkdir(&dir.join("egress"))?;
+    let routes = dir.join("egress/routes.json");
+    std::fs::write(&routes, &rendered.text).map_err(io_err("cannot write the route file"))?;
+    let mut secrets = sidecar_config::SidecarSecrets::default();
+    for (slot, source) in &rendered.slots {
+        let value = match source.strip_prefix("login:") {
+            Some(file) => {
+                return Err(BackendError::Invalid {
+                    message: format!(
+                        "forwarding the host login {file} arrives with the provider images (claude, codex, pi); use agent_provider.auth_token for now"
+                    ),
+                });
+            }
+            None => host(source).ok_or_else(|| BackendError::Invalid {
+                message: format!("the host variable {source} is not set; export it before starting"),
+            })?,
+        };
+        secrets.tokens.insert(*slot, value);
+    }
+    for (name, value) in &plan.env {
+        // Values forwarded from the host (or asked) are secrets the DLP
+        // watches for; literals written in the manifest are not.
+        if let manifest::Resolved::Forwarded(v) = value {
+            secrets.known.insert(name.clone(), v.expose().clone());
+        }
+    }
+    secrets.canary = Some(format!("bot-bottle-canary-{:032x}", random_u128()));
+    // git-gate: keys copied (0600) or minted.
+    let mut gate_repos = Vec::new();
+    let mut deploy_keys = Vec::new();
+    if !plan.manifest.bottle.repos.is_empty() {
+        mkdir(&dir.join("git-gate/keys"))?;
+    }
+    for (name, repo) in &plan.manifest.bottle.repos {
+        let (Some(url), Some(host_key)) = (&repo.value.url, &repo.value.host_key) else {
+            return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs url and host_key") });
+        };
+        let key_path = dir.join(format!("git-gate/keys/{name}.key"));
+        match &repo.value.key {
+            Some(manifest::RepoKey::Static { path }) => {
+                let key = git_gate::keys::read_static(path, std::env::var_os("HOME").map(PathBuf::from).as_deref())
+                    .map_err(|e| BackendError::Invalid { message: format!("git-gate.repos.{name}: {e}") })?;
+                write_private(&key_path, key.expose())?;
+            }
+            Some(manifest::RepoKey::Gitea { provisioner_token }) => {
+                let token = host(provisioner_token).ok_or_else(|| BackendError::Invalid {
+                    message: format!(
+                        "git-gate.repos.{name}: {provisioner_token} is not set; export it before starting"
+                    ),
+                })?;
+                let upstream =
+                    git_gate::ssh::SshUrl::parse(url).map_err(|message| BackendError::Invalid { message })?;
+                let api = git_gate::keys::GiteaApi::for_upstream(&upstream, Secret::new(token))
+                    .map_err(|e| BackendError::Docker(e.to_string()))?;
+                let title = format!("bot-bottle {} {name}", plan.identity);
+                let (private, public) = git_gate::keys::generate_ed25519(&dir.join("git-gate/keys"), &title)
+                    .map_err(|e| BackendError::Docker(e.to_string()))?;
+                let key = api
+                    .create_deploy_key(&upstream.owner_repo(), &title, &public)
+                    .await
+                    .map_err(|e| BackendError::Docker(format!("git-gate.repos.{name}: {e}")))?;
+                progress(&format!("git-gate: registered deploy key {} on {}", key.id, key.owner_repo));
+                deploy_keys.push(serde_json::json!({"repo": name, "url": url, "owner_repo": key.owner_repo, "id": key.id, "token_ref": provisioner_token}));
+                write_private(&key_path, private.expose())?;
+            }
+            None => return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs a key") }),
+        }
+        gate_repos.push(sidecar_config::GateRepo {
+            name: name.clone(),
+            url: url.clone(),
+            host_key: host_key.clone(),
+            key: sidecar_config::in_sidecar(&dir, &key_path),
+        });
+    }
+    if !deploy_keys.is_empty() {
+        std::fs::write(dir.join(DEPLOY_KEYS_FILE), serde_json::to_vec_pretty(&deploy_keys).unwrap_or_default())
+            .map_err(io_err("cannot record the deploy keys"))?;
+    }
+    let secrets_path = dir.join("sidecar-secrets.json");
+    write_private(&secrets_path, &serde_json::to_vec(&secrets).unwrap_or_default())?;
+    drop(secrets);
+    mkdir(&dir.join("supervise"))?;
+    mkdir(&dir.join("sidecar-home"))?;
+    let inside = |p: &Path| sidecar_config::in_sidecar(&dir, p);
+    let config = sidecar_config::SidecarConfig {
+        identity: plan.identity.clone(),
+        run_dir: PathBuf::from(RUN_DIR),
+        egress: sidecar_config::EgressConfig { routes: inside(&routes), ca_dir: inside(&dir.join("egress")) },
+        git_gate: (!gate_repos.is_empty())
+            .then(|| sidecar_config::GateConfig { dir: inside(&dir.join("git-gate")), repos: gate_repos }),
+        supervise: sidecar_config::SuperviseConfig {
+            store: inside(&supervise::store_path(&dir)),
+            tool_timeout_secs: 30 * 60,
+        },
+        secrets: inside(&secrets_path),
+    };
+    let config_path = dir.join("sidecar.json");
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap_or_default())
+        .map_err(io_err("cannot write sidecar.json"))?;
+    Ok(config_path)
+}
+
+fn random_u128() -> u128 {
+    let mut b = [0u8; 16];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_err() {
+        use std::hash::BuildHasher;
+        let h = std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
+        b[..8].copy_from_slice(&h.to_le_bytes());
+    }
+    u128::from_le_bytes(b)
+}
+
+/// Launch `plan`: images, sidecar, agent, shim, provisioning, self-test.
+/// Anything created is removed again if a step fails.
+pub async fn launch(docker: &Docker, plan: &Plan, progress: Progress<'_>) -> Result<Objects, BackendError> {
+    let mut objects = Objects { identity: plan.identity.clone(), ..Default::default() };
+    match launch_steps(docker, plan, progress, &mut objects).await {
+        Ok(()) => Ok(objects),
+        Err(e) => {
+            let dir = plan.state_dir();
+            save_sidecar_logs(docker, &objects, &dir).await;
+            let _ = remove(docker, &objects).await;
+            revoke_deploy_keys(&dir).await;
+            let _ = std::fs::remove_file(dir.join(LAUNCHER_FILE));
+            Err(e)
+        }
+    }
+}
+
+async fn launch_steps(
+    docker: &Docker,
+    plan: &Plan,
+    progress: Progress<'_>,
+    objects: &mut Objects,
+) -> Result<(), BackendError> {
+    let dir = plan.state_dir();
+    let identity = &plan.identity;
+    std::fs::write(dir.join(LAUNCHER_FILE), std::process::id().to_string())
+        .map_err(io_err("cannot write the launcher pid"))?;
+    // Leftovers of an earlier run of this identity (a killed launcher).
+    let stale = find(docker, identity).await?;
+    remove(docker, &stale).await?;
+    // Images.
+    let base = images::ensure_base(docker, progress).await?;
+    let sidecar_image = images::ensure_sidecar(docker, &base, progress).await?;
+    let agent_image = agent_image(docker, plan, &base, progress).await?;
+    // What the sidecar reads.
+    let config = write_sidecar_files(plan, progress).await?;
+    let run_dir = dir.join("run");
+    let _ = std::fs::remove_dir_all(&run_dir);
+    mkdir(&run_dir)?;
+    let (uid, gid) = host_ids(&dir);
+    let user = format!("{uid}:{gid}");
+    let mut sidecar_binds =
+        vec![format!("{}:{}", dir.display(), sidecar_config::BOTTLE_DIR), format!("{}:{RUN_DIR}", run_dir.display())];
+    let mut sidecar_env = vec![format!("HOME={}/sidecar-home", sidecar_config::BOTTLE_DIR)];
+    if uid != 0 {
+        // ssh needs a passwd entry for the user it runs as.
+        let passwd = dir.join("sidecar-passwd");
+        std::fs::write(
+            &passwd,
+            format!(
+                "root:x:0:0:root:/root:/bin/sh\nbottle:x:{uid}:{gid}::{}/sidecar-home:/bin/sh\n",
+                sidecar_config::BOTTLE_DIR
+            ),
+        )
+        .map_err(io_err("cannot write the sidecar's passwd"))?;
+        sidecar_binds.push(format!("{}:/etc/passwd:ro", passwd.display()));
+    }
+    if let Some(ca) = std::env::var_os("BOT_BOTTLE_UPSTREAM_CA").filter(|v| !v.is_empty()) {
+        sidecar_binds.push(format!("{}:/etc/bot-bottle/upstream-ca.pem:ro", Path::new(&ca).display()));
+        sidecar_env.push("BOT_BOTTLE_UPSTREAM_CA=/etc/bot-bottle/upstream-ca.pem".to_string());
+    }
+    let extra_hosts: Vec<String> = std::env::var("BOT_BOTTLE_SIDECAR_HOSTS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .collect();
+
+    // The sidecar's own network: its only way out.
+    progress("starting the sidecar");
+    let net_name = format!("bot-bottle-{identity}");
+    let net = docker
+        .create_network(NetworkCreateRequest {
+            name: net_name.clone(),
+            driver: Some("bridge".to_string()),
+            labels: Some(labels(identity, "network")),
+            ..Default::default()
+        })
+        .await
+        .map_err(docker_err(format!("cannot create network {net_name}")))?;
+    objects.network = Some(net.id);
+    let locked = |mut h: HostConfig| {
+        h.cap_drop = Some(vec!["ALL".to_string()]);
+        h.security_opt = Some(vec!["no-new-privileges".to_string()]);
+        h
+    };
+    let sidecar = create(
+        docker,
+        &format!("bot-bottle-{identity}-sidecar"),
+        ContainerCreateBody {
+            image: Some(sidecar_image.clone()),
+            cmd: Some(vec![
+                "sidecar".into(),
+                "--config".into(),
+                sidecar_config::in_sidecar(&dir, &config).display().to_string(),
+            ]),
+            user: Some(user.clone()),
+            env: Some(sidecar_env),
+            labels: Some(labels(identity, "sidecar")),
+            host_config: Some(locked(HostConfig {
+                binds: Some(sidecar_binds),
+                network_mode: Some(net_name.clone()),
+                extra_hosts: Some(extra_hosts),
+                pids_limit: Some(512),
+                init: Some(true),
+                ..Default::default()
+            })),
+            ..Default::default()
+        },
+    )
+    .await?;
+    objects.sidecar = Some(sidecar.clone());
+    docker.start_container(&sidecar, None).await.map_err(docker_err("cannot start the sidecar"))?;
+    if let Ok(extra) = std::env::var("BOT_BOTTLE_SIDECAR_NETWORK")
+        && !extra.is_empty()
+    {
+        docker
+            .connect_network(
+                &extra,
+                bollard::models::NetworkConnectRequest { container: sidecar.clone(), ..Default::default() },
+            )
+            .await
+            .map_err(docker_err(format!("cannot join the sidecar to network {extra}")))?;
+    }
+    let mut sockets = vec![EGRESS_SOCKET, SUPERVISE_SOCKET];
+    if !plan.manifest.bottle.repos.is_empty() {
+        sockets.push(GATE_SOCKET);
+    }
+    wait_for_sockets(docker, &sidecar, &run_dir, &sockets).await?;
+
+    // The agent: no network at all.
+    progress("starting the agent");
+    let mut env_extra: Vec<(String, String)> = Vec::new();
+    if let crate::provider::ProviderRef::Builtin(p) = crate::provider::provider_for(&plan.home, &plan.provider)
+        .ok_or_else(|| BackendError::Invalid { message: format!("unknown provider {}", plan.provider) })?
+    {
+        env_extra.extend(p.extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env_extra.extend(p.placeholder_env.iter().map(|k| (k.to_string(), "bot-bottle-placeholder".to_string())));
+    }
+    let env_extra_ref: Vec<(&str, &str)> = env_extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let runtime = super::runtime::choose(docker).await;
+    let agent = create(
+        docker,
+        &format!("bot-bottle-{identity}-agent"),
+        ContainerCreateBody {
+            image: Some(agent_image),
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            // A bare uid: Docker resolves it (and its group) in the image's
+            // passwd when copying files in owned by the agent.
+            user: Some(AGENT_UID.to_string()),
+            env: Some(provision::agent_env(&env_extra_ref)),
+            working_dir: Some(WORKSPACE.to_string()),
+            hostname: Some(identity.chars().take(63).collect()),
+            labels: Some({
+                let mut l = labels(identity, "agent");
+                l.insert(LABEL_AGENT.to_string(), plan.metadata.agent_name.clone());
+                l.insert(LABEL_LABEL.to_string(), plan.metadata.label.clone());
+                l.insert(LABEL_STARTED.to_string(), plan.metadata.started_at.clone());
+                l
+            }),
+            host_config: Some(locked(HostConfig {
+                network_mode: Some("none".to_string()),
+                pids_limit: Some(1024),
+                init: Some(true),
+                runtime,
+                ..Default::default()
+            })),
+            ..Default::default()
+        },
+    )
+    .await?;
+    objects.agent = Some(agent.clone());
+    docker.start_container(&agent, None).await.map_err(docker_err("cannot start the agent"))?;
+
+    // The shim, in the agent's network namespace.
+    let map = |port: u16, socket: &str| format!("{port}={RUN_DIR}/{socket}");
+    let mut shim_cmd = vec![
+        "shim".to_string(),
+        "--map".into(),
+        map(EGRESS_PORT, EGRESS_SOCKET),
+        "--map".into(),
+        map(SUPERVISE_PORT, SUPERVISE_SOCKET),
+    ];
+    if sockets.contains(&GATE_SOCKET) {
+        shim_cmd.extend(["--map".to_string(), map(GATE_PORT, GATE_SOCKET)]);
+    }
+    let shim = create(
+        docker,
+        &format!("bot-bottle-{identity}-shim"),
+        ContainerCreateBody {
+            image: Some(sidecar_image),
+            cmd: Some(shim_cmd),
+            user: Some(user),
+            labels: Some(labels(identity, "shim")),
+            host_config: Some(locked(HostConfig {
+                binds: Some(vec![format!("{}:{RUN_DIR}", run_dir.display())]),
+                network_mode: Some(format!("container:{agent}")),
+                pids_limit: Some(64),
+                init: Some(true),
+                ..Default::default()
+            })),
+            ..Default::default()
+        },
+    )
+    .await?;
+    objects.shim = Some(shim.clone());
+    docker.start_container(&shim, None).await.map_err(docker_err("cannot start the shim"))?;
+
+    // Provision, then prove the isolation before the agent runs anything.
+    progress("provisioning the agent");
+    provision_agent(docker, &agent, plan).await?;
+    progress("isolation self-test");
+    let output = super::exec::capture(
+        docker,
+        &agent,
+        &provision::wrap(&["bash".into(), "-c".into(), provision::SELF_TEST.into()]),
+        None,
+    )
+    .await?;
+    let checks = provision::parse_self_test(&output);
+    let _ = std::fs::write(dir.join("selftest.json"), serde_json::to_vec_pretty(&checks).unwrap_or_default());
+    let failed: Vec<String> =
+        checks.iter().filter(|c| !c.passed).map(|c| format!("{} ({})", c.name, c.detail)).collect();
+    if !failed.is_empty() {
+        return Err(BackendError::Docker(format!(
+            "the isolation self-test failed, so the agent was not started: {}; details in {}",
+            failed.join(", "),
+            dir.join("selftest.json").display()
+        )));
+    }
+    Ok(())
+}
+
+async fn create(docker: &Docker, name: &str, body: ContainerCreateBody) -> Result<String, BackendError> {
+    let options = CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
+    let created = docker
+        .create_container(Some(options), body)
+        .await
+        .map_err(docker_err(format!("cannot create container {name}")))?;
+    Ok(created.id)
+}
+
+/// The agent image: a committed snapshot of this bottle, the bottle's own
+/// Dockerfile, or the provider's.
+async fn agent_image(docker: &Docker, plan: &Plan, base: &str, progress: Progress<'_>) -> Result<String, BackendError> {
+    if let Some(committed) = committed_image(&plan.state_dir())
+        && docker.inspect_image(&committed).await.is_ok()
+    {
+        progress(&format!("using the committed image {committed}"));
+        return Ok(committed);
+    }
+    let provider_cfg = plan.manifest.bottle.provider();
+    if let Some(path) = &provider_cfg.dockerfile {
+        let text =
+            std::fs::read_to_string(path).map_err(io_err(format!("cannot read agent_provider.dockerfile {path}")))?;
+        return images::ensure_agent(docker, &plan.provider, &text, base, progress).await;
+    }
+    match plan.provider.as_str() {
+        "shell" => images::ensure_agent(docker, "shell", images::SHELL_DOCKERFILE, base, progress).await,
+        other => Err(BackendError::NotImplemented {
+            backend: "docker".to_string(),
+            operation: match other {
+                "claude" => {
+                    "build the claude provider's image yet (use agent_provider.dockerfile or the shell provider)"
+                }
+                "codex" => "build the codex provider's image yet (use agent_provider.dockerfile or the shell provider)",
+                "pi" => "build the pi provider's image yet (use agent_provider.dockerfile or the shell provider)",
+                _ => "build this plugin provider's image yet",
+            },
+        }),
+    }
+}
+
+/// The file `commit` writes: the image `resume` boots from.
+pub const COMMIT_FILE: &str = "commit.json";
+
+pub fn committed_image(state_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(state_dir.join(COMMIT_FILE)).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?["image"].as_str().map(str::to_string)
+}
+
+/// Wait until the sidecar's sockets exist; a sidecar that exits first is an
+/// error with its last log lines.
+async fn wait_for_sockets(docker: &Docker, sidecar: &str, run_dir: &Path, names: &[&str]) -> Result<(), BackendError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        if names.iter().all(|n| run_dir.join(n).exists()) {
+            return Ok(());
+        }
+        let state = docker.inspect_container(sidecar, None).await.ok().and_then(|c| c.state);
+        let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        if !running || tokio::time::Instant::now() >= deadline {
+            let options = LogsOptions { stdout: true, stderr: true, tail: "20".to_string(), ..Default::default() };
+            let mut logs = String::new();
+            let mut stream = docker.logs(sidecar, Some(options));
+            while let Some(Ok(chunk)) = stream.next().await {
+                logs.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+            let why = if running { "did not open its sockets within 90 s" } else { "exited" };
+            return Err(BackendError::Docker(format!("the sidecar {why}:\n{}", logs.trim_end())));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A tar of files for the agent, owned by its user.
+struct Bundle {
+    tar: tar::Builder<Vec<u8>>,
+}
+
+impl Bundle {
+    fn new() -> Bundle {
+        Bundle { tar: tar::Builder::new(Vec::new()) }
+    }
+
+    fn header(size: u64, mode: u32, uid: u64, kind: tar::EntryType) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(uid);
+        h.set_entry_type(kind);
+        h.set_mtime(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        );
+        h
+    }
+
+    fn dir(&mut self, path: &str, mode: u32, uid: u64) -> Result<(), BackendError> {
+        let mut h = Self::header(0, mode, uid, tar::EntryType::Directory);
+        self.tar.append_data(&mut h, path, std::io::empty()).map_err(io_err("cannot pack files for the agent"))
+    }
+
+    fn file(&mut self, path: &str, data: &[u8], mode: u32, uid: u64) -> Result<(), BackendError> {
+        let mut h = Self::header(data.len() as u64, mode, uid, tar::EntryType::Regular);
+        self.tar.append_data(&mut h, path, data).map_err(io_err("cannot pack files for the agent"))
+    }
+
+    /// A host directory tree (regular files, dirs and symlinks).
+    fn tree(&mut self, host: &Path, under: &str, uid: u64) -> Result<(), BackendError> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::symlink_metadata(host).map_err(io_err(format!("cannot read {}", host.display())))?;
+        if meta.is_dir() {
+            self.dir(under, 0o755, uid)?;
+            let mut entries: Vec<_> =
+                std::fs::read_dir(host).map_err(io_err(format!("cannot read {}", host.display())))?.flatten().collect();
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let name = e.file_name().to_string_lossy().into_owned();
+                self.tree(&e.path(), &format!("{under}/{name}"), uid)?;
+            }
+        } else if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(host).map_err(io_err(format!("cannot read {}", host.display())))?;
+            let mut h = Self::header(0, 0o777, uid, tar::EntryType::Symlink);
+            self.tar.append_link(&mut h, under, target).map_err(io_err("cannot pack files for the agent"))?;
+        } else if meta.is_file() {
+            let data = std::fs::read(host).map_err(io_err(format!("cannot read {}", host.display())))?;
+            self.file(under, &data, meta.permissions().mode() & 0o777, uid)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Vec<u8>, BackendError> {
+        self.tar.into_inner().map_err(io_err("cannot pack files for the agent"))
+    }
+}
+
+/// Copy a tar into a container at `path`; with `as_agent`, everything in it
+/// is owned by the agent's user, else by root.
+async fn upload(
+    docker: &Docker,
+    container: &str,
+    path: &str,
+    tar: Vec<u8>,
+    as_agent: bool,
+) -> Result<(), BackendError> {
+    let options = UploadToContainerOptions {
+        path: path.to_string(),
+        copy_uidgid: as_agent.then(|| "true".to_string()),
+        ..Default::default()
+    };
+    docker
+        .upload_to_container(container, Some(options), bollard::body_full(tar.into()))
+        .await
+        .map_err(docker_err(format!("cannot copy files into the agent at {path}")))
+}
+
+/// Files, CA and environment into the agent.
+async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan) -> Result<(), BackendError> {
+    // The bottle CA into the system store.
+    let mut ca = Bundle::new();
+    for d in ["usr", "usr/local", "usr/local/share", "usr/local/share/ca-certificates"] {
+        ca.dir(d, 0o755, 0)?;
+    }
+    let ca_path = provision::AGENT_CA.trim_start_matches('/');
+    ca.file(ca_path, plan.ca.cert_pem.as_bytes(), 0o644, 0)?;
+    upload(docker, agent, "/", ca.finish()?, false).await?;
+    let out = super::exec::capture(docker, agent, &["update-ca-certificates".to_string()], Some("0")).await?;
+    if !out.contains("1 added") && !out.contains("added") {
+        return Err(BackendError::Docker(format!("update-ca-certificates in the agent said: {}", out.trim())));
+    }
+    // Home: the env file (0600), .gitconfig, the prompt, skills.
+    let uid = AGENT_UID;
+    let mut home = Bundle::new();
+    home.dir(".bot-bottle", 0o700, uid)?;
+    let values: BTreeMap<String, Secret<String>> = plan
+        .env
+        .iter()
+        .filter_map(|(k, v)| match v {
+            manifest::Resolved::Forwarded(v) => Some((k.clone(), v.clone())),
+            manifest::Resolved::Literal(v) => Some((k.clone(), Secret::new(v.clone()))),
+            _ => None,
+        })
+        .collect();
+    home.file(".bot-bottle/env", provision::env_file(&values).expose().as_bytes(), 0o600, uid)?;
+    let user = &plan.manifest.bottle.git_user;
+    let repos: Vec<(String, String)> = plan
+        .manifest
+        .bottle
+        .repos
+        .iter()
+        .filter_map(|(name, r)| r.value.url.clone().map(|u| (name.clone(), u)))
+        .collect();
+    let gitconfig = git_gate::gitconfig::agent_gitconfig(
+        user.name.as_ref().map(|s| s.value.as_str()),
+        user.email.as_ref().map(|s| s.value.as_str()),
+        &repos,
+        &format!("http://127.0.0.1:{GATE_PORT}"),
+    );
+    home.file(".gitconfig", gitconfig.as_bytes(), 0o644, uid)?;
+    home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o644, uid)?;
+    if !plan.skills.is_empty() {
+        home.dir(".claude", 0o755, uid)?;
+        home.dir(".claude/skills", 0o755, uid)?;
+        for skill in &plan.skills {
+            let name = skill.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            home.tree(skill, &format!(".claude/skills/{name}"), uid)?;
+        }
+    }
+    upload(docker, agent, AGENT_HOME, home.finish()?, true).await?;
+    // The workspace, when the cwd is copied in.
+    if plan.metadata.copy_cwd && !plan.metadata.cwd.is_empty() {
+        let mut ws = Bundle::new();
+        let cwd = Path::new(&plan.metadata.cwd);
+        let mut entries: Vec<_> =
+            std::fs::read_dir(cwd).map_err(io_err(format!("cannot read {}", cwd.display())))?.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            ws.tree(&e.path(), &name, uid)?;
+        }
+        upload(docker, agent, WORKSPACE, ws.finish()?, true).await?;
+    }
+    Ok(())
+}
+
+/// Connect, then launch, with Ctrl-C during the launch tearing down what
+/// was created.
+pub fn launch_blocking(plan: &Plan, progress: Progress<'_>) -> Result<DockerBottle, BackendError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(io_err("cannot start the async runtime"))?;
+    let (docker, objects) = runtime.block_on(async {
+        let docker = engine::connect().await?;
+        let launched = tokio::select! {
+            r = launch(&docker, plan, progress) => r,
+            _ = tokio::signal::ctrl_c() => {
+                // The launch future is dropped mid-way: find what it created by label.
+                let found = find(&docker, &plan.identity).await?;
+                let _ = remove(&docker, &found).await;
+                Err(BackendError::Docker("interrupted: the launch was cancelled and everything it created removed".to_string()))
+            }
+        }?;
+        Ok::<_, BackendError>((docker, launched))
+    })?;
+    Ok(DockerBottle { runtime, docker, objects, state_dir: plan.state_dir(), torn_down: false })
+}
+
+pub use crate::registry::{LAUNCHER_FILE, launcher_alive};
+
+/// Live bottles: running agent containers, by their labels.
+pub async fn active(docker: &Docker) -> Result<Vec<crate::registry::ActiveBottle>, BackendError> {
+    let filter = HashMap::from([("label".to_string(), vec![LABEL_IDENTITY.to_string()])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions { all: false, filters: Some(filter), ..Default::default() }))
+        .await
+        .map_err(docker_err("cannot list containers"))?;
+    let mut by_identity: BTreeMap<String, crate::registry::ActiveBottle> = BTreeMap::new();
+    for c in containers {
+        let labels = c.labels.unwrap_or_default();
+        let Some(identity) = labels.get(LABEL_IDENTITY).cloned() else { continue };
+        let role = labels.get(LABEL_ROLE).cloned().unwrap_or_default();
+        let entry = by_identity.entry(identity.clone()).or_insert_with(|| crate::registry::ActiveBottle {
+            identity: identity.clone(),
+            backend: "docker".to_string(),
+            agent: String::new(),
+            label: String::new(),
+            started: String::new(),
+            services: Vec::new(),
+        });
+        if role == "agent" {
+            entry.agent = labels.get(LABEL_AGENT).cloned().unwrap_or_default();
+            entry.label = labels.get(LABEL_LABEL).cloned().unwrap_or_default();
+            entry.started = labels.get(LABEL_STARTED).cloned().unwrap_or_default();
+        }
+        entry.services.push(role);
+    }
+    Ok(by_identity.into_values().filter(|b| b.services.iter().any(|s| s == "agent")).collect())
+}
+
+pub const LABEL_AGENT: &str = "dev.bot-bottle.agent";
+pub const LABEL_LABEL: &str = "dev.bot-bottle.label";
+pub const LABEL_STARTED: &str = "dev.bot-bottle.started";
+
+/// Stop: keep the logs and the state (preserved), remove the objects.
+pub async fn stop(docker: &Docker, objects: &Objects, state_dir: &Path) -> Result<(), BackendError> {
+    save_sidecar_logs(docker, objects, state_dir).await;
+    remove(docker, objects).await?;
+    if state_dir.is_dir() {
+        std::fs::write(state_dir.join(state::StateDir::PRESERVE), b"")
+            .map_err(io_err("cannot mark the state preserved"))?;
+    }
+    revoke_deploy_keys(state_dir).await;
+    Ok(())
+}
+
+/// Snapshot the running agent as an image `resume` boots from.
+pub async fn commit(docker: &Docker, identity: &str, state_dir: &Path) -> Result<String, BackendError> {
+    let objects = find(docker, identity).await?;
+    let Some(agent) = objects.agent else {
+        return Err(BackendError::Invalid { message: format!("bottle {identity} has no running agent to commit") });
+    };
+    let options = bollard::query_parameters::CommitContainerOptions {
+        container: Some(agent),
+        repo: Some("bot-bottle-commit".to_string()),
+        tag: Some(identity.to_string()),
+        comment: Some(format!("bot-bottle commit of {identity}")),
+        pause: true,
+        ..Default::default()
+    };
+    docker
+        .commit_container(options, bollard::models::ContainerConfig::default())
+        .await
+        .map_err(docker_err(format!("cannot commit {identity}")))?;
+    let image = format!("bot-bottle-commit:{identity}");
+    let record = serde_json::json!({"image": image, "at": state::BottleMetadata::now()});
+    std::fs::write(state_dir.join(COMMIT_FILE), serde_json::to_vec_pretty(&record).unwrap_or_default())
+        .map_err(io_err("cannot record the commit"))?;
+    Ok(image)
+}
+
+/// The sidecar's log: live from the container, or what was kept.
+pub async fn logs(docker: &Docker, identity: &str, state_dir: &Path, follow: bool) -> Result<(), BackendError> {
+    use std::io::Write;
+    let objects = find(docker, identity).await?;
+    if let Some(sidecar) = objects.sidecar {
+        let options = LogsOptions { stdout: true, stderr: true, follow, tail: "all".to_string(), ..Default::default() };
+        let mut stream = docker.logs(&sidecar, Some(options));
+        let mut out = std::io::stdout();
+        while let Some(Ok(chunk)) = stream.next().await {
+            let _ = out.write_all(&chunk.into_bytes());
+            let _ = out.flush();
+        }
+        return Ok(());
+    }
+    match std::fs::read(state_dir.join("sidecar.log")) {
+        Ok(text) => {
+            let _ = std::io::stdout().write_all(&text);
+            Ok(())
+        }
+        Err(_) => Err(BackendError::Invalid {
+            message: format!("no sidecar logs for {identity}: it is not running and none were kept"),
+        }),
+    }
+}
+
+/// Containers and networks whose launcher is gone (a killed CLI, a crash).
+pub async fn orphans(docker: &Docker, home: &state::Home) -> Result<crate::registry::CleanupPlan, BackendError> {
+    let filter = HashMap::from([("label".to_string(), vec![LABEL_IDENTITY.to_string()])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filter.clone()), ..Default::default() }))
+        .await
+        .map_err(docker_err("cannot list containers"))?;
+    let mut items = Vec::new();
+    for c in containers {
+        let identity = c.labels.as_ref().and_then(|l| l.get(LABEL_IDENTITY)).cloned().unwrap_or_default();
+        if !launcher_alive(&home.state_dir(&identity)) {
+            let name = c.names.unwrap_or_default().first().cloned().unwrap_or_default();
+            items.push(format!("container {} {}", c.id.unwrap_or_default(), name.trim_start_matches('/')));
+        }
+    }
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions { filters: Some(filter) }))
+        .await
+        .map_err(docker_err("cannot list networks"))?;
+    for n in networks {
+        let identity = n.labels.as_ref().and_then(|l| l.get(LABEL_IDENTITY)).cloned().unwrap_or_default();
+        if !launcher_alive(&home.state_dir(&identity)) {
+            items.push(format!("network {} {}", n.id.unwrap_or_default(), n.name.unwrap_or_default()));
+        }
+    }
+    Ok(crate::registry::CleanupPlan { backend: "docker".to_string(), items })
+}
+
+/// Remove what [`orphans`] found.
+pub async fn remove_orphans(docker: &Docker, plan: &crate::registry::CleanupPlan) -> Result<(), BackendError> {
+    let mut failed = Vec::new();
+    // Containers before the networks they sit on.
+    for kind in ["container", "network"] {
+        for item in plan.items.iter().filter(|i| i.starts_with(kind)) {
+            let id = item.split_whitespace().nth(1).unwrap_or("");
+            let result = if kind == "container" {
+                docker
+                    .remove_container(id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }))
+                    .await
+            } else {
+                docker.remove_network(id).await
+            };
+            if let Err(e) = result
+                && !is_not_found(&e)
+            {
+                failed.push(format!("{item}: {e}"));
+            }
+        }
+    }
+    if failed.is_empty() { Ok(()) } else { Err(BackendError::Docker(format!("cleanup left: {}", failed.join("; ")))) }
+}
+
+/// Revoke the Gitea deploy keys this bottle minted (loud on failure).
+pub async fn revoke_deploy_keys(state_dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(state_dir.join(DEPLOY_KEYS_FILE)) else { return };
+    let keys: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+    let mut remaining = Vec::new();
+    for k in keys {
+        let (Some(url), Some(owner_repo), Some(id), Some(token_ref)) =
+            (k["url"].as_str(), k["owner_repo"].as_str(), k["id"].as_u64(), k["token_ref"].as_str())
+        else {
+            continue;
+        };
+        let revoked = async {
+            let token = std::env::var(token_ref).map_err(|_| format!("{token_ref} is not set in this environment"))?;
+            let upstream = git_gate::ssh::SshUrl::parse(url)?;
+            let api =
+                git_gate::keys::GiteaApi::for_upstream(&upstream, Secret::new(token)).map_err(|e| e.to_string())?;
+            let key = git_gate::keys::DeployKey { owner_repo: owner_repo.to_string(), id };
+            api.revoke(&key).await.map_err(|e| e.to_string())
+        };
+        match revoked.await {
+            Ok(()) => eprintln!("bot-bottle: revoked deploy key {id} on {owner_repo}"),
+            Err(e) => {
+                eprintln!("bot-bottle: REVOKE FAILED for deploy key {id} on {owner_repo}; remove it by hand: {e}");
+                remaining.push(k.clone());
+            }
+        }
+    }
+    let path = state_dir.join(DEPLOY_KEYS_FILE);
+    if remaining.is_empty() {
+        let _ = std::fs::remove_file(path);
+    } else {
+        let _ = std::fs::write(path, serde_json::to_vec_pretty(&remaining).unwrap_or_default());
+    }
+}
+
+impl DockerBottle {
+    /// Copy a host file or directory into the agent at `guest` (a directory).
+    pub fn copy_in(&self, host: &Path, guest: &str) -> Result<(), BackendError> {
+        let agent = self.objects.agent.clone().unwrap_or_default();
+        let name = host.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+        let mut b = Bundle::new();
+        b.tree(host, &name, AGENT_UID)?;
+        let tar = b.finish()?;
+        self.runtime.block_on(upload(&self.docker, &agent, guest, tar, true))
+    }
+
+    /// Copy `guest` (a file or directory in the agent) into the host directory `host`.
+    pub fn copy_out(&self, guest: &str, host: &Path) -> Result<(), BackendError> {
+        let agent = self.objects.agent.clone().unwrap_or_default();
+        let data = self.runtime.block_on(async {
+            let options = bollard::query_parameters::DownloadFromContainerOptions { path: guest.to_string() };
+            let mut stream = self.docker.download_from_container(&agent, Some(options));
+            let mut data = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                data.extend_from_slice(&chunk.map_err(docker_err(format!("cannot copy {guest} out of the agent")))?);
+            }
+            Ok::<_, BackendError>(data)
+        })?;
+        std::fs::create_dir_all(host).map_err(io_err(format!("cannot create {}", host.display())))?;
+        let mut archive = tar::Archive::new(&data[..]);
+        archive.set_preserve_permissions(false);
+        archive.unpack(host).map_err(io_err(format!("cannot unpack into {}", host.display())))
+    }
+}

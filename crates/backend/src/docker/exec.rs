@@ -1,0 +1,182 @@
+//! Running commands in the agent: captured (provisioning, the self-test),
+//! or wired to the operator — with a TTY (raw mode, window size followed,
+//! exit code returned) or plain stdio for headless runs.
+
+use std::io::Write;
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::query_parameters::ResizeExecOptions;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::provision::{AGENT_UID, WORKSPACE};
+use crate::error::BackendError;
+
+fn err(what: &'static str) -> impl Fn(bollard::errors::Error) -> BackendError {
+    move |e| BackendError::Docker(format!("{what}: {e}"))
+}
+
+async fn create(
+    docker: &Docker,
+    container: &str,
+    argv: &[String],
+    user: Option<&str>,
+    tty: bool,
+    stdin: bool,
+) -> Result<String, BackendError> {
+    let uid = AGENT_UID.to_string();
+    let options = CreateExecOptions {
+        cmd: Some(argv.to_vec()),
+        user: Some(user.unwrap_or(&uid).to_string()),
+        working_dir: Some(WORKSPACE.to_string()),
+        attach_stdin: Some(stdin),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(tty),
+        ..Default::default()
+    };
+    Ok(docker.create_exec(container, options).await.map_err(err("cannot run a command in the agent"))?.id)
+}
+
+async fn exit_code(docker: &Docker, id: &str) -> Result<i32, BackendError> {
+    let inspect = docker.inspect_exec(id).await.map_err(err("cannot read the command's exit code"))?;
+    Ok(inspect.exit_code.map(|c| c as i32).unwrap_or(-1))
+}
+
+/// Run and return stdout and stderr together (the exit code is not an
+/// error: callers read the output).
+pub async fn capture(
+    docker: &Docker,
+    container: &str,
+    argv: &[String],
+    user: Option<&str>,
+) -> Result<String, BackendError> {
+    let id = create(docker, container, argv, user, false, false).await?;
+    let mut out = String::new();
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&id, None::<StartExecOptions>).await.map_err(err("cannot run a command in the agent"))?
+    {
+        while let Some(Ok(chunk)) = output.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+    }
+    Ok(out)
+}
+
+/// Run wired to this process's stdio; with `tty`, the operator's terminal
+/// in raw mode. Returns the command's exit code.
+pub async fn run(docker: &Docker, container: &str, argv: &[String], tty: bool) -> Result<i32, BackendError> {
+    let id = create(docker, container, argv, None, tty, true).await?;
+    let started = docker
+        .start_exec(&id, Some(StartExecOptions { detach: false, tty, output_capacity: None }))
+        .await
+        .map_err(err("cannot start the agent's command"))?;
+    let StartExecResults::Attached { mut output, mut input } = started else {
+        return Err(BackendError::Docker("the agent's command detached".to_string()));
+    };
+    let _raw = if tty { RawMode::enable() } else { None };
+    if tty {
+        resize(docker, &id).await;
+    }
+    // Stdin on its own thread (a blocking read must not hold the runtime).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = [0u8; 4096];
+        loop {
+            match std::io::Read::read(&mut stdin, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok();
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            chunk = output.next() => {
+                match chunk {
+                    Some(Ok(bollard::container::LogOutput::StdErr { message })) => {
+                        let mut e = std::io::stderr();
+                        let _ = e.write_all(&message);
+                        let _ = e.flush();
+                    }
+                    Some(Ok(other)) => {
+                        let mut o = std::io::stdout();
+                        let _ = o.write_all(&other.into_bytes());
+                        let _ = o.flush();
+                    }
+                    Some(Err(_)) | None => break,
+                }
+            }
+            data = rx.recv(), if stdin_open => {
+                match data {
+                    Some(bytes) => {
+                        if input.write_all(&bytes).await.is_err() {
+                            stdin_open = false;
+                        }
+                    }
+                    None => {
+                        stdin_open = false;
+                        let _ = input.shutdown().await;
+                    }
+                }
+            }
+            _ = async {
+                match winch.as_mut() {
+                    Some(s) => { s.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            }, if tty => resize(docker, &id).await,
+        }
+    }
+    drop(_raw);
+    exit_code(docker, &id).await
+}
+
+/// Follow the operator's window size.
+async fn resize(docker: &Docker, id: &str) {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize into the pointer we own.
+    if unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 {
+        let _ = docker.resize_exec(id, ResizeExecOptions { h: i32::from(ws.ws_row), w: i32::from(ws.ws_col) }).await;
+    }
+}
+
+/// The operator's terminal in raw mode until dropped.
+struct RawMode(libc::termios);
+
+impl RawMode {
+    fn enable() -> Option<RawMode> {
+        // SAFETY: tcgetattr/tcsetattr on stdin with a termios we own.
+        unsafe {
+            if libc::isatty(libc::STDIN_FILENO) != 1 {
+                return None;
+            }
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0 {
+                return None;
+            }
+            let saved = t;
+            libc::cfmakeraw(&mut t);
+            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) != 0 {
+                return None;
+            }
+            Some(RawMode(saved))
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restores the attributes saved in enable().
+        unsafe {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.0);
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! What goes into the agent and the sidecar, as data: the agent's
+//! environment (none of it secret), the env file that carries the values
+//! the bottle gives the agent on purpose (copied in, mode 0600, sourced by
+//! the exec wrapper: never in `docker inspect` or a host command line), the
+//! files it gets, the exec wrapper, and the isolation self-test with the
+//! parse of its result. Pure; [`super::bottle`] does the I/O.
+
+use std::collections::BTreeMap;
+
+use crate::sidecar_config::{EGRESS_PORT, GATE_PORT, SUPERVISE_PORT};
+
+/// The agent's user and home.
+pub const AGENT_USER: &str = "node";
+pub const AGENT_UID: u64 = 1000;
+pub const AGENT_HOME: &str = "/home/node";
+pub const WORKSPACE: &str = "/workspace";
+/// Where the bottle CA goes in the agent (the system store picks it up).
+pub const AGENT_CA: &str = "/usr/local/share/ca-certificates/bot-bottle.crt";
+/// The env file (0600, the agent's user).
+pub const ENV_FILE: &str = "/home/node/.bot-bottle/env";
+/// The prompt file providers read.
+pub const PROMPT_FILE: &str = "/home/node/.bot-bottle-prompt.txt";
+
+/// The agent container's environment: proxies, CA locations, the MCP URL.
+/// Nothing here is secret.
+pub fn agent_env(extra: &[(&str, &str)]) -> Vec<String> {
+    let proxy = format!("http://127.0.0.1:{EGRESS_PORT}");
+    let mut env = vec![
+        format!("HTTP_PROXY={proxy}"),
+        format!("HTTPS_PROXY={proxy}"),
+        format!("http_proxy={proxy}"),
+        format!("https_proxy={proxy}"),
+        "NO_PROXY=localhost,127.0.0.1".to_string(),
+        "no_proxy=localhost,127.0.0.1".to_string(),
+        format!("MCP_SUPERVISE_URL=http://127.0.0.1:{SUPERVISE_PORT}/mcp"),
+        format!("BOT_BOTTLE_GIT_GATE=http://127.0.0.1:{GATE_PORT}"),
+        format!("HOME={AGENT_HOME}"),
+    ];
+    for var in [
+        "NODE_EXTRA_CA_CERTS",
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO",
+        "DENO_CERT",
+        "CODEX_CA_CERTIFICATE",
+    ] {
+        // The system bundle, which `update-ca-certificates` extends with the
+        // bottle CA; NODE_EXTRA_CA_CERTS adds to Node's own roots.
+        let value = if var == "NODE_EXTRA_CA_CERTS" { AGENT_CA } else { "/etc/ssl/certs/ca-certificates.crt" };
+        env.push(format!("{var}={value}"));
+    }
+    env.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
+    env
+}
+
+/// One shell word, single-quoted.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The env file: `export NAME='value'` lines, sourced by [`wrap`].
+pub fn env_file(values: &BTreeMap<String, secret::Secret<String>>) -> secret::Secret<String> {
+    let mut out = String::new();
+    for (k, v) in values {
+        out.push_str(&format!("export {k}={}\n", shell_quote(v.expose())));
+    }
+    secret::Secret::new(out)
+}
+
+/// `argv` run with the env file sourced first.
+pub fn wrap(argv: &[String]) -> Vec<String> {
+    let mut out = vec![
+        "bash".to_string(),
+        "-c".to_string(),
+        format!("[ -r {ENV_FILE} ] && . {ENV_FILE}; exec \"$@\""),
+        "bot-bottle".to_string(),
+    ];
+    out.extend(argv.iter().cloned());
+    out
+}
+
+/// The isolation self-test, run in the agent as its user: each check prints
+/// `check <name> <pass|fail> <detail>`. A host with no route must get the
+/// proxy's 403; a direct IP connection and a DNS lookup must fail (there is
+/// no interface but loopback); the introspection endpoint must answer.
+pub const SELF_TEST: &str = r#"
+check() { printf 'check %s %s %s\n' "$1" "$2" "$3"; }
+# The shim comes up with the agent: wait for it (bounded).
+for _ in $(seq 1 50); do curl -s -o /dev/null --max-time 2 http://_egress.local/allowlist && break; sleep 0.2; done
+# A refused CONNECT shows in %{http_connect}, a refused request in %{http_code}.
+codes=$(curl -s -o /dev/null -w '%{http_code} %{http_connect}' --max-time 20 https://no-route.bot-bottle.invalid/ 2>/dev/null)
+case " $codes " in *" 403 "*) check unrouted-host-refused pass "$codes";; *) check unrouted-host-refused fail "got $codes, expected the proxy's 403";; esac
+if timeout 5 bash -c 'exec 3<>/dev/tcp/1.1.1.1/443' 2>/dev/null; then check direct-ip-fails fail "connected to 1.1.1.1:443"; else check direct-ip-fails pass "no route"; fi
+if timeout 5 getent hosts deb.debian.org >/dev/null 2>&1; then check dns-fails fail "resolved deb.debian.org"; else check dns-fails pass "no resolver"; fi
+list=$(curl -s --max-time 20 http://_egress.local/allowlist 2>/dev/null)
+case "$list" in *'"routes"'*) check introspection-answers pass "ok";; *) check introspection-answers fail "no allowlist";; esac
+"#;
+
+/// One self-test check.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// Parse the self-test's output; every expected check must be present.
+pub fn parse_self_test(output: &str) -> Vec<Check> {
+    let mut checks: Vec<Check> = output
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("check ")?;
+            let mut parts = rest.splitn(3, ' ');
+            let name = parts.next()?.to_string();
+            let passed = parts.next()? == "pass";
+            Some(Check { name, passed, detail: parts.next().unwrap_or("").to_string() })
+        })
+        .collect();
+    for expected in ["unrouted-host-refused", "direct-ip-fails", "dns-fails", "introspection-answers"] {
+        if !checks.iter().any(|c| c.name == expected) {
+            checks.push(Check { name: expected.to_string(), passed: false, detail: "did not run".to_string() });
+        }
+    }
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_env_file_quotes_and_the_wrapper_sources_it() {
+        let values = BTreeMap::from([("A".to_string(), secret::Secret::new("it's $HOME".to_string()))]);
+        assert_eq!(env_file(&values).expose(), "export A='it'\\''s $HOME'\n");
+        let w = wrap(&["echo".into(), "x".into()]);
+        assert_eq!(&w[..2], ["bash", "-c"]);
+        assert_eq!(&w[3..], ["bot-bottle", "echo", "x"]);
+        assert!(agent_env(&[]).iter().any(|e| e == "HTTPS_PROXY=http://127.0.0.1:3128"));
+        assert!(agent_env(&[]).iter().all(|e| !e.contains("TOKEN")));
+    }
+
+    #[test]
+    fn a_missing_check_counts_as_failed() {
+        let checks = parse_self_test("check unrouted-host-refused pass 403\ncheck dns-fails fail resolved x\n");
+        assert_eq!(checks.len(), 4);
+        assert!(checks[0].passed);
+        assert!(!checks[1].passed);
+        assert!(checks.iter().any(|c| c.name == "direct-ip-fails" && !c.passed && c.detail == "did not run"));
+    }
+}

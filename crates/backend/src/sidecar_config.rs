@@ -1,0 +1,120 @@
+//! What the host hands the sidecar: `sidecar.json` (paths and settings, no
+//! values) and the secrets file (mode 0600: route tokens by slot, the values
+//! the DLP must recognise, the canary), both in the bottle's state dir,
+//! which the sidecar sees at [`BOTTLE_DIR`]. Secrets never travel in the
+//! container's environment or command line, so `docker inspect` shows none.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the state dir is mounted in the sidecar.
+pub const BOTTLE_DIR: &str = "/bottle";
+/// Where the sockets shared with the shim are, in the sidecar and the shim.
+pub const RUN_DIR: &str = "/run/bot-bottle";
+pub const EGRESS_SOCKET: &str = "egress.sock";
+pub const GATE_SOCKET: &str = "git-gate.sock";
+pub const SUPERVISE_SOCKET: &str = "supervise.sock";
+/// The loopback ports the agent reaches them on (through the shim).
+pub const EGRESS_PORT: u16 = 3128;
+pub const GATE_PORT: u16 = 8421;
+pub const SUPERVISE_PORT: u16 = 8422;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarConfig {
+    pub identity: String,
+    /// Directory for the unix sockets.
+    pub run_dir: PathBuf,
+    pub egress: EgressConfig,
+    pub git_gate: Option<GateConfig>,
+    pub supervise: SuperviseConfig,
+    /// The secrets file.
+    pub secrets: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// The route file (rewritten in place on approved changes).
+    pub routes: PathBuf,
+    /// `ca.pem` and `ca.key`.
+    pub ca_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    /// Mirrors, keys and the hook socket.
+    pub dir: PathBuf,
+    pub repos: Vec<GateRepo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateRepo {
+    pub name: String,
+    pub url: String,
+    pub host_key: String,
+    /// The private key file (0600), read by the gate only.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuperviseConfig {
+    pub store: PathBuf,
+    pub tool_timeout_secs: u64,
+}
+
+/// The secrets file's content. Read it, wrap every value in a `Secret`,
+/// drop this.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarSecrets {
+    /// `EGRESS_TOKEN_<slot>` values by slot.
+    pub tokens: BTreeMap<usize, String>,
+    /// Values the agent was given on purpose (and other credentials), by
+    /// name: outbound DLP recognises them.
+    pub known: BTreeMap<String, String>,
+    pub canary: Option<String>,
+}
+
+impl std::fmt::Debug for SidecarSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SidecarSecrets")
+            .field("tokens", &self.tokens.keys().collect::<Vec<_>>())
+            .field("known", &self.known.keys().collect::<Vec<_>>())
+            .field("canary", &self.canary.is_some())
+            .finish()
+    }
+}
+
+/// The path a host path under the state dir has inside the sidecar.
+pub fn in_sidecar(state_dir: &Path, host_path: &Path) -> PathBuf {
+    match host_path.strip_prefix(state_dir) {
+        Ok(rel) => Path::new(BOTTLE_DIR).join(rel),
+        Err(_) => host_path.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_and_paths_map_into_the_sidecar() {
+        let s = SidecarSecrets {
+            tokens: BTreeMap::from([(1, "tok-value-1".to_string())]),
+            known: BTreeMap::from([("API".to_string(), "known-value-2".to_string())]),
+            canary: Some("canary-value-3".into()),
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("value"), "{shown}");
+        assert_eq!(
+            in_sidecar(Path::new("/h/state/x"), Path::new("/h/state/x/egress/routes.json")),
+            Path::new("/bottle/egress/routes.json")
+        );
+    }
+}
