@@ -33,6 +33,9 @@ if ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then
     "$venv/bin/pip" install -q "mcp==2.3.0"
 fi
 
+# A Docker Engine for the backend's tests (installed and started when missing).
+bash scripts/docker.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy --all-targets -- -D warnings"

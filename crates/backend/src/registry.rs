@@ -71,7 +71,9 @@ pub trait Backend: Send + Sync {
         Err(self.not_implemented("launch bottles"))
     }
 
-    fn enumerate_active(&self) -> Result<Vec<ActiveBottle>, BackendError> {
+    /// The live bottles of `home` on this backend.
+    fn enumerate_active(&self, home: &Home) -> Result<Vec<ActiveBottle>, BackendError> {
+        let _ = home;
         Err(self.not_implemented("list live bottles"))
     }
 

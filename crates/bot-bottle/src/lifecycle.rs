@@ -37,12 +37,72 @@ pub fn commit(ctx: &Context, identity: Option<&str>) -> Result<i32> {
     Ok(0)
 }
 
+/// Orphaned containers and networks (their launcher is gone), and state
+/// without a live launcher: unpreserved state always, preserved state only
+/// with `--all`. One plan, asked once (or `-y`).
 pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
-    let _ = (all, yes);
-    // Without every backend's view of what is live, no state dir may be
-    // judged orphaned: each backend is asked first, and refusing beats guessing.
+    let mut plans = Vec::new();
+    let mut blind: Vec<String> = Vec::new();
     for b in ctx.registry.all() {
-        b.prepare_cleanup(&ctx.home)?;
+        match b.prepare_cleanup(&ctx.home) {
+            Ok(plan) => plans.push((b.clone(), plan)),
+            Err(backend::BackendError::NotImplemented { .. }) => blind.push(b.name().to_string()),
+            Err(e) => return Err(e.into()),
+        }
     }
-    bail!("cleanup is not implemented in this version of bot-bottle")
+    let mut dirs = Vec::new();
+    for identity in ctx.home.identities() {
+        let dir = ctx.home.state_dir(&identity);
+        if backend::launcher_alive(&dir) {
+            continue;
+        }
+        let meta = BottleMetadata::read(&dir).ok();
+        // A backend that cannot say what it runs keeps its bottles' state.
+        if let Some(m) = &meta
+            && blind.iter().any(|b| b == m.backend_name())
+        {
+            continue;
+        }
+        let preserved = dir.join(state::StateDir::PRESERVE).exists();
+        if preserved && !all {
+            continue;
+        }
+        dirs.push((identity, preserved));
+    }
+    let objects: usize = plans.iter().map(|(_, p)| p.items.len()).sum();
+    if objects == 0 && dirs.is_empty() {
+        println!("nothing to clean up");
+        for b in &blind {
+            eprintln!("bot-bottle: the {b} backend cannot list its bottles yet; its state was left alone");
+        }
+        return Ok(0);
+    }
+    println!("cleanup will remove:");
+    for (_, plan) in &plans {
+        for item in &plan.items {
+            println!("  {}: {item}", plan.backend);
+        }
+    }
+    for (identity, preserved) in &dirs {
+        println!("  state {identity}{}", if *preserved { " (preserved)" } else { "" });
+    }
+    if !yes {
+        crate::terminal::require("-y", "confirmation")?;
+        if !crate::terminal::confirm("remove all of this?")? {
+            eprintln!("bot-bottle: nothing removed");
+            return Ok(1);
+        }
+    }
+    for (b, plan) in &plans {
+        if !plan.items.is_empty() {
+            b.cleanup(&ctx.home, plan)?;
+        }
+    }
+    for (identity, _) in &dirs {
+        if let Some(d) = state::StateDir::open(&ctx.home, identity) {
+            d.remove()?;
+        }
+    }
+    println!("removed {objects} object(s) and {} state dir(s)", dirs.len());
+    Ok(0)
 }

@@ -76,7 +76,7 @@ pub fn list(ctx: &Context, args: ListArgs) -> Result<i32> {
 fn active(ctx: &Context) -> Value {
     let mut live = Vec::new();
     for b in ctx.registry.all() {
-        match b.enumerate_active() {
+        match b.enumerate_active(&ctx.home) {
             Ok(found) => live.extend(found),
             Err(e) => warn(&format!("{}: live bottles not checked: {e}", b.name())),
         }

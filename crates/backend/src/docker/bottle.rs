@@ -42,8 +42,16 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendErro
     move |source| BackendError::Io { what, source }
 }
 
-fn labels(identity: &str, role: &str) -> HashMap<String, String> {
-    HashMap::from([(LABEL_IDENTITY.to_string(), identity.to_string()), (LABEL_ROLE.to_string(), role.to_string())])
+/// Which `$BOT_BOTTLE_HOME` a bottle belongs to: `cleanup` in one home
+/// never touches another's bottles.
+pub const LABEL_HOME: &str = "dev.bot-bottle.home";
+
+fn labels(home: &state::Home, identity: &str, role: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_IDENTITY.to_string(), identity.to_string()),
+        (LABEL_ROLE.to_string(), role.to_string()),
+        (LABEL_HOME.to_string(), home.root().display().to_string()),
+    ])
 }
 
 /// The Docker objects of one bottle.
@@ -121,11 +129,28 @@ pub async fn remove(docker: &Docker, objects: &Objects) -> Result<(), BackendErr
             failed.push(format!("container {id}: {e}"));
         }
     }
-    if let Some(net) = &objects.network
-        && let Err(e) = docker.remove_network(net).await
-        && !is_not_found(&e)
-    {
-        failed.push(format!("network {net}: {e}"));
+    // Someone else may be removing the containers (the launcher's own
+    // teardown racing `stop`): the network goes once they are gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for id in [&objects.shim, &objects.agent, &objects.sidecar].into_iter().flatten() {
+        while docker.inspect_container(id, None).await.is_ok() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    if let Some(net) = &objects.network {
+        loop {
+            match docker.remove_network(net).await {
+                Ok(()) => break,
+                Err(e) if is_not_found(&e) => break,
+                Err(e) if tokio::time::Instant::now() < deadline && e.to_string().contains("active endpoints") => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    failed.push(format!("network {net}: {e}"));
+                    break;
+                }
+            }
+        }
     }
     if failed.is_empty() {
         Ok(())
@@ -134,13 +159,24 @@ pub async fn remove(docker: &Docker, objects: &Objects) -> Result<(), BackendErr
     }
 }
 
+/// Gone already, or being removed by someone else (the launcher's own
+/// teardown racing `stop`): either way it is going away.
 fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => true,
+        bollard::errors::Error::DockerResponseServerError { status_code: 409, message } => {
+            message.contains("already in progress")
+        }
+        _ => false,
+    }
 }
 
-/// The objects Docker has for `identity` (by label), running or not.
-pub async fn find(docker: &Docker, identity: &str) -> Result<Objects, BackendError> {
-    let filter = HashMap::from([("label".to_string(), vec![format!("{LABEL_IDENTITY}={identity}")])]);
+/// The objects Docker has for `identity` in `home` (by label), running or not.
+pub async fn find(docker: &Docker, home: &state::Home, identity: &str) -> Result<Objects, BackendError> {
+    let filter = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_IDENTITY}={identity}"), format!("{LABEL_HOME}={}", home.root().display())],
+    )]);
     let containers = docker
         .list_containers(Some(ListContainersOptions { all: true, filters: Some(filter.clone()), ..Default::default() }))
         .await
@@ -358,7 +394,7 @@ async fn launch_steps(
     std::fs::write(dir.join(LAUNCHER_FILE), std::process::id().to_string())
         .map_err(io_err("cannot write the launcher pid"))?;
     // Leftovers of an earlier run of this identity (a killed launcher).
-    let stale = find(docker, identity).await?;
+    let stale = find(docker, &plan.home, identity).await?;
     remove(docker, &stale).await?;
     // Images.
     let base = images::ensure_base(docker, progress).await?;
@@ -406,7 +442,7 @@ async fn launch_steps(
         .create_network(NetworkCreateRequest {
             name: net_name.clone(),
             driver: Some("bridge".to_string()),
-            labels: Some(labels(identity, "network")),
+            labels: Some(labels(&plan.home, identity, "network")),
             ..Default::default()
         })
         .await
@@ -429,7 +465,7 @@ async fn launch_steps(
             ]),
             user: Some(user.clone()),
             env: Some(sidecar_env),
-            labels: Some(labels(identity, "sidecar")),
+            labels: Some(labels(&plan.home, identity, "sidecar")),
             host_config: Some(locked(HostConfig {
                 binds: Some(sidecar_binds),
                 network_mode: Some(net_name.clone()),
@@ -485,7 +521,7 @@ async fn launch_steps(
             working_dir: Some(WORKSPACE.to_string()),
             hostname: Some(identity.chars().take(63).collect()),
             labels: Some({
-                let mut l = labels(identity, "agent");
+                let mut l = labels(&plan.home, identity, "agent");
                 l.insert(LABEL_AGENT.to_string(), plan.metadata.agent_name.clone());
                 l.insert(LABEL_LABEL.to_string(), plan.metadata.label.clone());
                 l.insert(LABEL_STARTED.to_string(), plan.metadata.started_at.clone());
@@ -524,7 +560,7 @@ async fn launch_steps(
             image: Some(sidecar_image),
             cmd: Some(shim_cmd),
             user: Some(user),
-            labels: Some(labels(identity, "shim")),
+            labels: Some(labels(&plan.home, identity, "shim")),
             host_config: Some(locked(HostConfig {
                 binds: Some(vec![format!("{}:{RUN_DIR}", run_dir.display())]),
                 network_mode: Some(format!("container:{agent}")),
@@ -801,7 +837,7 @@ pub fn launch_blocking(plan: &Plan, progress: Progress<'_>) -> Result<DockerBott
             r = launch(&docker, plan, progress) => r,
             _ = tokio::signal::ctrl_c() => {
                 // The launch future is dropped mid-way: find what it created by label.
-                let found = find(&docker, &plan.identity).await?;
+                let found = find(&docker, &plan.home, &plan.identity).await?;
                 let _ = remove(&docker, &found).await;
                 Err(BackendError::Docker("interrupted: the launch was cancelled and everything it created removed".to_string()))
             }
@@ -814,8 +850,11 @@ pub fn launch_blocking(plan: &Plan, progress: Progress<'_>) -> Result<DockerBott
 pub use crate::registry::{LAUNCHER_FILE, launcher_alive};
 
 /// Live bottles: running agent containers, by their labels.
-pub async fn active(docker: &Docker) -> Result<Vec<crate::registry::ActiveBottle>, BackendError> {
-    let filter = HashMap::from([("label".to_string(), vec![LABEL_IDENTITY.to_string()])]);
+pub async fn active(docker: &Docker, home: &state::Home) -> Result<Vec<crate::registry::ActiveBottle>, BackendError> {
+    let filter = HashMap::from([(
+        "label".to_string(),
+        vec![LABEL_IDENTITY.to_string(), format!("{LABEL_HOME}={}", home.root().display())],
+    )]);
     let containers = docker
         .list_containers(Some(ListContainersOptions { all: false, filters: Some(filter), ..Default::default() }))
         .await
@@ -860,8 +899,10 @@ pub async fn stop(docker: &Docker, objects: &Objects, state_dir: &Path) -> Resul
 }
 
 /// Snapshot the running agent as an image `resume` boots from.
-pub async fn commit(docker: &Docker, identity: &str, state_dir: &Path) -> Result<String, BackendError> {
-    let objects = find(docker, identity).await?;
+pub async fn commit(docker: &Docker, home: &state::Home, identity: &str) -> Result<String, BackendError> {
+    let state_dir = home.state_dir(identity);
+    let state_dir = state_dir.as_path();
+    let objects = find(docker, home, identity).await?;
     let Some(agent) = objects.agent else {
         return Err(BackendError::Invalid { message: format!("bottle {identity} has no running agent to commit") });
     };
@@ -885,9 +926,10 @@ pub async fn commit(docker: &Docker, identity: &str, state_dir: &Path) -> Result
 }
 
 /// The sidecar's log: live from the container, or what was kept.
-pub async fn logs(docker: &Docker, identity: &str, state_dir: &Path, follow: bool) -> Result<(), BackendError> {
+pub async fn logs(docker: &Docker, home: &state::Home, identity: &str, follow: bool) -> Result<(), BackendError> {
     use std::io::Write;
-    let objects = find(docker, identity).await?;
+    let state_dir = home.state_dir(identity);
+    let objects = find(docker, home, identity).await?;
     if let Some(sidecar) = objects.sidecar {
         let options = LogsOptions { stdout: true, stderr: true, follow, tail: "all".to_string(), ..Default::default() };
         let mut stream = docker.logs(&sidecar, Some(options));
@@ -911,7 +953,10 @@ pub async fn logs(docker: &Docker, identity: &str, state_dir: &Path, follow: boo
 
 /// Containers and networks whose launcher is gone (a killed CLI, a crash).
 pub async fn orphans(docker: &Docker, home: &state::Home) -> Result<crate::registry::CleanupPlan, BackendError> {
-    let filter = HashMap::from([("label".to_string(), vec![LABEL_IDENTITY.to_string()])]);
+    let filter = HashMap::from([(
+        "label".to_string(),
+        vec![LABEL_IDENTITY.to_string(), format!("{LABEL_HOME}={}", home.root().display())],
+    )]);
     let containers = docker
         .list_containers(Some(ListContainersOptions { all: true, filters: Some(filter.clone()), ..Default::default() }))
         .await

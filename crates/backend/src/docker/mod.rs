@@ -68,10 +68,10 @@ impl Backend for Docker {
         Ok(Box::new(launched))
     }
 
-    fn enumerate_active(&self) -> Result<Vec<ActiveBottle>, BackendError> {
+    fn enumerate_active(&self, home: &Home) -> Result<Vec<ActiveBottle>, BackendError> {
         blocking(async {
             let docker = engine::connect().await?;
-            bottle::active(&docker).await
+            bottle::active(&docker, home).await
         })
     }
 
@@ -79,27 +79,27 @@ impl Backend for Docker {
         let dir = home.state_dir(&meta.identity);
         blocking(async {
             let docker = engine::connect().await?;
-            let objects = bottle::find(&docker, &meta.identity).await?;
+            let objects = bottle::find(&docker, home, &meta.identity).await?;
             if objects.agent.is_none() && objects.sidecar.is_none() {
-                return Err(BackendError::Invalid { message: format!("bottle {} is not running", meta.identity) });
+                return Err(BackendError::Invalid {
+                    message: format!("the docker backend has no running bottle {}", meta.identity),
+                });
             }
             bottle::stop(&docker, &objects, &dir).await
         })
     }
 
     fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError> {
-        let dir = home.state_dir(&meta.identity);
         blocking(async {
             let docker = engine::connect().await?;
-            bottle::commit(&docker, &meta.identity, &dir).await
+            bottle::commit(&docker, home, &meta.identity).await
         })
     }
 
     fn logs(&self, home: &Home, meta: &BottleMetadata, follow: bool) -> Result<(), BackendError> {
-        let dir = home.state_dir(&meta.identity);
         blocking(async {
             let docker = engine::connect().await?;
-            bottle::logs(&docker, &meta.identity, &dir, follow).await
+            bottle::logs(&docker, home, &meta.identity, follow).await
         })
     }
 

@@ -1,0 +1,325 @@
+//! The docker backend on a real Docker Engine (scripts/test.sh starts one):
+//! the whole lifecycle as a user drives it — headless start, exit codes
+//! deciding what state is kept, resume under the same identity, commit and
+//! resume from the snapshot, stop, cleanup — plus Ctrl-C during a launch,
+//! a killed CLI, and two bottles at once. Every test checks Docker itself
+//! for leftovers by label.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const LIFE_SECRET: &str = "life-secret-value-Zq7Lm2Px9";
+
+struct Home {
+    _tmp: tempfile::TempDir,
+    home: PathBuf,
+}
+
+impl Home {
+    fn new() -> Home {
+        let ping = Command::new("curl")
+            .args(["-fsS", "--max-time", "5", "--unix-socket", "/var/run/docker.sock", "http://docker/_ping"])
+            .output();
+        assert!(
+            ping.is_ok_and(|o| o.status.success()),
+            "no Docker Engine answers: run scripts/docker.sh (scripts/test.sh does)"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("bb");
+        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/docker");
+        assert!(Command::new("cp").arg("-r").arg(&fixtures).arg(&home).status().unwrap().success());
+        Home { _tmp: tmp, home }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bot-bottle"));
+        cmd.args(args)
+            .env("BOT_BOTTLE_HOME", &self.home)
+            .env("LIFE_SECRET", LIFE_SECRET)
+            .env_remove("BOT_BOTTLE_BACKEND")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn state(&self, identity: &str) -> PathBuf {
+        self.home.join("state").join(identity)
+    }
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Docker objects labelled with `identity`: (containers, networks).
+fn objects(identity: &str) -> (Vec<String>, Vec<String>) {
+    let list = |what: &[&str], format: &str| -> Vec<String> {
+        let o = Command::new("docker")
+            .args(what)
+            .args(["--filter", &format!("label=dev.bot-bottle.identity={identity}"), "--format", format])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()
+    };
+    (list(&["ps", "-a"], "{{.Names}}"), list(&["network", "ls"], "{{.Name}}"))
+}
+
+fn assert_gone(identity: &str) {
+    let (containers, networks) = objects(identity);
+    assert!(containers.is_empty() && networks.is_empty(), "{identity} left {containers:?} {networks:?}");
+}
+
+/// Start a headless run in the background; returns the child and a reader
+/// of its stderr lines.
+fn spawn(h: &Home, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = h.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn wait_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let hit = line.contains(needle);
+                seen.push(line);
+                if hit {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("never saw {needle:?}:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+fn wait_running(identity: &str) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !objects(identity).0.iter().any(|c| c.ends_with("-agent")) {
+        assert!(Instant::now() < deadline, "the agent of {identity} never ran");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_lifecycle_as_a_user_drives_it() {
+    let h = Home::new();
+    // Exit 0: the state goes, and so does every container and network.
+    let o = h.run(&["start", "life", "--label", "life one", "--headless", "--prompt", "echo \"$GREETING\"; exit 0"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("hello"), "the env file was not sourced: {}", out(&o));
+    assert!(!h.state("life-one").exists());
+    assert_gone("life-one");
+
+    // A non-zero exit keeps the state, preserved, and removes the objects.
+    let o =
+        h.run(&["start", "life", "--label", "keeper", "--headless", "--prompt", "echo kept > /workspace/mark; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(h.state("keeper").join(".preserve").exists());
+    assert!(err(&o).contains("resume with `bot-bottle resume keeper`"), "{}", err(&o));
+    assert_gone("keeper");
+    // The self-test ran and passed before the agent did.
+    let checks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.state("keeper").join("selftest.json")).unwrap()).unwrap();
+    assert!(checks.as_array().unwrap().iter().all(|c| c["passed"] == true), "{checks}");
+    // The sidecar's log was kept for `logs`.
+    let logs = h.run(&["logs", "keeper"]);
+    assert!(out(&logs).contains("sidecar ready"), "{}{}", out(&logs), err(&logs));
+
+    // Resume: same identity, fresh containers (the workspace is new).
+    let o = h.run(&[
+        "resume",
+        "keeper",
+        "--headless",
+        "--prompt",
+        "test -f /workspace/mark && echo found || echo fresh; exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    assert!(out(&o).contains("fresh"), "{}", out(&o));
+
+    // Commit a running bottle, stop it, resume from the snapshot.
+    let (mut child, rx) =
+        spawn(&h, &["resume", "keeper", "--headless", "--prompt", "echo committed > /workspace/mark; sleep 120"]);
+    wait_line(&rx, "isolation self-test");
+    wait_running("keeper");
+    std::thread::sleep(Duration::from_secs(1));
+    let o = h.run(&["list", "active", "--json"]);
+    let active: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(active.to_string().contains("keeper"), "{active}");
+    let o = h.run(&["commit", "keeper"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "bot-bottle-commit:keeper");
+    let o = h.run(&["stop", "keeper"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "a stopped session does not end with 0");
+    assert_gone("keeper");
+    assert!(h.state("keeper").join(".preserve").exists());
+    let o = h.run(&["resume", "keeper", "--headless", "--prompt", "cat /workspace/mark; exit 5"]);
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+    assert!(out(&o).contains("committed"), "resume did not boot the committed image: {}", out(&o));
+
+    // Cleanup keeps preserved state unless --all.
+    let o = h.run(&["cleanup", "-y"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(h.state("keeper").exists());
+    let o = h.run(&["cleanup", "--all", "-y"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!h.state("keeper").exists());
+    let _ = Command::new("docker").args(["rmi", "-f", "bot-bottle-commit:keeper"]).output();
+}
+
+#[test]
+fn the_agent_has_no_network_and_no_secret_in_docker_inspect() {
+    let h = Home::new();
+    let (mut child, rx) = spawn(
+        &h,
+        &[
+            "start",
+            "life",
+            "--label",
+            "inspected",
+            "--headless",
+            "--prompt",
+            "test \"$FORWARDED_SECRET\" = \"$LIFE_SECRET_EXPECTED\" || true; sleep 60",
+        ],
+    );
+    wait_line(&rx, "isolation self-test");
+    wait_running("inspected");
+    for role in ["agent", "sidecar", "shim"] {
+        let o = Command::new("docker").args(["inspect", &format!("bot-bottle-inspected-{role}")]).output().unwrap();
+        let text = out(&o);
+        assert!(o.status.success(), "{role}");
+        assert!(!text.contains(LIFE_SECRET), "the secret shows in docker inspect of the {role}");
+        if role == "agent" {
+            assert!(text.contains("\"NetworkMode\": \"none\""), "{text}");
+            assert!(text.contains("no-new-privileges"), "{text}");
+            assert!(text.contains("\"User\": \"1000\""), "{text}");
+        }
+    }
+    // The host command lines of the bottle's processes carry no secret.
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    assert!(!out(&ps).contains(LIFE_SECRET));
+    // Yet the agent has it in its session (forwarded on purpose).
+    let o = Command::new("docker")
+        .args([
+            "exec",
+            "bot-bottle-inspected-agent",
+            "bash",
+            "-c",
+            ". ~/.bot-bottle/env; printf %s \"$FORWARDED_SECRET\"",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out(&o), LIFE_SECRET);
+    let _ = child.kill();
+    let _ = child.wait();
+    let o = h.run(&["cleanup", "-y"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_gone("inspected");
+}
+
+#[test]
+fn ctrl_c_during_the_launch_leaves_nothing() {
+    let h = Home::new();
+    let (mut child, rx) = spawn(&h, &["start", "life", "--label", "interrupted", "--headless", "--prompt", "sleep 60"]);
+    wait_line(&rx, "starting the agent");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert_gone("interrupted");
+    assert!(!h.state("interrupted").exists(), "an interrupted launch kept state");
+}
+
+#[test]
+fn a_killed_cli_leaves_what_resume_and_cleanup_handle() {
+    let h = Home::new();
+    let (mut child, rx) = spawn(&h, &["start", "life", "--label", "killed", "--headless", "--prompt", "sleep 120"]);
+    wait_line(&rx, "isolation self-test");
+    wait_running("killed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The bottle outlived its launcher.
+    assert!(!objects("killed").0.is_empty());
+    // Resume takes the identity over (the stale objects are replaced).
+    let o = h.run(&["resume", "killed", "--headless", "--prompt", "echo again; exit 6"]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(out(&o).contains("again"));
+    assert_gone("killed");
+    // Killed again; now cleanup removes the orphans and the state.
+    let (mut child, rx) = spawn(&h, &["resume", "killed", "--headless", "--prompt", "sleep 120"]);
+    wait_line(&rx, "isolation self-test");
+    wait_running("killed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = h.run(&["cleanup", "--all", "-y"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("bot-bottle-killed-agent"), "{}", out(&o));
+    assert_gone("killed");
+    assert!(!h.state("killed").exists());
+}
+
+#[test]
+fn two_bottles_at_once_share_nothing() {
+    let h = Home::new();
+    let probe = "cat /etc/hostname; ip -o addr | awk '{print $2}' | sort -u | tr '\\n' ' '; echo; sleep 30";
+    let (a, rx_a) = spawn(&h, &["start", "life", "--label", "twin a", "--headless", "--prompt", probe]);
+    let (b, rx_b) = spawn(&h, &["start", "life", "--label", "twin b", "--headless", "--prompt", probe]);
+    wait_line(&rx_a, "isolation self-test");
+    wait_line(&rx_b, "isolation self-test");
+    wait_running("twin-a");
+    wait_running("twin-b");
+    // Each has its own sidecar network; the agents have only loopback.
+    let (_, net_a) = objects("twin-a");
+    let (_, net_b) = objects("twin-b");
+    assert_eq!(net_a, ["bot-bottle-twin-a"]);
+    assert_eq!(net_b, ["bot-bottle-twin-b"]);
+    let sidecar_b_ip = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            "bot-bottle-twin-b-sidecar",
+        ])
+        .output()
+        .unwrap();
+    let ip = out(&sidecar_b_ip).trim().to_string();
+    assert!(!ip.is_empty());
+    // A's sidecar cannot reach B's sidecar: different bridges.
+    let o = Command::new("docker")
+        .args([
+            "exec",
+            "bot-bottle-twin-a-sidecar",
+            "bash",
+            "-c",
+            &format!("timeout 3 bash -c '</dev/tcp/{ip}/80' && echo reached || echo unreachable"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out(&o).contains("unreachable"), "{}{}", out(&o), err(&o));
+    for (child, name) in [(a, "twin-a"), (b, "twin-b")] {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{name}");
+        // The agent's only interface is loopback.
+        assert!(out(&o).contains(&format!("{name}\nlo \n")), "{name}: {}", out(&o));
+        assert_gone(name);
+    }
+}
