@@ -323,3 +323,35 @@ fn two_bottles_at_once_share_nothing() {
         assert_gone(name);
     }
 }
+
+/// The README's main command, as a user runs it (with this build's binary).
+#[test]
+fn the_demo_shows_every_promise() {
+    Home::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let o = Command::new("bash")
+        .arg(root.join("scripts/demo.sh"))
+        .current_dir(&root)
+        .env("BOT_BOTTLE_BIN", env!("CARGO_BIN_EXE_bot-bottle"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", out(&o), err(&o));
+    assert!(o.status.success(), "{text}");
+    for line in [
+        "agent's DEMO_API_TOKEN: (not set)",
+        "authorized: yes",
+        "bot-bottle egress: blocked: no route for host example.com",
+        "bot-bottle egress: blocked: outbound secret (known-secret:raw)",
+        "git-gate: 1 commit(s) scanned, clean; forwarded upstream",
+        ".env:1 github-pat GITHUB_TOKEN=ghp_…[40 redacted]",
+        "[remote rejected] HEAD -> main (pre-receive hook declined)",
+        "say hello;",
+    ] {
+        assert!(text.contains(line), "the demo did not show {line:?}:\n{text}");
+    }
+    // The secret commit never reached the upstream; the upload never arrived.
+    assert!(!text.contains("add config;"), "{text}");
+    assert!(!text.contains("POST /upload"), "{text}");
+    assert!(!text.contains("ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio"), "{text}");
+}
