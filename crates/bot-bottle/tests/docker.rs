@@ -240,7 +240,7 @@ fn the_agent_has_no_network_and_no_secret_in_docker_inspect() {
 fn ctrl_c_during_the_launch_leaves_nothing() {
     let h = Home::new();
     let (mut child, rx) = spawn(&h, &["start", "life", "--label", "interrupted", "--headless", "--prompt", "sleep 60"]);
-    wait_line(&rx, "starting the agent");
+    wait_line(&rx, "starting the sidecar and the agent");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();

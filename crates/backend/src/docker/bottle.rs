@@ -436,7 +436,7 @@ async fn launch_steps(
         .collect();
 
     // The sidecar's own network: its only way out.
-    progress("starting the sidecar");
+    progress("starting the sidecar and the agent");
     let net_name = format!("bot-bottle-{identity}");
     let net = docker
         .create_network(NetworkCreateRequest {
@@ -453,52 +453,10 @@ async fn launch_steps(
         h.security_opt = Some(vec!["no-new-privileges".to_string()]);
         h
     };
-    let sidecar = create(
-        docker,
-        &format!("bot-bottle-{identity}-sidecar"),
-        ContainerCreateBody {
-            image: Some(sidecar_image.clone()),
-            cmd: Some(vec![
-                "sidecar".into(),
-                "--config".into(),
-                sidecar_config::in_sidecar(&dir, &config).display().to_string(),
-            ]),
-            user: Some(user.clone()),
-            env: Some(sidecar_env),
-            labels: Some(labels(&plan.home, identity, "sidecar")),
-            host_config: Some(locked(HostConfig {
-                binds: Some(sidecar_binds),
-                network_mode: Some(net_name.clone()),
-                extra_hosts: Some(extra_hosts),
-                pids_limit: Some(512),
-                init: Some(true),
-                ..Default::default()
-            })),
-            ..Default::default()
-        },
-    )
-    .await?;
-    objects.sidecar = Some(sidecar.clone());
-    docker.start_container(&sidecar, None).await.map_err(docker_err("cannot start the sidecar"))?;
-    if let Ok(extra) = std::env::var("BOT_BOTTLE_SIDECAR_NETWORK")
-        && !extra.is_empty()
-    {
-        docker
-            .connect_network(
-                &extra,
-                bollard::models::NetworkConnectRequest { container: sidecar.clone(), ..Default::default() },
-            )
-            .await
-            .map_err(docker_err(format!("cannot join the sidecar to network {extra}")))?;
-    }
     let mut sockets = vec![EGRESS_SOCKET, SUPERVISE_SOCKET];
     if !plan.manifest.bottle.repos.is_empty() {
         sockets.push(GATE_SOCKET);
     }
-    wait_for_sockets(docker, &sidecar, &run_dir, &sockets).await?;
-
-    // The agent: no network at all.
-    progress("starting the agent");
     let mut env_extra: Vec<(String, String)> = Vec::new();
     if let crate::provider::ProviderRef::Builtin(p) = crate::provider::provider_for(&plan.home, &plan.provider)
         .ok_or_else(|| BackendError::Invalid { message: format!("unknown provider {}", plan.provider) })?
@@ -508,76 +466,124 @@ async fn launch_steps(
     }
     let env_extra_ref: Vec<(&str, &str)> = env_extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let runtime = super::runtime::choose(docker).await;
-    let agent = create(
-        docker,
-        &format!("bot-bottle-{identity}-agent"),
-        ContainerCreateBody {
-            image: Some(agent_image),
-            cmd: Some(vec!["sleep".into(), "infinity".into()]),
-            // A bare uid: Docker resolves it (and its group) in the image's
-            // passwd when copying files in owned by the agent.
-            user: Some(AGENT_UID.to_string()),
-            env: Some(provision::agent_env(&env_extra_ref)),
-            working_dir: Some(WORKSPACE.to_string()),
-            hostname: Some(identity.chars().take(63).collect()),
-            labels: Some({
-                let mut l = labels(&plan.home, identity, "agent");
-                l.insert(LABEL_AGENT.to_string(), plan.metadata.agent_name.clone());
-                l.insert(LABEL_LABEL.to_string(), plan.metadata.label.clone());
-                l.insert(LABEL_STARTED.to_string(), plan.metadata.started_at.clone());
-                l
-            }),
-            host_config: Some(locked(HostConfig {
-                network_mode: Some("none".to_string()),
-                pids_limit: Some(1024),
-                init: Some(true),
-                runtime,
-                ..Default::default()
-            })),
-            ..Default::default()
-        },
-    )
-    .await?;
-    objects.agent = Some(agent.clone());
-    docker.start_container(&agent, None).await.map_err(docker_err("cannot start the agent"))?;
 
-    // The shim, in the agent's network namespace.
-    let map = |port: u16, socket: &str| format!("{port}={RUN_DIR}/{socket}");
-    let mut shim_cmd = vec![
-        "shim".to_string(),
-        "--map".into(),
-        map(EGRESS_PORT, EGRESS_SOCKET),
-        "--map".into(),
-        map(SUPERVISE_PORT, SUPERVISE_SOCKET),
-    ];
-    if sockets.contains(&GATE_SOCKET) {
-        shim_cmd.extend(["--map".to_string(), map(GATE_PORT, GATE_SOCKET)]);
-    }
-    let shim = create(
-        docker,
-        &format!("bot-bottle-{identity}-shim"),
-        ContainerCreateBody {
-            image: Some(sidecar_image),
-            cmd: Some(shim_cmd),
-            user: Some(user),
-            labels: Some(labels(&plan.home, identity, "shim")),
-            host_config: Some(locked(HostConfig {
-                binds: Some(vec![format!("{}:{RUN_DIR}", run_dir.display())]),
-                network_mode: Some(format!("container:{agent}")),
-                pids_limit: Some(64),
-                init: Some(true),
+    // The sidecar, and (at the same time: they do not wait on each other)
+    // the agent with no network at all, the shim in its namespace, and the
+    // agent's provisioning. The shim connects to the sidecar's sockets only
+    // when the agent does, so it need not wait for them.
+    let (sidecar_slot, agent_slot, shim_slot) = (&mut objects.sidecar, &mut objects.agent, &mut objects.shim);
+    let sidecar_side = async {
+        let sidecar = create(
+            docker,
+            &format!("bot-bottle-{identity}-sidecar"),
+            ContainerCreateBody {
+                image: Some(sidecar_image.clone()),
+                cmd: Some(vec![
+                    "sidecar".into(),
+                    "--config".into(),
+                    sidecar_config::in_sidecar(&dir, &config).display().to_string(),
+                ]),
+                user: Some(user.clone()),
+                env: Some(sidecar_env),
+                labels: Some(labels(&plan.home, identity, "sidecar")),
+                host_config: Some(locked(HostConfig {
+                    binds: Some(sidecar_binds),
+                    network_mode: Some(net_name.clone()),
+                    extra_hosts: Some(extra_hosts),
+                    pids_limit: Some(512),
+                    init: Some(true),
+                    ..Default::default()
+                })),
                 ..Default::default()
-            })),
-            ..Default::default()
-        },
-    )
-    .await?;
-    objects.shim = Some(shim.clone());
-    docker.start_container(&shim, None).await.map_err(docker_err("cannot start the shim"))?;
+            },
+        )
+        .await?;
+        *sidecar_slot = Some(sidecar.clone());
+        docker.start_container(&sidecar, None).await.map_err(docker_err("cannot start the sidecar"))?;
+        if let Ok(extra) = std::env::var("BOT_BOTTLE_SIDECAR_NETWORK")
+            && !extra.is_empty()
+        {
+            docker
+                .connect_network(
+                    &extra,
+                    bollard::models::NetworkConnectRequest { container: sidecar.clone(), ..Default::default() },
+                )
+                .await
+                .map_err(docker_err(format!("cannot join the sidecar to network {extra}")))?;
+        }
+        wait_for_sockets(docker, &sidecar, &run_dir, &sockets).await?;
+        Ok::<_, BackendError>(())
+    };
+    let agent_side = async {
+        let agent = create(
+            docker,
+            &format!("bot-bottle-{identity}-agent"),
+            ContainerCreateBody {
+                image: Some(agent_image),
+                cmd: Some(vec!["sleep".into(), "infinity".into()]),
+                // A bare uid: Docker resolves it (and its group) in the image's
+                // passwd when copying files in owned by the agent.
+                user: Some(AGENT_UID.to_string()),
+                env: Some(provision::agent_env(&env_extra_ref)),
+                working_dir: Some(WORKSPACE.to_string()),
+                hostname: Some(identity.chars().take(63).collect()),
+                labels: Some({
+                    let mut l = labels(&plan.home, identity, "agent");
+                    l.insert(LABEL_AGENT.to_string(), plan.metadata.agent_name.clone());
+                    l.insert(LABEL_LABEL.to_string(), plan.metadata.label.clone());
+                    l.insert(LABEL_STARTED.to_string(), plan.metadata.started_at.clone());
+                    l
+                }),
+                host_config: Some(locked(HostConfig {
+                    network_mode: Some("none".to_string()),
+                    pids_limit: Some(1024),
+                    init: Some(true),
+                    runtime,
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+        )
+        .await?;
+        *agent_slot = Some(agent.clone());
+        docker.start_container(&agent, None).await.map_err(docker_err("cannot start the agent"))?;
+        let map = |port: u16, socket: &str| format!("{port}={RUN_DIR}/{socket}");
+        let mut shim_cmd = vec![
+            "shim".to_string(),
+            "--map".into(),
+            map(EGRESS_PORT, EGRESS_SOCKET),
+            "--map".into(),
+            map(SUPERVISE_PORT, SUPERVISE_SOCKET),
+        ];
+        if sockets.contains(&GATE_SOCKET) {
+            shim_cmd.extend(["--map".to_string(), map(GATE_PORT, GATE_SOCKET)]);
+        }
+        let shim = create(
+            docker,
+            &format!("bot-bottle-{identity}-shim"),
+            ContainerCreateBody {
+                image: Some(sidecar_image.clone()),
+                cmd: Some(shim_cmd),
+                user: Some(user.clone()),
+                labels: Some(labels(&plan.home, identity, "shim")),
+                host_config: Some(locked(HostConfig {
+                    binds: Some(vec![format!("{}:{RUN_DIR}", run_dir.display())]),
+                    network_mode: Some(format!("container:{agent}")),
+                    pids_limit: Some(64),
+                    init: Some(true),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+        )
+        .await?;
+        *shim_slot = Some(shim.clone());
+        docker.start_container(&shim, None).await.map_err(docker_err("cannot start the shim"))?;
+        provision_agent(docker, &agent, plan).await?;
+        Ok::<_, BackendError>(agent)
+    };
+    let ((), agent) = tokio::try_join!(sidecar_side, agent_side)?;
 
-    // Provision, then prove the isolation before the agent runs anything.
-    progress("provisioning the agent");
-    provision_agent(docker, &agent, plan).await?;
     progress("isolation self-test");
     let output = super::exec::capture(
         docker,
@@ -734,6 +740,21 @@ impl Bundle {
     }
 }
 
+/// One file's bytes from a container.
+async fn download_file(docker: &Docker, container: &str, path: &str) -> Option<Vec<u8>> {
+    let options = bollard::query_parameters::DownloadFromContainerOptions { path: path.to_string() };
+    let mut stream = docker.download_from_container(container, Some(options));
+    let mut data = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        data.extend_from_slice(&chunk.ok()?);
+    }
+    let mut archive = tar::Archive::new(&data[..]);
+    let mut entry = archive.entries().ok()?.next()?.ok()?;
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut out).ok()?;
+    Some(out)
+}
+
 /// Copy a tar into a container at `path`; with `as_agent`, everything in it
 /// is owned by the agent's user, else by root.
 async fn upload(
@@ -756,18 +777,25 @@ async fn upload(
 
 /// Files, CA and environment into the agent.
 async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan) -> Result<(), BackendError> {
-    // The bottle CA into the system store.
+    // The bottle CA into the system store: the certificate where
+    // `update-ca-certificates` keeps local ones, and appended to the bundle
+    // every TLS client here reads (what that tool would do, without its
+    // second of rehashing).
+    let bundle_path = "/etc/ssl/certs/ca-certificates.crt";
+    let mut bundle = download_file(docker, agent, bundle_path).await.unwrap_or_default();
+    if !bundle.is_empty() && !bundle.ends_with(b"\n") {
+        bundle.push(b'\n');
+    }
+    bundle.extend_from_slice(plan.ca.cert_pem.as_bytes());
     let mut ca = Bundle::new();
-    for d in ["usr", "usr/local", "usr/local/share", "usr/local/share/ca-certificates"] {
+    for d in
+        ["usr", "usr/local", "usr/local/share", "usr/local/share/ca-certificates", "etc", "etc/ssl", "etc/ssl/certs"]
+    {
         ca.dir(d, 0o755, 0)?;
     }
-    let ca_path = provision::AGENT_CA.trim_start_matches('/');
-    ca.file(ca_path, plan.ca.cert_pem.as_bytes(), 0o644, 0)?;
+    ca.file(provision::AGENT_CA.trim_start_matches('/'), plan.ca.cert_pem.as_bytes(), 0o644, 0)?;
+    ca.file(bundle_path.trim_start_matches('/'), &bundle, 0o644, 0)?;
     upload(docker, agent, "/", ca.finish()?, false).await?;
-    let out = super::exec::capture(docker, agent, &["update-ca-certificates".to_string()], Some("0")).await?;
-    if !out.contains("1 added") && !out.contains("added") {
-        return Err(BackendError::Docker(format!("update-ca-certificates in the agent said: {}", out.trim())));
-    }
     // Home: the env file (0600), .gitconfig, the prompt, skills.
     let uid = AGENT_UID;
     let mut home = Bundle::new();
