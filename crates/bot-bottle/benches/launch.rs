@@ -62,18 +62,25 @@ fn main() {
         (started, child)
     };
 
+    // One series, then the other: a `docker run --rm` still being removed
+    // would slow the next launch down, and the other way round.
+    let settle = || std::thread::sleep(Duration::from_secs(2));
     let mut docker_run = Vec::new();
-    let mut bottle = Vec::new();
-    for i in 0..RUNS {
+    for _ in 0..RUNS {
         let t = now_ns();
         let o = Command::new("docker").args(["run", "--rm", &agent_image, "sh", "-c", FIRST]).output().unwrap();
         assert!(o.status.success());
         docker_run.push(first_command_after(t, &o.stdout));
+    }
+    settle();
+    let mut bottle = Vec::new();
+    for i in 0..RUNS {
         let (t, child) = start(&format!("bench {i}"));
         let o = child.wait_with_output().unwrap();
         assert!(o.status.success());
         bottle.push(first_command_after(t, &o.stdout));
     }
+    settle();
     let (dr_best, dr_med) = stats(docker_run);
     let (bb_best, bb_med) = stats(bottle);
 

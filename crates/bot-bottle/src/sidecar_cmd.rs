@@ -56,6 +56,12 @@ pub fn sidecar(args: SidecarArgs) -> Result<i32> {
 
 async fn run(config: SidecarConfig, secrets: SidecarSecrets) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    let t0 = std::time::Instant::now();
+    let trace = |what: &str| {
+        if std::env::var_os("BOT_BOTTLE_TRACE").is_some() {
+            eprintln!("sidecar: [{:>4} ms] {what}", t0.elapsed().as_millis());
+        }
+    };
     std::fs::create_dir_all(&config.run_dir).with_context(|| format!("cannot create {}", config.run_dir.display()))?;
     let socket = |name: &str| format!("unix:{}", config.run_dir.join(name).display());
 
@@ -75,9 +81,11 @@ async fn run(config: SidecarConfig, secrets: SidecarSecrets) -> Result<()> {
         None => None,
     };
     let tokens = Tokens(secrets.tokens.iter().map(|(slot, v)| (*slot, Secret::new(v.clone()))).collect());
+    trace("config read");
 
     // Supervise: the store, and route changes applied to the live proxy.
     let store = ProposalStore::open(&config.supervise.store, &config.identity)?;
+    trace("store open");
     let live: Arc<OnceLock<Arc<Proxy>>> = Arc::new(OnceLock::new());
     let reload_target = live.clone();
     let reload_path = routes_path.clone();
@@ -97,6 +105,7 @@ async fn run(config: SidecarConfig, secrets: SidecarSecrets) -> Result<()> {
         Proxy::new(file, tokens, known(&secrets), issuer, upstream_ca.as_deref())?.with_sink(supervisor.clone(), hold),
     );
     let _ = live.set(proxy.clone());
+    trace("proxy built");
     eprintln!("egress: loaded {} route(s): {}", proxy.hosts().len(), proxy.hosts().join(" "));
 
     let mcp = Arc::new(McpHttp { supervisor: supervisor.clone(), allowed_hosts: Vec::new() });
@@ -130,6 +139,7 @@ async fn run(config: SidecarConfig, secrets: SidecarSecrets) -> Result<()> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
+    trace("listening");
     eprintln!("bot-bottle: sidecar ready in {}", config.run_dir.display());
     loop {
         tokio::select! {

@@ -32,6 +32,17 @@ pub const LABEL_ROLE: &str = "dev.bot-bottle.role";
 /// Progress lines for the operator.
 pub type Progress<'a> = images::Progress<'a>;
 
+static TRACE_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// With `BOT_BOTTLE_TRACE` set, a timestamped line per launch phase (where
+/// a slow launch spends its time).
+pub fn trace(what: &str) {
+    let start = *TRACE_START.get_or_init(std::time::Instant::now);
+    if std::env::var_os("BOT_BOTTLE_TRACE").is_some() {
+        eprintln!("bot-bottle: [{:>5} ms] {what}", start.elapsed().as_millis());
+    }
+}
+
 fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> BackendError {
     let what = what.into();
     move |e| BackendError::Docker(format!("{what}: {e}"))
@@ -396,12 +407,15 @@ async fn launch_steps(
     // Leftovers of an earlier run of this identity (a killed launcher).
     let stale = find(docker, &plan.home, identity).await?;
     remove(docker, &stale).await?;
+    trace("leftovers checked");
     // Images.
     let base = images::ensure_base(docker, progress).await?;
     let sidecar_image = images::ensure_sidecar(docker, &base, progress).await?;
     let agent_image = agent_image(docker, plan, &base, progress).await?;
+    trace("images ready");
     // What the sidecar reads.
     let config = write_sidecar_files(plan, progress).await?;
+    trace("sidecar files written");
     let run_dir = dir.join("run");
     let _ = std::fs::remove_dir_all(&run_dir);
     mkdir(&run_dir)?;
@@ -410,6 +424,9 @@ async fn launch_steps(
     let mut sidecar_binds =
         vec![format!("{}:{}", dir.display(), sidecar_config::BOTTLE_DIR), format!("{}:{RUN_DIR}", run_dir.display())];
     let mut sidecar_env = vec![format!("HOME={}/sidecar-home", sidecar_config::BOTTLE_DIR)];
+    if std::env::var_os("BOT_BOTTLE_TRACE").is_some() {
+        sidecar_env.push("BOT_BOTTLE_TRACE=1".to_string());
+    }
     if uid != 0 {
         // ssh needs a passwd entry for the user it runs as.
         let passwd = dir.join("sidecar-passwd");
@@ -438,16 +455,6 @@ async fn launch_steps(
     // The sidecar's own network: its only way out.
     progress("starting the sidecar and the agent");
     let net_name = format!("bot-bottle-{identity}");
-    let net = docker
-        .create_network(NetworkCreateRequest {
-            name: net_name.clone(),
-            driver: Some("bridge".to_string()),
-            labels: Some(labels(&plan.home, identity, "network")),
-            ..Default::default()
-        })
-        .await
-        .map_err(docker_err(format!("cannot create network {net_name}")))?;
-    objects.network = Some(net.id);
     let locked = |mut h: HostConfig| {
         h.cap_drop = Some(vec!["ALL".to_string()]);
         h.security_opt = Some(vec!["no-new-privileges".to_string()]);
@@ -471,8 +478,20 @@ async fn launch_steps(
     // the agent with no network at all, the shim in its namespace, and the
     // agent's provisioning. The shim connects to the sidecar's sockets only
     // when the agent does, so it need not wait for them.
-    let (sidecar_slot, agent_slot, shim_slot) = (&mut objects.sidecar, &mut objects.agent, &mut objects.shim);
+    let (network_slot, sidecar_slot, agent_slot, shim_slot) =
+        (&mut objects.network, &mut objects.sidecar, &mut objects.agent, &mut objects.shim);
     let sidecar_side = async {
+        let net = docker
+            .create_network(NetworkCreateRequest {
+                name: net_name.clone(),
+                driver: Some("bridge".to_string()),
+                labels: Some(labels(&plan.home, identity, "network")),
+                ..Default::default()
+            })
+            .await
+            .map_err(docker_err(format!("cannot create network {net_name}")))?;
+        *network_slot = Some(net.id);
+        trace("network created");
         let sidecar = create(
             docker,
             &format!("bot-bottle-{identity}-sidecar"),
@@ -500,6 +519,7 @@ async fn launch_steps(
         .await?;
         *sidecar_slot = Some(sidecar.clone());
         docker.start_container(&sidecar, None).await.map_err(docker_err("cannot start the sidecar"))?;
+        trace("sidecar started");
         if let Ok(extra) = std::env::var("BOT_BOTTLE_SIDECAR_NETWORK")
             && !extra.is_empty()
         {
@@ -512,6 +532,7 @@ async fn launch_steps(
                 .map_err(docker_err(format!("cannot join the sidecar to network {extra}")))?;
         }
         wait_for_sockets(docker, &sidecar, &run_dir, &sockets).await?;
+        trace("sidecar sockets ready");
         Ok::<_, BackendError>(())
     };
     let agent_side = async {
@@ -546,7 +567,8 @@ async fn launch_steps(
         )
         .await?;
         *agent_slot = Some(agent.clone());
-        docker.start_container(&agent, None).await.map_err(docker_err("cannot start the agent"))?;
+        trace("agent created");
+        // Files go in before the agent starts, while the shim is created.
         let map = |port: u16, socket: &str| format!("{port}={RUN_DIR}/{socket}");
         let mut shim_cmd = vec![
             "shim".to_string(),
@@ -558,9 +580,10 @@ async fn launch_steps(
         if sockets.contains(&GATE_SOCKET) {
             shim_cmd.extend(["--map".to_string(), map(GATE_PORT, GATE_SOCKET)]);
         }
+        let shim_name = format!("bot-bottle-{identity}-shim");
         let shim = create(
             docker,
-            &format!("bot-bottle-{identity}-shim"),
+            &shim_name,
             ContainerCreateBody {
                 image: Some(sidecar_image.clone()),
                 cmd: Some(shim_cmd),
@@ -570,16 +593,21 @@ async fn launch_steps(
                     binds: Some(vec![format!("{}:{RUN_DIR}", run_dir.display())]),
                     network_mode: Some(format!("container:{agent}")),
                     pids_limit: Some(64),
-                    init: Some(true),
+                    // The shim starts no processes: no init to reap them.
                     ..Default::default()
                 })),
                 ..Default::default()
             },
-        )
-        .await?;
+        );
+        let (shim, provisioned) = tokio::join!(shim, provision_agent(docker, &agent, plan));
+        let shim = shim?;
         *shim_slot = Some(shim.clone());
+        provisioned?;
+        trace("agent provisioned, shim created");
+        docker.start_container(&agent, None).await.map_err(docker_err("cannot start the agent"))?;
+        trace("agent started");
         docker.start_container(&shim, None).await.map_err(docker_err("cannot start the shim"))?;
-        provision_agent(docker, &agent, plan).await?;
+        trace("shim started");
         Ok::<_, BackendError>(agent)
     };
     let ((), agent) = tokio::try_join!(sidecar_side, agent_side)?;
@@ -593,6 +621,7 @@ async fn launch_steps(
     )
     .await?;
     let checks = provision::parse_self_test(&output);
+    trace("self-test done");
     let _ = std::fs::write(dir.join("selftest.json"), serde_json::to_vec_pretty(&checks).unwrap_or_default());
     let failed: Vec<String> =
         checks.iter().filter(|c| !c.passed).map(|c| format!("{} ({})", c.name, c.detail)).collect();
@@ -658,9 +687,17 @@ pub fn committed_image(state_dir: &Path) -> Option<String> {
 /// error with its last log lines.
 async fn wait_for_sockets(docker: &Docker, sidecar: &str, run_dir: &Path, names: &[&str]) -> Result<(), BackendError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut polls = 0u32;
     loop {
         if names.iter().all(|n| run_dir.join(n).exists()) {
             return Ok(());
+        }
+        // The sockets are files: look often; ask Docker about the sidecar
+        // only now and then.
+        polls += 1;
+        if !polls.is_multiple_of(20) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         }
         let state = docker.inspect_container(sidecar, None).await.ok().and_then(|c| c.state);
         let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
@@ -674,7 +711,7 @@ async fn wait_for_sockets(docker: &Docker, sidecar: &str, run_dir: &Path, names:
             let why = if running { "did not open its sockets within 90 s" } else { "exited" };
             return Err(BackendError::Docker(format!("the sidecar {why}:\n{}", logs.trim_end())));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -740,6 +777,33 @@ impl Bundle {
     }
 }
 
+/// The CA bundle `path` of the agent's image: read from the container once
+/// per image and kept in `~/.cache/bot-bottle/` (an image never changes).
+async fn image_bundle(docker: &Docker, container: &str, path: &str) -> Vec<u8> {
+    let image = docker.inspect_container(container, None).await.ok().and_then(|c| c.image).unwrap_or_default();
+    let cache = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty() && !image.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache/bot-bottle/ca-bundles").join(image.replace(':', "-")));
+    if let Some(c) = &cache
+        && let Ok(data) = std::fs::read(c)
+    {
+        return data;
+    }
+    let data = download_file(docker, container, path).await.unwrap_or_default();
+    if let Some(c) = &cache
+        && !data.is_empty()
+    {
+        if let Some(dir) = c.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = c.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, &data).is_ok() {
+            let _ = std::fs::rename(&tmp, c);
+        }
+    }
+    data
+}
+
 /// One file's bytes from a container.
 async fn download_file(docker: &Docker, container: &str, path: &str) -> Option<Vec<u8>> {
     let options = bollard::query_parameters::DownloadFromContainerOptions { path: path.to_string() };
@@ -780,9 +844,9 @@ async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan) -> Result<()
     // The bottle CA into the system store: the certificate where
     // `update-ca-certificates` keeps local ones, and appended to the bundle
     // every TLS client here reads (what that tool would do, without its
-    // second of rehashing).
+    // second of rehashing). The image's own bundle is read once per image.
     let bundle_path = "/etc/ssl/certs/ca-certificates.crt";
-    let mut bundle = download_file(docker, agent, bundle_path).await.unwrap_or_default();
+    let mut bundle = image_bundle(docker, agent, bundle_path).await;
     if !bundle.is_empty() && !bundle.ends_with(b"\n") {
         bundle.push(b'\n');
     }
@@ -795,7 +859,7 @@ async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan) -> Result<()
     }
     ca.file(provision::AGENT_CA.trim_start_matches('/'), plan.ca.cert_pem.as_bytes(), 0o644, 0)?;
     ca.file(bundle_path.trim_start_matches('/'), &bundle, 0o644, 0)?;
-    upload(docker, agent, "/", ca.finish()?, false).await?;
+    let root_files = ca.finish()?;
     // Home: the env file (0600), .gitconfig, the prompt, skills.
     let uid = AGENT_UID;
     let mut home = Bundle::new();
@@ -834,7 +898,12 @@ async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan) -> Result<()
             home.tree(skill, &format!(".claude/skills/{name}"), uid)?;
         }
     }
-    upload(docker, agent, AGENT_HOME, home.finish()?, true).await?;
+    let (root, home) = tokio::join!(
+        upload(docker, agent, "/", root_files, false),
+        upload(docker, agent, AGENT_HOME, home.finish()?, true)
+    );
+    root?;
+    home?;
     // The workspace, when the cwd is copied in.
     if plan.metadata.copy_cwd && !plan.metadata.cwd.is_empty() {
         let mut ws = Bundle::new();
@@ -860,7 +929,9 @@ pub fn launch_blocking(plan: &Plan, progress: Progress<'_>) -> Result<DockerBott
         .build()
         .map_err(io_err("cannot start the async runtime"))?;
     let (docker, objects) = runtime.block_on(async {
+        trace("launch");
         let docker = engine::connect().await?;
+        trace("engine connected");
         let launched = tokio::select! {
             r = launch(&docker, plan, progress) => r,
             _ = tokio::signal::ctrl_c() => {

@@ -38,7 +38,15 @@ pub async fn ensure_base(docker: &Docker, progress: Progress<'_>) -> Result<Stri
     {
         return Ok(tag);
     }
-    let status = std::fs::read_to_string("/var/lib/dpkg/status").map_err(|e| {
+    let status_path = std::path::Path::new("/var/lib/dpkg/status");
+    // The tag of an unchanged package database is remembered (parsing it
+    // takes longer than the rest of a launch's checks).
+    if let Some(tag) = cached("base", status_path)
+        && exists(docker, &tag).await
+    {
+        return Ok(tag);
+    }
+    let status = std::fs::read_to_string(status_path).map_err(|e| {
         BackendError::Docker(format!(
             "no base image, and this host has no dpkg database to assemble one from ({e}); set BOT_BOTTLE_BASE_IMAGE to a Debian image"
         ))
@@ -47,6 +55,7 @@ pub async fn ensure_base(docker: &Docker, progress: Progress<'_>) -> Result<Stri
     let (packages, missing) = rootfs::closure(&installed, rootfs::BASE_PACKAGES);
     let tag = format!("bot-bottle-base:{}", rootfs::fingerprint(&packages));
     if exists(docker, &tag).await {
+        remember("base", status_path, &tag);
         return Ok(tag);
     }
     if !missing.is_empty() {
@@ -63,6 +72,7 @@ pub async fn ensure_base(docker: &Docker, progress: Progress<'_>) -> Result<Stri
     }
     let dockerfile = "FROM scratch\nADD rootfs.tar /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8\nCMD [\"/bin/bash\"]\n";
     build(docker, &tag, dockerfile, &[("rootfs.tar", Source::File(rootfs_path))], &HashMap::new(), progress).await?;
+    remember("base", status_path, &tag);
     Ok(tag)
 }
 
@@ -179,14 +189,22 @@ pub async fn ensure_sidecar(docker: &Docker, base: &str, progress: Progress<'_>)
         return Ok(tag);
     }
     let exe = std::env::current_exe().map_err(io("cannot find this program to put in the sidecar"))?;
+    let key = format!("sidecar {base}");
+    if let Some(tag) = cached(&key, &exe)
+        && exists(docker, &tag).await
+    {
+        return Ok(tag);
+    }
     let binary = std::fs::read(&exe).map_err(io("cannot read this program"))?;
     let tag = content_tag("bot-bottle-sidecar", &[SIDECAR_DOCKERFILE.as_bytes(), base.as_bytes(), &binary]);
     if exists(docker, &tag).await {
+        remember(&key, &exe, &tag);
         return Ok(tag);
     }
     progress(&format!("building {tag}"));
     let args = HashMap::from([("BASE_IMAGE".to_string(), base.to_string())]);
     build(docker, &tag, SIDECAR_DOCKERFILE, &[("bot-bottle", Source::Bytes(binary))], &args, progress).await?;
+    remember(&key, &exe, &tag);
     Ok(tag)
 }
 
@@ -239,4 +257,44 @@ impl Drop for TempDir {
 fn rand_u64() -> u64 {
     use std::hash::BuildHasher;
     std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// The tag last derived from `file` for `what`, while the file is unchanged
+/// (same size, modification time and inode). A cache in
+/// `~/.cache/bot-bottle/`; a miss only costs re-reading the file.
+fn cached(what: &str, file: &std::path::Path) -> Option<String> {
+    let (path, stamp) = (cache_file()?, file_stamp(file)?);
+    let text = std::fs::read_to_string(path).ok()?;
+    let map: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let entry = &map[what];
+    (entry["stamp"].as_str() == Some(stamp.as_str())).then(|| entry["tag"].as_str().map(str::to_string)).flatten()
+}
+
+fn remember(what: &str, file: &std::path::Path, tag: &str) {
+    let (Some(path), Some(stamp)) = (cache_file(), file_stamp(file)) else { return };
+    let mut map: serde_json::Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    map[what] = serde_json::json!({"stamp": stamp, "tag": tag});
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // Written whole to a temporary name, then renamed: readers never see half.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, map.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+}
+
+fn cache_file() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    Some(PathBuf::from(home).join(".cache/bot-bottle/image-tags.json"))
+}
+
+fn file_stamp(file: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(file).ok()?;
+    Some(format!("{}:{}:{}:{}", file.display(), m.len(), m.mtime_nsec() + m.mtime() * 1_000_000_000, m.ino()))
 }

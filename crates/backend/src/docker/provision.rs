@@ -87,14 +87,24 @@ pub fn wrap(argv: &[String]) -> Vec<String> {
 pub const SELF_TEST: &str = r#"
 check() { printf 'check %s %s %s\n' "$1" "$2" "$3"; }
 # The shim comes up with the agent: wait for it (bounded).
-for _ in $(seq 1 50); do curl -s -o /dev/null --max-time 2 http://_egress.local/allowlist && break; sleep 0.2; done
-# A refused CONNECT shows in %{http_connect}, a refused request in %{http_code}.
-codes=$(curl -s -o /dev/null -w '%{http_code} %{http_connect}' --max-time 20 https://no-route.bot-bottle.invalid/ 2>/dev/null)
-case " $codes " in *" 403 "*) check unrouted-host-refused pass "$codes";; *) check unrouted-host-refused fail "got $codes, expected the proxy's 403";; esac
-if timeout 5 bash -c 'exec 3<>/dev/tcp/1.1.1.1/443' 2>/dev/null; then check direct-ip-fails fail "connected to 1.1.1.1:443"; else check direct-ip-fails pass "no route"; fi
-if timeout 5 getent hosts deb.debian.org >/dev/null 2>&1; then check dns-fails fail "resolved deb.debian.org"; else check dns-fails pass "no resolver"; fi
-list=$(curl -s --max-time 20 http://_egress.local/allowlist 2>/dev/null)
-case "$list" in *'"routes"'*) check introspection-answers pass "ok";; *) check introspection-answers fail "no allowlist";; esac
+for _ in $(seq 1 200); do curl -s -o /dev/null --max-time 2 http://_egress.local/allowlist && break; sleep 0.05; done
+# The checks run at once; each prints one line.
+{
+  # A refused CONNECT shows in %{http_connect}, a refused request in %{http_code}.
+  codes=$(curl -s -o /dev/null -w '%{http_code} %{http_connect}' --max-time 20 https://no-route.bot-bottle.invalid/ 2>/dev/null)
+  case " $codes " in *" 403 "*) check unrouted-host-refused pass "$codes";; *) check unrouted-host-refused fail "got $codes, expected the proxy's 403";; esac
+} &
+{
+  if timeout 5 bash -c 'exec 3<>/dev/tcp/1.1.1.1/443' 2>/dev/null; then check direct-ip-fails fail "connected to 1.1.1.1:443"; else check direct-ip-fails pass "no route"; fi
+} &
+{
+  if timeout 5 getent hosts deb.debian.org >/dev/null 2>&1; then check dns-fails fail "resolved deb.debian.org"; else check dns-fails pass "no resolver"; fi
+} &
+{
+  list=$(curl -s --max-time 20 http://_egress.local/allowlist 2>/dev/null)
+  case "$list" in *'"routes"'*) check introspection-answers pass "ok";; *) check introspection-answers fail "no allowlist";; esac
+} &
+wait
 "#;
 
 /// One self-test check.
