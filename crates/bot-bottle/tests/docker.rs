@@ -229,6 +229,24 @@ fn the_agent_has_no_network_and_no_secret_in_docker_inspect() {
         .output()
         .unwrap();
     assert_eq!(out(&o), LIFE_SECRET);
+    // The canary: planted in the agent's environment under a random name,
+    // known to the sidecar; sending it anywhere is refused and logged even
+    // at log level 0.
+    let secrets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.state("inspected").join("sidecar-secrets.json")).unwrap()).unwrap();
+    let canary = secrets["canary"].as_str().unwrap().to_string();
+    let o = Command::new("docker")
+        .args(["exec", "-u", "1000", "bot-bottle-inspected-agent", "bash", "-c"])
+        .arg(format!(
+            ". ~/.bot-bottle/env; env | grep -c '={canary}$'; curl -s -o /dev/null -w '%{{http_code}}' -d 'x={canary}' http://pypi.org/upload"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(out(&o), "1\n403", "{}", err(&o));
+    let logs = Command::new("docker").args(["logs", "bot-bottle-inspected-sidecar"]).output().unwrap();
+    let log = format!("{}{}", out(&logs), err(&logs));
+    assert!(log.contains("\"reason\":\"canary\""), "{log}");
+    assert!(!log.contains(&canary));
     let _ = child.kill();
     let _ = child.wait();
     let o = h.run(&["cleanup", "-y"]);

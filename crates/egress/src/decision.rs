@@ -162,6 +162,11 @@ pub fn decide<'s>(
     let mut body = req.body.to_vec();
     let content_encoding = header(&headers, "content-encoding").map(str::to_string);
     let findings = scan_parts(scan, safelist, req.host, &path_and_query, &headers, &body, content_encoding.as_deref());
+    // The canary is exfiltration beyond doubt: refused whatever the route
+    // says, never held for the operator or redacted and let through.
+    if findings.iter().any(|(_, f)| f.rule == dlp::Canary::NAME) {
+        return Decision::Block(canary_block());
+    }
     if !findings.is_empty() {
         match route.on_match {
             OnMatch::Block => return Decision::Block(dlp_block(&findings)),
@@ -304,6 +309,11 @@ fn dlp_block(findings: &[(Part, Finding)]) -> Block {
     Block::new("dlp", format!("outbound secret ({})", rules.join(", ")))
 }
 
+/// The canary left (or tried to): the block says so plainly.
+fn canary_block() -> Block {
+    Block::new("canary", "the bottle's canary secret: exfiltration attempt")
+}
+
 fn set_content_length(headers: &mut [(String, String)], len: usize) {
     for (n, v) in headers.iter_mut() {
         if n.eq_ignore_ascii_case("content-length") {
@@ -442,6 +452,9 @@ pub fn decide_frame(
     let (data, findings) = frame_findings(scan, safelist, carry, payload);
     if findings.is_empty() {
         return FrameDecision::Pass;
+    }
+    if findings.iter().any(|f| f.rule == dlp::Canary::NAME) {
+        return FrameDecision::Block(canary_block());
     }
     let blocked = || {
         let tagged: Vec<(Part, Finding)> = findings.iter().map(|f| (Part::Body, f.clone())).collect();

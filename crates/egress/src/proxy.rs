@@ -379,7 +379,12 @@ impl Proxy {
         } else {
             "response"
         };
-        let level = if event == "response" { 2 } else { 1 };
+        // The canary is logged at every level: an exfiltration attempt.
+        let level = match (event, blocked) {
+            ("response", _) => 2,
+            (_, Some("canary")) => 0,
+            _ => 1,
+        };
         self.log_line(level, event, authority, method, path, Some(response.status().as_u16()), blocked);
     }
 

@@ -13,6 +13,7 @@ use secret::Secret;
 const REAL: &str = "real-upstream-token-9f8e7d6c";
 const LEAKED: &str = "ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio";
 const PLANTED: &str = "planted-env-value-Qx81Lm2Pz7Rk4";
+const CANARY: &str = "Zk3Jq9Wm2Lp8Xr5Tv7Nb4Hc6Gd1Fs0Ae";
 
 fn route(host: &str, on_match: OnMatch) -> Route {
     Route {
@@ -83,6 +84,7 @@ fn fixture() -> Fixture {
     let mut known = KnownSecrets::new();
     known.register("EGRESS_TOKEN_1", &Secret::new(REAL.to_string()));
     known.register("env:PLANTED", &Secret::new(PLANTED.to_string()));
+    known.register(dlp::Canary::NAME, &Secret::new(CANARY.to_string()));
     let scanner = Scanner::new(RuleSet::builtin().clone(), Arc::new(known), ScanOptions::default());
     Fixture { file, scanner, tokens: Tokens(vec![(1, Secret::new(REAL.to_string()))]) }
 }
@@ -361,4 +363,23 @@ fn websocket_frames_are_decided_under_the_routes_on_match() {
     let mut approved = Safelist::default();
     approved.extend(values);
     assert_eq!(decide_frame(route("ask.example.com"), &f.scanner, &approved, b"", msg.as_bytes()), FrameDecision::Pass);
+}
+
+#[test]
+fn the_canary_is_refused_on_every_route_whatever_its_on_match() {
+    use egress::decision::{FrameDecision, decide_frame};
+    let f = fixture();
+    for host in ["api.example.com", "redact.example.com", "ask.example.com"] {
+        let target = if host == "api.example.com" { "/v1/x" } else { "/x" };
+        let body = format!("{{\"k\": \"{CANARY}\"}}");
+        let d = f.decide(&req("POST", host, target, &[], body.as_bytes()));
+        assert_eq!(code(&d), "canary", "{host}: {d:?}");
+        let Decision::Block(b) = d else { unreachable!() };
+        assert!(!b.reason.contains(CANARY));
+        let route = f.file.table.lookup(host).unwrap();
+        assert!(matches!(
+            decide_frame(route, &f.scanner, &Safelist::default(), b"", body.as_bytes()),
+            FrameDecision::Block(b) if b.code == "canary"
+        ));
+    }
 }

@@ -106,7 +106,8 @@ pub fn scan_changes(scanner: &Scanner, changes: &[CommitChanges], seen: &mut Has
                     rule: f.rule.clone(),
                     snippet: f.snippet.clone(),
                 };
-                if ALLOW_MARKERS.iter().any(|m| source_line.contains(m)) {
+                // An allow comment cannot excuse the canary.
+                if f.rule != dlp::Canary::NAME && ALLOW_MARKERS.iter().any(|m| source_line.contains(m)) {
                     report.suppressed.push(finding);
                 } else {
                     report.findings.push(finding);
@@ -298,6 +299,28 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    #[test]
+    fn an_allow_comment_cannot_excuse_the_canary() {
+        let mut known = dlp::KnownSecrets::new();
+        let canary = "Zk3Jq9Wm2Lp8Xr5Tv7Nb4Hc6Gd1Fs0Ae";
+        known.register(dlp::Canary::NAME, &secret::Secret::new(canary.to_string()));
+        let scanner = Scanner::new(dlp::RuleSet::builtin().clone(), known, dlp::ScanOptions::default());
+        let changes = vec![CommitChanges {
+            commit: "c1".into(),
+            message: "m".into(),
+            files: vec![AddedText {
+                path: "a".into(),
+                text: format!("K={canary} # bot-bottle:allow\n"),
+                lines: vec![1],
+            }],
+        }];
+        let mut report = PushReport::default();
+        scan_changes(&scanner, &changes, &mut HashSet::new(), &mut report);
+        assert_eq!(report.findings.len(), 1);
+        assert_eq!(report.findings[0].rule, "canary");
+        assert!(report.suppressed.is_empty());
     }
 
     #[test]

@@ -244,7 +244,7 @@ fn mkdir(path: &Path) -> Result<(), BackendError> {
 pub const DEPLOY_KEYS_FILE: &str = "git-gate/deploy-keys.json";
 
 /// Write what the sidecar reads: routes, secrets, keys, its config.
-async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<PathBuf, BackendError> {
+async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(PathBuf, dlp::Canary), BackendError> {
     let dir = plan.state_dir();
     let host = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     // Routes: token slots only; the values go in the secrets file.
@@ -291,7 +291,10 @@ async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<Path
             secrets.known.insert(name.clone(), v.expose().clone());
         }
     }
-    secrets.canary = Some(format!("bot-bottle-canary-{:032x}", random_u128()));
+    // The canary: a random secret under a random name in the agent's
+    // environment, known to the sidecar's DLP.
+    let canary = dlp::Canary::mint().map_err(|e| BackendError::Docker(format!("cannot mint the canary: {e}")))?;
+    secrets.canary = Some(canary.value.expose().clone());
     // git-gate: keys copied (0600) or minted.
     let mut gate_repos = Vec::new();
     let mut deploy_keys = Vec::new();
@@ -364,17 +367,7 @@ async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<Path
     let config_path = dir.join("sidecar.json");
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap_or_default())
         .map_err(io_err("cannot write sidecar.json"))?;
-    Ok(config_path)
-}
-
-fn random_u128() -> u128 {
-    let mut b = [0u8; 16];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_err() {
-        use std::hash::BuildHasher;
-        let h = std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
-        b[..8].copy_from_slice(&h.to_le_bytes());
-    }
-    u128::from_le_bytes(b)
+    Ok((config_path, canary))
 }
 
 /// Launch `plan`: images, sidecar, agent, shim, provisioning, self-test.
@@ -414,7 +407,7 @@ async fn launch_steps(
     let agent_image = agent_image(docker, plan, &base, progress).await?;
     trace("images ready");
     // What the sidecar reads.
-    let config = write_sidecar_files(plan, progress).await?;
+    let (config, canary) = write_sidecar_files(plan, progress).await?;
     trace("sidecar files written");
     let run_dir = dir.join("run");
     let _ = std::fs::remove_dir_all(&run_dir);
@@ -599,7 +592,7 @@ async fn launch_steps(
                 ..Default::default()
             },
         );
-        let (shim, provisioned) = tokio::join!(shim, provision_agent(docker, &agent, plan));
+        let (shim, provisioned) = tokio::join!(shim, provision_agent(docker, &agent, plan, &canary));
         let shim = shim?;
         *shim_slot = Some(shim.clone());
         provisioned?;
@@ -840,7 +833,7 @@ async fn upload(
 }
 
 /// Files, CA and environment into the agent.
-async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan) -> Result<(), BackendError> {
+async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan, canary: &dlp::Canary) -> Result<(), BackendError> {
     // The bottle CA into the system store: the certificate where
     // `update-ca-certificates` keeps local ones, and appended to the bundle
     // every TLS client here reads (what that tool would do, without its
@@ -864,7 +857,7 @@ async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan) -> Result<()
     let uid = AGENT_UID;
     let mut home = Bundle::new();
     home.dir(".bot-bottle", 0o700, uid)?;
-    let values: BTreeMap<String, Secret<String>> = plan
+    let mut values: BTreeMap<String, Secret<String>> = plan
         .env
         .iter()
         .filter_map(|(k, v)| match v {
@@ -873,6 +866,7 @@ async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan) -> Result<()
             _ => None,
         })
         .collect();
+    values.entry(canary.variable.clone()).or_insert_with(|| canary.value.clone());
     home.file(".bot-bottle/env", provision::env_file(&values).expose().as_bytes(), 0o600, uid)?;
     let user = &plan.manifest.bottle.git_user;
     let repos: Vec<(String, String)> = plan
