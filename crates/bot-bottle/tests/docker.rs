@@ -373,3 +373,22 @@ fn the_demo_shows_every_promise() {
     assert!(!text.contains("POST /upload"), "{text}");
     assert!(!text.contains("ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio"), "{text}");
 }
+
+#[test]
+fn ctrl_c_during_a_headless_session_ends_it_and_tears_down() {
+    let h = Home::new();
+    let (mut child, rx) =
+        spawn(&h, &["start", "life", "--label", "stopped by hand", "--headless", "--prompt", "sleep 120"]);
+    wait_line(&rx, "isolation self-test");
+    wait_running("stopped-by-hand");
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_gone("stopped-by-hand");
+    // A non-zero end: the state is kept for resume.
+    assert!(h.state("stopped-by-hand").join(".preserve").exists());
+    let o = h.run(&["cleanup", "--all", "-y"]);
+    assert!(o.status.success(), "{}", err(&o));
+}

@@ -926,8 +926,17 @@ pub fn launch_blocking(plan: &Plan, progress: Progress<'_>) -> Result<DockerBott
         trace("launch");
         let docker = engine::connect().await?;
         trace("engine connected");
+        // A panic mid-launch is caught so what was created can be removed.
+        let guarded = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(launch(&docker, plan, progress)));
         let launched = tokio::select! {
-            r = launch(&docker, plan, progress) => r,
+            r = guarded => match r {
+                Ok(r) => r,
+                Err(panic) => {
+                    let found = find(&docker, &plan.home, &plan.identity).await?;
+                    let _ = remove(&docker, &found).await;
+                    std::panic::resume_unwind(panic);
+                }
+            },
             _ = tokio::signal::ctrl_c() => {
                 // The launch future is dropped mid-way: find what it created by label.
                 let found = find(&docker, &plan.home, &plan.identity).await?;

@@ -99,6 +99,9 @@ pub async fn run(docker: &Docker, container: &str, argv: &[String], tty: bool) -
     let mut stdin_open = true;
     loop {
         tokio::select! {
+            // Headless, Ctrl-C ends the session (130, as a shell reports it);
+            // the caller tears the bottle down. On a TTY it reaches the agent.
+            _ = tokio::signal::ctrl_c(), if !tty => return Ok(130),
             chunk = output.next() => {
                 match chunk {
                     Some(Ok(bollard::container::LogOutput::StdErr { message })) => {
