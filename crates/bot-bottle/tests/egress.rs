@@ -4,6 +4,8 @@
 //! the proxy trusts through `--upstream-ca`; the clients trust the bottle CA.
 
 use std::io::{BufRead, BufReader};
+
+mod support;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -211,36 +213,16 @@ fn start_egress_with(
     let upstream_ca = dir.path().join("upstream-ca.pem");
     std::fs::write(&upstream_ca, &upstream.ca_pem).unwrap();
     let ca_dir = dir.path().join("ca");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
-        .arg("egress")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bot-bottle"));
+    cmd.arg("egress")
         .args(source)
         .arg("--ca-dir")
         .arg(&ca_dir)
         .args(["--listen", listen, "--upstream-ca"])
         .arg(&upstream_ca)
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut startup = Vec::new();
-    let addr = loop {
-        let line = lines.next().expect("egress exited before listening").unwrap();
-        startup.push(line.clone());
-        if let Some(a) = line.strip_prefix("bot-bottle: egress listening on ") {
-            break a.to_string();
-        }
-    };
-    let log = Arc::new(Mutex::new(startup));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+        .stdout(Stdio::null());
+    let support::Server { child, ready: addr, log } = support::start(cmd, "bot-bottle: egress listening on ");
     Egress { child, addr, ca: ca_dir.join("ca.pem"), log, _dir: dir }
 }
 

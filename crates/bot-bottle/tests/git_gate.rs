@@ -4,11 +4,12 @@
 //! `~/.gitconfig` is what the gate renders for an agent. Every refused push
 //! is checked on the upstream repository itself: nothing reached it.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod support;
 
 const LEAK: &str = "ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio";
 
@@ -125,33 +126,16 @@ fn start_gate(dir: &Path, bottle: &str, env: &[(&str, &str)]) -> GateProcess {
 fn start_gate_on(dir: &Path, bottle: &str, env: &[(&str, &str)], listen: &str) -> GateProcess {
     let file = dir.join("gate.md");
     std::fs::write(&file, bottle).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
-        .args(["git-gate", "--bottle"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bot-bottle"));
+    cmd.args(["git-gate", "--bottle"])
         .arg(&file)
         .arg("--dir")
         .arg(dir.join("gate"))
         .args(["--listen", listen])
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut startup = Vec::new();
-    let addr = loop {
-        let Some(Ok(line)) = lines.next() else { panic!("git-gate exited before listening:\n{}", startup.join("\n")) };
-        startup.push(line.clone());
-        if let Some((_, a)) = line.split_once(" on ").filter(|_| line.starts_with("bot-bottle: git-gate serving")) {
-            break a.to_string();
-        }
-    };
-    let log = Arc::new(Mutex::new(startup));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+        .envs(env.iter().copied());
+    let server = support::start(cmd, "bot-bottle: git-gate serving ");
+    let addr = server.ready.split_once(" on ").map(|(_, a)| a.to_string()).expect("the address");
+    let support::Server { child, log, .. } = server;
     GateProcess { child, addr, log }
 }
 

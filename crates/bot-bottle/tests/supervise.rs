@@ -5,12 +5,14 @@
 //! asserts what the client receives. Approved route changes go through the
 //! route file and SIGHUP to a real `bot-bottle egress`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+mod support;
 use supervise::{Answer, Kind, ProposalStore, Status};
 
 /// The venv with the MCP Python SDK (scripts/test.sh creates it).
@@ -34,25 +36,11 @@ impl Drop for Server {
     }
 }
 
-/// Spawn a process and wait for the stderr line starting `ready`; the rest
+/// Spawn a process and wait for the stderr line carrying `ready`; the rest
 /// of that line.
-fn spawn_until(mut cmd: Command, ready: &str) -> (Child, String) {
-    let mut child = cmd.stdin(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("exited before '{ready}':\n{}", seen.join("\n"))
-        };
-        if let Some(rest) = line.strip_prefix(ready) {
-            let rest = rest.to_string();
-            std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-            return (child, rest);
-        }
-        seen.push(line);
-    }
+fn spawn_until(cmd: Command, ready: &str) -> (Child, String) {
+    let support::Server { child, ready, .. } = support::start(cmd, ready);
+    (child, ready)
 }
 
 fn start_server(dir: &Path, identity: &str, extra: &[&str]) -> Server {

@@ -130,10 +130,7 @@ impl InboundCheck {
             }
         };
         if written.is_err() {
-            self.window().cut = Some(Block {
-                code: "injection",
-                reason: "the response's encoding is corrupt, so it cannot be checked for prompt injection".into(),
-            });
+            self.window().cut = Some(corrupt());
         }
         self.window().scan();
         self.verdict()
@@ -153,10 +150,7 @@ impl InboundCheck {
                 },
             };
             if flushed.is_err() {
-                self.window().cut = Some(Block {
-                    code: "injection",
-                    reason: "the response's encoding is corrupt, so it cannot be checked for prompt injection".into(),
-                });
+                self.window().cut = Some(corrupt());
             }
             self.window().scan();
         }
@@ -186,6 +180,14 @@ impl InboundCheck {
         } else {
             ChunkVerdict::Warn(std::mem::take(&mut w.new_warnings))
         }
+    }
+}
+
+/// A body whose encoding does not decode: it cannot be checked, so it is cut.
+fn corrupt() -> Block {
+    Block {
+        code: "injection",
+        reason: "the response's encoding is corrupt, so it cannot be checked for prompt injection".into(),
     }
 }
 
