@@ -619,8 +619,14 @@ async fn launch_steps(
     let failed: Vec<String> =
         checks.iter().filter(|c| !c.passed).map(|c| format!("{} ({})", c.name, c.detail)).collect();
     if !failed.is_empty() {
+        // Checks that never ran usually mean the image lacks the tools.
+        let hint = if checks.iter().any(|c| c.detail == "did not run") {
+            " (the agent image needs bash, curl, timeout and getent for the self-test)"
+        } else {
+            ""
+        };
         return Err(BackendError::Docker(format!(
-            "the isolation self-test failed, so the agent was not started: {}; details in {}",
+            "the isolation self-test failed, so the agent was not started: {}{hint}; details in {}",
             failed.join(", "),
             dir.join("selftest.json").display()
         )));
