@@ -316,6 +316,15 @@ pub fn write_plan(plan: &Plan) -> Result<StateDir, BackendError> {
         _ => StateDir::create(&plan.home, &plan.identity)?,
     };
     plan.metadata.write(dir.path())?;
+    // From now on this process owns the bottle: `cleanup` leaves it alone
+    // (even while the preflight waits for the operator's yes).
+    std::fs::write(dir.path().join(crate::registry::LAUNCHER_FILE), std::process::id().to_string()).map_err(
+        |source| state::StateError::Io {
+            path: dir.path().join(crate::registry::LAUNCHER_FILE),
+            action: "write",
+            source,
+        },
+    )?;
     let egress = dir.component("egress")?;
     std::fs::write(egress.join("ca.pem"), &plan.ca.cert_pem).map_err(|source| state::StateError::Io {
         path: egress.join("ca.pem"),
@@ -371,6 +380,8 @@ mod tests {
             assert!(
                 std::fs::read_to_string(plan.state_dir().join("egress/ca.pem")).unwrap().contains("BEGIN CERTIFICATE")
             );
+            // This process owns it from prepare on: cleanup leaves it alone.
+            assert!(crate::registry::launcher_alive(&plan.state_dir()));
             // A second start with the same label is uniquified.
             let again = backend.prepare(&home, spec(&home), &host()).unwrap();
             assert_eq!(again.identity, "my-label-2");

@@ -194,6 +194,7 @@ fn stderr(o: &Output) -> String {
 /// their directory goes.
 struct World {
     gate: GateProcess,
+    sshd_url: String,
     _sshd: Sshd,
     upstream: PathBuf,
     agent: Agent,
@@ -211,7 +212,7 @@ fn world() -> World {
     let work = dir.path().join("work");
     let o = agent.git(dir.path(), &["clone", "-q", &url, work.to_str().unwrap()]);
     ok(o);
-    World { gate, _sshd: sshd, upstream, agent, work, dir }
+    World { gate, sshd_url: url, _sshd: sshd, upstream, agent, work, dir }
 }
 
 #[test]
@@ -639,4 +640,38 @@ fn the_gate_listens_on_a_unix_socket_and_refuses_oversized_pushes() {
         "http://gate/widgets.git/git-receive-pack",
     ]);
     assert_eq!(status, "413");
+}
+
+#[test]
+fn fetches_at_the_same_moment_all_succeed() {
+    let w = world();
+    // Four clones fetch at once while the upstream has new refs for each
+    // refresh to write. (The gate also refreshes a mirror one at a time; a
+    // failure without that could not be provoked here, so this test asserts
+    // the behaviour, not the lock.)
+    let clones: Vec<PathBuf> = (0..4)
+        .map(|i| {
+            let c = w.dir.path().join(format!("clone{i}"));
+            ok(w.agent.git(w.dir.path(), &["clone", "-q", &w.sshd_url, c.to_str().unwrap()]));
+            c
+        })
+        .collect();
+    // New work upstream, so every refresh has refs to write.
+    let other = w.dir.path().join("other");
+    ok(run(w.dir.path(), "git", &["clone", "-q", w.upstream.to_str().unwrap(), other.to_str().unwrap()]));
+    for i in 0..40 {
+        ok(run(&other, "git", &["branch", &format!("topic-{i}")]));
+    }
+    ok(run(&other, "git", &["push", "-q", "origin", "refs/heads/*:refs/heads/*"]));
+    let handles: Vec<_> = clones
+        .into_iter()
+        .map(|c| {
+            let home = w.agent.home.clone();
+            std::thread::spawn(move || Agent { home }.git(&c, &["fetch", "-q"]))
+        })
+        .collect();
+    for h in handles {
+        let o = h.join().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
 }

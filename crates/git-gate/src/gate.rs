@@ -67,6 +67,10 @@ pub struct Gate {
     hook_socket: PathBuf,
     /// Pushes in flight: ticket → repo name.
     tickets: Mutex<HashMap<String, String>>,
+    /// One refresh of a mirror at a time: concurrent `git fetch`es into one
+    /// bare repository can contend for its ref locks (defensive; git
+    /// handled every concurrent refresh tried here).
+    refreshing: HashMap<String, tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -88,6 +92,7 @@ impl Gate {
     ) -> Gate {
         let options = ScanOptions::default();
         Gate {
+            refreshing: mirrors.iter().map(|m| (m.name.clone(), tokio::sync::Mutex::new(()))).collect(),
             mirrors: mirrors.into_iter().map(|m| (m.name.clone(), m)).collect(),
             scanner: Arc::new(Scanner::new(RuleSet::builtin().clone(), known, options)),
             sink,
@@ -174,7 +179,14 @@ impl Gate {
         let v2 = protocol.as_deref().is_some_and(|p| p.contains("version=2")) && service == "git-upload-pack";
         let mut body = crate::pktline::encode(format!("# service={service}\n").as_bytes());
         body.extend(crate::pktline::FLUSH);
-        if let Err(e) = mirror.refresh().await {
+        let refreshed = {
+            let _one_at_a_time = match self.refreshing.get(&mirror.name) {
+                Some(lock) => Some(lock.lock().await),
+                None => None,
+            };
+            mirror.refresh().await
+        };
+        if let Err(e) = refreshed {
             log("refresh-failed", &mirror.name, &e.to_string());
             // git shows an ERR packet as `remote error: …` and stops.
             body.extend(crate::pktline::encode(format!("ERR git-gate: {e}").as_bytes()));
