@@ -218,26 +218,11 @@ fn host_ids(dir: &Path) -> (u32, u32) {
     std::fs::metadata(dir).map(|m| (m.uid(), m.gid())).unwrap_or((0, 0))
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<(), BackendError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err(format!("cannot create {}", path.display())))?;
-    f.write_all(data).map_err(io_err(format!("cannot write {}", path.display())))
-}
-
-fn mkdir(path: &Path) -> Result<(), BackendError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io_err(format!("cannot create {}", path.display())))
+/// The bottle's state dir, which `prepare` wrote.
+fn state_dir(plan: &Plan) -> Result<state::StateDir, BackendError> {
+    state::StateDir::open(&plan.home, &plan.identity).ok_or_else(|| BackendError::Invalid {
+        message: format!("the state of {} is gone ({})", plan.identity, plan.state_dir().display()),
+    })
 }
 
 /// Gitea deploy keys minted for this launch, revoked at teardown.
@@ -246,6 +231,7 @@ pub const DEPLOY_KEYS_FILE: &str = "git-gate/deploy-keys.json";
 /// Write what the sidecar reads: routes, secrets, keys, its config.
 async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(PathBuf, dlp::Canary), BackendError> {
     let dir = plan.state_dir();
+    let state = state_dir(plan)?;
     let host = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     // Routes: token slots only; the values go in the secrets file.
     let specs: Vec<egress::RouteSpec> = plan
@@ -265,8 +251,7 @@ async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(Pat
         })
         .collect();
     let rendered = egress::render(&specs, plan.manifest.bottle.log_level());
-    mkdir(&dir.join("egress"))?;
-    let routes = dir.join("egress/routes.json");
+    let routes = state.component("egress")?.join("routes.json");
     std::fs::write(&routes, &rendered.text).map_err(io_err("cannot write the route file"))?;
     let mut secrets = sidecar_config::SidecarSecrets::default();
     for (slot, source) in &rendered.slots {
@@ -298,19 +283,16 @@ async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(Pat
     // git-gate: keys copied (0600) or minted.
     let mut gate_repos = Vec::new();
     let mut deploy_keys = Vec::new();
-    if !plan.manifest.bottle.repos.is_empty() {
-        mkdir(&dir.join("git-gate/keys"))?;
-    }
     for (name, repo) in &plan.manifest.bottle.repos {
         let (Some(url), Some(host_key)) = (&repo.value.url, &repo.value.host_key) else {
             return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs url and host_key") });
         };
-        let key_path = dir.join(format!("git-gate/keys/{name}.key"));
+        let key_file = format!("git-gate/keys/{name}.key");
         match &repo.value.key {
             Some(manifest::RepoKey::Static { path }) => {
                 let key = git_gate::keys::read_static(path, std::env::var_os("HOME").map(PathBuf::from).as_deref())
                     .map_err(|e| BackendError::Invalid { message: format!("git-gate.repos.{name}: {e}") })?;
-                write_private(&key_path, key.expose())?;
+                state.write_secret_file(&key_file, key.expose())?;
             }
             Some(manifest::RepoKey::Gitea { provisioner_token }) => {
                 let token = host(provisioner_token).ok_or_else(|| BackendError::Invalid {
@@ -323,7 +305,7 @@ async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(Pat
                 let api = git_gate::keys::GiteaApi::for_upstream(&upstream, Secret::new(token))
                     .map_err(|e| BackendError::Docker(e.to_string()))?;
                 let title = format!("bot-bottle {} {name}", plan.identity);
-                let (private, public) = git_gate::keys::generate_ed25519(&dir.join("git-gate/keys"), &title)
+                let (private, public) = git_gate::keys::generate_ed25519(&state.component("git-gate/keys")?, &title)
                     .map_err(|e| BackendError::Docker(e.to_string()))?;
                 let key = api
                     .create_deploy_key(&upstream.owner_repo(), &title, &public)
@@ -331,7 +313,7 @@ async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(Pat
                     .map_err(|e| BackendError::Docker(format!("git-gate.repos.{name}: {e}")))?;
                 progress(&format!("git-gate: registered deploy key {} on {}", key.id, key.owner_repo));
                 deploy_keys.push(serde_json::json!({"repo": name, "url": url, "owner_repo": key.owner_repo, "id": key.id, "token_ref": provisioner_token}));
-                write_private(&key_path, private.expose())?;
+                state.write_secret_file(&key_file, private.expose())?;
             }
             None => return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs a key") }),
         }
@@ -339,18 +321,18 @@ async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(Pat
             name: name.clone(),
             url: url.clone(),
             host_key: host_key.clone(),
-            key: sidecar_config::in_sidecar(&dir, &key_path),
+            key: sidecar_config::in_sidecar(&dir, &dir.join(&key_file)),
         });
     }
     if !deploy_keys.is_empty() {
         std::fs::write(dir.join(DEPLOY_KEYS_FILE), serde_json::to_vec_pretty(&deploy_keys).unwrap_or_default())
             .map_err(io_err("cannot record the deploy keys"))?;
     }
-    let secrets_path = dir.join("sidecar-secrets.json");
-    write_private(&secrets_path, &serde_json::to_vec(&secrets).unwrap_or_default())?;
+    let secrets_path =
+        state.write_secret_file("sidecar-secrets.json", &serde_json::to_vec(&secrets).unwrap_or_default())?;
     drop(secrets);
-    mkdir(&dir.join("supervise"))?;
-    mkdir(&dir.join("sidecar-home"))?;
+    state.component("supervise")?;
+    state.component("sidecar-home")?;
     let inside = |p: &Path| sidecar_config::in_sidecar(&dir, p);
     let config = sidecar_config::SidecarConfig {
         identity: plan.identity.clone(),
@@ -409,9 +391,8 @@ async fn launch_steps(
     // What the sidecar reads.
     let (config, canary) = write_sidecar_files(plan, progress).await?;
     trace("sidecar files written");
-    let run_dir = dir.join("run");
-    let _ = std::fs::remove_dir_all(&run_dir);
-    mkdir(&run_dir)?;
+    let _ = std::fs::remove_dir_all(dir.join("run"));
+    let run_dir = state_dir(plan)?.component("run")?;
     let (uid, gid) = host_ids(&dir);
     let user = format!("{uid}:{gid}");
     let mut sidecar_binds =
