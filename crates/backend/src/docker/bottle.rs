@@ -761,9 +761,8 @@ impl Bundle {
 /// per image and kept in `~/.cache/bot-bottle/` (an image never changes).
 async fn image_bundle(docker: &Docker, container: &str, path: &str) -> Vec<u8> {
     let image = docker.inspect_container(container, None).await.ok().and_then(|c| c.image).unwrap_or_default();
-    let cache = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty() && !image.is_empty())
-        .map(|h| PathBuf::from(h).join(".cache/bot-bottle/ca-bundles").join(image.replace(':', "-")));
+    let cache =
+        (!image.is_empty()).then(|| images::cache_path(&format!("ca-bundles/{}", image.replace(':', "-")))).flatten();
     if let Some(c) = &cache
         && let Ok(data) = std::fs::read(c)
     {
@@ -773,13 +772,7 @@ async fn image_bundle(docker: &Docker, container: &str, path: &str) -> Vec<u8> {
     if let Some(c) = &cache
         && !data.is_empty()
     {
-        if let Some(dir) = c.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let tmp = c.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, &data).is_ok() {
-            let _ = std::fs::rename(&tmp, c);
-        }
+        images::write_cache(c, &data);
     }
     data
 }

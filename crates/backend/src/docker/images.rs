@@ -62,8 +62,8 @@ pub async fn ensure_base(docker: &Docker, progress: Progress<'_>) -> Result<Stri
         progress(&format!("base image: not installed on this host, left out: {}", missing.join(", ")));
     }
     progress(&format!("base image: assembling {tag} from {} host packages", packages.len()));
-    let work = TempDir::new("base")?;
-    let rootfs_path = work.0.join("rootfs.tar");
+    let work = scratch("base")?;
+    let rootfs_path = work.path().join("rootfs.tar");
     {
         let file = std::fs::File::create(&rootfs_path).map_err(io("cannot write the base rootfs"))?;
         let mut out = std::io::BufWriter::new(file);
@@ -91,8 +91,8 @@ pub async fn build(
     args: &HashMap<String, String>,
     progress: Progress<'_>,
 ) -> Result<(), BackendError> {
-    let work = TempDir::new("context")?;
-    let context = work.0.join("context.tar");
+    let work = scratch("context")?;
+    let context = work.path().join("context.tar");
     {
         let file = std::fs::File::create(&context).map_err(io("cannot write the build context"))?;
         let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
@@ -236,27 +236,12 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> BackendError {
     move |source| BackendError::Io { what: what.to_string(), source }
 }
 
-/// A private scratch directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> Result<TempDir, BackendError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let dir = std::env::temp_dir().join(format!("bot-bottle-{what}-{}-{:x}", std::process::id(), rand_u64()));
-        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io("cannot create a scratch directory"))?;
-        Ok(TempDir(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+/// A private scratch directory (0700), removed on drop.
+fn scratch(what: &str) -> Result<tempfile::TempDir, BackendError> {
+    tempfile::Builder::new()
+        .prefix(&format!("bot-bottle-{what}-"))
+        .tempdir()
+        .map_err(io("cannot create a scratch directory"))
 }
 
 /// The tag last derived from `file` for `what`, while the file is unchanged
@@ -278,19 +263,30 @@ fn remember(what: &str, file: &std::path::Path, tag: &str) {
         .filter(serde_json::Value::is_object)
         .unwrap_or_else(|| serde_json::json!({}));
     map[what] = serde_json::json!({"stamp": stamp, "tag": tag});
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    // Written whole to a temporary name, then renamed: readers never see half.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    if std::fs::write(&tmp, map.to_string()).is_ok() {
-        let _ = std::fs::rename(&tmp, &path);
-    }
+    write_cache(&path, map.to_string().as_bytes());
 }
 
 fn cache_file() -> Option<PathBuf> {
+    cache_path("image-tags.json")
+}
+
+/// `~/.cache/bot-bottle/<relative>` (none without a `HOME`).
+pub(crate) fn cache_path(relative: &str) -> Option<PathBuf> {
     let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
-    Some(PathBuf::from(home).join(".cache/bot-bottle/image-tags.json"))
+    Some(PathBuf::from(home).join(".cache/bot-bottle").join(relative))
+}
+
+/// Write a cache file whole, under a temporary name and then renamed, so a
+/// reader never sees half of it. Failures are ignored: a missing cache
+/// entry only costs time.
+pub(crate) fn write_cache(path: &std::path::Path, data: &[u8]) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, data).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
 }
 
 fn file_stamp(file: &std::path::Path) -> Option<String> {
