@@ -151,27 +151,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Accept on `listen` (`HOST:PORT` or `unix:PATH`) until SIGTERM or
 /// SIGINT; on SIGHUP, `reload` (a failure keeps the old routes and says why).
 async fn serve(proxy: Arc<Proxy>, listen: &str, reload: impl Fn(&Proxy) -> Result<()>) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let on_hup = |proxy: &Proxy| match reload(proxy) {
+    let mut on_hup = || match reload(&proxy) {
         Ok(()) => eprintln!("egress: reloaded {} route(s): {}", proxy.hosts().len(), proxy.hosts().join(" ")),
         Err(e) => eprintln!("egress: reload refused, keeping the old routes: {e:#}"),
     };
     let listener = Listener::bind(listen).await?;
-    eprintln!("bot-bottle: egress listening on {}", listener.name()?);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                if let Some(stream) = accepted {
-                    tokio::spawn(proxy.clone().serve(stream));
-                }
-            }
-            _ = hup.recv() => on_hup(&proxy),
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-        }
-    }
+    let ready = format!("bot-bottle: egress listening on {}", listener.name()?);
+    listener.serve_until_stopped(&ready, |stream| proxy.clone().serve(stream), Some(&mut on_hup)).await?;
     drop(listener);
     eprintln!("bot-bottle: egress stopped");
     Ok(())

@@ -92,7 +92,6 @@ pub fn git_gate(args: GitGateArgs) -> Result<i32> {
 }
 
 async fn serve(args: &GitGateArgs, mirrors: Vec<Mirror>, known: KnownSecrets) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
     let (socket, hooks) = git_gate::gate::bind_hook_socket(&args.dir.join("run"))
         .with_context(|| format!("cannot bind the hook socket in {}", args.dir.join("run").display()))?;
     let sink = crate::supervise_cmd::sink(&args.operator)?;
@@ -102,20 +101,9 @@ async fn serve(args: &GitGateArgs, mirrors: Vec<Mirror>, known: KnownSecrets) ->
     for (repo, why) in gate.refresh_all().await {
         eprintln!("git-gate: {repo}: {why} (fetches will fail until it is reachable)");
     }
-    let mut term = signal(SignalKind::terminate())?;
     let listener = Listener::bind(&args.listen).await?;
-    eprintln!("bot-bottle: git-gate serving {} on {}", gate.repos().join(" "), listener.name()?);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                if let Some(stream) = accepted {
-                    tokio::spawn(gate.clone().serve(stream));
-                }
-            }
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-        }
-    }
+    let ready = format!("bot-bottle: git-gate serving {} on {}", gate.repos().join(" "), listener.name()?);
+    listener.serve_until_stopped(&ready, |stream| gate.clone().serve(stream), None).await?;
     eprintln!("bot-bottle: git-gate stopped");
     Ok(())
 }

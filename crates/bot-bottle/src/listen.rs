@@ -52,6 +52,52 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// Say `ready` on stderr, then hand each connection to `serve` on its
+    /// own task until SIGTERM or Ctrl-C. With `on_hup`, SIGHUP calls it
+    /// (otherwise SIGHUP keeps its default: it ends the process). The
+    /// signals are caught before `ready` is said, so a peer that waits for
+    /// that line may signal at once.
+    pub async fn serve_until_stopped<F>(
+        &self,
+        ready: &str,
+        serve: impl Fn(Box<dyn Io>) -> F,
+        mut on_hup: Option<&mut dyn FnMut()>,
+    ) -> Result<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = match on_hup {
+            Some(_) => Some(signal(SignalKind::hangup())?),
+            None => None,
+        };
+        eprintln!("{ready}");
+        loop {
+            tokio::select! {
+                accepted = self.accept() => {
+                    if let Some(stream) = accepted {
+                        tokio::spawn(serve(stream));
+                    }
+                }
+                _ = async {
+                    match hup.as_mut() {
+                        Some(h) => { h.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {
+                    if let Some(f) = on_hup.as_mut() {
+                        f();
+                    }
+                }
+                _ = term.recv() => return Ok(()),
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+        }
+    }
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Listener::Unix(_, path) = self {

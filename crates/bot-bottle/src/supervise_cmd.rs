@@ -32,22 +32,9 @@ pub fn server(args: SuperviseServerArgs) -> Result<i32> {
     let endpoint = Arc::new(McpHttp { supervisor: Arc::new(supervisor), allowed_hosts: Vec::new() });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
         let listener = Listener::bind(&args.listen).await?;
-        eprintln!("bot-bottle: supervise MCP on {}/mcp", listener.name()?);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    if let Some(stream) = accepted {
-                        tokio::spawn(endpoint.clone().serve(stream));
-                    }
-                }
-                _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
-            }
-        }
-        anyhow::Ok(())
+        let ready = format!("bot-bottle: supervise MCP on {}/mcp", listener.name()?);
+        listener.serve_until_stopped(&ready, |stream| endpoint.clone().serve(stream), None).await
     })?;
     Ok(0)
 }
