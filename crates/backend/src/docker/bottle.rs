@@ -118,15 +118,21 @@ impl Drop for DockerBottle {
 /// Keep the sidecar's log for `bot-bottle logs` after the container is gone.
 async fn save_sidecar_logs(docker: &Docker, objects: &Objects, state_dir: &Path) {
     let Some(sidecar) = &objects.sidecar else { return };
-    let options = LogsOptions { stdout: true, stderr: true, tail: "all".to_string(), ..Default::default() };
-    let mut stream = docker.logs(sidecar, Some(options));
+    let text = container_logs(docker, sidecar, "all").await;
+    if !text.is_empty() && state_dir.is_dir() {
+        let _ = std::fs::write(state_dir.join("sidecar.log"), text);
+    }
+}
+
+/// A container's stdout and stderr so far: its last `tail` lines, or "all".
+async fn container_logs(docker: &Docker, id: &str, tail: &str) -> Vec<u8> {
+    let options = LogsOptions { stdout: true, stderr: true, tail: tail.to_string(), ..Default::default() };
+    let mut stream = docker.logs(id, Some(options));
     let mut text = Vec::new();
     while let Some(Ok(chunk)) = stream.next().await {
         text.extend_from_slice(&chunk.into_bytes());
     }
-    if !text.is_empty() && state_dir.is_dir() {
-        let _ = std::fs::write(state_dir.join("sidecar.log"), text);
-    }
+    text
 }
 
 /// Remove a bottle's containers and network (missing ones are fine).
@@ -682,12 +688,7 @@ async fn wait_for_sockets(docker: &Docker, sidecar: &str, run_dir: &Path, names:
         let state = docker.inspect_container(sidecar, None).await.ok().and_then(|c| c.state);
         let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
         if !running || tokio::time::Instant::now() >= deadline {
-            let options = LogsOptions { stdout: true, stderr: true, tail: "20".to_string(), ..Default::default() };
-            let mut logs = String::new();
-            let mut stream = docker.logs(sidecar, Some(options));
-            while let Some(Ok(chunk)) = stream.next().await {
-                logs.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-            }
+            let logs = String::from_utf8_lossy(&container_logs(docker, sidecar, "20").await).into_owned();
             let why = if running { "did not open its sockets within 90 s" } else { "exited" };
             return Err(BackendError::Docker(format!("the sidecar {why}:\n{}", logs.trim_end())));
         }
