@@ -1,20 +1,46 @@
-"""The demo's stand-in for a real API (api.demo.test), run in a container
-that only the bottle's sidecar can reach. It never echoes a credential: it
-says whether the one it got is the one the operator holds.
+"""A server of the local demo world (scripts/world.sh), run in a container
+that only a bottle's sidecar can reach: the API (api.demo.test) or the
+attacker's collector (collector.demo.test). Either records exactly what
+arrived — every HTTP(S) request with its headers and body, every TCP
+connection's bytes on port 9000, every UDP datagram on ports 53 and 9000 —
+as JSON lines in /records/<role>.jsonl, so tests can assert what reached it
+and what never did. The API never echoes a credential: it says whether the
+one it got is the one the operator holds.
 
-GET  /whoami  -> "authorized: yes" when Authorization is "Bearer $DEMO_EXPECT_TOKEN"
-POST /upload  -> "stored N bytes" (and logs that it arrived)
+GET  /whoami  -> "authorized: yes" when Authorization is "Bearer <the token in /demo/api-token>"
+POST /upload  -> "stored N bytes"
+anything else -> "ok"
 """
 
+import base64
 import http.server
+import json
 import os
+import socket
 import ssl
 import sys
+import threading
 
-EXPECTED = "Bearer " + os.environ["DEMO_EXPECT_TOKEN"]
+ROLE = os.environ.get("WORLD_ROLE", "api")
+# The token arrives in a file, never on a command line.
+with open("/demo/api-token") as f:
+    EXPECTED = "Bearer " + f.read().strip()
+RECORDS = f"/records/{ROLE}.jsonl"
+LOCK = threading.Lock()
+
+
+def record(entry):
+    with LOCK, open(RECORDS, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
     def reply(self, text):
         body = (text + "\n").encode()
         self.send_response(200)
@@ -23,22 +49,71 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self):
-        ok = self.headers.get("authorization") == EXPECTED
-        self.reply("authorized: " + ("yes" if ok else "no"))
+    def handle_any(self):
+        n = int(self.headers.get("content-length", "0") or "0")
+        body = self.rfile.read(n) if n else b""
+        record({
+            "proto": "https" if isinstance(self.connection, ssl.SSLSocket) else "http",
+            "method": self.command,
+            "path": self.path,
+            "headers": [[k, v] for k, v in self.headers.items()],
+            "body": b64(body),
+        })
+        if ROLE == "api" and self.path.split("?")[0] == "/whoami":
+            ok = self.headers.get("authorization") == EXPECTED
+            self.reply("authorized: " + ("yes" if ok else "no"))
+        elif self.command == "POST" and self.path == "/upload":
+            self.reply(f"stored {len(body)} bytes")
+        else:
+            self.reply("ok")
 
-    def do_POST(self):
-        n = int(self.headers.get("content-length", "0"))
-        self.rfile.read(n)
-        self.reply(f"stored {n} bytes")
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
 
     def log_message(self, fmt, *args):
-        sys.stdout.write("demo-api: " + (fmt % args) + "\n")
+        sys.stdout.write(f"demo-{ROLE}: " + (fmt % args) + "\n")
         sys.stdout.flush()
 
 
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain("/demo/api.pem", "/demo/api.key")
-server = http.server.ThreadingHTTPServer(("0.0.0.0", 443), Handler)
-server.socket = ctx.wrap_socket(server.socket, server_side=True)
-server.serve_forever()
+def serve_http(port, tls):
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain("/demo/upstream.pem", "/demo/upstream.key")
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
+
+
+def serve_tcp(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(64)
+    while True:
+        conn, peer = s.accept()
+
+        def one(conn=conn, peer=peer):
+            conn.settimeout(5)
+            data = b""
+            try:
+                while chunk := conn.recv(65536):
+                    data += chunk
+            except OSError:
+                pass
+            record({"proto": "tcp", "port": port, "from": peer[0], "body": b64(data)})
+            conn.close()
+
+        threading.Thread(target=one, daemon=True).start()
+
+
+def serve_udp(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    while True:
+        data, peer = s.recvfrom(65536)
+        record({"proto": "udp", "port": port, "from": peer[0], "body": b64(data)})
+
+
+open(RECORDS, "a").close()
+for target, args in [(serve_http, (80, False)), (serve_tcp, (9000,)), (serve_udp, (53,)), (serve_udp, (9000,))]:
+    threading.Thread(target=target, args=args, daemon=True).start()
+serve_http(443, True)

@@ -29,6 +29,11 @@ use crate::sidecar_config::{
 pub const LABEL_IDENTITY: &str = "dev.bot-bottle.identity";
 pub const LABEL_ROLE: &str = "dev.bot-bottle.role";
 
+/// The sidecar's secret values, in the state dir while a session runs.
+const SECRETS_FILE: &str = "sidecar-secrets.json";
+/// git-gate's SSH keys, likewise.
+const GATE_KEYS_DIR: &str = "git-gate/keys";
+
 /// Progress lines for the operator.
 pub type Progress<'a> = images::Progress<'a>;
 
@@ -89,7 +94,11 @@ impl DockerBottle {
     /// workspace; returns the exit code.
     pub fn exec(&self, argv: &[String], tty: bool) -> Result<i32, BackendError> {
         let agent = self.objects.agent.clone().unwrap_or_default();
-        self.runtime.block_on(super::exec::run(&self.docker, &agent, &provision::wrap(argv), tty))
+        let watched: Vec<(&'static str, String)> = [("sidecar", &self.objects.sidecar), ("shim", &self.objects.shim)]
+            .into_iter()
+            .filter_map(|(role, id)| Some((role, id.clone()?)))
+            .collect();
+        self.runtime.block_on(super::exec::run(&self.docker, &agent, &provision::wrap(argv), tty, &watched))
     }
 
     /// Save the sidecar's logs and remove every object. Idempotent.
@@ -103,6 +112,7 @@ impl DockerBottle {
             save_sidecar_logs(docker, objects, dir).await;
             let removed = remove(docker, objects).await;
             revoke_deploy_keys(dir).await;
+            forget_secrets(dir);
             let _ = std::fs::remove_file(dir.join(LAUNCHER_FILE));
             removed
         })
@@ -112,6 +122,18 @@ impl DockerBottle {
 impl Drop for DockerBottle {
     fn drop(&mut self) {
         let _ = self.teardown();
+    }
+}
+
+/// The session is over: the secret values the sidecar was given (tokens,
+/// forwarded values, the canary) and its git keys leave the state dir. A
+/// resume resolves and writes them again.
+fn forget_secrets(state_dir: &Path) {
+    let _ = std::fs::remove_file(state_dir.join(SECRETS_FILE));
+    if let Ok(keys) = std::fs::read_dir(state_dir.join(GATE_KEYS_DIR)) {
+        for key in keys.flatten() {
+            let _ = std::fs::remove_file(key.path());
+        }
     }
 }
 
@@ -293,7 +315,7 @@ async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(Pat
         let (Some(url), Some(host_key)) = (&repo.value.url, &repo.value.host_key) else {
             return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs url and host_key") });
         };
-        let key_file = format!("git-gate/keys/{name}.key");
+        let key_file = format!("{GATE_KEYS_DIR}/{name}.key");
         match &repo.value.key {
             Some(manifest::RepoKey::Static { path }) => {
                 let key = git_gate::keys::read_static(path, std::env::var_os("HOME").map(PathBuf::from).as_deref())
@@ -311,7 +333,7 @@ async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(Pat
                 let api = git_gate::keys::GiteaApi::for_upstream(&upstream, Secret::new(token))
                     .map_err(|e| BackendError::Docker(e.to_string()))?;
                 let title = format!("bot-bottle {} {name}", plan.identity);
-                let (private, public) = git_gate::keys::generate_ed25519(&state.component("git-gate/keys")?, &title)
+                let (private, public) = git_gate::keys::generate_ed25519(&state.component(GATE_KEYS_DIR)?, &title)
                     .map_err(|e| BackendError::Docker(e.to_string()))?;
                 let key = api
                     .create_deploy_key(&upstream.owner_repo(), &title, &public)
@@ -334,8 +356,7 @@ async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(Pat
         std::fs::write(dir.join(DEPLOY_KEYS_FILE), serde_json::to_vec_pretty(&deploy_keys).unwrap_or_default())
             .map_err(io_err("cannot record the deploy keys"))?;
     }
-    let secrets_path =
-        state.write_secret_file("sidecar-secrets.json", &serde_json::to_vec(&secrets).unwrap_or_default())?;
+    let secrets_path = state.write_secret_file(SECRETS_FILE, &serde_json::to_vec(&secrets).unwrap_or_default())?;
     drop(secrets);
     state.component("supervise")?;
     state.component("sidecar-home")?;

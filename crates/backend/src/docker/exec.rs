@@ -6,7 +6,7 @@ use std::io::Write;
 
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::query_parameters::ResizeExecOptions;
+use bollard::query_parameters::{ResizeExecOptions, WaitContainerOptions};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
@@ -64,9 +64,38 @@ pub async fn capture(
     Ok(out)
 }
 
+/// Resolves when the first of `watched` (role, container) exits, with its
+/// role and status; never when `watched` is empty.
+async fn first_exit(docker: &Docker, watched: &[(&'static str, String)]) -> (&'static str, i64) {
+    let waits = watched.iter().map(|(role, id)| {
+        Box::pin(async move {
+            let mut wait = docker.wait_container(id, None::<WaitContainerOptions>);
+            let code = match wait.next().await {
+                Some(Ok(r)) => r.status_code,
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+                _ => -1,
+            };
+            (*role, code)
+        })
+    });
+    let waits: Vec<_> = waits.collect();
+    if waits.is_empty() {
+        return std::future::pending().await;
+    }
+    futures_util::future::select_all(waits).await.0
+}
+
 /// Run wired to this process's stdio; with `tty`, the operator's terminal
-/// in raw mode. Returns the command's exit code.
-pub async fn run(docker: &Docker, container: &str, argv: &[String], tty: bool) -> Result<i32, BackendError> {
+/// in raw mode. Returns the command's exit code. If one of `watched` (the
+/// sidecar, the shim) exits first, the agent has lost its only way out:
+/// the session ends with an error saying which.
+pub async fn run(
+    docker: &Docker,
+    container: &str,
+    argv: &[String],
+    tty: bool,
+    watched: &[(&'static str, String)],
+) -> Result<i32, BackendError> {
     let id = create(docker, container, argv, None, tty, true).await?;
     let started = docker
         .start_exec(&id, Some(StartExecOptions { detach: false, tty, output_capacity: None }))
@@ -97,8 +126,16 @@ pub async fn run(docker: &Docker, container: &str, argv: &[String], tty: bool) -
     });
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok();
     let mut stdin_open = true;
+    let died = first_exit(docker, watched);
+    tokio::pin!(died);
     loop {
         tokio::select! {
+            (role, code) = &mut died => {
+                drop(_raw);
+                return Err(BackendError::Docker(format!(
+                    "the {role} exited (status {code}) while the agent ran: the agent has no way out any more, so the session ends"
+                )));
+            }
             // Headless, Ctrl-C ends the session (130, as a shell reports it);
             // the caller tears the bottle down. On a TTY it reaches the agent.
             _ = tokio::signal::ctrl_c(), if !tty => return Ok(130),
