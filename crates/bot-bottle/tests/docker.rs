@@ -10,6 +10,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::docker::objects;
+
 const LIFE_SECRET: &str = "life-secret-value-Zq7Lm2Px9";
 
 struct Home {
@@ -19,13 +23,7 @@ struct Home {
 
 impl Home {
     fn new() -> Home {
-        let ping = Command::new("curl")
-            .args(["-fsS", "--max-time", "5", "--unix-socket", "/var/run/docker.sock", "http://docker/_ping"])
-            .output();
-        assert!(
-            ping.is_ok_and(|o| o.status.success()),
-            "no Docker Engine answers: run scripts/docker.sh (scripts/test.sh does)"
-        );
+        support::docker::engine_answers();
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("bb");
         let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/docker");
@@ -58,19 +56,6 @@ fn out(o: &Output) -> String {
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Docker objects labelled with `identity`: (containers, networks).
-fn objects(identity: &str) -> (Vec<String>, Vec<String>) {
-    let list = |what: &[&str], format: &str| -> Vec<String> {
-        let o = Command::new("docker")
-            .args(what)
-            .args(["--filter", &format!("label=dev.bot-bottle.identity={identity}"), "--format", format])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()
-    };
-    (list(&["ps", "-a"], "{{.Names}}"), list(&["network", "ls"], "{{.Name}}"))
 }
 
 fn assert_gone(identity: &str) {

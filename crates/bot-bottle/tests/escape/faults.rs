@@ -14,7 +14,8 @@ use libtest_mimic::Failed;
 use crate::Suite;
 use crate::attacks::{Check, Outcome, all_refused, none_reached, run_in};
 use crate::leak;
-use crate::world::{Bottle, Launch, User, objects, random_hex};
+use crate::support::docker::objects;
+use crate::world::{Bottle, Launch, User, random_hex};
 
 fn start(s: &Suite, home: &Path, label: &str) -> Bottle {
     if home != s.home {

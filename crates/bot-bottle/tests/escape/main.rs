@@ -20,6 +20,8 @@
 mod attacks;
 mod faults;
 mod leak;
+#[path = "../support/mod.rs"]
+mod support;
 mod world;
 
 use std::path::PathBuf;
@@ -75,16 +77,6 @@ fn sample_cmdlines(into: Arc<Mutex<std::collections::BTreeSet<String>>>) {
     });
 }
 
-fn docker_ready() {
-    let ping = Command::new("curl")
-        .args(["-fsS", "--max-time", "5", "--unix-socket", "/var/run/docker.sock", "http://docker/_ping"])
-        .output();
-    assert!(
-        ping.is_ok_and(|o| o.status.success()),
-        "no Docker Engine answers: run scripts/docker.sh (scripts/test.sh does)"
-    );
-}
-
 /// The shared fixtures; set up once (a failed setup fails every test with
 /// its message instead of being retried by each).
 pub fn suite() -> Result<&'static Suite, Failed> {
@@ -103,7 +95,7 @@ pub fn suite() -> Result<&'static Suite, Failed> {
 
 fn set_up() -> Suite {
     {
-        docker_ready();
+        support::docker::engine_answers();
         leak::self_check();
         let cmdlines = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
         sample_cmdlines(cmdlines.clone());

@@ -352,16 +352,3 @@ pub fn inspect_field(container: &str, format: &str) -> String {
     let o = Command::new("docker").args(["inspect", "-f", format, container]).output().unwrap();
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
-
-/// The labelled Docker objects of a bottle: (containers, networks).
-pub fn objects(identity: &str) -> (Vec<String>, Vec<String>) {
-    let list = |what: &[&str], format: &str| -> Vec<String> {
-        let o = Command::new("docker")
-            .args(what)
-            .args(["--filter", &format!("label=dev.bot-bottle.identity={identity}"), "--format", format])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()
-    };
-    (list(&["ps", "-a"], "{{.Names}}"), list(&["network", "ls"], "{{.Name}}"))
-}
