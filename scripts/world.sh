@@ -5,6 +5,8 @@
 #   api.demo.test        HTTPS/HTTP API that records what arrived (examples/demo/upstream.py)
 #   collector.demo.test  an attacker's server: records HTTP(S), TCP 9000, UDP 53/9000
 #   git.demo.test        sshd with bare repos under /srv/git (widgets.git), pinned host key
+#   api.anthropic.com    a scripted stand-in for the Messages API (examples/demo/model.py):
+#                        it plays the steps in DIR/model-script.json and records every request
 # with certificates from a throwaway CA (give it to the sidecar as
 # BOT_BOTTLE_UPSTREAM_CA), built from the local base image (no registry).
 #
@@ -22,7 +24,7 @@ cmd=${1:?usage: world.sh up|down DIR NAME [BASE_IMAGE]}
 dir=${2:?usage: world.sh up|down DIR NAME [BASE_IMAGE]}
 name=${3:?usage: world.sh up|down DIR NAME [BASE_IMAGE]}
 net="$name-net"
-containers=("$name-api" "$name-collector" "$name-git")
+containers=("$name-api" "$name-collector" "$name-git" "$name-model")
 
 down() {
     docker rm -f "${containers[@]}" >/dev/null 2>&1 || true
@@ -57,7 +59,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
     -keyout ca.key -out ca.pem 2>/dev/null
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=api.demo.test" \
     -keyout upstream.key -out upstream.csr 2>/dev/null
-printf 'subjectAltName=DNS:api.demo.test,DNS:collector.demo.test\n' > upstream.ext
+printf 'subjectAltName=DNS:api.demo.test,DNS:collector.demo.test,DNS:api.anthropic.com\n' > upstream.ext
 openssl x509 -req -in upstream.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile upstream.ext \
     -out upstream.pem 2>/dev/null
 chmod 644 upstream.key
@@ -96,22 +98,29 @@ for role in api collector; do
         -v "$dir:/demo:ro" -v "$dir/records:/records" -v "$here/examples/demo/upstream.py:/upstream.py:ro" \
         "$base" python3 /upstream.py >/dev/null
 done
+[ -e model-script.json ] || echo '[]' > model-script.json
+docker run -d --name "$name-model" --network "$net" --label dev.bot-bottle.world="$name" \
+    -v "$dir:/demo:ro" -v "$dir/records:/records" -v "$here/examples/demo/model.py:/model.py:ro" \
+    "$base" python3 /model.py >/dev/null
 docker run -d --name "$name-git" --network "$net" --label dev.bot-bottle.world="$name" \
     -v "$dir:/demo:ro" -v "$dir/srv/git:/srv/git" "$git_image" >/dev/null
 ip() { docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" "$1"; }
 api_ip=$(ip "$name-api")
 collector_ip=$(ip "$name-collector")
 git_ip=$(ip "$name-git")
+model_ip=$(ip "$name-model")
 # Ready when each answers.
 ready() { docker exec "$1" bash -c "exec 3<>/dev/tcp/127.0.0.1/$2" 2>/dev/null; }
 for _ in $(seq 1 100); do
-    if ready "$name-api" 443 && ready "$name-collector" 443 && ready "$name-git" 22; then break; fi
+    if ready "$name-api" 443 && ready "$name-collector" 443 && ready "$name-model" 443 && ready "$name-git" 22; then
+        break
+    fi
     sleep 0.1
 done
 cat > world.env <<ENV
 WORLD_NET=$net
 WORLD_CA=$dir/ca.pem
-WORLD_HOSTS=api.demo.test:$api_ip,collector.demo.test:$collector_ip,git.demo.test:$git_ip
+WORLD_HOSTS=api.demo.test:$api_ip,collector.demo.test:$collector_ip,git.demo.test:$git_ip,api.anthropic.com:$model_ip
 WORLD_HOST_KEY='$(cut -d' ' -f1,2 host_key.pub)'
 WORLD_GIT_KEY=$dir/git_key
 WORLD_API_TOKEN=$api_token
@@ -120,4 +129,6 @@ WORLD_RECORDS=$dir/records
 WORLD_API_IP=$api_ip
 WORLD_COLLECTOR_IP=$collector_ip
 WORLD_GIT_IP=$git_ip
+WORLD_MODEL_IP=$model_ip
+WORLD_MODEL_SCRIPT=$dir/model-script.json
 ENV

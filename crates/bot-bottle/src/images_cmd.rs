@@ -9,10 +9,9 @@ use crate::cli::{ImagesAction, ImagesArgs};
 
 pub fn images(args: ImagesArgs) -> Result<i32> {
     let ImagesAction::Build { provider } = args.action;
-    let dockerfile = match provider.as_str() {
-        "shell" => images::SHELL_DOCKERFILE,
-        other => bail!("no image recipe for provider '{other}' yet; this version builds: shell"),
-    };
+    if !["shell", "claude"].contains(&provider.as_str()) {
+        bail!("no image recipe for provider '{provider}' yet; this version builds: shell, claude");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let docker = engine::connect().await?;
@@ -20,7 +19,9 @@ pub fn images(args: ImagesArgs) -> Result<i32> {
         let started = std::time::Instant::now();
         let base = images::ensure_base(&docker, &progress).await?;
         let sidecar = images::ensure_sidecar(&docker, &base, &progress).await?;
-        let agent = images::ensure_agent(&docker, &provider, dockerfile, &base, &progress).await?;
+        let agent = images::ensure_provider(&docker, &provider, &base, &progress)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no image recipe for provider '{provider}'"))?;
         eprintln!("bot-bottle: images ready in {:.1} s", started.elapsed().as_secs_f64());
         println!("base     {base}\nsidecar  {sidecar}\nagent    {agent}");
         anyhow::Ok(())

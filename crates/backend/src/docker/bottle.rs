@@ -98,7 +98,8 @@ impl DockerBottle {
             .into_iter()
             .filter_map(|(role, id)| Some((role, id.clone()?)))
             .collect();
-        self.runtime.block_on(super::exec::run(&self.docker, &agent, &provision::wrap(argv), tty, &watched))
+        let argv = provision::wrap(&provision::expand_home(argv));
+        self.runtime.block_on(super::exec::run(&self.docker, &agent, &argv, tty, &watched))
     }
 
     /// Save the sidecar's logs and remove every object. Idempotent.
@@ -664,22 +665,19 @@ async fn agent_image(docker: &Docker, plan: &Plan, base: &str, progress: Progres
     if let Some(path) = &provider_cfg.dockerfile {
         let text =
             std::fs::read_to_string(path).map_err(io_err(format!("cannot read agent_provider.dockerfile {path}")))?;
-        return images::ensure_agent(docker, &plan.provider, &text, base, progress).await;
+        return images::ensure_agent(docker, &plan.provider, &text, base, &[], progress).await;
     }
-    match plan.provider.as_str() {
-        "shell" => images::ensure_agent(docker, "shell", images::SHELL_DOCKERFILE, base, progress).await,
-        other => Err(BackendError::NotImplemented {
-            backend: "docker".to_string(),
-            operation: match other {
-                "claude" => {
-                    "build the claude provider's image yet (use agent_provider.dockerfile or the shell provider)"
-                }
-                "codex" => "build the codex provider's image yet (use agent_provider.dockerfile or the shell provider)",
-                "pi" => "build the pi provider's image yet (use agent_provider.dockerfile or the shell provider)",
-                _ => "build this plugin provider's image yet",
-            },
-        }),
+    if let Some(tag) = images::ensure_provider(docker, &plan.provider, base, progress).await? {
+        return Ok(tag);
     }
+    Err(BackendError::NotImplemented {
+        backend: "docker".to_string(),
+        operation: match plan.provider.as_str() {
+            "codex" => "build the codex provider's image yet (use agent_provider.dockerfile or the shell provider)",
+            "pi" => "build the pi provider's image yet (use agent_provider.dockerfile or the shell provider)",
+            _ => "build this plugin provider's image yet",
+        },
+    })
 }
 
 /// The file `commit` writes: the image `resume` boots from.
@@ -886,6 +884,9 @@ async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan, canary: &dlp
     );
     home.file(".gitconfig", gitconfig.as_bytes(), 0o644, uid)?;
     home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o644, uid)?;
+    for (path, text) in provision::provider_files(&plan.provider) {
+        home.file(path, text.as_bytes(), 0o600, uid)?;
+    }
     if !plan.skills.is_empty() {
         home.dir(".claude", 0o755, uid)?;
         home.dir(".claude/skills", 0o755, uid)?;

@@ -19,6 +19,7 @@ use crate::error::BackendError;
 
 pub const SIDECAR_DOCKERFILE: &str = include_str!("../../../../images/sidecar.Dockerfile");
 pub const SHELL_DOCKERFILE: &str = include_str!("../../../../images/shell.Dockerfile");
+pub const CLAUDE_DOCKERFILE: &str = include_str!("../../../../images/claude.Dockerfile");
 
 /// Labels on every image bot-bottle builds.
 pub const IMAGE_LABEL: &str = "dev.bot-bottle.image";
@@ -209,12 +210,15 @@ pub async fn ensure_sidecar(docker: &Docker, base: &str, progress: Progress<'_>)
 }
 
 /// An agent image from a Dockerfile text (`images/<provider>.Dockerfile`,
-/// or the bottle's own).
+/// or the bottle's own) and the files its context needs; the tag hashes the
+/// Dockerfile, the base and the files' names and paths (cached files carry
+/// their version in the path).
 pub async fn ensure_agent(
     docker: &Docker,
     provider: &str,
     dockerfile: &str,
     base: &str,
+    files: &[(&str, Source)],
     progress: Progress<'_>,
 ) -> Result<String, BackendError> {
     if let Ok(tag) = std::env::var("BOT_BOTTLE_IMAGE")
@@ -222,14 +226,46 @@ pub async fn ensure_agent(
     {
         return Ok(tag);
     }
-    let tag = content_tag(&format!("bot-bottle-agent-{provider}"), &[dockerfile.as_bytes(), base.as_bytes()]);
+    let mut parts: Vec<Vec<u8>> = vec![dockerfile.as_bytes().to_vec(), base.as_bytes().to_vec()];
+    for (name, source) in files {
+        parts.push(name.as_bytes().to_vec());
+        parts.push(match source {
+            Source::File(p) => p.display().to_string().into_bytes(),
+            Source::Bytes(b) => b.clone(),
+        });
+    }
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let tag = content_tag(&format!("bot-bottle-agent-{provider}"), &parts);
     if exists(docker, &tag).await {
         return Ok(tag);
     }
     progress(&format!("building {tag}"));
     let args = HashMap::from([("BASE_IMAGE".to_string(), base.to_string())]);
-    build(docker, &tag, dockerfile, &[], &args, progress).await?;
+    build(docker, &tag, dockerfile, files, &args, progress).await?;
     Ok(tag)
+}
+
+/// A built-in provider's image: `shell` on the base; `claude` on the shell
+/// image with Claude Code's CLI from npm.
+pub async fn ensure_provider(
+    docker: &Docker,
+    provider: &str,
+    base: &str,
+    progress: Progress<'_>,
+) -> Result<Option<String>, BackendError> {
+    let shell = || ensure_agent(docker, "shell", SHELL_DOCKERFILE, base, &[], progress);
+    match provider {
+        "shell" => Ok(Some(shell().await?)),
+        "claude" => {
+            let cli = super::npm::CLAUDE_CODE.fetch(progress)?;
+            let on = shell().await?;
+            Ok(Some(
+                ensure_agent(docker, "claude", CLAUDE_DOCKERFILE, &on, &[("claude", Source::File(cli))], progress)
+                    .await?,
+            ))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> BackendError {

@@ -7,6 +7,7 @@ pub mod bottle;
 pub mod engine;
 pub mod exec;
 pub mod images;
+pub mod npm;
 pub mod provision;
 pub mod rootfs;
 pub mod runtime;

@@ -68,6 +68,36 @@ pub fn env_file(values: &BTreeMap<String, secret::Secret<String>>) -> secret::Se
     secret::Secret::new(out)
 }
 
+/// The provider's own files in the agent's home: (path under the home,
+/// content). Claude Code's `~/.claude.json`: onboarding done, the workspace
+/// trusted, and supervise registered as its MCP server (`mcp__supervise__…`
+/// tools).
+pub fn provider_files(provider: &str) -> Vec<(&'static str, String)> {
+    match provider {
+        "claude" => {
+            let config = serde_json::json!({
+                "hasCompletedOnboarding": true,
+                "bypassPermissionsModeAccepted": true,
+                "projects": {WORKSPACE: {"hasTrustDialogAccepted": true, "hasCompletedProjectOnboarding": true}},
+                "mcpServers": {"supervise": {"type": "http", "url": format!("http://127.0.0.1:{SUPERVISE_PORT}/mcp")}},
+            });
+            vec![(".claude.json", serde_json::to_string_pretty(&config).unwrap_or_default())]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A provider command's `~/…` arguments with the agent's home written out
+/// (the command is exec'd, not read by a shell).
+pub fn expand_home(argv: &[String]) -> Vec<String> {
+    argv.iter()
+        .map(|a| match a.strip_prefix("~/") {
+            Some(rest) => format!("{AGENT_HOME}/{rest}"),
+            None => a.clone(),
+        })
+        .collect()
+}
+
 /// `argv` run with the env file sourced first.
 pub fn wrap(argv: &[String]) -> Vec<String> {
     let mut out = vec![
@@ -148,6 +178,19 @@ mod tests {
         assert_eq!(&w[3..], ["bot-bottle", "echo", "x"]);
         assert!(agent_env(&[]).iter().any(|e| e == "HTTPS_PROXY=http://127.0.0.1:3128"));
         assert!(agent_env(&[]).iter().all(|e| !e.contains("TOKEN")));
+    }
+
+    #[test]
+    fn claude_gets_its_config_and_home_paths_are_written_out() {
+        let files = provider_files("claude");
+        let config: serde_json::Value = serde_json::from_str(&files[0].1).unwrap();
+        assert_eq!(files[0].0, ".claude.json");
+        assert_eq!(config["mcpServers"]["supervise"]["url"], "http://127.0.0.1:8422/mcp");
+        assert_eq!(config["projects"]["/workspace"]["hasTrustDialogAccepted"], true);
+        assert!(provider_files("shell").is_empty());
+        let argv =
+            expand_home(&["claude".into(), "--append-system-prompt-file".into(), "~/.bot-bottle-prompt.txt".into()]);
+        assert_eq!(argv[2], "/home/node/.bot-bottle-prompt.txt");
     }
 
     #[test]
