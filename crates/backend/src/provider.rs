@@ -29,6 +29,9 @@ pub struct Provider {
     pub placeholder_env: &'static [&'static str],
     pub extra_env: &'static [(&'static str, &'static str)],
     pub auth_scheme: AuthScheme,
+    /// The CLI's own session files under the agent's home: the transcript
+    /// kept at session end and put back on resume.
+    pub session_dir: Option<&'static str>,
 }
 
 pub const BUILTIN_PROVIDERS: &[Provider] = &[
@@ -48,6 +51,7 @@ pub const BUILTIN_PROVIDERS: &[Provider] = &[
         placeholder_env: &["CLAUDE_CODE_OAUTH_TOKEN"],
         extra_env: &[("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"), ("DISABLE_ERROR_REPORTING", "1")],
         auth_scheme: AuthScheme::Bearer,
+        session_dir: Some(".claude"),
     },
     Provider {
         name: "codex",
@@ -60,6 +64,7 @@ pub const BUILTIN_PROVIDERS: &[Provider] = &[
         placeholder_env: &["OPENAI_API_KEY"],
         extra_env: &[],
         auth_scheme: AuthScheme::Bearer,
+        session_dir: Some(".codex"),
     },
     Provider {
         name: "pi",
@@ -72,6 +77,7 @@ pub const BUILTIN_PROVIDERS: &[Provider] = &[
         placeholder_env: &[],
         extra_env: &[],
         auth_scheme: AuthScheme::Bearer,
+        session_dir: Some(".pi"),
     },
     Provider {
         name: "shell",
@@ -84,8 +90,15 @@ pub const BUILTIN_PROVIDERS: &[Provider] = &[
         placeholder_env: &[],
         extra_env: &[],
         auth_scheme: AuthScheme::Bearer,
+        session_dir: None,
     },
 ];
+
+/// Every built-in provider's session directory (what a session end copies
+/// out of the agent, whichever CLI ran).
+pub fn session_dirs() -> impl Iterator<Item = &'static str> {
+    BUILTIN_PROVIDERS.iter().filter_map(|p| p.session_dir)
+}
 
 /// What a `template` names.
 #[derive(Debug, Clone, PartialEq, Eq)]

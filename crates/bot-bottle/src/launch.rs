@@ -204,19 +204,21 @@ impl Session {
         Session { identity: plan.identity.clone(), provider: plan.provider.clone(), resume }
     }
 
-    /// The provider's argv: interactive, or one-shot with the prompt.
+    /// The provider's argv: interactive, or one-shot with the prompt; with
+    /// the continue flag on resume.
     fn argv(&self, home: &state::Home, prompt: Option<&str>) -> Result<Vec<String>> {
         let Some(backend::ProviderRef::Builtin(p)) = backend::provider_for(home, &self.provider) else {
             bail!("provider '{}' has no command in this version of bot-bottle", self.provider);
         };
         let mut argv: Vec<String> = p.command.iter().map(|s| s.to_string()).collect();
-        match prompt {
-            Some(text) => {
-                argv.extend(p.headless.iter().map(|s| s.to_string()));
-                argv.push(text.to_string());
-            }
-            None if self.resume => argv.extend(p.resume.iter().map(|s| s.to_string())),
-            None => {}
+        // A resumed bottle continues its conversation, headless or not (the
+        // transcript was put back into the agent).
+        if self.resume {
+            argv.extend(p.resume.iter().map(|s| s.to_string()));
+        }
+        if let Some(text) = prompt {
+            argv.extend(p.headless.iter().map(|s| s.to_string()));
+            argv.push(text.to_string());
         }
         Ok(argv)
     }

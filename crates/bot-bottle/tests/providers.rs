@@ -33,7 +33,9 @@ fn script() -> serde_json::Value {
         // Claude Code sends the model.
         bash("cd /tmp && git clone -q ssh://root@git.demo.test/srv/git/widgets.git w && cd w && printf 'GITHUB_TOKEN=ghp_%s\\n' $(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \\n') > .env && git add .env && git commit -qm config && git push origin HEAD:main 2>&1 | grep -E 'git-gate|rejected'"),
         {"tool": "mcp__supervise__ask-operator", "input": {"question": "Which database should I use?", "options": ["postgres", "sqlite"]}},
-        {"text": "all done"},
+        // The CLI dies (137): the session ends with the state and the
+        // transcript kept, for the resume below.
+        bash("for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = claude ] && kill -9 ${p#/proc/}; done; sleep 5"),
     ])
 }
 
@@ -145,22 +147,23 @@ Claude Code against the stand-in model.
         }
         false
     });
-    let o = Command::new(bin)
-        .args(["start", "claude", "--label", "claude-run", "-y", "--headless", "--prompt", "do the steps"])
-        .env("BOT_BOTTLE_HOME", &home)
-        .env("MODEL_TOKEN", &token)
-        .env("BOT_BOTTLE_UPSTREAM_CA", world.get("WORLD_CA"))
-        .env("BOT_BOTTLE_SIDECAR_NETWORK", world.get("WORLD_NET"))
-        .env("BOT_BOTTLE_SIDECAR_HOSTS", world.get("WORLD_HOSTS"))
-        .env_remove("BOT_BOTTLE_BACKEND")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(bin)
+            .args(args)
+            .env("BOT_BOTTLE_HOME", &home)
+            .env("MODEL_TOKEN", &token)
+            .env("BOT_BOTTLE_UPSTREAM_CA", world.get("WORLD_CA"))
+            .env("BOT_BOTTLE_SIDECAR_NETWORK", world.get("WORLD_NET"))
+            .env("BOT_BOTTLE_SIDECAR_HOSTS", world.get("WORLD_HOSTS"))
+            .env_remove("BOT_BOTTLE_BACKEND")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = run(&["start", "claude", "--label", "claude-run", "-y", "--headless", "--prompt", "do the steps"]);
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "claude in the bottle failed:\n{out}\n{err}");
-    assert!(out.contains("all done"), "Claude Code did not finish the script:\n{out}\n{err}");
+    assert_eq!(o.status.code(), Some(137), "claude in the bottle did not end as scripted:\n{out}\n{err}");
     assert!(operator.join().unwrap(), "the MCP question never reached the operator");
-
     let requests = model_requests(&world);
     assert!(requests.len() >= 5, "{} model requests: {requests:?}", requests.len());
     // Every model request went through egress with the real token (the
@@ -187,4 +190,40 @@ Claude Code against the stand-in model.
         requests.iter().position(|(b, _)| b.contains(ORACLE)).expect("the operator's answer never reached the model");
     assert!(asked >= 4, "the answer arrived before the question: request {asked}");
     assert!(world.records("collector").is_empty(), "the collector received something");
+
+    // The session's transcript was kept with the preserved state; resume
+    // puts it back and continues the conversation.
+    let state = home.join("state/claude-run");
+    assert!(state.join(".preserve").exists());
+    let mut transcripts = Vec::new();
+    let mut stack = vec![state.join("transcript/.claude")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else if e.path().extension().is_some_and(|x| x == "jsonl") {
+                transcripts.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    assert!(
+        transcripts.iter().any(|t| t.contains("Which database should I use?")),
+        "no transcript of the session under {}",
+        state.join("transcript").display()
+    );
+    let before = model_requests(&world).len();
+    // The continued conversation already holds the earlier tool results
+    // (the stand-in counts them to pick its step): every step is the answer.
+    let resumed_script = serde_json::json!(vec![serde_json::json!({"text": "resumed and done"}); 10]);
+    std::fs::write(world.get("WORLD_MODEL_SCRIPT"), resumed_script.to_string()).unwrap();
+    let o = run(&["resume", "claude-run", "-y", "--headless", "--prompt", "and now?"]);
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "resume failed:\n{out}\n{err}");
+    assert!(out.contains("resumed and done"), "{out}\n{err}");
+    let resumed = &model_requests(&world)[before..];
+    assert!(
+        resumed.iter().any(|(b, _)| b.contains("Which database should I use?") && b.contains("and now?")),
+        "the resumed session did not continue the conversation"
+    );
+    assert!(!state.exists(), "a clean exit after resume keeps no state");
 }

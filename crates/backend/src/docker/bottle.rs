@@ -111,6 +111,7 @@ impl DockerBottle {
         let (docker, objects, dir) = (&self.docker, &self.objects, &self.state_dir);
         self.runtime.block_on(async {
             save_sidecar_logs(docker, objects, dir).await;
+            snapshot_transcript(docker, objects, dir).await;
             let removed = remove(docker, objects).await;
             revoke_deploy_keys(dir).await;
             forget_secrets(dir);
@@ -123,6 +124,24 @@ impl DockerBottle {
 impl Drop for DockerBottle {
     fn drop(&mut self) {
         let _ = self.teardown();
+    }
+}
+
+/// Session end: the agent's own session files into the state dir's
+/// transcript (see [`super::transcript`]). Best effort: a session with none
+/// has none, and a failure leaves the bottle's teardown to go on.
+async fn snapshot_transcript(docker: &Docker, objects: &Objects, state_dir: &Path) {
+    let Some(agent) = &objects.agent else { return };
+    if !state_dir.is_dir() {
+        return;
+    }
+    let dest = state_dir.join(super::transcript::TRANSCRIPT_DIR);
+    for dir in crate::provider::session_dirs() {
+        let Some(tar) = download(docker, agent, &format!("{AGENT_HOME}/{dir}")).await else { continue };
+        let _ = std::fs::remove_dir_all(dest.join(dir));
+        if let Err(e) = super::transcript::unpack(&tar, &dest) {
+            eprintln!("bot-bottle: the transcript of {} is incomplete: {e}", state_dir.display());
+        }
     }
 }
 
@@ -797,14 +816,24 @@ async fn image_bundle(docker: &Docker, container: &str, path: &str) -> Vec<u8> {
     data
 }
 
-/// One file's bytes from a container.
-async fn download_file(docker: &Docker, container: &str, path: &str) -> Option<Vec<u8>> {
+/// A path in a container as Docker's tar (none when it is missing),
+/// bounded a little above what a transcript may hold.
+async fn download(docker: &Docker, container: &str, path: &str) -> Option<Vec<u8>> {
     let options = bollard::query_parameters::DownloadFromContainerOptions { path: path.to_string() };
     let mut stream = docker.download_from_container(container, Some(options));
     let mut data = Vec::new();
     while let Some(chunk) = stream.next().await {
         data.extend_from_slice(&chunk.ok()?);
+        if data.len() as u64 > super::transcript::MAX_BYTES + (16 << 20) {
+            return None;
+        }
     }
+    Some(data)
+}
+
+/// One file's bytes from a container.
+async fn download_file(docker: &Docker, container: &str, path: &str) -> Option<Vec<u8>> {
+    let data = download(docker, container, path).await?;
     let mut archive = tar::Archive::new(&data[..]);
     let mut entry = archive.entries().ok()?.next()?.ok()?;
     let mut out = Vec::new();
@@ -886,6 +915,13 @@ async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan, canary: &dlp
     home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o644, uid)?;
     for (path, text) in provision::provider_files(&plan.provider) {
         home.file(path, text.as_bytes(), 0o600, uid)?;
+    }
+    // A resumed bottle gets its transcript back, for the continue flag.
+    let transcript = plan.state_dir().join(super::transcript::TRANSCRIPT_DIR);
+    for dir in crate::provider::session_dirs() {
+        if transcript.join(dir).is_dir() {
+            home.tree(&transcript.join(dir), dir, uid)?;
+        }
     }
     if !plan.skills.is_empty() {
         home.dir(".claude", 0o755, uid)?;
@@ -994,12 +1030,14 @@ pub const LABEL_STARTED: &str = "dev.bot-bottle.started";
 /// Stop: keep the logs and the state (preserved), remove the objects.
 pub async fn stop(docker: &Docker, objects: &Objects, state_dir: &Path) -> Result<(), BackendError> {
     save_sidecar_logs(docker, objects, state_dir).await;
+    snapshot_transcript(docker, objects, state_dir).await;
     remove(docker, objects).await?;
     if state_dir.is_dir() {
         std::fs::write(state_dir.join(state::StateDir::PRESERVE), b"")
             .map_err(io_err("cannot mark the state preserved"))?;
     }
     revoke_deploy_keys(state_dir).await;
+    forget_secrets(state_dir);
     Ok(())
 }
 

@@ -11,6 +11,7 @@ pub mod npm;
 pub mod provision;
 pub mod rootfs;
 pub mod runtime;
+pub mod transcript;
 
 use state::{BottleMetadata, Home};
 
