@@ -18,7 +18,7 @@ pub use docker::Docker;
 pub use egress::ca::BottleCa;
 pub use error::BackendError;
 pub use plan::{AuthSource, BottleSpec, HostEnv, Plan, PlannedRoute, plan, write_plan};
-pub use provider::{BUILTIN_PROVIDERS, Provider, ProviderRef, provider_for};
+pub use provider::{Provider, ProviderRef, builtin, builtin_names, provider_for};
 pub use registry::{
     ActiveBottle, Availability, Backend, CleanupPlan, LAUNCHER_FILE, Registry, RunningBottle, bottle_for_identity,
     launcher_alive,

@@ -10,7 +10,7 @@ use manifest::{AuthScheme, Manifest, OnMatch, Resolved, Route};
 use state::{BottleMetadata, Home, StateDir};
 
 use crate::error::BackendError;
-use crate::provider::{ProviderRef, provider_for};
+use crate::provider::provider_for;
 use crate::registry::{Availability, Backend};
 use egress::ca::BottleCa;
 
@@ -119,7 +119,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
     let provider_cfg = m.bottle.provider();
     let provider_origin = m.bottle.agent_provider.as_ref().map(|p| p.origin.clone()).unwrap_or_default();
     let provider_file = bottle_file(home, &provider_origin);
-    let provider = provider_for(home, &provider_cfg.template).ok_or_else(|| {
+    let provider = provider_for(home, &provider_cfg.template)?.ok_or_else(|| {
         invalid(format!(
             "{}: agent_provider.template '{}' is not a provider: use claude, codex, pi or shell, or add {}",
             provider_file.display(),
@@ -131,8 +131,9 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
     let mut warnings = Vec::new();
     let mut routes = Vec::new();
     let mut hidden_env = Vec::new();
-    if let ProviderRef::Builtin(p) = provider {
-        hidden_env.extend(p.placeholder_env.iter().map(|s| s.to_string()));
+    {
+        let p = provider.provider();
+        hidden_env.extend(p.placeholder_env.iter().cloned());
         let provider_route = |host: &str, source: AuthSource| PlannedRoute {
             route: Route {
                 host: host.to_string(),
@@ -162,7 +163,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
             routes.extend(p.auth_token_hosts.iter().map(|h| provider_route(h, AuthSource::HostEnv(var.clone()))));
         }
         if provider_cfg.forward_host_credentials {
-            let Some(file) = p.host_login_file else {
+            let Some(file) = &p.host_login_file else {
                 return Err(invalid(format!(
                     "{}: agent_provider.forward_host_credentials is set, but provider '{}' has no host login to forward; remove it",
                     provider_file.display(),

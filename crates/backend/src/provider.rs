@@ -1,41 +1,80 @@
-//! The built-in agent providers as data (spec/backends.md, providers table),
-//! and lookup of a manifest's `template` among them and the user's plugins.
-//!
-//! This is what planning needs (names, API routes, placeholders); images and
-//! provisioning of each provider come with the launch path.
+//! The agent providers as data (spec/backends.md, providers table): the
+//! built-ins, and the user's plugins — `~/.bot-bottle/contrib/<name>/
+//! provider.toml` with the same fields, validated with errors naming the
+//! file and key, plus an optional `Dockerfile`. A plugin shadows a built-in
+//! of the same name. Pure apart from reading a plugin's file.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use manifest::AuthScheme;
 use state::Home;
 
-/// A built-in provider.
+use crate::error::BackendError;
+
+/// A provider: how its CLI runs, what it reaches, what it is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provider {
-    pub name: &'static str,
-    pub command: &'static [&'static str],
+    pub name: String,
+    pub command: Vec<String>,
     /// Prepended to the prompt in headless mode.
-    pub headless: &'static [&'static str],
+    pub headless: Vec<String>,
     /// Appended on resume, when the provider can continue a conversation.
-    pub resume: &'static [&'static str],
+    pub resume: Vec<String>,
     /// Hosts of the provider's own API route, injected from `auth_token`.
-    pub auth_token_hosts: &'static [&'static str],
+    pub auth_token_hosts: Vec<String>,
     /// Hosts reached with the host's own login (`forward_host_credentials`).
-    pub host_login_hosts: &'static [&'static str],
+    pub host_login_hosts: Vec<String>,
     /// Where the host login lives, relative to `$HOME`.
-    pub host_login_file: Option<&'static str>,
+    pub host_login_file: Option<String>,
     /// Env the agent gets holding a placeholder, never a real value; hidden
     /// from the preflight.
-    pub placeholder_env: &'static [&'static str],
-    pub extra_env: &'static [(&'static str, &'static str)],
+    pub placeholder_env: Vec<String>,
+    pub extra_env: Vec<(String, String)>,
     pub auth_scheme: AuthScheme,
     /// The CLI's own session files under the agent's home: the transcript
     /// kept at session end and put back on resume.
-    pub session_dir: Option<&'static str>,
+    pub session_dir: Option<String>,
+    /// Files put in the agent's home: path under the home → content.
+    pub files: BTreeMap<String, String>,
 }
 
-pub const BUILTIN_PROVIDERS: &[Provider] = &[
-    Provider {
+/// A built-in provider, as constants.
+struct Builtin {
+    name: &'static str,
+    command: &'static [&'static str],
+    headless: &'static [&'static str],
+    resume: &'static [&'static str],
+    auth_token_hosts: &'static [&'static str],
+    host_login_hosts: &'static [&'static str],
+    host_login_file: Option<&'static str>,
+    placeholder_env: &'static [&'static str],
+    extra_env: &'static [(&'static str, &'static str)],
+    session_dir: Option<&'static str>,
+}
+
+impl Builtin {
+    fn provider(&self) -> Provider {
+        let owned = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        Provider {
+            name: self.name.to_string(),
+            command: owned(self.command),
+            headless: owned(self.headless),
+            resume: owned(self.resume),
+            auth_token_hosts: owned(self.auth_token_hosts),
+            host_login_hosts: owned(self.host_login_hosts),
+            host_login_file: self.host_login_file.map(str::to_string),
+            placeholder_env: owned(self.placeholder_env),
+            extra_env: self.extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            auth_scheme: AuthScheme::Bearer,
+            session_dir: self.session_dir.map(str::to_string),
+            files: BTreeMap::new(),
+        }
+    }
+}
+
+const BUILTINS: &[Builtin] = &[
+    Builtin {
         name: "claude",
         command: &[
             "claude",
@@ -50,10 +89,9 @@ pub const BUILTIN_PROVIDERS: &[Provider] = &[
         host_login_file: None,
         placeholder_env: &["CLAUDE_CODE_OAUTH_TOKEN"],
         extra_env: &[("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"), ("DISABLE_ERROR_REPORTING", "1")],
-        auth_scheme: AuthScheme::Bearer,
         session_dir: Some(".claude"),
     },
-    Provider {
+    Builtin {
         name: "codex",
         command: &["codex", "--dangerously-bypass-approvals-and-sandbox"],
         headless: &["exec"],
@@ -63,10 +101,9 @@ pub const BUILTIN_PROVIDERS: &[Provider] = &[
         host_login_file: Some(".codex/auth.json"),
         placeholder_env: &["OPENAI_API_KEY"],
         extra_env: &[],
-        auth_scheme: AuthScheme::Bearer,
         session_dir: Some(".codex"),
     },
-    Provider {
+    Builtin {
         name: "pi",
         command: &["pi"],
         headless: &["-p"],
@@ -76,10 +113,9 @@ pub const BUILTIN_PROVIDERS: &[Provider] = &[
         host_login_file: None,
         placeholder_env: &[],
         extra_env: &[],
-        auth_scheme: AuthScheme::Bearer,
         session_dir: Some(".pi"),
     },
-    Provider {
+    Builtin {
         name: "shell",
         command: &["bash", "-l"],
         headless: &["-c"],
@@ -89,33 +125,181 @@ pub const BUILTIN_PROVIDERS: &[Provider] = &[
         host_login_file: None,
         placeholder_env: &[],
         extra_env: &[],
-        auth_scheme: AuthScheme::Bearer,
         session_dir: None,
     },
 ];
 
+/// The built-in provider names.
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    BUILTINS.iter().map(|b| b.name)
+}
+
+/// A built-in provider.
+pub fn builtin(name: &str) -> Option<Provider> {
+    BUILTINS.iter().find(|b| b.name == name).map(Builtin::provider)
+}
+
 /// Every built-in provider's session directory (what a session end copies
 /// out of the agent, whichever CLI ran).
 pub fn session_dirs() -> impl Iterator<Item = &'static str> {
-    BUILTIN_PROVIDERS.iter().filter_map(|p| p.session_dir)
+    BUILTINS.iter().filter_map(|p| p.session_dir)
 }
 
 /// What a `template` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderRef {
-    Builtin(&'static Provider),
+    Builtin(Provider),
     /// `contrib/<name>/` with a `provider.toml`; shadows a built-in.
     Plugin {
-        name: String,
+        provider: Provider,
         dir: PathBuf,
     },
 }
 
-/// Find `template` among the user's plugins, then the built-ins.
-pub fn provider_for(home: &Home, template: &str) -> Option<ProviderRef> {
-    let dir = home.contrib_dir().join(template);
-    if dir.join("provider.toml").is_file() {
-        return Some(ProviderRef::Plugin { name: template.to_string(), dir });
+impl ProviderRef {
+    pub fn provider(&self) -> &Provider {
+        match self {
+            ProviderRef::Builtin(p) | ProviderRef::Plugin { provider: p, .. } => p,
+        }
     }
-    BUILTIN_PROVIDERS.iter().find(|p| p.name == template).map(ProviderRef::Builtin)
+
+    /// The plugin's own Dockerfile, when it has one.
+    pub fn plugin_dockerfile(&self) -> Option<PathBuf> {
+        match self {
+            ProviderRef::Plugin { dir, .. } => Some(dir.join("Dockerfile")).filter(|p| p.is_file()),
+            ProviderRef::Builtin(_) => None,
+        }
+    }
+}
+
+/// `provider.toml`, as a plugin writes it (every field but `command`
+/// optional; unknown keys refused).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginFile {
+    command: Vec<String>,
+    #[serde(default)]
+    headless: Vec<String>,
+    #[serde(default)]
+    resume: Vec<String>,
+    #[serde(default)]
+    auth_token_hosts: Vec<String>,
+    #[serde(default)]
+    auth_scheme: Option<String>,
+    #[serde(default)]
+    placeholder_env: Vec<String>,
+    #[serde(default)]
+    extra_env: BTreeMap<String, String>,
+    #[serde(default)]
+    session_dir: Option<String>,
+    #[serde(default)]
+    files: BTreeMap<String, String>,
+}
+
+/// Parse a plugin's `provider.toml`; errors name the file and the key.
+pub fn parse_plugin(name: &str, path: &std::path::Path, text: &str) -> Result<Provider, BackendError> {
+    let invalid = |message: String| BackendError::Invalid { message: format!("{}: {message}", path.display()) };
+    let f: PluginFile = toml::from_str(text).map_err(|e| invalid(e.to_string().trim().replace('\n', " ")))?;
+    if f.command.is_empty() || f.command[0].trim().is_empty() {
+        return Err(invalid("`command` needs the program to run, e.g. command = [\"mycli\"]".to_string()));
+    }
+    let auth_scheme = match f.auth_scheme.as_deref() {
+        None | Some("Bearer") => AuthScheme::Bearer,
+        Some("token") => AuthScheme::Token,
+        Some(other) => return Err(invalid(format!("`auth_scheme` is '{other}': use Bearer or token"))),
+    };
+    for host in &f.auth_token_hosts {
+        if host.is_empty() || host.contains(['/', ':', ' ']) {
+            return Err(invalid(format!("`auth_token_hosts` has '{host}': give bare host names")));
+        }
+    }
+    for key in f.placeholder_env.iter().chain(f.extra_env.keys()) {
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(invalid(format!("'{key}' is not an environment variable name")));
+        }
+    }
+    let plain = |p: &str| {
+        let path = std::path::Path::new(p);
+        !p.is_empty() && path.components().all(|c| matches!(c, std::path::Component::Normal(_)))
+    };
+    for file in f.files.keys().chain(f.session_dir.iter()) {
+        if !plain(file) {
+            return Err(invalid(format!("'{file}' must be a relative path under the agent's home")));
+        }
+    }
+    Ok(Provider {
+        name: name.to_string(),
+        command: f.command,
+        headless: f.headless,
+        resume: f.resume,
+        auth_token_hosts: f.auth_token_hosts,
+        host_login_hosts: Vec::new(),
+        host_login_file: None,
+        placeholder_env: f.placeholder_env,
+        extra_env: f.extra_env.into_iter().collect(),
+        auth_scheme,
+        session_dir: f.session_dir,
+        files: f.files,
+    })
+}
+
+/// Find `template` among the user's plugins, then the built-ins. A plugin
+/// whose `provider.toml` does not validate is an error (naming its file
+/// and key), not a fall-back to the built-in it shadows.
+pub fn provider_for(home: &Home, template: &str) -> Result<Option<ProviderRef>, BackendError> {
+    let dir = home.contrib_dir().join(template);
+    let file = dir.join("provider.toml");
+    if file.is_file() {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|source| BackendError::Io { what: format!("cannot read {}", file.display()), source })?;
+        let provider = parse_plugin(template, &file, &text)?;
+        return Ok(Some(ProviderRef::Plugin { provider, dir }));
+    }
+    Ok(builtin(template).map(ProviderRef::Builtin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Provider, String> {
+        parse_plugin("mine", std::path::Path::new("/h/contrib/mine/provider.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_plugin_takes_the_tables_fields() {
+        let p = parse(
+            r#"
+command = ["aider", "--yes"]
+headless = ["--message"]
+resume = ["--restore-chat-history"]
+auth_token_hosts = ["api.example.com"]
+placeholder_env = ["EXAMPLE_API_KEY"]
+extra_env = { AIDER_ANALYTICS = "false" }
+session_dir = ".aider"
+files = { ".aider.conf.yml" = "auto-commits: false\n" }
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.command, ["aider", "--yes"]);
+        assert_eq!(p.extra_env, [("AIDER_ANALYTICS".to_string(), "false".to_string())]);
+        assert_eq!(p.auth_scheme, AuthScheme::Bearer);
+        assert_eq!(p.files[".aider.conf.yml"], "auto-commits: false\n");
+    }
+
+    #[test]
+    fn plugin_errors_name_the_file_and_key() {
+        let e = parse("command = [\"x\"]\nheadles = [\"-p\"]\n").unwrap_err();
+        assert!(e.contains("/h/contrib/mine/provider.toml") && e.contains("headles"), "{e}");
+        let e = parse("headless = [\"-p\"]\n").unwrap_err();
+        assert!(e.contains("command"), "{e}");
+        let e = parse("command = [\"x\"]\nauth_scheme = \"Basic\"\n").unwrap_err();
+        assert!(e.contains("auth_scheme") && e.contains("Basic"), "{e}");
+        let e = parse("command = [\"x\"]\nfiles = { \"../.ssh/authorized_keys\" = \"k\" }\n").unwrap_err();
+        assert!(e.contains("relative path under the agent's home"), "{e}");
+        let e = parse("command = [\"x\"]\nextra_env = { \"A B\" = \"1\" }\n").unwrap_err();
+        assert!(e.contains("not an environment variable name"), "{e}");
+        let e = parse("command = \"x\"").unwrap_err();
+        assert!(e.contains("command"), "{e}");
+    }
 }

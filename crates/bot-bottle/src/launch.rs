@@ -207,17 +207,18 @@ impl Session {
     /// The provider's argv: interactive, or one-shot with the prompt; with
     /// the continue flag on resume.
     fn argv(&self, home: &state::Home, prompt: Option<&str>) -> Result<Vec<String>> {
-        let Some(backend::ProviderRef::Builtin(p)) = backend::provider_for(home, &self.provider) else {
-            bail!("provider '{}' has no command in this version of bot-bottle", self.provider);
+        let Some(found) = backend::provider_for(home, &self.provider)? else {
+            bail!("provider '{}' is not a built-in and has no plugin in contrib/", self.provider);
         };
-        let mut argv: Vec<String> = p.command.iter().map(|s| s.to_string()).collect();
+        let p = found.provider();
+        let mut argv: Vec<String> = p.command.clone();
         // A resumed bottle continues its conversation, headless or not (the
         // transcript was put back into the agent).
         if self.resume {
-            argv.extend(p.resume.iter().map(|s| s.to_string()));
+            argv.extend(p.resume.iter().cloned());
         }
         if let Some(text) = prompt {
-            argv.extend(p.headless.iter().map(|s| s.to_string()));
+            argv.extend(p.headless.iter().cloned());
             argv.push(text.to_string());
         }
         Ok(argv)

@@ -227,3 +227,74 @@ Claude Code against the stand-in model.
     );
     assert!(!state.exists(), "a clean exit after resume keeps no state");
 }
+
+/// A home with a plugin provider (`contrib/tinyagent/`: provider.toml, a
+/// Dockerfile and the CLI it copies in) and a bottle and agent using it.
+fn plugin_home(provider_toml: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let contrib = home.join("contrib/tinyagent");
+    std::fs::create_dir_all(&contrib).unwrap();
+    std::fs::write(contrib.join("provider.toml"), provider_toml).unwrap();
+    std::fs::write(
+        contrib.join("Dockerfile"),
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY tinyagent /usr/local/bin/tinyagent\nRUN chmod 755 /usr/local/bin/tinyagent\n",
+    )
+    .unwrap();
+    std::fs::write(
+        contrib.join("tinyagent"),
+        "#!/bin/bash\n[ \"$1\" = --task ] && shift\necho \"tiny: mode=$TINY_MODE key=$TINY_API_KEY conf=$(cat ~/.tinyagent.conf) task=$*\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(home.join("bottles")).unwrap();
+    std::fs::create_dir_all(home.join("agents")).unwrap();
+    std::fs::write(
+        home.join("bottles/tiny.md"),
+        "---\nagent_provider:\n  template: tinyagent\n---\nA plugin's bottle.\n",
+    )
+    .unwrap();
+    std::fs::write(home.join("agents/tiny.md"), "---\nbottle: tiny\n---\nA plugin's agent.\n").unwrap();
+    tmp
+}
+
+const TINY: &str = r#"
+command = ["tinyagent"]
+headless = ["--task"]
+placeholder_env = ["TINY_API_KEY"]
+extra_env = { TINY_MODE = "bottled" }
+files = { ".tinyagent.conf" = "hello-from-the-plugin" }
+"#;
+
+#[test]
+fn a_plugin_provider_runs_from_its_own_dockerfile_with_its_files_and_env() {
+    support::docker::engine_answers();
+    let home = plugin_home(TINY);
+    let o = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
+        .args(["start", "tiny", "--label", "tiny", "-y", "--headless", "--prompt", "count the widgets"])
+        .env("BOT_BOTTLE_HOME", home.path())
+        .env_remove("BOT_BOTTLE_BACKEND")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("tiny: mode=bottled key=bot-bottle-placeholder conf=hello-from-the-plugin task=count the widgets"),
+        "{out}\n{err}"
+    );
+    assert!(out.contains("provider  tinyagent"), "{out}");
+}
+
+#[test]
+fn a_malformed_plugin_is_an_error_naming_its_file_and_key() {
+    let home = plugin_home("command = [\"tinyagent\"]\nheadles = [\"--task\"]\n");
+    let o = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
+        .args(["start", "tiny", "--dry-run", "--headless", "--prompt", "x"])
+        .env("BOT_BOTTLE_HOME", home.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("contrib/tinyagent/provider.toml") && err.contains("headles"), "{err}");
+}

@@ -486,12 +486,11 @@ async fn launch_steps(
         sockets.push(GATE_SOCKET);
     }
     let mut env_extra: Vec<(String, String)> = Vec::new();
-    if let crate::provider::ProviderRef::Builtin(p) = crate::provider::provider_for(&plan.home, &plan.provider)
-        .ok_or_else(|| BackendError::Invalid { message: format!("unknown provider {}", plan.provider) })?
-    {
-        env_extra.extend(p.extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        env_extra.extend(p.placeholder_env.iter().map(|k| (k.to_string(), "bot-bottle-placeholder".to_string())));
-    }
+    let provider = crate::provider::provider_for(&plan.home, &plan.provider)?
+        .ok_or_else(|| BackendError::Invalid { message: format!("unknown provider {}", plan.provider) })?;
+    let p = provider.provider();
+    env_extra.extend(p.extra_env.iter().cloned());
+    env_extra.extend(p.placeholder_env.iter().map(|k| (k.clone(), "bot-bottle-placeholder".to_string())));
     let env_extra_ref: Vec<(&str, &str)> = env_extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let runtime = super::runtime::choose(docker).await;
 
@@ -686,6 +685,23 @@ async fn agent_image(docker: &Docker, plan: &Plan, base: &str, progress: Progres
             std::fs::read_to_string(path).map_err(io_err(format!("cannot read agent_provider.dockerfile {path}")))?;
         return images::ensure_agent(docker, &plan.provider, &text, base, &[], progress).await;
     }
+    // A plugin's own Dockerfile, built on the shell provider's image, with
+    // the files beside it in its context.
+    let found = crate::provider::provider_for(&plan.home, &plan.provider)?;
+    if let Some(dockerfile) = found.as_ref().and_then(|f| f.plugin_dockerfile()) {
+        let text = std::fs::read_to_string(&dockerfile)
+            .map_err(io_err(format!("cannot read the plugin's {}", dockerfile.display())))?;
+        let mut context: Vec<(String, images::Source)> = Vec::new();
+        for entry in std::fs::read_dir(dockerfile.parent().unwrap_or(Path::new("."))).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != "Dockerfile" && entry.file_type().is_ok_and(|t| t.is_file()) {
+                context.push((name, images::Source::File(entry.path())));
+            }
+        }
+        let context: Vec<(&str, images::Source)> = context.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
+        let shell = images::ensure_agent(docker, "shell", images::SHELL_DOCKERFILE, base, &[], progress).await?;
+        return images::ensure_agent(docker, &plan.provider, &text, &shell, &context, progress).await;
+    }
     if let Some(tag) = images::ensure_provider(docker, &plan.provider, base, progress).await? {
         return Ok(tag);
     }
@@ -694,7 +710,9 @@ async fn agent_image(docker: &Docker, plan: &Plan, base: &str, progress: Progres
         operation: match plan.provider.as_str() {
             "codex" => "build the codex provider's image yet (use agent_provider.dockerfile or the shell provider)",
             "pi" => "build the pi provider's image yet (use agent_provider.dockerfile or the shell provider)",
-            _ => "build this plugin provider's image yet",
+            _ => {
+                "build an image for a plugin without a Dockerfile (add one beside its provider.toml: FROM ${BASE_IMAGE} is the shell provider's image)"
+            }
         },
     })
 }
@@ -913,8 +931,10 @@ async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan, canary: &dlp
     );
     home.file(".gitconfig", gitconfig.as_bytes(), 0o644, uid)?;
     home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o644, uid)?;
-    for (path, text) in provision::provider_files(&plan.provider) {
-        home.file(path, text.as_bytes(), 0o600, uid)?;
+    if let Some(found) = crate::provider::provider_for(&plan.home, &plan.provider)? {
+        for (path, text) in provision::provider_files(found.provider()) {
+            home.file(&path, text.as_bytes(), 0o600, uid)?;
+        }
     }
     // A resumed bottle gets its transcript back, for the continue flag.
     let transcript = plan.state_dir().join(super::transcript::TRANSCRIPT_DIR);

@@ -78,6 +78,7 @@ pub async fn ensure_base(docker: &Docker, progress: Progress<'_>) -> Result<Stri
 }
 
 /// What a build context holds besides the Dockerfile.
+#[derive(Debug, Clone)]
 pub enum Source {
     File(PathBuf),
     Bytes(Vec<u8>),
@@ -211,8 +212,7 @@ pub async fn ensure_sidecar(docker: &Docker, base: &str, progress: Progress<'_>)
 
 /// An agent image from a Dockerfile text (`images/<provider>.Dockerfile`,
 /// or the bottle's own) and the files its context needs; the tag hashes the
-/// Dockerfile, the base and the files' names and paths (cached files carry
-/// their version in the path).
+/// Dockerfile, the base and the files (by name and stamp).
 pub async fn ensure_agent(
     docker: &Docker,
     provider: &str,
@@ -230,7 +230,8 @@ pub async fn ensure_agent(
     for (name, source) in files {
         parts.push(name.as_bytes().to_vec());
         parts.push(match source {
-            Source::File(p) => p.display().to_string().into_bytes(),
+            // Path, size, mtime and inode: an edited file is a new image.
+            Source::File(p) => file_stamp(p).unwrap_or_else(|| p.display().to_string()).into_bytes(),
             Source::Bytes(b) => b.clone(),
         });
     }

@@ -69,10 +69,16 @@ pub fn env_file(values: &BTreeMap<String, secret::Secret<String>>) -> secret::Se
 }
 
 /// The provider's own files in the agent's home: (path under the home,
-/// content). Claude Code's `~/.claude.json`: onboarding done, the workspace
-/// trusted, and supervise registered as its MCP server (`mcp__supervise__…`
-/// tools).
-pub fn provider_files(provider: &str) -> Vec<(&'static str, String)> {
+/// content) — a plugin's `files`, and for Claude Code `~/.claude.json`:
+/// onboarding done, the workspace trusted, and supervise registered as its
+/// MCP server (`mcp__supervise__…` tools).
+pub fn provider_files(provider: &crate::provider::Provider) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = provider.files.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    files.extend(builtin_files(&provider.name));
+    files
+}
+
+fn builtin_files(provider: &str) -> Vec<(String, String)> {
     match provider {
         "claude" => {
             let config = serde_json::json!({
@@ -81,7 +87,7 @@ pub fn provider_files(provider: &str) -> Vec<(&'static str, String)> {
                 "projects": {WORKSPACE: {"hasTrustDialogAccepted": true, "hasCompletedProjectOnboarding": true}},
                 "mcpServers": {"supervise": {"type": "http", "url": format!("http://127.0.0.1:{SUPERVISE_PORT}/mcp")}},
             });
-            vec![(".claude.json", serde_json::to_string_pretty(&config).unwrap_or_default())]
+            vec![(".claude.json".to_string(), serde_json::to_string_pretty(&config).unwrap_or_default())]
         }
         _ => Vec::new(),
     }
@@ -182,12 +188,12 @@ mod tests {
 
     #[test]
     fn claude_gets_its_config_and_home_paths_are_written_out() {
-        let files = provider_files("claude");
+        let files = provider_files(&crate::provider::builtin("claude").unwrap());
         let config: serde_json::Value = serde_json::from_str(&files[0].1).unwrap();
         assert_eq!(files[0].0, ".claude.json");
         assert_eq!(config["mcpServers"]["supervise"]["url"], "http://127.0.0.1:8422/mcp");
         assert_eq!(config["projects"]["/workspace"]["hasTrustDialogAccepted"], true);
-        assert!(provider_files("shell").is_empty());
+        assert!(provider_files(&crate::provider::builtin("shell").unwrap()).is_empty());
         let argv =
             expand_home(&["claude".into(), "--append-system-prompt-file".into(), "~/.bot-bottle-prompt.txt".into()]);
         assert_eq!(argv[2], "/home/node/.bot-bottle-prompt.txt");
