@@ -477,10 +477,10 @@ fn headless_labels_get_a_numeric_suffix_when_taken() {
     let w = World::new("tests/fixtures/home");
     let taken = w.write_metadata("review-pr-12", r#"{"agent_name": "reviewer"}"#);
     let before = std::fs::read(&taken).unwrap();
-    let o = w.run(&["start", "shell", "--headless", "--prompt", "hi", "--label", "Review PR #12"]);
+    let o = w.run(&["start", "shell", "--headless", "--prompt", "hi", "--label", "Review PR #12", "--dry-run"]);
     assert!(stdout(&o).contains("identity  review-pr-12-2  (label Review PR #12)"), "{}", stdout(&o));
-    // Launch is not implemented: its prepared state is removed, the other kept.
-    assert_eq!(o.status.code(), Some(1));
+    // The dry run prepares nothing; the bottle holding the label is untouched.
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(w.state_entries(), ["review-pr-12"]);
     assert_eq!(std::fs::read(&taken).unwrap(), before);
 }
