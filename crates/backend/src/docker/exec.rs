@@ -65,7 +65,9 @@ pub async fn capture(
 }
 
 /// Resolves when the first of `watched` (role, container) exits, with its
-/// role and status; never when `watched` is empty.
+/// role and status; never when `watched` is empty. A wait that fails for
+/// another reason (the engine's connection) only counts when the container
+/// is then found not running.
 async fn first_exit(docker: &Docker, watched: &[(&'static str, String)]) -> (&'static str, i64) {
     let waits = watched.iter().map(|(role, id)| {
         Box::pin(async move {
@@ -73,6 +75,7 @@ async fn first_exit(docker: &Docker, watched: &[(&'static str, String)]) -> (&'s
             let code = match wait.next().await {
                 Some(Ok(r)) => r.status_code,
                 Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+                _ if running(docker, id).await => std::future::pending().await,
                 _ => -1,
             };
             (*role, code)
@@ -83,6 +86,11 @@ async fn first_exit(docker: &Docker, watched: &[(&'static str, String)]) -> (&'s
         return std::future::pending().await;
     }
     futures_util::future::select_all(waits).await.0
+}
+
+/// Whether `container` exists and runs.
+async fn running(docker: &Docker, container: &str) -> bool {
+    docker.inspect_container(container, None).await.ok().and_then(|c| c.state).and_then(|s| s.running).unwrap_or(false)
 }
 
 /// Run wired to this process's stdio; with `tty`, the operator's terminal
@@ -131,6 +139,11 @@ pub async fn run(
     loop {
         tokio::select! {
             (role, code) = &mut died => {
+                // Everything going at once (`bot-bottle stop`) is the
+                // agent's end, not a lost sidecar.
+                if !running(docker, container).await {
+                    break;
+                }
                 drop(_raw);
                 return Err(BackendError::Docker(format!(
                     "the {role} exited (status {code}) while the agent ran: the agent has no way out any more, so the session ends"
