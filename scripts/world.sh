@@ -7,6 +7,7 @@
 #   git.demo.test        sshd with bare repos under /srv/git (widgets.git), pinned host key
 #   api.anthropic.com    a scripted stand-in for the Messages API (examples/demo/model.py):
 #                        it plays the steps in DIR/model-script.json and records every request
+#   api.openai.com       the same server as the Responses API (DIR/openai-script.json)
 # with certificates from a throwaway CA (give it to the sidecar as
 # BOT_BOTTLE_UPSTREAM_CA), built from the local base image (no registry).
 #
@@ -59,7 +60,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
     -keyout ca.key -out ca.pem 2>/dev/null
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=api.demo.test" \
     -keyout upstream.key -out upstream.csr 2>/dev/null
-printf 'subjectAltName=DNS:api.demo.test,DNS:collector.demo.test,DNS:api.anthropic.com\n' > upstream.ext
+printf 'subjectAltName=DNS:api.demo.test,DNS:collector.demo.test,DNS:api.anthropic.com,DNS:api.openai.com\n' > upstream.ext
 openssl x509 -req -in upstream.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile upstream.ext \
     -out upstream.pem 2>/dev/null
 chmod 644 upstream.key
@@ -99,6 +100,7 @@ for role in api collector; do
         "$base" python3 /upstream.py >/dev/null
 done
 [ -e model-script.json ] || echo '[]' > model-script.json
+[ -e openai-script.json ] || echo '[]' > openai-script.json
 docker run -d --name "$name-model" --network "$net" --label dev.bot-bottle.world="$name" \
     -v "$dir:/demo:ro" -v "$dir/records:/records" -v "$here/examples/demo/model.py:/model.py:ro" \
     "$base" python3 /model.py >/dev/null
@@ -120,7 +122,7 @@ done
 cat > world.env <<ENV
 WORLD_NET=$net
 WORLD_CA=$dir/ca.pem
-WORLD_HOSTS=api.demo.test:$api_ip,collector.demo.test:$collector_ip,git.demo.test:$git_ip,api.anthropic.com:$model_ip
+WORLD_HOSTS=api.demo.test:$api_ip,collector.demo.test:$collector_ip,git.demo.test:$git_ip,api.anthropic.com:$model_ip,api.openai.com:$model_ip
 WORLD_HOST_KEY='$(cut -d' ' -f1,2 host_key.pub)'
 WORLD_GIT_KEY=$dir/git_key
 WORLD_API_TOKEN=$api_token
@@ -131,4 +133,5 @@ WORLD_COLLECTOR_IP=$collector_ip
 WORLD_GIT_IP=$git_ip
 WORLD_MODEL_IP=$model_ip
 WORLD_MODEL_SCRIPT=$dir/model-script.json
+WORLD_OPENAI_SCRIPT=$dir/openai-script.json
 ENV

@@ -1,13 +1,18 @@
 """A scripted stand-in for the Anthropic Messages API (api.anthropic.com on
-the demo world, scripts/world.sh), so the real Claude Code CLI can run in a
+the demo world, scripts/world.sh) and the OpenAI Responses API
+(api.openai.com), so the real Claude Code and Codex CLIs can run in a
 bottle without a model. Every request is recorded to
 /records/model.jsonl (headers and body). POST /v1/messages answers, in
 order, with the steps in /demo/model-script.json — each either
 {"tool": NAME, "input": {...}} (a tool_use the CLI runs) or {"text": "..."}
 (a final answer) — streamed as server-sent events when asked to stream.
 The step is chosen from the conversation (one step per tool result already
-in it), so side requests do not disturb the script. Anything else (token
-counting, metadata) is answered with a small JSON body.
+in it), so side requests do not disturb the script. POST /v1/responses
+plays /demo/openai-script.json the same way for Codex — {"exec": "shell
+command"} runs it through Codex's code-mode `exec` tool, {"js": "..."} runs
+that JavaScript there (e.g. an MCP tool), {"text": "..."} answers — one step
+per tool output already in the input. Anything else (token counting,
+metadata) is answered with a small JSON body.
 """
 
 import http.server
@@ -47,6 +52,31 @@ def next_step(body):
     )
     steps = script()
     return steps[done] if done < len(steps) else {"text": "done"}
+
+
+def openai_step(body):
+    done = sum(1 for i in body.get("input", []) if isinstance(i, dict) and i.get("type", "").endswith("_output"))
+    with open(DEMO + "/openai-script.json") as f:
+        steps = json.load(f)
+    return steps[done] if done < len(steps) else {"text": "done"}
+
+
+def openai_events(step):
+    rid = "resp_" + os.urandom(6).hex()
+    yield {"type": "response.created", "response": {"id": rid}}
+    if "exec" in step or "js" in step:
+        js = step.get("js") or (
+            "const r = await tools.exec_command({cmd: %s}); text(JSON.stringify(r));" % json.dumps(step["exec"])
+        )
+        item = {"type": "custom_tool_call", "id": "ctc_" + os.urandom(6).hex(), "call_id": "call_" + os.urandom(6).hex(),
+                "name": "exec", "namespace": "functions", "input": js}
+    else:
+        item = {"type": "message", "id": "msg_" + os.urandom(6).hex(), "role": "assistant",
+                "content": [{"type": "output_text", "text": step["text"]}]}
+    yield {"type": "response.output_item.done", "output_index": 0, "item": item}
+    usage = {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2,
+             "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
+    yield {"type": "response.completed", "response": {"id": rid, "usage": usage}}
 
 
 def events(step, model):
@@ -136,6 +166,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
             else:
                 self.send_json(whole(step, model))
+        elif self.command == "POST" and path == "/v1/responses":
+            step = openai_step(body)
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("connection", "close")
+            self.end_headers()
+            for e in openai_events(step):
+                self.wfile.write(("event: %s\ndata: %s\n\n" % (e["type"], json.dumps(e))).encode())
+                self.wfile.flush()
+            self.close_connection = True
         elif path == "/v1/messages/count_tokens":
             self.send_json({"input_tokens": 10})
         else:

