@@ -179,6 +179,13 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
                     p.name
                 )));
             }
+            // Usable now (not API-key mode, not malformed, not expired)?
+            let text = std::fs::read_to_string(&login)
+                .map_err(|e| invalid(format!("{}: cannot read {}: {e}", provider_file.display(), login.display())))?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            crate::host_login::codex(&login.display().to_string(), &text, now).map_err(|e| {
+                invalid(format!("{}: agent_provider.forward_host_credentials: {e}", provider_file.display()))
+            })?;
             routes.extend(
                 p.host_login_hosts
                     .iter()

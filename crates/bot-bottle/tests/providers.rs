@@ -430,3 +430,50 @@ Codex against the stand-in model.
     assert!(all.contains(ORACLE), "the operator's answer did not reach the model: {all}");
     assert!(world.records("collector").is_empty(), "the collector received something");
 }
+
+#[test]
+fn forwarding_a_codex_login_that_cannot_work_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, user) = (tmp.path().join("bb"), tmp.path().join("user"));
+    std::fs::create_dir_all(home.join("bottles")).unwrap();
+    std::fs::create_dir_all(home.join("agents")).unwrap();
+    std::fs::create_dir_all(user.join(".codex")).unwrap();
+    std::fs::write(
+        home.join("bottles/signed-in.md"),
+        "---\nagent_provider:\n  template: codex\n  forward_host_credentials: true\n---\nCodex as the host is signed in.\n",
+    )
+    .unwrap();
+    std::fs::write(home.join("agents/codex.md"), "---\nbottle: signed-in\n---\nA test agent.\n").unwrap();
+    let dry_run = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
+            .args(["start", "codex", "--dry-run", "--headless", "--prompt", "x"])
+            .env("BOT_BOTTLE_HOME", &home)
+            .env("HOME", &user)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (ok, err) = dry_run();
+    assert!(!ok && err.contains("codex login"), "missing: {err}");
+    std::fs::write(user.join(".codex/auth.json"), r#"{"OPENAI_API_KEY": "sk-host-key", "tokens": null}"#).unwrap();
+    let (ok, err) = dry_run();
+    assert!(!ok && err.contains("holds an API key") && err.contains("agent_provider.auth_token"), "api key: {err}");
+    assert!(!err.contains("sk-host-key"), "the key was printed: {err}");
+    std::fs::write(user.join(".codex/auth.json"), "{ not json").unwrap();
+    let (ok, err) = dry_run();
+    assert!(!ok && err.contains("not valid JSON"), "malformed: {err}");
+    // Expired: an access token whose exp is in the past.
+    let claims = base64_url(br#"{"exp": 1000}"#);
+    let expired = format!(
+        r#"{{"tokens": {{"access_token": "e30.{claims}.sig", "id_token": "e30.{claims}.sig", "refresh_token": "r", "account_id": "a"}}}}"#
+    );
+    std::fs::write(user.join(".codex/auth.json"), expired).unwrap();
+    let (ok, err) = dry_run();
+    assert!(!ok && err.contains("expired"), "expired: {err}");
+}
+
+fn base64_url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}

@@ -127,6 +127,15 @@ impl Drop for DockerBottle {
     }
 }
 
+/// The host login a route forwards (Codex's auth.json), checked again at
+/// launch.
+fn forwarded_login(file: &str) -> Result<crate::host_login::CodexLogin, BackendError> {
+    let text = std::fs::read_to_string(file).map_err(io_err(format!("cannot read the host login {file}")))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    crate::host_login::codex(file, &text, now)
+        .map_err(|e| BackendError::Invalid { message: format!("agent_provider.forward_host_credentials: {e}") })
+}
+
 /// Session end: the agent's own session files into the state dir's
 /// transcript (see [`super::transcript`]). Best effort: a session with none
 /// has none, and a failure leaves the bottle's teardown to go on.
@@ -304,13 +313,7 @@ async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(Pat
     let mut secrets = sidecar_config::SidecarSecrets::default();
     for (slot, source) in &rendered.slots {
         let value = match source.strip_prefix("login:") {
-            Some(file) => {
-                return Err(BackendError::Invalid {
-                    message: format!(
-                        "forwarding the host login {file} arrives with the provider images (claude, codex, pi); use agent_provider.auth_token for now"
-                    ),
-                });
-            }
+            Some(file) => forwarded_login(file)?.access_token.expose().clone(),
             None => host(source).ok_or_else(|| BackendError::Invalid {
                 message: format!("the host variable {source} is not set; export it before starting"),
             })?,
@@ -931,8 +934,17 @@ async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan, canary: &dlp
     );
     home.file(".gitconfig", gitconfig.as_bytes(), 0o644, uid)?;
     home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o644, uid)?;
+    // A forwarded login's stand-in (placeholder tokens) for the agent.
+    let login = plan.routes.iter().find_map(|r| match &r.auth {
+        Some((_, AuthSource::HostLogin(file))) => Some(file.clone()),
+        _ => None,
+    });
+    let stand_in = match login {
+        Some(file) => Some(forwarded_login(&file)?.stand_in),
+        None => None,
+    };
     if let Some(found) = crate::provider::provider_for(&plan.home, &plan.provider)? {
-        for (path, text) in provision::provider_files(found.provider()) {
+        for (path, text) in provision::provider_files(found.provider(), stand_in.as_deref()) {
             // Parent directories the agent owns (its CLI writes beside them).
             let mut parent = std::path::Path::new(&path).parent();
             let mut parents = Vec::new();

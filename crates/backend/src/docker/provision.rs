@@ -72,13 +72,17 @@ pub fn env_file(values: &BTreeMap<String, secret::Secret<String>>) -> secret::Se
 /// content) — a plugin's `files`, and for Claude Code `~/.claude.json`:
 /// onboarding done, the workspace trusted, and supervise registered as its
 /// MCP server (`mcp__supervise__…` tools).
-pub fn provider_files(provider: &crate::provider::Provider) -> Vec<(String, String)> {
+///
+/// `login` is a forwarded host login's stand-in (Codex's `auth.json` with
+/// placeholder tokens); with it Codex signs in as the host does (the
+/// sidecar injects the real token) instead of using an API key.
+pub fn provider_files(provider: &crate::provider::Provider, login: Option<&str>) -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = provider.files.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    files.extend(builtin_files(&provider.name));
+    files.extend(builtin_files(&provider.name, login));
     files
 }
 
-fn builtin_files(provider: &str) -> Vec<(String, String)> {
+fn builtin_files(provider: &str, login: Option<&str>) -> Vec<(String, String)> {
     match provider {
         "claude" => {
             let config = serde_json::json!({
@@ -90,14 +94,22 @@ fn builtin_files(provider: &str) -> Vec<(String, String)> {
             vec![(".claude.json".to_string(), serde_json::to_string_pretty(&config).unwrap_or_default())]
         }
         "codex" => {
-            // The OpenAI API through the sidecar with the placeholder key
-            // (the route injects the real one), and supervise over MCP.
-            let config = format!(
-                "model_provider = \"bottle\"\n\n[model_providers.bottle]\nname = \"OpenAI, through the bottle's sidecar\"\n\
-                 base_url = \"https://api.openai.com/v1\"\nenv_key = \"OPENAI_API_KEY\"\nwire_api = \"responses\"\n\n\
-                 [mcp_servers.supervise]\nurl = \"http://127.0.0.1:{SUPERVISE_PORT}/mcp\"\n"
-            );
-            vec![(".codex/config.toml".to_string(), config)]
+            let mcp = format!("[mcp_servers.supervise]\nurl = \"http://127.0.0.1:{SUPERVISE_PORT}/mcp\"\n");
+            match login {
+                // Signed in as the host is: ChatGPT's backend, through the sidecar.
+                Some(auth) => {
+                    vec![(".codex/config.toml".to_string(), mcp), (".codex/auth.json".to_string(), auth.to_string())]
+                }
+                // The OpenAI API through the sidecar with the placeholder
+                // key (the route injects the real one).
+                None => {
+                    let config = format!(
+                        "model_provider = \"bottle\"\n\n[model_providers.bottle]\nname = \"OpenAI, through the bottle's sidecar\"\n\
+                         base_url = \"https://api.openai.com/v1\"\nenv_key = \"OPENAI_API_KEY\"\nwire_api = \"responses\"\n\n{mcp}"
+                    );
+                    vec![(".codex/config.toml".to_string(), config)]
+                }
+            }
         }
         _ => Vec::new(),
     }
@@ -198,12 +210,16 @@ mod tests {
 
     #[test]
     fn claude_gets_its_config_and_home_paths_are_written_out() {
-        let files = provider_files(&crate::provider::builtin("claude").unwrap());
+        let files = provider_files(&crate::provider::builtin("claude").unwrap(), None);
         let config: serde_json::Value = serde_json::from_str(&files[0].1).unwrap();
         assert_eq!(files[0].0, ".claude.json");
         assert_eq!(config["mcpServers"]["supervise"]["url"], "http://127.0.0.1:8422/mcp");
         assert_eq!(config["projects"]["/workspace"]["hasTrustDialogAccepted"], true);
-        assert!(provider_files(&crate::provider::builtin("shell").unwrap()).is_empty());
+        assert!(provider_files(&crate::provider::builtin("shell").unwrap(), None).is_empty());
+        let codex = crate::provider::builtin("codex").unwrap();
+        assert!(provider_files(&codex, None)[0].1.contains("model_provider = \"bottle\""));
+        let signed_in = provider_files(&codex, Some("{}"));
+        assert!(!signed_in[0].1.contains("model_provider") && signed_in[1].0 == ".codex/auth.json");
         let argv =
             expand_home(&["claude".into(), "--append-system-prompt-file".into(), "~/.bot-bottle-prompt.txt".into()]);
         assert_eq!(argv[2], "/home/node/.bot-bottle-prompt.txt");
