@@ -25,7 +25,7 @@ fn start(s: &Suite, home: &Path, label: &str) -> Bottle {
         }
     }
     Bottle::start(
-        Launch { home, label, world: &s.world, api_token: &s.api_token, planted: &s.planted, extra_env: vec![] },
+        Launch { home, label: label.to_string(), world: &s.world, api_token: &s.api_token, planted: &s.planted },
         s.weaken,
     )
 }

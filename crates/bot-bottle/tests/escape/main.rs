@@ -94,43 +94,43 @@ pub fn suite() -> Result<&'static Suite, Failed> {
 }
 
 fn set_up() -> Suite {
-    {
-        support::docker::engine_answers();
-        leak::self_check();
-        let cmdlines = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
-        sample_cmdlines(cmdlines.clone());
-        let weaken = Weaken::from_env();
-        let tmp = tempfile::tempdir().unwrap();
-        let home = tmp.path().join("bb");
-        let o = Command::new(world::bin()).args(["images", "build"]).env("BOT_BOTTLE_HOME", &home).output().unwrap();
-        assert!(o.status.success(), "images build: {}", String::from_utf8_lossy(&o.stderr));
-        let base = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("base").map(|t| t.trim().to_string()))
-            .expect("images build names the base image");
-        let world = World::up(&tmp.path().join("world"), &format!("bb-escape-{}", &world::random_hex(3)), &base);
-        world::write_manifests(&home, &world, weaken);
-        let api_token = world.get("WORLD_API_TOKEN").to_string();
-        let planted = format!("pl4nted{}", world::random_hex(16));
-        let launch = |label: &'static str| Launch {
-            home: &home,
-            label,
-            world: &world,
-            api_token: &api_token,
-            planted: &planted,
-            extra_env: vec![],
-        };
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| Bottle::start(launch("escape-a"), weaken));
-            let b = s.spawn(|| Bottle::start(launch("escape-b"), weaken));
-            let (a, b) = (a.join(), b.join());
-            match (a, b) {
-                (Ok(a), Ok(b)) => (a, b),
-                (Err(e), _) | (_, Err(e)) => std::panic::resume_unwind(e),
-            }
-        });
-        Suite { world, home, a, b, api_token, planted, weaken, cmdlines, inspects: Mutex::new(Vec::new()), _tmp: tmp }
-    }
+    support::docker::engine_answers();
+    leak::self_check();
+    let cmdlines = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    sample_cmdlines(cmdlines.clone());
+    let weaken = Weaken::from_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("bb");
+    let o = Command::new(world::bin()).args(["images", "build"]).env("BOT_BOTTLE_HOME", &home).output().unwrap();
+    assert!(o.status.success(), "images build: {}", String::from_utf8_lossy(&o.stderr));
+    let base = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("base").map(|t| t.trim().to_string()))
+        .expect("images build names the base image");
+    let world = World::up(&tmp.path().join("world"), &format!("bb-escape-{}", &world::random_hex(3)), &base);
+    world::write_manifests(&home, &world, weaken);
+    let api_token = world.get("WORLD_API_TOKEN").to_string();
+    let planted = format!("pl4nted{}", world::random_hex(16));
+    // Labels of their own: a leftover bottle cannot take them.
+    let run = world::random_hex(2);
+    let (label_a, label_b) = (format!("escape-a-{run}"), format!("escape-b-{run}"));
+    let launch = |label: &str| Launch {
+        home: &home,
+        label: label.to_string(),
+        world: &world,
+        api_token: &api_token,
+        planted: &planted,
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Bottle::start(launch(&label_a), weaken));
+        let b = s.spawn(|| Bottle::start(launch(&label_b), weaken));
+        let (a, b) = (a.join(), b.join());
+        match (a, b) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => std::panic::resume_unwind(e),
+        }
+    });
+    Suite { world, home, a, b, api_token, planted, weaken, cmdlines, inspects: Mutex::new(Vec::new()), _tmp: tmp }
 }
 
 impl Suite {

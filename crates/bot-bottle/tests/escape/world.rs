@@ -188,17 +188,16 @@ pub struct Bottle {
 
 pub struct Launch<'a> {
     pub home: &'a Path,
-    pub label: &'a str,
+    pub label: String,
     pub world: &'a World,
     pub api_token: &'a str,
     pub planted: &'a str,
-    pub extra_env: Vec<(String, String)>,
 }
 
 impl Bottle {
     pub fn start(l: Launch<'_>, weaken: Weaken) -> Bottle {
         let mut cmd = Command::new(bin());
-        cmd.args(["start", "escape", "--label", l.label, "-y", "--headless", "--prompt", AGENT_SCRIPT])
+        cmd.args(["start", "escape", "--label", &l.label, "-y", "--headless", "--prompt", AGENT_SCRIPT])
             .env("BOT_BOTTLE_HOME", l.home)
             .env("ESCAPE_API_TOKEN", l.api_token)
             .env("ESCAPE_PLANTED", l.planted)
@@ -209,9 +208,6 @@ impl Bottle {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in &l.extra_env {
-            cmd.env(k, v);
-        }
         let mut child = cmd.spawn().unwrap();
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
@@ -235,7 +231,7 @@ impl Bottle {
                 }
             });
         }
-        let identity = l.label.to_string();
+        let identity = l.label.clone();
         if rx.recv_timeout(Duration::from_secs(300)).is_err() {
             let _ = child.kill();
             let _ = child.wait();
