@@ -212,13 +212,17 @@ impl Session {
         };
         let p = found.provider();
         let mut argv: Vec<String> = p.command.clone();
-        // A resumed bottle continues its conversation, headless or not (the
-        // transcript was put back into the agent).
+        // The headless flags, then (a resumed bottle continues its
+        // conversation: the transcript was put back) the continue flags, then
+        // the prompt: `claude … -p --continue TEXT`, `codex … exec
+        // --skip-git-repo-check resume --last TEXT`.
+        if prompt.is_some() {
+            argv.extend(p.headless.iter().cloned());
+        }
         if self.resume {
             argv.extend(p.resume.iter().cloned());
         }
         if let Some(text) = prompt {
-            argv.extend(p.headless.iter().cloned());
             argv.push(text.to_string());
         }
         Ok(argv)
