@@ -10,7 +10,7 @@ use manifest::{AuthScheme, Manifest, OnMatch, Resolved, Route};
 use state::{BottleMetadata, Home, StateDir};
 
 use crate::error::BackendError;
-use crate::provider::provider_for;
+use crate::provider::{ProviderRef, provider_for};
 use crate::registry::{Availability, Backend};
 use egress::ca::BottleCa;
 
@@ -98,6 +98,8 @@ pub struct Plan {
     /// Provider placeholder variables: set in the agent, hidden from the preflight.
     pub hidden_env: Vec<String>,
     pub provider: String,
+    /// What `provider` names: a built-in, or the user's plugin.
+    pub resolved_provider: ProviderRef,
     pub routes: Vec<PlannedRoute>,
     /// Host skill directories copied into the agent.
     pub skills: Vec<PathBuf>,
@@ -131,67 +133,63 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
     let mut warnings = Vec::new();
     let mut routes = Vec::new();
     let mut hidden_env = Vec::new();
-    {
-        let p = provider.provider();
-        hidden_env.extend(p.placeholder_env.iter().cloned());
-        let provider_route = |host: &str, source: AuthSource| PlannedRoute {
-            route: Route {
-                host: host.to_string(),
-                auth: None,
-                matches: Vec::new(),
-                dlp: manifest::Dlp::default(),
-                git: manifest::GitPolicy::default(),
-            },
-            auth: Some((p.auth_scheme, source)),
-            on_match: OnMatch::Redact,
-            origin: format!("provider {}", p.name),
+    let p = provider.provider();
+    hidden_env.extend(p.placeholder_env.iter().cloned());
+    let provider_route = |host: &str, source: AuthSource| PlannedRoute {
+        route: Route {
+            host: host.to_string(),
+            auth: None,
+            matches: Vec::new(),
+            dlp: manifest::Dlp::default(),
+            git: manifest::GitPolicy::default(),
+        },
+        auth: Some((p.auth_scheme, source)),
+        on_match: OnMatch::Redact,
+        origin: format!("provider {}", p.name),
+    };
+    if let Some(var) = &provider_cfg.auth_token {
+        if p.auth_token_hosts.is_empty() {
+            return Err(invalid(format!(
+                "{}: agent_provider.auth_token is set, but provider '{}' has no API route to inject it into; remove it",
+                provider_file.display(),
+                p.name
+            )));
+        }
+        if !host.is_set(var) {
+            return Err(invalid(format!(
+                "{}: agent_provider.auth_token names the host variable {var}, which is not set; export {var} before starting",
+                provider_file.display()
+            )));
+        }
+        routes.extend(p.auth_token_hosts.iter().map(|h| provider_route(h, AuthSource::HostEnv(var.clone()))));
+    }
+    if provider_cfg.forward_host_credentials {
+        let Some(file) = &p.host_login_file else {
+            return Err(invalid(format!(
+                "{}: agent_provider.forward_host_credentials is set, but provider '{}' has no host login to forward; remove it",
+                provider_file.display(),
+                p.name
+            )));
         };
-        if let Some(var) = &provider_cfg.auth_token {
-            if p.auth_token_hosts.is_empty() {
-                return Err(invalid(format!(
-                    "{}: agent_provider.auth_token is set, but provider '{}' has no API route to inject it into; remove it",
-                    provider_file.display(),
-                    p.name
-                )));
-            }
-            if !host.is_set(var) {
-                return Err(invalid(format!(
-                    "{}: agent_provider.auth_token names the host variable {var}, which is not set; export {var} before starting",
-                    provider_file.display()
-                )));
-            }
-            routes.extend(p.auth_token_hosts.iter().map(|h| provider_route(h, AuthSource::HostEnv(var.clone()))));
+        let login = host.user_home.join(file);
+        if !login.is_file() {
+            return Err(invalid(format!(
+                "{}: agent_provider.forward_host_credentials reads {}, which does not exist; log in with `{} login` on this host first",
+                provider_file.display(),
+                login.display(),
+                p.name
+            )));
         }
-        if provider_cfg.forward_host_credentials {
-            let Some(file) = &p.host_login_file else {
-                return Err(invalid(format!(
-                    "{}: agent_provider.forward_host_credentials is set, but provider '{}' has no host login to forward; remove it",
-                    provider_file.display(),
-                    p.name
-                )));
-            };
-            let login = host.user_home.join(file);
-            if !login.is_file() {
-                return Err(invalid(format!(
-                    "{}: agent_provider.forward_host_credentials reads {}, which does not exist; log in with `{} login` on this host first",
-                    provider_file.display(),
-                    login.display(),
-                    p.name
-                )));
-            }
-            // Usable now (not API-key mode, not malformed, not expired)?
-            let text = std::fs::read_to_string(&login)
-                .map_err(|e| invalid(format!("{}: cannot read {}: {e}", provider_file.display(), login.display())))?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            crate::host_login::codex(&login.display().to_string(), &text, now).map_err(|e| {
-                invalid(format!("{}: agent_provider.forward_host_credentials: {e}", provider_file.display()))
-            })?;
-            routes.extend(
-                p.host_login_hosts
-                    .iter()
-                    .map(|h| provider_route(h, AuthSource::HostLogin(login.display().to_string()))),
-            );
-        }
+        // Usable now (not API-key mode, not malformed, not expired)?
+        let text = std::fs::read_to_string(&login)
+            .map_err(|e| invalid(format!("{}: cannot read {}: {e}", provider_file.display(), login.display())))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        crate::host_login::codex(&login.display().to_string(), &text, now).map_err(|e| {
+            invalid(format!("{}: agent_provider.forward_host_credentials: {e}", provider_file.display()))
+        })?;
+        routes.extend(
+            p.host_login_hosts.iter().map(|h| provider_route(h, AuthSource::HostLogin(login.display().to_string()))),
+        );
     }
     if let Some(dockerfile) = &provider_cfg.dockerfile {
         let path = host.expand(dockerfile);
@@ -304,6 +302,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
         env: spec.env,
         hidden_env,
         provider: provider_cfg.template.clone(),
+        resolved_provider: provider,
         routes,
         skills,
         ca,

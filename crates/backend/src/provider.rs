@@ -39,6 +39,25 @@ pub struct Provider {
     pub files: BTreeMap<String, String>,
 }
 
+impl Provider {
+    /// The CLI's argv: interactive, or one-shot with `prompt`; on `resume`
+    /// with its continue flags (the transcript was put back). The headless
+    /// flags, then the continue flags, then the prompt: `claude … -p
+    /// --continue TEXT`, `codex … exec --skip-git-repo-check resume --last
+    /// TEXT`.
+    pub fn argv(&self, prompt: Option<&str>, resume: bool) -> Vec<String> {
+        let mut argv = self.command.clone();
+        if prompt.is_some() {
+            argv.extend(self.headless.iter().cloned());
+        }
+        if resume {
+            argv.extend(self.resume.iter().cloned());
+        }
+        argv.extend(prompt.map(str::to_string));
+        argv
+    }
+}
+
 /// A built-in provider, as constants.
 struct Builtin {
     name: &'static str,
@@ -286,6 +305,17 @@ files = { ".aider.conf.yml" = "auto-commits: false\n" }
         assert_eq!(p.extra_env, [("AIDER_ANALYTICS".to_string(), "false".to_string())]);
         assert_eq!(p.auth_scheme, AuthScheme::Bearer);
         assert_eq!(p.files[".aider.conf.yml"], "auto-commits: false\n");
+    }
+
+    #[test]
+    fn the_argv_puts_the_continue_flags_between_the_headless_ones_and_the_prompt() {
+        let claude = builtin("claude").unwrap();
+        assert_eq!(claude.argv(Some("go"), true)[4..], ["-p", "--continue", "go"]);
+        assert_eq!(claude.argv(None, true)[4..], ["--continue"]);
+        assert_eq!(claude.argv(None, false).len(), 4);
+        let codex = builtin("codex").unwrap();
+        assert_eq!(codex.argv(Some("go"), true)[2..], ["exec", "--skip-git-repo-check", "resume", "--last", "go"]);
+        assert_eq!(builtin("shell").unwrap().argv(Some("echo hi"), false), ["bash", "-l", "-c", "echo hi"]);
     }
 
     #[test]

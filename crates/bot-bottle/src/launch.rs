@@ -195,43 +195,19 @@ fn resolve_env(ctx: &Context, m: &Manifest, dry_run: bool, headless: bool) -> Re
 /// exit 0 and preserved otherwise.
 struct Session {
     identity: String,
-    provider: String,
+    provider: backend::Provider,
     resume: bool,
 }
 
 impl Session {
     fn of(plan: &Plan, resume: bool) -> Session {
-        Session { identity: plan.identity.clone(), provider: plan.provider.clone(), resume }
-    }
-
-    /// The provider's argv: interactive, or one-shot with the prompt; with
-    /// the continue flag on resume.
-    fn argv(&self, home: &state::Home, prompt: Option<&str>) -> Result<Vec<String>> {
-        let Some(found) = backend::provider_for(home, &self.provider)? else {
-            bail!("provider '{}' is not a built-in and has no plugin in contrib/", self.provider);
-        };
-        let p = found.provider();
-        let mut argv: Vec<String> = p.command.clone();
-        // The headless flags, then (a resumed bottle continues its
-        // conversation: the transcript was put back) the continue flags, then
-        // the prompt: `claude … -p --continue TEXT`, `codex … exec
-        // --skip-git-repo-check resume --last TEXT`.
-        if prompt.is_some() {
-            argv.extend(p.headless.iter().cloned());
-        }
-        if self.resume {
-            argv.extend(p.resume.iter().cloned());
-        }
-        if let Some(text) = prompt {
-            argv.push(text.to_string());
-        }
-        Ok(argv)
+        Session { identity: plan.identity.clone(), provider: plan.resolved_provider.provider().clone(), resume }
     }
 
     fn run(self, ctx: &Context, running: Box<dyn backend::RunningBottle>, prompt: Option<&str>) -> Result<i32> {
         let dir = ctx.home.state_dir(&self.identity);
         let tty = prompt.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdin());
-        let outcome = self.argv(&ctx.home, prompt).and_then(|argv| Ok(running.exec(&argv, tty)?));
+        let outcome = running.exec(&self.provider.argv(prompt, self.resume), tty).map_err(anyhow::Error::from);
         let teardown = running.teardown();
         // The audit trail outlives the bottle.
         let store = supervise::store_path(&dir);

@@ -127,12 +127,20 @@ impl Drop for DockerBottle {
     }
 }
 
-/// The host login a route forwards (Codex's auth.json), checked again at
-/// launch.
-fn forwarded_login(file: &str) -> Result<crate::host_login::CodexLogin, BackendError> {
+/// The host login the plan's routes forward (Codex's auth.json), read and
+/// checked again at launch, once: its token goes to the sidecar, its
+/// stand-in to the agent.
+fn forwarded_login(plan: &Plan) -> Result<Option<crate::host_login::CodexLogin>, BackendError> {
+    let Some(file) = plan.routes.iter().find_map(|r| match &r.auth {
+        Some((_, AuthSource::HostLogin(file))) => Some(file),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
     let text = std::fs::read_to_string(file).map_err(io_err(format!("cannot read the host login {file}")))?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     crate::host_login::codex(file, &text, now)
+        .map(Some)
         .map_err(|e| BackendError::Invalid { message: format!("agent_provider.forward_host_credentials: {e}") })
 }
 
@@ -286,7 +294,11 @@ fn state_dir(plan: &Plan) -> Result<state::StateDir, BackendError> {
 pub const DEPLOY_KEYS_FILE: &str = "git-gate/deploy-keys.json";
 
 /// Write what the sidecar reads: routes, secrets, keys, its config.
-async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(PathBuf, dlp::Canary), BackendError> {
+async fn write_sidecar_files(
+    plan: &Plan,
+    login: Option<&crate::host_login::CodexLogin>,
+    progress: Progress<'_>,
+) -> Result<(PathBuf, dlp::Canary), BackendError> {
     let dir = plan.state_dir();
     let state = state_dir(plan)?;
     let host = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -313,7 +325,11 @@ async fn write_sidecar_files(plan: &Plan, progress: Progress<'_>) -> Result<(Pat
     let mut secrets = sidecar_config::SidecarSecrets::default();
     for (slot, source) in &rendered.slots {
         let value = match source.strip_prefix("login:") {
-            Some(file) => forwarded_login(file)?.access_token.expose().clone(),
+            Some(file) => login
+                .ok_or_else(|| BackendError::Invalid { message: format!("the host login {file} was not read") })?
+                .access_token
+                .expose()
+                .clone(),
             None => host(source).ok_or_else(|| BackendError::Invalid {
                 message: format!("the host variable {source} is not set; export it before starting"),
             })?,
@@ -439,7 +455,8 @@ async fn launch_steps(
     let agent_image = agent_image(docker, plan, &base, progress).await?;
     trace("images ready");
     // What the sidecar reads.
-    let (config, canary) = write_sidecar_files(plan, progress).await?;
+    let login = forwarded_login(plan)?;
+    let (config, canary) = write_sidecar_files(plan, login.as_ref(), progress).await?;
     trace("sidecar files written");
     let _ = std::fs::remove_dir_all(dir.join("run"));
     let run_dir = state_dir(plan)?.component("run")?;
@@ -489,9 +506,7 @@ async fn launch_steps(
         sockets.push(GATE_SOCKET);
     }
     let mut env_extra: Vec<(String, String)> = Vec::new();
-    let provider = crate::provider::provider_for(&plan.home, &plan.provider)?
-        .ok_or_else(|| BackendError::Invalid { message: format!("unknown provider {}", plan.provider) })?;
-    let p = provider.provider();
+    let p = plan.resolved_provider.provider();
     env_extra.extend(p.extra_env.iter().cloned());
     env_extra.extend(p.placeholder_env.iter().map(|k| (k.clone(), "bot-bottle-placeholder".to_string())));
     let env_extra_ref: Vec<(&str, &str)> = env_extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -622,7 +637,10 @@ async fn launch_steps(
                 ..Default::default()
             },
         );
-        let (shim, provisioned) = tokio::join!(shim, provision_agent(docker, &agent, plan, &canary));
+        let (shim, provisioned) = tokio::join!(
+            shim,
+            provision_agent(docker, &agent, plan, &canary, login.as_ref().map(|l| l.stand_in.as_str()))
+        );
         let shim = shim?;
         *shim_slot = Some(shim.clone());
         provisioned?;
@@ -690,8 +708,7 @@ async fn agent_image(docker: &Docker, plan: &Plan, base: &str, progress: Progres
     }
     // A plugin's own Dockerfile, built on the shell provider's image, with
     // the files beside it in its context.
-    let found = crate::provider::provider_for(&plan.home, &plan.provider)?;
-    if let Some(dockerfile) = found.as_ref().and_then(|f| f.plugin_dockerfile()) {
+    if let Some(dockerfile) = plan.resolved_provider.plugin_dockerfile() {
         let text = std::fs::read_to_string(&dockerfile)
             .map_err(io_err(format!("cannot read the plugin's {}", dockerfile.display())))?;
         let mut context: Vec<(String, images::Source)> = Vec::new();
@@ -702,7 +719,7 @@ async fn agent_image(docker: &Docker, plan: &Plan, base: &str, progress: Progres
             }
         }
         let context: Vec<(&str, images::Source)> = context.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
-        let shell = images::ensure_agent(docker, "shell", images::SHELL_DOCKERFILE, base, &[], progress).await?;
+        let shell = images::ensure_shell(docker, base, progress).await?;
         return images::ensure_agent(docker, &plan.provider, &text, &shell, &context, progress).await;
     }
     if let Some(tag) = images::ensure_provider(docker, &plan.provider, base, progress).await? {
@@ -882,8 +899,15 @@ async fn upload(
         .map_err(docker_err(format!("cannot copy files into the agent at {path}")))
 }
 
-/// Files, CA and environment into the agent.
-async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan, canary: &dlp::Canary) -> Result<(), BackendError> {
+/// Files, CA and environment into the agent. `login_stand_in`: a forwarded
+/// host login's `auth.json` with placeholder tokens.
+async fn provision_agent(
+    docker: &Docker,
+    agent: &str,
+    plan: &Plan,
+    canary: &dlp::Canary,
+    login_stand_in: Option<&str>,
+) -> Result<(), BackendError> {
     // The bottle CA into the system store: the certificate where
     // `update-ca-certificates` keeps local ones, and appended to the bundle
     // every TLS client here reads (what that tool would do, without its
@@ -934,29 +958,18 @@ async fn provision_agent(docker: &Docker, agent: &str, plan: &Plan, canary: &dlp
     );
     home.file(".gitconfig", gitconfig.as_bytes(), 0o644, uid)?;
     home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o644, uid)?;
-    // A forwarded login's stand-in (placeholder tokens) for the agent.
-    let login = plan.routes.iter().find_map(|r| match &r.auth {
-        Some((_, AuthSource::HostLogin(file))) => Some(file.clone()),
-        _ => None,
-    });
-    let stand_in = match login {
-        Some(file) => Some(forwarded_login(&file)?.stand_in),
-        None => None,
-    };
-    if let Some(found) = crate::provider::provider_for(&plan.home, &plan.provider)? {
-        for (path, text) in provision::provider_files(found.provider(), stand_in.as_deref()) {
-            // Parent directories the agent owns (its CLI writes beside them).
-            let mut parent = std::path::Path::new(&path).parent();
-            let mut parents = Vec::new();
-            while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-                parents.push(p.to_string_lossy().into_owned());
-                parent = p.parent();
-            }
-            for dir in parents.iter().rev() {
-                home.dir(dir, 0o700, uid)?;
-            }
-            home.file(&path, text.as_bytes(), 0o600, uid)?;
+    for (path, text) in provision::provider_files(plan.resolved_provider.provider(), login_stand_in) {
+        // Parent directories the agent owns (its CLI writes beside them).
+        let mut parent = std::path::Path::new(&path).parent();
+        let mut parents = Vec::new();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            parents.push(p.to_string_lossy().into_owned());
+            parent = p.parent();
         }
+        for dir in parents.iter().rev() {
+            home.dir(dir, 0o700, uid)?;
+        }
+        home.file(&path, text.as_bytes(), 0o600, uid)?;
     }
     // A resumed bottle gets its transcript back, for the continue flag.
     let transcript = plan.state_dir().join(super::transcript::TRANSCRIPT_DIR);

@@ -247,6 +247,12 @@ pub async fn ensure_agent(
     Ok(tag)
 }
 
+/// The shell provider's image: the base with the `node` user and the
+/// workspace; the other providers' images and plugins build on it.
+pub async fn ensure_shell(docker: &Docker, base: &str, progress: Progress<'_>) -> Result<String, BackendError> {
+    ensure_agent(docker, "shell", SHELL_DOCKERFILE, base, &[], progress).await
+}
+
 /// A built-in provider's image: `shell` on the base; `claude` and `codex`
 /// on the shell image with their CLIs from npm.
 pub async fn ensure_provider(
@@ -255,7 +261,7 @@ pub async fn ensure_provider(
     base: &str,
     progress: Progress<'_>,
 ) -> Result<Option<String>, BackendError> {
-    let shell = || ensure_agent(docker, "shell", SHELL_DOCKERFILE, base, &[], progress);
+    let shell = || ensure_shell(docker, base, progress);
     match provider {
         "shell" => Ok(Some(shell().await?)),
         "claude" => {
