@@ -71,13 +71,7 @@ fn model_requests(world: &World) -> Vec<(String, Vec<String>)> {
         .into_iter()
         .filter(is_messages)
         .map(|r| {
-            let auth = r["headers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|h| h[0].as_str().unwrap_or_default().eq_ignore_ascii_case("authorization"))
-                .map(|h| h[1].as_str().unwrap_or_default().to_string())
-                .collect();
+            let auth = world::header_values(&r, "authorization").into_iter().map(str::to_string).collect();
             (r["body"].to_string(), auth)
         })
         .collect()
@@ -146,17 +140,13 @@ A real agent CLI against the stand-in model.
 
     /// Run the CLI with the world's hooks and the model token.
     fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bot-bottle"));
+        cmd.args(args)
             .env("BOT_BOTTLE_HOME", &self.home)
             .env("MODEL_TOKEN", &self.token)
-            .env("BOT_BOTTLE_UPSTREAM_CA", self.world.get("WORLD_CA"))
-            .env("BOT_BOTTLE_SIDECAR_NETWORK", self.world.get("WORLD_NET"))
-            .env("BOT_BOTTLE_SIDECAR_HOSTS", self.world.get("WORLD_HOSTS"))
             .env_remove("BOT_BOTTLE_BACKEND")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        self.world.hooks(&mut cmd).output().unwrap()
     }
 
     /// The operator, on the host: answers the first question `identity`'s
@@ -370,13 +360,7 @@ fn the_real_codex_runs_in_a_bottle_and_every_escape_is_refused() {
         world.records("model").into_iter().filter(|r| r["path"] == "/v1/responses").collect();
     assert!(requests.len() >= 5, "{} model requests", requests.len());
     for r in &requests {
-        let auth: Vec<&str> = r["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|h| h[0].as_str().unwrap_or_default().eq_ignore_ascii_case("authorization"))
-            .filter_map(|h| h[1].as_str())
-            .collect();
+        let auth = world::header_values(r, "authorization");
         assert_eq!(auth, [format!("Bearer {token}")], "a model request arrived with {auth:?}");
     }
     let everything: String = requests.iter().map(|r| r["body"].to_string()).collect();

@@ -83,7 +83,7 @@ fn python(s: &Suite, user: User, body: &str) -> Outcome {
     run(s, user, &format!("python3 - <<'PY'\n{PY}\n{body}\nPY"))
 }
 
-fn fail(what: &str, o: &Outcome) -> Failed {
+pub fn fail(what: &str, o: &Outcome) -> Failed {
     format!("{what}\n--- stdout\n{}\n--- stderr\n{}", o.stdout, o.stderr).into()
 }
 
@@ -646,13 +646,7 @@ fn the_token_is_injected_at_the_upstream(s: &Suite) -> Result<(), Failed> {
             .iter()
             .find(|r| r["path"] == path.as_str())
             .ok_or_else(|| fail(&format!("{path} never arrived"), &o))?;
-        let auth: Vec<&str> = r["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|h| h[0].as_str().unwrap_or_default().eq_ignore_ascii_case("authorization"))
-            .map(|h| h[1].as_str().unwrap_or_default())
-            .collect();
+        let auth = crate::world::header_values(r, "authorization");
         if auth != [want.as_str()] {
             return Err(fail(&format!("{path} arrived with Authorization {auth:?}"), &o));
         }

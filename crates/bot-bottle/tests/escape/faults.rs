@@ -12,7 +12,7 @@ use std::time::Duration;
 use libtest_mimic::Failed;
 
 use crate::Suite;
-use crate::attacks::{Check, Outcome, all_refused, none_reached, run_in};
+use crate::attacks::{Check, all_refused, fail, none_reached, run_in};
 use crate::leak;
 use crate::support::docker::objects;
 use crate::world::{Bottle, Launch, User, random_hex};
@@ -28,10 +28,6 @@ fn start(s: &Suite, home: &Path, label: &str) -> Bottle {
         Launch { home, label: label.to_string(), world: &s.world, api_token: &s.api_token, planted: &s.planted },
         s.weaken,
     )
-}
-
-fn fail(what: &str, o: &Outcome) -> Failed {
-    format!("{what}\n--- stdout\n{}\n--- stderr\n{}", o.stdout, o.stderr).into()
 }
 
 const WHOAMI: &str = "curl -sS --max-time 20 https://api.demo.test/whoami 2>&1; echo";

@@ -246,15 +246,9 @@ fn main() {
     SAMPLING.store(false, std::sync::atomic::Ordering::Relaxed);
     if let Some(Ok(s)) = SUITE.get() {
         // The bottles and the world go (Drop does not run for statics).
-        for b in [&s.a, &s.b] {
-            b.end();
-            let _ =
-                Command::new(world::bin()).args(["cleanup", "--all", "-y"]).env("BOT_BOTTLE_HOME", &s.home).output();
-        }
-        let _ = Command::new("bash")
-            .arg(world::repo_root().join("scripts/world.sh"))
-            .args(["down", s.world.dir.to_str().unwrap(), &s.world.name])
-            .output();
+        s.a.finish();
+        s.b.finish();
+        s.world.down();
     }
     std::process::exit(if failed { 101 } else { 0 });
 }

@@ -103,14 +103,38 @@ impl World {
     pub fn container(&self, role: &str) -> String {
         format!("{}-{role}", self.name)
     }
-}
 
-impl Drop for World {
-    fn drop(&mut self) {
+    /// The hooks that put a bottle's sidecar on this world: its CA, its
+    /// network, its host names.
+    pub fn hooks<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.env("BOT_BOTTLE_UPSTREAM_CA", self.get("WORLD_CA"))
+            .env("BOT_BOTTLE_SIDECAR_NETWORK", self.get("WORLD_NET"))
+            .env("BOT_BOTTLE_SIDECAR_HOSTS", self.get("WORLD_HOSTS"))
+    }
+
+    /// Remove its containers and network.
+    pub fn down(&self) {
         let _ = Command::new("bash")
             .arg(repo_root().join("scripts/world.sh"))
             .args(["down", self.dir.to_str().unwrap(), &self.name])
             .output();
+    }
+}
+
+/// The values of header `name` (any case) in a recorded request.
+pub fn header_values<'r>(record: &'r serde_json::Value, name: &str) -> Vec<&'r str> {
+    record["headers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h[0].as_str().is_some_and(|k| k.eq_ignore_ascii_case(name)))
+        .filter_map(|h| h[1].as_str())
+        .collect()
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.down();
     }
 }
 
@@ -201,14 +225,11 @@ impl Bottle {
             .env("BOT_BOTTLE_HOME", l.home)
             .env("ESCAPE_API_TOKEN", l.api_token)
             .env("ESCAPE_PLANTED", l.planted)
-            .env("BOT_BOTTLE_UPSTREAM_CA", l.world.get("WORLD_CA"))
-            .env("BOT_BOTTLE_SIDECAR_NETWORK", l.world.get("WORLD_NET"))
-            .env("BOT_BOTTLE_SIDECAR_HOSTS", l.world.get("WORLD_HOSTS"))
             .env_remove("BOT_BOTTLE_BACKEND")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
+        let mut child = l.world.hooks(&mut cmd).spawn().unwrap();
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -300,6 +321,14 @@ impl Bottle {
         self.wait(Duration::from_secs(120))
     }
 
+    /// End the session if it still runs, and remove what its home keeps.
+    pub fn finish(&self) {
+        if self.child.lock().unwrap().is_some() {
+            self.end();
+        }
+        let _ = Command::new(bin()).args(["cleanup", "--all", "-y"]).env("BOT_BOTTLE_HOME", &self.home).output();
+    }
+
     /// Wait for the CLI to exit (killing it after `limit`).
     pub fn wait(&self, limit: Duration) -> Option<i32> {
         let mut slot = self.child.lock().unwrap();
@@ -335,12 +364,7 @@ impl Bottle {
 
 impl Drop for Bottle {
     fn drop(&mut self) {
-        if self.child.lock().unwrap().is_some() {
-            let _ =
-                Command::new("docker").args(["exec", &self.container("agent"), "touch", "/tmp/escape-done"]).output();
-            self.wait(Duration::from_secs(60));
-        }
-        let _ = Command::new(bin()).args(["cleanup", "--all", "-y"]).env("BOT_BOTTLE_HOME", &self.home).output();
+        self.finish();
     }
 }
 
