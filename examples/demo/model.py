@@ -5,7 +5,8 @@ bottle without a model. Every request is recorded to
 /records/model.jsonl (headers and body). POST /v1/messages answers, in
 order, with the steps in /demo/model-script.json — each either
 {"tool": NAME, "input": {...}} (a tool_use the CLI runs) or {"text": "..."}
-(a final answer) — streamed as server-sent events when asked to stream.
+(a final answer) — streamed as server-sent events (chunked) when asked
+to stream.
 The step is chosen from the conversation (one step per tool result already
 in it), so side requests do not disturb the script. POST /v1/responses
 plays /demo/openai-script.json the same way for Codex — {"exec": "shell
@@ -142,6 +143,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def send_events(self, named):
+        """Server-sent events, one chunk each, as the real APIs stream them
+        (chunked: the body's end is explicit, whatever the TLS close)."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for name, data in named:
+            chunk = ("event: %s\ndata: %s\n\n" % (name, json.dumps(data))).encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
     def handle_any(self):
         n = int(self.headers.get("content-length", "0") or "0")
         raw = self.rfile.read(n) if n else b""
@@ -155,27 +171,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             step = next_step(body)
             model = body.get("model", "claude-standin")
             if body.get("stream"):
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.send_header("cache-control", "no-cache")
-                self.send_header("connection", "close")
-                self.end_headers()
-                for name, data in events(step, model):
-                    self.wfile.write(("event: %s\ndata: %s\n\n" % (name, json.dumps(data))).encode())
-                    self.wfile.flush()
-                self.close_connection = True
+                self.send_events(events(step, model))
             else:
                 self.send_json(whole(step, model))
         elif self.command == "POST" and path == "/v1/responses":
-            step = openai_step(body)
-            self.send_response(200)
-            self.send_header("content-type", "text/event-stream")
-            self.send_header("connection", "close")
-            self.end_headers()
-            for e in openai_events(step):
-                self.wfile.write(("event: %s\ndata: %s\n\n" % (e["type"], json.dumps(e))).encode())
-                self.wfile.flush()
-            self.close_connection = True
+            self.send_events((e["type"], e) for e in openai_events(openai_step(body)))
         elif path == "/v1/messages/count_tokens":
             self.send_json({"input_tokens": 10})
         else:

@@ -11,6 +11,7 @@ mod error;
 pub mod host_login;
 mod plan;
 mod provider;
+pub mod provider_settings;
 mod registry;
 pub mod sidecar_config;
 mod smolmachines;

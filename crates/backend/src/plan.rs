@@ -131,10 +131,24 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
     })?;
 
     let mut warnings = Vec::new();
+    let settings_error = |e: String| invalid(format!("{}: {e}", provider_file.display()));
+    let provider = match provider {
+        ProviderRef::Builtin(p) => {
+            let (p, w) = crate::provider_settings::configure(p, &provider_cfg.settings).map_err(settings_error)?;
+            warnings.extend(w);
+            ProviderRef::Builtin(p)
+        }
+        plugin => {
+            warnings.extend(provider_cfg.settings.keys().map(|k| {
+                format!("agent_provider.settings.{k} is ignored: plugin '{}' takes no settings", provider_cfg.template)
+            }));
+            plugin
+        }
+    };
     let mut routes = Vec::new();
     let mut hidden_env = Vec::new();
     let p = provider.provider();
-    hidden_env.extend(p.placeholder_env.iter().cloned());
+    hidden_env.extend(p.placeholder_env.iter().map(|(k, _)| k.clone()));
     let provider_route = |host: &str, source: AuthSource| PlannedRoute {
         route: Route {
             host: host.to_string(),
@@ -270,6 +284,12 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
             )));
         }
         skills.push(dir);
+    }
+    if !skills.is_empty() && provider.provider().skills_dir.is_none() {
+        warnings.push(format!(
+            "provider '{}' has no skills directory (skills_dir in its provider.toml): the agent's skills are not copied in",
+            provider.provider().name
+        ));
     }
 
     let identity = match &spec.identity {

@@ -11,6 +11,7 @@ use manifest::AuthScheme;
 use state::Home;
 
 use crate::error::BackendError;
+use crate::host_login::PLACEHOLDER;
 
 /// A provider: how its CLI runs, what it reaches, what it is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,14 +28,16 @@ pub struct Provider {
     pub host_login_hosts: Vec<String>,
     /// Where the host login lives, relative to `$HOME`.
     pub host_login_file: Option<String>,
-    /// Env the agent gets holding a placeholder, never a real value; hidden
-    /// from the preflight.
-    pub placeholder_env: Vec<String>,
+    /// Env the agent gets holding a placeholder (name, value), never a
+    /// real value; hidden from the preflight.
+    pub placeholder_env: Vec<(String, String)>,
     pub extra_env: Vec<(String, String)>,
     pub auth_scheme: AuthScheme,
     /// The CLI's own session files under the agent's home: the transcript
     /// kept at session end and put back on resume.
     pub session_dir: Option<String>,
+    /// Where the bottle's skills go, under the agent's home.
+    pub skills_dir: Option<String>,
     /// Files put in the agent's home: path under the home → content.
     pub files: BTreeMap<String, String>,
 }
@@ -67,9 +70,10 @@ struct Builtin {
     auth_token_hosts: &'static [&'static str],
     host_login_hosts: &'static [&'static str],
     host_login_file: Option<&'static str>,
-    placeholder_env: &'static [&'static str],
+    placeholder_env: &'static [(&'static str, &'static str)],
     extra_env: &'static [(&'static str, &'static str)],
     session_dir: Option<&'static str>,
+    skills_dir: Option<&'static str>,
 }
 
 impl Builtin {
@@ -83,10 +87,11 @@ impl Builtin {
             auth_token_hosts: owned(self.auth_token_hosts),
             host_login_hosts: owned(self.host_login_hosts),
             host_login_file: self.host_login_file.map(str::to_string),
-            placeholder_env: owned(self.placeholder_env),
-            extra_env: self.extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            placeholder_env: pairs(self.placeholder_env),
+            extra_env: pairs(self.extra_env),
             auth_scheme: AuthScheme::Bearer,
             session_dir: self.session_dir.map(str::to_string),
+            skills_dir: self.skills_dir.map(str::to_string),
             files: BTreeMap::new(),
         }
     }
@@ -106,9 +111,10 @@ const BUILTINS: &[Builtin] = &[
         auth_token_hosts: &["api.anthropic.com"],
         host_login_hosts: &[],
         host_login_file: None,
-        placeholder_env: &["CLAUDE_CODE_OAUTH_TOKEN"],
+        placeholder_env: &[("CLAUDE_CODE_OAUTH_TOKEN", PLACEHOLDER)],
         extra_env: &[("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"), ("DISABLE_ERROR_REPORTING", "1")],
         session_dir: Some(".claude"),
+        skills_dir: Some(".claude/skills"),
     },
     Builtin {
         name: "codex",
@@ -119,21 +125,27 @@ const BUILTINS: &[Builtin] = &[
         auth_token_hosts: &["api.openai.com"],
         host_login_hosts: &["api.openai.com", "chatgpt.com"],
         host_login_file: Some(".codex/auth.json"),
-        placeholder_env: &["OPENAI_API_KEY"],
+        placeholder_env: &[("OPENAI_API_KEY", PLACEHOLDER)],
         extra_env: &[],
         session_dir: Some(".codex"),
+        skills_dir: Some(".codex/skills"),
     },
     Builtin {
         name: "pi",
-        command: &["pi"],
+        // pi reads the file when the argument names one.
+        command: &["pi", "--append-system-prompt", "~/.bot-bottle-prompt.txt"],
         headless: &["-p"],
         resume: &["--continue"],
+        // The API route and its placeholder come from `settings`
+        // (crate::provider_settings).
         auth_token_hosts: &[],
         host_login_hosts: &[],
         host_login_file: None,
         placeholder_env: &[],
-        extra_env: &[],
+        // No update checks or install telemetry (egress would refuse them).
+        extra_env: &[("PI_OFFLINE", "1"), ("PI_SKIP_VERSION_CHECK", "1"), ("PI_TELEMETRY", "0")],
         session_dir: Some(".pi"),
+        skills_dir: Some(".pi/agent/skills"),
     },
     Builtin {
         name: "shell",
@@ -146,8 +158,15 @@ const BUILTINS: &[Builtin] = &[
         placeholder_env: &[],
         extra_env: &[],
         session_dir: None,
+        // Where a bottled Claude Code looks, as before providers had their
+        // own.
+        skills_dir: Some(".claude/skills"),
     },
 ];
+
+fn pairs(xs: &[(&str, &str)]) -> Vec<(String, String)> {
+    xs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
 
 /// The built-in provider names.
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {
@@ -213,6 +232,8 @@ struct PluginFile {
     #[serde(default)]
     session_dir: Option<String>,
     #[serde(default)]
+    skills_dir: Option<String>,
+    #[serde(default)]
     files: BTreeMap<String, String>,
 }
 
@@ -242,7 +263,7 @@ pub fn parse_plugin(name: &str, path: &std::path::Path, text: &str) -> Result<Pr
         let path = std::path::Path::new(p);
         !p.is_empty() && path.components().all(|c| matches!(c, std::path::Component::Normal(_)))
     };
-    for file in f.files.keys().chain(f.session_dir.iter()) {
+    for file in f.files.keys().chain(f.session_dir.iter()).chain(f.skills_dir.iter()) {
         if !plain(file) {
             return Err(invalid(format!("'{file}' must be a relative path under the agent's home")));
         }
@@ -255,10 +276,11 @@ pub fn parse_plugin(name: &str, path: &std::path::Path, text: &str) -> Result<Pr
         auth_token_hosts: f.auth_token_hosts,
         host_login_hosts: Vec::new(),
         host_login_file: None,
-        placeholder_env: f.placeholder_env,
+        placeholder_env: f.placeholder_env.into_iter().map(|k| (k, PLACEHOLDER.to_string())).collect(),
         extra_env: f.extra_env.into_iter().collect(),
         auth_scheme,
         session_dir: f.session_dir,
+        skills_dir: f.skills_dir,
         files: f.files,
     })
 }

@@ -294,7 +294,7 @@ pub enum ImagesAction {
     /// Assemble the base image from this host's Debian packages when absent,
     /// then build the sidecar and agent images.
     Build {
-        /// The agent provider whose image to build.
+        /// The agent provider whose image to build: claude, codex, pi or shell.
         #[arg(long, default_value = "shell")]
         provider: String,
     },

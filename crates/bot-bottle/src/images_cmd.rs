@@ -9,8 +9,9 @@ use crate::cli::{ImagesAction, ImagesArgs};
 
 pub fn images(args: ImagesArgs) -> Result<i32> {
     let ImagesAction::Build { provider } = args.action;
-    if !["shell", "claude", "codex"].contains(&provider.as_str()) {
-        bail!("no image recipe for provider '{provider}' yet; this version builds: shell, claude, codex");
+    if !backend::builtin_names().any(|n| n == provider) {
+        let names: Vec<&str> = backend::builtin_names().collect();
+        bail!("no image recipe for provider '{provider}': this version builds {}", names.join(", "));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {

@@ -72,7 +72,10 @@ fn starter_bottle(provider: &str) -> Result<String> {
         "codex" => {
             "agent_provider:\n  template: codex\n  forward_host_credentials: true   # uses ~/.codex/auth.json on this host\n"
         }
-        "pi" | "shell" => &format!("agent_provider:\n  template: {provider}\n"),
+        "pi" => {
+            "agent_provider:\n  template: pi\n  auth_token: PI_MODEL_TOKEN   # name of a host variable; the agent gets a placeholder\n  settings:\n    provider: anthropic   # pi's model provider: anthropic, openai, openrouter, groq, xai, deepseek, mistral, cerebras\n"
+        }
+        "shell" => "agent_provider:\n  template: shell\n",
         other => {
             bail!("--provider '{other}' is not a built-in provider: use claude, codex, pi or shell")
         }

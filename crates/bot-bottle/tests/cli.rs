@@ -454,6 +454,12 @@ fn init_writes_files_that_load() {
     let o = w.run(&["init", "--agent", "second", "--prompt", "x", "--bottle", "dev"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(std::fs::read_dir(w.home.join("bottles")).unwrap().count(), 1);
+    // pi's starter routes its model provider's API with the operator's token.
+    let o = w.run(&["init", "--agent", "pi-helper", "--prompt", "x", "--bottle", "pi-dev", "--provider", "pi"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = w.run_env(&["start", "pi-helper", "--dry-run"], &[("PI_MODEL_TOKEN", "sk-ant-oat01-x")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("api.anthropic.com [auth:Bearer]") && stdout(&o).contains("(from provider pi)"));
 }
 
 #[test]

@@ -508,7 +508,7 @@ async fn launch_steps(
     let mut env_extra: Vec<(String, String)> = Vec::new();
     let p = plan.resolved_provider.provider();
     env_extra.extend(p.extra_env.iter().cloned());
-    env_extra.extend(p.placeholder_env.iter().map(|k| (k.clone(), "bot-bottle-placeholder".to_string())));
+    env_extra.extend(p.placeholder_env.iter().cloned());
     let env_extra_ref: Vec<(&str, &str)> = env_extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let runtime = super::runtime::choose(docker).await;
 
@@ -800,6 +800,16 @@ impl Bundle {
         self.tar.append_data(&mut h, path, std::io::empty()).map_err(io_err("cannot pack files for the agent"))
     }
 
+    /// `path` and every directory above it (under the bundle's root).
+    fn dirs(&mut self, path: &str, mode: u32, uid: u64) -> Result<(), BackendError> {
+        let mut at = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            at = if at.is_empty() { part.to_string() } else { format!("{at}/{part}") };
+            self.dir(&at, mode, uid)?;
+        }
+        Ok(())
+    }
+
     fn file(&mut self, path: &str, data: &[u8], mode: u32, uid: u64) -> Result<(), BackendError> {
         let mut h = Self::header(data.len() as u64, mode, uid, tar::EntryType::Regular);
         self.tar.append_data(&mut h, path, data).map_err(io_err("cannot pack files for the agent"))
@@ -958,32 +968,27 @@ async fn provision_agent(
     );
     home.file(".gitconfig", gitconfig.as_bytes(), 0o644, uid)?;
     home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o644, uid)?;
-    for (path, text) in provision::provider_files(plan.resolved_provider.provider(), login_stand_in) {
-        // Parent directories the agent owns (its CLI writes beside them).
-        let mut parent = std::path::Path::new(&path).parent();
-        let mut parents = Vec::new();
-        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            parents.push(p.to_string_lossy().into_owned());
-            parent = p.parent();
-        }
-        for dir in parents.iter().rev() {
-            home.dir(dir, 0o700, uid)?;
-        }
-        home.file(&path, text.as_bytes(), 0o600, uid)?;
-    }
-    // A resumed bottle gets its transcript back, for the continue flag.
+    // A resumed bottle gets its transcript back, for the continue flag;
+    // then the provider's files, so its configuration is this launch's.
     let transcript = plan.state_dir().join(super::transcript::TRANSCRIPT_DIR);
     for dir in crate::provider::session_dirs() {
         if transcript.join(dir).is_dir() {
             home.tree(&transcript.join(dir), dir, uid)?;
         }
     }
-    if !plan.skills.is_empty() {
-        home.dir(".claude", 0o755, uid)?;
-        home.dir(".claude/skills", 0o755, uid)?;
+    let provider = plan.resolved_provider.provider();
+    for (path, text) in provision::provider_files(provider, login_stand_in) {
+        // Parent directories the agent owns (its CLI writes beside them).
+        if let Some(parent) = Path::new(&path).parent() {
+            home.dirs(&parent.to_string_lossy(), 0o700, uid)?;
+        }
+        home.file(&path, text.as_bytes(), 0o600, uid)?;
+    }
+    if let (false, Some(skills)) = (plan.skills.is_empty(), &provider.skills_dir) {
+        home.dirs(skills, 0o755, uid)?;
         for skill in &plan.skills {
             let name = skill.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            home.tree(skill, &format!(".claude/skills/{name}"), uid)?;
+            home.tree(skill, &format!("{skills}/{name}"), uid)?;
         }
     }
     let (root, home) = tokio::join!(

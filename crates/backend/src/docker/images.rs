@@ -21,6 +21,7 @@ pub const SIDECAR_DOCKERFILE: &str = include_str!("../../../../images/sidecar.Do
 pub const SHELL_DOCKERFILE: &str = include_str!("../../../../images/shell.Dockerfile");
 pub const CLAUDE_DOCKERFILE: &str = include_str!("../../../../images/claude.Dockerfile");
 pub const CODEX_DOCKERFILE: &str = include_str!("../../../../images/codex.Dockerfile");
+pub const PI_DOCKERFILE: &str = include_str!("../../../../images/pi.Dockerfile");
 
 /// Labels on every image bot-bottle builds.
 pub const IMAGE_LABEL: &str = "dev.bot-bottle.image";
@@ -174,7 +175,7 @@ fn file_stream(
 }
 
 /// A hash of the things an image is built from: its tag.
-fn content_tag(repo: &str, parts: &[&[u8]]) -> String {
+pub(crate) fn content_tag(repo: &str, parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update((p.len() as u64).to_le_bytes());
@@ -253,36 +254,33 @@ pub async fn ensure_shell(docker: &Docker, base: &str, progress: Progress<'_>) -
     ensure_agent(docker, "shell", SHELL_DOCKERFILE, base, &[], progress).await
 }
 
-/// A built-in provider's image: `shell` on the base; `claude` and `codex`
-/// on the shell image with their CLIs from npm.
+/// A built-in provider's image: `shell` on the base; `claude`, `codex` and
+/// `pi` on the shell image with their CLIs (and pi's Node.js) from npm.
 pub async fn ensure_provider(
     docker: &Docker,
     provider: &str,
     base: &str,
     progress: Progress<'_>,
 ) -> Result<Option<String>, BackendError> {
-    let shell = || ensure_shell(docker, base, progress);
-    match provider {
-        "shell" => Ok(Some(shell().await?)),
-        "claude" => {
-            let cli = super::npm::CLAUDE_CODE.fetch(progress)?;
-            let on = shell().await?;
-            Ok(Some(
-                ensure_agent(docker, "claude", CLAUDE_DOCKERFILE, &on, &[("claude", Source::File(cli))], progress)
-                    .await?,
-            ))
+    use super::npm::{CLAUDE_CODE, CODEX, NODE, PI};
+    let (dockerfile, files): (&str, Vec<(&str, Source)>) = match provider {
+        "shell" => return Ok(Some(ensure_shell(docker, base, progress).await?)),
+        "claude" => (CLAUDE_DOCKERFILE, named(&["claude"], CLAUDE_CODE.fetch(progress)?)),
+        "codex" => (CODEX_DOCKERFILE, named(&["codex", "codex-code-mode-host"], CODEX.fetch(progress)?)),
+        "pi" => {
+            let mut files = named(&["node"], NODE.fetch(progress)?);
+            files.push(("pi.tar", Source::File(PI.fetch(progress)?)));
+            (PI_DOCKERFILE, files)
         }
-        "codex" => {
-            let [cli, host] = super::npm::CODEX;
-            let files = [
-                ("codex", Source::File(cli.fetch(progress)?)),
-                ("codex-code-mode-host", Source::File(host.fetch(progress)?)),
-            ];
-            let on = shell().await?;
-            Ok(Some(ensure_agent(docker, "codex", CODEX_DOCKERFILE, &on, &files, progress).await?))
-        }
-        _ => Ok(None),
-    }
+        _ => return Ok(None),
+    };
+    let on = ensure_shell(docker, base, progress).await?;
+    Ok(Some(ensure_agent(docker, provider, dockerfile, &on, &files, progress).await?))
+}
+
+/// Fetched files under the names the Dockerfile copies.
+fn named(names: &[&'static str], paths: Vec<PathBuf>) -> Vec<(&'static str, Source)> {
+    names.iter().copied().zip(paths.into_iter().map(Source::File)).collect()
 }
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> BackendError {

