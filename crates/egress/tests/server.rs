@@ -6,7 +6,9 @@
 //! The sink here is scripted: the operator channel that implements it in
 //! production is the supervise component. Limits: connections, slow bodies,
 //! silent upstreams, stalled streams, idle clients. Streamed responses: the
-//! inbound injection check cuts them.
+//! inbound injection check cuts them; one delimited by the upstream's close
+//! is relayed complete (over TLS the close must carry close_notify, or the
+//! end cannot be told from a truncation and the agent sees a broken body).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -333,4 +335,27 @@ async fn a_compressed_response_is_decoded_for_the_injection_check() {
     let out = exchange(&addr, port).await.unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(!out.ends_with("0\r\n\r\n"), "a cut stream looked complete: {out}");
+}
+
+#[tokio::test]
+async fn a_close_delimited_stream_is_relayed_complete() {
+    let addr = listen(localhost_proxy(OnMatch::Block)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).await.unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        let body = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: one\n\n";
+        tcp.write_all(body.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tcp.write_all(b"data: two\n\n").await.unwrap();
+        tcp.shutdown().await.unwrap();
+    });
+    let out = exchange(&addr, port).await.expect("the proxy kept the stream open");
+    assert!(out.contains("data: two"), "{out}");
+    assert!(out.ends_with("0\r\n\r\n"), "a complete stream looked cut: {out}");
 }
