@@ -283,7 +283,9 @@ fn plugin_home(provider_toml: &str) -> tempfile::TempDir {
     .unwrap();
     std::fs::write(
         contrib.join("tinyagent"),
-        "#!/bin/bash\n[ \"$1\" = --task ] && shift\necho \"tiny: mode=$TINY_MODE key=$TINY_API_KEY conf=$(cat ~/.tinyagent.conf) task=$*\"\n",
+        "#!/bin/bash\n[ \"$1\" = --task ] && shift\n[ \"$1\" = --again ] && shift && echo \"tiny: before=$(cat ~/.tiny/history)\"\n\
+         mkdir -p ~/.tiny && echo \"$*\" >> ~/.tiny/history\n\
+         echo \"tiny: mode=$TINY_MODE key=$TINY_API_KEY conf=$(cat ~/.tinyagent.conf) task=$*\"\n[ \"$*\" = fail ] && exit 3\nexit 0\n",
     )
     .unwrap();
     std::fs::create_dir_all(home.join("bottles")).unwrap();
@@ -301,8 +303,10 @@ const TINY: &str = r#"
 command = ["tinyagent"]
 headless = ["--task"]
 placeholder_env = ["TINY_API_KEY"]
+resume = ["--again"]
 extra_env = { TINY_MODE = "bottled" }
 files = { ".tinyagent.conf" = "hello-from-the-plugin" }
+session_dir = ".tiny"
 "#;
 
 #[test]
@@ -323,6 +327,33 @@ fn a_plugin_provider_runs_from_its_own_dockerfile_with_its_files_and_env() {
         "{out}\n{err}"
     );
     assert!(out.contains("provider  tinyagent"), "{out}");
+    // Its session_dir is kept with preserved state and put back on resume.
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
+            .args(args)
+            .env("BOT_BOTTLE_HOME", home.path())
+            .env_remove("BOT_BOTTLE_BACKEND")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["start", "tiny", "--label", "tiny2", "-y", "--headless", "--prompt", "fail"]);
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    let history = home.path().join("state/tiny2/transcript/.tiny/history");
+    assert_eq!(
+        std::fs::read_to_string(&history).unwrap_or_default(),
+        "fail\n",
+        "no transcript at {}",
+        history.display()
+    );
+    let (code, out, err) = run(&["resume", "tiny2", "-y", "--headless", "--prompt", "go on"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("tiny: before=fail"), "the plugin's session was not put back: {out}\n{err}");
 }
 
 #[test]

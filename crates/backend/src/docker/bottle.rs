@@ -153,9 +153,9 @@ async fn snapshot_transcript(docker: &Docker, objects: &Objects, state_dir: &Pat
         return;
     }
     let dest = state_dir.join(super::transcript::TRANSCRIPT_DIR);
-    for dir in crate::provider::session_dirs() {
+    for dir in super::transcript::session_dirs(state_dir) {
         let Some(tar) = download(docker, agent, &format!("{AGENT_HOME}/{dir}")).await else { continue };
-        let _ = std::fs::remove_dir_all(dest.join(dir));
+        let _ = std::fs::remove_dir_all(dest.join(&dir));
         if let Err(e) = super::transcript::unpack(&tar, &dest) {
             eprintln!("bot-bottle: the transcript of {} is incomplete: {e}", state_dir.display());
         }
@@ -970,13 +970,18 @@ async fn provision_agent(
     home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o644, uid)?;
     // A resumed bottle gets its transcript back, for the continue flag;
     // then the provider's files, so its configuration is this launch's.
-    let transcript = plan.state_dir().join(super::transcript::TRANSCRIPT_DIR);
-    for dir in crate::provider::session_dirs() {
-        if transcript.join(dir).is_dir() {
-            home.tree(&transcript.join(dir), dir, uid)?;
+    let provider = plan.resolved_provider.provider();
+    let state_dir = plan.state_dir();
+    if let (crate::ProviderRef::Plugin { .. }, Some(dir)) = (&plan.resolved_provider, &provider.session_dir) {
+        std::fs::write(state_dir.join(super::transcript::PLUGIN_SESSION_DIR_FILE), dir)
+            .map_err(io_err("cannot record the plugin's session directory"))?;
+    }
+    let transcript = state_dir.join(super::transcript::TRANSCRIPT_DIR);
+    for dir in super::transcript::session_dirs(&state_dir) {
+        if transcript.join(&dir).is_dir() {
+            home.tree(&transcript.join(&dir), &dir, uid)?;
         }
     }
-    let provider = plan.resolved_provider.provider();
     for (path, text) in provision::provider_files(provider, login_stand_in) {
         // Parent directories the agent owns (its CLI writes beside them).
         if let Some(parent) = Path::new(&path).parent() {

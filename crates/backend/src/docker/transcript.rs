@@ -1,4 +1,5 @@
-//! The agent's own session files (`~/.claude`, `~/.codex`, `~/.pi`) at
+//! The agent's own session files (`~/.claude`, `~/.codex`, `~/.pi`, a
+//! plugin's `session_dir`) at
 //! session end: copied out of the agent into `state/<identity>/transcript/`
 //! (spec/state.md), and put back when the bottle resumes, so the provider's
 //! continue flag finds the conversation. What comes out of the agent is the
@@ -13,6 +14,24 @@ use crate::error::BackendError;
 
 /// Where the snapshot goes in a state dir.
 pub const TRANSCRIPT_DIR: &str = "transcript";
+/// The plugin's session directory, when the provider is a plugin with one
+/// (a line in the state dir, so `stop` from another process knows it).
+pub const PLUGIN_SESSION_DIR_FILE: &str = "plugin-session-dir";
+
+/// The session directories a snapshot copies: the built-in providers', and
+/// the plugin's the launch recorded. A recorded path that is not plain is
+/// ignored.
+pub fn session_dirs(state_dir: &Path) -> Vec<String> {
+    let mut dirs: Vec<String> = crate::provider::session_dirs().map(str::to_string).collect();
+    if let Ok(text) = std::fs::read_to_string(state_dir.join(PLUGIN_SESSION_DIR_FILE)) {
+        let dir = text.trim();
+        if plain(Path::new(dir)).is_some() && !dirs.iter().any(|d| d == dir) {
+            dirs.push(dir.to_string());
+        }
+    }
+    dirs
+}
+
 /// The most a snapshot may hold.
 pub const MAX_BYTES: u64 = 512 << 20;
 
