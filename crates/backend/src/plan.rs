@@ -311,6 +311,11 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
         color: spec.color.clone().unwrap_or_default(),
         bottle_names: m.bottle_names.clone(),
     };
+    let mut provider = provider;
+    let p = provider.provider_mut();
+    if let (Some(flag), false) = (p.label_flag.clone(), metadata.label.is_empty()) {
+        p.command.extend([flag, metadata.label.clone()]);
+    }
     Ok(Plan {
         identity,
         backend: backend.name().to_string(),
@@ -370,16 +375,21 @@ mod tests {
     use crate::{Backend, Docker, Smolmachines};
 
     fn spec(home: &Home) -> BottleSpec {
+        spec_with(home, "shell", Some("My Label"))
+    }
+
+    fn spec_with(home: &Home, template: &str, label: Option<&str>) -> BottleSpec {
         std::fs::create_dir_all(home.bottles_dir()).unwrap();
         std::fs::create_dir_all(home.agents_dir()).unwrap();
-        std::fs::write(home.bottles_dir().join("b.md"), "---\nagent_provider: {template: shell}\n---\n").unwrap();
+        let bottle = format!("---\nagent_provider: {{template: {template}}}\n---\n");
+        std::fs::write(home.bottles_dir().join("b.md"), bottle).unwrap();
         std::fs::write(home.agents_dir().join("a.md"), "---\nbottle: b\n---\nhi\n").unwrap();
         let mut lib = manifest::Library::open(home.root(), None, None).unwrap();
         BottleSpec {
             manifest: lib.compose("a", &[]).unwrap(),
             env: BTreeMap::new(),
             identity: None,
-            label: Some("My Label".into()),
+            label: label.map(str::to_string),
             color: None,
             copy_cwd: false,
             uniquify_label: true,
@@ -413,6 +423,16 @@ mod tests {
             let again = backend.prepare(&home, spec(&home), &host()).unwrap();
             assert_eq!(again.identity, "my-label-2");
         }
+    }
+
+    #[test]
+    fn claude_shows_the_bottles_label_as_its_session_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::new(tmp.path());
+        let p = plan(&Docker, &home, spec_with(&home, "claude", Some("My Label")), &host()).unwrap();
+        assert_eq!(p.resolved_provider.provider().command[4..], ["--name", "My Label"]);
+        let p = plan(&Docker, &home, spec_with(&home, "claude", None), &host()).unwrap();
+        assert_eq!(p.resolved_provider.provider().command.len(), 4);
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct Provider {
     pub session_dir: Option<String>,
     /// Where the bottle's skills go, under the agent's home.
     pub skills_dir: Option<String>,
+    /// The flag that shows the bottle's label in the CLI (Claude Code's
+    /// session name: prompt box and terminal title).
+    pub label_flag: Option<String>,
     /// Files put in the agent's home: path under the home → content.
     pub files: BTreeMap<String, String>,
 }
@@ -74,6 +77,7 @@ struct Builtin {
     extra_env: &'static [(&'static str, &'static str)],
     session_dir: Option<&'static str>,
     skills_dir: Option<&'static str>,
+    label_flag: Option<&'static str>,
 }
 
 impl Builtin {
@@ -92,6 +96,7 @@ impl Builtin {
             auth_scheme: AuthScheme::Bearer,
             session_dir: self.session_dir.map(str::to_string),
             skills_dir: self.skills_dir.map(str::to_string),
+            label_flag: self.label_flag.map(str::to_string),
             files: BTreeMap::new(),
         }
     }
@@ -115,6 +120,7 @@ const BUILTINS: &[Builtin] = &[
         extra_env: &[("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"), ("DISABLE_ERROR_REPORTING", "1")],
         session_dir: Some(".claude"),
         skills_dir: Some(".claude/skills"),
+        label_flag: Some("--name"),
     },
     Builtin {
         name: "codex",
@@ -129,6 +135,7 @@ const BUILTINS: &[Builtin] = &[
         extra_env: &[],
         session_dir: Some(".codex"),
         skills_dir: Some(".codex/skills"),
+        label_flag: None,
     },
     Builtin {
         name: "pi",
@@ -146,6 +153,7 @@ const BUILTINS: &[Builtin] = &[
         extra_env: &[("PI_OFFLINE", "1"), ("PI_SKIP_VERSION_CHECK", "1"), ("PI_TELEMETRY", "0")],
         session_dir: Some(".pi"),
         skills_dir: Some(".pi/agent/skills"),
+        label_flag: None,
     },
     Builtin {
         name: "shell",
@@ -161,6 +169,7 @@ const BUILTINS: &[Builtin] = &[
         // Where a bottled Claude Code looks, as before providers had their
         // own.
         skills_dir: Some(".claude/skills"),
+        label_flag: None,
     },
 ];
 
@@ -197,6 +206,12 @@ pub enum ProviderRef {
 
 impl ProviderRef {
     pub fn provider(&self) -> &Provider {
+        match self {
+            ProviderRef::Builtin(p) | ProviderRef::Plugin { provider: p, .. } => p,
+        }
+    }
+
+    pub fn provider_mut(&mut self) -> &mut Provider {
         match self {
             ProviderRef::Builtin(p) | ProviderRef::Plugin { provider: p, .. } => p,
         }
@@ -281,6 +296,7 @@ pub fn parse_plugin(name: &str, path: &std::path::Path, text: &str) -> Result<Pr
         auth_scheme,
         session_dir: f.session_dir,
         skills_dir: f.skills_dir,
+        label_flag: None,
         files: f.files,
     })
 }
