@@ -66,6 +66,10 @@ pub struct GateRepo {
 pub struct SuperviseConfig {
     pub store: PathBuf,
     pub tool_timeout_secs: u64,
+    /// Host names the MCP endpoint accepts besides loopback (the sidecar
+    /// bundle's IP, where the agent's VM reaches it).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// The secrets file's content. Read it, wrap every value in a `Secret`,

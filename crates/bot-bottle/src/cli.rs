@@ -309,7 +309,11 @@ pub struct SidecarArgs {
 
 #[derive(Args, Debug)]
 pub struct ShimArgs {
-    /// PORT=SOCKET: listen on 127.0.0.1:PORT, relay to the unix socket.
+    /// PORT=SOCKET: listen on ADDR:PORT, relay to the unix socket.
     #[arg(long, value_name = "PORT=SOCKET", required = true)]
     pub map: Vec<String>,
+    /// The address to listen on: loopback in the agent's namespace (docker),
+    /// the sidecar bundle's own IP (smolmachines).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub listen: std::net::IpAddr,
 }

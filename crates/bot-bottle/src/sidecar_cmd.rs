@@ -108,7 +108,8 @@ async fn run(config: SidecarConfig, secrets: SidecarSecrets) -> Result<()> {
     trace("proxy built");
     eprintln!("egress: loaded {} route(s): {}", proxy.hosts().len(), proxy.hosts().join(" "));
 
-    let mcp = Arc::new(McpHttp { supervisor: supervisor.clone(), allowed_hosts: Vec::new() });
+    let mcp =
+        Arc::new(McpHttp { supervisor: supervisor.clone(), allowed_hosts: config.supervise.allowed_hosts.clone() });
     let egress_listener = Listener::bind(&socket(EGRESS_SOCKET)).await?;
     let mcp_listener = Listener::bind(&socket(SUPERVISE_SOCKET)).await?;
 
@@ -182,8 +183,8 @@ fn reload_routes(proxy: &Proxy, path: &Path) {
     }
 }
 
-/// `bot-bottle shim --map PORT=SOCKET ...`: relay each loopback port to its
-/// unix socket, until killed.
+/// `bot-bottle shim [--listen ADDR] --map PORT=SOCKET ...`: relay each port
+/// to its unix socket, until killed.
 pub fn shim(args: ShimArgs) -> Result<i32> {
     let mut maps = Vec::new();
     for m in &args.map {
@@ -195,9 +196,9 @@ pub fn shim(args: ShimArgs) -> Result<i32> {
     runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for (port, path) in maps {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            let listener = tokio::net::TcpListener::bind((args.listen, port))
                 .await
-                .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+                .with_context(|| format!("cannot listen on {}:{port}", args.listen))?;
             tasks.spawn(async move {
                 loop {
                     let Ok((mut tcp, _)) = listener.accept().await else { continue };

@@ -294,9 +294,10 @@ fn state_dir(plan: &Plan) -> Result<state::StateDir, BackendError> {
 pub const DEPLOY_KEYS_FILE: &str = "git-gate/deploy-keys.json";
 
 /// Write what the sidecar reads: routes, secrets, keys, its config.
-async fn write_sidecar_files(
+pub(crate) async fn write_sidecar_files(
     plan: &Plan,
     login: Option<&crate::host_login::CodexLogin>,
+    at: &provision::Endpoints,
     progress: Progress<'_>,
 ) -> Result<(PathBuf, dlp::Canary), BackendError> {
     let dir = plan.state_dir();
@@ -409,6 +410,7 @@ async fn write_sidecar_files(
         supervise: sidecar_config::SuperviseConfig {
             store: inside(&supervise::store_path(&dir)),
             tool_timeout_secs: 30 * 60,
+            allowed_hosts: if at.host == "127.0.0.1" { Vec::new() } else { vec![at.host.clone()] },
         },
         secrets: inside(&secrets_path),
     };
@@ -456,7 +458,8 @@ async fn launch_steps(
     trace("images ready");
     // What the sidecar reads.
     let login = forwarded_login(plan)?;
-    let (config, canary) = write_sidecar_files(plan, login.as_ref(), progress).await?;
+    let (config, canary) =
+        write_sidecar_files(plan, login.as_ref(), &provision::Endpoints::loopback(), progress).await?;
     trace("sidecar files written");
     let _ = std::fs::remove_dir_all(dir.join("run"));
     let run_dir = state_dir(plan)?.component("run")?;
@@ -583,7 +586,7 @@ async fn launch_steps(
                 // A bare uid: Docker resolves it (and its group) in the image's
                 // passwd when copying files in owned by the agent.
                 user: Some(AGENT_UID.to_string()),
-                env: Some(provision::agent_env(&env_extra_ref)),
+                env: Some(provision::agent_env(&provision::Endpoints::loopback(), &env_extra_ref)),
                 working_dir: Some(WORKSPACE.to_string()),
                 hostname: Some(identity.chars().take(63).collect()),
                 labels: Some({
@@ -918,16 +921,42 @@ async fn provision_agent(
     canary: &dlp::Canary,
     login_stand_in: Option<&str>,
 ) -> Result<(), BackendError> {
-    // The bottle CA into the system store: the certificate where
-    // `update-ca-certificates` keeps local ones, and appended to the bundle
-    // every TLS client here reads (what that tool would do, without its
-    // second of rehashing). The image's own bundle is read once per image.
-    let bundle_path = "/etc/ssl/certs/ca-certificates.crt";
-    let mut bundle = image_bundle(docker, agent, bundle_path).await;
-    if !bundle.is_empty() && !bundle.ends_with(b"\n") {
-        bundle.push(b'\n');
+    // The image's own CA bundle, read once per image, extended with the
+    // bottle CA (what `update-ca-certificates` would do, without its second
+    // of rehashing).
+    let bundle = image_bundle(docker, agent, provision::CA_BUNDLE).await;
+    let files = agent_files(plan, canary, login_stand_in, Some(bundle), &provision::Endpoints::loopback())?;
+    let (root, home) = tokio::join!(
+        upload(docker, agent, "/", files.root, false),
+        upload(docker, agent, AGENT_HOME, files.home, true)
+    );
+    root?;
+    home?;
+    if let Some(ws) = files.workspace {
+        upload(docker, agent, WORKSPACE, ws, true).await?;
     }
-    bundle.extend_from_slice(plan.ca.cert_pem.as_bytes());
+    Ok(())
+}
+
+/// What goes into the agent, as tars: root's files under `/` (the bottle
+/// CA), the agent's home (owned by the agent's user), and the workspace
+/// when the cwd is copied in.
+pub(crate) struct AgentFiles {
+    pub root: Vec<u8>,
+    pub home: Vec<u8>,
+    pub workspace: Option<Vec<u8>>,
+}
+
+/// The agent's files for `plan`, reaching the sidecar `at`. With the
+/// image's CA bundle, the bundle extended with the bottle CA replaces it;
+/// without, only the CA certificate goes in (the caller appends it).
+pub(crate) fn agent_files(
+    plan: &Plan,
+    canary: &dlp::Canary,
+    login_stand_in: Option<&str>,
+    image_ca_bundle: Option<Vec<u8>>,
+    at: &provision::Endpoints,
+) -> Result<AgentFiles, BackendError> {
     let mut ca = Bundle::new();
     for d in
         ["usr", "usr/local", "usr/local/share", "usr/local/share/ca-certificates", "etc", "etc/ssl", "etc/ssl/certs"]
@@ -935,8 +964,14 @@ async fn provision_agent(
         ca.dir(d, 0o755, 0)?;
     }
     ca.file(provision::AGENT_CA.trim_start_matches('/'), plan.ca.cert_pem.as_bytes(), 0o644, 0)?;
-    ca.file(bundle_path.trim_start_matches('/'), &bundle, 0o644, 0)?;
-    let root_files = ca.finish()?;
+    if let Some(mut bundle) = image_ca_bundle {
+        if !bundle.is_empty() && !bundle.ends_with(b"\n") {
+            bundle.push(b'\n');
+        }
+        bundle.extend_from_slice(plan.ca.cert_pem.as_bytes());
+        ca.file(provision::CA_BUNDLE.trim_start_matches('/'), &bundle, 0o644, 0)?;
+    }
+    let root = ca.finish()?;
     // Home: the env file (0600), .gitconfig, the prompt, skills.
     let uid = AGENT_UID;
     let mut home = Bundle::new();
@@ -964,7 +999,7 @@ async fn provision_agent(
         user.name.as_ref().map(|s| s.value.as_str()),
         user.email.as_ref().map(|s| s.value.as_str()),
         &repos,
-        &format!("http://127.0.0.1:{GATE_PORT}"),
+        &at.gate(),
     );
     home.file(".gitconfig", gitconfig.as_bytes(), 0o644, uid)?;
     home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o644, uid)?;
@@ -982,7 +1017,7 @@ async fn provision_agent(
             home.tree(&transcript.join(&dir), &dir, uid)?;
         }
     }
-    for (path, text) in provision::provider_files(provider, login_stand_in) {
+    for (path, text) in provision::provider_files(provider, login_stand_in, at) {
         // Parent directories the agent owns (its CLI writes beside them).
         if let Some(parent) = Path::new(&path).parent() {
             home.dirs(&parent.to_string_lossy(), 0o700, uid)?;
@@ -996,14 +1031,8 @@ async fn provision_agent(
             home.tree(skill, &format!("{skills}/{name}"), uid)?;
         }
     }
-    let (root, home) = tokio::join!(
-        upload(docker, agent, "/", root_files, false),
-        upload(docker, agent, AGENT_HOME, home.finish()?, true)
-    );
-    root?;
-    home?;
     // The workspace, when the cwd is copied in.
-    if plan.metadata.copy_cwd && !plan.metadata.cwd.is_empty() {
+    let workspace = if plan.metadata.copy_cwd && !plan.metadata.cwd.is_empty() {
         let mut ws = Bundle::new();
         let cwd = Path::new(&plan.metadata.cwd);
         let mut entries: Vec<_> =
@@ -1013,9 +1042,11 @@ async fn provision_agent(
             let name = e.file_name().to_string_lossy().into_owned();
             ws.tree(&e.path(), &name, uid)?;
         }
-        upload(docker, agent, WORKSPACE, ws.finish()?, true).await?;
-    }
-    Ok(())
+        Some(ws.finish()?)
+    } else {
+        None
+    };
+    Ok(AgentFiles { root, home: home.finish()?, workspace })
 }
 
 /// Connect, then launch, with Ctrl-C during the launch tearing down what

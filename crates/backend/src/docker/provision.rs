@@ -16,24 +16,61 @@ pub const AGENT_HOME: &str = "/home/node";
 pub const WORKSPACE: &str = "/workspace";
 /// Where the bottle CA goes in the agent (the system store picks it up).
 pub const AGENT_CA: &str = "/usr/local/share/ca-certificates/bot-bottle.crt";
+/// The system CA bundle every TLS client in the agent reads.
+pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// The env file (0600, the agent's user).
 pub const ENV_FILE: &str = "/home/node/.bot-bottle/env";
 /// The prompt file providers read.
 pub const PROMPT_FILE: &str = "/home/node/.bot-bottle-prompt.txt";
 
-/// The agent container's environment: proxies, CA locations, the MCP URL.
-/// Nothing here is secret.
-pub fn agent_env(extra: &[(&str, &str)]) -> Vec<String> {
-    let proxy = format!("http://127.0.0.1:{EGRESS_PORT}");
+/// Where the agent reaches the sidecar's servers: loopback, through the
+/// shim in its namespace (docker), or the sidecar bundle's IP, the one
+/// address its VM may reach (smolmachines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub host: String,
+}
+
+impl Endpoints {
+    pub fn loopback() -> Endpoints {
+        Endpoints { host: "127.0.0.1".to_string() }
+    }
+
+    pub fn proxy(&self) -> String {
+        format!("http://{}:{EGRESS_PORT}", self.host)
+    }
+
+    pub fn mcp(&self) -> String {
+        format!("http://{}:{SUPERVISE_PORT}/mcp", self.host)
+    }
+
+    pub fn gate(&self) -> String {
+        format!("http://{}:{GATE_PORT}", self.host)
+    }
+
+    /// Hosts reached directly, not through the proxy.
+    fn no_proxy(&self) -> String {
+        if self.host == "127.0.0.1" {
+            "localhost,127.0.0.1".to_string()
+        } else {
+            format!("localhost,127.0.0.1,{}", self.host)
+        }
+    }
+}
+
+/// The agent's environment: proxies, CA locations, the MCP URL. Nothing
+/// here is secret.
+pub fn agent_env(at: &Endpoints, extra: &[(&str, &str)]) -> Vec<String> {
+    let (proxy, no_proxy) = (at.proxy(), at.no_proxy());
     let mut env = vec![
         format!("HTTP_PROXY={proxy}"),
         format!("HTTPS_PROXY={proxy}"),
         format!("http_proxy={proxy}"),
         format!("https_proxy={proxy}"),
-        "NO_PROXY=localhost,127.0.0.1".to_string(),
-        "no_proxy=localhost,127.0.0.1".to_string(),
-        format!("MCP_SUPERVISE_URL=http://127.0.0.1:{SUPERVISE_PORT}/mcp"),
-        format!("BOT_BOTTLE_GIT_GATE=http://127.0.0.1:{GATE_PORT}"),
+        format!("NO_PROXY={no_proxy}"),
+        format!("no_proxy={no_proxy}"),
+        format!("MCP_SUPERVISE_URL={}", at.mcp()),
+        format!("BOT_BOTTLE_GIT_GATE={}", at.gate()),
         format!("HOME={AGENT_HOME}"),
     ];
     for var in [
@@ -77,25 +114,29 @@ pub fn env_file(values: &BTreeMap<String, secret::Secret<String>>) -> secret::Se
 /// `login` is a forwarded host login's stand-in (Codex's `auth.json` with
 /// placeholder tokens); with it Codex signs in as the host does (the
 /// sidecar injects the real token) instead of using an API key.
-pub fn provider_files(provider: &crate::provider::Provider, login: Option<&str>) -> Vec<(String, String)> {
+pub fn provider_files(
+    provider: &crate::provider::Provider,
+    login: Option<&str>,
+    at: &Endpoints,
+) -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = provider.files.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    files.extend(builtin_files(&provider.name, login));
+    files.extend(builtin_files(&provider.name, login, at));
     files
 }
 
-fn builtin_files(provider: &str, login: Option<&str>) -> Vec<(String, String)> {
+fn builtin_files(provider: &str, login: Option<&str>, at: &Endpoints) -> Vec<(String, String)> {
     match provider {
         "claude" => {
             let config = serde_json::json!({
                 "hasCompletedOnboarding": true,
                 "bypassPermissionsModeAccepted": true,
                 "projects": {WORKSPACE: {"hasTrustDialogAccepted": true, "hasCompletedProjectOnboarding": true}},
-                "mcpServers": {"supervise": {"type": "http", "url": format!("http://127.0.0.1:{SUPERVISE_PORT}/mcp")}},
+                "mcpServers": {"supervise": {"type": "http", "url": at.mcp()}},
             });
             vec![(".claude.json".to_string(), serde_json::to_string_pretty(&config).unwrap_or_default())]
         }
         "codex" => {
-            let mcp = format!("[mcp_servers.supervise]\nurl = \"http://127.0.0.1:{SUPERVISE_PORT}/mcp\"\n");
+            let mcp = format!("[mcp_servers.supervise]\nurl = \"{}\"\n", at.mcp());
             match login {
                 // Signed in as the host is: ChatGPT's backend, through the sidecar.
                 Some(auth) => {
@@ -211,25 +252,32 @@ mod tests {
         let w = wrap(&["echo".into(), "x".into()]);
         assert_eq!(&w[..2], ["bash", "-c"]);
         assert_eq!(&w[3..], ["bot-bottle", "echo", "x"]);
-        assert!(agent_env(&[]).iter().any(|e| e == "HTTPS_PROXY=http://127.0.0.1:3128"));
-        assert!(agent_env(&[]).iter().all(|e| !e.contains("TOKEN")));
+        let lo = Endpoints::loopback();
+        assert!(agent_env(&lo, &[]).iter().any(|e| e == "HTTPS_PROXY=http://127.0.0.1:3128"));
+        assert!(agent_env(&lo, &[]).iter().all(|e| !e.contains("TOKEN")));
+        let bundle = Endpoints { host: "10.213.4.2".into() };
+        let env = agent_env(&bundle, &[]);
+        assert!(env.iter().any(|e| e == "HTTPS_PROXY=http://10.213.4.2:3128"));
+        assert!(env.iter().any(|e| e == "NO_PROXY=localhost,127.0.0.1,10.213.4.2"));
+        assert!(env.iter().any(|e| e == "MCP_SUPERVISE_URL=http://10.213.4.2:8422/mcp"));
     }
 
     #[test]
     fn claude_gets_its_config_and_home_paths_are_written_out() {
-        let files = provider_files(&crate::provider::builtin("claude").unwrap(), None);
+        let files = provider_files(&crate::provider::builtin("claude").unwrap(), None, &Endpoints::loopback());
         let config: serde_json::Value = serde_json::from_str(&files[0].1).unwrap();
         assert_eq!(files[0].0, ".claude.json");
         assert_eq!(config["mcpServers"]["supervise"]["url"], "http://127.0.0.1:8422/mcp");
         assert_eq!(config["projects"]["/workspace"]["hasTrustDialogAccepted"], true);
-        assert!(provider_files(&crate::provider::builtin("shell").unwrap(), None).is_empty());
+        assert!(provider_files(&crate::provider::builtin("shell").unwrap(), None, &Endpoints::loopback()).is_empty());
         let codex = crate::provider::builtin("codex").unwrap();
-        assert!(provider_files(&codex, None)[0].1.contains("model_provider = \"bottle\""));
-        let signed_in = provider_files(&codex, Some("{}"));
+        assert!(provider_files(&codex, None, &Endpoints::loopback())[0].1.contains("model_provider = \"bottle\""));
+        let signed_in = provider_files(&codex, Some("{}"), &Endpoints::loopback());
         assert!(!signed_in[0].1.contains("model_provider") && signed_in[1].0 == ".codex/auth.json");
         let (pi, _) =
             crate::provider_settings::configure(crate::provider::builtin("pi").unwrap(), &Default::default()).unwrap();
-        let paths: Vec<String> = provider_files(&pi, None).into_iter().map(|(p, _)| p).collect();
+        let paths: Vec<String> =
+            provider_files(&pi, None, &Endpoints::loopback()).into_iter().map(|(p, _)| p).collect();
         assert_eq!(paths, [".pi/agent/settings.json", ".pi/agent/extensions/supervise.ts"]);
         let argv =
             expand_home(&["claude".into(), "--append-system-prompt-file".into(), "~/.bot-bottle-prompt.txt".into()]);

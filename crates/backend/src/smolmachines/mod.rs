@@ -2,6 +2,9 @@
 //! the `smolvm` CLI, the sidecar bundle in Docker. Planning and availability
 //! are real; the launch path is not implemented yet and says so.
 
+pub mod argv;
+pub mod net;
+
 use std::path::PathBuf;
 
 use crate::registry::{Availability, Backend, is_executable, which};
