@@ -14,7 +14,7 @@ mod provider;
 pub mod provider_settings;
 mod registry;
 pub mod sidecar_config;
-mod smolmachines;
+pub mod smolmachines;
 
 pub use docker::Docker;
 pub use egress::ca::BottleCa;

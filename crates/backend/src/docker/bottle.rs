@@ -48,12 +48,12 @@ pub fn trace(what: &str) {
     }
 }
 
-fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> BackendError {
+pub(crate) fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> BackendError {
     let what = what.into();
     move |e| BackendError::Docker(format!("{what}: {e}"))
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
     let what = what.into();
     move |source| BackendError::Io { what, source }
 }
@@ -62,7 +62,7 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendErro
 /// never touches another's bottles.
 pub const LABEL_HOME: &str = "dev.bot-bottle.home";
 
-fn labels(home: &state::Home, identity: &str, role: &str) -> HashMap<String, String> {
+pub(crate) fn labels(home: &state::Home, identity: &str, role: &str) -> HashMap<String, String> {
     HashMap::from([
         (LABEL_IDENTITY.to_string(), identity.to_string()),
         (LABEL_ROLE.to_string(), role.to_string()),
@@ -130,7 +130,7 @@ impl Drop for DockerBottle {
 /// The host login the plan's routes forward (Codex's auth.json), read and
 /// checked again at launch, once: its token goes to the sidecar, its
 /// stand-in to the agent.
-fn forwarded_login(plan: &Plan) -> Result<Option<crate::host_login::CodexLogin>, BackendError> {
+pub(crate) fn forwarded_login(plan: &Plan) -> Result<Option<crate::host_login::CodexLogin>, BackendError> {
     let Some(file) = plan.routes.iter().find_map(|r| match &r.auth {
         Some((_, AuthSource::HostLogin(file))) => Some(file),
         _ => None,
@@ -165,7 +165,7 @@ async fn snapshot_transcript(docker: &Docker, objects: &Objects, state_dir: &Pat
 /// The session is over: the secret values the sidecar was given (tokens,
 /// forwarded values, the canary) and its git keys leave the state dir. A
 /// resume resolves and writes them again.
-fn forget_secrets(state_dir: &Path) {
+pub(crate) fn forget_secrets(state_dir: &Path) {
     let _ = std::fs::remove_file(state_dir.join(SECRETS_FILE));
     if let Ok(keys) = std::fs::read_dir(state_dir.join(GATE_KEYS_DIR)) {
         for key in keys.flatten() {
@@ -175,7 +175,7 @@ fn forget_secrets(state_dir: &Path) {
 }
 
 /// Keep the sidecar's log for `bot-bottle logs` after the container is gone.
-async fn save_sidecar_logs(docker: &Docker, objects: &Objects, state_dir: &Path) {
+pub(crate) async fn save_sidecar_logs(docker: &Docker, objects: &Objects, state_dir: &Path) {
     let Some(sidecar) = &objects.sidecar else { return };
     let text = container_logs(docker, sidecar, "all").await;
     if !text.is_empty() && state_dir.is_dir() {
@@ -184,7 +184,7 @@ async fn save_sidecar_logs(docker: &Docker, objects: &Objects, state_dir: &Path)
 }
 
 /// A container's stdout and stderr so far: its last `tail` lines, or "all".
-async fn container_logs(docker: &Docker, id: &str, tail: &str) -> Vec<u8> {
+pub(crate) async fn container_logs(docker: &Docker, id: &str, tail: &str) -> Vec<u8> {
     let options = LogsOptions { stdout: true, stderr: true, tail: tail.to_string(), ..Default::default() };
     let mut stream = docker.logs(id, Some(options));
     let mut text = Vec::new();
@@ -278,7 +278,7 @@ pub async fn find(docker: &Docker, home: &state::Home, identity: &str) -> Result
 
 /// The host user's uid and gid (the sidecar and shim run as them, so what
 /// they write in the state dir stays the user's).
-fn host_ids(dir: &Path) -> (u32, u32) {
+pub(crate) fn host_ids(dir: &Path) -> (u32, u32) {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(dir).map(|m| (m.uid(), m.gid())).unwrap_or((0, 0))
 }
@@ -461,49 +461,13 @@ async fn launch_steps(
     let (config, canary) =
         write_sidecar_files(plan, login.as_ref(), &provision::Endpoints::loopback(), progress).await?;
     trace("sidecar files written");
-    let _ = std::fs::remove_dir_all(dir.join("run"));
-    let run_dir = state_dir(plan)?.component("run")?;
+    let (sidecar_body, run_dir) = sidecar_body(plan, &config, &sidecar_image, &net_name_for(identity))?;
     let (uid, gid) = host_ids(&dir);
     let user = format!("{uid}:{gid}");
-    let mut sidecar_binds =
-        vec![format!("{}:{}", dir.display(), sidecar_config::BOTTLE_DIR), format!("{}:{RUN_DIR}", run_dir.display())];
-    let mut sidecar_env = vec![format!("HOME={}/sidecar-home", sidecar_config::BOTTLE_DIR)];
-    if std::env::var_os("BOT_BOTTLE_TRACE").is_some() {
-        sidecar_env.push("BOT_BOTTLE_TRACE=1".to_string());
-    }
-    if uid != 0 {
-        // ssh needs a passwd entry for the user it runs as.
-        let passwd = dir.join("sidecar-passwd");
-        std::fs::write(
-            &passwd,
-            format!(
-                "root:x:0:0:root:/root:/bin/sh\nbottle:x:{uid}:{gid}::{}/sidecar-home:/bin/sh\n",
-                sidecar_config::BOTTLE_DIR
-            ),
-        )
-        .map_err(io_err("cannot write the sidecar's passwd"))?;
-        sidecar_binds.push(format!("{}:/etc/passwd:ro", passwd.display()));
-    }
-    if let Some(ca) = std::env::var_os("BOT_BOTTLE_UPSTREAM_CA").filter(|v| !v.is_empty()) {
-        sidecar_binds.push(format!("{}:/etc/bot-bottle/upstream-ca.pem:ro", Path::new(&ca).display()));
-        sidecar_env.push("BOT_BOTTLE_UPSTREAM_CA=/etc/bot-bottle/upstream-ca.pem".to_string());
-    }
-    let extra_hosts: Vec<String> = std::env::var("BOT_BOTTLE_SIDECAR_HOSTS")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(str::to_string)
-        .collect();
 
     // The sidecar's own network: its only way out.
     progress("starting the sidecar and the agent");
-    let net_name = format!("bot-bottle-{identity}");
-    let locked = |mut h: HostConfig| {
-        h.cap_drop = Some(vec!["ALL".to_string()]);
-        h.security_opt = Some(vec!["no-new-privileges".to_string()]);
-        h
-    };
+    let net_name = net_name_for(identity);
     let mut sockets = vec![EGRESS_SOCKET, SUPERVISE_SOCKET];
     if !plan.manifest.bottle.repos.is_empty() {
         sockets.push(GATE_SOCKET);
@@ -533,45 +497,11 @@ async fn launch_steps(
             .map_err(docker_err(format!("cannot create network {net_name}")))?;
         *network_slot = Some(net.id);
         trace("network created");
-        let sidecar = create(
-            docker,
-            &format!("bot-bottle-{identity}-sidecar"),
-            ContainerCreateBody {
-                image: Some(sidecar_image.clone()),
-                cmd: Some(vec![
-                    "sidecar".into(),
-                    "--config".into(),
-                    sidecar_config::in_sidecar(&dir, &config).display().to_string(),
-                ]),
-                user: Some(user.clone()),
-                env: Some(sidecar_env),
-                labels: Some(labels(&plan.home, identity, "sidecar")),
-                host_config: Some(locked(HostConfig {
-                    binds: Some(sidecar_binds),
-                    network_mode: Some(net_name.clone()),
-                    extra_hosts: Some(extra_hosts),
-                    pids_limit: Some(512),
-                    init: Some(true),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let sidecar = create(docker, &format!("bot-bottle-{identity}-sidecar"), sidecar_body).await?;
         *sidecar_slot = Some(sidecar.clone());
         docker.start_container(&sidecar, None).await.map_err(docker_err("cannot start the sidecar"))?;
         trace("sidecar started");
-        if let Ok(extra) = std::env::var("BOT_BOTTLE_SIDECAR_NETWORK")
-            && !extra.is_empty()
-        {
-            docker
-                .connect_network(
-                    &extra,
-                    bollard::models::NetworkConnectRequest { container: sidecar.clone(), ..Default::default() },
-                )
-                .await
-                .map_err(docker_err(format!("cannot join the sidecar to network {extra}")))?;
-        }
+        join_extra_network(docker, &sidecar).await?;
         wait_for_sockets(docker, &sidecar, &run_dir, &sockets).await?;
         trace("sidecar sockets ready");
         Ok::<_, BackendError>(())
@@ -685,7 +615,102 @@ async fn launch_steps(
     Ok(())
 }
 
-async fn create(docker: &Docker, name: &str, body: ContainerCreateBody) -> Result<String, BackendError> {
+/// The bottle's own network: the sidecar's only way out.
+pub(crate) fn net_name_for(identity: &str) -> String {
+    format!("bot-bottle-{identity}")
+}
+
+/// No capabilities, no privilege gain.
+pub(crate) fn locked(mut h: HostConfig) -> HostConfig {
+    h.cap_drop = Some(vec!["ALL".to_string()]);
+    h.security_opt = Some(vec!["no-new-privileges".to_string()]);
+    h
+}
+
+/// The sidecar container on `network` running `bot-bottle sidecar` with
+/// `config`, as the host user, the state dir and a fresh run dir (its
+/// sockets) mounted; and that run dir.
+pub(crate) fn sidecar_body(
+    plan: &Plan,
+    config: &Path,
+    image: &str,
+    network: &str,
+) -> Result<(ContainerCreateBody, PathBuf), BackendError> {
+    let dir = plan.state_dir();
+    let _ = std::fs::remove_dir_all(dir.join("run"));
+    let run_dir = state_dir(plan)?.component("run")?;
+    let (uid, gid) = host_ids(&dir);
+    let mut binds =
+        vec![format!("{}:{}", dir.display(), sidecar_config::BOTTLE_DIR), format!("{}:{RUN_DIR}", run_dir.display())];
+    let mut env = vec![format!("HOME={}/sidecar-home", sidecar_config::BOTTLE_DIR)];
+    if std::env::var_os("BOT_BOTTLE_TRACE").is_some() {
+        env.push("BOT_BOTTLE_TRACE=1".to_string());
+    }
+    if uid != 0 {
+        // ssh needs a passwd entry for the user it runs as.
+        let passwd = dir.join("sidecar-passwd");
+        std::fs::write(
+            &passwd,
+            format!(
+                "root:x:0:0:root:/root:/bin/sh\nbottle:x:{uid}:{gid}::{}/sidecar-home:/bin/sh\n",
+                sidecar_config::BOTTLE_DIR
+            ),
+        )
+        .map_err(io_err("cannot write the sidecar's passwd"))?;
+        binds.push(format!("{}:/etc/passwd:ro", passwd.display()));
+    }
+    if let Some(ca) = std::env::var_os("BOT_BOTTLE_UPSTREAM_CA").filter(|v| !v.is_empty()) {
+        binds.push(format!("{}:/etc/bot-bottle/upstream-ca.pem:ro", Path::new(&ca).display()));
+        env.push("BOT_BOTTLE_UPSTREAM_CA=/etc/bot-bottle/upstream-ca.pem".to_string());
+    }
+    let extra_hosts: Vec<String> = std::env::var("BOT_BOTTLE_SIDECAR_HOSTS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .collect();
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(vec![
+            "sidecar".into(),
+            "--config".into(),
+            sidecar_config::in_sidecar(&dir, config).display().to_string(),
+        ]),
+        user: Some(format!("{uid}:{gid}")),
+        env: Some(env),
+        labels: Some(labels(&plan.home, &plan.identity, "sidecar")),
+        host_config: Some(locked(HostConfig {
+            binds: Some(binds),
+            network_mode: Some(network.to_string()),
+            extra_hosts: Some(extra_hosts),
+            pids_limit: Some(512),
+            init: Some(true),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    Ok((body, run_dir))
+}
+
+/// `BOT_BOTTLE_SIDECAR_NETWORK`: a further network the sidecar joins (the
+/// tests' simulated internet).
+pub(crate) async fn join_extra_network(docker: &Docker, sidecar: &str) -> Result<(), BackendError> {
+    if let Ok(extra) = std::env::var("BOT_BOTTLE_SIDECAR_NETWORK")
+        && !extra.is_empty()
+    {
+        docker
+            .connect_network(
+                &extra,
+                bollard::models::NetworkConnectRequest { container: sidecar.to_string(), ..Default::default() },
+            )
+            .await
+            .map_err(docker_err(format!("cannot join the sidecar to network {extra}")))?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn create(docker: &Docker, name: &str, body: ContainerCreateBody) -> Result<String, BackendError> {
     let options = CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
     let created = docker
         .create_container(Some(options), body)
@@ -696,7 +721,12 @@ async fn create(docker: &Docker, name: &str, body: ContainerCreateBody) -> Resul
 
 /// The agent image: a committed snapshot of this bottle, the bottle's own
 /// Dockerfile, or the provider's.
-async fn agent_image(docker: &Docker, plan: &Plan, base: &str, progress: Progress<'_>) -> Result<String, BackendError> {
+pub(crate) async fn agent_image(
+    docker: &Docker,
+    plan: &Plan,
+    base: &str,
+    progress: Progress<'_>,
+) -> Result<String, BackendError> {
     if let Some(committed) = committed_image(&plan.state_dir())
         && docker.inspect_image(&committed).await.is_ok()
     {
@@ -750,7 +780,12 @@ pub fn committed_image(state_dir: &Path) -> Option<String> {
 
 /// Wait until the sidecar's sockets exist; a sidecar that exits first is an
 /// error with its last log lines.
-async fn wait_for_sockets(docker: &Docker, sidecar: &str, run_dir: &Path, names: &[&str]) -> Result<(), BackendError> {
+pub(crate) async fn wait_for_sockets(
+    docker: &Docker,
+    sidecar: &str,
+    run_dir: &Path,
+    names: &[&str],
+) -> Result<(), BackendError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let mut polls = 0u32;
     loop {

@@ -1,13 +1,22 @@
-//! The smolmachines backend: the agent in a libkrun microVM driven through
-//! the `smolvm` CLI, the sidecar bundle in Docker. Planning and availability
-//! are real; the launch path is not implemented yet and says so.
+//! The smolmachines backend (spec/backends.md): the agent in a libkrun
+//! microVM driven through the `smolvm` CLI ([`argv`], [`bottle`]), the
+//! sidecar bundle in Docker at an IP derived from the identity ([`net`]).
+//! `resume` comes here because `metadata.backend` says so.
 
 pub mod argv;
+pub mod bottle;
 pub mod net;
 
 use std::path::PathBuf;
 
-use crate::registry::{Availability, Backend, is_executable, which};
+use state::{BottleMetadata, Home};
+
+use crate::docker::bottle::{LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_STARTED};
+use crate::error::BackendError;
+use crate::plan::Plan;
+use crate::registry::{
+    ActiveBottle, Availability, Backend, CleanupPlan, RunningBottle, is_executable, launcher_alive, which,
+};
 
 pub struct Smolmachines;
 
@@ -18,6 +27,25 @@ impl Smolmachines {
             Some(p) if !p.is_empty() => Some(PathBuf::from(p)).filter(|p| is_executable(p)),
             _ => which("smolvm"),
         }
+    }
+
+    fn smolvm(&self) -> Result<bottle::Smolvm, BackendError> {
+        let availability = self.available();
+        match Self::binary() {
+            Some(bin) if availability.available => Ok(bottle::Smolvm { bin }),
+            _ => Err(BackendError::Invalid {
+                message: format!("the smolmachines backend is unavailable: {}", availability.reason),
+            }),
+        }
+    }
+
+    /// This home's machines (by their labels).
+    fn own_machines(&self, home: &Home) -> Result<Vec<serde_json::Value>, BackendError> {
+        let root = home.root().display().to_string();
+        Ok(bottle::machines(&self.smolvm()?)?
+            .into_iter()
+            .filter(|m| m["labels"][LABEL_HOME].as_str() == Some(root.as_str()))
+            .collect())
     }
 }
 
@@ -37,6 +65,11 @@ impl Backend for Smolmachines {
                 reason: "smolvm not found: install it (pip install smolmachines) or set BOT_BOTTLE_SMOLVM".to_string(),
             };
         };
+        // A stand-in for smolvm (tests, on hosts where no microVM boots)
+        // needs no hypervisor.
+        if std::env::var_os("BOT_BOTTLE_SMOLVM_STANDIN").is_some_and(|v| v == "1") {
+            return Availability { available: true, reason: format!("smolvm stand-in at {}", bin.display()) };
+        }
         if cfg!(target_os = "linux") && !std::path::Path::new("/dev/kvm").exists() {
             return Availability {
                 available: false,
@@ -54,5 +87,137 @@ impl Backend for Smolmachines {
 
     fn runtime(&self) -> String {
         "libkrun microVM (smolvm), network allowlist = the sidecar's /32".to_string()
+    }
+
+    fn launch(&self, plan: Plan) -> Result<Box<dyn RunningBottle>, BackendError> {
+        let progress = |line: &str| eprintln!("bot-bottle: {line}");
+        Ok(Box::new(bottle::launch_blocking(&plan, self.smolvm()?, &progress)?))
+    }
+
+    fn enumerate_active(&self, home: &Home) -> Result<Vec<ActiveBottle>, BackendError> {
+        if !self.available().available {
+            return Ok(Vec::new());
+        }
+        let text = |m: &serde_json::Value, k: &str| m["labels"][k].as_str().unwrap_or_default().to_string();
+        Ok(self
+            .own_machines(home)?
+            .iter()
+            .filter(|m| m["state"] == "running")
+            .map(|m| ActiveBottle {
+                identity: text(m, LABEL_IDENTITY),
+                backend: self.name().to_string(),
+                agent: text(m, LABEL_AGENT),
+                label: text(m, LABEL_LABEL),
+                started: text(m, LABEL_STARTED),
+                services: vec!["agent".to_string(), "sidecar".to_string()],
+            })
+            .collect())
+    }
+
+    fn stop(&self, home: &Home, meta: &BottleMetadata) -> Result<(), BackendError> {
+        let smolvm = self.smolvm()?;
+        let machine = bottle::machine_name(&meta.identity);
+        if !bottle::machines(&smolvm)?.iter().any(|m| m["name"] == machine.as_str()) {
+            return Err(BackendError::Invalid {
+                message: format!("the smolmachines backend has no running bottle {}", meta.identity),
+            });
+        }
+        blocking(async {
+            let docker = crate::docker::engine::connect().await?;
+            bottle::stop(&docker, &smolvm, home, &meta.identity).await
+        })
+    }
+
+    /// `pack create --from-vm` needs the machine stopped: it is stopped,
+    /// packed into the state dir and started again (the agent's processes
+    /// restart; its files are kept). `resume` boots from the pack.
+    fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError> {
+        let smolvm = self.smolvm()?;
+        let machine = bottle::machine_name(&meta.identity);
+        let dir = home.state_dir(&meta.identity);
+        let pack = dir.join(bottle::COMMIT_PACK);
+        let scratch = tempfile::Builder::new()
+            .prefix("commit-")
+            .tempdir_in(&dir)
+            .map_err(|source| BackendError::Io { what: "cannot create a scratch directory".into(), source })?;
+        let out = scratch.path().join("commit");
+        smolvm.run(&argv::stop(&machine))?;
+        let packed = smolvm.run(&argv::pack_vm(&machine, &out.display().to_string()));
+        smolvm.run(&argv::start(&machine))?;
+        packed?;
+        bottle::keep_pack(&out, &pack)?;
+        Ok(pack.display().to_string())
+    }
+
+    fn prepare_cleanup(&self, home: &Home) -> Result<CleanupPlan, BackendError> {
+        let mut items = Vec::new();
+        if self.available().available {
+            for m in self.own_machines(home)? {
+                let identity = m["labels"][LABEL_IDENTITY].as_str().unwrap_or_default();
+                if !launcher_alive(&home.state_dir(identity)) {
+                    items.push(format!("machine {}", m["name"].as_str().unwrap_or_default()));
+                }
+            }
+        }
+        Ok(CleanupPlan { backend: self.name().to_string(), items })
+    }
+
+    fn cleanup(&self, _home: &Home, plan: &CleanupPlan) -> Result<(), BackendError> {
+        let smolvm = self.smolvm()?;
+        for item in &plan.items {
+            if let Some(name) = item.strip_prefix("machine ") {
+                let _ = smolvm.run(&argv::stop(name));
+                smolvm.run(&argv::delete(name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn blocking<T>(work: impl std::future::Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| BackendError::Io { what: "cannot start the async runtime".into(), source })?
+        .block_on(work)
+}
+
+impl RunningBottle for bottle::SmolBottle {
+    fn identity(&self) -> &str {
+        &self.objects.identity
+    }
+
+    fn exec(&self, argv: &[String], tty: bool) -> Result<i32, BackendError> {
+        bottle::SmolBottle::exec(self, argv, tty)
+    }
+
+    fn copy_in(&self, host: &std::path::Path, guest: &str) -> Result<(), BackendError> {
+        let name = host.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+        let uid = crate::docker::provision::AGENT_UID as u32;
+        self.smolvm.run(&argv::copy_in(
+            &self.machine,
+            &host.display().to_string(),
+            &format!("{guest}/{name}"),
+            0o644,
+            uid,
+        ))?;
+        Ok(())
+    }
+
+    fn copy_out(&self, guest: &str, host: &std::path::Path) -> Result<(), BackendError> {
+        let script = "tar -cf - -C \"$(dirname \"$1\")\" \"$(basename \"$1\")\"".to_string();
+        let argv = ["sh".to_string(), "-c".into(), script, "sh".into(), guest.to_string()];
+        let data = self.smolvm.run(&argv::exec(&self.machine, &argv::Exec::default(), &argv))?;
+        std::fs::create_dir_all(host)
+            .map_err(|source| BackendError::Io { what: format!("cannot create {}", host.display()), source })?;
+        let mut archive = tar::Archive::new(&data[..]);
+        archive.set_preserve_permissions(false);
+        archive
+            .unpack(host)
+            .map_err(|source| BackendError::Io { what: format!("cannot unpack into {}", host.display()), source })
+    }
+
+    fn teardown(mut self: Box<Self>) -> Result<(), BackendError> {
+        bottle::SmolBottle::teardown(&mut self)
     }
 }

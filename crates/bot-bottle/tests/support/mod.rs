@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod smolvm;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

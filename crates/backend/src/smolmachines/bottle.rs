@@ -1,0 +1,542 @@
+//! A bottle on smolmachines: the agent in a microVM that the `smolvm` CLI
+//! runs, whose network allowlist is the sidecar bundle's IP alone; the
+//! bundle (the same sidecar as on docker, and a shim serving its sockets on
+//! that IP) in Docker on a bridge whose subnet derives from the identity.
+//! Launch, provisioning through `machine cp`/`machine exec`, the self-test,
+//! the session's exec, and teardown in reverse order on every exit path.
+//! The agent's values reach the guest only in a 0600 file copied in.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{
+    EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig,
+};
+use bollard::query_parameters::ListNetworksOptions;
+use futures_util::StreamExt;
+
+use super::argv;
+use super::net::BundleNet;
+use crate::docker::bottle::{
+    LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_STARTED, Objects, agent_files, create, docker_err,
+    find, forget_secrets, forwarded_login, io_err, join_extra_network, labels, locked, net_name_for, remove,
+    revoke_deploy_keys, save_sidecar_logs, sidecar_body, trace, wait_for_sockets, write_sidecar_files,
+};
+use crate::docker::images::{self, Progress};
+use crate::docker::provision::{self, AGENT_CA, AGENT_HOME, AGENT_UID, CA_BUNDLE, Endpoints, WORKSPACE};
+use crate::docker::{engine, transcript};
+use crate::error::BackendError;
+use crate::plan::Plan;
+use crate::registry::LAUNCHER_FILE;
+use crate::sidecar_config::{
+    EGRESS_PORT, EGRESS_SOCKET, GATE_PORT, GATE_SOCKET, RUN_DIR, SUPERVISE_PORT, SUPERVISE_SOCKET,
+};
+
+/// The machine of a bottle.
+pub fn machine_name(identity: &str) -> String {
+    format!("bot-bottle-{identity}")
+}
+
+/// Where `commit` leaves the bottle's snapshot, which `resume` boots from.
+pub const COMMIT_PACK: &str = "commit.smolmachine";
+
+/// The `smolvm` binary.
+#[derive(Debug, Clone)]
+pub struct Smolvm {
+    pub bin: PathBuf,
+}
+
+impl Smolvm {
+    fn command(&self, args: &[String]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args);
+        // As root, smolvm drops each VM to its own uid, which cannot open a
+        // root-only /dev/kvm.
+        if std::env::var_os("SMOLVM_VM_UID_DROP").is_none() && is_root() {
+            c.env("SMOLVM_VM_UID_DROP", "off");
+        }
+        c
+    }
+
+    /// Run to completion; stdout on success, smolvm's own message otherwise.
+    pub fn run(&self, args: &[String]) -> Result<Vec<u8>, BackendError> {
+        let out = self
+            .command(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| BackendError::Invalid { message: format!("cannot run {} ({e})", self.bin.display()) })?;
+        if !out.status.success() {
+            return Err(BackendError::Docker(format!(
+                "smolvm {} failed: {}",
+                args.iter().take(2).cloned().collect::<Vec<_>>().join(" "),
+                error_message(&out.stderr)
+            )));
+        }
+        Ok(out.stdout)
+    }
+
+    /// Run with the operator's stdio; the exit code.
+    pub fn interactive(&self, args: &[String]) -> Result<i32, BackendError> {
+        let status = self
+            .command(args)
+            .status()
+            .map_err(|e| BackendError::Invalid { message: format!("cannot run {} ({e})", self.bin.display()) })?;
+        Ok(status.code().unwrap_or(128 + 9))
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:").map(|r| r.split_whitespace().next() == Some("0"))))
+        .unwrap_or(false)
+}
+
+/// smolvm's `--error-format json` message, or its stderr as text.
+fn error_message(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    for line in text.lines().rev() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim())
+            && let Some(m) = v["error"]["message"].as_str()
+        {
+            return m.to_string();
+        }
+    }
+    text.lines().filter(|l| !l.starts_with("note:")).collect::<Vec<_>>().join(" ").trim().to_string()
+}
+
+/// The machine's record from `machine ls --json` / `status --json`.
+pub fn machines(smolvm: &Smolvm) -> Result<Vec<serde_json::Value>, BackendError> {
+    let out = smolvm.run(&argv::list())?;
+    let v: serde_json::Value = serde_json::from_slice(&out)
+        .map_err(|e| BackendError::Docker(format!("smolvm machine ls --json printed something else: {e}")))?;
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+/// A launched bottle.
+pub struct SmolBottle {
+    pub runtime: tokio::runtime::Runtime,
+    pub docker: Docker,
+    pub smolvm: Smolvm,
+    pub machine: String,
+    pub objects: Objects,
+    pub state_dir: PathBuf,
+    /// The agent's plain environment, given to every exec.
+    pub env: Vec<String>,
+    torn_down: bool,
+}
+
+impl SmolBottle {
+    /// Run `argv` in the agent (through the env wrapper), as its user in the
+    /// workspace; the exit code.
+    pub fn exec(&self, argv: &[String], tty: bool) -> Result<i32, BackendError> {
+        let wrapped = provision::wrap(&provision::expand_home(argv));
+        let uid = AGENT_UID.to_string();
+        let how = argv::Exec { user: Some(&uid), workdir: Some(WORKSPACE), env: &self.env, tty, stdin: tty };
+        self.smolvm.interactive(&argv::exec(&self.machine, &how, &wrapped))
+    }
+
+    /// Keep the logs and the transcript, remove the machine and the bundle,
+    /// forget the secrets. Idempotent.
+    pub fn teardown(&mut self) -> Result<(), BackendError> {
+        if self.torn_down {
+            return Ok(());
+        }
+        self.torn_down = true;
+        let (docker, objects, dir) = (&self.docker, &self.objects, &self.state_dir);
+        snapshot_transcript(&self.smolvm, &self.machine, dir);
+        let _ = self.smolvm.run(&argv::stop(&self.machine));
+        let _ = self.smolvm.run(&argv::delete(&self.machine));
+        self.runtime.block_on(async {
+            save_sidecar_logs(docker, objects, dir).await;
+            let removed = remove(docker, objects).await;
+            revoke_deploy_keys(dir).await;
+            forget_secrets(dir);
+            let _ = std::fs::remove_file(dir.join(LAUNCHER_FILE));
+            removed
+        })
+    }
+}
+
+impl Drop for SmolBottle {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
+}
+
+/// Session end: the CLI's session directories out of the machine (a tar
+/// on the exec's stdout) into the state dir's transcript. Best effort.
+pub fn snapshot_transcript(smolvm: &Smolvm, machine: &str, state_dir: &Path) {
+    if !state_dir.is_dir() {
+        return;
+    }
+    let dest = state_dir.join(transcript::TRANSCRIPT_DIR);
+    for dir in transcript::session_dirs(state_dir) {
+        let script = format!("[ -d {AGENT_HOME}/{dir} ] && tar -cf - -C {AGENT_HOME} {dir}");
+        let how = argv::Exec::default();
+        let Ok(tar) = smolvm.run(&argv::exec(machine, &how, &["sh".into(), "-c".into(), script])) else { continue };
+        if tar.is_empty() || tar.len() as u64 > transcript::MAX_BYTES + (16 << 20) {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(dest.join(&dir));
+        if let Err(e) = transcript::unpack(&tar, &dest) {
+            eprintln!("bot-bottle: the transcript of {} is incomplete: {e}", state_dir.display());
+        }
+    }
+}
+
+/// Launch `plan` on smolmachines; anything created is removed again if a
+/// step fails, or on Ctrl-C during the launch.
+pub fn launch_blocking(plan: &Plan, smolvm: Smolvm, progress: Progress<'_>) -> Result<SmolBottle, BackendError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(io_err("cannot start the async runtime"))?;
+    let machine = machine_name(&plan.identity);
+    let docker = runtime.block_on(engine::connect())?;
+    let mut objects = Objects { identity: plan.identity.clone(), ..Default::default() };
+    let mut env = Vec::new();
+    let launched = runtime.block_on(async {
+        tokio::select! {
+            r = launch_steps(&docker, &smolvm, plan, progress, &mut objects, &mut env) => r,
+            _ = tokio::signal::ctrl_c() => Err(BackendError::Docker(
+                "interrupted: the launch was cancelled and everything it created removed".to_string(),
+            )),
+        }
+    });
+    let mut bottle =
+        SmolBottle { runtime, docker, smolvm, machine, objects, state_dir: plan.state_dir(), env, torn_down: false };
+    match launched {
+        Ok(()) => Ok(bottle),
+        Err(e) => {
+            // Whatever exists by label, also what a cancelled step created.
+            let found = bottle.runtime.block_on(find(&bottle.docker, &plan.home, &plan.identity));
+            if let Ok(found) = found {
+                bottle.objects = found;
+            }
+            let _ = bottle.teardown();
+            Err(e)
+        }
+    }
+}
+
+async fn launch_steps(
+    docker: &Docker,
+    smolvm: &Smolvm,
+    plan: &Plan,
+    progress: Progress<'_>,
+    objects: &mut Objects,
+    agent_env: &mut Vec<String>,
+) -> Result<(), BackendError> {
+    let dir = plan.state_dir();
+    let identity = &plan.identity;
+    let machine = machine_name(identity);
+    std::fs::write(dir.join(LAUNCHER_FILE), std::process::id().to_string())
+        .map_err(io_err("cannot write the launcher pid"))?;
+    // Leftovers of an earlier run of this identity (a killed launcher).
+    let stale = find(docker, &plan.home, identity).await?;
+    remove(docker, &stale).await?;
+    let _ = smolvm.run(&argv::delete(&machine));
+    // Images: the agent's is built with Docker and packed for smolvm.
+    let base = images::ensure_base(docker, progress).await?;
+    let sidecar_image = images::ensure_sidecar(docker, &base, progress).await?;
+    let pack = match committed_pack(&dir) {
+        Some(p) => {
+            progress(&format!("using the committed machine {}", p.display()));
+            p
+        }
+        None => {
+            let agent_image = crate::docker::bottle::agent_image(docker, plan, &base, progress).await?;
+            ensure_pack(docker, smolvm, &agent_image, progress).await?
+        }
+    };
+    trace("images ready");
+    // The bundle's network, pinned by the identity.
+    let net = BundleNet::derive(identity);
+    let net_name = net_name_for(identity);
+    let existing: Vec<(String, String)> = docker
+        .list_networks(None::<ListNetworksOptions>)
+        .await
+        .map_err(docker_err("cannot list networks"))?
+        .into_iter()
+        .filter(|n| n.name.as_deref() != Some(net_name.as_str()))
+        .flat_map(|n| {
+            let name = n.name.clone().unwrap_or_default();
+            n.ipam
+                .and_then(|i| i.config)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |c| Some((name.clone(), c.subnet?)))
+        })
+        .collect();
+    net.check_free(&existing).map_err(|message| BackendError::Invalid { message })?;
+    let at = Endpoints { host: net.ip.to_string() };
+    let login = forwarded_login(plan)?;
+    let (config, canary) = write_sidecar_files(plan, login.as_ref(), &at, progress).await?;
+
+    progress("starting the sidecar bundle");
+    let created = docker
+        .create_network(NetworkCreateRequest {
+            name: net_name.clone(),
+            driver: Some("bridge".to_string()),
+            ipam: Some(Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(net.cidr()),
+                    gateway: Some(net.gateway.to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            labels: Some(labels(&plan.home, identity, "network")),
+            ..Default::default()
+        })
+        .await
+        .map_err(docker_err(format!("cannot create network {net_name} ({})", net.cidr())))?;
+    objects.network = Some(created.id);
+    let (mut body, run_dir) = sidecar_body(plan, &config, &sidecar_image, &net_name)?;
+    body.networking_config = Some(NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            net_name.clone(),
+            EndpointSettings {
+                ipam_config: Some(EndpointIpamConfig { ipv4_address: Some(net.ip.to_string()), ..Default::default() }),
+                ..Default::default()
+            },
+        )])),
+    });
+    let sidecar = create(docker, &format!("bot-bottle-{identity}-sidecar"), body).await?;
+    objects.sidecar = Some(sidecar.clone());
+    docker.start_container(&sidecar, None).await.map_err(docker_err("cannot start the sidecar"))?;
+    join_extra_network(docker, &sidecar).await?;
+    let mut sockets = vec![EGRESS_SOCKET, SUPERVISE_SOCKET];
+    if !plan.manifest.bottle.repos.is_empty() {
+        sockets.push(GATE_SOCKET);
+    }
+    wait_for_sockets(docker, &sidecar, &run_dir, &sockets).await?;
+    // The shim serves the sockets on the bundle IP, in the sidecar's
+    // namespace: the one address the machine may reach.
+    let map = |port: u16, socket: &str| format!("{port}={RUN_DIR}/{socket}");
+    let mut shim_cmd = vec![
+        "shim".to_string(),
+        "--listen".into(),
+        net.ip.to_string(),
+        "--map".into(),
+        map(EGRESS_PORT, EGRESS_SOCKET),
+    ];
+    shim_cmd.extend(["--map".to_string(), map(SUPERVISE_PORT, SUPERVISE_SOCKET)]);
+    if sockets.contains(&GATE_SOCKET) {
+        shim_cmd.extend(["--map".to_string(), map(GATE_PORT, GATE_SOCKET)]);
+    }
+    let (uid, gid) = crate::docker::bottle::host_ids(&dir);
+    let shim = create(
+        docker,
+        &format!("bot-bottle-{identity}-shim"),
+        bollard::models::ContainerCreateBody {
+            image: Some(sidecar_image.clone()),
+            cmd: Some(shim_cmd),
+            user: Some(format!("{uid}:{gid}")),
+            labels: Some(labels(&plan.home, identity, "shim")),
+            host_config: Some(locked(HostConfig {
+                binds: Some(vec![format!("{}:{RUN_DIR}", run_dir.display())]),
+                network_mode: Some(format!("container:{sidecar}")),
+                pids_limit: Some(64),
+                ..Default::default()
+            })),
+            ..Default::default()
+        },
+    )
+    .await?;
+    objects.shim = Some(shim.clone());
+    docker.start_container(&shim, None).await.map_err(docker_err("cannot start the shim"))?;
+    trace("bundle started");
+
+    // The machine: its allowlist the bundle alone, confirmed before
+    // anything runs in it.
+    progress("starting the agent's machine");
+    let p = plan.resolved_provider.provider();
+    let mut machine_labels = vec![
+        (LABEL_IDENTITY.to_string(), identity.clone()),
+        (LABEL_HOME.to_string(), plan.home.root().display().to_string()),
+        (LABEL_AGENT.to_string(), plan.metadata.agent_name.clone()),
+        (LABEL_STARTED.to_string(), plan.metadata.started_at.clone()),
+    ];
+    if !plan.metadata.label.is_empty() {
+        machine_labels.push((LABEL_LABEL.to_string(), plan.metadata.label.clone()));
+    }
+    let ip = net.ip.to_string();
+    smolvm.run(&argv::create(&machine, &pack.display().to_string(), &net.allow_cidr(), &ip, &machine_labels))?;
+    let status: serde_json::Value = serde_json::from_slice(&smolvm.run(&argv::status(&machine))?)
+        .map_err(|e| BackendError::Docker(format!("smolvm machine status --json printed something else: {e}")))?;
+    let allowed: Vec<&str> =
+        status["allowed_cidrs"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+    if allowed != [net.allow_cidr().as_str()] {
+        return Err(BackendError::Docker(format!(
+            "smolvm reports the machine's network allowlist as {allowed:?}, not [{}]: refusing to start it",
+            net.allow_cidr()
+        )));
+    }
+    smolvm.run(&argv::start(&machine))?;
+    wait_ready(smolvm, &machine)?;
+    trace("machine ready");
+
+    progress("provisioning the agent");
+    let mut env_extra: Vec<(String, String)> = p.extra_env.clone();
+    env_extra.extend(p.placeholder_env.iter().cloned());
+    let env_ref: Vec<(&str, &str)> = env_extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    *agent_env = provision::agent_env(&at, &env_ref);
+    let files = agent_files(plan, &canary, login.as_ref().map(|l| l.stand_in.as_str()), None, &at)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("bot-bottle-smol-")
+        .tempdir()
+        .map_err(io_err("cannot create a scratch directory"))?;
+    let mut unpack = vec!["set -e".to_string()];
+    let mut parts = vec![("root", files.root, "/"), ("home", files.home, AGENT_HOME)];
+    if let Some(ws) = files.workspace {
+        parts.push(("workspace", ws, WORKSPACE));
+    }
+    for (name, tar, under) in parts {
+        let host = scratch.path().join(format!("{name}.tar"));
+        write_private(&host, &tar)?;
+        let guest = format!("/tmp/bot-bottle-{name}.tar");
+        smolvm.run(&argv::copy_in(&machine, &host.display().to_string(), &guest, 0o600, 0))?;
+        unpack.push(format!(
+            "mkdir -p {under} && tar -xpf {guest} -C {under} --same-owner --numeric-owner && rm -f {guest}"
+        ));
+    }
+    drop(scratch);
+    // The bottle CA joins the system bundle every TLS client reads.
+    unpack.push(format!("cat {AGENT_CA} >> {CA_BUNDLE}"));
+    smolvm.run(&argv::exec(&machine, &argv::Exec::default(), &["sh".into(), "-c".into(), unpack.join("\n")]))?;
+    trace("agent provisioned");
+
+    progress("isolation self-test");
+    let uid = AGENT_UID.to_string();
+    let how = argv::Exec { user: Some(&uid), workdir: Some(WORKSPACE), env: agent_env, tty: false, stdin: false };
+    let test = provision::wrap(&["bash".into(), "-c".into(), provision::SELF_TEST.into()]);
+    let output = String::from_utf8_lossy(&smolvm.run(&argv::exec(&machine, &how, &test))?).into_owned();
+    let checks = provision::parse_self_test(&output);
+    let _ = std::fs::write(dir.join("selftest.json"), serde_json::to_vec_pretty(&checks).unwrap_or_default());
+    let failed: Vec<String> =
+        checks.iter().filter(|c| !c.passed).map(|c| format!("{} ({})", c.name, c.detail)).collect();
+    if !failed.is_empty() {
+        return Err(BackendError::Docker(format!(
+            "the isolation self-test failed, so the agent was not started: {}; details in {}",
+            failed.join(", "),
+            dir.join("selftest.json").display()
+        )));
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), BackendError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(format!("cannot write {}", path.display())))?;
+    f.write_all(data).map_err(io_err(format!("cannot write {}", path.display())))
+}
+
+/// Until `exec true` answers, with backoff; bounded.
+fn wait_ready(smolvm: &Smolvm, machine: &str) -> Result<(), BackendError> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match smolvm.run(&argv::exec(machine, &argv::Exec::default(), &["true".into()])) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(BackendError::Docker(format!("the machine {machine} never answered an exec: {e}")));
+            }
+            Err(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// The committed pack `resume` boots from, while it exists.
+pub fn committed_pack(state_dir: &Path) -> Option<PathBuf> {
+    Some(state_dir.join(COMMIT_PACK)).filter(|p| p.is_file())
+}
+
+/// The agent image packed as a `.smolmachine`, cached by image id in
+/// `~/.cache/bot-bottle/smolmachines/`: `docker save` to a scratch archive,
+/// then `smolvm pack create --image`.
+async fn ensure_pack(
+    docker: &Docker,
+    smolvm: &Smolvm,
+    image: &str,
+    progress: Progress<'_>,
+) -> Result<PathBuf, BackendError> {
+    let id = docker.inspect_image(image).await.map_err(docker_err(format!("cannot inspect {image}")))?.id;
+    let id = id.unwrap_or_default().trim_start_matches("sha256:").chars().take(16).collect::<String>();
+    let pack = images::cache_path(&format!("smolmachines/{id}.smolmachine"))
+        .ok_or_else(|| BackendError::Invalid { message: "HOME is not set: nowhere to keep the machine pack".into() })?;
+    if pack.is_file() {
+        return Ok(pack);
+    }
+    progress(&format!("packing {image} for smolvm (once per image)"));
+    if let Some(parent) = pack.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("cannot create the pack cache"))?;
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("bot-bottle-pack-")
+        .tempdir()
+        .map_err(io_err("cannot create a scratch directory"))?;
+    let archive = scratch.path().join("image.tar");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&archive).map_err(io_err("cannot write the image archive"))?;
+        let mut stream = docker.export_image(image);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(docker_err(format!("cannot save {image}")))?;
+            file.write_all(&chunk).map_err(io_err("cannot write the image archive"))?;
+        }
+    }
+    // `pack create -o OUT` writes the executable OUT and its sidecar
+    // OUT.smolmachine, which machines are created from.
+    let out = scratch.path().join("agent");
+    smolvm.run(&argv::pack_image(&archive.display().to_string(), &out.display().to_string()))?;
+    keep_pack(&out, &pack)?;
+    Ok(pack)
+}
+
+/// Move the `.smolmachine` that `pack create -o OUT` wrote beside OUT to
+/// `dest` (copied first if it lives on another filesystem).
+pub fn keep_pack(out: &Path, dest: &Path) -> Result<(), BackendError> {
+    let written = out.with_extension("smolmachine");
+    if !written.is_file() {
+        return Err(BackendError::Docker(format!("smolvm pack create wrote no {}", written.display())));
+    }
+    let partial = dest.with_extension("partial");
+    if std::fs::rename(&written, &partial).is_err() {
+        std::fs::copy(&written, &partial).map_err(io_err(format!("cannot keep {}", dest.display())))?;
+    }
+    std::fs::rename(&partial, dest).map_err(io_err(format!("cannot keep {}", dest.display())))
+}
+
+/// Stop: keep the logs, the transcript and the state (preserved); remove
+/// the machine and the bundle.
+pub async fn stop(docker: &Docker, smolvm: &Smolvm, home: &state::Home, identity: &str) -> Result<(), BackendError> {
+    let dir = home.state_dir(identity);
+    let machine = machine_name(identity);
+    let objects = find(docker, home, identity).await?;
+    snapshot_transcript(smolvm, &machine, &dir);
+    let _ = smolvm.run(&argv::stop(&machine));
+    let _ = smolvm.run(&argv::delete(&machine));
+    save_sidecar_logs(docker, &objects, &dir).await;
+    remove(docker, &objects).await?;
+    if dir.is_dir() {
+        std::fs::write(dir.join(state::StateDir::PRESERVE), b"").map_err(io_err("cannot mark the state preserved"))?;
+    }
+    revoke_deploy_keys(&dir).await;
+    forget_secrets(&dir);
+    Ok(())
+}

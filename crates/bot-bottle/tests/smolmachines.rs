@@ -1,0 +1,281 @@
+//! The smolmachines backend end to end, through the real code path and a
+//! real Docker bundle, with the `smolvm` CLI played by the stand-in
+//! (tests/support/smolvm-standin.py: no microVM boots on this kind of
+//! machine). Start, the agent's values and the self-test, a session ending
+//! in 3, resume on smolmachines because the metadata says so, list active,
+//! commit and a resume that boots the committed machine, stop, cleanup; a
+//! subnet collision and an allowlist smolvm did not apply refuse the
+//! launch. Throughout: every smolvm argv conforms to the recorded CLI
+//! surface, and no planted value is on any smolvm argv or any host command
+//! line.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::smolvm::StandIn;
+
+struct Home {
+    root: PathBuf,
+    standin: StandIn,
+    planted: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        support::docker::engine_answers();
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("bb");
+        std::fs::create_dir_all(root.join("bottles")).unwrap();
+        std::fs::create_dir_all(root.join("agents")).unwrap();
+        std::fs::write(
+            root.join("bottles/vm.md"),
+            "---\nagent_provider:\n  template: shell\nenv:\n  PLANTED: ${SMOL_PLANTED}\negress:\n  routes:\n    - host: example.com\n---\nA bottle on smolmachines.\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("agents/vm.md"), "---\nbottle: vm\n---\nAn agent in a machine.\n").unwrap();
+        let standin = StandIn::new(&tmp.path().join("smolvm"));
+        let planted = format!("planted-{}", std::process::id()) + &"x7Qz".repeat(4);
+        Home { root, standin, planted, _tmp: tmp }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bot-bottle"));
+        cmd.args(args)
+            .env("BOT_BOTTLE_HOME", &self.root)
+            .env("SMOL_PLANTED", &self.planted)
+            .env_remove("BOT_BOTTLE_BACKEND")
+            .stdin(Stdio::null());
+        self.standin.env(&mut cmd);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn state(&self, identity: &str) -> PathBuf {
+        self.root.join("state").join(identity)
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Every distinct host command line (this pid namespace) while it runs.
+struct Sampler {
+    seen: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    on: Arc<AtomicBool>,
+}
+
+impl Sampler {
+    fn start() -> Sampler {
+        let (seen, on) = (Arc::new(Mutex::new(std::collections::BTreeSet::new())), Arc::new(AtomicBool::new(true)));
+        let (into, running) = (seen.clone(), on.clone());
+        let ns = std::fs::read_link("/proc/self/ns/pid").ok();
+        std::thread::spawn(move || {
+            while running.load(Ordering::Relaxed) {
+                for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    if std::fs::read_link(e.path().join("ns/pid")).ok() != ns {
+                        continue;
+                    }
+                    if let Ok(c) = std::fs::read(e.path().join("cmdline"))
+                        && !c.is_empty()
+                    {
+                        into.lock().unwrap().insert(String::from_utf8_lossy(&c).replace('\0', " "));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Sampler { seen, on }
+    }
+
+    fn stop(&self) -> Vec<String> {
+        self.on.store(false, Ordering::Relaxed);
+        self.seen.lock().unwrap().iter().cloned().collect()
+    }
+}
+
+fn sha256(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn no_leftovers(identity: &str) {
+    let (containers, networks) = support::docker::objects(identity);
+    assert!(containers.is_empty() && networks.is_empty(), "left behind: {containers:?} {networks:?}");
+    let machine = StandIn::container(&format!("bot-bottle-{identity}"));
+    let o = Command::new("docker").args(["ps", "-aq", "--filter", &format!("name=^{machine}$")]).output().unwrap();
+    assert!(o.stdout.is_empty(), "the machine's container is left behind");
+}
+
+#[test]
+fn a_bottle_lives_its_whole_life_on_smolmachines() {
+    let h = Home::new();
+    let sampler = Sampler::start();
+    // The agent holds the planted value (checked by its hash, never shown),
+    // the self-test passed, and the session ends with 3: state kept.
+    let prompt = format!(
+        "[ \"$(printf %s \"$PLANTED\" | sha256sum | cut -d' ' -f1)\" = {} ] && echo planted-ok; echo proxy=$HTTPS_PROXY; exit 3",
+        sha256(&h.planted)
+    );
+    let o =
+        h.run(&["start", "vm", "--backend", "smolmachines", "--label", "smt", "-y", "--headless", "--prompt", &prompt]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("planted-ok"), "{out}");
+    let net = backend::smolmachines::net::BundleNet::derive("smt");
+    assert!(out.contains(&format!("proxy=http://{}:3128", net.ip)), "{out}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.state("smt").join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["backend"], "smolmachines");
+    let selftest: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(h.state("smt").join("selftest.json")).unwrap()).unwrap();
+    assert!(selftest.len() == 4 && selftest.iter().all(|c| c["passed"] == true), "{selftest:?}");
+    assert!(h.state("smt").join(".preserve").exists());
+    no_leftovers("smt");
+
+    // Resume: no --backend, the metadata says smolmachines.
+    let before = h.standin.calls().len();
+    let o = h.run(&["resume", "smt", "-y", "--headless", "--prompt", "echo resumed-in-a-machine"]);
+    assert!(o.status.success() && text(&o).contains("resumed-in-a-machine"), "{}", text(&o));
+    assert!(h.standin.calls()[before..].iter().any(|c| c[..2] == ["machine", "create"]), "resume did not use smolvm");
+    assert!(!h.state("smt").exists(), "a clean exit keeps no state");
+    no_leftovers("smt");
+
+    // A running bottle: list active shows it; commit snapshots the machine;
+    // stop ends the session with the state kept; resume boots the snapshot.
+    let mut session = h
+        .cmd(&[
+            "start",
+            "vm",
+            "--backend",
+            "smolmachines",
+            "--label",
+            "live",
+            "-y",
+            "--headless",
+            "--prompt",
+            "echo kept > ~/marker; sleep 120",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("list active to show the machine", Duration::from_secs(240), || {
+        let o = h.run(&["list", "active", "--json"]);
+        let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        list.as_array().into_iter().flatten().any(|b| b["identity"] == "live" && b["backend"] == "smolmachines")
+    });
+    wait_for("the marker", Duration::from_secs(60), || {
+        Command::new("docker")
+            .args(["exec", &StandIn::container("bot-bottle-live"), "test", "-e", "/home/node/marker"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let o = h.run(&["commit", "live"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = h.run(&["stop", "live"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let status = session.wait().unwrap();
+    assert!(!status.success(), "the session outlived stop");
+    assert!(h.state("live").join(".preserve").exists() && h.state("live").join("commit.smolmachine").is_file());
+    no_leftovers("live");
+    let before = h.standin.calls().len();
+    let o = h.run(&["resume", "live", "-y", "--headless", "--prompt", "cat ~/marker"]);
+    assert!(o.status.success() && text(&o).contains("kept"), "the committed machine was not booted: {}", text(&o));
+    let create = h.standin.calls()[before..].iter().find(|c| c[..2] == ["machine", "create"]).cloned().unwrap();
+    let from = create.iter().position(|a| a == "--from").map(|i| create[i + 1].clone()).unwrap();
+    assert!(from.ends_with("state/live/commit.smolmachine"), "{create:?}");
+
+    // Cleanup: preserved state of a bottle that runs no more, with --all.
+    let o = h.run(&[
+        "start",
+        "vm",
+        "--backend",
+        "smolmachines",
+        "--label",
+        "gone",
+        "-y",
+        "--headless",
+        "--prompt",
+        "exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let o = h.run(&["cleanup", "--all", "-y"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!h.state("gone").exists());
+
+    // Every smolvm call: in the recorded surface, no secret on it, and the
+    // machine's allowlist the bundle's /32 alone with the bundle as its
+    // resolver.
+    let calls = h.standin.calls();
+    assert!(calls.len() > 20, "{} calls", calls.len());
+    for c in &calls {
+        backend::smolmachines::argv::conforms(c).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+        assert!(!c.join(" ").contains(&h.planted), "a planted value on a smolvm command line: {c:?}");
+    }
+    for create in calls.iter().filter(|c| c[..2] == ["machine", "create"]) {
+        let values = |flag: &str| -> Vec<&String> {
+            create.iter().enumerate().filter(|(_, a)| *a == flag).map(|(i, _)| &create[i + 1]).collect()
+        };
+        let (allow, dns) = (values("--allow-cidr"), values("--dns"));
+        assert_eq!(allow.len(), 1, "{create:?}");
+        assert_eq!(allow[0], &format!("{}/32", dns[0]), "{create:?}");
+    }
+    let cmdlines = sampler.stop();
+    assert!(cmdlines.iter().any(|c| c.contains("smolvm-standin.py")), "the sampler saw no smolvm call");
+    let leaked: Vec<&String> = cmdlines.iter().filter(|c| c.contains(&h.planted)).collect();
+    assert!(leaked.is_empty(), "a planted value on a host command line: {leaked:?}");
+}
+
+#[test]
+fn a_subnet_that_collides_or_an_allowlist_not_applied_refuses_the_launch() {
+    let h = Home::new();
+    // Another network already holds the bottle's subnet.
+    let net = backend::smolmachines::net::BundleNet::derive("clash");
+    let squatter = format!("smol-squatter-{}", std::process::id());
+    let made = Command::new("docker").args(["network", "create", "--subnet", &net.cidr(), &squatter]).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let o = h.run(&[
+        "start",
+        "vm",
+        "--backend",
+        "smolmachines",
+        "--label",
+        "clash",
+        "-y",
+        "--headless",
+        "--prompt",
+        "true",
+    ]);
+    let _ = Command::new("docker").args(["network", "rm", &squatter]).output();
+    assert!(!o.status.success());
+    assert!(text(&o).contains(&squatter) && text(&o).contains(&net.cidr()), "{}", text(&o));
+    no_leftovers("clash");
+
+    // smolvm reports an allowlist other than the bundle's /32: the machine
+    // never starts.
+    let mut cmd =
+        h.cmd(&["start", "vm", "--backend", "smolmachines", "--label", "open", "-y", "--headless", "--prompt", "true"]);
+    let o = cmd.env("SMOLVM_STANDIN_IGNORE_ALLOW", "1").output().unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("refusing to start it"), "{}", text(&o));
+    assert!(!h.standin.calls().iter().any(|c| c[..2] == ["machine", "start"]), "a machine was started");
+    no_leftovers("open");
+}
