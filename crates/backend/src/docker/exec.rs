@@ -68,7 +68,7 @@ pub async fn capture(
 /// role and status; never when `watched` is empty. A wait that fails for
 /// another reason (the engine's connection) only counts when the container
 /// is then found not running.
-async fn first_exit(docker: &Docker, watched: &[(&'static str, String)]) -> (&'static str, i64) {
+pub(crate) async fn first_exit(docker: &Docker, watched: &[(&'static str, String)]) -> (&'static str, i64) {
     let waits = watched.iter().map(|(role, id)| {
         Box::pin(async move {
             let mut wait = docker.wait_container(id, None::<WaitContainerOptions>);

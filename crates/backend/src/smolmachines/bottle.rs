@@ -50,7 +50,7 @@ pub struct Smolvm {
 }
 
 impl Smolvm {
-    fn command(&self, args: &[String]) -> Command {
+    pub fn command(&self, args: &[String]) -> Command {
         let mut c = Command::new(&self.bin);
         c.args(args);
         // As root, smolvm drops each VM to its own uid, which cannot open a
@@ -76,15 +76,6 @@ impl Smolvm {
             )));
         }
         Ok(out.stdout)
-    }
-
-    /// Run with the operator's stdio; the exit code.
-    pub fn interactive(&self, args: &[String]) -> Result<i32, BackendError> {
-        let status = self
-            .command(args)
-            .status()
-            .map_err(|e| BackendError::Invalid { message: format!("cannot run {} ({e})", self.bin.display()) })?;
-        Ok(status.code().unwrap_or(128 + 9))
     }
 }
 
@@ -132,11 +123,35 @@ pub struct SmolBottle {
 impl SmolBottle {
     /// Run `argv` in the agent (through the env wrapper), as its user in the
     /// workspace; the exit code.
+    /// If the sidecar or the shim exits first, the agent has lost its only
+    /// way out: the command is killed and the session ends saying which.
     pub fn exec(&self, argv: &[String], tty: bool) -> Result<i32, BackendError> {
         let wrapped = provision::wrap(&provision::expand_home(argv));
         let uid = AGENT_UID.to_string();
         let how = argv::Exec { user: Some(&uid), workdir: Some(WORKSPACE), env: &self.env, tty, stdin: tty };
-        self.smolvm.interactive(&argv::exec(&self.machine, &how, &wrapped))
+        let mut child = tokio::process::Command::from(self.smolvm.command(&argv::exec(&self.machine, &how, &wrapped)));
+        let watched: Vec<(&'static str, String)> = [("sidecar", &self.objects.sidecar), ("shim", &self.objects.shim)]
+            .into_iter()
+            .filter_map(|(role, id)| Some((role, id.clone()?)))
+            .collect();
+        self.runtime.block_on(async {
+            let mut child = child
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| BackendError::Invalid { message: format!("cannot run {} ({e})", self.smolvm.bin.display()) })?;
+            tokio::select! {
+                status = child.wait() => {
+                    let status = status.map_err(io_err("cannot wait for the agent's command"))?;
+                    Ok(status.code().unwrap_or(128 + 9))
+                }
+                (role, code) = crate::docker::exec::first_exit(&self.docker, &watched) => {
+                    let _ = child.kill().await;
+                    Err(BackendError::Docker(format!(
+                        "the {role} exited (status {code}) while the agent ran: the agent has no way out any more, so the session ends"
+                    )))
+                }
+            }
+        })
     }
 
     /// Keep the logs and the transcript, remove the machine and the bundle,

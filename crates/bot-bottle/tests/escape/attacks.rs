@@ -170,7 +170,8 @@ fn a_spoofed_sni(s: &Suite, u: User) -> Result<(), Failed> {
         r#"
 import ssl
 def go():
-    raw = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    proxy = os.environ["HTTPS_PROXY"].split("//")[-1].rstrip("/").rsplit(":", 1)
+    raw = socket.create_connection((proxy[0], int(proxy[1])), timeout=10)
     raw.sendall(b"CONNECT api.demo.test:443 HTTP/1.1\r\nHost: api.demo.test:443\r\n\r\n")
     head = raw.recv(4096)
     if b" 200" not in head.split(b"\r\n")[0]:

@@ -210,6 +210,12 @@ pub struct Bottle {
     pub weaken: Weaken,
 }
 
+/// `ESCAPE_BACKEND=smolmachines`: the bottles run on smolmachines, the
+/// machines played by the smolvm stand-in (tests/support/smolvm-standin.py).
+pub fn on_smolmachines() -> bool {
+    std::env::var("ESCAPE_BACKEND").is_ok_and(|b| b == "smolmachines")
+}
+
 pub struct Launch<'a> {
     pub home: &'a Path,
     pub label: String,
@@ -229,6 +235,10 @@ impl Bottle {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if on_smolmachines() {
+            cmd.args(["--backend", "smolmachines"]);
+            crate::support::smolvm::StandIn::new(&l.home.with_file_name("smolvm")).env(&mut cmd);
+        }
         let mut child = l.world.hooks(&mut cmd).spawn().unwrap();
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
@@ -266,8 +276,15 @@ impl Bottle {
         Bottle { identity, home: l.home.to_path_buf(), child: Mutex::new(Some(child)), stderr, stdout, canary, weaken }
     }
 
+    /// The container playing `role`; on smolmachines the agent's is the
+    /// stand-in's container for the machine.
     pub fn container(&self, role: &str) -> String {
-        format!("bot-bottle-{}-{role}", self.identity)
+        match role {
+            "agent" if on_smolmachines() => {
+                crate::support::smolvm::StandIn::container(&format!("bot-bottle-{}", self.identity))
+            }
+            _ => format!("bot-bottle-{}-{role}", self.identity),
+        }
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -290,6 +307,10 @@ impl Bottle {
             User::Root => "export HOME=/home/node\n",
         };
         let mut cmd = Command::new("docker");
+        assert!(
+            !(self.weaken == Weaken::Network && on_smolmachines()),
+            "ESCAPE_WEAKEN=network is docker-only: the machine's allowlist is smolvm's"
+        );
         if self.weaken == Weaken::Network {
             let image = inspect_field(&self.container("agent"), "{{.Config.Image}}");
             let mut args =
@@ -303,7 +324,16 @@ impl Bottle {
             args.extend([image, "bash".into(), "-s".into()]);
             cmd.args(args);
         } else {
-            cmd.args(["exec", "-i", "-u", uid, "-w", "/tmp", &self.container("agent"), "bash", "-s"]);
+            cmd.args(["exec", "-i", "-u", uid, "-w", "/tmp"]);
+            if on_smolmachines() {
+                // The machine's environment comes with each exec, as the
+                // backend gives it to the agent.
+                let standin = crate::support::smolvm::StandIn::new(&self.home.with_file_name("smolvm"));
+                for e in standin.agent_env(&format!("bot-bottle-{}", self.identity)) {
+                    cmd.args(["-e", &e]);
+                }
+            }
+            cmd.args([&self.container("agent"), "bash", "-s"]);
         }
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let full = format!("{prelude}cd /tmp\n{script}\n");

@@ -8,8 +8,9 @@ its `--allow-cidr` address, with host firewall rules (iptables DOCKER-USER
 and INPUT) so that, like the VM's TSI allowlist, it reaches that /32 and
 nothing else — not the host, not the other bottles, not the internet — and
 without NET_ADMIN/NET_RAW (behind TSI the guest has no NIC to reconfigure,
-so it cannot take another source address). Its resolver is the `--dns`
-address. Machine records live in
+so it cannot take another source address), and with no route beyond the
+bundle's subnet (a send elsewhere fails at once). Its resolver is the
+`--dns` address. Machine records live in
 $SMOLVM_STANDIN_DIR as JSON, shaped as `machine ls --json` prints them.
 
 Packs: `pack create --image ARCHIVE` loads the archive into Docker and
@@ -202,6 +203,14 @@ def main():
                 args += ["--dns", m["dns"]]
             docker(*args, m["image"], "sleep", "infinity")
         docker("start", c)
+        # Behind TSI nothing outside the allowlist is reachable: no route
+        # beyond the bundle's own subnet (a send elsewhere fails at once, as
+        # it would for the guest), and the firewall rules below on top.
+        pid = docker("inspect", "-f", "{{.State.Pid}}", c).stdout.strip()
+        r = subprocess.run(["nsenter", "--net=/proc/%s/ns/net" % pid, "ip", "route", "del", "default"],
+                           capture_output=True, text=True)
+        if r.returncode != 0 and "No such process" not in r.stderr:
+            fail("INTERNAL", "cannot remove the default route: %s" % r.stderr.strip())
         m["container_ip"] = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", c).stdout.strip()
         firewall(m, True)
         m["state"] = "running"

@@ -41,6 +41,21 @@ impl StandIn {
             .collect()
     }
 
+    /// The plain environment the backend gives the agent in `machine`
+    /// (the `--env` of its last exec as the agent's user).
+    pub fn agent_env(&self, machine: &str) -> Vec<String> {
+        let calls = self.calls();
+        let Some(call) = calls.iter().rev().find(|c| {
+            c[..2] == ["machine", "exec"]
+                && c.windows(2).any(|w| w == ["--name", machine])
+                && c.windows(2).any(|w| w == ["--user", "1000"])
+        }) else {
+            return Vec::new();
+        };
+        let end = call.iter().position(|a| a == "--").unwrap_or(call.len());
+        call[..end].windows(2).filter(|w| w[0] == "--env").map(|w| w[1].clone()).collect()
+    }
+
     /// The container that plays `machine`.
     pub fn container(machine: &str) -> String {
         format!("smolvm-standin-{machine}")
