@@ -131,7 +131,7 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
     // The agent holds the planted value (checked by its hash, never shown),
     // the self-test passed, and the session ends with 3: state kept.
     let prompt = format!(
-        "[ \"$(printf %s \"$PLANTED\" | sha256sum | cut -d' ' -f1)\" = {} ] && echo planted-ok; echo proxy=$HTTPS_PROXY; exit 3",
+        "[ \"$(printf %s \"$PLANTED\" | sha256sum | cut -d' ' -f1)\" = {} ] && echo planted-ok; echo proxy=$HTTPS_PROXY prompt=$(stat -c %a ~/.bot-bottle-prompt.txt); exit 3",
         sha256(&h.planted)
     );
     let o =
@@ -140,7 +140,7 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
     let out = text(&o);
     assert!(out.contains("planted-ok"), "{out}");
     let net = backend::smolmachines::net::BundleNet::derive("smt");
-    assert!(out.contains(&format!("proxy=http://{}:3128", net.ip)), "{out}");
+    assert!(out.contains(&format!("proxy=http://{}:3128 prompt=600", net.ip)), "{out}");
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(h.state("smt").join("metadata.json")).unwrap()).unwrap();
     assert_eq!(meta["backend"], "smolmachines");
@@ -278,4 +278,39 @@ fn a_subnet_that_collides_or_an_allowlist_not_applied_refuses_the_launch() {
     assert!(text(&o).contains("refusing to start it"), "{}", text(&o));
     assert!(!h.standin.calls().iter().any(|c| c[..2] == ["machine", "start"]), "a machine was started");
     no_leftovers("open");
+}
+
+#[test]
+fn ctrl_c_during_the_launch_leaves_nothing() {
+    use std::io::{BufRead, BufReader};
+    let h = Home::new();
+    let mut child = h
+        .cmd(&["start", "vm", "--backend", "smolmachines", "--label", "intr", "-y", "--headless", "--prompt", "true"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Stderr is read to the end (a closed pipe would end the CLI itself).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("starting the agent's machine") {
+                let _ = tx.send(());
+            }
+            seen.push(line);
+        }
+        seen
+    });
+    rx.recv_timeout(Duration::from_secs(240)).expect("the launch never reached the machine");
+    let o = Command::new("kill").args(["-INT", &child.id().to_string()]).output().unwrap();
+    assert!(o.status.success());
+    let status = child.wait().unwrap();
+    let seen = reader.join().unwrap();
+    assert!(!status.success(), "the launch went on after Ctrl-C: {seen:?}");
+    assert!(seen.iter().any(|l| l.contains("interrupted")), "not ended by the interrupt: {seen:?}");
+    no_leftovers("intr");
+    let machines = std::fs::read_dir(h.standin.dir.join("machines")).unwrap().count();
+    assert_eq!(machines, 0, "a machine was left behind");
 }

@@ -1037,7 +1037,8 @@ pub(crate) fn agent_files(
         &at.gate(),
     );
     home.file(".gitconfig", gitconfig.as_bytes(), 0o644, uid)?;
-    home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o644, uid)?;
+    // Always written (empty when the agent has none), the agent's alone.
+    home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o600, uid)?;
     // A resumed bottle gets its transcript back, for the continue flag;
     // then the provider's files, so its configuration is this launch's.
     let provider = plan.resolved_provider.provider();

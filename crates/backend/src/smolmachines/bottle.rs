@@ -68,6 +68,22 @@ impl Smolvm {
             .stdin(Stdio::null())
             .output()
             .map_err(|e| BackendError::Invalid { message: format!("cannot run {} ({e})", self.bin.display()) })?;
+        Self::checked(args, out)
+    }
+
+    /// [`Self::run`] for the launch: it yields while smolvm works, and
+    /// dropping it (Ctrl-C) kills smolvm.
+    pub async fn run_async(&self, args: &[String]) -> Result<Vec<u8>, BackendError> {
+        let out = tokio::process::Command::from(self.command(args))
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| BackendError::Invalid { message: format!("cannot run {} ({e})", self.bin.display()) })?;
+        Self::checked(args, out)
+    }
+
+    fn checked(args: &[String], out: std::process::Output) -> Result<Vec<u8>, BackendError> {
         if !out.status.success() {
             return Err(BackendError::Docker(format!(
                 "smolvm {} failed: {}",
@@ -216,13 +232,20 @@ pub fn launch_blocking(plan: &Plan, smolvm: Smolvm, progress: Progress<'_>) -> R
     let mut objects = Objects { identity: plan.identity.clone(), ..Default::default() };
     let mut env = Vec::new();
     let launched = runtime.block_on(async {
+        // A panic mid-launch is caught so what was created can be removed.
+        let steps = launch_steps(&docker, &smolvm, plan, progress, &mut objects, &mut env);
+        let guarded = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(steps));
         tokio::select! {
-            r = launch_steps(&docker, &smolvm, plan, progress, &mut objects, &mut env) => r,
-            _ = tokio::signal::ctrl_c() => Err(BackendError::Docker(
+            r = guarded => r,
+            _ = tokio::signal::ctrl_c() => Ok(Err(BackendError::Docker(
                 "interrupted: the launch was cancelled and everything it created removed".to_string(),
-            )),
+            ))),
         }
     });
+    let (launched, panic) = match launched {
+        Ok(r) => (r, None),
+        Err(p) => (Err(BackendError::Docker("the launch panicked".to_string())), Some(p)),
+    };
     let mut bottle =
         SmolBottle { runtime, docker, smolvm, machine, objects, state_dir: plan.state_dir(), env, torn_down: false };
     match launched {
@@ -234,6 +257,9 @@ pub fn launch_blocking(plan: &Plan, smolvm: Smolvm, progress: Progress<'_>) -> R
                 bottle.objects = found;
             }
             let _ = bottle.teardown();
+            if let Some(p) = panic {
+                std::panic::resume_unwind(p);
+            }
             Err(e)
         }
     }
@@ -255,7 +281,7 @@ async fn launch_steps(
     // Leftovers of an earlier run of this identity (a killed launcher).
     let stale = find(docker, &plan.home, identity).await?;
     remove(docker, &stale).await?;
-    let _ = smolvm.run(&argv::delete(&machine));
+    let _ = smolvm.run_async(&argv::delete(&machine)).await;
     // Images: the agent's is built with Docker and packed for smolvm.
     let base = images::ensure_base(docker, progress).await?;
     let sidecar_image = images::ensure_sidecar(docker, &base, progress).await?;
@@ -382,8 +408,10 @@ async fn launch_steps(
         machine_labels.push((LABEL_LABEL.to_string(), plan.metadata.label.clone()));
     }
     let ip = net.ip.to_string();
-    smolvm.run(&argv::create(&machine, &pack.display().to_string(), &net.allow_cidr(), &ip, &machine_labels))?;
-    let status: serde_json::Value = serde_json::from_slice(&smolvm.run(&argv::status(&machine))?)
+    smolvm
+        .run_async(&argv::create(&machine, &pack.display().to_string(), &net.allow_cidr(), &ip, &machine_labels))
+        .await?;
+    let status: serde_json::Value = serde_json::from_slice(&smolvm.run_async(&argv::status(&machine)).await?)
         .map_err(|e| BackendError::Docker(format!("smolvm machine status --json printed something else: {e}")))?;
     let allowed: Vec<&str> =
         status["allowed_cidrs"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
@@ -393,8 +421,8 @@ async fn launch_steps(
             net.allow_cidr()
         )));
     }
-    smolvm.run(&argv::start(&machine))?;
-    wait_ready(smolvm, &machine)?;
+    smolvm.run_async(&argv::start(&machine)).await?;
+    wait_ready(smolvm, &machine).await?;
     trace("machine ready");
 
     progress("provisioning the agent");
@@ -416,7 +444,7 @@ async fn launch_steps(
         let host = scratch.path().join(format!("{name}.tar"));
         write_private(&host, &tar)?;
         let guest = format!("/tmp/bot-bottle-{name}.tar");
-        smolvm.run(&argv::copy_in(&machine, &host.display().to_string(), &guest, 0o600, 0))?;
+        smolvm.run_async(&argv::copy_in(&machine, &host.display().to_string(), &guest, 0o600, 0)).await?;
         unpack.push(format!(
             "mkdir -p {under} && tar -xpf {guest} -C {under} --same-owner --numeric-owner && rm -f {guest}"
         ));
@@ -424,14 +452,16 @@ async fn launch_steps(
     drop(scratch);
     // The bottle CA joins the system bundle every TLS client reads.
     unpack.push(format!("cat {AGENT_CA} >> {CA_BUNDLE}"));
-    smolvm.run(&argv::exec(&machine, &argv::Exec::default(), &["sh".into(), "-c".into(), unpack.join("\n")]))?;
+    smolvm
+        .run_async(&argv::exec(&machine, &argv::Exec::default(), &["sh".into(), "-c".into(), unpack.join("\n")]))
+        .await?;
     trace("agent provisioned");
 
     progress("isolation self-test");
     let uid = AGENT_UID.to_string();
     let how = argv::Exec { user: Some(&uid), workdir: Some(WORKSPACE), env: agent_env, tty: false, stdin: false };
     let test = provision::wrap(&["bash".into(), "-c".into(), provision::SELF_TEST.into()]);
-    let output = String::from_utf8_lossy(&smolvm.run(&argv::exec(&machine, &how, &test))?).into_owned();
+    let output = String::from_utf8_lossy(&smolvm.run_async(&argv::exec(&machine, &how, &test)).await?).into_owned();
     let checks = provision::parse_self_test(&output);
     let _ = std::fs::write(dir.join("selftest.json"), serde_json::to_vec_pretty(&checks).unwrap_or_default());
     let failed: Vec<String> =
@@ -459,17 +489,17 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), BackendError> {
 }
 
 /// Until `exec true` answers, with backoff; bounded.
-fn wait_ready(smolvm: &Smolvm, machine: &str) -> Result<(), BackendError> {
+async fn wait_ready(smolvm: &Smolvm, machine: &str) -> Result<(), BackendError> {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut pause = Duration::from_millis(50);
     loop {
-        match smolvm.run(&argv::exec(machine, &argv::Exec::default(), &["true".into()])) {
+        match smolvm.run_async(&argv::exec(machine, &argv::Exec::default(), &["true".into()])).await {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
                 return Err(BackendError::Docker(format!("the machine {machine} never answered an exec: {e}")));
             }
             Err(_) => {
-                std::thread::sleep(pause);
+                tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
         }
@@ -518,7 +548,7 @@ async fn ensure_pack(
     // `pack create -o OUT` writes the executable OUT and its sidecar
     // OUT.smolmachine, which machines are created from.
     let out = scratch.path().join("agent");
-    smolvm.run(&argv::pack_image(&archive.display().to_string(), &out.display().to_string()))?;
+    smolvm.run_async(&argv::pack_image(&archive.display().to_string(), &out.display().to_string())).await?;
     keep_pack(&out, &pack)?;
     Ok(pack)
 }

@@ -149,6 +149,14 @@ impl Backend for Smolmachines {
         Ok(pack.display().to_string())
     }
 
+    /// The bundle's sidecar is a Docker container, as on docker.
+    fn logs(&self, home: &Home, meta: &BottleMetadata, follow: bool) -> Result<(), BackendError> {
+        blocking(async {
+            let docker = crate::docker::engine::connect().await?;
+            crate::docker::bottle::logs(&docker, home, &meta.identity, follow).await
+        })
+    }
+
     fn prepare_cleanup(&self, home: &Home) -> Result<CleanupPlan, BackendError> {
         let mut items = Vec::new();
         if self.available().available {
