@@ -33,6 +33,12 @@ if ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then
     fi
     "$venv/bin/pip" install -q "mcp==2.3.0"
 fi
+# smolvm itself (PyPI's smolmachines): the smolmachines tests check the CLI
+# surface they hold the backend to against its own --help.
+if ! ls "$venv"/lib/python3*/site-packages/smol/smol-vmm >/dev/null 2>&1; then
+    echo "== installing smolmachines (smolvm) into $venv"
+    "$venv/bin/pip" install -q "smolmachines==1.32.2"
+fi
 
 # A Docker Engine for the backend's tests (installed and started when missing).
 bash scripts/docker.sh

@@ -5,9 +5,10 @@
 //! in 3, resume on smolmachines because the metadata says so, list active,
 //! commit and a resume that boots the committed machine, stop, cleanup; a
 //! subnet collision and an allowlist smolvm did not apply refuse the
-//! launch. Throughout: every smolvm argv conforms to the recorded CLI
-//! surface, and no planted value is on any smolvm argv or any host command
-//! line.
+//! launch; Ctrl-C during the launch leaves nothing. Throughout: every
+//! smolvm argv conforms to the recorded CLI surface, and no planted value is
+//! on any smolvm argv or any host command line. And the recorded surface
+//! against smolvm 1.32's own `--help`.
 
 mod support;
 
@@ -313,4 +314,40 @@ fn ctrl_c_during_the_launch_leaves_nothing() {
     no_leftovers("intr");
     let machines = std::fs::read_dir(h.standin.dir.join("machines")).unwrap().count();
     assert_eq!(machines, 0, "a machine was left behind");
+}
+
+/// smolvm 1.32 itself (from PyPI's `smolmachines`, which scripts/test.sh
+/// installs into target/test-venv; `SMOLVM_REAL` names another): every
+/// option of the recorded surface is in its own `--help`, taking a value
+/// exactly when the surface says so. The stand-in checks the backend
+/// against that surface; this checks the surface against smolvm.
+#[test]
+fn the_recorded_surface_is_smolvms_own() {
+    let real = std::env::var_os("SMOLVM_REAL").map(PathBuf::from).or_else(|| {
+        let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/lib");
+        std::fs::read_dir(lib)
+            .ok()?
+            .flatten()
+            .map(|d| d.path().join("site-packages/smol/smol-vmm"))
+            .find(|p| p.is_file())
+    });
+    let real = real.expect("no smolvm binary: run scripts/test.sh (it installs smolmachines), or set SMOLVM_REAL");
+    for command in backend::smolmachines::argv::surface() {
+        let o = Command::new(&real).args(command.name.split(' ')).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "smolvm {} --help failed", command.name);
+        for (spellings, takes) in &command.options {
+            let long = spellings.iter().find(|n| n.starts_with("--")).unwrap();
+            let line = help
+                .lines()
+                .map(str::trim_start)
+                .find(|l| {
+                    // An option's own line: its spellings come first.
+                    l.starts_with('-')
+                        && l.split([',', ' ']).take_while(|w| w.is_empty() || w.starts_with('-')).any(|w| w == long)
+                })
+                .unwrap_or_else(|| panic!("smolvm {} has no {long}", command.name));
+            assert_eq!(line.contains(&format!("{long} <")), *takes, "smolvm {}: {line}", command.name);
+        }
+    }
 }
