@@ -377,3 +377,27 @@ fn ctrl_c_during_a_headless_session_ends_it_and_tears_down() {
     let o = h.run(&["cleanup", "--all", "-y"]);
     assert!(o.status.success(), "{}", err(&o));
 }
+
+/// A bottle whose egress lets the self-test's unrouted host through: the
+/// self-test sees it was not refused, the launch is aborted with what
+/// failed, the agent's command never runs, nothing is left behind.
+#[test]
+fn a_failing_self_test_aborts_the_launch_before_the_agent_runs() {
+    let h = Home::new();
+    std::fs::write(
+        h.home.join("bottles/leaky.md"),
+        "---\nagent_provider:\n  template: shell\negress:\n  routes:\n    - host: no-route.bot-bottle.invalid\n---\nA route where the self-test expects none.\n",
+    )
+    .unwrap();
+    std::fs::write(h.home.join("agents/leaky.md"), "---\nbottle: leaky\n---\nx\n").unwrap();
+    let o = h.run(&["start", "leaky", "--label", "leaky", "-y", "--headless", "--prompt", "echo the-agent-ran"]);
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(!o.status.success());
+    assert!(err.contains("the isolation self-test failed") && err.contains("unrouted-host-refused"), "{err}");
+    assert!(!out.contains("the-agent-ran"), "the agent's command ran: {out}");
+    // The failed launch leaves nothing: what failed is in the error.
+    assert!(err.contains("expected the proxy's 403"), "{err}");
+    assert!(!h.state("leaky").exists());
+    let (containers, networks) = objects("leaky");
+    assert!(containers.is_empty() && networks.is_empty(), "left behind: {containers:?} {networks:?}");
+}

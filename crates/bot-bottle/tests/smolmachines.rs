@@ -351,3 +351,33 @@ fn the_recorded_surface_is_smolvms_own() {
         }
     }
 }
+
+/// A route where the self-test expects none: the self-test in the machine
+/// sees the host was not refused, the launch stops before the agent runs.
+#[test]
+fn a_failing_self_test_aborts_the_launch_on_smolmachines() {
+    let h = Home::new();
+    std::fs::write(
+        h.root.join("bottles/leaky.md"),
+        "---\nagent_provider:\n  template: shell\negress:\n  routes:\n    - host: no-route.bot-bottle.invalid\n---\nx\n",
+    )
+    .unwrap();
+    std::fs::write(h.root.join("agents/leaky.md"), "---\nbottle: leaky\n---\nx\n").unwrap();
+    let o = h.run(&[
+        "start",
+        "leaky",
+        "--backend",
+        "smolmachines",
+        "--label",
+        "leaky",
+        "-y",
+        "--headless",
+        "--prompt",
+        "echo the-agent-ran",
+    ]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(out.contains("the isolation self-test failed") && out.contains("unrouted-host-refused"), "{out}");
+    assert!(!out.contains("the-agent-ran"), "{out}");
+    no_leftovers("leaky");
+}

@@ -512,7 +512,9 @@ async fn launch_steps(
             &format!("bot-bottle-{identity}-agent"),
             ContainerCreateBody {
                 image: Some(agent_image),
-                cmd: Some(vec!["sleep".into(), "infinity".into()]),
+                // It runs the isolation self-test, then waits: the test
+                // starts with the agent and overlaps the shim's start.
+                cmd: Some(provision::agent_main()),
                 // A bare uid: Docker resolves it (and its group) in the image's
                 // passwd when copying files in owned by the agent.
                 user: Some(AGENT_UID.to_string()),
@@ -539,7 +541,8 @@ async fn launch_steps(
         .await?;
         *agent_slot = Some(agent.clone());
         trace("agent created");
-        // Files go in before the agent starts, while the shim is created.
+        // Files go in before the agent starts (copying into a running
+        // container is slower), while the shim is created.
         let map = |port: u16, socket: &str| format!("{port}={RUN_DIR}/{socket}");
         let mut shim_cmd = vec![
             "shim".to_string(),
@@ -580,38 +583,17 @@ async fn launch_steps(
         trace("agent provisioned, shim created");
         docker.start_container(&agent, None).await.map_err(docker_err("cannot start the agent"))?;
         trace("agent started");
+        let self_test = tokio::spawn(self_test_output(docker.clone(), agent.clone()));
         docker.start_container(&shim, None).await.map_err(docker_err("cannot start the shim"))?;
         trace("shim started");
-        Ok::<_, BackendError>(agent)
+        Ok::<_, BackendError>(self_test)
     };
-    let ((), agent) = tokio::try_join!(sidecar_side, agent_side)?;
+    let ((), self_test) = tokio::try_join!(sidecar_side, agent_side)?;
 
     progress("isolation self-test");
-    let output = super::exec::capture(
-        docker,
-        &agent,
-        &provision::wrap(&["bash".into(), "-c".into(), provision::SELF_TEST.into()]),
-        None,
-    )
-    .await?;
-    let checks = provision::parse_self_test(&output);
+    let output = self_test.await.map_err(|e| BackendError::Docker(format!("the self-test's reader failed: {e}")))?;
     trace("self-test done");
-    let _ = std::fs::write(dir.join("selftest.json"), serde_json::to_vec_pretty(&checks).unwrap_or_default());
-    let failed: Vec<String> =
-        checks.iter().filter(|c| !c.passed).map(|c| format!("{} ({})", c.name, c.detail)).collect();
-    if !failed.is_empty() {
-        // Checks that never ran usually mean the image lacks the tools.
-        let hint = if checks.iter().any(|c| c.detail == "did not run") {
-            " (the agent image needs bash, curl, timeout and getent for the self-test)"
-        } else {
-            ""
-        };
-        return Err(BackendError::Docker(format!(
-            "the isolation self-test failed, so the agent was not started: {}{hint}; details in {}",
-            failed.join(", "),
-            dir.join("selftest.json").display()
-        )));
-    }
+    provision::self_test_verdict(&output, &dir.join("selftest.json")).map_err(BackendError::Docker)?;
     Ok(())
 }
 
@@ -708,6 +690,25 @@ pub(crate) async fn join_extra_network(docker: &Docker, sidecar: &str) -> Result
             .map_err(docker_err(format!("cannot join the sidecar to network {extra}")))?;
     }
     Ok(())
+}
+
+/// What the agent's main process printed of the self-test: its log, up
+/// to the end marker (or the process's end; bounded in time, and the
+/// missing checks then count as failed).
+async fn self_test_output(docker: Docker, agent: String) -> String {
+    let options = LogsOptions { stdout: true, stderr: true, follow: true, ..Default::default() };
+    let mut stream = docker.logs(&agent, Some(options));
+    let mut out = String::new();
+    let read = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            if out.lines().any(|l| l == provision::SELF_TEST_END) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(60), read).await;
+    out
 }
 
 pub(crate) async fn create(docker: &Docker, name: &str, body: ContainerCreateBody) -> Result<String, BackendError> {

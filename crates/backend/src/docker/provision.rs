@@ -192,8 +192,8 @@ pub fn wrap(argv: &[String]) -> Vec<String> {
 /// no interface but loopback); the introspection endpoint must answer.
 pub const SELF_TEST: &str = r#"
 check() { printf 'check %s %s %s\n' "$1" "$2" "$3"; }
-# The shim comes up with the agent: wait for it (bounded).
-for _ in $(seq 1 200); do curl -s -o /dev/null --max-time 2 http://_egress.local/allowlist && break; sleep 0.05; done
+# The shim comes up with the agent: wait for it (bounded, 10 s).
+for _ in $(seq 1 500); do curl -s -o /dev/null --max-time 2 http://_egress.local/allowlist && break; sleep 0.02; done
 # The checks run at once; each prints one line.
 {
   # A refused CONNECT shows in %{http_connect}, a refused request in %{http_code}.
@@ -213,12 +213,41 @@ for _ in $(seq 1 200); do curl -s -o /dev/null --max-time 2 http://_egress.local
 wait
 "#;
 
+/// The line that ends the self-test in the agent's log.
+pub const SELF_TEST_END: &str = "bot-bottle-self-test-end";
+
+/// The agent container's main process (docker): the self-test, its end
+/// marker, then nothing but waiting — the agent's commands are execs.
+pub fn agent_main() -> Vec<String> {
+    vec!["bash".into(), "-c".into(), format!("{SELF_TEST}\necho {SELF_TEST_END}\nexec sleep infinity")]
+}
+
 /// One self-test check.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Check {
     pub name: String,
     pub passed: bool,
     pub detail: String,
+}
+
+/// The self-test's verdict on `output`, recorded in `record`
+/// (`selftest.json`): an error naming each failed check and why, which is
+/// all the operator gets when the failed launch removes the state.
+pub fn self_test_verdict(output: &str, record: &std::path::Path) -> Result<(), String> {
+    let checks = parse_self_test(output);
+    let _ = std::fs::write(record, serde_json::to_vec_pretty(&checks).unwrap_or_default());
+    let failed: Vec<String> =
+        checks.iter().filter(|c| !c.passed).map(|c| format!("{} ({})", c.name, c.detail)).collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    // Checks that never ran usually mean the image lacks the tools.
+    let hint = if checks.iter().any(|c| c.detail == "did not run") {
+        " (the agent image needs bash, curl, timeout and getent for the self-test)"
+    } else {
+        ""
+    };
+    Err(format!("the isolation self-test failed, so the agent was not started: {}{hint}", failed.join(", ")))
 }
 
 /// Parse the self-test's output; every expected check must be present.

@@ -462,17 +462,7 @@ async fn launch_steps(
     let how = argv::Exec { user: Some(&uid), workdir: Some(WORKSPACE), env: agent_env, tty: false, stdin: false };
     let test = provision::wrap(&["bash".into(), "-c".into(), provision::SELF_TEST.into()]);
     let output = String::from_utf8_lossy(&smolvm.run_async(&argv::exec(&machine, &how, &test)).await?).into_owned();
-    let checks = provision::parse_self_test(&output);
-    let _ = std::fs::write(dir.join("selftest.json"), serde_json::to_vec_pretty(&checks).unwrap_or_default());
-    let failed: Vec<String> =
-        checks.iter().filter(|c| !c.passed).map(|c| format!("{} ({})", c.name, c.detail)).collect();
-    if !failed.is_empty() {
-        return Err(BackendError::Docker(format!(
-            "the isolation self-test failed, so the agent was not started: {}; details in {}",
-            failed.join(", "),
-            dir.join("selftest.json").display()
-        )));
-    }
+    provision::self_test_verdict(&output, &dir.join("selftest.json")).map_err(BackendError::Docker)?;
     Ok(())
 }
 
