@@ -122,7 +122,7 @@ impl Backend for Docker {
 }
 
 /// Run one Engine conversation to completion on a small runtime.
-fn blocking<T>(work: impl std::future::Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
+pub(crate) fn blocking<T>(work: impl std::future::Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use state::{BottleMetadata, Home};
 
+use crate::docker::blocking;
 use crate::docker::bottle::{LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_STARTED};
 use crate::error::BackendError;
 use crate::plan::Plan;
@@ -94,10 +95,9 @@ impl Backend for Smolmachines {
         Ok(Box::new(bottle::launch_blocking(&plan, self.smolvm()?, &progress)?))
     }
 
+    /// Unavailable here: an error, so `list` names the backend it could
+    /// not check rather than skipping it.
     fn enumerate_active(&self, home: &Home) -> Result<Vec<ActiveBottle>, BackendError> {
-        if !self.available().available {
-            return Ok(Vec::new());
-        }
         let text = |m: &serde_json::Value, k: &str| m["labels"][k].as_str().unwrap_or_default().to_string();
         Ok(self
             .own_machines(home)?
@@ -180,14 +180,6 @@ impl Backend for Smolmachines {
         }
         Ok(())
     }
-}
-
-fn blocking<T>(work: impl std::future::Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| BackendError::Io { what: "cannot start the async runtime".into(), source })?
-        .block_on(work)
 }
 
 impl RunningBottle for bottle::SmolBottle {
