@@ -93,10 +93,25 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
             return Ok(1);
         }
     }
+    // One backend's objects can hold another's (a smolmachines machine sits
+    // on its bundle's Docker network): a backend whose cleanup failed is
+    // tried once more after the others have run.
+    let mut failed = Vec::new();
     for (b, plan) in &plans {
-        if !plan.items.is_empty() {
-            b.cleanup(&ctx.home, plan)?;
+        if !plan.items.is_empty()
+            && let Err(e) = b.cleanup(&ctx.home, plan)
+        {
+            failed.push((b, e));
         }
+    }
+    let mut errors = Vec::new();
+    for (b, first) in failed {
+        if let Err(e) = b.prepare_cleanup(&ctx.home).and_then(|plan| b.cleanup(&ctx.home, &plan)) {
+            errors.push(format!("{}: {e} (first: {first})", b.name()));
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("some objects could not be removed: {}", errors.join("; "));
     }
     for (identity, _) in &dirs {
         if let Some(d) = state::StateDir::open(&ctx.home, identity) {

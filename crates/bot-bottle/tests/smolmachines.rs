@@ -381,3 +381,68 @@ fn a_failing_self_test_aborts_the_launch_on_smolmachines() {
     assert!(!out.contains("the-agent-ran"), "{out}");
     no_leftovers("leaky");
 }
+
+/// A headless session of `label` that has started (its first line seen).
+fn held_session(h: &Home, label: &str) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = h
+        .cmd(&[
+            "start",
+            "vm",
+            "--backend",
+            "smolmachines",
+            "--label",
+            label,
+            "-y",
+            "--headless",
+            "--prompt",
+            "echo session-up; sleep 120",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("session-up") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(240)).expect("the session never started");
+    child
+}
+
+/// A killed CLI leaves its machine on its bundle's network: cleanup removes
+/// the machine before that network can go.
+#[test]
+fn a_killed_cli_leaves_what_cleanup_removes() {
+    let h = Home::new();
+    let mut child = held_session(&h, "orphan");
+    child.kill().unwrap();
+    let _ = child.wait();
+    let o = h.run(&["cleanup", "--all", "-y"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("machine bot-bottle-orphan"), "{}", text(&o));
+    no_leftovers("orphan");
+    assert_eq!(std::fs::read_dir(h.standin.dir.join("machines")).unwrap().count(), 0);
+    assert!(!h.state("orphan").exists());
+}
+
+/// Headless, Ctrl-C ends the session (130) and tears the bottle down, its
+/// state kept for resume — as on docker.
+#[test]
+fn ctrl_c_during_a_headless_session_ends_it_and_tears_down() {
+    let h = Home::new();
+    let mut child = held_session(&h, "held");
+    let o = Command::new("kill").args(["-INT", &child.id().to_string()]).output().unwrap();
+    assert!(o.status.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    no_leftovers("held");
+    assert!(h.state("held").join(".preserve").exists());
+    let o = h.run(&["cleanup", "--all", "-y"]);
+    assert!(o.status.success(), "{}", text(&o));
+}

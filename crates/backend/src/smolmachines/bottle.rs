@@ -160,6 +160,12 @@ impl SmolBottle {
                     let status = status.map_err(io_err("cannot wait for the agent's command"))?;
                     Ok(status.code().unwrap_or(128 + 9))
                 }
+                // Headless, Ctrl-C ends the session (130, as a shell reports
+                // it), as on docker; on a terminal it reaches the agent.
+                _ = tokio::signal::ctrl_c(), if !tty => {
+                    let _ = child.kill().await;
+                    Ok(130)
+                }
                 (role, code) = crate::docker::exec::first_exit(&self.docker, &watched) => {
                     let _ = child.kill().await;
                     Err(BackendError::Docker(format!(
