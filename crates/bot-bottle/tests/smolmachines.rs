@@ -161,33 +161,12 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
 
     // A running bottle: list active shows it; commit snapshots the machine;
     // stop ends the session with the state kept; resume boots the snapshot.
-    let mut session = h
-        .cmd(&[
-            "start",
-            "vm",
-            "--backend",
-            "smolmachines",
-            "--label",
-            "live",
-            "-y",
-            "--headless",
-            "--prompt",
-            "echo kept > ~/marker; sleep 120",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // (The marker is written before the session's first line.)
+    let mut session = held_session(&h, "live", "echo kept > ~/marker; ");
     wait_for("list active to show the machine", Duration::from_secs(240), || {
         let o = h.run(&["list", "active", "--json"]);
         let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
         list.as_array().into_iter().flatten().any(|b| b["identity"] == "live" && b["backend"] == "smolmachines")
-    });
-    wait_for("the marker", Duration::from_secs(60), || {
-        Command::new("docker")
-            .args(["exec", &StandIn::container("bot-bottle-live"), "test", "-e", "/home/node/marker"])
-            .output()
-            .is_ok_and(|o| o.status.success())
     });
     let o = h.run(&["commit", "live"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -382,8 +361,9 @@ fn a_failing_self_test_aborts_the_launch_on_smolmachines() {
     no_leftovers("leaky");
 }
 
-/// A headless session of `label` that has started (its first line seen).
-fn held_session(h: &Home, label: &str) -> std::process::Child {
+/// A headless session of `label` that has run `first` and then started
+/// waiting (its line seen).
+fn held_session(h: &Home, label: &str, first: &str) -> std::process::Child {
     use std::io::{BufRead, BufReader};
     let mut child = h
         .cmd(&[
@@ -396,7 +376,7 @@ fn held_session(h: &Home, label: &str) -> std::process::Child {
             "-y",
             "--headless",
             "--prompt",
-            "echo session-up; sleep 120",
+            &format!("{first}echo session-up; sleep 120"),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -420,7 +400,7 @@ fn held_session(h: &Home, label: &str) -> std::process::Child {
 #[test]
 fn a_killed_cli_leaves_what_cleanup_removes() {
     let h = Home::new();
-    let mut child = held_session(&h, "orphan");
+    let mut child = held_session(&h, "orphan", "");
     child.kill().unwrap();
     let _ = child.wait();
     let o = h.run(&["cleanup", "--all", "-y"]);
@@ -436,7 +416,7 @@ fn a_killed_cli_leaves_what_cleanup_removes() {
 #[test]
 fn ctrl_c_during_a_headless_session_ends_it_and_tears_down() {
     let h = Home::new();
-    let mut child = held_session(&h, "held");
+    let mut child = held_session(&h, "held", "");
     let o = Command::new("kill").args(["-INT", &child.id().to_string()]).output().unwrap();
     assert!(o.status.success());
     let status = child.wait().unwrap();
