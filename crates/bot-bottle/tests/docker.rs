@@ -384,12 +384,7 @@ fn ctrl_c_during_a_headless_session_ends_it_and_tears_down() {
 #[test]
 fn a_failing_self_test_aborts_the_launch_before_the_agent_runs() {
     let h = Home::new();
-    std::fs::write(
-        h.home.join("bottles/leaky.md"),
-        "---\nagent_provider:\n  template: shell\negress:\n  routes:\n    - host: no-route.bot-bottle.invalid\n---\nA route where the self-test expects none.\n",
-    )
-    .unwrap();
-    std::fs::write(h.home.join("agents/leaky.md"), "---\nbottle: leaky\n---\nx\n").unwrap();
+    support::bottle_and_agent(&h.home, "leaky", support::SELF_TEST_HOLE, "leaky");
     let o = h.run(&["start", "leaky", "--label", "leaky", "-y", "--headless", "--prompt", "echo the-agent-ran"]);
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(!o.status.success());

@@ -108,11 +108,10 @@ impl AgentRun {
             .find_map(|l| l.strip_prefix("base").map(|t| t.trim().to_string()))
             .unwrap();
         let world = World::up(&tmp.path().join("world"), &format!("bb-{provider}-{}", world::random_hex(3)), &base);
-        std::fs::create_dir_all(home.join("bottles")).unwrap();
-        std::fs::create_dir_all(home.join("agents")).unwrap();
-        std::fs::write(
-            home.join("bottles/model.md"),
-            format!(
+        support::bottle_and_agent(
+            &home,
+            "model",
+            &format!(
                 r#"---
 agent_provider:
   template: {provider}
@@ -134,10 +133,8 @@ A real agent CLI against the stand-in model.
                 world.get("WORLD_HOST_KEY"),
                 world.get("WORLD_GIT_KEY")
             ),
-        )
-        .unwrap();
-        std::fs::write(home.join(format!("agents/{provider}.md")), "---\nbottle: model\n---\nYou are a test agent.\n")
-            .unwrap();
+            provider,
+        );
         AgentRun { home, world, token, _tmp: tmp }
     }
 
@@ -268,6 +265,19 @@ fn a_messages_api_agent_is_refused_every_escape(provider: &str, held: &str) {
     assert!(!state.exists(), "a clean exit after resume keeps no state");
 }
 
+/// The CLI on `home` (no backend chosen by the environment): exit code,
+/// stdout, stderr.
+fn cli(home: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
+        .args(args)
+        .env("BOT_BOTTLE_HOME", home)
+        .env_remove("BOT_BOTTLE_BACKEND")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
 /// A home with a plugin provider (`contrib/tinyagent/`: provider.toml, a
 /// Dockerfile and the CLI it copies in) and a bottle and agent using it.
 fn plugin_home(provider_toml: &str) -> tempfile::TempDir {
@@ -288,14 +298,12 @@ fn plugin_home(provider_toml: &str) -> tempfile::TempDir {
          echo \"tiny: mode=$TINY_MODE key=$TINY_API_KEY conf=$(cat ~/.tinyagent.conf) task=$*\"\n[ \"$*\" = fail ] && exit 3\nexit 0\n",
     )
     .unwrap();
-    std::fs::create_dir_all(home.join("bottles")).unwrap();
-    std::fs::create_dir_all(home.join("agents")).unwrap();
-    std::fs::write(
-        home.join("bottles/tiny.md"),
+    support::bottle_and_agent(
+        home,
+        "tiny",
         "---\nagent_provider:\n  template: tinyagent\n---\nA plugin's bottle.\n",
-    )
-    .unwrap();
-    std::fs::write(home.join("agents/tiny.md"), "---\nbottle: tiny\n---\nA plugin's agent.\n").unwrap();
+        "tiny",
+    );
     tmp
 }
 
@@ -313,35 +321,16 @@ session_dir = ".tiny"
 fn a_plugin_provider_runs_from_its_own_dockerfile_with_its_files_and_env() {
     support::docker::engine_answers();
     let home = plugin_home(TINY);
-    let o = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
-        .args(["start", "tiny", "--label", "tiny", "-y", "--headless", "--prompt", "count the widgets"])
-        .env("BOT_BOTTLE_HOME", home.path())
-        .env_remove("BOT_BOTTLE_BACKEND")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "{out}\n{err}");
+    let run = |args: &[&str]| cli(home.path(), args);
+    let (code, out, err) =
+        run(&["start", "tiny", "--label", "tiny", "-y", "--headless", "--prompt", "count the widgets"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(
         out.contains("tiny: mode=bottled key=bot-bottle-placeholder conf=hello-from-the-plugin task=count the widgets"),
         "{out}\n{err}"
     );
     assert!(out.contains("provider  tinyagent"), "{out}");
     // Its session_dir is kept with preserved state and put back on resume.
-    let run = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
-            .args(args)
-            .env("BOT_BOTTLE_HOME", home.path())
-            .env_remove("BOT_BOTTLE_BACKEND")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
     let (code, out, err) = run(&["start", "tiny", "--label", "tiny2", "-y", "--headless", "--prompt", "fail"]);
     assert_eq!(code, Some(3), "{out}\n{err}");
     let history = home.path().join("state/tiny2/transcript/.tiny/history");
@@ -359,14 +348,8 @@ fn a_plugin_provider_runs_from_its_own_dockerfile_with_its_files_and_env() {
 #[test]
 fn a_malformed_plugin_is_an_error_naming_its_file_and_key() {
     let home = plugin_home("command = [\"tinyagent\"]\nheadles = [\"--task\"]\n");
-    let o = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
-        .args(["start", "tiny", "--dry-run", "--headless", "--prompt", "x"])
-        .env("BOT_BOTTLE_HOME", home.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    let (code, _, err) = cli(home.path(), &["start", "tiny", "--dry-run", "--headless", "--prompt", "x"]);
+    assert_ne!(code, Some(0));
     assert!(err.contains("contrib/tinyagent/provider.toml") && err.contains("headles"), "{err}");
 }
 
@@ -375,23 +358,15 @@ fn the_shell_provider_runs_the_operators_command_from_settings() {
     support::docker::engine_answers();
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
-    std::fs::create_dir_all(home.join("bottles")).unwrap();
-    std::fs::create_dir_all(home.join("agents")).unwrap();
-    std::fs::write(
-        home.join("bottles/own.md"),
+    support::bottle_and_agent(
+        home,
+        "own",
         "---\nagent_provider:\n  template: shell\n  settings:\n    command: [printf, \"[%s] as %s\\\\n\"]\n    headless: []\n    colour: blue\n---\nMy own CLI.\n",
-    )
-    .unwrap();
-    std::fs::write(home.join("agents/own.md"), "---\nbottle: own\n---\nAn agent.\n").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
-        .args(["start", "own", "--label", "own", "-y", "--headless", "--prompt", "count the widgets"])
-        .env("BOT_BOTTLE_HOME", home)
-        .env_remove("BOT_BOTTLE_BACKEND")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "{out}\n{err}");
+        "own",
+    );
+    let (code, out, err) =
+        cli(home, &["start", "own", "--label", "own", "-y", "--headless", "--prompt", "count the widgets"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
     // printf's format repeats for the one argument: the prompt came last.
     assert!(out.contains("[count the widgets] as "), "{out}\n{err}");
     let both = format!("{out}{err}");
@@ -478,15 +453,13 @@ fn the_real_codex_runs_in_a_bottle_and_every_escape_is_refused() {
 fn forwarding_a_codex_login_that_cannot_work_says_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let (home, user) = (tmp.path().join("bb"), tmp.path().join("user"));
-    std::fs::create_dir_all(home.join("bottles")).unwrap();
-    std::fs::create_dir_all(home.join("agents")).unwrap();
     std::fs::create_dir_all(user.join(".codex")).unwrap();
-    std::fs::write(
-        home.join("bottles/signed-in.md"),
+    support::bottle_and_agent(
+        &home,
+        "signed-in",
         "---\nagent_provider:\n  template: codex\n  forward_host_credentials: true\n---\nCodex as the host is signed in.\n",
-    )
-    .unwrap();
-    std::fs::write(home.join("agents/codex.md"), "---\nbottle: signed-in\n---\nA test agent.\n").unwrap();
+        "codex",
+    );
     let dry_run = || {
         let o = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
             .args(["start", "codex", "--dry-run", "--headless", "--prompt", "x"])

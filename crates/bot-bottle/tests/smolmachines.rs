@@ -32,15 +32,13 @@ impl Home {
         support::docker::engine_answers();
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("bb");
-        std::fs::create_dir_all(root.join("bottles")).unwrap();
-        std::fs::create_dir_all(root.join("agents")).unwrap();
-        std::fs::write(
-            root.join("bottles/vm.md"),
+        support::bottle_and_agent(
+            &root,
+            "vm",
             "---\nagent_provider:\n  template: shell\nenv:\n  PLANTED: ${SMOL_PLANTED}\negress:\n  routes:\n    - host: example.com\n---\nA bottle on smolmachines.\n",
-        )
-        .unwrap();
-        std::fs::write(root.join("agents/vm.md"), "---\nbottle: vm\n---\nAn agent in a machine.\n").unwrap();
-        let standin = StandIn::new(&tmp.path().join("smolvm"));
+            "vm",
+        );
+        let standin = StandIn::beside(&root);
         let planted = format!("planted-{}", std::process::id()) + &"x7Qz".repeat(4);
         Home { root, standin, planted, _tmp: tmp }
     }
@@ -58,6 +56,23 @@ impl Home {
 
     fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
+    }
+
+    /// `start AGENT --backend smolmachines --label LABEL -y --headless
+    /// --prompt PROMPT`.
+    fn start(&self, agent: &str, label: &str, prompt: &str) -> Command {
+        self.cmd(&[
+            "start",
+            agent,
+            "--backend",
+            "smolmachines",
+            "--label",
+            label,
+            "-y",
+            "--headless",
+            "--prompt",
+            prompt,
+        ])
     }
 
     fn state(&self, identity: &str) -> PathBuf {
@@ -135,8 +150,7 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
         "[ \"$(printf %s \"$PLANTED\" | sha256sum | cut -d' ' -f1)\" = {} ] && echo planted-ok; echo proxy=$HTTPS_PROXY prompt=$(stat -c %a ~/.bot-bottle-prompt.txt); exit 3",
         sha256(&h.planted)
     );
-    let o =
-        h.run(&["start", "vm", "--backend", "smolmachines", "--label", "smt", "-y", "--headless", "--prompt", &prompt]);
+    let o = h.start("vm", "smt", &prompt).output().unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("planted-ok"), "{out}");
@@ -184,18 +198,7 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
     assert!(from.ends_with("state/live/commit.smolmachine"), "{create:?}");
 
     // Cleanup: preserved state of a bottle that runs no more, with --all.
-    let o = h.run(&[
-        "start",
-        "vm",
-        "--backend",
-        "smolmachines",
-        "--label",
-        "gone",
-        "-y",
-        "--headless",
-        "--prompt",
-        "exit 4",
-    ]);
+    let o = h.start("vm", "gone", "exit 4").output().unwrap();
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     let o = h.run(&["cleanup", "--all", "-y"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -232,18 +235,7 @@ fn a_subnet_that_collides_or_an_allowlist_not_applied_refuses_the_launch() {
     let squatter = format!("smol-squatter-{}", std::process::id());
     let made = Command::new("docker").args(["network", "create", "--subnet", &net.cidr(), &squatter]).output().unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let o = h.run(&[
-        "start",
-        "vm",
-        "--backend",
-        "smolmachines",
-        "--label",
-        "clash",
-        "-y",
-        "--headless",
-        "--prompt",
-        "true",
-    ]);
+    let o = h.start("vm", "clash", "true").output().unwrap();
     let _ = Command::new("docker").args(["network", "rm", &squatter]).output();
     assert!(!o.status.success());
     assert!(text(&o).contains(&squatter) && text(&o).contains(&net.cidr()), "{}", text(&o));
@@ -251,9 +243,7 @@ fn a_subnet_that_collides_or_an_allowlist_not_applied_refuses_the_launch() {
 
     // smolvm reports an allowlist other than the bundle's /32: the machine
     // never starts.
-    let mut cmd =
-        h.cmd(&["start", "vm", "--backend", "smolmachines", "--label", "open", "-y", "--headless", "--prompt", "true"]);
-    let o = cmd.env("SMOLVM_STANDIN_IGNORE_ALLOW", "1").output().unwrap();
+    let o = h.start("vm", "open", "true").env("SMOLVM_STANDIN_IGNORE_ALLOW", "1").output().unwrap();
     assert!(!o.status.success());
     assert!(text(&o).contains("refusing to start it"), "{}", text(&o));
     assert!(!h.standin.calls().iter().any(|c| c[..2] == ["machine", "start"]), "a machine was started");
@@ -262,27 +252,9 @@ fn a_subnet_that_collides_or_an_allowlist_not_applied_refuses_the_launch() {
 
 #[test]
 fn ctrl_c_during_the_launch_leaves_nothing() {
-    use std::io::{BufRead, BufReader};
     let h = Home::new();
-    let mut child = h
-        .cmd(&["start", "vm", "--backend", "smolmachines", "--label", "intr", "-y", "--headless", "--prompt", "true"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Stderr is read to the end (a closed pipe would end the CLI itself).
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("starting the agent's machine") {
-                let _ = tx.send(());
-            }
-            seen.push(line);
-        }
-        seen
-    });
+    let mut child = h.start("vm", "intr", "true").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let (rx, reader) = watch(child.stderr.take().unwrap(), "starting the agent's machine");
     rx.recv_timeout(Duration::from_secs(240)).expect("the launch never reached the machine");
     let o = Command::new("kill").args(["-INT", &child.id().to_string()]).output().unwrap();
     assert!(o.status.success());
@@ -336,24 +308,8 @@ fn the_recorded_surface_is_smolvms_own() {
 #[test]
 fn a_failing_self_test_aborts_the_launch_on_smolmachines() {
     let h = Home::new();
-    std::fs::write(
-        h.root.join("bottles/leaky.md"),
-        "---\nagent_provider:\n  template: shell\negress:\n  routes:\n    - host: no-route.bot-bottle.invalid\n---\nx\n",
-    )
-    .unwrap();
-    std::fs::write(h.root.join("agents/leaky.md"), "---\nbottle: leaky\n---\nx\n").unwrap();
-    let o = h.run(&[
-        "start",
-        "leaky",
-        "--backend",
-        "smolmachines",
-        "--label",
-        "leaky",
-        "-y",
-        "--headless",
-        "--prompt",
-        "echo the-agent-ran",
-    ]);
+    support::bottle_and_agent(&h.root, "leaky", support::SELF_TEST_HOLE, "leaky");
+    let o = h.start("leaky", "leaky", "echo the-agent-ran").output().unwrap();
     assert!(!o.status.success());
     let out = text(&o);
     assert!(out.contains("the isolation self-test failed") && out.contains("unrouted-host-refused"), "{out}");
@@ -364,35 +320,36 @@ fn a_failing_self_test_aborts_the_launch_on_smolmachines() {
 /// A headless session of `label` that has run `first` and then started
 /// waiting (its line seen).
 fn held_session(h: &Home, label: &str, first: &str) -> std::process::Child {
-    use std::io::{BufRead, BufReader};
     let mut child = h
-        .cmd(&[
-            "start",
-            "vm",
-            "--backend",
-            "smolmachines",
-            "--label",
-            label,
-            "-y",
-            "--headless",
-            "--prompt",
-            &format!("{first}echo session-up; sleep 120"),
-        ])
+        .start("vm", label, &format!("{first}echo session-up; sleep 120"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("session-up") {
-                let _ = tx.send(());
-            }
-        }
-    });
+    let (rx, _) = watch(child.stdout.take().unwrap(), "session-up");
     rx.recv_timeout(Duration::from_secs(240)).expect("the session never started");
     child
+}
+
+/// Read `pipe` to its end on a thread (a closed pipe would end the CLI
+/// itself): a signal when a line holds `marker`, and every line at the end.
+fn watch(
+    pipe: impl std::io::Read + Send + 'static,
+    marker: &'static str,
+) -> (std::sync::mpsc::Receiver<()>, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if line.contains(marker) {
+                let _ = tx.send(());
+            }
+            seen.push(line);
+        }
+        seen
+    });
+    (rx, reader)
 }
 
 /// A killed CLI leaves its machine on its bundle's network: cleanup removes

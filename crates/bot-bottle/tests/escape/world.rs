@@ -237,7 +237,7 @@ impl Bottle {
             .stderr(Stdio::piped());
         if on_smolmachines() {
             cmd.args(["--backend", "smolmachines"]);
-            crate::support::smolvm::StandIn::new(&l.home.with_file_name("smolvm")).env(&mut cmd);
+            crate::support::smolvm::StandIn::beside(l.home).env(&mut cmd);
         }
         let mut child = l.world.hooks(&mut cmd).spawn().unwrap();
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -328,7 +328,7 @@ impl Bottle {
             if on_smolmachines() {
                 // The machine's environment comes with each exec, as the
                 // backend gives it to the agent.
-                let standin = crate::support::smolvm::StandIn::new(&self.home.with_file_name("smolvm"));
+                let standin = crate::support::smolvm::StandIn::beside(&self.home);
                 for e in standin.agent_env(&format!("bot-bottle-{}", self.identity)) {
                     cmd.args(["-e", &e]);
                 }

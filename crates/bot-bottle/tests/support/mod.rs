@@ -8,6 +8,7 @@ pub mod docker;
 pub mod smolvm;
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -46,3 +47,17 @@ pub fn start(mut cmd: Command, marker: &str) -> Server {
     });
     Server { child, ready, log }
 }
+
+/// A bottle `bottle` (its Markdown, frontmatter and all) and an agent
+/// `agent` using it, written into the home `home`.
+pub fn bottle_and_agent(home: &Path, bottle: &str, bottle_md: &str, agent: &str) {
+    std::fs::create_dir_all(home.join("bottles")).unwrap();
+    std::fs::create_dir_all(home.join("agents")).unwrap();
+    std::fs::write(home.join(format!("bottles/{bottle}.md")), bottle_md).unwrap();
+    std::fs::write(home.join(format!("agents/{agent}.md")), format!("---\nbottle: {bottle}\n---\nA test agent.\n"))
+        .unwrap();
+}
+
+/// A bottle that routes the very host the isolation self-test expects to be
+/// refused: its self-test must fail.
+pub const SELF_TEST_HOLE: &str = "---\nagent_provider:\n  template: shell\negress:\n  routes:\n    - host: no-route.bot-bottle.invalid\n---\nA route where the self-test expects none.\n";

@@ -19,6 +19,11 @@ impl StandIn {
         StandIn { dir: dir.to_path_buf() }
     }
 
+    /// The stand-in of the bot-bottle home `home`, in a directory beside it.
+    pub fn beside(home: &Path) -> StandIn {
+        StandIn::new(&home.with_file_name("smolvm"))
+    }
+
     pub fn log(&self) -> PathBuf {
         self.dir.join("argv.jsonl")
     }
