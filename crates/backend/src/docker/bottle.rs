@@ -152,12 +152,9 @@ async fn snapshot_transcript(docker: &Docker, objects: &Objects, state_dir: &Pat
     if !state_dir.is_dir() {
         return;
     }
-    let dest = state_dir.join(super::transcript::TRANSCRIPT_DIR);
     for dir in super::transcript::session_dirs(state_dir) {
-        let Some(tar) = download(docker, agent, &format!("{AGENT_HOME}/{dir}")).await else { continue };
-        let _ = std::fs::remove_dir_all(dest.join(&dir));
-        if let Err(e) = super::transcript::unpack(&tar, &dest) {
-            eprintln!("bot-bottle: the transcript of {} is incomplete: {e}", state_dir.display());
+        if let Some(tar) = download(docker, agent, &format!("{AGENT_HOME}/{dir}")).await {
+            super::transcript::keep(state_dir, &dir, &tar);
         }
     }
 }
@@ -410,7 +407,7 @@ pub(crate) async fn write_sidecar_files(
         supervise: sidecar_config::SuperviseConfig {
             store: inside(&supervise::store_path(&dir)),
             tool_timeout_secs: 30 * 60,
-            allowed_hosts: if at.host == "127.0.0.1" { Vec::new() } else { vec![at.host.clone()] },
+            allowed_hosts: at.beyond_loopback().map(str::to_string).into_iter().collect(),
         },
         secrets: inside(&secrets_path),
     };
@@ -911,7 +908,7 @@ async fn download(docker: &Docker, container: &str, path: &str) -> Option<Vec<u8
     let mut data = Vec::new();
     while let Some(chunk) = stream.next().await {
         data.extend_from_slice(&chunk.ok()?);
-        if data.len() as u64 > super::transcript::MAX_BYTES + (16 << 20) {
+        if data.len() as u64 > super::transcript::MAX_TAR {
             return None;
         }
     }

@@ -50,11 +50,16 @@ impl Endpoints {
 
     /// Hosts reached directly, not through the proxy.
     fn no_proxy(&self) -> String {
-        if self.host == "127.0.0.1" {
-            "localhost,127.0.0.1".to_string()
-        } else {
-            format!("localhost,127.0.0.1,{}", self.host)
+        match self.beyond_loopback() {
+            Some(host) => format!("localhost,127.0.0.1,{host}"),
+            None => "localhost,127.0.0.1".to_string(),
         }
+    }
+
+    /// The host, when it is not loopback (the sidecar then also answers to
+    /// it by that name).
+    pub fn beyond_loopback(&self) -> Option<&str> {
+        (self.host != Endpoints::loopback().host).then_some(self.host.as_str())
     }
 }
 

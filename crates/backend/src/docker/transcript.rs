@@ -48,6 +48,24 @@ fn plain(path: &Path) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
+/// The most one session directory's tar may be as it comes out of the
+/// agent (a little above what the snapshot may hold).
+pub const MAX_TAR: u64 = MAX_BYTES + (16 << 20);
+
+/// Keep `tar` (the agent's session directory `dir`, as a tar of `dir/…`)
+/// as that directory's transcript in `state_dir`, replacing the last.
+/// Best effort: a failure is said and the session end goes on.
+pub fn keep(state_dir: &Path, dir: &str, tar: &[u8]) {
+    if tar.is_empty() || tar.len() as u64 > MAX_TAR {
+        return;
+    }
+    let dest = state_dir.join(TRANSCRIPT_DIR);
+    let _ = std::fs::remove_dir_all(dest.join(dir));
+    if let Err(e) = unpack(tar, &dest) {
+        eprintln!("bot-bottle: the transcript of {} is incomplete: {e}", state_dir.display());
+    }
+}
+
 /// Unpack `tar` (as Docker's archive endpoint gives it) under `dest`:
 /// returns how many files were written.
 pub fn unpack(tar: &[u8], dest: &Path) -> Result<usize, BackendError> {

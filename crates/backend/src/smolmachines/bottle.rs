@@ -210,17 +210,11 @@ pub fn snapshot_transcript(smolvm: &Smolvm, machine: &str, state_dir: &Path) {
     if !state_dir.is_dir() {
         return;
     }
-    let dest = state_dir.join(transcript::TRANSCRIPT_DIR);
     for dir in transcript::session_dirs(state_dir) {
         let script = format!("[ -d {AGENT_HOME}/{dir} ] && tar -cf - -C {AGENT_HOME} {dir}");
         let how = argv::Exec::default();
-        let Ok(tar) = smolvm.run(&argv::exec(machine, &how, &["sh".into(), "-c".into(), script])) else { continue };
-        if tar.is_empty() || tar.len() as u64 > transcript::MAX_BYTES + (16 << 20) {
-            continue;
-        }
-        let _ = std::fs::remove_dir_all(dest.join(&dir));
-        if let Err(e) = transcript::unpack(&tar, &dest) {
-            eprintln!("bot-bottle: the transcript of {} is incomplete: {e}", state_dir.display());
+        if let Ok(tar) = smolvm.run(&argv::exec(machine, &how, &["sh".into(), "-c".into(), script])) {
+            transcript::keep(state_dir, &dir, &tar);
         }
     }
 }
