@@ -64,6 +64,9 @@ pub struct BottleSpec {
     pub copy_cwd: bool,
     /// Headless: a taken label gets `-2`, `-3`, … instead of an error.
     pub uniquify_label: bool,
+    /// The session's command will be wired to the operator's terminal;
+    /// otherwise to plain stdio (headless, or no terminal).
+    pub tty: bool,
 }
 
 /// Where a route's credential comes from.
@@ -106,6 +109,9 @@ pub struct Plan {
     pub ca: BottleCa,
     /// Things the operator should know that do not stop the launch.
     pub warnings: Vec<String>,
+    /// The session runs on the operator's terminal (else plain stdio): a
+    /// backend may prepare the session's command during the launch.
+    pub tty: bool,
 }
 
 impl Plan {
@@ -332,6 +338,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
         skills,
         ca,
         warnings,
+        tty: spec.tty,
     })
 }
 
@@ -393,6 +400,7 @@ mod tests {
             color: None,
             copy_cwd: false,
             uniquify_label: true,
+            tty: false,
         }
     }
 

@@ -81,6 +81,7 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
         color: args.color.clone(),
         copy_cwd: args.cwd,
         uniquify_label: !tty,
+        tty: session_on_terminal(args.launch.prompt.as_deref()),
     };
     let plan = backend.prepare(&ctx.home, spec, &ctx.host)?;
     let guard = StateGuard(Some(plan.state_dir()));
@@ -121,6 +122,7 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
         color: Some(meta.color.clone()).filter(|c| !c.is_empty()),
         copy_cwd: meta.copy_cwd,
         uniquify_label: false,
+        tty: session_on_terminal(args.launch.prompt.as_deref()),
     };
     let mut host = backend::HostEnv::current();
     if meta.copy_cwd && !meta.cwd.is_empty() {
@@ -197,17 +199,28 @@ struct Session {
     identity: String,
     provider: backend::Provider,
     resume: bool,
+    tty: bool,
+}
+
+/// Whether the session's command is wired to the operator's terminal: only
+/// without a prompt, and only when stdin is one.
+fn session_on_terminal(prompt: Option<&str>) -> bool {
+    prompt.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdin())
 }
 
 impl Session {
     fn of(plan: &Plan, resume: bool) -> Session {
-        Session { identity: plan.identity.clone(), provider: plan.resolved_provider.provider().clone(), resume }
+        Session {
+            identity: plan.identity.clone(),
+            provider: plan.resolved_provider.provider().clone(),
+            resume,
+            tty: plan.tty,
+        }
     }
 
     fn run(self, ctx: &Context, running: Box<dyn backend::RunningBottle>, prompt: Option<&str>) -> Result<i32> {
         let dir = ctx.home.state_dir(&self.identity);
-        let tty = prompt.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdin());
-        let outcome = running.exec(&self.provider.argv(prompt, self.resume), tty).map_err(anyhow::Error::from);
+        let outcome = running.exec(&self.provider.argv(prompt, self.resume), self.tty).map_err(anyhow::Error::from);
         let teardown = running.teardown();
         // The audit trail outlives the bottle.
         let store = supervise::store_path(&dir);

@@ -5,7 +5,7 @@
 //! a killed CLI, and two bottles at once. Every test checks Docker itself
 //! for leftovers by label.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -107,9 +107,20 @@ fn wait_running(identity: &str) {
 fn the_lifecycle_as_a_user_drives_it() {
     let h = Home::new();
     // Exit 0: the state goes, and so does every container and network.
-    let o = h.run(&["start", "life", "--label", "life one", "--headless", "--prompt", "echo \"$GREETING\"; exit 0"]);
+    // The command has the env file sourced and exactly the CLI's stdin.
+    let prompt = "echo \"$GREETING\"; printf '<%s>' \"$(cat)\"; exit 0";
+    let mut child = h
+        .cmd(&["start", "life", "--label", "life one", "--headless", "--prompt", prompt])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"3\0piped\n  input\n").unwrap();
+    let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", err(&o));
     assert!(out(&o).contains("hello"), "the env file was not sourced: {}", out(&o));
+    assert!(out(&o).contains("<3piped\n  input>"), "the command's stdin was not the CLI's: {}", out(&o));
     assert!(!h.state("life-one").exists());
     assert_gone("life-one");
 

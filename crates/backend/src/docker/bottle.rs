@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use secret::Secret;
 
 use super::provision::{self, AGENT_HOME, AGENT_UID, WORKSPACE};
-use super::{engine, images};
+use super::{engine, exec, images};
 use crate::error::BackendError;
 use crate::plan::{AuthSource, Plan};
 use crate::sidecar_config::{
@@ -86,20 +86,27 @@ pub struct DockerBottle {
     pub docker: Docker,
     pub objects: Objects,
     pub state_dir: PathBuf,
+    /// The session's command, exec'd during the launch (plain stdio only).
+    armed: std::sync::Mutex<Option<exec::Armed>>,
     torn_down: bool,
 }
 
 impl DockerBottle {
     /// Run `argv` in the agent (through the env wrapper), as its user in the
-    /// workspace; returns the exit code.
+    /// workspace; returns the exit code. Without a TTY the first command
+    /// uses the exec the launch armed.
     pub fn exec(&self, argv: &[String], tty: bool) -> Result<i32, BackendError> {
         let agent = self.objects.agent.clone().unwrap_or_default();
         let watched: Vec<(&'static str, String)> = [("sidecar", &self.objects.sidecar), ("shim", &self.objects.shim)]
             .into_iter()
             .filter_map(|(role, id)| Some((role, id.clone()?)))
             .collect();
-        let argv = provision::wrap(&provision::expand_home(argv));
-        self.runtime.block_on(super::exec::run(&self.docker, &agent, &argv, tty, &watched))
+        let argv = provision::expand_home(argv);
+        let armed = self.armed.lock().ok().and_then(|mut a| a.take());
+        match armed {
+            Some(armed) if !tty => self.runtime.block_on(exec::run_armed(&self.docker, &agent, armed, &argv, &watched)),
+            _ => self.runtime.block_on(exec::run(&self.docker, &agent, &provision::wrap(&argv), tty, &watched)),
+        }
     }
 
     /// Save the sidecar's logs and remove every object. Idempotent.
@@ -108,6 +115,8 @@ impl DockerBottle {
             return Ok(());
         }
         self.torn_down = true;
+        // An unused armed command ends with its stdin.
+        drop(self.armed.lock().ok().and_then(|mut a| a.take()));
         let (docker, objects, dir) = (&self.docker, &self.objects, &self.state_dir);
         self.runtime.block_on(async {
             save_sidecar_logs(docker, objects, dir).await;
@@ -419,10 +428,14 @@ pub(crate) async fn write_sidecar_files(
 
 /// Launch `plan`: images, sidecar, agent, shim, provisioning, self-test.
 /// Anything created is removed again if a step fails.
-pub async fn launch(docker: &Docker, plan: &Plan, progress: Progress<'_>) -> Result<Objects, BackendError> {
+pub async fn launch(
+    docker: &Docker,
+    plan: &Plan,
+    progress: Progress<'_>,
+) -> Result<(Objects, Option<exec::Armed>), BackendError> {
     let mut objects = Objects { identity: plan.identity.clone(), ..Default::default() };
     match launch_steps(docker, plan, progress, &mut objects).await {
-        Ok(()) => Ok(objects),
+        Ok(armed) => Ok((objects, armed)),
         Err(e) => {
             let dir = plan.state_dir();
             save_sidecar_logs(docker, &objects, &dir).await;
@@ -439,7 +452,7 @@ async fn launch_steps(
     plan: &Plan,
     progress: Progress<'_>,
     objects: &mut Objects,
-) -> Result<(), BackendError> {
+) -> Result<Option<exec::Armed>, BackendError> {
     let dir = plan.state_dir();
     let identity = &plan.identity;
     std::fs::write(dir.join(LAUNCHER_FILE), std::process::id().to_string())
@@ -474,7 +487,6 @@ async fn launch_steps(
     env_extra.extend(p.extra_env.iter().cloned());
     env_extra.extend(p.placeholder_env.iter().cloned());
     let env_extra_ref: Vec<(&str, &str)> = env_extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let runtime = super::runtime::choose(docker).await;
 
     // The sidecar, and (at the same time: they do not wait on each other)
     // the agent with no network at all, the shim in its namespace, and the
@@ -483,19 +495,33 @@ async fn launch_steps(
     let (network_slot, sidecar_slot, agent_slot, shim_slot) =
         (&mut objects.network, &mut objects.sidecar, &mut objects.agent, &mut objects.shim);
     let sidecar_side = async {
-        let net = docker
-            .create_network(NetworkCreateRequest {
+        // The sidecar is created while its network is: Docker resolves
+        // the network at start. An engine that wants it at create gets a
+        // second create once the network exists.
+        let sidecar_name = format!("bot-bottle-{identity}-sidecar");
+        let (net, sidecar) = tokio::join!(
+            docker.create_network(NetworkCreateRequest {
                 name: net_name.clone(),
                 driver: Some("bridge".to_string()),
                 labels: Some(labels(&plan.home, identity, "network")),
                 ..Default::default()
-            })
-            .await
-            .map_err(docker_err(format!("cannot create network {net_name}")))?;
+            }),
+            create(docker, &sidecar_name, sidecar_body.clone())
+        );
+        if let Ok(id) = &sidecar {
+            *sidecar_slot = Some(id.clone());
+        }
+        let net = net.map_err(docker_err(format!("cannot create network {net_name}")))?;
         *network_slot = Some(net.id);
         trace("network created");
-        let sidecar = create(docker, &format!("bot-bottle-{identity}-sidecar"), sidecar_body).await?;
-        *sidecar_slot = Some(sidecar.clone());
+        let sidecar = match sidecar {
+            Ok(id) => id,
+            Err(_) => {
+                let id = create(docker, &sidecar_name, sidecar_body).await?;
+                *sidecar_slot = Some(id.clone());
+                id
+            }
+        };
         docker.start_container(&sidecar, None).await.map_err(docker_err("cannot start the sidecar"))?;
         trace("sidecar started");
         join_extra_network(docker, &sidecar).await?;
@@ -504,6 +530,8 @@ async fn launch_steps(
         Ok::<_, BackendError>(())
     };
     let agent_side = async {
+        // Asked here, not before: the sidecar's side need not wait for it.
+        let runtime = super::runtime::choose(docker).await;
         let agent = create(
             docker,
             &format!("bot-bottle-{identity}-agent"),
@@ -581,17 +609,32 @@ async fn launch_steps(
         docker.start_container(&agent, None).await.map_err(docker_err("cannot start the agent"))?;
         trace("agent started");
         let self_test = tokio::spawn(self_test_output(docker.clone(), agent.clone()));
-        docker.start_container(&shim, None).await.map_err(docker_err("cannot start the shim"))?;
-        trace("shim started");
-        Ok::<_, BackendError>(self_test)
+        // A session on plain stdio: its command's exec starts now, with
+        // the shim's, and waits for its argv (sent only once the self-test
+        // passed).
+        let armed = async {
+            if plan.tty {
+                return Ok(None);
+            }
+            let armed = exec::arm(docker, &agent).await.map(Some);
+            trace("session's exec armed");
+            armed
+        };
+        let shim_started = async {
+            docker.start_container(&shim, None).await.map_err(docker_err("cannot start the shim"))?;
+            trace("shim started");
+            Ok(())
+        };
+        let (armed, ()) = tokio::try_join!(armed, shim_started)?;
+        Ok::<_, BackendError>((self_test, armed))
     };
-    let ((), self_test) = tokio::try_join!(sidecar_side, agent_side)?;
+    let ((), (self_test, armed)) = tokio::try_join!(sidecar_side, agent_side)?;
 
     progress("isolation self-test");
     let output = self_test.await.map_err(|e| BackendError::Docker(format!("the self-test's reader failed: {e}")))?;
     trace("self-test done");
     provision::self_test_verdict(&output, &dir.join("selftest.json")).map_err(BackendError::Docker)?;
-    Ok(())
+    Ok(armed)
 }
 
 /// The bottle's own network: the sidecar's only way out.
@@ -808,14 +851,25 @@ pub(crate) async fn wait_for_sockets(
     }
 }
 
-/// A tar of files for the agent, owned by its user.
+/// A tar of the agent's files, rooted at `/`, each entry's owner in its
+/// header; paths are taken relative to the directory [`Bundle::enter`]ed.
 struct Bundle {
     tar: tar::Builder<Vec<u8>>,
+    at: String,
 }
 
 impl Bundle {
     fn new() -> Bundle {
-        Bundle { tar: tar::Builder::new(Vec::new()) }
+        Bundle { tar: tar::Builder::new(Vec::new()), at: String::new() }
+    }
+
+    /// Later paths are under `dir` (an absolute path in the agent).
+    fn enter(&mut self, dir: &str) {
+        self.at = dir.trim_matches('/').to_string();
+    }
+
+    fn path(&self, path: &str) -> String {
+        if self.at.is_empty() { path.to_string() } else { format!("{}/{path}", self.at) }
     }
 
     fn header(size: u64, mode: u32, uid: u64, kind: tar::EntryType) -> tar::Header {
@@ -833,10 +887,11 @@ impl Bundle {
 
     fn dir(&mut self, path: &str, mode: u32, uid: u64) -> Result<(), BackendError> {
         let mut h = Self::header(0, mode, uid, tar::EntryType::Directory);
+        let path = self.path(path);
         self.tar.append_data(&mut h, path, std::io::empty()).map_err(io_err("cannot pack files for the agent"))
     }
 
-    /// `path` and every directory above it (under the bundle's root).
+    /// `path` and every directory above it, up to the entered directory.
     fn dirs(&mut self, path: &str, mode: u32, uid: u64) -> Result<(), BackendError> {
         let mut at = String::new();
         for part in path.split('/').filter(|p| !p.is_empty()) {
@@ -848,6 +903,7 @@ impl Bundle {
 
     fn file(&mut self, path: &str, data: &[u8], mode: u32, uid: u64) -> Result<(), BackendError> {
         let mut h = Self::header(data.len() as u64, mode, uid, tar::EntryType::Regular);
+        let path = self.path(path);
         self.tar.append_data(&mut h, path, data).map_err(io_err("cannot pack files for the agent"))
     }
 
@@ -867,7 +923,8 @@ impl Bundle {
         } else if meta.file_type().is_symlink() {
             let target = std::fs::read_link(host).map_err(io_err(format!("cannot read {}", host.display())))?;
             let mut h = Self::header(0, 0o777, uid, tar::EntryType::Symlink);
-            self.tar.append_link(&mut h, under, target).map_err(io_err("cannot pack files for the agent"))?;
+            let path = self.path(under);
+            self.tar.append_link(&mut h, path, target).map_err(io_err("cannot pack files for the agent"))?;
         } else if meta.is_file() {
             let data = std::fs::read(host).map_err(io_err(format!("cannot read {}", host.display())))?;
             self.file(under, &data, meta.permissions().mode() & 0o777, uid)?;
@@ -925,20 +982,9 @@ async fn download_file(docker: &Docker, container: &str, path: &str) -> Option<V
     Some(out)
 }
 
-/// Copy a tar into a container at `path`; with `as_agent`, everything in it
-/// is owned by the agent's user, else by root.
-async fn upload(
-    docker: &Docker,
-    container: &str,
-    path: &str,
-    tar: Vec<u8>,
-    as_agent: bool,
-) -> Result<(), BackendError> {
-    let options = UploadToContainerOptions {
-        path: path.to_string(),
-        copy_uidgid: as_agent.then(|| "true".to_string()),
-        ..Default::default()
-    };
+/// Copy a tar into a container at `path`, owners as its headers say.
+async fn upload(docker: &Docker, container: &str, path: &str, tar: Vec<u8>) -> Result<(), BackendError> {
+    let options = UploadToContainerOptions { path: path.to_string(), ..Default::default() };
     docker
         .upload_to_container(container, Some(options), bollard::body_full(tar.into()))
         .await
@@ -959,37 +1005,23 @@ async fn provision_agent(
     // of rehashing).
     let bundle = image_bundle(docker, agent, provision::CA_BUNDLE).await;
     let files = agent_files(plan, canary, login_stand_in, Some(bundle), &provision::Endpoints::loopback())?;
-    let (root, home) = tokio::join!(
-        upload(docker, agent, "/", files.root, false),
-        upload(docker, agent, AGENT_HOME, files.home, true)
-    );
-    root?;
-    home?;
-    if let Some(ws) = files.workspace {
-        upload(docker, agent, WORKSPACE, ws, true).await?;
-    }
-    Ok(())
+    // One copy: each costs Docker a mount of the container's filesystem.
+    upload(docker, agent, "/", files).await
 }
 
-/// What goes into the agent, as tars: root's files under `/` (the bottle
-/// CA), the agent's home (owned by the agent's user), and the workspace
-/// when the cwd is copied in.
-pub(crate) struct AgentFiles {
-    pub root: Vec<u8>,
-    pub home: Vec<u8>,
-    pub workspace: Option<Vec<u8>>,
-}
-
-/// The agent's files for `plan`, reaching the sidecar `at`. With the
-/// image's CA bundle, the bundle extended with the bottle CA replaces it;
-/// without, only the CA certificate goes in (the caller appends it).
+/// The agent's files for `plan`, reaching the sidecar `at`, as one tar to
+/// unpack at `/` keeping its owners: root's (the bottle CA), the agent's
+/// home (owned by the agent's user), and the workspace when the cwd is
+/// copied in. With the image's CA bundle, the bundle extended with the
+/// bottle CA replaces it; without, only the CA certificate goes in (the
+/// caller appends it).
 pub(crate) fn agent_files(
     plan: &Plan,
     canary: &dlp::Canary,
     login_stand_in: Option<&str>,
     image_ca_bundle: Option<Vec<u8>>,
     at: &provision::Endpoints,
-) -> Result<AgentFiles, BackendError> {
+) -> Result<Vec<u8>, BackendError> {
     let mut ca = Bundle::new();
     for d in
         ["usr", "usr/local", "usr/local/share", "usr/local/share/ca-certificates", "etc", "etc/ssl", "etc/ssl/certs"]
@@ -1004,10 +1036,10 @@ pub(crate) fn agent_files(
         bundle.extend_from_slice(plan.ca.cert_pem.as_bytes());
         ca.file(provision::CA_BUNDLE.trim_start_matches('/'), &bundle, 0o644, 0)?;
     }
-    let root = ca.finish()?;
     // Home: the env file (0600), .gitconfig, the prompt, skills.
     let uid = AGENT_UID;
-    let mut home = Bundle::new();
+    let mut home = ca;
+    home.enter(AGENT_HOME);
     home.dir(".bot-bottle", 0o700, uid)?;
     let mut values: BTreeMap<String, Secret<String>> = plan
         .env
@@ -1066,8 +1098,9 @@ pub(crate) fn agent_files(
         }
     }
     // The workspace, when the cwd is copied in.
-    let workspace = if plan.metadata.copy_cwd && !plan.metadata.cwd.is_empty() {
-        let mut ws = Bundle::new();
+    if plan.metadata.copy_cwd && !plan.metadata.cwd.is_empty() {
+        let mut ws = home;
+        ws.enter(WORKSPACE);
         let cwd = Path::new(&plan.metadata.cwd);
         let mut entries: Vec<_> =
             std::fs::read_dir(cwd).map_err(io_err(format!("cannot read {}", cwd.display())))?.flatten().collect();
@@ -1076,11 +1109,9 @@ pub(crate) fn agent_files(
             let name = e.file_name().to_string_lossy().into_owned();
             ws.tree(&e.path(), &name, uid)?;
         }
-        Some(ws.finish()?)
-    } else {
-        None
-    };
-    Ok(AgentFiles { root, home: home.finish()?, workspace })
+        return ws.finish();
+    }
+    home.finish()
 }
 
 /// Connect, then launch, with Ctrl-C during the launch tearing down what
@@ -1091,7 +1122,7 @@ pub fn launch_blocking(plan: &Plan, progress: Progress<'_>) -> Result<DockerBott
         .enable_all()
         .build()
         .map_err(io_err("cannot start the async runtime"))?;
-    let (docker, objects) = runtime.block_on(async {
+    let (docker, (objects, armed)) = runtime.block_on(async {
         trace("launch");
         let docker = engine::connect().await?;
         trace("engine connected");
@@ -1115,7 +1146,14 @@ pub fn launch_blocking(plan: &Plan, progress: Progress<'_>) -> Result<DockerBott
         }?;
         Ok::<_, BackendError>((docker, launched))
     })?;
-    Ok(DockerBottle { runtime, docker, objects, state_dir: plan.state_dir(), torn_down: false })
+    Ok(DockerBottle {
+        runtime,
+        docker,
+        objects,
+        state_dir: plan.state_dir(),
+        armed: std::sync::Mutex::new(armed),
+        torn_down: false,
+    })
 }
 
 pub use crate::registry::{LAUNCHER_FILE, launcher_alive};
@@ -1322,7 +1360,7 @@ impl DockerBottle {
         let mut b = Bundle::new();
         b.tree(host, &name, AGENT_UID)?;
         let tar = b.finish()?;
-        self.runtime.block_on(upload(&self.docker, &agent, guest, tar, true))
+        self.runtime.block_on(upload(&self.docker, &agent, guest, tar))
     }
 
     /// Copy `guest` (a file or directory in the agent) into the host directory `host`.

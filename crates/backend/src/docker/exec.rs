@@ -5,12 +5,13 @@
 use std::io::Write;
 
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::query_parameters::{ResizeExecOptions, WaitContainerOptions};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::provision::{AGENT_UID, WORKSPACE};
+use super::provision::{self, AGENT_UID, WORKSPACE};
 use crate::error::BackendError;
 
 fn err(what: &'static str) -> impl Fn(bollard::errors::Error) -> BackendError {
@@ -105,16 +106,73 @@ pub async fn run(
     watched: &[(&'static str, String)],
 ) -> Result<i32, BackendError> {
     let id = create(docker, container, argv, None, tty, true).await?;
+    let (output, input) = start(docker, &id, tty).await?;
+    drive(docker, container, &id, output, input, tty, watched).await
+}
+
+type Output = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+type Input = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
+async fn start(docker: &Docker, id: &str, tty: bool) -> Result<(Output, Input), BackendError> {
     let started = docker
-        .start_exec(&id, Some(StartExecOptions { detach: false, tty, output_capacity: None }))
+        .start_exec(id, Some(StartExecOptions { detach: false, tty, output_capacity: None }))
         .await
         .map_err(err("cannot start the agent's command"))?;
-    let StartExecResults::Attached { mut output, mut input } = started else {
-        return Err(BackendError::Docker("the agent's command detached".to_string()));
-    };
+    match started {
+        StartExecResults::Attached { output, input } => Ok((output, input)),
+        StartExecResults::Detached => Err(BackendError::Docker("the agent's command detached".to_string())),
+    }
+}
+
+/// The session's command, already exec'd (as the agent's user, in the
+/// workspace, with plain stdio) and waiting on stdin for its argv
+/// ([`provision::wrap_armed`]): the launch starts it while the bottle comes
+/// up, so the first command does not wait for an exec. Dropped unused,
+/// its stdin closes and it exits having run nothing.
+pub struct Armed {
+    id: String,
+    output: Output,
+    input: Input,
+}
+
+/// Start the armed command in `container`.
+pub async fn arm(docker: &Docker, container: &str) -> Result<Armed, BackendError> {
+    let id = create(docker, container, &provision::wrap_armed(), None, false, true).await?;
+    let (output, input) = start(docker, &id, false).await?;
+    Ok(Armed { id, output, input })
+}
+
+/// [`run`] for a headless session whose exec was armed: the argv goes down
+/// its stdin, then it runs as `run` would.
+pub async fn run_armed(
+    docker: &Docker,
+    container: &str,
+    armed: Armed,
+    argv: &[String],
+    watched: &[(&'static str, String)],
+) -> Result<i32, BackendError> {
+    let Armed { id, output, mut input } = armed;
+    let frame = provision::argv_frame(argv).map_err(BackendError::Docker)?;
+    input
+        .write_all(&frame)
+        .await
+        .map_err(|e| BackendError::Docker(format!("cannot start the agent's command: {e}")))?;
+    drive(docker, container, &id, output, input, false, watched).await
+}
+
+/// Wire a started exec to this process's stdio until it ends (see [`run`]).
+async fn drive(
+    docker: &Docker,
+    container: &str,
+    id: &str,
+    mut output: Output,
+    mut input: Input,
+    tty: bool,
+    watched: &[(&'static str, String)],
+) -> Result<i32, BackendError> {
     let _raw = if tty { RawMode::enable() } else { None };
     if tty {
-        resize(docker, &id).await;
+        resize(docker, id).await;
     }
     // Stdin on its own thread (a blocking read must not hold the runtime).
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
@@ -154,7 +212,7 @@ pub async fn run(
             _ = tokio::signal::ctrl_c(), if !tty => return Ok(130),
             chunk = output.next() => {
                 match chunk {
-                    Some(Ok(bollard::container::LogOutput::StdErr { message })) => {
+                    Some(Ok(LogOutput::StdErr { message })) => {
                         let mut e = std::io::stderr();
                         let _ = e.write_all(&message);
                         let _ = e.flush();
@@ -185,11 +243,11 @@ pub async fn run(
                     Some(s) => { s.recv().await; }
                     None => std::future::pending::<()>().await,
                 }
-            }, if tty => resize(docker, &id).await,
+            }, if tty => resize(docker, id).await,
         }
     }
     drop(_raw);
-    exit_code(docker, &id).await
+    exit_code(docker, id).await
 }
 
 /// Follow the operator's window size.

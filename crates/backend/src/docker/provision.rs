@@ -191,30 +191,75 @@ pub fn wrap(argv: &[String]) -> Vec<String> {
     out
 }
 
+/// A command started before it is known (the session's, during the
+/// launch): the env file sourced, then the argv read from stdin as
+/// [`argv_frame`] writes it, then exec'd. Bash's `read` takes a pipe byte
+/// by byte, so what follows the frame stays the command's stdin. Stdin
+/// closed before a whole frame: exit 125, nothing run.
+pub fn wrap_armed() -> Vec<String> {
+    vec![
+        "bash".to_string(),
+        "-c".to_string(),
+        format!(
+            "[ -r {ENV_FILE} ] && . {ENV_FILE}; IFS= read -r -d '' n || exit 125; a=(); \
+             for ((i = 0; i < n; i++)); do IFS= read -r -d '' x || exit 125; a+=(\"$x\"); done; exec \"${{a[@]}}\""
+        ),
+        "bot-bottle".to_string(),
+    ]
+}
+
+/// `argv` as [`wrap_armed`] reads it: the count, then each argument, each
+/// ended by NUL. An argument holding NUL cannot be passed to a process.
+pub fn argv_frame(argv: &[String]) -> Result<Vec<u8>, String> {
+    if argv.is_empty() {
+        return Err("the agent's command is empty".to_string());
+    }
+    let mut frame = format!("{}\0", argv.len()).into_bytes();
+    for a in argv {
+        if a.contains('\0') {
+            return Err(format!("the agent's command has an argument with a NUL byte: {a:?}"));
+        }
+        frame.extend_from_slice(a.as_bytes());
+        frame.push(0);
+    }
+    Ok(frame)
+}
+
 /// The isolation self-test, run in the agent as its user: each check prints
 /// `check <name> <pass|fail> <detail>`. A host with no route must get the
 /// proxy's 403; a direct IP connection and a DNS lookup must fail (there is
 /// no interface but loopback); the introspection endpoint must answer.
 pub const SELF_TEST: &str = r#"
 check() { printf 'check %s %s %s\n' "$1" "$2" "$3"; }
-# The shim comes up with the agent: wait for it (bounded, 10 s).
-for _ in $(seq 1 500); do curl -s -o /dev/null --max-time 2 http://_egress.local/allowlist && break; sleep 0.02; done
-# The checks run at once; each prints one line.
-{
-  # A refused CONNECT shows in %{http_connect}, a refused request in %{http_code}.
-  codes=$(curl -s -o /dev/null -w '%{http_code} %{http_connect}' --max-time 20 https://no-route.bot-bottle.invalid/ 2>/dev/null)
-  case " $codes " in *" 403 "*) check unrouted-host-refused pass "$codes";; *) check unrouted-host-refused fail "got $codes, expected the proxy's 403";; esac
-} &
+# What needs nothing of the sidecar starts at once.
 {
   if timeout 5 bash -c 'exec 3<>/dev/tcp/1.1.1.1/443' 2>/dev/null; then check direct-ip-fails fail "connected to 1.1.1.1:443"; else check direct-ip-fails pass "no route"; fi
 } &
 {
   if timeout 5 getent hosts deb.debian.org >/dev/null 2>&1; then check dns-fails fail "resolved deb.debian.org"; else check dns-fails pass "no resolver"; fi
 } &
-{
-  list=$(curl -s --max-time 20 http://_egress.local/allowlist 2>/dev/null)
-  case "$list" in *'"routes"'*) check introspection-answers pass "ok";; *) check introspection-answers fail "no allowlist";; esac
-} &
+# The shim and the sidecar come up beside the agent: ask the proxy for its
+# allowlist until it answers (bounded, 10 s), with bash's own sockets (no
+# process per try while the sidecar starts). The answer is the
+# introspection check.
+# A shim whose sidecar is not up yet closes at once: no SIGPIPE for that.
+proxy=${HTTP_PROXY#http://}; proxy=${proxy%/}
+list=
+trap '' PIPE
+for _ in $(seq 1 1000); do
+  if exec 3<>"/dev/tcp/${proxy%:*}/${proxy##*:}"; then
+    printf 'GET http://_egress.local/allowlist HTTP/1.1\r\nHost: _egress.local\r\nConnection: close\r\n\r\n' >&3
+    IFS= read -r -d '' -t 2 list <&3
+    exec 3<&-
+    case "$list" in "HTTP/1."?" 200"*) break;; esac
+  fi 2>/dev/null
+  sleep 0.01
+done
+trap - PIPE
+case "$list" in *'"routes"'*) check introspection-answers pass "ok";; *) check introspection-answers fail "no allowlist";; esac
+# A refused CONNECT shows in %{http_connect}, a refused request in %{http_code}.
+codes=$(curl -s -o /dev/null -w '%{http_code} %{http_connect}' --max-time 20 https://no-route.bot-bottle.invalid/ 2>/dev/null)
+case " $codes " in *" 403 "*) check unrouted-host-refused pass "$codes";; *) check unrouted-host-refused fail "got $codes, expected the proxy's 403";; esac
 wait
 "#;
 
@@ -278,6 +323,42 @@ pub fn parse_self_test(output: &str) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The armed wrapper in a real bash: stdin carries the frame, then the
+    /// command's own input.
+    fn run_armed(stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let w = wrap_armed();
+        let mut child = std::process::Command::new(&w[0])
+            .args(&w[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    #[test]
+    fn the_armed_wrapper_runs_exactly_the_framed_argv_and_leaves_stdin_to_it() {
+        let argv: Vec<String> =
+            ["sh", "-c", "printf '[%s]' \"$@\"; cat", "sh", "a b", "", "two\nlines", "$HOME", "'q'"]
+                .map(String::from)
+                .to_vec();
+        let mut stdin = argv_frame(&argv).unwrap();
+        stdin.extend_from_slice(b"the command's own input\n");
+        let out = run_armed(&stdin);
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "[a b][][two\nlines][$HOME]['q']the command's own input\n");
+        // A frame cut short runs nothing.
+        let frame = argv_frame(&["echo".to_string(), "ran".to_string()]).unwrap();
+        let cut = &frame[..frame.len() - 1];
+        let out = run_armed(cut);
+        assert_eq!(out.status.code(), Some(125));
+        assert!(out.stdout.is_empty());
+        assert!(argv_frame(&[]).is_err());
+        assert!(argv_frame(&["a\0b".to_string()]).is_err());
+    }
 
     #[test]
     fn the_env_file_quotes_and_the_wrapper_sources_it() {

@@ -435,20 +435,12 @@ async fn launch_steps(
         .prefix("bot-bottle-smol-")
         .tempdir()
         .map_err(io_err("cannot create a scratch directory"))?;
-    let mut unpack = vec!["set -e".to_string()];
-    let mut parts = vec![("root", files.root, "/"), ("home", files.home, AGENT_HOME)];
-    if let Some(ws) = files.workspace {
-        parts.push(("workspace", ws, WORKSPACE));
-    }
-    for (name, tar, under) in parts {
-        let host = scratch.path().join(format!("{name}.tar"));
-        write_private(&host, &tar)?;
-        let guest = format!("/tmp/bot-bottle-{name}.tar");
-        smolvm.run_async(&argv::copy_in(&machine, &host.display().to_string(), &guest, 0o600, 0)).await?;
-        unpack.push(format!(
-            "mkdir -p {under} && tar -xpf {guest} -C {under} --same-owner --numeric-owner && rm -f {guest}"
-        ));
-    }
+    let host = scratch.path().join("files.tar");
+    write_private(&host, &files)?;
+    let guest = "/tmp/bot-bottle-files.tar";
+    smolvm.run_async(&argv::copy_in(&machine, &host.display().to_string(), guest, 0o600, 0)).await?;
+    let mut unpack =
+        vec!["set -e".to_string(), format!("tar -xpf {guest} -C / --same-owner --numeric-owner && rm -f {guest}")];
     drop(scratch);
     // The bottle CA joins the system bundle every TLS client reads.
     unpack.push(format!("cat {AGENT_CA} >> {CA_BUNDLE}"));
