@@ -1,8 +1,8 @@
 //! Launch benchmark (not a timed test): the time from `bot-bottle start
 //! --headless` (images present) to the agent's first command running,
 //! against a bare `docker run --rm <agent image>` running the same first
-//! command, measured in the same run; then 5 bottles started at once.
-//! Best and median of a few runs each.
+//! command, measured in the same run (the two interleaved); then 5 bottles
+//! started at once. Best and median of nine runs each.
 //!
 //! `cargo bench -p bot-bottle --bench launch` (or bench/launch.sh).
 
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const RUNS: usize = 5;
+const RUNS: usize = 9;
 
 fn now_ns() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
@@ -62,25 +62,24 @@ fn main() {
         (started, child)
     };
 
-    // One series, then the other: a `docker run --rm` still being removed
-    // would slow the next launch down, and the other way round.
-    let settle = || std::thread::sleep(Duration::from_secs(2));
+    // The two interleaved, a pause after each (a `docker run --rm` still
+    // being removed would slow the next launch down, and the other way
+    // round): the machine's speed drifts, and both see the same drift.
+    let settle = || std::thread::sleep(Duration::from_secs(1));
     let mut docker_run = Vec::new();
-    for _ in 0..RUNS {
+    let mut bottle = Vec::new();
+    for i in 0..RUNS {
         let t = now_ns();
         let o = Command::new("docker").args(["run", "--rm", &agent_image, "sh", "-c", FIRST]).output().unwrap();
         assert!(o.status.success());
         docker_run.push(first_command_after(t, &o.stdout));
-    }
-    settle();
-    let mut bottle = Vec::new();
-    for i in 0..RUNS {
+        settle();
         let (t, child) = start(&format!("bench {i}"));
         let o = child.wait_with_output().unwrap();
         assert!(o.status.success());
         bottle.push(first_command_after(t, &o.stdout));
+        settle();
     }
-    settle();
     let (dr_best, dr_med) = stats(docker_run);
     let (bb_best, bb_med) = stats(bottle);
 

@@ -10,6 +10,7 @@ mod egress_cmd;
 mod gate_cmd;
 mod images_cmd;
 mod init;
+mod init_reaper;
 mod launch;
 mod lifecycle;
 mod list;

@@ -47,6 +47,8 @@ fn known(secrets: &SidecarSecrets) -> KnownSecrets {
 }
 
 pub fn sidecar(args: SidecarArgs) -> Result<i32> {
+    // Before any thread: as PID 1, the container's init forks off here.
+    crate::init_reaper::become_init_if_pid1().context("cannot start as the container's init")?;
     let config: SidecarConfig = read_json(&args.config)?;
     let secrets: SidecarSecrets = read_json(&config.secrets)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -210,6 +210,18 @@ fn the_agent_has_no_network_and_no_secret_in_docker_inspect() {
             assert!(text.contains("\"User\": \"1000\""), "{text}");
         }
     }
+    // The sidecar is its container's init (no Docker init): orphans (a git
+    // or ssh whose parent exited) are reaped, not left as zombies.
+    let sidecar = |script: &str| {
+        let o =
+            Command::new("docker").args(["exec", "bot-bottle-inspected-sidecar", "sh", "-c", script]).output().unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+        out(&o)
+    };
+    assert!(sidecar("tr '\\0' ' ' < /proc/1/cmdline").contains("bot-bottle sidecar"));
+    sidecar("for i in 1 2 3 4 5; do (sleep 0.1 &); done");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sidecar("grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l").trim(), "0", "zombies in the sidecar");
     // The host command lines of the bottle's processes carry no secret.
     let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
     assert!(!out(&ps).contains(LIFE_SECRET));
