@@ -116,12 +116,43 @@ impl Allowlist {
     }
 }
 
-/// One compiled rule.
+/// A rule's regex, compiled on first use. A rule file's patterns are
+/// compiled as the file is parsed (its errors name the file and rule); the
+/// built-in ones, which a test compiles, wait for their first keyword hit:
+/// most never meet one in a session, and compiling all of them costs the
+/// sidecar's start ~16 ms.
+#[derive(Debug, Clone)]
+pub struct RulePattern {
+    source: String,
+    compiled: OnceLock<Regex>,
+}
+
+impl RulePattern {
+    fn compiled(source: String, regex: Regex) -> RulePattern {
+        RulePattern { source, compiled: OnceLock::from(regex) }
+    }
+
+    fn lazy(source: String) -> RulePattern {
+        RulePattern { source, compiled: OnceLock::new() }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    pub fn regex(&self) -> &Regex {
+        self.compiled.get_or_init(|| {
+            regex_builder(&self.source).build().expect("a lazy pattern is a built-in one, which compiles (tested)")
+        })
+    }
+}
+
+/// One rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub id: String,
     pub description: String,
-    pub regex: Option<Regex>,
+    pub regex: Option<RulePattern>,
     pub path: Option<regex::Regex>,
     /// Lowercase.
     pub keywords: Vec<String>,
@@ -151,7 +182,10 @@ impl RuleSet {
     /// bot-bottle's own rules (parsed and compiled once per process).
     pub fn builtin() -> &'static RuleSet {
         static SET: OnceLock<RuleSet> = OnceLock::new();
-        SET.get_or_init(|| RuleSet::parse(BUILTIN, "builtin rules").expect("the built-in rules are valid (tested)"))
+        SET.get_or_init(|| {
+            RuleSet::parse_with(BUILTIN, "builtin rules", Compile::OnFirstUse)
+                .expect("the built-in rules are valid (tested)")
+        })
     }
 
     /// The built-in rules' source, for `scan --rules` users to extend.
@@ -163,6 +197,10 @@ impl RuleSet {
     /// the built-in rules under the file's (a file rule with a built-in's id
     /// replaces it).
     pub fn parse(text: &str, origin: &str) -> Result<RuleSet, RuleError> {
+        RuleSet::parse_with(text, origin, Compile::Now)
+    }
+
+    fn parse_with(text: &str, origin: &str, compile: Compile) -> Result<RuleSet, RuleError> {
         let file: FileToml = toml::from_str(text)
             .map_err(|e| RuleError::Toml { origin: origin.to_string(), message: e.message().to_string() })?;
         let mut set = RuleSet::default();
@@ -173,7 +211,7 @@ impl RuleSet {
             set.global.push(compile_allowlist(a, origin, "(global allowlist)")?);
         }
         for (i, r) in file.rules.iter().enumerate() {
-            let rule = compile_rule(r, i, origin)?;
+            let rule = compile_rule(r, i, origin, compile)?;
             match set.rules.iter_mut().find(|existing| existing.id == rule.id) {
                 Some(existing) => *existing = rule,
                 None => set.rules.push(rule),
@@ -255,10 +293,22 @@ fn compile_with<R>(
     })
 }
 
+/// ASCII classes, as in Go's RE2 (`\w` is `[0-9A-Za-z_]` there): smaller and faster.
+fn regex_builder(pattern: &str) -> RegexBuilder {
+    let mut b = RegexBuilder::new(pattern);
+    b.unicode(false).size_limit(8 << 20).dfa_size_limit(8 << 20);
+    b
+}
+
 fn compile_regex(pattern: &str, origin: &str, rule: &str, field: &'static str) -> Result<Regex, RuleError> {
-    // ASCII classes, as in Go's RE2 (`\w` is `[0-9A-Za-z_]` there): smaller and faster.
-    let build = |p: &str| RegexBuilder::new(p).unicode(false).size_limit(8 << 20).dfa_size_limit(8 << 20).build();
-    compile_with(build, pattern, origin, rule, field)
+    compile_with(|p: &str| regex_builder(p).build(), pattern, origin, rule, field)
+}
+
+/// When a rule's own regex is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compile {
+    Now,
+    OnFirstUse,
 }
 
 fn compile_text_regex(pattern: &str, origin: &str, rule: &str, field: &'static str) -> Result<regex::Regex, RuleError> {
@@ -288,22 +338,30 @@ fn compile_allowlist(a: &AllowlistToml, origin: &str, rule: &str) -> Result<Allo
     })
 }
 
-fn compile_rule(r: &RuleToml, index: usize, origin: &str) -> Result<Rule, RuleError> {
+fn compile_rule(r: &RuleToml, index: usize, origin: &str, compile: Compile) -> Result<Rule, RuleError> {
     let id =
         r.id.clone()
             .or_else(|| r.description.as_ref().map(|d| slug(d)))
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| format!("rule-{}", index + 1));
-    let regex = r.regex.as_deref().map(|p| compile_regex(p, origin, &id, "regex")).transpose()?;
+    let regex = match (r.regex.as_deref(), compile) {
+        (None, _) => None,
+        (Some(p), Compile::OnFirstUse) => Some(RulePattern::lazy(p.to_string())),
+        (Some(p), Compile::Now) => {
+            let re = compile_regex(p, origin, &id, "regex")?;
+            if let Some(group) = r.secret_group {
+                let groups = re.captures_len() - 1;
+                if group > groups {
+                    return Err(RuleError::SecretGroup { origin: origin.to_string(), rule: id, group, groups });
+                }
+            }
+            // The source that compiled (Go's literal braces escaped when needed).
+            Some(RulePattern::compiled(re.as_str().to_string(), re))
+        }
+    };
     let path = r.path.as_deref().map(|p| compile_text_regex(p, origin, &id, "path")).transpose()?;
     if regex.is_none() && path.is_none() {
         return Err(RuleError::Empty { origin: origin.to_string(), rule: id });
-    }
-    if let (Some(group), Some(re)) = (r.secret_group, &regex) {
-        let groups = re.captures_len() - 1;
-        if group > groups {
-            return Err(RuleError::SecretGroup { origin: origin.to_string(), rule: id, group, groups });
-        }
     }
     let multiline = r.regex.as_deref().is_some_and(|p| p.contains("\\s\\S") || p.contains("(?s") || p.contains("\\n"));
     let mut allowlists = Vec::new();
@@ -341,7 +399,16 @@ mod tests {
 
     #[test]
     fn builtin_rules_compile_and_are_many() {
+        // What their lazy patterns rely on: each compiles (and its secret
+        // group exists) exactly as a rule file's would.
+        let eager = RuleSet::parse(BUILTIN, "builtin rules").unwrap();
         let set = RuleSet::builtin();
+        assert_eq!(eager.rules.len(), set.rules.len());
+        for (e, lazy) in eager.rules.iter().zip(&set.rules) {
+            let (Some(e), Some(lazy)) = (&e.regex, &lazy.regex) else { continue };
+            assert_eq!(e.as_str(), lazy.as_str(), "a built-in pattern needs no escaping");
+            assert_eq!(lazy.regex().as_str(), lazy.as_str());
+        }
         assert!(set.rules.len() >= 60, "{}", set.rules.len());
         let mut ids: Vec<&str> = set.rules.iter().map(|r| r.id.as_str()).collect();
         ids.sort();

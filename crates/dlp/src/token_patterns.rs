@@ -138,7 +138,7 @@ impl TokenScanner {
         view: View,
         out: &mut Vec<Finding>,
     ) {
-        let Some(re) = &rule.regex else { return };
+        let Some(re) = rule.regex.as_ref().map(|p| p.regex()) else { return };
         let hay = &data[w.clone()];
         for caps in re.captures_iter(hay) {
             let Some(whole) = caps.get(0) else { continue };
