@@ -458,6 +458,12 @@ async fn launch_steps(
     std::fs::write(dir.join(LAUNCHER_FILE), std::process::id().to_string())
         .map_err(io_err("cannot write the launcher pid"))?;
     // Leftovers of an earlier run of this identity (a killed launcher).
+    // The agent's runtime (one `info`, and a probe when runsc is there),
+    // asked while the rest is prepared: only the agent waits for it.
+    let runtime = {
+        let docker = docker.clone();
+        tokio::spawn(async move { super::runtime::choose(&docker).await })
+    };
     let stale = find(docker, &plan.home, identity).await?;
     remove(docker, &stale).await?;
     trace("leftovers checked");
@@ -530,8 +536,7 @@ async fn launch_steps(
         Ok::<_, BackendError>(())
     };
     let agent_side = async {
-        // Asked here, not before: the sidecar's side need not wait for it.
-        let runtime = super::runtime::choose(docker).await;
+        let runtime = runtime.await.map_err(|e| BackendError::Docker(format!("the runtime's probe failed: {e}")))?;
         let agent = create(
             docker,
             &format!("bot-bottle-{identity}-agent"),
