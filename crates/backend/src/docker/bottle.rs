@@ -18,6 +18,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use secret::Secret;
 
+use super::cancel::Cancel;
 use super::provision::{self, AGENT_HOME, AGENT_UID, WORKSPACE};
 use super::{engine, exec, images};
 use crate::error::BackendError;
@@ -432,9 +433,10 @@ pub async fn launch(
     docker: &Docker,
     plan: &Plan,
     progress: Progress<'_>,
+    cancel: &Cancel,
 ) -> Result<(Objects, Option<exec::Armed>), BackendError> {
     let mut objects = Objects { identity: plan.identity.clone(), ..Default::default() };
-    match launch_steps(docker, plan, progress, &mut objects).await {
+    match launch_steps(docker, plan, progress, cancel, &mut objects).await {
         Ok(armed) => Ok((objects, armed)),
         Err(e) => {
             let dir = plan.state_dir();
@@ -451,6 +453,7 @@ async fn launch_steps(
     docker: &Docker,
     plan: &Plan,
     progress: Progress<'_>,
+    cancel: &Cancel,
     objects: &mut Objects,
 ) -> Result<Option<exec::Armed>, BackendError> {
     let dir = plan.state_dir();
@@ -468,9 +471,9 @@ async fn launch_steps(
     remove(docker, &stale).await?;
     trace("leftovers checked");
     // Images.
-    let base = images::ensure_base(docker, progress).await?;
-    let sidecar_image = images::ensure_sidecar(docker, &base, progress).await?;
-    let agent_image = agent_image(docker, plan, &base, progress).await?;
+    let base = cancel.wait(images::ensure_base(docker, progress)).await?;
+    let sidecar_image = cancel.wait(images::ensure_sidecar(docker, &base, progress)).await?;
+    let agent_image = cancel.wait(agent_image(docker, plan, &base, progress)).await?;
     trace("images ready");
     // What the sidecar reads.
     let login = forwarded_login(plan)?;
@@ -505,6 +508,7 @@ async fn launch_steps(
         // the network at start. An engine that wants it at create gets a
         // second create once the network exists.
         let sidecar_name = format!("bot-bottle-{identity}-sidecar");
+        cancel.check()?;
         let (net, sidecar) = tokio::join!(
             docker.create_network(NetworkCreateRequest {
                 name: net_name.clone(),
@@ -523,20 +527,23 @@ async fn launch_steps(
         let sidecar = match sidecar {
             Ok(id) => id,
             Err(_) => {
+                cancel.check()?;
                 let id = create(docker, &sidecar_name, sidecar_body).await?;
                 *sidecar_slot = Some(id.clone());
                 id
             }
         };
+        cancel.check()?;
         docker.start_container(&sidecar, None).await.map_err(docker_err("cannot start the sidecar"))?;
         trace("sidecar started");
         join_extra_network(docker, &sidecar).await?;
-        wait_for_sockets(docker, &sidecar, &run_dir, &sockets).await?;
+        cancel.wait(wait_for_sockets(docker, &sidecar, &run_dir, &sockets)).await?;
         trace("sidecar sockets ready");
         Ok::<_, BackendError>(())
     };
     let agent_side = async {
         let runtime = runtime.await.map_err(|e| BackendError::Docker(format!("the runtime's probe failed: {e}")))?;
+        cancel.check()?;
         let agent = create(
             docker,
             &format!("bot-bottle-{identity}-agent"),
@@ -585,6 +592,7 @@ async fn launch_steps(
             shim_cmd.extend(["--map".to_string(), map(GATE_PORT, GATE_SOCKET)]);
         }
         let shim_name = format!("bot-bottle-{identity}-shim");
+        cancel.check()?;
         let shim = create(
             docker,
             &shim_name,
@@ -611,6 +619,7 @@ async fn launch_steps(
         *shim_slot = Some(shim.clone());
         provisioned?;
         trace("agent provisioned, shim created");
+        cancel.check()?;
         docker.start_container(&agent, None).await.map_err(docker_err("cannot start the agent"))?;
         trace("agent started");
         let self_test = tokio::spawn(self_test_output(docker.clone(), agent.clone()));
@@ -628,15 +637,25 @@ async fn launch_steps(
         let shim_started = async {
             docker.start_container(&shim, None).await.map_err(docker_err("cannot start the shim"))?;
             trace("shim started");
-            Ok(())
+            Ok::<_, BackendError>(())
         };
-        let (armed, ()) = tokio::try_join!(armed, shim_started)?;
-        Ok::<_, BackendError>((self_test, armed))
+        cancel.check()?;
+        let (armed, shim_started) = tokio::join!(armed, shim_started);
+        shim_started?;
+        Ok::<_, BackendError>((self_test, armed?))
     };
-    let ((), (self_test, armed)) = tokio::try_join!(sidecar_side, agent_side)?;
+    // Both sides run to their end even when one fails: dropping the other
+    // mid-request could lose what the engine was creating for it.
+    let (sidecar_side, agent_side) = tokio::join!(sidecar_side, agent_side);
+    sidecar_side?;
+    let (self_test, armed) = agent_side?;
 
     progress("isolation self-test");
-    let output = self_test.await.map_err(|e| BackendError::Docker(format!("the self-test's reader failed: {e}")))?;
+    let output = cancel
+        .wait(async {
+            self_test.await.map_err(|e| BackendError::Docker(format!("the self-test's reader failed: {e}")))
+        })
+        .await?;
     trace("self-test done");
     provision::self_test_verdict(&output, &dir.join("selftest.json")).map_err(BackendError::Docker)?;
     Ok(armed)
@@ -1029,25 +1048,24 @@ pub(crate) fn agent_files(
     image_ca_bundle: Option<Vec<u8>>,
     at: &provision::Endpoints,
 ) -> Result<Vec<u8>, BackendError> {
-    let mut ca = Bundle::new();
+    let mut files = Bundle::new();
     for d in
         ["usr", "usr/local", "usr/local/share", "usr/local/share/ca-certificates", "etc", "etc/ssl", "etc/ssl/certs"]
     {
-        ca.dir(d, 0o755, 0)?;
+        files.dir(d, 0o755, 0)?;
     }
-    ca.file(provision::AGENT_CA.trim_start_matches('/'), plan.ca.cert_pem.as_bytes(), 0o644, 0)?;
+    files.file(provision::AGENT_CA.trim_start_matches('/'), plan.ca.cert_pem.as_bytes(), 0o644, 0)?;
     if let Some(mut bundle) = image_ca_bundle {
         if !bundle.is_empty() && !bundle.ends_with(b"\n") {
             bundle.push(b'\n');
         }
         bundle.extend_from_slice(plan.ca.cert_pem.as_bytes());
-        ca.file(provision::CA_BUNDLE.trim_start_matches('/'), &bundle, 0o644, 0)?;
+        files.file(provision::CA_BUNDLE.trim_start_matches('/'), &bundle, 0o644, 0)?;
     }
     // Home: the env file (0600), .gitconfig, the prompt, skills.
     let uid = AGENT_UID;
-    let mut home = ca;
-    home.enter(AGENT_HOME);
-    home.dir(".bot-bottle", 0o700, uid)?;
+    files.enter(AGENT_HOME);
+    files.dir(".bot-bottle", 0o700, uid)?;
     let mut values: BTreeMap<String, Secret<String>> = plan
         .env
         .iter()
@@ -1058,7 +1076,7 @@ pub(crate) fn agent_files(
         })
         .collect();
     values.entry(canary.variable.clone()).or_insert_with(|| canary.value.clone());
-    home.file(".bot-bottle/env", provision::env_file(&values).expose().as_bytes(), 0o600, uid)?;
+    files.file(".bot-bottle/env", provision::env_file(&values).expose().as_bytes(), 0o600, uid)?;
     let user = &plan.manifest.bottle.git_user;
     let repos: Vec<(String, String)> = plan
         .manifest
@@ -1073,9 +1091,9 @@ pub(crate) fn agent_files(
         &repos,
         &at.gate(),
     );
-    home.file(".gitconfig", gitconfig.as_bytes(), 0o644, uid)?;
+    files.file(".gitconfig", gitconfig.as_bytes(), 0o644, uid)?;
     // Always written (empty when the agent has none), the agent's alone.
-    home.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o600, uid)?;
+    files.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o600, uid)?;
     // A resumed bottle gets its transcript back, for the continue flag;
     // then the provider's files, so its configuration is this launch's.
     let provider = plan.resolved_provider.provider();
@@ -1087,38 +1105,36 @@ pub(crate) fn agent_files(
     let transcript = state_dir.join(super::transcript::TRANSCRIPT_DIR);
     for dir in super::transcript::session_dirs(&state_dir) {
         if transcript.join(&dir).is_dir() {
-            home.tree(&transcript.join(&dir), &dir, uid)?;
+            files.tree(&transcript.join(&dir), &dir, uid)?;
         }
     }
     for (path, text) in provision::provider_files(provider, login_stand_in, at) {
         // Parent directories the agent owns (its CLI writes beside them).
         if let Some(parent) = Path::new(&path).parent() {
-            home.dirs(&parent.to_string_lossy(), 0o700, uid)?;
+            files.dirs(&parent.to_string_lossy(), 0o700, uid)?;
         }
-        home.file(&path, text.as_bytes(), 0o600, uid)?;
+        files.file(&path, text.as_bytes(), 0o600, uid)?;
     }
     if let (false, Some(skills)) = (plan.skills.is_empty(), &provider.skills_dir) {
-        home.dirs(skills, 0o755, uid)?;
+        files.dirs(skills, 0o755, uid)?;
         for skill in &plan.skills {
             let name = skill.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            home.tree(skill, &format!("{skills}/{name}"), uid)?;
+            files.tree(skill, &format!("{skills}/{name}"), uid)?;
         }
     }
     // The workspace, when the cwd is copied in.
     if plan.metadata.copy_cwd && !plan.metadata.cwd.is_empty() {
-        let mut ws = home;
-        ws.enter(WORKSPACE);
+        files.enter(WORKSPACE);
         let cwd = Path::new(&plan.metadata.cwd);
         let mut entries: Vec<_> =
             std::fs::read_dir(cwd).map_err(io_err(format!("cannot read {}", cwd.display())))?.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
-            ws.tree(&e.path(), &name, uid)?;
+            files.tree(&e.path(), &name, uid)?;
         }
-        return ws.finish();
     }
-    home.finish()
+    files.finish()
 }
 
 /// Connect, then launch, with Ctrl-C during the launch tearing down what
@@ -1134,21 +1150,31 @@ pub fn launch_blocking(plan: &Plan, progress: Progress<'_>) -> Result<DockerBott
         let docker = engine::connect().await?;
         trace("engine connected");
         // A panic mid-launch is caught so what was created can be removed.
-        let guarded = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(launch(&docker, plan, progress)));
-        let launched = tokio::select! {
-            r = guarded => match r {
-                Ok(r) => r,
-                Err(panic) => {
+        let launched = {
+            let cancel = Cancel::default();
+            let guarded = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(launch(
+                &docker, plan, progress, &cancel,
+            )));
+            tokio::pin!(guarded);
+            tokio::select! {
+                r = &mut guarded => match r {
+                    Ok(r) => r,
+                    Err(panic) => {
+                        let found = find(&docker, &plan.home, &plan.identity).await?;
+                        let _ = remove(&docker, &found).await;
+                        std::panic::resume_unwind(panic);
+                    }
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    // The launch stops at its next step (the requests the
+                    // engine is serving finish first), then what it created is
+                    // found by label and removed.
+                    cancel.cancel();
+                    let _ = tokio::time::timeout(Duration::from_secs(60), &mut guarded).await;
                     let found = find(&docker, &plan.home, &plan.identity).await?;
                     let _ = remove(&docker, &found).await;
-                    std::panic::resume_unwind(panic);
+                    Err(super::cancel::interrupted())
                 }
-            },
-            _ = tokio::signal::ctrl_c() => {
-                // The launch future is dropped mid-way: find what it created by label.
-                let found = find(&docker, &plan.home, &plan.identity).await?;
-                let _ = remove(&docker, &found).await;
-                Err(BackendError::Docker("interrupted: the launch was cancelled and everything it created removed".to_string()))
             }
         }?;
         Ok::<_, BackendError>((docker, launched))

@@ -4,6 +4,7 @@
 //! [`rootfs`]); the Engine reached through its API ([`engine`]).
 
 pub mod bottle;
+pub mod cancel;
 pub mod engine;
 pub mod exec;
 pub mod images;

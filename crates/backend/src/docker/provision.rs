@@ -242,9 +242,9 @@ check() { printf 'check %s %s %s\n' "$1" "$2" "$3"; }
 # allowlist until it answers (bounded, 10 s), with bash's own sockets (no
 # process per try while the sidecar starts). The answer is the
 # introspection check.
-# A shim whose sidecar is not up yet closes at once: no SIGPIPE for that.
 proxy=${HTTP_PROXY#http://}; proxy=${proxy%/}
 list=
+# A shim whose sidecar is not up yet closes at once: no SIGPIPE for that.
 trap '' PIPE
 for _ in $(seq 1 1000); do
   if exec 3<>"/dev/tcp/${proxy%:*}/${proxy##*:}"; then
