@@ -103,11 +103,16 @@ impl DockerBottle {
             .filter_map(|(role, id)| Some((role, id.clone()?)))
             .collect();
         let argv = provision::expand_home(argv);
-        let armed = self.armed.lock().ok().and_then(|mut a| a.take());
+        let armed = self.take_armed();
         match armed {
             Some(armed) if !tty => self.runtime.block_on(exec::run_armed(&self.docker, &agent, armed, &argv, &watched)),
             _ => self.runtime.block_on(exec::run(&self.docker, &agent, &provision::wrap(&argv), tty, &watched)),
         }
+    }
+
+    /// The armed command, once.
+    fn take_armed(&self) -> Option<exec::Armed> {
+        self.armed.lock().ok().and_then(|mut a| a.take())
     }
 
     /// Save the sidecar's logs and remove every object. Idempotent.
@@ -117,7 +122,7 @@ impl DockerBottle {
         }
         self.torn_down = true;
         // An unused armed command ends with its stdin.
-        drop(self.armed.lock().ok().and_then(|mut a| a.take()));
+        drop(self.take_armed());
         let (docker, objects, dir) = (&self.docker, &self.objects, &self.state_dir);
         self.runtime.block_on(async {
             save_sidecar_logs(docker, objects, dir).await;

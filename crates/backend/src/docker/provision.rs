@@ -179,14 +179,15 @@ pub fn expand_home(argv: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Shell that sources the agent's env file when it is there.
+fn source_env() -> String {
+    format!("[ -r {ENV_FILE} ] && . {ENV_FILE}")
+}
+
 /// `argv` run with the env file sourced first.
 pub fn wrap(argv: &[String]) -> Vec<String> {
-    let mut out = vec![
-        "bash".to_string(),
-        "-c".to_string(),
-        format!("[ -r {ENV_FILE} ] && . {ENV_FILE}; exec \"$@\""),
-        "bot-bottle".to_string(),
-    ];
+    let mut out =
+        vec!["bash".to_string(), "-c".to_string(), format!("{}; exec \"$@\"", source_env()), "bot-bottle".to_string()];
     out.extend(argv.iter().cloned());
     out
 }
@@ -201,8 +202,9 @@ pub fn wrap_armed() -> Vec<String> {
         "bash".to_string(),
         "-c".to_string(),
         format!(
-            "[ -r {ENV_FILE} ] && . {ENV_FILE}; IFS= read -r -d '' n || exit 125; a=(); \
-             for ((i = 0; i < n; i++)); do IFS= read -r -d '' x || exit 125; a+=(\"$x\"); done; exec \"${{a[@]}}\""
+            "{}; IFS= read -r -d '' n || exit 125; a=(); \
+             for ((i = 0; i < n; i++)); do IFS= read -r -d '' x || exit 125; a+=(\"$x\"); done; exec \"${{a[@]}}\"",
+            source_env()
         ),
         "bot-bottle".to_string(),
     ]
