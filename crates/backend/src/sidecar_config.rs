@@ -59,6 +59,11 @@ pub struct GateRepo {
     pub host_key: String,
     /// The private key file (0600), read by the gate only.
     pub key: PathBuf,
+    /// What a push may do to the upstream's refs beyond adding history.
+    #[serde(default)]
+    pub allow_force_push: bool,
+    #[serde(default)]
+    pub allow_delete: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

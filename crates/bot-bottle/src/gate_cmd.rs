@@ -70,7 +70,11 @@ pub fn git_gate(args: GitGateArgs) -> Result<i32> {
                 }
                 None => bail!("{where_} needs `key` (provider static or gitea)"),
             };
-            mirrors.push(Mirror::create(&args.dir, name, url, host_key, identity.expose(), &hook)?);
+            let policy = git_gate::mirror::RefPolicy {
+                allow_force_push: repo.value.allow_force_push.unwrap_or(false),
+                allow_delete: repo.value.allow_delete.unwrap_or(false),
+            };
+            mirrors.push(Mirror::create(&args.dir, name, url, host_key, identity.expose(), &hook)?.with_policy(policy));
         }
         serve(&args, mirrors, known).await
     });

@@ -123,7 +123,11 @@ async fn run(config: SidecarConfig, secrets: SidecarSecrets) -> Result<()> {
             let mut mirrors = Vec::new();
             for r in &g.repos {
                 let key = std::fs::read(&r.key).with_context(|| format!("cannot read the key {}", r.key.display()))?;
-                mirrors.push(git_gate::Mirror::create(&g.dir, &r.name, &r.url, &r.host_key, &key, &hook)?);
+                let policy =
+                    git_gate::mirror::RefPolicy { allow_force_push: r.allow_force_push, allow_delete: r.allow_delete };
+                mirrors.push(
+                    git_gate::Mirror::create(&g.dir, &r.name, &r.url, &r.host_key, &key, &hook)?.with_policy(policy),
+                );
             }
             let (hook_socket, hooks) = git_gate::gate::bind_hook_socket(&g.dir.join("run"))?;
             let limits = git_gate::Limits { hold: hold + Duration::from_secs(5), ..Default::default() };

@@ -13,6 +13,26 @@ mod support;
 
 const LEAK: &str = "ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio";
 
+/// The pushes a red team used to carry a value past `git log -p`.
+const RED_TEAM: &str = include_str!("support/git-red-team.sh");
+
+/// Everything a repository stores: every object's content and every ref's
+/// name.
+fn stored(repo: &Path) -> Vec<u8> {
+    let mut all = Command::new("git")
+        .args(["cat-file", "--batch-all-objects", "--batch", "--unordered"])
+        .current_dir(repo)
+        .output()
+        .unwrap()
+        .stdout;
+    all.extend(run(repo, "git", &["for-each-ref", "--format=%(refname)"]).stdout);
+    all
+}
+
+fn holds(repo: &Path, value: &str) -> bool {
+    stored(repo).windows(value.len()).any(|w| w == value.as_bytes())
+}
+
 fn run(dir: &Path, program: &str, args: &[&str]) -> Output {
     Command::new(program).args(args).current_dir(dir).output().unwrap_or_else(|e| panic!("{program}: {e}"))
 }
@@ -140,8 +160,13 @@ fn start_gate_on(dir: &Path, bottle: &str, env: &[(&str, &str)], listen: &str) -
 }
 
 fn bottle(url: &str, host_key: &str, key: &Path) -> String {
+    bottle_with(url, host_key, key, "")
+}
+
+/// A bottle whose repo has `extra` keys (each line indented as a repo key).
+fn bottle_with(url: &str, host_key: &str, key: &Path, extra: &str) -> String {
     format!(
-        "---\ngit-gate:\n  user: {{name: Test Bot, email: bot@example.com}}\n  repos:\n    widgets:\n      url: {url}\n      host_key: \"{host_key}\"\n      key: {{provider: static, path: {}}}\n---\n",
+        "---\ngit-gate:\n  user: {{name: Test Bot, email: bot@example.com}}\n  repos:\n    widgets:\n      url: {url}\n      host_key: \"{host_key}\"\n      key: {{provider: static, path: {}}}\n{extra}---\n",
         key.display()
     )
 }
@@ -169,6 +194,21 @@ impl Agent {
     fn git(&self, cwd: &Path, args: &[&str]) -> Output {
         Command::new("git")
             .args(args)
+            .current_dir(cwd)
+            .env("HOME", &self.home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("GIT_CONFIG_GLOBAL")
+            .env_remove("SSH_AUTH_SOCK")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .unwrap()
+    }
+
+    /// Bash with this agent's git, `script` after the red team's functions.
+    fn sh(&self, cwd: &Path, script: &str) -> Output {
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!("{RED_TEAM}\n{script}"))
             .current_dir(cwd)
             .env("HOME", &self.home)
             .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -300,6 +340,67 @@ fn a_secret_anywhere_in_what_a_push_introduces_refuses_the_whole_push() {
 }
 
 #[test]
+fn every_object_a_push_introduces_is_scanned_not_only_what_git_log_shows() {
+    let w = world();
+    let cases = RED_TEAM
+        .lines()
+        .find_map(|l| l.strip_prefix("SMUGGLING=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("the red team names its smuggling pushes");
+    let mut failures = Vec::new();
+    for (i, case) in cases.split_whitespace().enumerate() {
+        let clone = w.dir.path().join(format!("red-{i}"));
+        ok(w.agent.git(w.dir.path(), &["clone", "-q", &w.sshd_url, clone.to_str().unwrap()]));
+        // A value of its own: one case's leak does not fail the next.
+        let value = format!("{}{i:04}", &LEAK[..36]);
+        let o = w.agent.sh(&clone, &format!("export V='{value}' R={i}\n{case}; echo PUSH-EXIT $?"));
+        let (out, err) = (String::from_utf8_lossy(&o.stdout), stderr(&o));
+        let gate_lines: Vec<&str> = err.lines().filter(|l| l.contains("git-gate:")).collect();
+        if !out.contains("PUSH-EXIT") || out.contains("PUSH-EXIT 9") {
+            failures.push(format!("{case}: the push was never made\n{out}{err}"));
+        } else if out.contains("PUSH-EXIT 0") || holds(&w.upstream, &value) {
+            failures.push(format!("{case}: reached the upstream\n{err}"));
+        } else if !err.contains("git-gate: push refused") {
+            failures.push(format!("{case}: refused, but not by the gate's scan\n{err}"));
+        } else if gate_lines.iter().any(|l| l.contains(&value[8..])) {
+            failures.push(format!("{case}: the gate's answer shows the value\n{err}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let mirror = w.dir.path().join("gate/mirrors/widgets.git");
+    assert!(!holds(&mirror, &LEAK[..36]), "the gate's mirror kept a refused object or ref");
+    for line in w.gate.log.lock().unwrap().iter() {
+        assert!(!line.contains(&LEAK[8..36]), "the gate logged the value: {line}");
+    }
+    // A clean push of the same shapes goes through (the scan is not just
+    // refusing what it cannot read).
+    let clean = w.dir.path().join("clean");
+    ok(w.agent.git(w.dir.path(), &["clone", "-q", &w.sshd_url, clean.to_str().unwrap()]));
+    let o = w.agent.sh(
+        &clean,
+        "export V=nothing-to-see R=clean\n\
+         octopus_merge && tag_of_a_blob && a_nul_byte_in_a_file && a_tag_of_a_tag && echo ALL-PUSHED",
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ALL-PUSHED"), "{}", stderr(&o));
+    assert!(rev(&w.upstream, "refs/tags/outer-clean").is_some());
+}
+
+#[test]
+fn deleting_or_rewriting_upstream_history_needs_the_repo_to_allow_it() {
+    let w = world();
+    let before = rev(&w.upstream, "main");
+    for case in ["delete_upstream_main", "rewrite_upstream_main"] {
+        let o = w.agent.sh(&w.work, &format!("{case}; echo PUSH-EXIT $?"));
+        let err = stderr(&o);
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("PUSH-EXIT 0"), "{case}: pushed\n{err}");
+        assert!(err.contains("git-gate: push refused: it would delete or rewrite upstream history"), "{case}: {err}");
+        let key = if case.starts_with("delete") { "allow_delete: true" } else { "allow_force_push: true" };
+        assert!(err.contains(key), "{case}: the refusal names the key that would allow it: {err}");
+        assert_eq!(rev(&w.upstream, "main"), before, "{case}: upstream main changed");
+    }
+}
+
+#[test]
 fn allow_comments_need_the_operator_and_there_is_none_here() {
     let w = world();
     let before = rev(&w.upstream, "main");
@@ -313,8 +414,18 @@ fn allow_comments_need_the_operator_and_there_is_none_here() {
 }
 
 #[test]
-fn force_push_deletion_and_a_large_binary_are_forwarded_and_upstream_refusals_relayed() {
-    let w = world();
+fn force_push_deletion_and_a_large_binary_are_forwarded_when_allowed_and_upstream_refusals_relayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(dir.path());
+    let upstream = upstream_repo(dir.path(), "widgets");
+    let url = sshd.url(&upstream);
+    let allowing =
+        bottle_with(&url, &sshd.host_key, &sshd.client_key, "      allow_force_push: true\n      allow_delete: true\n");
+    let gate = start_gate(dir.path(), &allowing, &[]);
+    let agent = Agent::new(dir.path(), &gate.addr, &url);
+    let work = dir.path().join("work");
+    ok(agent.git(dir.path(), &["clone", "-q", &url, work.to_str().unwrap()]));
+    let w = World { gate, sshd_url: url, _sshd: sshd, upstream, agent, work, dir };
     // A 50 MB binary file.
     let big: Vec<u8> = (0..50 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(w.work.join("blob.bin"), &big).unwrap();

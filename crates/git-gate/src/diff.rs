@@ -1,7 +1,9 @@
 //! What commits add, read from `git log -p` output: per commit its message
 //! and, per file, the added lines joined into one text (so a multi-line
-//! secret is seen whole) with each line's number in the new file. Pure:
-//! text in, structure out; [`crate::push_scan`] runs git.
+//! secret is seen whole) with each line's number in the new file, and which
+//! new blobs the log showed as a text diff (every other new blob is read
+//! whole by the object scan). Pure: text in, structure out;
+//! [`crate::push_scan`] runs git.
 
 /// The `git log` arguments whose output [`parse_log`] reads (before the
 /// revisions): patches with no context, no colour, no renames, and for a
@@ -16,6 +18,7 @@ pub const LOG_ARGS: &[&str] = &[
     "--no-ext-diff",
     "--no-renames",
     "--no-textconv",
+    "--full-index",
     "--diff-merges=remerge",
     "--format=%x00%x01%H%n%B%x00",
 ];
@@ -26,6 +29,9 @@ pub struct CommitChanges {
     pub commit: String,
     pub message: String,
     pub files: Vec<AddedText>,
+    /// The new blobs this commit's log showed as a text diff: every line
+    /// they add is in `files`, so the object scan need not read them.
+    pub text_blobs: Vec<String>,
 }
 
 impl CommitChanges {
@@ -63,17 +69,34 @@ pub fn parse_log(output: &str) -> Vec<CommitChanges> {
 pub fn parse_commit(piece: &str) -> Option<CommitChanges> {
     let (commit, rest) = piece.split_once('\n')?;
     let (message, diff) = rest.split_once('\u{0}').unwrap_or((rest, ""));
-    Some(CommitChanges { commit: commit.to_string(), message: message.to_string(), files: added_lines(diff) })
+    let (files, text_blobs) = parse_diff(diff);
+    Some(CommitChanges { commit: commit.to_string(), message: message.to_string(), files, text_blobs })
 }
 
 /// Parse a unified diff (`--unified=0`) into the added text per file.
 pub fn added_lines(diff: &str) -> Vec<AddedText> {
+    parse_diff(diff).0
+}
+
+/// Parse a unified diff (`--unified=0 --full-index`): the added text per
+/// file, and the new blob of each file section shown as text (its `index
+/// old..new` line, no `Binary files` line).
+pub fn parse_diff(diff: &str) -> (Vec<AddedText>, Vec<String>) {
     let mut files: Vec<AddedText> = Vec::new();
+    let mut text_blobs = Vec::new();
+    // The current section's new blob, until it turns out to be binary.
+    let mut section_blob: Option<String> = None;
     let mut in_hunk = false;
     let mut next_line = 0;
     for line in diff.lines() {
         if line.starts_with("diff ") {
+            text_blobs.extend(section_blob.take());
             in_hunk = false;
+        } else if !in_hunk && let Some(index) = line.strip_prefix("index ") {
+            let new = index.split_whitespace().next().and_then(|r| r.split_once("..")).map(|(_, n)| n);
+            section_blob = new.filter(|n| is_full_oid(n) && !n.bytes().all(|b| b == b'0')).map(str::to_string);
+        } else if !in_hunk && (line.starts_with("Binary files ") || line == "GIT binary patch") {
+            section_blob = None;
         } else if let Some(hunk) = line.strip_prefix("@@ ") {
             // @@ -a,b +c,d @@
             in_hunk = true;
@@ -97,8 +120,13 @@ pub fn added_lines(diff: &str) -> Vec<AddedText> {
             next_line += 1;
         }
     }
+    text_blobs.extend(section_blob);
     files.retain(|f| !f.text.is_empty() && f.path != "/dev/null");
-    files
+    (files, text_blobs)
+}
+
+fn is_full_oid(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use proposal::{Proposal, ProposalSink, PushAllowProposal, PushFinding, Verdict};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::hook::{HookReply, HookRequest, MAX_REQUEST, QUARANTINE_ENV, SOCKET_ENV, TICKET_ENV};
-use crate::mirror::Mirror;
+use crate::mirror::{Mirror, RefPolicy};
 use crate::push_scan::{Git, PushReport, PushScan, RefUpdate};
 
 /// Bounds on what one request may take.
@@ -403,6 +403,22 @@ impl Gate {
         let env: Vec<(String, String)> =
             request.env.into_iter().filter(|(k, _)| QUARANTINE_ENV.contains(&k.as_str())).collect();
         let git = Git { dir: mirror.path.clone(), env: env.clone() };
+        let (policy_git, policy_updates, policy) = (git.clone(), updates.clone(), mirror.policy);
+        let beyond = tokio::task::spawn_blocking(move || {
+            beyond_policy(policy, &policy_updates, |u| policy_git.is_ancestor(&u.old, &u.new))
+        })
+        .await
+        .unwrap_or_else(|e| vec![format!("git-gate:   the ref check failed: {e}")]);
+        if !beyond.is_empty() {
+            log_push(&self.scanner, &mirror.name, &updates, &PushReport::default(), "refused: ref policy");
+            let mut lines = vec![format!(
+                "git-gate: push refused: it would delete or rewrite upstream history, which this bottle does not allow for {}:",
+                mirror.name
+            )];
+            lines.extend(beyond);
+            lines.push("git-gate: nothing was sent upstream".to_string());
+            return refuse(lines);
+        }
         // git log and the scan are CPU and process work: off the reactor.
         let (scanner, scanned) = (self.scanner.clone(), updates.clone());
         let scan = tokio::task::spawn_blocking(move || PushScan { git: &git, scanner: &scanner }.run(&scanned));
@@ -411,7 +427,7 @@ impl Gate {
             Ok(Err(e)) => return refuse(vec![format!("git-gate: push refused: cannot read the pushed commits: {e}")]),
             Err(e) => return refuse(vec![format!("git-gate: push refused: the scan failed: {e}")]),
         };
-        let verdict = |v: &str| log_push(&mirror.name, &updates, &report, v);
+        let verdict = |v: &str| log_push(&self.scanner, &mirror.name, &updates, &report, v);
         if !report.findings.is_empty() {
             verdict("refused: findings");
             let mut lines = vec![format!(
@@ -471,6 +487,27 @@ enum Feed {
     Stream(Incoming),
 }
 
+/// The updates `policy` does not allow, one line each naming the manifest
+/// key that would: a deletion, or a non-fast-forward update (`is_ff` says
+/// whether `new` descends from `old`; tags count too: moving one rewrites
+/// what others fetched).
+pub fn beyond_policy(policy: RefPolicy, updates: &[RefUpdate], is_ff: impl Fn(&RefUpdate) -> bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    for u in updates {
+        if u.is_delete() {
+            if !policy.allow_delete {
+                lines.push(format!("git-gate:   delete {}: set `allow_delete: true` on this repo to allow it", u.name));
+            }
+        } else if !u.is_create() && !policy.allow_force_push && !is_ff(u) {
+            lines.push(format!(
+                "git-gate:   {} is not a fast-forward of what upstream has (history rewritten): set `allow_force_push: true` on this repo to allow it",
+                u.name
+            ));
+        }
+    }
+    lines
+}
+
 fn finding_line(f: &PushFinding) -> String {
     format!("git-gate:   {} {}:{} {} {}", &f.commit[..f.commit.len().min(12)], f.path, f.line, f.rule, f.snippet)
 }
@@ -488,10 +525,15 @@ fn log(event: &str, repo: &str, message: &str) {
     eprintln!("{line}");
 }
 
-fn log_push(repo: &str, updates: &[RefUpdate], report: &PushReport, verdict: &str) {
+/// One JSON line per push decision; a ref name holding a finding is not
+/// written.
+fn log_push(scanner: &Scanner, repo: &str, updates: &[RefUpdate], report: &PushReport, verdict: &str) {
     let refs: Vec<serde_json::Value> = updates
         .iter()
-        .map(|u| serde_json::json!({"ref": u.name, "range": u.revs().join(" "), "delete": u.is_delete()}))
+        .map(|u| {
+            let name = crate::objects::shown(scanner, &u.name);
+            serde_json::json!({"ref": name, "range": u.revs().join(" "), "delete": u.is_delete()})
+        })
         .collect();
     let line = serde_json::json!({
         "ts": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
@@ -543,4 +585,30 @@ pub fn bind_hook_socket(dir: &Path) -> std::io::Result<(PathBuf, tokio::net::Uni
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
     Ok((path, listener))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Z: &str = "0000000000000000000000000000000000000000";
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+
+    #[test]
+    fn deletions_and_rewrites_need_the_repo_to_allow_them() {
+        let updates = RefUpdate::parse(&format!(
+            "{A} {Z} refs/heads/gone\n{A} {B} refs/heads/rewritten\n{A} {B} refs/heads/ahead\n{Z} {B} refs/heads/new\n"
+        ))
+        .unwrap();
+        let is_ff = |u: &RefUpdate| u.name == "refs/heads/ahead";
+        let lines = beyond_policy(RefPolicy::default(), &updates, is_ff);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("delete refs/heads/gone") && lines[0].contains("allow_delete: true"));
+        assert!(lines[1].contains("refs/heads/rewritten") && lines[1].contains("allow_force_push: true"));
+        let both = RefPolicy { allow_force_push: true, allow_delete: true };
+        assert!(beyond_policy(both, &updates, is_ff).is_empty());
+        let only_delete = RefPolicy { allow_delete: true, ..RefPolicy::default() };
+        assert_eq!(beyond_policy(only_delete, &updates, is_ff).len(), 1);
+    }
 }

@@ -21,6 +21,7 @@ pub mod gitconfig;
 pub mod hook;
 pub mod keys;
 pub mod mirror;
+pub mod objects;
 pub mod pktline;
 pub mod push_scan;
 pub mod ssh;

@@ -25,6 +25,17 @@ pub struct Mirror {
     pub identity: PathBuf,
     /// A known_hosts file holding only the pinned host key.
     pub known_hosts: PathBuf,
+    /// What a push may do to refs beyond adding history.
+    pub policy: RefPolicy,
+}
+
+/// What a push may do to the upstream's refs beyond adding history
+/// (`git-gate.repos.<name>.allow_force_push` / `allow_delete`). Both off
+/// by default: an agent cannot wipe or rewrite upstream work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefPolicy {
+    pub allow_force_push: bool,
+    pub allow_delete: bool,
 }
 
 /// Something about the upstream failed; the text is for the agent.
@@ -78,7 +89,19 @@ impl Mirror {
             .map_err(|e| local("cannot write hook", e))?;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| local("cannot make the hook executable", e))?;
-        Ok(Mirror { name: name.to_string(), upstream: upstream.to_string(), path, identity, known_hosts })
+        Ok(Mirror {
+            name: name.to_string(),
+            upstream: upstream.to_string(),
+            path,
+            identity,
+            known_hosts,
+            policy: RefPolicy::default(),
+        })
+    }
+
+    /// The same mirror under `policy`.
+    pub fn with_policy(self, policy: RefPolicy) -> Mirror {
+        Mirror { policy, ..self }
     }
 
     fn git(&self) -> tokio::process::Command {

@@ -1,10 +1,14 @@
-//! The push scan (spec/git-gate.md, Push 1–4): which commits a push
-//! introduces, every line they add and every commit message, through the
-//! DLP engine; findings under an inline allow comment are set apart as
-//! suppressed (they need the operator), the rest refuse the push.
+//! The push scan (spec/git-gate.md, Push 1–4): what a push introduces,
+//! through the DLP engine. Two readings of the same new objects: the diff
+//! scan (`git log -p` of the new commits: every added line, named by file
+//! and line) and the object scan ([`crate::objects`]: every new commit and
+//! tag object raw, every tree's entry names, every blob the log did not
+//! show as text read whole), plus the pushed ref names. Findings under an
+//! inline allow comment are set apart as suppressed (they need the
+//! operator), the rest refuse the push.
 //!
-//! [`scan_changes`] is pure; [`PushScan::run`] runs `git log` in the
-//! repository (with the push's quarantine environment).
+//! [`scan_changes`] is pure; [`PushScan::run`] runs git in the repository
+//! (with the push's quarantine environment).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -14,6 +18,7 @@ use dlp::{Scanner, Severity};
 use proposal::PushFinding;
 
 use crate::diff::{COMMIT_MARK, CommitChanges, LOG_ARGS, parse_commit};
+use crate::objects::{Kind, ObjectScan, shown};
 
 /// Comments that mark a line as a known false positive.
 pub const ALLOW_MARKERS: [&str; 2] = ["gitleaks:allow", "bot-bottle:allow"];
@@ -83,16 +88,18 @@ pub struct PushReport {
     pub suppressed: Vec<PushFinding>,
 }
 
-/// Scan commits' additions and messages. Commits already in `seen` are
-/// skipped (a commit reachable from two pushed refs is scanned once).
+/// Scan the lines commits add (their messages are read whole, with every
+/// header, by the object scan). Commits already in `seen` are skipped (a
+/// commit reachable from two pushed refs is scanned once).
 pub fn scan_changes(scanner: &Scanner, changes: &[CommitChanges], seen: &mut HashSet<String>, report: &mut PushReport) {
     for c in changes {
         if !seen.insert(c.commit.clone()) {
             continue;
         }
         report.commits += 1;
-        for (file, text, lines) in c.texts() {
-            let path = file.unwrap_or("(commit message)");
+        for (file, text, lines) in c.texts().skip(1) {
+            let shown_path = file.map(|p| shown(scanner, p));
+            let path = shown_path.as_deref().unwrap_or("(commit message)");
             for f in scanner.scan(text.as_bytes(), file) {
                 if f.severity != Severity::Block {
                     continue;
@@ -150,6 +157,20 @@ impl Git {
             });
         }
         Ok(out.stdout)
+    }
+
+    /// Whether `new` has `old` in its history (a fast-forward). Anything
+    /// git cannot answer (an object that is no commit, a failure) is no.
+    pub fn is_ancestor(&self, old: &str, new: &str) -> bool {
+        Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(["merge-base", "--is-ancestor", old, new])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     /// The changes `revs` selects, oldest first.
@@ -241,26 +262,54 @@ pub struct PushScan<'a> {
 }
 
 impl PushScan<'_> {
-    /// Scan what `updates` introduce.
+    /// Scan what `updates` introduce: the objects reachable from the new
+    /// values and from no ref the repository already has.
     pub fn run(&self, updates: &[RefUpdate]) -> Result<PushReport, GitError> {
         let mut report = PushReport::default();
-        let mut seen = HashSet::new();
-        for u in updates {
-            let revs = u.revs();
-            if revs.is_empty() {
-                continue;
-            }
-            self.git.for_each_change(&revs, |c| {
-                scan_changes(self.scanner, std::slice::from_ref(&c), &mut seen, &mut report);
-            })?;
-            // An annotated tag carries a message of its own.
-            if self.git.run(&["cat-file", "-t", &u.new])?.trim_ascii() == b"tag" {
-                let tag = String::from_utf8_lossy(&self.git.run(&["cat-file", "tag", &u.new])?).into_owned();
-                let message = tag.split_once("\n\n").map_or("", |(_, m)| m).to_string();
-                let changes = CommitChanges { commit: u.new.clone(), message, files: Vec::new() };
-                scan_changes(self.scanner, &[changes], &mut seen, &mut report);
+        let mut tips: Vec<String> = Vec::new();
+        for u in updates.iter().filter(|u| !u.is_delete()) {
+            if !tips.contains(&u.new) {
+                tips.push(u.new.clone());
             }
         }
+        if tips.is_empty() {
+            return Ok(report);
+        }
+        let mut revs = tips.clone();
+        revs.extend(["--not".to_string(), "--all".to_string()]);
+        // The diff scan: added lines by file and line; which blobs it saw
+        // as text.
+        let mut seen = HashSet::new();
+        let mut text_blobs = HashSet::new();
+        self.git.for_each_change(&revs, |c| {
+            text_blobs.extend(c.text_blobs.iter().cloned());
+            scan_changes(self.scanner, std::slice::from_ref(&c), &mut seen, &mut report);
+        })?;
+        // The object scan: everything else the upstream will store.
+        let oid_len = tips[0].len() / 2;
+        let scan = ObjectScan { scanner: self.scanner, text_blobs: &text_blobs, oid_len };
+        for u in updates.iter().filter(|u| !u.is_delete()) {
+            scan.ref_name(&u.new, &u.name, &mut report);
+        }
+        let objects = self.git.new_objects(&tips)?;
+        let paths: std::collections::HashMap<String, String> =
+            objects.iter().filter_map(|o| Some((o.oid.clone(), o.path.clone()?))).collect();
+        let wanted: Vec<String> = objects.into_iter().map(|o| o.oid).filter(|oid| scan.wants_blob(oid)).collect();
+        self.git.for_each_object(wanted, |oid, kind, size, content| {
+            match kind {
+                Kind::Blob => return scan.blob(oid, paths.get(oid).map(String::as_str), size, content, &mut report),
+                Kind::Commit | Kind::Tag | Kind::Tree => {
+                    let mut raw = Vec::with_capacity(size as usize);
+                    content.read_to_end(&mut raw)?;
+                    if kind == Kind::Tree {
+                        scan.tree(oid, &raw, &mut report);
+                    } else {
+                        scan.commit_or_tag(oid, &raw, &mut report);
+                    }
+                }
+            }
+            Ok(())
+        })?;
         Ok(report)
     }
 }
@@ -309,6 +358,7 @@ mod tests {
         let scanner = Scanner::new(dlp::RuleSet::builtin().clone(), known, dlp::ScanOptions::default());
         let changes = vec![CommitChanges {
             commit: "c1".into(),
+            text_blobs: Vec::new(),
             message: "m".into(),
             files: vec![AddedText {
                 path: "a".into(),
@@ -340,6 +390,7 @@ mod tests {
         let scanner = Scanner::builtin();
         let changes = vec![CommitChanges {
             commit: "c1".into(),
+            text_blobs: Vec::new(),
             message: format!("add config\n\ntoken {PAT}\n"),
             files: vec![
                 AddedText { path: "app.env".into(), text: format!("A=1\nGH={PAT}\n"), lines: vec![7, 8] },
@@ -352,8 +403,9 @@ mod tests {
         }];
         let mut report = PushReport::default();
         scan_changes(&scanner, &changes, &mut HashSet::new(), &mut report);
+        // The message is the object scan's (with the commit's headers).
         let places: Vec<(&str, usize)> = report.findings.iter().map(|f| (f.path.as_str(), f.line)).collect();
-        assert_eq!(places, [("(commit message)", 3), ("app.env", 8)]);
+        assert_eq!(places, [("app.env", 8)]);
         assert_eq!(report.suppressed.len(), 1);
         assert_eq!((report.suppressed[0].path.as_str(), report.suppressed[0].line), ("test.env", 3));
         assert!(report.findings.iter().all(|f| !f.snippet.contains(&PAT[8..])));

@@ -114,6 +114,12 @@ impl Bottle {
                     if l.key.is_some() {
                         e.key = l.key.clone();
                     }
+                    if l.allow_force_push.is_some() {
+                        e.allow_force_push = l.allow_force_push;
+                    }
+                    if l.allow_delete.is_some() {
+                        e.allow_delete = l.allow_delete;
+                    }
                     existing.origin = repo.origin.clone();
                 }
             }

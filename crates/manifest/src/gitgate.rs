@@ -22,6 +22,10 @@ pub struct Repo {
     pub url: Option<String>,
     pub host_key: Option<String>,
     pub key: Option<RepoKey>,
+    /// A push may rewrite a ref's history (non-fast-forward). Default no.
+    pub allow_force_push: Option<bool>,
+    /// A push may delete a ref upstream. Default no.
+    pub allow_delete: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,7 +65,7 @@ pub(crate) fn parse_repos(ctx: &Ctx, key: &str, node: &Node) -> Result<BTreeMap<
                 ),
             ));
         }
-        let entries = ctx.keyed(&rkey, value, &["url", "host_key", "key"], &[])?;
+        let entries = ctx.keyed(&rkey, value, &["url", "host_key", "key", "allow_force_push", "allow_delete"], &[])?;
         let mut repo = Repo::default();
         for (k, v) in entries {
             let fkey = join(&rkey, k);
@@ -78,6 +82,8 @@ pub(crate) fn parse_repos(ctx: &Ctx, key: &str, node: &Node) -> Result<BTreeMap<
                     repo.host_key = Some(host_key);
                 }
                 "key" => repo.key = Some(parse_key(ctx, &fkey, v)?),
+                "allow_force_push" => repo.allow_force_push = Some(ctx.bool(&fkey, v)?),
+                "allow_delete" => repo.allow_delete = Some(ctx.bool(&fkey, v)?),
                 _ => unreachable!("check_keys admitted only known keys"),
             }
         }

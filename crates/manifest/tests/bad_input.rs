@@ -99,6 +99,11 @@ const BAD_BOTTLES: &[(&str, &str, &[&str])] = &[
         &["ssh-keyscan"],
     ),
     (
+        "git-gate: {repos: {w: {url: 'git@h:a/w.git', allow_force_push: yes please}}}",
+        "git-gate.repos.w.allow_force_push",
+        &["true or false"],
+    ),
+    (
         "git-gate: {repos: {w: {url: 'git@h:a/w.git', key: {provider: vault}}}}",
         "git-gate.repos.w.key.provider",
         &["static or gitea"],
@@ -221,7 +226,7 @@ fn diamond_resolves_and_incomplete_repos_fail_when_used() {
         ("whole", &repo),
         (
             "completes",
-            "extends: partial\ngit-gate: {repos: {w: {host_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMbXo7pgbcUKp1nC1Zb'}}}",
+            "extends: partial\ngit-gate: {repos: {w: {host_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMbXo7pgbcUKp1nC1Zb', allow_delete: true}}}",
         ),
     ]);
     let mut lib = Library::open(home.path(), None, None).unwrap();
@@ -233,7 +238,10 @@ fn diamond_resolves_and_incomplete_repos_fail_when_used() {
     let e = lib.bottle("partial").unwrap_err();
     assert_eq!(e.key(), Some("git-gate.repos.w.host_key"));
     assert!(lib.bottle("whole").is_ok());
-    assert!(lib.bottle("completes").is_ok());
+    let completes = lib.bottle("completes").unwrap();
+    // The ref policy is off unless a layer turns it on, field by field.
+    assert_eq!(completes.repos["w"].value.allow_force_push, None);
+    assert_eq!(completes.repos["w"].value.allow_delete, Some(true));
 }
 
 #[test]

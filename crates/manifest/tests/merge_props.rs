@@ -44,7 +44,7 @@ fn bottle(name: &'static str) -> impl Strategy<Value = Bottle> {
                 git_user: GitUser { name: uname, email },
                 repos: repos
                     .into_iter()
-                    .map(|(k, (url, host_key))| (k.to_string(), Repo { url, host_key, key: None }))
+                    .map(|(k, (url, host_key))| (k.to_string(), Repo { url, host_key, ..Repo::default() }))
                     .collect::<BTreeMap<_, _>>(),
                 egress_log: log,
                 routes: unique,

@@ -402,6 +402,8 @@ pub(crate) async fn write_sidecar_files(
             url: url.clone(),
             host_key: host_key.clone(),
             key: sidecar_config::in_sidecar(&dir, &dir.join(&key_file)),
+            allow_force_push: repo.value.allow_force_push.unwrap_or(false),
+            allow_delete: repo.value.allow_delete.unwrap_or(false),
         });
     }
     if !deploy_keys.is_empty() {

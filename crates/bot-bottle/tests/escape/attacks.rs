@@ -475,6 +475,84 @@ fn git_push_over_https_through_egress(s: &Suite, u: User) -> Result<(), Failed> 
     s.api_never_saw(&[&pat])
 }
 
+// 5b. What `git log -p` does not show (a red team's pushes, in
+// tests/support/git-red-team.sh): the gate scans every object a push
+// introduces, every ref name, and refuses deleting or rewriting upstream
+// history unless the repo allows it. Shown failing once with the object
+// scan off — `sed -i 's/let objects = self.git.new_objects(&tips)?;/let
+// objects: Vec<crate::objects::NewObject> = Vec::new();/; s/
+// scan.ref_name(&u.new, &u.name, &mut report);//' crates/git-gate/src/push_scan.rs`
+// → every smuggling test but the octopus merge (git 2.39's log shows its
+// diff) "reached the upstream" — and with the ref check off — `sed -i
+// 's/if !beyond.is_empty() {/if false \&\& !beyond.is_empty() {/'
+// crates/git-gate/src/gate.rs` → "upstream main changed"; then run as
+// `cargo test -p bot-bottle --test escape -- git_push_`.
+
+const RED_TEAM: &str = include_str!("../support/git-red-team.sh");
+
+fn git_push_smuggled(s: &Suite, u: User, case: &str) -> Result<(), Failed> {
+    let value = pat();
+    let o = run(
+        s,
+        u,
+        &format!("{CLONE}\n{RED_TEAM}\nexport V='{value}' R={r}\n{case} 2>&1; echo PUSH-EXIT $?", r = random_hex(4)),
+    );
+    if o.stdout.contains("PUSH-EXIT 9") {
+        return Err(fail("the attack could not make its push", &o));
+    }
+    push_refused(s, &o, &value)?;
+    if crate::leak::found(&s.world.upstream_stored(), &value) {
+        return Err(fail("the value reached the upstream repo (an object or a ref name)", &o));
+    }
+    if !o.stdout.contains("git-gate: push refused") {
+        return Err(fail("git-gate did not say why", &o));
+    }
+    Ok(())
+}
+
+macro_rules! smuggled {
+    ($($name:ident: $case:expr;)*) => {
+        $(fn $name(s: &Suite, u: User) -> Result<(), Failed> { git_push_smuggled(s, u, $case) })*
+    };
+}
+
+smuggled! {
+    git_push_smuggled_in_an_octopus_merge: "octopus_merge";
+    git_push_smuggled_in_a_tag_of_a_blob: "tag_of_a_blob";
+    git_push_smuggled_in_a_tag_of_a_tree: "tag_of_a_tree";
+    git_push_smuggled_after_a_nul_byte_in_a_file: "a_nul_byte_in_a_file";
+    git_push_smuggled_after_a_nul_in_the_commit_message: "a_nul_in_the_commit_message";
+    git_push_smuggled_in_an_extra_commit_header: "an_extra_commit_header";
+    git_push_smuggled_in_the_author_and_committer: "the_author_and_committer";
+    git_push_smuggled_in_a_branch_name: "a_branch_name";
+    git_push_smuggled_in_a_tag_name: "a_tag_name";
+    git_push_smuggled_in_a_file_path: "a_file_path";
+    git_push_smuggled_in_a_tag_of_a_tag: "a_tag_of_a_tag";
+}
+
+fn git_push_that_changes_upstream_history(s: &Suite, u: User, case: &str) -> Result<(), Failed> {
+    let before = s.world.upstream_main();
+    let o = run(s, u, &format!("{CLONE}\n{RED_TEAM}\n{case} 2>&1; echo PUSH-EXIT $?"));
+    if !o.stdout.contains("PUSH-EXIT") || o.stdout.contains("PUSH-EXIT 9") {
+        return Err(fail("the attack did not get to push", &o));
+    }
+    if s.world.upstream_main() != before {
+        return Err(fail("upstream main changed", &o));
+    }
+    if o.stdout.contains("PUSH-EXIT 0") || !o.stdout.contains("would delete or rewrite upstream history") {
+        return Err(fail("the gate did not refuse it", &o));
+    }
+    Ok(())
+}
+
+fn git_push_that_deletes_upstream_main(s: &Suite, u: User) -> Result<(), Failed> {
+    git_push_that_changes_upstream_history(s, u, "delete_upstream_main")
+}
+
+fn git_push_that_rewrites_upstream_main(s: &Suite, u: User) -> Result<(), Failed> {
+    git_push_that_changes_upstream_history(s, u, "rewrite_upstream_main")
+}
+
 // 6. Other places. Defence off: ESCAPE_WEAKEN=network cargo test -p
 // bot-bottle --test escape -- reach_the (other bottle, host, metadata: with
 // the sidecar's network a path exists). The socket: give the agent
@@ -618,6 +696,19 @@ pub const ATTACKS: &[(&str, Attack)] = &[
     ("git_push_of_a_credential_to_an_existing_branch", git_push_of_a_credential_to_an_existing_branch),
     ("git_push_of_a_suppressed_credential_without_approval", git_push_of_a_suppressed_credential_without_approval),
     ("git_push_over_https_through_egress", git_push_over_https_through_egress),
+    ("git_push_smuggled_in_an_octopus_merge", git_push_smuggled_in_an_octopus_merge),
+    ("git_push_smuggled_in_a_tag_of_a_blob", git_push_smuggled_in_a_tag_of_a_blob),
+    ("git_push_smuggled_in_a_tag_of_a_tree", git_push_smuggled_in_a_tag_of_a_tree),
+    ("git_push_smuggled_after_a_nul_byte_in_a_file", git_push_smuggled_after_a_nul_byte_in_a_file),
+    ("git_push_smuggled_after_a_nul_in_the_commit_message", git_push_smuggled_after_a_nul_in_the_commit_message),
+    ("git_push_smuggled_in_an_extra_commit_header", git_push_smuggled_in_an_extra_commit_header),
+    ("git_push_smuggled_in_the_author_and_committer", git_push_smuggled_in_the_author_and_committer),
+    ("git_push_smuggled_in_a_branch_name", git_push_smuggled_in_a_branch_name),
+    ("git_push_smuggled_in_a_tag_name", git_push_smuggled_in_a_tag_name),
+    ("git_push_smuggled_in_a_file_path", git_push_smuggled_in_a_file_path),
+    ("git_push_smuggled_in_a_tag_of_a_tag", git_push_smuggled_in_a_tag_of_a_tag),
+    ("git_push_that_deletes_upstream_main", git_push_that_deletes_upstream_main),
+    ("git_push_that_rewrites_upstream_main", git_push_that_rewrites_upstream_main),
     ("reach_the_other_bottle", reach_the_other_bottle),
     ("reach_the_host", reach_the_host),
     ("reach_the_docker_socket", reach_the_docker_socket),

@@ -100,6 +100,23 @@ impl World {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// Everything the upstream repo stores: every object's content (what
+    /// `git log` shows and what it does not) and every ref's name.
+    pub fn upstream_stored(&self) -> Vec<u8> {
+        let dir = Path::new(self.get("WORLD_REPOS")).join("widgets.git");
+        let git = |args: &[&str]| Command::new("git").arg("--git-dir").arg(&dir).args(args).output().unwrap().stdout;
+        let mut all = git(&["cat-file", "--batch-all-objects", "--batch", "--unordered"]);
+        all.extend(git(&["for-each-ref", "--format=%(refname)"]));
+        all
+    }
+
+    /// Where the upstream's `main` is.
+    pub fn upstream_main(&self) -> String {
+        let dir = Path::new(self.get("WORLD_REPOS")).join("widgets.git");
+        let o = Command::new("git").arg("--git-dir").arg(&dir).args(["rev-parse", "--verify", "-q", "main"]).output();
+        o.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    }
+
     pub fn container(&self, role: &str) -> String {
         format!("{}-{role}", self.name)
     }
