@@ -4,12 +4,14 @@ attacker's collector (collector.demo.test). Either records exactly what
 arrived — every HTTP(S) request with its headers and body, every TCP
 connection's bytes on port 9000, every UDP datagram on ports 53 and 9000 —
 as JSON lines in /records/<role>.jsonl, so tests can assert what reached it
-and what never did. The API never echoes a credential: it says whether the
-one it got is the one the operator holds.
+and what never did. The API says whether the credential it got is the one the
+operator holds; only /echo and TRACE hand one back, as careless upstreams do.
 
 GET  /whoami  -> "authorized: yes" when Authorization is "Bearer <the token in /demo/api-token>"
 POST /upload  -> "stored N bytes"
-anything else -> "ok"
+GET  /echo, or TRACE anything -> the request's headers, as an echo server
+      (and TRACE) hands them back: what the proxy must never relay
+anything else (any method, known or not) -> "ok"
 """
 
 import base64
@@ -62,12 +64,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if ROLE == "api" and self.path.split("?")[0] == "/whoami":
             ok = self.headers.get("authorization") == EXPECTED
             self.reply("authorized: " + ("yes" if ok else "no"))
+        elif self.command == "TRACE" or self.path.split("?")[0] == "/echo":
+            lines = [f"{self.command} {self.path} {self.request_version}"]
+            lines += [f"{k}: {v}" for k, v in self.headers.items()]
+            self.reply("\n".join(lines))
         elif self.command == "POST" and self.path == "/upload":
             self.reply(f"stored {len(body)} bytes")
         else:
             self.reply("ok")
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
+
+    def __getattr__(self, name):
+        # Any other method (TRACE, or one an attacker made up) is recorded too.
+        if name.startswith("do_"):
+            return self.handle_any
+        raise AttributeError(name)
 
     def log_message(self, fmt, *args):
         sys.stdout.write(f"demo-{ROLE}: " + (fmt % args) + "\n")

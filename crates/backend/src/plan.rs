@@ -162,6 +162,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
             matches: Vec::new(),
             dlp: manifest::Dlp::default(),
             git: manifest::GitPolicy::default(),
+            ports: Vec::new(),
         },
         auth: Some((p.auth_scheme, source)),
         on_match: OnMatch::Redact,

@@ -198,7 +198,7 @@ fn main() {
     let bottle = dir.path().join("bench.md");
     std::fs::write(
         &bottle,
-        "---\negress:\n  routes:\n    - host: localhost\n      dlp: {outbound_on_match: block}\n---\n",
+        "---\negress:\n  routes:\n    - host: localhost\n      ports: [1024-65535]\n      dlp: {outbound_on_match: block}\n---\n",
     )
     .unwrap();
     let mut ours = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))

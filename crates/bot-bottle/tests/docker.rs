@@ -246,7 +246,7 @@ fn the_agent_has_no_network_and_no_secret_in_docker_inspect() {
     let o = Command::new("docker")
         .args(["exec", "-u", "1000", "bot-bottle-inspected-agent", "bash", "-c"])
         .arg(format!(
-            ". ~/.bot-bottle/env; env | grep -c '={canary}$'; curl -s -o /dev/null -w '%{{http_code}}' -d 'x={canary}' http://pypi.org/upload"
+            ". ~/.bot-bottle/env; env | grep -c '={canary}$'; curl -s -o /dev/null -w '%{{http_code}}' -d 'x={canary}' https://pypi.org/upload"
         ))
         .output()
         .unwrap();

@@ -191,7 +191,7 @@ impl Drop for Egress {
 /// The test bottle: `localhost` under `prefix`, the token injected as Bearer.
 fn bottle_text(prefix: &str) -> String {
     format!(
-        "---\negress:\n  log: 1\n  routes:\n    - host: localhost\n      auth: {{scheme: Bearer, token_ref: UPSTREAM_TOKEN}}\n      matches:\n        - paths: [{{type: PathPrefix, value: {prefix}}}]\n      dlp: {{outbound_on_match: block}}\n---\n"
+        "---\negress:\n  log: 1\n  routes:\n    - host: localhost\n      ports: [1024-65535]\n      auth: {{scheme: Bearer, token_ref: UPSTREAM_TOKEN}}\n      matches:\n        - paths: [{{type: PathPrefix, value: {prefix}}}]\n      dlp: {{outbound_on_match: block}}\n---\n"
     )
 }
 

@@ -105,6 +105,8 @@ fn route_file(dir: &Path) -> PathBuf {
         matches: vec![],
         dlp: manifest::Dlp { outbound_on_match: Some(manifest::OnMatch::Block), ..Default::default() },
         git: Default::default(),
+        // The test upstream listens on a port picked at run time.
+        ports: vec![manifest::PortRange { first: 1024, last: 65535 }],
     });
     let path = dir.join("routes.json");
     std::fs::write(&path, egress::render(&[spec], 1).text).unwrap();

@@ -80,8 +80,15 @@ impl KnownSecrets {
                 }
             }
         }
+        // Case-insensitive: HTTP lowercases header names, DNS folds host
+        // names, and an agent can fold a value on purpose; a secret with
+        // its case changed is still the secret.
         let build = |p: &[Vec<u8>]| {
-            AhoCorasickBuilder::new().match_kind(MatchKind::Standard).build(p).expect("plain byte strings")
+            AhoCorasickBuilder::new()
+                .match_kind(MatchKind::Standard)
+                .ascii_case_insensitive(true)
+                .build(p)
+                .expect("plain byte strings")
         };
         self.exact = (!patterns.is_empty()).then(|| (build(&patterns), meta));
         self.fragments = (!frag_patterns.is_empty()).then(|| (build(&frag_patterns), frag_meta));
@@ -164,27 +171,11 @@ fn variants(value: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
             }
         })
         .collect();
+    // The matcher ignores ASCII case: `%2f` and `%2F`, `AB` and `ab` alike.
     if url.as_bytes() != value {
-        out.push(("url", url.clone().into_bytes()));
-        let lower: String = lower_percent(&url);
-        out.push(("url", lower.into_bytes()));
+        out.push(("url", url.into_bytes()));
     }
-    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
-    out.push(("hex", hex.to_uppercase().into_bytes()));
-    out.push(("hex", hex.into_bytes()));
-    out
-}
-
-/// `%2F` → `%2f`, leaving the rest alone.
-fn lower_percent(url: &str) -> String {
-    let mut out = String::with_capacity(url.len());
-    let mut chars = url.chars();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c == '%' {
-            out.extend(chars.by_ref().take(2).flat_map(char::to_lowercase));
-        }
-    }
+    out.push(("hex", value.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes()));
     out
 }
 
@@ -246,6 +237,16 @@ mod tests {
         let k2 = known("p@ss/word+with spaces&more");
         assert_eq!(found(&k2, b"q=p%40ss%2Fword%2Bwith%20spaces%26more")[0].rule, "known-secret:url");
         assert_eq!(found(&k2, b"q=p%40ss%2fword%2bwith%20spaces%26more")[0].rule, "known-secret:url");
+    }
+
+    #[test]
+    fn a_value_with_its_case_changed_is_still_found() {
+        // HTTP lowercases header names; an agent can fold case on purpose.
+        let k = known(VALUE);
+        assert_eq!(found(&k, format!("{}: 1", VALUE.to_lowercase()).as_bytes())[0].rule, "known-secret:raw");
+        assert_eq!(found(&k, VALUE.to_uppercase().as_bytes())[0].rule, "known-secret:raw");
+        let split = format!("{}-{}", &VALUE[..16].to_lowercase(), &VALUE[16..].to_uppercase());
+        assert_eq!(found(&k, split.as_bytes())[0].rule, "known-secret:fragment");
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub use entropy::shannon;
 pub use finding::{Detector, Finding, Severity, View, mask, redact};
 pub use keywords::KeywordDfa;
 pub use known_secrets::{Canary, KnownSecrets};
-pub use normalize::{DEFAULT_MAX_BYTES, DecodeError, decode, normalized, percent_decoded};
+pub use normalize::{CONTENT_CODINGS, DEFAULT_MAX_BYTES, DecodeError, decode, normalized, percent_decoded};
 pub use rules::{Rule, RuleError, RuleSet};
 pub use token_patterns::TokenScanner;
 
@@ -135,21 +135,21 @@ impl Scanner {
         out
     }
 
-    /// Scan a body sent with `content_encoding`: decoded (bounded) first.
-    /// A body that cannot be decoded or is too large is a finding.
+    /// Scan a body sent with `content_encoding`: the bytes as sent, and
+    /// decoded (bounded). A body that cannot be decoded whole, or is too
+    /// large, is a finding.
     pub fn scan_body(&self, data: &[u8], content_encoding: Option<&str>) -> Vec<Finding> {
         match content_encoding.map(str::trim).filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity")) {
             None => self.scan(data, None),
-            Some(encoding) => match decode(data, encoding, self.options.max_bytes) {
-                Ok(decoded) => {
-                    let mut findings = self.scan(&decoded, None);
-                    for f in &mut findings {
-                        f.view = View::Derived;
-                    }
-                    findings
+            Some(encoding) => {
+                let mut findings = self.scan(data, None);
+                match decode(data, encoding, self.options.max_bytes) {
+                    Ok(decoded) => findings
+                        .extend(self.scan(&decoded, None).into_iter().map(|f| Finding { view: View::Derived, ..f })),
+                    Err(e) => findings.push(unscannable(&e)),
                 }
-                Err(e) => vec![unscannable(&e)],
-            },
+                findings
+            }
         }
     }
 

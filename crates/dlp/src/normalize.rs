@@ -120,29 +120,98 @@ pub enum DecodeError {
     Unknown(String),
 }
 
+/// The content codings [`decode`] undoes (`""` and `identity` change nothing).
+pub const CONTENT_CODINGS: [&str; 7] = ["", "identity", "gzip", "x-gzip", "deflate", "br", "zstd"];
+
 /// Undo a `Content-Encoding` header value (encodings applied in order, so
-/// undone in reverse). At most `limit` decoded bytes.
+/// undone in reverse). At most `limit` decoded bytes. Bytes after the end of
+/// a compressed stream are an error: an upstream may read them, so the scan
+/// must not skip them.
 pub fn decode(data: &[u8], content_encoding: &str, limit: usize) -> Result<Vec<u8>, DecodeError> {
     let mut current = data.to_vec();
     for encoding in content_encoding.split(',').map(|e| e.trim().to_ascii_lowercase()).rev() {
+        let corrupt = |message: String| DecodeError::Corrupt { encoding: encoding.clone(), message };
         current = match encoding.as_str() {
             "" | "identity" => continue,
-            "gzip" | "x-gzip" => read_bounded(flate2::read::MultiGzDecoder::new(&current[..]), &encoding, limit)?,
+            "gzip" | "x-gzip" => {
+                let mut d = flate2::bufread::MultiGzDecoder::new(&current[..]);
+                let out = read_bounded(&mut d, &encoding, limit)?;
+                whole(d.into_inner(), &corrupt)?;
+                out
+            }
             "deflate" => {
                 // RFC 9110 says zlib-wrapped; some servers send raw deflate.
-                read_bounded(flate2::read::ZlibDecoder::new(&current[..]), &encoding, limit)
-                    .or_else(|_| read_bounded(flate2::read::DeflateDecoder::new(&current[..]), &encoding, limit))?
+                let mut z = flate2::bufread::ZlibDecoder::new(&current[..]);
+                match read_bounded(&mut z, &encoding, limit) {
+                    Ok(out) => {
+                        whole(z.into_inner(), &corrupt)?;
+                        out
+                    }
+                    Err(DecodeError::TooLarge { .. }) => return Err(DecodeError::TooLarge { encoding, limit }),
+                    Err(_) => {
+                        let mut raw = flate2::bufread::DeflateDecoder::new(&current[..]);
+                        let out = read_bounded(&mut raw, &encoding, limit)?;
+                        whole(raw.into_inner(), &corrupt)?;
+                        out
+                    }
+                }
             }
-            "br" => read_bounded(brotli_decompressor::Decompressor::new(&current[..], 4096), &encoding, limit)?,
+            "br" => {
+                // The writer refuses input after the end of the stream.
+                let mut out = Vec::new();
+                let mut w = brotli_decompressor::DecompressorWriter::new(Bounded { out: &mut out, limit }, 4096);
+                let wrote = std::io::Write::write_all(&mut w, &current).and_then(|_| w.close());
+                drop(w);
+                if out.len() > limit {
+                    return Err(DecodeError::TooLarge { encoding, limit });
+                }
+                wrote.map_err(|e| corrupt(e.to_string()))?;
+                out
+            }
             "zstd" => {
-                let decoder = ruzstd::decoding::StreamingDecoder::new(&current[..])
-                    .map_err(|e| DecodeError::Corrupt { encoding: encoding.clone(), message: e.to_string() })?;
-                read_bounded(decoder, &encoding, limit)?
+                // Frames one after another, and nothing else.
+                let mut rest = &current[..];
+                let mut out = Vec::new();
+                while !rest.is_empty() {
+                    let decoder =
+                        ruzstd::decoding::StreamingDecoder::new(&mut rest).map_err(|e| corrupt(e.to_string()))?;
+                    out.extend(read_bounded(decoder, &encoding, limit - out.len())?);
+                }
+                out
             }
             other => return Err(DecodeError::Unknown(other.to_string())),
         };
     }
     Ok(current)
+}
+
+/// A compressed stream's input must end where the stream does.
+fn whole(rest: &[u8], corrupt: &dyn Fn(String) -> DecodeError) -> Result<(), DecodeError> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(corrupt(format!("{} byte(s) after the end of the compressed stream", rest.len())))
+    }
+}
+
+/// A sink that takes at most `limit` bytes (one more, to tell "too large").
+struct Bounded<'a> {
+    out: &'a mut Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for Bounded<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() > self.limit {
+            return Err(std::io::Error::other("too large"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn read_bounded(reader: impl Read, encoding: &str, limit: usize) -> Result<Vec<u8>, DecodeError> {
@@ -182,6 +251,10 @@ mod tests {
         gz.write_all(&body).unwrap();
         let gz = gz.finish().unwrap();
         assert_eq!(decode(&gz, "gzip", 1 << 20).unwrap(), body);
+        // Bytes after the end of the stream are refused, whatever the coding.
+        let mut tail = gz.clone();
+        tail.extend(b"TOKEN=raw tail");
+        assert!(matches!(decode(&tail, "gzip", 1 << 20), Err(DecodeError::Corrupt { .. })));
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(&body).unwrap();
         assert_eq!(decode(&z.finish().unwrap(), "deflate", 1 << 20).unwrap(), body);
@@ -194,6 +267,27 @@ mod tests {
         let mut both = Vec::new();
         brotli::BrotliCompress(&mut &gz[..], &mut both, &Default::default()).unwrap();
         assert_eq!(decode(&both, "gzip, br", 1 << 20).unwrap(), body);
+
+        // Each coding, with a raw tail after its stream: refused.
+        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        raw.write_all(&body).unwrap();
+        let raw = raw.finish().unwrap();
+        assert_eq!(decode(&raw, "deflate", 1 << 20).unwrap(), body);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&body).unwrap();
+        let z = z.finish().unwrap();
+        for (stream, coding) in [(&z, "deflate"), (&raw, "deflate"), (&br, "br"), (&zs, "zstd")] {
+            let mut tail = stream.clone();
+            tail.extend(b"TOKEN=raw tail");
+            assert!(
+                matches!(decode(&tail, coding, 1 << 20), Err(DecodeError::Corrupt { .. })),
+                "{coding}: {:?}",
+                decode(&tail, coding, 1 << 20).map(|d| d.len())
+            );
+        }
+        // Two zstd frames, one after the other, are one body.
+        let two = [zs.clone(), zs.clone()].concat();
+        assert_eq!(decode(&two, "zstd", 1 << 20).unwrap(), [body.clone(), body.clone()].concat());
 
         let bomb = vec![0u8; 64 << 20];
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());

@@ -33,6 +33,9 @@ pub struct Request<'a> {
     pub path_and_query: &'a str,
     pub headers: Vec<(String, String)>,
     pub body: &'a [u8],
+    /// Whether it came inside a CONNECT tunnel (and goes upstream over
+    /// TLS): credentials are injected only then.
+    pub tls: bool,
 }
 
 /// A refusal: status 403, `x-bot-bottle-block: <code>`, and a text body
@@ -90,7 +93,7 @@ pub enum Decision {
 pub struct Tokens(pub Vec<(usize, Secret<String>)>);
 
 impl Tokens {
-    fn get(&self, slot: usize) -> Option<&Secret<String>> {
+    pub(crate) fn get(&self, slot: usize) -> Option<&Secret<String>> {
         self.0.iter().find(|(s, _)| *s == slot).map(|(_, v)| v)
     }
 }
@@ -123,6 +126,13 @@ pub fn decide<'s>(
     if is_introspection(req.host) {
         return introspect(table, req);
     }
+    // An upstream that echoes the request hands back what was injected.
+    if ["TRACE", "TRACK"].iter().any(|m| req.method.eq_ignore_ascii_case(m)) {
+        return Decision::Block(Block::new(
+            "method",
+            format!("{} is refused: it echoes the request, injected credentials included", req.method),
+        ));
+    }
     // 2. Strip the agent's credentials; refuse structural attacks.
     let mut headers: Vec<(String, String)> = req
         .headers
@@ -137,6 +147,18 @@ pub fn decide<'s>(
     let Some(route) = table.lookup(req.host) else {
         return Decision::Block(Block::new("no-route", format!("no route for host {}", host_only(req.host))));
     };
+    // Per port: a routed host's other ports are other services.
+    let port = port_of(req.host, req.tls);
+    if !route.route.allows_port(port) {
+        return Decision::Block(Block::new(
+            "port",
+            format!(
+                "port {port} of {} is not routed (the route allows {}); add it to the route's `ports`",
+                host_only(req.host),
+                route.route.ports_text()
+            ),
+        ));
+    }
     let (path, query) = req.path_and_query.split_once('?').unwrap_or((req.path_and_query, ""));
     if !route.allows(&Target { method: req.method, path, headers: &headers }) {
         return Decision::Block(Block::new(
@@ -161,11 +183,22 @@ pub fn decide<'s>(
     let mut path_and_query = req.path_and_query.to_string();
     let mut body = req.body.to_vec();
     let content_encoding = header(&headers, "content-encoding").map(str::to_string);
-    let findings = scan_parts(scan, safelist, req.host, &path_and_query, &headers, &body, content_encoding.as_deref());
+    let message =
+        Message { method: req.method, host: req.host, target: &path_and_query, headers: &headers, body: &body };
+    let findings = scan_parts(scan, safelist, &message, content_encoding.as_deref());
     // The canary is exfiltration beyond doubt: refused whatever the route
     // says, never held for the operator or redacted and let through.
     if findings.iter().any(|(_, f)| f.rule == dlp::Canary::NAME) {
         return Decision::Block(canary_block());
+    }
+    // A body that cannot be read whole (corrupt, trailing bytes after the
+    // compressed stream, too large) is refused: what the scan cannot read,
+    // the upstream might.
+    if let Some((_, f)) = findings.iter().find(|(_, f)| f.detector == dlp::Detector::Unscannable) {
+        return Decision::Block(Block::new(
+            "unscannable",
+            format!("the request body cannot be scanned: {}", f.snippet),
+        ));
     }
     if !findings.is_empty() {
         match route.on_match {
@@ -176,6 +209,8 @@ pub fn decide<'s>(
                     .filter(|(_, f)| f.view == View::Raw)
                     .filter_map(|(part, f)| {
                         let data = match part {
+                            Part::Method => req.method.as_bytes(),
+                            Part::HeaderName(i) => headers.get(*i).map(|(n, _)| n.as_bytes())?,
                             Part::Host => req.host.as_bytes(),
                             Part::Target => path_and_query.as_bytes(),
                             Part::Header(i) => headers.get(*i).map(|(_, v)| v.as_bytes())?,
@@ -195,7 +230,9 @@ pub fn decide<'s>(
             OnMatch::Redact => {
                 for (part, f) in &findings {
                     // What cannot be rewritten in place cannot be redacted: refuse it.
-                    if *part == Part::Host || f.view != View::Raw || (*part == Part::Body && content_encoding.is_some())
+                    if matches!(part, Part::Host | Part::Method | Part::HeaderName(_))
+                        || f.view != View::Raw
+                        || (*part == Part::Body && content_encoding.is_some())
                     {
                         return Decision::Block(dlp_block(&findings));
                     }
@@ -208,7 +245,14 @@ pub fn decide<'s>(
                 let body_findings: Vec<Finding> =
                     findings.iter().filter(|(p, _)| *p == Part::Body).map(|(_, f)| f.clone()).collect();
                 body = dlp::redact(&body, &body_findings).0;
-                if !scan_parts(scan, safelist, req.host, &path_and_query, &headers, &body, None).is_empty() {
+                let redacted = Message {
+                    method: req.method,
+                    host: req.host,
+                    target: &path_and_query,
+                    headers: &headers,
+                    body: &body,
+                };
+                if !scan_parts(scan, safelist, &redacted, None).is_empty() {
                     return Decision::Block(Block::new("dlp", "outbound secret left after redaction"));
                 }
                 if !body_findings.is_empty() {
@@ -217,12 +261,22 @@ pub fn decide<'s>(
             }
         }
     }
-    // The inbound check must be able to read what comes back as it streams.
-    if route.route.dlp.inbound_detectors.iter().any(|d| d == "injection") {
+    // The inbound checks (injection; the injected credential echoed back)
+    // must be able to read what comes back as it streams.
+    if route.auth.is_some() || route.route.dlp.inbound_detectors.iter().any(|d| d == "injection") {
         checkable_encodings(&mut headers);
     }
-    // 6. Inject the route's credential.
+    // 6. Inject the route's credential: over TLS only.
     if let Some(auth) = route.auth {
+        if !req.tls {
+            return Decision::Block(Block::new(
+                "credential-over-http",
+                format!(
+                    "the route for {} injects a credential, which is sent over TLS only: use https://",
+                    route.route.host
+                ),
+            ));
+        }
         let Some(token) = tokens.get(auth.slot) else {
             return Decision::Block(Block::new(
                 "missing-credential",
@@ -235,36 +289,47 @@ pub fn decide<'s>(
     Decision::Forward { path_and_query, headers, body }
 }
 
+/// Where in a request a finding is: every part the upstream sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
+    Method,
     Host,
     Target,
+    HeaderName(usize),
     Header(usize),
     Body,
+}
+
+/// A request as it would go upstream (after stripping, or after redaction).
+struct Message<'m> {
+    method: &'m str,
+    host: &'m str,
+    target: &'m str,
+    headers: &'m [(String, String)],
+    body: &'m [u8],
 }
 
 fn scan_parts(
     scan: &Scanner,
     safelist: &Safelist,
-    host: &str,
-    target: &str,
-    headers: &[(String, String)],
-    body: &[u8],
+    m: &Message<'_>,
     content_encoding: Option<&str>,
 ) -> Vec<(Part, Finding)> {
     let mut out = Vec::new();
     let mut add = |part: Part, data: &[u8], findings: Vec<Finding>| {
         out.extend(findings.into_iter().filter(|f| counts(f, data, safelist)).map(|f| (part, f)));
     };
-    add(Part::Host, host.as_bytes(), scan.scan(host.as_bytes(), None));
-    add(Part::Target, target.as_bytes(), scan.scan(target.as_bytes(), None));
-    for (i, (name, value)) in headers.iter().enumerate() {
+    add(Part::Method, m.method.as_bytes(), scan.scan(m.method.as_bytes(), None));
+    add(Part::Host, m.host.as_bytes(), scan.scan(m.host.as_bytes(), None));
+    add(Part::Target, m.target.as_bytes(), scan.scan(m.target.as_bytes(), None));
+    for (i, (name, value)) in m.headers.iter().enumerate() {
+        add(Part::HeaderName(i), name.as_bytes(), scan.scan(name.as_bytes(), None));
         if name.eq_ignore_ascii_case("host") {
             continue;
         }
         add(Part::Header(i), value.as_bytes(), scan.scan(value.as_bytes(), None));
     }
-    add(Part::Body, body, scan.scan_body(body, content_encoding));
+    add(Part::Body, m.body, scan.scan_body(m.body, content_encoding));
     out
 }
 
@@ -331,6 +396,29 @@ pub fn is_introspection(authority: &str) -> bool {
     crate::routes::normalize_host(authority).as_deref() == Some(INTROSPECTION_HOST)
 }
 
+/// The port an authority names, or the scheme's default (443 in a tunnel,
+/// 80 for plain HTTP). A port that does not parse is 0, which no route allows.
+pub fn port_of(authority: &str, tls: bool) -> u16 {
+    match authority.rsplit_once(':') {
+        Some((h, _)) if !h.ends_with(']') && h.contains(':') => {
+            if tls {
+                443
+            } else {
+                80
+            }
+        }
+        Some((_, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => port.parse().unwrap_or(0),
+        Some((_, _)) => 0,
+        None => {
+            if tls {
+                443
+            } else {
+                80
+            }
+        }
+    }
+}
+
 /// The host of an authority (`host:port` or `host`).
 pub(crate) fn host_only(authority: &str) -> &str {
     match authority.rsplit_once(':') {
@@ -353,6 +441,18 @@ fn structural(headers: &[(String, String)]) -> Option<Block> {
         headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.trim()).collect();
     if lengths.len() > 1 || lengths.iter().any(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit())) {
         return Some(Block::new("structural", "ambiguous Content-Length"));
+    }
+    // One Content-Encoding header, of codings the scan undoes: the scan
+    // must read the body as the upstream will.
+    let codings: Vec<&str> =
+        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-encoding")).map(|(_, v)| v.as_str()).collect();
+    if codings.len() > 1 {
+        return Some(Block::new("structural", "several Content-Encoding headers"));
+    }
+    if let Some(unknown) = codings.first().and_then(|v| {
+        v.split(',').map(str::trim).find(|c| !dlp::CONTENT_CODINGS.iter().any(|k| k.eq_ignore_ascii_case(c)))
+    }) {
+        return Some(Block::new("structural", format!("unknown Content-Encoding {}", unknown.escape_default())));
     }
     let te: Vec<&str> =
         headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding")).map(|(_, v)| v.trim()).collect();

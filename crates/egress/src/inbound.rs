@@ -1,4 +1,7 @@
-//! The inbound injection check over a response as it streams.
+//! The inbound checks over a response as it streams: prompt injection (on
+//! routes whose `inbound_detectors` have it, for text), and the credential
+//! the proxy injected coming back (on routes with `auth`, any type: an
+//! upstream that echoes the request must not hand the agent the token).
 //!
 //! A response the proxy does not hold back (SSE, chunked without a length,
 //! large, or content-encoded) is checked chunk by chunk: each chunk is
@@ -79,6 +82,19 @@ impl InboundCheck {
     /// or none).
     pub fn new(content_encoding: Option<&str>) -> Result<InboundCheck, UnsupportedEncoding> {
         InboundCheck::with_limit(content_encoding, MAX_CHECKED)
+    }
+
+    /// Also cut the response where it carries one of `echo`'s values (the
+    /// credential the proxy injected), in any encoding `KnownSecrets` knows.
+    pub fn with_echo(mut self, echo: std::sync::Arc<dlp::KnownSecrets>) -> InboundCheck {
+        self.window().echo = Some(echo);
+        self
+    }
+
+    /// Check only for the echo, not for prompt injection.
+    pub fn without_injection(mut self) -> InboundCheck {
+        self.window().injection_off = true;
+        self
     }
 
     /// As [`InboundCheck::new`], checking at most `limit` decoded bytes.
@@ -191,9 +207,21 @@ fn corrupt() -> Block {
     }
 }
 
+/// The response carries the credential the proxy injected.
+pub fn echo_block() -> Block {
+    Block {
+        code: "credential-echo",
+        reason: "the response carries the credential this proxy injected; it is not relayed".into(),
+    }
+}
+
 /// Decoded text not yet scanned, after the tail of what was.
 #[derive(Default)]
 struct Window {
+    /// Whether prompt injection is checked (else only the echo).
+    injection_off: bool,
+    /// The route's injected credential, to cut the response if it echoes.
+    echo: Option<std::sync::Arc<dlp::KnownSecrets>>,
     buf: Vec<u8>,
     /// Decoded bytes to check at most.
     limit: u64,
@@ -210,7 +238,16 @@ impl Window {
         if self.cut.is_some() || self.buf.len() == self.scanned {
             return;
         }
-        for f in dlp::scan_inbound(&self.buf) {
+        if let Some(echo) = &self.echo {
+            let mut found = Vec::new();
+            echo.scan(&self.buf, dlp::View::Raw, &mut found);
+            if !found.is_empty() {
+                self.cut = Some(echo_block());
+                return;
+            }
+        }
+        let injection = if self.injection_off { Vec::new() } else { dlp::scan_inbound(&self.buf) };
+        for f in injection {
             if f.severity == Severity::Block {
                 self.cut =
                     Some(Block { code: "injection", reason: format!("prompt injection in the response ({})", f.rule) });
@@ -270,6 +307,26 @@ mod tests {
         let mut out: Vec<ChunkVerdict> = chunks.iter().map(|c| check.push(c)).collect();
         out.push(check.finish());
         out
+    }
+
+    #[test]
+    fn an_echoed_credential_cuts_the_response_raw_or_encoded() {
+        let token = "real-upstream-token-9f8e7d6c1b2a";
+        let mut known = dlp::KnownSecrets::new();
+        known.register("injected", &secret::Secret::new(token.to_string()));
+        let known = std::sync::Arc::new(known);
+        let echo = format!("{{\"headers\": {{\"Authorization\": \"Bearer {token}\"}}}}");
+        for (coding, body) in [(None, echo.clone().into_bytes()), (Some("gzip"), gzip(echo.as_bytes()))] {
+            let mut c = InboundCheck::new(coding).unwrap().with_echo(known.clone()).without_injection();
+            let v = run(&mut c, &[&body[..body.len() / 2], &body[body.len() / 2..]]);
+            assert!(v.iter().any(|v| matches!(v, ChunkVerdict::Cut(b) if b.code == "credential-echo")), "{v:?}");
+        }
+        // Without the echo check the same body passes; without injection
+        // checking an attack passes.
+        let mut c = InboundCheck::new(None).unwrap();
+        assert!(run(&mut c, &[echo.as_bytes()]).iter().all(|v| *v == ChunkVerdict::Pass));
+        let mut c = InboundCheck::new(None).unwrap().with_echo(known).without_injection();
+        assert!(run(&mut c, &[ATTACK]).iter().all(|v| *v == ChunkVerdict::Pass));
     }
 
     #[test]

@@ -82,10 +82,21 @@ struct Policy {
     scanners: HashMap<String, Scanner>,
     /// Every outbound detector, to redact what is logged.
     log_scanner: Scanner,
+    /// Per route with `auth`: the credential it injects, to cut a response
+    /// that hands it back.
+    echo: HashMap<String, Arc<KnownSecrets>>,
 }
 
 impl Policy {
-    fn new(file: RouteFile, known: &Arc<KnownSecrets>) -> Policy {
+    fn new(file: RouteFile, known: &Arc<KnownSecrets>, tokens: &Tokens) -> Policy {
+        let mut echo = HashMap::new();
+        for r in file.table.routes() {
+            if let Some(token) = r.auth.and_then(|a| tokens.get(a.slot)) {
+                let mut k = KnownSecrets::new();
+                k.register("injected-credential", token);
+                echo.insert(r.route.host.clone(), Arc::new(k));
+            }
+        }
         // The rules compile once; each route's scanner differs only in options.
         let rules = Arc::new(TokenScanner::new(RuleSet::builtin().clone()));
         let mut scanners = HashMap::new();
@@ -94,7 +105,7 @@ impl Policy {
             scanners.insert(r.route.host.clone(), Scanner::with_tokens(rules.clone(), known.clone(), options));
         }
         let log_scanner = Scanner::with_tokens(rules, known.clone(), ScanOptions::default());
-        Policy { file, scanners, log_scanner }
+        Policy { file, scanners, log_scanner, echo }
     }
 }
 
@@ -148,7 +159,7 @@ impl Proxy {
     ) -> Result<Proxy, ProxyError> {
         let known = Arc::new(known);
         missing_slots(&file, &tokens)?;
-        let policy = std::sync::RwLock::new(Arc::new(Policy::new(file, &known)));
+        let policy = std::sync::RwLock::new(Arc::new(Policy::new(file, &known, &tokens)));
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
@@ -260,7 +271,7 @@ impl Proxy {
     /// this proxy was not given is refused, and the old routes stay.
     pub fn reload(&self, file: RouteFile) -> Result<(), ProxyError> {
         missing_slots(&file, &self.tokens)?;
-        let policy = Arc::new(Policy::new(file, &self.known));
+        let policy = Arc::new(Policy::new(file, &self.known, &self.tokens));
         *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
         Ok(())
     }
@@ -313,10 +324,21 @@ impl Proxy {
             return block(&Block { code: "bad-connect", reason: "CONNECT needs host:port".into() });
         };
         let host = host_only(&authority).to_string();
-        if !is_introspection(&authority) && self.policy().file.table.lookup(&host).is_none() {
-            let refused = block(&Block { code: "no-route", reason: format!("no route for host {host}") });
-            self.log(&authority, "CONNECT", "", &refused);
-            return refused;
+        if !is_introspection(&authority) {
+            let policy = self.policy();
+            let refusal = match policy.file.table.lookup(&host) {
+                None => Some(Block { code: "no-route", reason: format!("no route for host {host}") }),
+                Some(r) if !r.route.allows_port(crate::decision::port_of(&authority, true)) => Some(Block {
+                    code: "port",
+                    reason: format!("port {} of {host} is not routed", crate::decision::port_of(&authority, true)),
+                }),
+                Some(_) => None,
+            };
+            if let Some(b) = refusal {
+                let refused = block(&b);
+                self.log(&authority, "CONNECT", "", &refused);
+                return refused;
+            }
         }
         let certified = match self.issuer.leaf(&host) {
             Ok(c) => c,
@@ -413,7 +435,7 @@ impl Proxy {
             "event": event,
             "reason": reason,
             "host": clean(authority),
-            "method": method,
+            "method": clean(method),
             "path": clean(path),
             "status": status,
         });
@@ -473,8 +495,14 @@ impl Proxy {
             }
         }
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_string();
-        let request =
-            Request { method: parts.method.as_str(), host: &authority, path_and_query: &target, headers, body: &body };
+        let request = Request {
+            method: parts.method.as_str(),
+            host: &authority,
+            path_and_query: &target,
+            headers,
+            body: &body,
+            tls,
+        };
         let decide_now = |safelist: &Safelist| {
             decide(&policy.file.table, &|r| &policy.scanners[&r.route.host], &self.tokens, safelist, &request)
         };
@@ -656,12 +684,35 @@ impl Proxy {
             Box::new(move |event, reason| proxy.log_line(1, event, &authority, &method, &path, None, Some(reason)))
         };
         let idle = self.timeouts.response_idle;
-        if !crate::decision::checks_response(route, content_type.as_deref()) {
+        // The credential this route injects never comes back to the agent:
+        // not in a header, not in the body.
+        let echo = policy.echo.get(&route.route.host).cloned();
+        if let Some(known) = &echo {
+            for value in parts.headers.values() {
+                let mut found = Vec::new();
+                known.scan(value.as_bytes(), dlp::View::Raw, &mut found);
+                if !found.is_empty() {
+                    return block(&crate::inbound::echo_block());
+                }
+            }
+        }
+        let injection = crate::decision::checks_response(route, content_type.as_deref());
+        if !injection && echo.is_none() {
             return Response::from_parts(parts, relay(RelayedBody::new(body, None, idle, report)));
         }
-        if event_stream || length.is_none_or(|l| l > MAX_SCANNED_RESPONSE) {
+        if !injection || event_stream || length.is_none_or(|l| l > MAX_SCANNED_RESPONSE) {
             let check = match InboundCheck::new(encoding.as_deref()) {
-                Ok(c) => Some(c),
+                Ok(c) => {
+                    let c = if injection { c } else { c.without_injection() };
+                    Some(match &echo {
+                        Some(known) => c.with_echo(known.clone()),
+                        None => c,
+                    })
+                }
+                // What cannot be checked for the echo is not relayed.
+                Err(e) if echo.is_some() => {
+                    return block(&Block { code: "credential-echo", reason: e.to_string() });
+                }
                 Err(e) => {
                     report("warning", &e.to_string());
                     None
@@ -688,6 +739,14 @@ impl Proxy {
                 }
             },
         };
+        if let Some(known) = &echo {
+            let mut found = Vec::new();
+            known.scan(&bytes, dlp::View::Raw, &mut found);
+            known.scan(&decoded, dlp::View::Derived, &mut found);
+            if !found.is_empty() {
+                return block(&crate::inbound::echo_block());
+            }
+        }
         match decide_response(route, content_type.as_deref(), &decoded) {
             ResponseDecision::Block(b) => block(&b),
             ResponseDecision::Warn(findings) => {

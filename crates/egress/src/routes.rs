@@ -203,7 +203,14 @@ mod tests {
     use manifest::{Dlp, GitPolicy, HeaderMatch, Match, PathMatch};
 
     fn route(host: &str, matches: Vec<Match>) -> TableRoute {
-        let r = Route { host: host.into(), auth: None, matches, dlp: Dlp::default(), git: GitPolicy::default() };
+        let r = Route {
+            host: host.into(),
+            auth: None,
+            matches,
+            dlp: Dlp::default(),
+            git: GitPolicy::default(),
+            ports: vec![],
+        };
         TableRoute::new(r, None, OnMatch::Block, false).unwrap()
     }
 

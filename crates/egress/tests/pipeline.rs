@@ -22,6 +22,7 @@ fn route(host: &str, on_match: OnMatch) -> Route {
         matches: vec![],
         dlp: Dlp { outbound_on_match: Some(on_match), ..Dlp::default() },
         git: GitPolicy::default(),
+        ports: vec![],
     }
 }
 
@@ -38,6 +39,8 @@ fn fixture() -> Fixture {
         methods: vec!["GET".into(), "POST".into()],
         headers: vec![],
     }];
+    // Plain HTTP too, so that the credential's TLS-only rule shows.
+    api.ports = vec![manifest::PortRange::one(443), manifest::PortRange::one(80)];
     let mut git = route("git.example.com", OnMatch::Block);
     git.git.fetch = true;
     let specs = vec![
@@ -96,6 +99,7 @@ fn req<'a>(method: &'a str, host: &'a str, target: &'a str, headers: &[(&str, &s
         path_and_query: target,
         headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
         body,
+        tls: true,
     }
 }
 
@@ -271,6 +275,65 @@ fn structural_attacks_are_refused() {
             "structural",
             "{headers:?}"
         );
+    }
+}
+
+#[test]
+fn what_the_upstream_sees_is_scanned_method_header_names_and_framing() {
+    let f = fixture();
+    // The value as the method, or as a header's name.
+    let method = format!("X{PLANTED}");
+    assert_eq!(code(&f.decide(&req(&method, "redact.example.com", "/", &[], b""))), "dlp");
+    let name = format!("x-{PLANTED}");
+    assert_eq!(code(&f.decide(&req("GET", "redact.example.com", "/", &[(&name, "1")], b""))), "dlp");
+    // Redaction cannot rewrite a name: refused, not forwarded.
+    assert_eq!(code(&f.decide(&req("GET", "redact.example.com", "/", &[(LEAKED, "1")], b""))), "dlp");
+    // A second Content-Encoding, or one the scan cannot undo.
+    let two = [("content-encoding", "identity"), ("content-encoding", "gzip")];
+    assert_eq!(code(&f.decide(&req("POST", "redact.example.com", "/", &two, b"x"))), "structural");
+    let unknown = [("content-encoding", "gzip, compress")];
+    assert_eq!(code(&f.decide(&req("POST", "redact.example.com", "/", &unknown, b"x"))), "structural");
+    // Bytes after the compressed stream: refused even when they hide nothing
+    // the detectors know (the dlp crate's evasion test shows a value in such
+    // a tail found raw as well).
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"d=clean").unwrap();
+    let mut body = gz.finish().unwrap();
+    body.extend(b"tail");
+    let gzip = [("content-encoding", "gzip")];
+    assert_eq!(code(&f.decide(&req("POST", "ask.example.com", "/", &gzip, &body))), "unscannable");
+    body.extend(PLANTED.as_bytes());
+    assert_eq!(code(&f.decide(&req("POST", "api.example.com", "/v1/x", &gzip, &body))), "unscannable");
+    // TRACE echoes the request, the injected credential with it.
+    assert_eq!(code(&f.decide(&req("TRACE", "api.example.com", "/v1/x", &[], b""))), "method");
+    assert_eq!(code(&f.decide(&req("trace", "redact.example.com", "/", &[], b""))), "method");
+}
+
+#[test]
+fn credentials_are_injected_over_tls_only() {
+    let f = fixture();
+    // The route takes port 80, but its credential goes over TLS only.
+    let plain = Request { tls: false, ..req("GET", "api.example.com", "/v1/items", &[], b"") };
+    assert_eq!(code(&f.decide(&plain)), "credential-over-http");
+    let plain = Request { tls: false, ..req("GET", "api.example.com:80", "/v1/items", &[], b"") };
+    assert_eq!(code(&f.decide(&plain)), "credential-over-http");
+}
+
+#[test]
+fn routes_are_per_port_443_unless_they_name_others() {
+    let f = fixture();
+    for (host, tls, want) in [
+        ("redact.example.com", true, "forward"),
+        ("redact.example.com:443", true, "forward"),
+        ("redact.example.com", false, "port"),
+        ("redact.example.com:9000", true, "port"),
+        ("redact.example.com:8443", false, "port"),
+        ("redact.example.com:x", true, "no-route"),
+        ("api.example.com:9000", true, "port"),
+        ("api.example.com:443", true, "forward"),
+    ] {
+        let r = Request { tls, ..req("GET", host, "/v1/items", &[], b"") };
+        assert_eq!(code(&f.decide(&r)), want, "{host} tls={tls}");
     }
 }
 

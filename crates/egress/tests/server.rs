@@ -80,6 +80,8 @@ fn localhost_proxy(on_match: OnMatch) -> Proxy {
         matches: vec![],
         dlp: Dlp { outbound_on_match: Some(on_match), ..Dlp::default() },
         git: GitPolicy::default(),
+        // The test upstreams listen on ports picked at run time.
+        ports: vec![manifest::PortRange { first: 1, last: 65535 }],
     };
     let file = load(&render(&[RouteSpec::from_manifest(&route)], 0).text).unwrap();
     let mut known = KnownSecrets::new();

@@ -28,8 +28,8 @@ pub use error::ManifestError;
 pub use gitgate::{GitUser, Repo, RepoKey, ssh_host};
 pub use library::{Entry, Library, Manifest, parse_agent_text, parse_bottle_text};
 pub use route::{
-    Auth, AuthScheme, Dlp, GitPolicy, HeaderMatch, INBOUND_DETECTORS, Match, OUTBOUND_DETECTORS, OnMatch, PathKind,
-    PathMatch, Route, validate_host,
+    Auth, AuthScheme, DEFAULT_PORT, Dlp, GitPolicy, HeaderMatch, INBOUND_DETECTORS, Match, OUTBOUND_DETECTORS, OnMatch,
+    PathKind, PathMatch, PortRange, Route, validate_host,
 };
 
 /// The file-name rule for agents, bottles, repos and providers: `^[a-z][a-z0-9-]*$`.

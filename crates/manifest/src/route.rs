@@ -19,6 +19,65 @@ pub struct Route {
     pub matches: Vec<Match>,
     pub dlp: Dlp,
     pub git: GitPolicy,
+    /// The ports a request may go to; empty means [`DEFAULT_PORT`] only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortRange>,
+}
+
+/// The port a route allows when it names none: HTTPS.
+pub const DEFAULT_PORT: u16 = 443;
+
+/// One entry of a route's `ports`: a port (`8443`) or a range (`"8000-8099"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn one(port: u16) -> PortRange {
+        PortRange { first: port, last: port }
+    }
+
+    fn parse(text: &str) -> Option<PortRange> {
+        let port = |s: &str| s.trim().parse::<u16>().ok().filter(|&n| n > 0);
+        match text.split_once('-') {
+            Some((a, b)) => Some(PortRange { first: port(a)?, last: port(b)? }).filter(|r| r.first <= r.last),
+            None => port(text).map(PortRange::one),
+        }
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last { write!(f, "{}", self.first) } else { write!(f, "{}-{}", self.first, self.last) }
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.first == self.last { s.serialize_u16(self.first) } else { s.serialize_str(&self.to_string()) }
+    }
+}
+
+impl Route {
+    /// Whether a request may go to `port` of this route's host.
+    pub fn allows_port(&self, port: u16) -> bool {
+        if self.ports.is_empty() {
+            port == DEFAULT_PORT
+        } else {
+            self.ports.iter().any(|r| (r.first..=r.last).contains(&port))
+        }
+    }
+
+    /// The ports as a manifest would write them.
+    pub fn ports_text(&self) -> String {
+        if self.ports.is_empty() {
+            DEFAULT_PORT.to_string()
+        } else {
+            self.ports.iter().map(PortRange::to_string).collect::<Vec<_>>().join(", ")
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -157,7 +216,7 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
     let entries = ctx.keyed(
         key,
         node,
-        &["host", "auth", "matches", "dlp", "git"],
+        &["host", "auth", "matches", "dlp", "git", "ports"],
         &[(
             "role",
             "routes have no `role`; the provider's own API route is added from `agent_provider`, so delete this key",
@@ -167,7 +226,14 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
     let host = ctx.string(&join(key, "host"), host_node)?.to_ascii_lowercase();
     validate_host(&host)
         .map_err(|why| ctx.at(host_node, &join(key, "host"), format!("{} `{key}.host` {why}", ctx.what)))?;
-    let mut route = Route { host, auth: None, matches: Vec::new(), dlp: Dlp::default(), git: GitPolicy::default() };
+    let mut route = Route {
+        host,
+        auth: None,
+        matches: Vec::new(),
+        dlp: Dlp::default(),
+        git: GitPolicy::default(),
+        ports: Vec::new(),
+    };
     for (k, v) in entries {
         let path = join(key, k);
         match k.as_str() {
@@ -179,6 +245,25 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
                 }
             }
             "dlp" => route.dlp = parse_dlp(ctx, &path, v)?,
+            "ports" => {
+                for (i, p) in ctx.list(&path, v)?.iter().enumerate() {
+                    let at = format!("{path}[{i}]");
+                    let text = ctx.string(&at, p)?;
+                    let range = PortRange::parse(&text).ok_or_else(|| {
+                        ctx.at(
+                            p,
+                            &at,
+                            format!(
+                                "{} `{at}` must be a port (1-65535) or a range such as \"8000-8099\", found '{text}'",
+                                ctx.what
+                            ),
+                        )
+                    })?;
+                    if !route.ports.contains(&range) {
+                        route.ports.push(range);
+                    }
+                }
+            }
             "git" => {
                 let git =
                     ctx.keyed(&path, v, &["fetch"], &[("push", "pushes always go through git-gate; delete `push`")])?;

@@ -92,6 +92,9 @@ const BAD_BOTTLES: &[(&str, &str, &[&str])] = &[
         &["or false"],
     ),
     ("egress: {routes: [{host: a.com, git: {push: true}}]}", "egress.routes[0].git.push", &["git-gate"]),
+    ("egress: {routes: [{host: a.com, ports: [443, 0]}]}", "egress.routes[0].ports[1]", &["port (1-65535)"]),
+    ("egress: {routes: [{host: a.com, ports: [9000-8000]}]}", "egress.routes[0].ports[0]", &["or a range"]),
+    ("egress: {routes: [{host: a.com, ports: 443}]}", "egress.routes[0].ports", &["must be a list"]),
     ("git-gate: {repos: {w: {url: 'https://github.com/a/w.git', host_key: x}}}", "git-gate.repos.w.url", &["SSH only"]),
     (
         "git-gate: {repos: {w: {url: 'git@h:a/w.git', host_key: 'not a key'}}}",

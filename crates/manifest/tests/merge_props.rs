@@ -17,6 +17,7 @@ fn route() -> impl Strategy<Value = Route> {
         matches: Vec::new(),
         dlp: Dlp::default(),
         git: GitPolicy { fetch },
+        ports: vec![],
     })
 }
 

@@ -2,7 +2,8 @@
 //! encodings an attacker would use — written here, independently of the
 //! DLP crate, so a blind spot there is not a blind spot here: the bytes as
 //! they are, percent-decoded, gunzipped, every base64 or hex run decoded,
-//! and the alphanumeric projection (separators between characters gone).
+//! and the alphanumeric projection (separators between characters gone);
+//! in any ASCII case.
 
 use base64::Engine as _;
 
@@ -93,8 +94,10 @@ fn alnum(b: &[u8]) -> Vec<u8> {
     b.iter().copied().filter(u8::is_ascii_alphanumeric).collect()
 }
 
+/// Ignoring ASCII case: HTTP lowercases header names, and a folded secret
+/// is still the secret.
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Whether `secret` is in `data` in any of the encodings above (nested
@@ -129,6 +132,7 @@ pub fn self_check() {
         ("url", url.into_bytes()),
         ("split", split.into_bytes()),
         ("gzip", gz),
+        ("case-folded", format!("{}: 1", secret.to_uppercase()).into_bytes()),
     ] {
         assert!(found(&data, secret), "the leak finder misses {what}");
     }

@@ -191,7 +191,10 @@ impl Suite {
     /// None of `values` reached the API in any encoding.
     pub fn api_never_saw(&self, values: &[&str]) -> Result<(), Failed> {
         for r in self.world.records("api") {
-            let mut blobs = vec![r["path"].as_str().unwrap_or_default().as_bytes().to_vec()];
+            let mut blobs = vec![
+                r["method"].as_str().unwrap_or_default().as_bytes().to_vec(),
+                r["path"].as_str().unwrap_or_default().as_bytes().to_vec(),
+            ];
             blobs.push(r["headers"].to_string().into_bytes());
             use base64::Engine as _;
             blobs.push(

@@ -183,6 +183,8 @@ env:
 egress:
   routes:
     - host: api.demo.test
+      # Plain HTTP too: credentials must still go over TLS only.
+      ports: [443, 80]
       auth: {{scheme: Bearer, token_ref: ESCAPE_API_TOKEN}}
       dlp: {dlp}
 {collector_route}---
