@@ -267,7 +267,7 @@ exfil! {
 // - plain HTTP: `sed -i 's/        if !req.tls {/        if false {/'
 //   crates/egress/src/decision.rs` → "the token went over plain HTTP";
 // - another port: `sed -i 's/if !route.route.allows_port(port) {/if false
-//   {/; ' crates/egress/src/decision.rs` and `sed -i 's/Some(r) if
+//   {/' crates/egress/src/decision.rs` and `sed -i 's/Some(r) if
 //   !r.route.allows_port/Some(r) if false \&\& !r.route.allows_port/'
 //   crates/egress/src/proxy.rs` → "port 9000 of the API was reached";
 // - the echo: `sed -i 's/let echo = policy.echo.get(&route.route.host).cloned();/let
