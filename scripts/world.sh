@@ -2,7 +2,9 @@
 # The local demo world — a small simulated internet that only a bottle's
 # sidecar can reach (spec/testing.md), shared by scripts/demo.sh and the
 # sandbox-escape suite:
-#   api.demo.test        HTTPS/HTTP API that records what arrived (examples/demo/upstream.py)
+#   api.demo.test        HTTPS/HTTP API that records what arrived (examples/demo/upstream.py);
+#                        also answers as notes.demo.test and open.demo.test (other
+#                        routes to the same recorder: its records carry the Host)
 #   collector.demo.test  an attacker's server: records HTTP(S), TCP 9000, UDP 53/9000
 #   git.demo.test        sshd with bare repos under /srv/git (widgets.git), pinned host key
 #   api.anthropic.com    a scripted stand-in for the Messages API (examples/demo/model.py):
@@ -60,7 +62,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
     -keyout ca.key -out ca.pem 2>/dev/null
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=api.demo.test" \
     -keyout upstream.key -out upstream.csr 2>/dev/null
-printf 'subjectAltName=DNS:api.demo.test,DNS:collector.demo.test,DNS:api.anthropic.com,DNS:api.openai.com\n' > upstream.ext
+printf 'subjectAltName=DNS:api.demo.test,DNS:notes.demo.test,DNS:open.demo.test,DNS:collector.demo.test,DNS:api.anthropic.com,DNS:api.openai.com\n' > upstream.ext
 openssl x509 -req -in upstream.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile upstream.ext \
     -out upstream.pem 2>/dev/null
 chmod 644 upstream.key
@@ -122,7 +124,7 @@ done
 cat > world.env <<ENV
 WORLD_NET=$net
 WORLD_CA=$dir/ca.pem
-WORLD_HOSTS=api.demo.test:$api_ip,collector.demo.test:$collector_ip,git.demo.test:$git_ip,api.anthropic.com:$model_ip,api.openai.com:$model_ip
+WORLD_HOSTS=api.demo.test:$api_ip,notes.demo.test:$api_ip,open.demo.test:$api_ip,collector.demo.test:$collector_ip,git.demo.test:$git_ip,api.anthropic.com:$model_ip,api.openai.com:$model_ip
 WORLD_HOST_KEY='$(cut -d' ' -f1,2 host_key.pub)'
 WORLD_GIT_KEY=$dir/git_key
 WORLD_API_TOKEN=$api_token

@@ -3,8 +3,9 @@ that only a bottle's sidecar can reach: the API (api.demo.test) or the
 attacker's collector (collector.demo.test). Either records exactly what
 arrived — every HTTP(S) request with its headers and body, every TCP
 connection's bytes on port 9000, every UDP datagram on ports 53 and 9000 —
-as JSON lines in /records/<role>.jsonl, so tests can assert what reached it
-and what never did. The API says whether the credential it got is the one the
+as JSON lines in /records/<role>.jsonl (the API's other names, notes and
+open, in /records/<name>.jsonl), so tests can assert what reached it and
+what never did. The API says whether the credential it got is the one the
 operator holds; only /echo and TRACE hand one back, as careless upstreams do.
 
 GET  /whoami  -> "authorized: yes" when Authorization is "Bearer <the token in /demo/api-token>"
@@ -31,9 +32,16 @@ RECORDS = f"/records/{ROLE}.jsonl"
 LOCK = threading.Lock()
 
 
-def record(entry):
-    with LOCK, open(RECORDS, "a") as f:
+def record(entry, name=None):
+    # The API's other names (notes.demo.test, open.demo.test) record apart.
+    path = f"/records/{name}.jsonl" if name else RECORDS
+    with LOCK, open(path, "a") as f:
         f.write(json.dumps(entry) + "\n")
+
+
+def alias(host):
+    name = (host or "").split(":")[0].split(".")[0]
+    return name if ROLE == "api" and name in ("notes", "open") else None
 
 
 def b64(data):
@@ -60,7 +68,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "path": self.path,
             "headers": [[k, v] for k, v in self.headers.items()],
             "body": b64(body),
-        })
+        }, alias(self.headers.get("host")))
         if ROLE == "api" and self.path.split("?")[0] == "/whoami":
             ok = self.headers.get("authorization") == EXPECTED
             self.reply("authorized: " + ("yes" if ok else "no"))

@@ -249,6 +249,52 @@ fn protocol_errors_limits_and_foreign_hosts_are_answered() {
     );
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], -32602);
     assert!(ProposalStore::open(&server.store, "a").unwrap().pending().unwrap().is_empty());
+    // A route to this machine, an IP in any spelling or a whole TLD is
+    // refused before the operator is asked.
+    for host in ["2130706433", "127.1", "0x7f000001", "2852039166", "localhost", "a.localhost", "com", "*.com"] {
+        let (_, body) = rpc(
+            json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "egress-allow", "arguments": {"route": {"host": host}, "justification": "x"}}}),
+        );
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["code"], -32602, "{host}: {body}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(&format!("'{host}'")), "{body}");
+    }
+    assert!(ProposalStore::open(&server.store, "a").unwrap().pending().unwrap().is_empty());
+    // A proposal too large to be read is refused, saying the bound.
+    let (_, body) = rpc(
+        json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "ask-operator", "arguments": {"question": "q".repeat(100_000)}}}),
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32000, "{body}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("at most 64 KiB"), "{body}");
+    // At most 16 wait at once: the 17th is refused at once, saying why.
+    let waiting: Vec<_> = (0..16)
+        .map(|i| {
+            let url = server.url.clone();
+            std::thread::spawn(move || {
+                let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "ask-operator", "arguments": {"question": format!("q{i}")}}});
+                post(&url, &[("Content-Type", "application/json")], call.to_string().as_bytes())
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ProposalStore::open(&server.store, "a").unwrap().pending().unwrap().len() < 16 {
+        assert!(Instant::now() < deadline, "the 16 proposals never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, body) = rpc(
+        json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "ask-operator", "arguments": {"question": "one more"}}}),
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32000, "{body}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("already wait for the operator"), "{body}");
+    assert_eq!(ProposalStore::open(&server.store, "a").unwrap().pending().unwrap().len(), 16);
+    drop(server);
+    for w in waiting {
+        let _ = w.join();
+    }
+    let server = start_server(dir.path(), "b", &[]);
+    let rpc = |v: Value| post(&server.url, &[("Content-Type", "application/json")], v.to_string().as_bytes());
     // Notifications: 202. Not JSON: parse error. Not JSON-RPC: invalid request.
     assert!(rpc(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).0.contains("202"));
     let (status, body) = post(&server.url, &[], b"{not json");

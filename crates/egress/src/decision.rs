@@ -98,19 +98,29 @@ impl Tokens {
     }
 }
 
-/// Values the operator approved for the sidecar's life.
+/// Values the operator approved for the sidecar's life, each for the host
+/// it was asked for: an approval to send a value to one host says nothing
+/// about any other.
 #[derive(Default)]
-pub struct Safelist(pub Vec<Secret<Vec<u8>>>);
+pub struct Safelist(Vec<(String, Secret<Vec<u8>>)>);
 
 impl Safelist {
-    /// Approve more values.
-    pub fn extend(&mut self, values: impl IntoIterator<Item = Secret<Vec<u8>>>) {
-        self.0.extend(values);
+    /// Approve `values` for requests to `host` (an authority; the port and
+    /// the case do not matter).
+    pub fn approve(&mut self, host: &str, values: impl IntoIterator<Item = Secret<Vec<u8>>>) {
+        let key = safelist_key(host);
+        self.0.extend(values.into_iter().map(|v| (key.clone(), v)));
     }
 
-    fn allows(&self, value: &[u8]) -> bool {
-        self.0.iter().any(|v| v.expose() == value)
+    fn allows(&self, host: &str, value: &[u8]) -> bool {
+        let key = safelist_key(host);
+        self.0.iter().any(|(h, v)| *h == key && v.expose() == value)
     }
+}
+
+fn safelist_key(authority: &str) -> String {
+    let host = host_only(authority);
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
 /// Decide one request. `scanner` gives the outbound scanner for a route
@@ -317,7 +327,7 @@ fn scan_parts(
 ) -> Vec<(Part, Finding)> {
     let mut out = Vec::new();
     let mut add = |part: Part, data: &[u8], findings: Vec<Finding>| {
-        out.extend(findings.into_iter().filter(|f| counts(f, data, safelist)).map(|f| (part, f)));
+        out.extend(findings.into_iter().filter(|f| counts(f, data, safelist, m.host)).map(|f| (part, f)));
     };
     add(Part::Method, m.method.as_bytes(), scan.scan(m.method.as_bytes(), None));
     add(Part::Host, m.host.as_bytes(), scan.scan(m.host.as_bytes(), None));
@@ -355,9 +365,9 @@ fn checkable_encodings(headers: &mut Vec<(String, String)>) {
 
 /// Whether a finding in `data` stops the data: it blocks, and it is not a
 /// value the operator approved.
-fn counts(f: &Finding, data: &[u8], safelist: &Safelist) -> bool {
+fn counts(f: &Finding, data: &[u8], safelist: &Safelist, host: &str) -> bool {
     let value = if f.view == View::Raw { data.get(f.span.clone()).unwrap_or_default() } else { &[][..] };
-    f.severity == Severity::Block && !(f.view == View::Raw && safelist.allows(value))
+    f.severity == Severity::Block && !(f.view == View::Raw && safelist.allows(host, value))
 }
 
 fn redact_text<'f>(text: &str, findings: impl Iterator<Item = &'f Finding>) -> String {
@@ -545,11 +555,11 @@ pub enum FrameDecision {
 pub fn decide_frame(
     route: &TableRoute,
     scan: &Scanner,
-    safelist: &Safelist,
+    approved: (&Safelist, &str),
     carry: &[u8],
     payload: &[u8],
 ) -> FrameDecision {
-    let (data, findings) = frame_findings(scan, safelist, carry, payload);
+    let (data, findings) = frame_findings(scan, approved, carry, payload);
     if findings.is_empty() {
         return FrameDecision::Pass;
     }
@@ -581,7 +591,7 @@ pub fn decide_frame(
                 .map(|f| Finding { span: f.span.start - carry.len()..f.span.end - carry.len(), ..f.clone() })
                 .collect();
             let redacted = dlp::redact(payload, &shifted).0;
-            if frame_findings(scan, safelist, carry, &redacted).1.is_empty() {
+            if frame_findings(scan, approved, carry, &redacted).1.is_empty() {
                 FrameDecision::Rewrite(redacted)
             } else {
                 FrameDecision::Block(Block::new("dlp", "outbound secret left after redaction"))
@@ -592,12 +602,17 @@ pub fn decide_frame(
 
 /// `carry + payload`, and the findings in it that count and are not wholly
 /// inside `carry`.
-fn frame_findings(scan: &Scanner, safelist: &Safelist, carry: &[u8], payload: &[u8]) -> (Vec<u8>, Vec<Finding>) {
+fn frame_findings(
+    scan: &Scanner,
+    (safelist, host): (&Safelist, &str),
+    carry: &[u8],
+    payload: &[u8],
+) -> (Vec<u8>, Vec<Finding>) {
     let data = [carry, payload].concat();
     let findings = scan
         .scan(&data, None)
         .into_iter()
-        .filter(|f| counts(f, &data, safelist) && !(f.view == View::Raw && f.span.end <= carry.len()))
+        .filter(|f| counts(f, &data, safelist, host) && !(f.view == View::Raw && f.span.end <= carry.len()))
         .collect();
     (data, findings)
 }

@@ -235,6 +235,8 @@ impl Proxy {
     /// are safe for the rest of this proxy's life. Anything else: the block
     /// to answer with.
     async fn ask_operator(&self, proposal: TokenAllowProposal, values: Vec<Secret<Vec<u8>>>) -> Result<(), Block> {
+        // The approval covers the host the operator was shown, nothing else.
+        let host = proposal.host.clone();
         let verdict = match tokio::time::timeout(
             self.hold_timeout,
             self.sink.propose(Proposal::EgressTokenAllow(proposal)),
@@ -247,7 +249,7 @@ impl Proxy {
         let refused = |why: String| Block { code: "supervise", reason: why };
         match verdict {
             Verdict::Approved { .. } => {
-                self.safelist.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(values);
+                self.safelist.write().unwrap_or_else(std::sync::PoisonError::into_inner).approve(&host, values);
                 Ok(())
             }
             Verdict::Rejected { reason } => Err(refused(format!("the operator refused: {reason}"))),

@@ -241,6 +241,40 @@ pub fn edit(text: &str, change: &RouteEdit) -> Result<Edited, RouteFileError> {
     Ok(Edited { text, before, after })
 }
 
+/// How `proposed` (an `egress-allow` the agent filed) would weaken the
+/// inspection that now guards its host: the route it would replace, or for
+/// a new host the defaults a new route gets. One line each: a detector it
+/// drops, an `outbound_on_match` that lets more through (block, then redact,
+/// then supervise). Empty when it weakens nothing. The operator sees these
+/// lines in red, and approving needs a reason.
+pub fn dlp_weakening(text: &str, proposed: &Route) -> Result<Vec<String>, RouteFileError> {
+    let file = load(text)?;
+    let fresh = manifest::Dlp::default();
+    let (before, before_match) = match file.table.lookup(&proposed.host) {
+        Some(r) => (&r.route.dlp, r.on_match),
+        None => (&fresh, OnMatch::Supervise),
+    };
+    let after_match = proposed.dlp.outbound_on_match.unwrap_or(OnMatch::Supervise);
+    let mut out = Vec::new();
+    for (way, was, now) in [
+        ("outbound", &before.outbound_detectors, &proposed.dlp.outbound_detectors),
+        ("inbound", &before.inbound_detectors, &proposed.dlp.inbound_detectors),
+    ] {
+        for d in was.iter().filter(|d| !now.contains(d)) {
+            out.push(format!("drops the {way} detector {d}"));
+        }
+    }
+    let strictness = |m: OnMatch| match m {
+        OnMatch::Block => 2,
+        OnMatch::Redact => 1,
+        OnMatch::Supervise => 0,
+    };
+    if strictness(after_match) < strictness(before_match) {
+        out.push(format!("outbound_on_match {} becomes {}", before_match.as_str(), after_match.as_str()));
+    }
+    Ok(out)
+}
+
 /// The routes of a route file's text in manifest shape, credentials shown
 /// by scheme only (what `list-egress-routes` answers).
 pub fn manifest_routes(text: &str) -> Result<serde_json::Value, RouteFileError> {
@@ -363,6 +397,48 @@ mod tests {
         assert!(edit(&e.text, &RouteEdit::Block { host: "api.model.example".into() }).is_err());
         assert!(edit(&e.text, &RouteEdit::Allow(spec("api.model.example", None).route)).is_err());
         assert!(edit(&e.text, &RouteEdit::Block { host: "absent.example".into() }).is_err());
+    }
+
+    #[test]
+    fn a_proposal_that_weakens_inspection_says_how() {
+        let text = render(
+            &[RouteSpec {
+                route: route_from_json(serde_json::json!({"host": "a.com", "dlp": {
+                    "outbound_detectors": ["token_patterns", "known_secrets", "entropy"],
+                    "outbound_on_match": "block"}}))
+                .unwrap(),
+                auth: None,
+                on_match: OnMatch::Block,
+                provider: false,
+            }],
+            0,
+        )
+        .text;
+        let proposed = |v: serde_json::Value| route_from_json(v).unwrap();
+        // Off entirely, on the existing route: every detector and the block.
+        let off = proposed(serde_json::json!({"host": "a.com", "dlp": {"outbound_detectors": []}}));
+        let w = dlp_weakening(&text, &off).unwrap();
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(w.iter().any(|l| l == "drops the outbound detector known_secrets"));
+        assert!(w.iter().any(|l| l == "outbound_on_match block becomes supervise"));
+        // The same, stricter or equal: nothing.
+        let same = proposed(
+            serde_json::json!({"host": "a.com", "matches": [{"paths": [{"type": "PathPrefix", "value": "/v1"}]}],
+            "dlp": {"outbound_detectors": ["token_patterns", "known_secrets", "entropy", "crypto"], "outbound_on_match": "block"}}),
+        );
+        assert!(dlp_weakening(&text, &same).unwrap().is_empty());
+        // A new host is compared with a new route's defaults.
+        assert!(dlp_weakening(&text, &proposed(serde_json::json!({"host": "b.com"}))).unwrap().is_empty());
+        let bare = proposed(
+            serde_json::json!({"host": "b.com", "dlp": {"outbound_detectors": ["token_patterns"], "inbound_detectors": []}}),
+        );
+        assert_eq!(
+            dlp_weakening(&text, &bare).unwrap(),
+            vec![
+                "drops the outbound detector known_secrets".to_string(),
+                "drops the inbound detector injection".to_string()
+            ]
+        );
     }
 
     #[test]

@@ -253,11 +253,18 @@ fn supervise_holds_and_the_safelist_releases() {
     assert!(!format!("{values:?}").contains(PLANTED));
     assert_eq!(host, "ask.example.com");
     assert!(findings.iter().all(|x| !x.snippet.contains(PLANTED)));
-    let approved = Safelist(vec![Secret::new(PLANTED.as_bytes().to_vec())]);
+    let mut approved = Safelist::default();
+    approved.approve(&host, values);
     assert_eq!(code(&f.decide_with(&r, &approved)), "forward");
+    // Whatever the spelling of the same host.
+    assert_eq!(code(&f.decide_with(&req("GET", "ASK.example.com.:443", &target, &[], b""), &approved)), "forward");
     // The safelist frees that value only: another finding still holds.
     let both = format!("/x?k={PLANTED}&t={LEAKED}");
     assert_eq!(code(&f.decide_with(&req("GET", "ask.example.com", &both, &[], b""), &approved)), "hold");
+    // And only for the host it was asked for: to a `block` route it is
+    // still refused.
+    let elsewhere = format!("/v1/x?k={PLANTED}");
+    assert_eq!(code(&f.decide_with(&req("GET", "api.example.com", &elsewhere, &[], b""), &approved)), "dlp");
 }
 
 #[test]
@@ -389,15 +396,20 @@ fn websocket_frames_are_decided_under_the_routes_on_match() {
     use egress::decision::{FrameDecision, decide_frame};
     let f = fixture();
     let route = |host| f.file.table.lookup(host).unwrap();
-    let none = Safelist::default();
+    let nothing = Safelist::default();
+    let none = &nothing;
     let msg = format!("{{\"token\": \"{LEAKED}\"}}");
-    assert_eq!(decide_frame(route("api.example.com"), &f.scanner, &none, b"", b"hello"), FrameDecision::Pass);
+    assert_eq!(
+        decide_frame(route("api.example.com"), &f.scanner, (none, "api.example.com"), b"", b"hello"),
+        FrameDecision::Pass
+    );
     assert!(matches!(
-        decide_frame(route("api.example.com"), &f.scanner, &none, b"", msg.as_bytes()),
+        decide_frame(route("api.example.com"), &f.scanner, (none, "api.example.com"), b"", msg.as_bytes()),
         FrameDecision::Block(b) if b.code == "dlp" && !b.reason.contains(LEAKED)
     ));
     // Redact rewrites the frame, and the rewrite is clean.
-    let FrameDecision::Rewrite(out) = decide_frame(route("redact.example.com"), &f.scanner, &none, b"", msg.as_bytes())
+    let FrameDecision::Rewrite(out) =
+        decide_frame(route("redact.example.com"), &f.scanner, (none, "redact.example.com"), b"", msg.as_bytes())
     else {
         panic!("not rewritten")
     };
@@ -407,25 +419,37 @@ fn websocket_frames_are_decided_under_the_routes_on_match() {
     // it back, so the connection is closed.
     let (head, tail) = LEAKED.split_at(20);
     assert!(matches!(
-        decide_frame(route("redact.example.com"), &f.scanner, &none, head.as_bytes(), tail.as_bytes()),
+        decide_frame(
+            route("redact.example.com"),
+            &f.scanner,
+            (none, "redact.example.com"),
+            head.as_bytes(),
+            tail.as_bytes()
+        ),
         FrameDecision::Block(_)
     ));
     // A value wholly inside what was already decided is not counted again.
     assert_eq!(
-        decide_frame(route("api.example.com"), &f.scanner, &none, msg.as_bytes(), b" next"),
+        decide_frame(route("api.example.com"), &f.scanner, (none, "api.example.com"), msg.as_bytes(), b" next"),
         FrameDecision::Pass
     );
     // Supervise holds with the raw value, which the safelist then releases.
     let FrameDecision::Hold { values, findings } =
-        decide_frame(route("ask.example.com"), &f.scanner, &none, b"", msg.as_bytes())
+        decide_frame(route("ask.example.com"), &f.scanner, (none, "ask.example.com"), b"", msg.as_bytes())
     else {
         panic!("not held")
     };
     assert_eq!(values[0].expose(), LEAKED.as_bytes());
     assert!(!format!("{findings:?}").contains(LEAKED));
     let mut approved = Safelist::default();
-    approved.extend(values);
-    assert_eq!(decide_frame(route("ask.example.com"), &f.scanner, &approved, b"", msg.as_bytes()), FrameDecision::Pass);
+    approved.approve("ask.example.com", values);
+    let ask = route("ask.example.com");
+    assert_eq!(decide_frame(ask, &f.scanner, (&approved, "ask.example.com"), b"", msg.as_bytes()), FrameDecision::Pass);
+    // Approved for that host only.
+    assert!(matches!(
+        decide_frame(route("api.example.com"), &f.scanner, (&approved, "api.example.com"), b"", msg.as_bytes()),
+        FrameDecision::Block(_)
+    ));
 }
 
 #[test]
@@ -441,7 +465,7 @@ fn the_canary_is_refused_on_every_route_whatever_its_on_match() {
         assert!(!b.reason.contains(CANARY));
         let route = f.file.table.lookup(host).unwrap();
         assert!(matches!(
-            decide_frame(route, &f.scanner, &Safelist::default(), b"", body.as_bytes()),
+            decide_frame(route, &f.scanner, (&Safelist::default(), host), b"", body.as_bytes()),
             FrameDecision::Block(b) if b.code == "canary"
         ));
     }

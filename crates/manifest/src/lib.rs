@@ -29,7 +29,7 @@ pub use gitgate::{GitUser, Repo, RepoKey, ssh_host};
 pub use library::{Entry, Library, Manifest, parse_agent_text, parse_bottle_text};
 pub use route::{
     Auth, AuthScheme, DEFAULT_PORT, Dlp, GitPolicy, HeaderMatch, INBOUND_DETECTORS, Match, OUTBOUND_DETECTORS, OnMatch,
-    PathKind, PathMatch, PortRange, Route, validate_host,
+    PathKind, PathMatch, PortRange, Route, is_numeric_host, validate_host, validate_proposed_host,
 };
 
 /// The file-name rule for agents, bottles, repos and providers: `^[a-z][a-z0-9-]*$`.

@@ -280,13 +280,16 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
 /// A host is a DNS name, optionally with a leading `*.` wildcard label.
 pub fn validate_host(host: &str) -> Result<(), String> {
     let name = host.strip_prefix("*.").unwrap_or(host);
-    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+    if is_numeric_host(name) {
         return Err(format!(
             "'{host}' is an IP address; routes name hosts (requests to IP literals are always refused)"
         ));
     }
     if name.is_empty() || name.contains('*') {
         return Err(format!("'{host}' is not a host: use an exact name or '*.example.com'"));
+    }
+    if host.starts_with("*.") && !name.contains('.') {
+        return Err(format!("'{host}' covers a whole top-level domain; name a domain under it ('*.example.{name}')"));
     }
     if name.contains("://") || name.contains('/') || name.contains(':') {
         return Err(format!("'{host}' must be a bare host name, without scheme, port or path"));
@@ -298,6 +301,34 @@ pub fn validate_host(host: &str) -> Result<(), String> {
     });
     if !ok || name.len() > 253 {
         return Err(format!("'{host}' is not a valid host name"));
+    }
+    Ok(())
+}
+
+/// Whether `name` is an IPv4 address in a spelling some URL parser or
+/// resolver takes (`10.0.0.1`, `127.1`, `2130706433`, `0x7f000001`,
+/// `0177.0.0.1`): its last label is a number, decimal or `0x` hex (the
+/// WHATWG URL standard's "ends in a number").
+pub fn is_numeric_host(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let last = name.rsplit('.').next().unwrap_or("");
+    let hex = last.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x"))
+        && last.get(2..).is_some_and(|d| d.bytes().all(|b| b.is_ascii_hexdigit()));
+    !last.is_empty() && (last.bytes().all(|b| b.is_ascii_digit()) || hex)
+}
+
+/// A host an agent may propose a route to: a valid route host (see
+/// [`validate_host`]) that is not this machine (`localhost`,
+/// `*.localhost`) and not a single label (`intranet`, `com`): the operator
+/// would be approving more than a name on the internet.
+pub fn validate_proposed_host(host: &str) -> Result<(), String> {
+    validate_host(host)?;
+    let name = host.strip_prefix("*.").unwrap_or(host).trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") || name == "localhost.localdomain" {
+        return Err(format!("'{host}' is this machine; a bottle's route cannot be proposed to it"));
+    }
+    if !name.contains('.') {
+        return Err(format!("'{host}' is a single label, not a name on the internet; propose a full host name"));
     }
     Ok(())
 }
@@ -472,5 +503,19 @@ mod tests {
         assert!(validate_host("x.com:443").is_err());
         assert!(validate_host("x..com").is_err());
         assert!(validate_host("10.0.0.1").is_err());
+        // Every spelling of an IPv4 address a URL parser or resolver takes.
+        for ip in ["2130706433", "127.1", "0x7f000001", "0X7F.1", "0177.0.0.1", "2852039166", "10.0.0.1.", "*.10.0.0.1"]
+        {
+            assert!(validate_host(ip).is_err(), "{ip}");
+            assert!(validate_proposed_host(ip).is_err(), "{ip}");
+        }
+        assert!(validate_host("*.com").is_err());
+        assert!(validate_host("123.example.com").is_ok() && validate_host("0x.example.com").is_ok());
+        // Proposals: not this machine, not a bare label.
+        for host in ["localhost", "LOCALHOST", "a.localhost", "*.localhost", "intranet", "com", "localhost.localdomain"]
+        {
+            assert!(validate_proposed_host(host).is_err(), "{host}");
+        }
+        assert!(validate_proposed_host("pypi.org").is_ok() && validate_proposed_host("*.github.com").is_ok());
     }
 }

@@ -12,8 +12,9 @@
 
 pub mod http;
 pub mod mcp;
+pub mod shown;
 pub mod store;
 pub mod supervisor;
 
 pub use store::{Answer, AuditArchive, Kind, Proposal, ProposalStore, Status, StoreError, archive_path, store_path};
-pub use supervisor::{RouteControl, RouteFileControl, Supervisor};
+pub use supervisor::{FilingLimits, RouteControl, RouteFileControl, Supervisor};

@@ -177,9 +177,22 @@ async fn call(sup: &Arc<Supervisor>, name: &str, args: &Value) -> Result<Value, 
                 // The operator decides credentials.
                 obj.remove("auth");
             }
-            egress::route_file::route_from_json(route.clone())
+            let parsed = egress::route_file::route_from_json(route.clone())
                 .map_err(|e| error(INVALID_PARAMS, format!("`route` is not a valid route: {e}")))?;
-            let decided = ask(sup, Kind::EgressAllow, json!({"route": route}), justification).await?;
+            manifest::validate_proposed_host(&parsed.host)
+                .map_err(|e| error(INVALID_PARAMS, format!("`route.host`: {e}")))?;
+            // What the change would turn off is part of what the operator
+            // is asked, worked out here (not taken from the agent).
+            let mut payload = json!({"route": route});
+            if let Some(routes) = sup.routes() {
+                let weakens = routes
+                    .weakening(&parsed)
+                    .map_err(|e| error(-32603, format!("cannot read the current routes: {e}")))?;
+                if !weakens.is_empty() {
+                    payload["weakens_dlp"] = json!(weakens);
+                }
+            }
+            let decided = ask(sup, Kind::EgressAllow, payload, justification).await?;
             let change = |payload: &Value| {
                 let route = payload.get("route").cloned().unwrap_or_default();
                 egress::route_file::route_from_json(route).map(egress::RouteEdit::Allow)
@@ -210,10 +223,14 @@ async fn call(sup: &Arc<Supervisor>, name: &str, args: &Value) -> Result<Value, 
     }
 }
 
+/// A refusal the agent can act on (too large, too many, too fast).
+pub const REFUSED: i64 = -32000;
+
 async fn ask(sup: &Arc<Supervisor>, kind: Kind, payload: Value, justification: String) -> Result<Proposal, RpcError> {
-    sup.ask(kind, payload, justification, sup.tool_timeout)
-        .await
-        .map_err(|e| error(-32603, format!("the proposal store failed: {e}")))
+    sup.ask(kind, payload, justification, sup.tool_timeout).await.map_err(|e| match e {
+        crate::store::StoreError::Refused(why) => error(REFUSED, why),
+        e => error(-32603, format!("the proposal store failed: {e}")),
+    })
 }
 
 /// `{status, notes}` for the agent.

@@ -107,6 +107,27 @@ pub struct Proposal {
     pub decision: Option<Decision>,
 }
 
+impl Proposal {
+    /// For an `egress-allow`: how it would weaken the inspection of its
+    /// host (worked out by the sidecar when it was filed). Empty otherwise.
+    pub fn weakens_dlp(&self) -> Vec<&str> {
+        if self.kind != Kind::EgressAllow {
+            return Vec::new();
+        }
+        self.payload
+            .get("weakens_dlp")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether deciding it needs a reason: anything the sidecar filed, and
+    /// approving a change that weakens inspection.
+    pub fn needs_reason(&self, approve: bool) -> bool {
+        self.kind.sidecar_filed() || (approve && !self.weakens_dlp().is_empty())
+    }
+}
+
 /// The operator's decision on a proposal.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
@@ -180,6 +201,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE proposals (
         detail TEXT NOT NULL
     );"];
 
+/// The most text (payload and justification) one proposal may hold.
+pub const MAX_PROPOSAL_TEXT: usize = 64 << 10;
+
 fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
@@ -245,13 +269,38 @@ impl ProposalStore {
 
     /// File a proposal; its id.
     pub fn file(&self, kind: Kind, payload: &serde_json::Value, justification: &str) -> Result<i64, StoreError> {
+        let payload = payload.to_string();
+        let size = payload.len() + justification.len();
+        if size > MAX_PROPOSAL_TEXT {
+            return Err(StoreError::Refused(format!(
+                "a proposal is at most {} KiB of text and this one is {} KiB: ask with less",
+                MAX_PROPOSAL_TEXT >> 10,
+                size.div_ceil(1024)
+            )));
+        }
         self.conn
             .execute(
                 "INSERT INTO proposals (identity, kind, payload, justification, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![self.identity, kind.as_str(), payload.to_string(), justification, now()],
+                params![self.identity, kind.as_str(), payload, justification, now()],
             )
             .map_err(self.sql())?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// How many proposals wait for the operator, and how many were filed
+    /// since `since` (a time as [`now`] writes them).
+    pub fn load(&self, since: std::time::SystemTime) -> Result<(usize, usize), StoreError> {
+        let since = humantime::format_rfc3339_millis(since).to_string();
+        let (pending, recent): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM proposals WHERE status = 'pending'),
+                        (SELECT COUNT(*) FROM proposals WHERE created_at > ?1)",
+                [since],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.sql())?;
+        Ok((pending as usize, recent as usize))
     }
 
     const SELECT: &'static str = "SELECT p.id, p.identity, p.kind, p.payload, p.justification, p.created_at, p.status,
@@ -315,13 +364,12 @@ impl ProposalStore {
         if current.status != Status::Pending {
             return Err(StoreError::Decided { id, status: current.status.as_str() });
         }
-        if current.kind.sidecar_filed() {
-            if matches!(answer, Answer::Modify(_)) {
-                return Err(StoreError::Refused(format!("a {} proposal cannot be modified", current.kind.as_str())));
-            }
-            if reason.trim().is_empty() {
-                return Err(StoreError::Refused(format!("a {} decision needs a reason", current.kind.as_str())));
-            }
+        if current.kind.sidecar_filed() && matches!(answer, Answer::Modify(_)) {
+            return Err(StoreError::Refused(format!("a {} proposal cannot be modified", current.kind.as_str())));
+        }
+        if current.needs_reason(!matches!(answer, Answer::Reject)) && reason.trim().is_empty() {
+            let what = if current.kind.sidecar_filed() { "decision" } else { "approval, which weakens DLP," };
+            return Err(StoreError::Refused(format!("a {} {what} needs a reason", current.kind.as_str())));
         }
         let (verdict, payload) = match answer {
             Answer::Approve => (Status::Approved, None),

@@ -21,6 +21,9 @@ pub trait RouteControl: Send + Sync {
     fn current(&self) -> Result<serde_json::Value, String>;
     /// Apply an approved change; the routes before and after.
     fn apply(&self, change: &egress::RouteEdit) -> Result<(serde_json::Value, serde_json::Value), String>;
+    /// How adding `route` would weaken the inspection of its host (see
+    /// [`egress::route_file::dlp_weakening`]).
+    fn weakening(&self, route: &manifest::Route) -> Result<Vec<String>, String>;
 }
 
 /// The sidecar's route file: rewritten in place (a bind mount pins the
@@ -50,12 +53,62 @@ impl RouteControl for RouteFileControl {
         (self.reload)();
         Ok((edited.before, edited.after))
     }
+
+    fn weakening(&self, route: &manifest::Route) -> Result<Vec<String>, String> {
+        let text = std::fs::read_to_string(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        egress::route_file::dlp_weakening(&text, route).map_err(|e| e.to_string())
+    }
+}
+
+/// How much a bottle may ask of its operator: proposals waiting at once,
+/// and proposals filed per window. An agent cannot flood the operator's
+/// queue or the host's disk (the text of each is bounded by the store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilingLimits {
+    pub max_pending: usize,
+    pub per_window: usize,
+    pub window: Duration,
+}
+
+impl Default for FilingLimits {
+    fn default() -> Self {
+        FilingLimits { max_pending: 16, per_window: 60, window: Duration::from_secs(600) }
+    }
+}
+
+impl FilingLimits {
+    /// Whether one more may be filed, given `pending` waiting and `recent`
+    /// filed in the last window; if not, what to tell the agent.
+    pub fn admit(&self, pending: usize, recent: usize) -> Result<(), String> {
+        if pending >= self.max_pending {
+            return Err(format!(
+                "{pending} proposals already wait for the operator (at most {}): wait for their answers before asking more",
+                self.max_pending
+            ));
+        }
+        if recent >= self.per_window {
+            return Err(format!(
+                "{recent} proposals filed in the last {} s (at most {}): wait before asking again",
+                self.window.as_secs(),
+                self.per_window
+            ));
+        }
+        Ok(())
+    }
+
+    fn check(&self, store: &ProposalStore) -> Result<(), StoreError> {
+        let since = std::time::SystemTime::now().checked_sub(self.window).unwrap_or(std::time::UNIX_EPOCH);
+        let (pending, recent) = store.load(since)?;
+        self.admit(pending, recent).map_err(StoreError::Refused)
+    }
 }
 
 /// One bottle's supervise state in the sidecar.
 pub struct Supervisor {
     store: Arc<Mutex<ProposalStore>>,
     routes: Option<Arc<dyn RouteControl>>,
+    /// How much the bottle may ask.
+    pub limits: FilingLimits,
     /// How long an agent's tool call waits for the operator.
     pub tool_timeout: Duration,
     /// How long a sidecar-filed proposal (DLP hold, push allow) waits.
@@ -67,6 +120,7 @@ impl Supervisor {
         Supervisor {
             store: Arc::new(Mutex::new(store)),
             routes,
+            limits: FilingLimits::default(),
             tool_timeout: Duration::from_secs(30 * 60),
             hold_timeout: Duration::from_secs(300),
         }
@@ -100,7 +154,13 @@ impl Supervisor {
         justification: String,
         timeout: Duration,
     ) -> Result<Proposal, StoreError> {
-        let id = self.with_store(move |s| s.file(kind, &payload, &justification)).await?;
+        let limits = self.limits;
+        let id = self
+            .with_store(move |s| {
+                limits.check(s)?;
+                s.file(kind, &payload, &justification)
+            })
+            .await?;
         let mut guard = ExpireOnDrop { store: Some(self.store.clone()), id };
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -147,7 +207,13 @@ impl ProposalSink for Supervisor {
         let payload = payload.unwrap_or_default();
         let store = self.store.clone();
         let timeout = self.hold_timeout;
-        let this = Supervisor { store, routes: None, tool_timeout: self.tool_timeout, hold_timeout: timeout };
+        let this = Supervisor {
+            store,
+            routes: None,
+            limits: self.limits,
+            tool_timeout: self.tool_timeout,
+            hold_timeout: timeout,
+        };
         Box::pin(async move {
             match this.ask(kind, payload, String::new(), timeout).await {
                 Ok(decided) => verdict(&decided),
@@ -164,5 +230,40 @@ pub fn verdict(p: &Proposal) -> Verdict {
         Status::Approved | Status::Modified => Verdict::Approved { reason },
         Status::Rejected => Verdict::Rejected { reason },
         Status::Timeout | Status::Pending => Verdict::TimedOut,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filing_is_bounded_by_pending_and_rate() {
+        let l = FilingLimits { max_pending: 2, per_window: 3, window: Duration::from_secs(60) };
+        assert!(l.admit(0, 0).is_ok() && l.admit(1, 2).is_ok());
+        let too_many = l.admit(2, 0).unwrap_err();
+        assert!(too_many.contains("wait for their answers"), "{too_many}");
+        let too_fast = l.admit(0, 3).unwrap_err();
+        assert!(too_fast.contains("in the last 60 s"), "{too_fast}");
+    }
+
+    #[test]
+    fn the_store_bounds_what_a_bottle_files() {
+        let dir = std::env::temp_dir().join(format!("supervise-limits-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = ProposalStore::open(&dir.join("p.sqlite"), "b").unwrap();
+        let huge = "x".repeat(crate::store::MAX_PROPOSAL_TEXT);
+        let e = store.file(Kind::AskOperator, &serde_json::json!({"question": huge}), "").unwrap_err();
+        assert!(e.to_string().contains("at most 64 KiB"), "{e}");
+        let l = FilingLimits { max_pending: 3, per_window: 100, window: Duration::from_secs(60) };
+        for i in 0..3 {
+            l.check(&store).unwrap();
+            store.file(Kind::AskOperator, &serde_json::json!({"question": i.to_string()}), "").unwrap();
+        }
+        assert!(matches!(l.check(&store), Err(StoreError::Refused(_))));
+        let fast = FilingLimits { max_pending: 100, per_window: 3, window: Duration::from_secs(60) };
+        assert!(matches!(fast.check(&store), Err(StoreError::Refused(_))));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -51,6 +51,23 @@ fn sidecar_filed_proposals_need_a_reason_and_cannot_be_modified() {
 }
 
 #[test]
+fn approving_a_route_change_that_weakens_dlp_needs_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(dir.path());
+    let weak = json!({"route": {"host": "a.com", "dlp": {"outbound_detectors": []}},
+                      "weakens_dlp": ["drops the outbound detector known_secrets"]});
+    let id = s.file(Kind::EgressAllow, &weak, "need it").unwrap();
+    assert_eq!(s.get(id).unwrap().unwrap().weakens_dlp(), ["drops the outbound detector known_secrets"]);
+    let e = s.decide(id, &Answer::Approve, " ", "ada").unwrap_err();
+    assert!(e.to_string().contains("weakens DLP"), "{e}");
+    assert!(matches!(s.decide(id, &Answer::Modify(weak.clone()), "", "ada"), Err(StoreError::Refused(_))));
+    assert_eq!(s.decide(id, &Answer::Approve, "the vendor's API echoes ids", "ada").unwrap().status, Status::Approved);
+    // One that weakens nothing needs none.
+    let id = s.file(Kind::EgressAllow, &json!({"route": {"host": "b.com"}}), "need it").unwrap();
+    assert_eq!(s.decide(id, &Answer::Approve, "", "ada").unwrap().status, Status::Approved);
+}
+
+#[test]
 fn concurrent_writers_on_separate_connections_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("proposals.sqlite");

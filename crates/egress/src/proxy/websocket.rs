@@ -97,7 +97,7 @@ impl Relay {
             };
             if frame.is_data() {
                 loop {
-                    let decision = decide_frame(route, scanner, &self.proxy.safelist(), &carry, &frame.payload);
+                    let decision = decide_frame(route, scanner, (&self.proxy.safelist(), host), &carry, &frame.payload);
                     match decision {
                         FrameDecision::Pass => break,
                         FrameDecision::Rewrite(payload) => {
