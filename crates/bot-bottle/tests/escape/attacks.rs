@@ -824,8 +824,8 @@ echo '--- done'"#,
 //   out.extend(found.into_iter().filter(|f| f.rule == Canary::NAME));//'
 //   crates/dlp/src/lib.rs` → "a secret reached the API";
 // - the weakening shown: `sed -i 's/if !weakens.is_empty() {/if false {/'
-//   crates/supervise/src/mcp.rs` → "the operator's terminal did not say it
-//   weakens DLP";
+//   crates/supervise/src/mcp.rs` → "it was approved without a reason" (and
+//   the operator's terminal does not say it weakens DLP);
 // - hosts: `sed -i 's/    if is_numeric_host(name) {/    if false {/;
 //   s/    validate_host(host)?;/    return validate_host(host);/'
 //   crates/manifest/src/route.rs` → "REACHED egress-allow 2130706433";
@@ -833,10 +833,10 @@ echo '--- done'"#,
 //   crates/bot-bottle/src/console/queue.rs` → "a control character reached
 //   the operator's terminal";
 // - the bounds: `sed -i 's/max_pending: 16, per_window: 60/max_pending:
-//   1000, per_window: 1000/' crates/supervise/src/supervisor.rs` → "never
-//   refused for waiting proposals", and `sed -i 's/if size >
-//   MAX_PROPOSAL_TEXT {/if false {/' crates/supervise/src/store.rs` → "a
-//   100 KB proposal was filed".
+//   1000, per_window: 1000/' crates/supervise/src/supervisor.rs` with `sed
+//   -i 's/if size > MAX_PROPOSAL_TEXT {/if false {/'
+//   crates/supervise/src/store.rs` → "never refused for waiting proposals"
+//   (the test checks the pending bound first, then the size bound).
 
 /// The operator, on the host: the first pending proposal of bottle `b`
 /// that `pick` wants, handed to `act` (within two minutes, or until `stop`).
@@ -973,15 +973,24 @@ fn a_proposal_to_a_numeric_or_local_host(s: &Suite, u: User) -> Result<(), Faile
         &format!(
             r#"python3 - <<'PY'
 {MCP}
+import signal
+def late(*_):
+    raise TimeoutError("still waiting for the operator")
+signal.signal(signal.SIGALRM, late)
 for host in ["2130706433", "127.1", "0x7f000001", "2852039166", "0177.0.0.1", "localhost", "metadata.localhost", "com", "*.com"]:
     try:
+        # A refusal is immediate; a filed proposal waits (keep-alives would
+        # reset a socket timeout, so the whole call is bounded).
+        signal.alarm(10)
         out = call("egress-allow", {{"route": {{"host": host}}, "justification": "escape"}}, timeout=15)
+        signal.alarm(0)
         if "error" in out:
             print("blocked egress-allow", host, out["error"]["message"][:80], flush=True)
         else:
             print("REACHED egress-allow", host, json.dumps(out)[:120], flush=True)
     except Exception as e:
-        # Still waiting after 15 s: it was filed for the operator.
+        signal.alarm(0)
+        # Still waiting: it was filed for the operator.
         print("REACHED egress-allow", host, "(filed)", type(e).__name__, flush=True)
 PY"#
         ),
