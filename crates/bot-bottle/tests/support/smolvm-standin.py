@@ -127,7 +127,12 @@ def network_holding(ip):
     def num(a):
         return sum(int(x) << (8 * (3 - i)) for i, x in enumerate(a.split(".")))
     for net in docker("network", "ls", "-q").stdout.split():
-        info = json.loads(docker("network", "inspect", net).stdout)[0]
+        # Other tests create and remove networks all the while: one listed
+        # a moment ago may be gone now, and is then not the one we want.
+        r = docker("network", "inspect", net, check=False)
+        if r.returncode != 0:
+            continue
+        info = json.loads(r.stdout)[0]
         for c in (info.get("IPAM") or {}).get("Config") or []:
             sub = c.get("Subnet", "")
             if "." not in sub:
