@@ -19,6 +19,7 @@ mod known_secrets;
 mod normalize;
 mod rules;
 mod token_patterns;
+mod views;
 
 pub use entropy::shannon;
 pub use finding::{Detector, Finding, Severity, View, mask, redact};
@@ -27,6 +28,7 @@ pub use known_secrets::{Canary, KnownSecrets};
 pub use normalize::{CONTENT_CODINGS, DEFAULT_MAX_BYTES, DecodeError, decode, normalized, percent_decoded};
 pub use rules::{Rule, RuleError, RuleSet};
 pub use token_patterns::TokenScanner;
+pub use views::{DecodedView, Encoding, MAX_DEPTH, Views, decoded_views};
 
 /// Which outbound detectors run, and the size bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,29 +110,43 @@ impl Scanner {
     }
 
     /// Scan one buffer (a file at `path`, when known): the raw bytes, then
-    /// each region that a derived view changes (NFKC without invisible
-    /// characters; percent-decoded). A value found only in a derived view is
-    /// reported in [`View::Derived`], its span within that region.
+    /// every decoded view of it ([`decoded_views`]: escapes, base64, base32,
+    /// hex, compressed streams, and chains of them), with every detector. A
+    /// value found only in a decoded view is reported in [`View::Derived`],
+    /// its span within that view. Encodings nested deeper than the views
+    /// undo are a finding ("too-deep"), never a pass.
     pub fn scan(&self, data: &[u8], path: Option<&str>) -> Vec<Finding> {
         if data.len() > self.options.max_bytes {
             return vec![too_large(data.len(), self.options.max_bytes)];
         }
         let mut out = Vec::new();
         self.scan_view(data, path, View::Raw, &mut out);
-        let mut seen: Vec<Vec<u8>> = out.iter().map(|f| data[f.span.clone()].to_vec()).collect();
-        let views = normalize::changed_regions(data, normalized, normalize::next_non_ascii)
-            .into_iter()
-            .chain(normalize::changed_regions(data, percent_decoded, normalize::next_percent_escape));
-        for view in views {
+        let mut seen: Vec<(String, Vec<u8>)> =
+            out.iter().map(|f| (f.rule.clone(), data[f.span.clone()].to_vec())).collect();
+        let views = decoded_views(data);
+        for view in &views.views {
             let mut derived = Vec::new();
-            self.scan_view(&view, path, View::Derived, &mut derived);
+            self.scan_view(&view.bytes, path, View::Derived, &mut derived);
             for f in derived {
-                let value = view[f.span.clone()].to_vec();
-                if !seen.contains(&value) {
-                    seen.push(value);
-                    out.push(f);
+                let key = (f.rule.clone(), view.bytes[f.span.clone()].to_vec());
+                if !seen.contains(&key) {
+                    seen.push(key);
+                    let chain: Vec<&str> = view.chain.iter().map(|e| e.as_str()).collect();
+                    out.push(Finding { snippet: format!("{} (decoded: {})", f.snippet, chain.join(" → ")), ..f });
                 }
             }
+        }
+        if views.exhausted {
+            out.push(Finding {
+                detector: Detector::Unscannable,
+                rule: "too-deep".to_string(),
+                span: 0..0,
+                view: View::Raw,
+                snippet: format!(
+                    "encodings nested deeper than {MAX_DEPTH} layers, or decoding to more than the scan bound; cannot scan it"
+                ),
+                severity: Severity::Block,
+            });
         }
         out
     }

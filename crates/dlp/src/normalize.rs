@@ -41,12 +41,15 @@ const REGION_AFTER: usize = 2048;
 /// The regions of `data` that `view` changes, each in its changed form.
 /// `trigger(data, from)` finds the next byte at or after `from` that may
 /// make a difference; a region is its line, clipped to a window around the
-/// trigger (merged with the next when they touch). Only those regions are
-/// transformed, which keeps derived views off the hot path for ordinary text.
+/// trigger (merged with the next when they touch). With `soft_breaks`, a
+/// line ending in `=` goes on with the next (quoted-printable's soft line
+/// break), within the same window. Only those regions are transformed,
+/// which keeps derived views off the hot path for ordinary text.
 pub fn changed_regions(
     data: &[u8],
     view: fn(&[u8]) -> Option<Vec<u8>>,
     trigger: fn(&[u8], usize) -> Option<usize>,
+    soft_breaks: bool,
 ) -> Vec<Vec<u8>> {
     let mut regions: Vec<std::ops::Range<usize>> = Vec::new();
     let mut from = 0;
@@ -54,7 +57,10 @@ pub fn changed_regions(
         let lo = at.saturating_sub(REGION_BEFORE);
         let hi = (at + REGION_AFTER).min(data.len());
         let start = memchr::memrchr(b'\n', &data[lo..at]).map_or(lo, |i| lo + i + 1);
-        let end = memchr::memchr(b'\n', &data[at..hi]).map_or(hi, |i| at + i + 1);
+        let mut end = memchr::memchr(b'\n', &data[at..hi]).map_or(hi, |i| at + i + 1);
+        while soft_breaks && end < hi && (data[..end].ends_with(b"=\n") || data[..end].ends_with(b"=\r\n")) {
+            end = memchr::memchr(b'\n', &data[end..hi]).map_or(hi, |i| end + i + 1);
+        }
         // Whole UTF-8 characters only.
         let start = (start..=at).find(|&i| i == data.len() || (data[i] as i8) >= -0x40).unwrap_or(at);
         let end = (end..=data.len()).find(|&i| i == data.len() || (data[i] as i8) >= -0x40).unwrap_or(data.len());

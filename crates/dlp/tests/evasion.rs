@@ -71,3 +71,55 @@ fn compressed_bodies_are_decoded_and_bombs_refused() {
     let huge = vec![b' '; dlp::DEFAULT_MAX_BYTES + 1];
     assert_eq!(rules(&s.scan(&huge, None)), [("too-large", View::Raw)]);
 }
+
+/// Every outbound detector reads every decoded view: a provider token
+/// (`token_patterns`, nothing registered) wrapped in each encoding and in
+/// chains of them is found, deep inside a long line.
+#[test]
+fn token_patterns_see_through_encodings_and_chains() {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let s = Scanner::builtin();
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let pct = |b: &[u8]| b.iter().map(|b| format!("%{b:02X}")).collect::<String>();
+    let t = TOKEN.as_bytes();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(format!("{{\"token\":\"{TOKEN}\"}}").as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let cases = [
+        ("base64", STANDARD.encode(t)),
+        ("base64url, misaligned", format!("x{}", URL_SAFE_NO_PAD.encode(format!("k={TOKEN}")))),
+        ("hex", hex(t)),
+        ("\\x hex", t.iter().map(|b| format!("\\x{b:02x}")).collect()),
+        ("0x hex", t.iter().map(|b| format!("0x{b:02X},")).collect()),
+        ("double percent", pct(pct(t).as_bytes())),
+        ("html entities", t.iter().map(|b| format!("&#{b};")).collect()),
+        ("json \\u", t.iter().map(|b| format!("\\u{b:04x}")).collect()),
+        ("quoted-printable", t.iter().map(|b| format!("={b:02X}")).collect()),
+        ("percent of base64 of hex", pct(STANDARD.encode(hex(t)).as_bytes())),
+        ("base64 of gzip", STANDARD.encode(&gz)),
+    ];
+    for (name, encoded) in cases {
+        let text = long_line_around(&encoded);
+        let found = s.scan(text.as_bytes(), None);
+        assert!(
+            found.iter().any(|f| f.rule == "github-pat" && f.view == View::Derived),
+            "{name}: {:?}",
+            rules(&found)
+        );
+        // What the log shows says how it was hidden, never the value.
+        let f = found.iter().find(|f| f.rule == "github-pat").unwrap();
+        assert!(f.snippet.contains("decoded:") && !f.snippet.contains(&TOKEN[8..]), "{}", f.snippet);
+    }
+}
+
+/// Nesting deeper than the views undo is refused, not passed.
+#[test]
+fn nesting_past_the_bound_is_a_finding() {
+    use base64::Engine;
+    let mut s = format!("token={TOKEN}").into_bytes();
+    for _ in 0..(dlp::MAX_DEPTH + 3) {
+        s = base64::engine::general_purpose::STANDARD.encode(&s).into_bytes();
+    }
+    assert!(rules(&Scanner::builtin().scan(&s, None)).contains(&("too-deep", View::Raw)));
+}

@@ -87,3 +87,43 @@ proptest! {
         let _ = dlp::scan_inbound(&data);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The decoded views of any input stay within the budget, never panic,
+    /// and a chain of encodings of any value up to the depth bound is undone.
+    #[test]
+    fn decoded_views_are_bounded(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        let v = dlp::decoded_views(&data);
+        let total: usize = v.views.iter().map(|v| v.bytes.len()).sum();
+        prop_assert!(total <= data.len() * 4 + (1 << 20));
+        prop_assert!(v.views.iter().all(|v| v.chain.len() <= dlp::MAX_DEPTH));
+    }
+
+    #[test]
+    fn decoded_views_of_encoding_alphabets_are_bounded(data in "[A-Za-z0-9+/=%&#;\\\\xu\\- :]{0,3000}") {
+        let v = dlp::decoded_views(data.as_bytes());
+        let total: usize = v.views.iter().map(|v| v.bytes.len()).sum();
+        prop_assert!(total <= data.len() * 4 + (1 << 20));
+    }
+
+    #[test]
+    fn chains_of_encodings_are_undone(value in secret_value(), layers in proptest::collection::vec(0u8..5, 1..4)) {
+        let mut s = format!("secret={value}");
+        for how in &layers {
+            s = match how {
+                0 => STANDARD.encode(&s),
+                1 => URL_SAFE_NO_PAD.encode(&s),
+                2 => s.bytes().map(|b| format!("{b:02x}")).collect(),
+                3 => s.bytes().map(|b| format!("%{b:02X}")).collect(),
+                _ => s.bytes().map(|b| format!("&#{b};")).collect(),
+            };
+        }
+        let found = dlp::decoded_views(s.as_bytes())
+            .views
+            .iter()
+            .any(|v| v.bytes.windows(value.len()).any(|w| w == value.as_bytes()));
+        prop_assert!(found, "{layers:?}: {s}");
+    }
+}
