@@ -9,8 +9,9 @@
 use base64::Engine as _;
 use secret::Secret;
 
-/// What the placeholders say.
-pub const PLACEHOLDER: &str = "bot-bottle-placeholder";
+/// What the placeholders say: the value egress's credential-position check
+/// lets through (one constant for both).
+pub const PLACEHOLDER: &str = dlp::PLACEHOLDER;
 
 /// A usable ChatGPT login.
 #[derive(Debug)]

@@ -17,7 +17,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
 const REAL_TOKEN: &str = "upstream-real-token-Zx81Qm2Lp7";
-const PLACEHOLDER: &str = "placeholder-not-a-token";
+/// What a bottle's agent holds where a credential would be.
+const PLACEHOLDER: &str = "bot-bottle-placeholder";
 const LEAK: &str = "ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio";
 
 #[derive(Debug, Clone)]
@@ -425,16 +426,22 @@ fn blocks_are_logged_as_json_and_no_value_is_ever_logged() {
         status(&curl(&e, &["-H", &format!("Authorization: Bearer {PLACEHOLDER}"), &url(&up, "/api/fine")])),
         "200"
     );
+    // A real credential in the agent's own Authorization: stripped, the
+    // request goes on, and the attempt is logged (rules, never the value).
+    assert_eq!(status(&curl(&e, &["-H", &format!("Authorization: Bearer {LEAK}"), &url(&up, "/api/also")])), "200");
     let _ = curl(&e, &["https://blocked.example.net/"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let log = e.log.lock().unwrap().clone();
     let blocks: Vec<serde_json::Value> = log.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
     assert!(log.iter().any(|l| l.starts_with("egress: loaded 1 route(s): localhost")), "{log:?}");
-    assert_eq!(blocks.len(), 3, "level 1 logs blocks only: {log:#?}");
+    assert_eq!(blocks.len(), 4, "level 1 logs blocks and attempts only: {log:#?}");
     assert_eq!(blocks[0]["reason"], "dlp");
     assert_eq!(blocks[0]["path"], "/api/[REDACTED:github-pat]");
-    assert_eq!(blocks[2]["reason"], "no-route");
-    assert_eq!(blocks[2]["method"], "CONNECT");
+    assert_eq!(blocks[2]["event"], "credential-attempt");
+    assert_eq!(blocks[2]["path"], "/api/also");
+    assert!(blocks[2]["reason"].as_str().unwrap().contains("github-pat"), "{}", blocks[2]);
+    assert_eq!(blocks[3]["reason"], "no-route");
+    assert_eq!(blocks[3]["method"], "CONNECT");
     for line in &log {
         for value in [LEAK, REAL_TOKEN, PLACEHOLDER] {
             assert!(!line.contains(value), "a value reached the log: {line}");

@@ -102,11 +102,7 @@ fn token_patterns_see_through_encodings_and_chains() {
     for (name, encoded) in cases {
         let text = long_line_around(&encoded);
         let found = s.scan(text.as_bytes(), None);
-        assert!(
-            found.iter().any(|f| f.rule == "github-pat" && f.view == View::Derived),
-            "{name}: {:?}",
-            rules(&found)
-        );
+        assert!(found.iter().any(|f| f.rule == "github-pat" && f.view == View::Derived), "{name}: {:?}", rules(&found));
         // What the log shows says how it was hidden, never the value.
         let f = found.iter().find(|f| f.rule == "github-pat").unwrap();
         assert!(f.snippet.contains("decoded:") && !f.snippet.contains(&TOKEN[8..]), "{}", f.snippet);

@@ -331,15 +331,66 @@ fn scan_parts(
     };
     add(Part::Method, m.method.as_bytes(), scan.scan(m.method.as_bytes(), None));
     add(Part::Host, m.host.as_bytes(), scan.scan(m.host.as_bytes(), None));
-    add(Part::Target, m.target.as_bytes(), scan.scan(m.target.as_bytes(), None));
+    let mut target = scan.scan(m.target.as_bytes(), None);
+    if let Some(q) = m.target.find('?') {
+        target.extend(positions(&m.target.as_bytes()[q + 1..], q + 1, dlp::positions::scan_params));
+    }
+    add(Part::Target, m.target.as_bytes(), target);
     for (i, (name, value)) in m.headers.iter().enumerate() {
-        add(Part::HeaderName(i), name.as_bytes(), scan.scan(name.as_bytes(), None));
+        // The value with its name as context (keyword rules must see
+        // `x-api-key: VALUE`); a finding in the name is the name's.
+        let line = format!("{name}: {value}");
+        let at = name.len() + 2;
+        let (mut in_name, mut in_value) = (Vec::new(), Vec::new());
+        for f in scan.scan(line.as_bytes(), None) {
+            if f.view != View::Raw {
+                in_value.push(f);
+            } else if f.span.start >= at {
+                in_value.push(Finding { span: f.span.start - at..f.span.end - at, ..f });
+            } else if f.span.end <= name.len() {
+                in_name.push(f);
+            } else {
+                // Across the two: neither can be rewritten alone.
+                in_name.push(Finding { view: View::Derived, ..f });
+            }
+        }
+        add(Part::HeaderName(i), name.as_bytes(), in_name);
         if name.eq_ignore_ascii_case("host") {
             continue;
         }
-        add(Part::Header(i), value.as_bytes(), scan.scan(value.as_bytes(), None));
+        in_value.extend(positions(value.as_bytes(), 0, |v, out| dlp::positions::scan_header(name, v, out)));
+        add(Part::Header(i), value.as_bytes(), in_value);
     }
-    add(Part::Body, m.body, scan.scan_body(m.body, content_encoding));
+    let mut body = scan.scan_body(m.body, content_encoding);
+    if content_encoding.is_none()
+        && header(m.headers, "content-type")
+            .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+    {
+        body.extend(positions(m.body, 0, dlp::positions::scan_params));
+    }
+    add(Part::Body, m.body, body);
+    out
+}
+
+/// A credential-position check's findings on `data`, their spans moved by `at`.
+fn positions(data: &[u8], at: usize, check: impl Fn(&[u8], &mut Vec<Finding>)) -> Vec<Finding> {
+    let mut found = Vec::new();
+    check(data, &mut found);
+    found.into_iter().map(|f| Finding { span: f.span.start + at..f.span.end + at, ..f }).collect()
+}
+
+/// What the agent sent in the `Authorization` and `Proxy-Authorization`
+/// headers the proxy strips: a credential there is an attempt, logged (the
+/// request goes on without it). Findings name rules, never values.
+pub fn stripped_credentials(scan: &Scanner, headers: &[(String, String)]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        if !name.eq_ignore_ascii_case("authorization") && !name.eq_ignore_ascii_case("proxy-authorization") {
+            continue;
+        }
+        out.extend(scan.scan(format!("{name}: {value}").as_bytes(), None));
+        dlp::positions::scan_header(name, value.as_bytes(), &mut out);
+    }
     out
 }
 

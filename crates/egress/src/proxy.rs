@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::ca::LeafIssuer;
 use crate::decision::{
     Block, Decision, Request, ResponseDecision, Safelist, Tokens, decide, decide_response, host_only, is_introspection,
+    stripped_credentials,
 };
 use crate::holds::{DEFAULT_HOLD, NoSink, Proposal, ProposalSink, TokenAllowProposal, Verdict};
 use crate::inbound::InboundCheck;
@@ -505,6 +506,16 @@ impl Proxy {
             body: &body,
             tls,
         };
+        // The agent's own credential headers are stripped; one holding a
+        // credential is an attempt, logged at every level (rules, never values).
+        let attempts = stripped_credentials(&policy.log_scanner, &request.headers);
+        if !attempts.is_empty() {
+            let mut rules: Vec<&str> = attempts.iter().map(|f| f.rule.as_str()).collect();
+            rules.dedup();
+            let path = target.split('?').next().unwrap_or("/");
+            let reason = format!("a credential in the agent's own Authorization header ({})", rules.join(", "));
+            self.log_line(0, "credential-attempt", &authority, parts.method.as_str(), path, None, Some(&reason));
+        }
         let decide_now = |safelist: &Safelist| {
             decide(&policy.file.table, &|r| &policy.scanners[&r.route.host], &self.tokens, safelist, &request)
         };

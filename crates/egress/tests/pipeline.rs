@@ -470,3 +470,81 @@ fn the_canary_is_refused_on_every_route_whatever_its_on_match() {
         ));
     }
 }
+
+/// A value no provider format matches, random enough to be a credential.
+const UNKNOWN_FORMAT: &str = "q8Zr2LwP0xVn5TgK7cYbM3";
+
+#[test]
+fn credential_shaped_values_in_credential_positions_are_findings() {
+    let f = fixture();
+    let query = format!("/v1/x?q=rust&api_key={UNKNOWN_FORMAT}");
+    let cookie = format!("theme=dark; sid={UNKNOWN_FORMAT}");
+    let form = format!("user=me&password={UNKNOWN_FORMAT}");
+    let form_headers = [("content-type", "application/x-www-form-urlencoded")];
+    for (what, r) in [
+        ("x-api-key", req("GET", "api.example.com", "/v1/x", &[("X-Api-Key", UNKNOWN_FORMAT)], b"")),
+        ("*-token header", req("GET", "api.example.com", "/v1/x", &[("X-Upload-Token", UNKNOWN_FORMAT)], b"")),
+        ("cookie", req("GET", "api.example.com", "/v1/x", &[("cookie", &cookie)], b"")),
+        ("query key", req("GET", "api.example.com", &query, &[], b"")),
+        ("form key", req("POST", "api.example.com", "/v1/x", &form_headers, form.as_bytes())),
+    ] {
+        let d = f.decide(&r);
+        let Decision::Block(b) = &d else { panic!("{what}: {d:?}") };
+        assert!(b.reason.contains(dlp::positions::RULE), "{what}: {}", b.reason);
+        assert!(!b.body().contains(UNKNOWN_FORMAT));
+    }
+    // What is not a credential goes through: the placeholder, ids, cursors,
+    // the client stack's own keys.
+    let ok_query = format!("/v1/x?page_token={UNKNOWN_FORMAT}&token={}", dlp::PLACEHOLDER);
+    for r in [
+        req("GET", "api.example.com", "/v1/x", &[("X-Api-Key", dlp::PLACEHOLDER)], b""),
+        req("GET", "api.example.com", "/v1/x", &[("Idempotency-Key", UNKNOWN_FORMAT)], b""),
+        req("GET", "api.example.com", "/v1/x", &[("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")], b""),
+        req("GET", "api.example.com", "/v1/x", &[("X-Request-Id", UNKNOWN_FORMAT)], b""),
+        req("GET", "api.example.com", &ok_query, &[], b""),
+        req("GET", "api.example.com", "/v1/x", &[("cookie", "theme=dark; lang=en-GB")], b""),
+    ] {
+        assert_eq!(code(&f.decide(&r)), "forward", "{:?}", r.headers);
+    }
+    // On a redact route the value is rewritten in place, the name kept.
+    let d = f.decide(&req("GET", "redact.example.com", "/", &[("x-api-key", UNKNOWN_FORMAT)], b""));
+    let Decision::Forward { headers, .. } = d else { panic!("{d:?}") };
+    assert_eq!(headers[0].0, "x-api-key");
+    assert!(headers[0].1.starts_with("[REDACTED:") && !headers[0].1.contains(UNKNOWN_FORMAT), "{:?}", headers[0]);
+}
+
+#[test]
+fn header_values_are_scanned_with_their_name_as_context() {
+    // A keyword rule that needs the name: `x-api-key: VALUE`.
+    let scanner = Scanner::new(
+        RuleSet::builtin().clone(),
+        KnownSecrets::new(),
+        ScanOptions { known_secrets: false, ..ScanOptions::default() },
+    );
+    let value = "Zx81Lm2Pz7Rk4Qw9Tv5Nb3Hc";
+    assert!(scanner.scan(value.as_bytes(), None).is_empty(), "the value alone matches nothing");
+    let f = fixture();
+    let d = decide(
+        &f.file.table,
+        &|_| &scanner,
+        &f.tokens,
+        &Safelist::default(),
+        &req("GET", "nofetch.example.com", "/", &[("x-api-key", value)], b""),
+    );
+    let Decision::Block(b) = &d else { panic!("{d:?}") };
+    assert!(b.reason.contains("generic-authorization-header"), "{}", b.reason);
+}
+
+#[test]
+fn a_credential_in_the_agents_own_authorization_is_an_attempt() {
+    let f = fixture();
+    let headers = |v: &str| vec![("Authorization".to_string(), v.to_string())];
+    let found = egress::decision::stripped_credentials(&f.scanner, &headers(&format!("Bearer {LEAKED}")));
+    assert!(found.iter().any(|x| x.rule == "github-pat"), "{found:?}");
+    let found = egress::decision::stripped_credentials(&f.scanner, &headers(&format!("Bearer {UNKNOWN_FORMAT}")));
+    assert!(found.iter().any(|x| x.rule == dlp::positions::RULE), "{found:?}");
+    assert!(egress::decision::stripped_credentials(&f.scanner, &headers("Bearer bot-bottle-placeholder")).is_empty());
+    // The request itself goes on, without it.
+    let d = f.decide(&req("GET", "api.example.com", "/v1/x", &[("Authorization", &format!("Bearer {LEAKED}"))], b""));
+    assert_eq!(code(&d), "forward");
+}
