@@ -36,8 +36,9 @@ pub const MAX_DEPTH: usize = 6;
 /// credential (16 base64 characters are 12 bytes).
 pub const MIN_RUN: usize = 16;
 
-/// A decoded run must reveal at least this many bytes to be kept.
-const MIN_DECODED: usize = 8;
+/// What a decoded run reveals is kept when it holds a run of printable
+/// text at least this long (binary noise almost never does: 0.37^12).
+const MIN_TEXT: usize = 12;
 
 /// The most bytes all views of one input may hold together.
 pub fn budget(input_len: usize) -> usize {
@@ -172,39 +173,64 @@ fn one_layer(data: &[u8], inflate_limit: usize) -> (Vec<(Encoding, Vec<u8>)>, bo
     }
     let runs = alphabet_runs(data);
     for run in join_wrapped(data, &runs.base64) {
-        if let Some(bytes) = decode_base64(&run) {
+        // Base64 of text mixes cases (or digits): a run of one case alone
+        // (a path, a snake_case name, a constant) is not worth decoding.
+        // Nor is a run of hex digits (a hash, a UUID): that is hex's.
+        let has = |f: fn(&u8) -> bool| run.iter().any(f);
+        if !run.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-')
+            && has(u8::is_ascii_lowercase)
+            && (has(u8::is_ascii_uppercase) || has(u8::is_ascii_digit))
+            && let Some(bytes) = decode_base64(&run)
+        {
             too_large |= push_revealed(&mut out, Encoding::Base64, bytes, inflate_limit);
         }
         // Base32 lives inside base64's alphabet: its runs are sub-runs.
-        for sub in sub_runs(&run, |c| c.is_ascii_alphabetic() || (b'2'..=b'7').contains(&c)) {
-            if let Some(bytes) = decode_base32(&run[sub]) {
+        for sub in runs_of(&run, B32, MIN_RUN) {
+            // Base32 is written in one case; camelCase names are not it.
+            let sub = &run[sub];
+            if sub.iter().any(u8::is_ascii_lowercase) && sub.iter().any(u8::is_ascii_uppercase) {
+                continue;
+            }
+            if let Some(bytes) = decode_base32(sub) {
                 too_large |= push_revealed(&mut out, Encoding::Base32, bytes, inflate_limit);
             }
         }
     }
     for run in &runs.hex {
-        if let Some(bytes) = decode_hex(&data[run.clone()]) {
-            too_large |= push_revealed(&mut out, Encoding::Hex, bytes, inflate_limit);
+        let run = &data[run.clone()];
+        let mut decode = |digits: &[u8]| {
+            if let Some(bytes) = decode_hex(digits) {
+                too_large |= push_revealed(&mut out, Encoding::Hex, bytes, inflate_limit);
+            }
+        };
+        match paired_hex_digits(run) {
+            Some(digits) => decode(&digits),
+            None => {
+                for sub in runs_of(run, DIGIT, MIN_RUN) {
+                    decode(&run[sub]);
+                }
+            }
         }
     }
     (out, too_large)
 }
 
-/// Keep what a run decoded to, inflated (up to `limit` bytes) when it is a
-/// compressed stream. `true`: the stream inflated to more than `limit`.
+/// Keep what a run decoded to: a compressed stream inflated (up to
+/// `limit` bytes), otherwise its text (see [`revealed_text`]). `true`: the
+/// stream inflated to more than `limit`.
 fn push_revealed(out: &mut Vec<(Encoding, Vec<u8>)>, encoding: Encoding, bytes: Vec<u8>, limit: usize) -> bool {
     let mut too_large = false;
     if let Some(coding) = compression_of(&bytes) {
         match normalize::decode(&bytes, coding, limit.min(normalize::DEFAULT_MAX_BYTES)) {
             Ok(inflated) => out.push((Encoding::Compressed, inflated)),
             Err(normalize::DecodeError::TooLarge { .. }) => too_large = true,
-            // Not a whole stream after all (or a raw tail): the bytes
-            // themselves are still a view.
+            // Not a whole stream after all (or a raw tail): its text, if
+            // any, is still a view.
             Err(_) => {}
         }
-        out.push((encoding, bytes));
-    } else if is_text(&bytes) {
-        out.push((encoding, bytes));
+    }
+    if let Some(text) = revealed_text(&bytes) {
+        out.push((encoding, text));
     }
     too_large
 }
@@ -219,27 +245,39 @@ fn compression_of(b: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// Whether decoded bytes read as text: mostly printable ASCII (a byte or two
-/// of alignment garbage at the ends allowed), or UTF-8 without controls.
-pub fn is_text(b: &[u8]) -> bool {
-    if b.len() < MIN_DECODED {
-        return false;
+/// The text decoded bytes reveal: all of them when they are text, else
+/// their runs of printable ASCII at least [`MIN_TEXT`] long, one per line
+/// (so binary put around a value does not hide it); `None` when there are
+/// none.
+fn revealed_text(b: &[u8]) -> Option<Vec<u8>> {
+    let runs = runs_of(b, PRINT, MIN_TEXT);
+    match runs.as_slice() {
+        [] => None,
+        [one] if one.len() == b.len() => Some(b.to_vec()),
+        many => {
+            let mut out = Vec::with_capacity(many.iter().map(|r| r.len() + 1).sum());
+            for r in many {
+                out.extend_from_slice(&b[r.clone()]);
+                out.push(b'\n');
+            }
+            Some(out)
+        }
     }
-    let printable = b.iter().filter(|&&c| (0x20..0x7f).contains(&c) || matches!(c, b'\n' | b'\r' | b'\t')).count();
-    if printable * 100 >= b.len() * 85 {
-        return true;
-    }
-    std::str::from_utf8(b).is_ok_and(|s| !s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')))
 }
 
 // ---------------------------------------------------------------- alphabets
 
 const B64: u8 = 1;
 const HEX: u8 = 2;
+const B32: u8 = 4;
+const PRINT: u8 = 8;
+const DIGIT: u8 = 16;
 
-/// Byte classes: `B64` for the union of both base64 alphabets, `HEX` for
+/// Byte classes: `B64` for the union of both base64 alphabets; `HEX` for
 /// hex digits and what may sit between hex bytes (`-`, `:`, space, comma,
-/// and the `x` and `\` of `\x` / `0x`).
+/// and the `x` and `\` of `\x` / `0x`); `B32` for base32's alphabet in
+/// either case; `PRINT` for printable ASCII and tab, CR, LF; `DIGIT` for
+/// hex digits alone.
 const CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;
@@ -251,13 +289,63 @@ const CLASS: [u8; 256] = {
         if b.is_ascii_hexdigit() || matches!(b, b'-' | b':' | b' ' | b',' | b'x' | b'X' | b'\\') {
             t[c] |= HEX;
         }
+        if b.is_ascii_alphabetic() || matches!(b, b'2'..=b'7') {
+            t[c] |= B32;
+        }
+        if b.is_ascii_hexdigit() {
+            t[c] |= DIGIT;
+        }
+        if matches!(b, 0x20..=0x7e | b'\t' | b'\n' | b'\r') {
+            t[c] |= PRINT;
+        }
         c += 1;
     }
     t
 };
 
-/// Hex with delimiters needs more characters for the same bytes.
-const MIN_HEX_RUN: usize = MIN_RUN;
+/// Whether decoded bytes hold text (see [`revealed_text`]).
+fn reveals_text(b: &[u8]) -> bool {
+    next_run_of(b, PRINT, MIN_TEXT, 0).is_some()
+}
+
+/// The maximal runs of bytes of `class` at least `min` long. Sublinear on
+/// text with short runs: a run that long must contain the byte `min - 1`
+/// ahead, so when that byte is outside the class the scan jumps past it.
+fn runs_of(data: &[u8], class: u8, min: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(run) = next_run_of(data, class, min, from) {
+        from = run.end + 1;
+        out.push(run);
+    }
+    out
+}
+
+/// The first run of [`runs_of`] starting at or after `from`.
+fn next_run_of(data: &[u8], class: u8, min: usize, from: usize) -> Option<Range<usize>> {
+    let inside = |i: usize| CLASS[data[i] as usize] & class != 0;
+    let mut i = from;
+    while i + min <= data.len() {
+        let probe = i + min - 1;
+        if !inside(probe) {
+            i = probe + 1;
+            continue;
+        }
+        let mut start = probe;
+        while start > i && inside(start - 1) {
+            start -= 1;
+        }
+        let mut end = probe + 1;
+        while end < data.len() && inside(end) {
+            end += 1;
+        }
+        if end - start >= min {
+            return Some(start..end);
+        }
+        i = end + 1;
+    }
+    None
+}
 
 #[derive(Debug, Default)]
 struct Runs {
@@ -265,47 +353,24 @@ struct Runs {
     hex: Vec<Range<usize>>,
 }
 
-/// Maximal runs of each class long enough to decode: one pass.
+/// Runs of each alphabet long enough to decode.
 fn alphabet_runs(data: &[u8]) -> Runs {
-    let mut runs = Runs::default();
-    let (mut b64, mut hex) = (0usize, 0usize);
-    for (i, &c) in data.iter().enumerate() {
-        let k = CLASS[c as usize];
-        if k & B64 == 0 {
-            if i - b64 >= MIN_RUN {
-                runs.base64.push(b64..i);
-            }
-            b64 = i + 1;
-        }
-        if k & HEX == 0 {
-            if i - hex >= MIN_HEX_RUN {
-                runs.hex.push(hex..i);
-            }
-            hex = i + 1;
-        }
-    }
-    if data.len().saturating_sub(b64) >= MIN_RUN {
-        runs.base64.push(b64..data.len());
-    }
-    if data.len().saturating_sub(hex) >= MIN_HEX_RUN {
-        runs.hex.push(hex..data.len());
-    }
-    runs
+    Runs { base64: runs_of(data, B64, MIN_RUN), hex: runs_of(data, HEX, MIN_RUN) }
 }
 
 /// Base64 wrapped across lines (MIME's 76, PEM's 64, or any width of at
 /// least 40): a run that long followed by a line break (or a JSON `\n`)
 /// goes on with the next line's run, whatever its length (the last line of
 /// a wrapped value is short).
-fn join_wrapped(data: &[u8], runs: &[Range<usize>]) -> Vec<Vec<u8>> {
+fn join_wrapped<'d>(data: &'d [u8], runs: &[Range<usize>]) -> Vec<std::borrow::Cow<'d, [u8]>> {
     const WIDTH: usize = 40;
-    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut out = Vec::new();
     let mut done = 0;
     for r in runs {
         if r.start < done {
             continue;
         }
-        let mut joined = data[r.clone()].to_vec();
+        let mut joined: std::borrow::Cow<'d, [u8]> = data[r.clone()].into();
         let (mut line, mut end) = (r.len(), r.end);
         while line >= WIDTH {
             let rest = &data[end..];
@@ -319,29 +384,11 @@ fn join_wrapped(data: &[u8], runs: &[Range<usize>]) -> Vec<Vec<u8>> {
             if line == 0 {
                 break;
             }
-            joined.extend_from_slice(&data[next..next + line]);
+            joined.to_mut().extend_from_slice(&data[next..next + line]);
             end = next + line;
         }
         done = end;
         out.push(joined);
-    }
-    out
-}
-
-/// Sub-runs of `run` whose bytes satisfy `inside`, at least [`MIN_RUN`] long.
-fn sub_runs(run: &[u8], inside: impl Fn(u8) -> bool) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for (i, &c) in run.iter().enumerate() {
-        if !inside(c) {
-            if i - start >= MIN_RUN {
-                out.push(start..i);
-            }
-            start = i + 1;
-        }
-    }
-    if run.len() - start >= MIN_RUN {
-        out.push(start..run.len());
     }
     out
 }
@@ -356,37 +403,96 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// Base64 in either alphabet (even mixed), at the first of the four
 /// alignments that reveals text or a compressed stream.
 fn decode_base64(run: &[u8]) -> Option<Vec<u8>> {
-    let norm: Vec<u8> = run
-        .iter()
-        .map(|&c| match c {
-            b'-' => b'+',
-            b'_' => b'/',
-            c => c,
-        })
-        .collect();
+    let norm: std::borrow::Cow<[u8]> = if run.iter().any(|c| matches!(c, b'-' | b'_')) {
+        run.iter()
+            .map(|&c| match c {
+                b'-' => b'+',
+                b'_' => b'/',
+                c => c,
+            })
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        run.into()
+    };
     for skip in 0..4 {
         let Some(s) = norm.get(skip..) else { break };
         let s = if s.len() % 4 == 1 { &s[..s.len() - 1] } else { s };
         if s.len() < MIN_RUN - 3 {
             break;
         }
+        // Decoded only when the characters can hold text or a compressed
+        // stream: random ids and names are rejected without decoding.
+        if !b64_may_hold_text(s) && !b64_starts_compressed(s) {
+            continue;
+        }
         let Ok(bytes) = LENIENT.decode(s) else { continue };
-        if compression_of(&bytes).is_some() || is_text(&bytes) {
+        if compression_of(&bytes).is_some() || reveals_text(&bytes) {
             return Some(bytes);
         }
     }
     None
 }
 
+/// A base64 character's value (either alphabet).
+fn b64_value(c: u8) -> u8 {
+    match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' | b'-' => 62,
+        _ => 63,
+    }
+}
+
+/// Whether base64 characters, read from their start, can hold a run of
+/// printable text: three groups in a row each of whose bytes is in
+/// 0x20..0x7f (the sublinear probe of [`next_run_of`], on groups).
+fn b64_may_hold_text(s: &[u8]) -> bool {
+    const GROUPS: usize = 3;
+    let groups = s.len() / 4;
+    let printable = |g: usize| {
+        let (c0, c1, c2) = (b64_value(s[4 * g]), b64_value(s[4 * g + 1]), b64_value(s[4 * g + 2]));
+        (8..32).contains(&c0) && (2..8).contains(&(c1 & 15)) && (c2 & 3) <= 1
+    };
+    let mut i = 0;
+    while i + GROUPS <= groups {
+        let probe = i + GROUPS - 1;
+        if !printable(probe) {
+            i = probe + 1;
+            continue;
+        }
+        let mut start = probe;
+        while start > i && printable(start - 1) {
+            start -= 1;
+        }
+        let mut end = probe + 1;
+        while end < groups && printable(end) {
+            end += 1;
+        }
+        if end - start >= GROUPS {
+            return true;
+        }
+        i = end + 1;
+    }
+    false
+}
+
+/// gzip (`H4sI`), zlib (`eA`, `eF`, `eJ`, `eN`) or zstd (`KLUv`) in base64.
+fn b64_starts_compressed(s: &[u8]) -> bool {
+    s.starts_with(b"H4sI") || s.starts_with(b"KLUv") || matches!(s, [b'e', b'A' | b'F' | b'J' | b'N', ..])
+}
+
 /// RFC 4648 base32 (either case, padding ignored), at the first of the
 /// eight alignments that reveals text.
 fn decode_base32(run: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(run.len() * 5 / 8);
     for skip in 0..8 {
         let s = run.get(skip..)?;
         if s.len() < MIN_RUN {
             return None;
         }
-        let mut out = Vec::with_capacity(s.len() * 5 / 8);
+        out.clear();
         let (mut acc, mut bits) = (0u64, 0u32);
         for &c in s {
             let v = match c.to_ascii_uppercase() {
@@ -402,42 +508,95 @@ fn decode_base32(run: &[u8]) -> Option<Vec<u8>> {
                 acc &= (1 << bits) - 1;
             }
         }
-        if compression_of(&out).is_some() || is_text(&out) {
+        if compression_of(&out).is_some() || reveals_text(&out) {
             return Some(out);
         }
     }
     None
 }
 
-/// Hex digits with any of the delimiters and prefixes between bytes
-/// removed, at either alignment.
-fn decode_hex(run: &[u8]) -> Option<Vec<u8>> {
+/// Hex byte pairs with a delimiter or prefix between each (`41 42`,
+/// `41:42`, `41-42`, `\x41\x42`, `0x41, 0x42`) as their digits; `None` as
+/// soon as a group is not a pair (a UUID, a hash followed by a space).
+fn paired_hex_digits(run: &[u8]) -> Option<Vec<u8>> {
     let mut digits = Vec::with_capacity(run.len());
     let mut i = 0;
     while i < run.len() {
         match run[i] {
-            b'\\' if matches!(run.get(i + 1), Some(b'x' | b'X')) => i += 2,
-            b'0' if matches!(run.get(i + 1), Some(b'x' | b'X')) => i += 2,
+            b'\\' | b'0' if matches!(run.get(i + 1), Some(b'x' | b'X')) => i += 2,
             b'-' | b':' | b' ' | b',' => i += 1,
-            c if c.is_ascii_hexdigit() => {
-                digits.push(c);
-                i += 1;
+            _ => {
+                let pair = run.get(i..i + 2).filter(|p| p.iter().all(u8::is_ascii_hexdigit))?;
+                if run.get(i + 2).is_some_and(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                digits.extend_from_slice(pair);
+                i += 2;
             }
-            // A stray `x` or `\`: not a hex encoding.
-            _ => return None,
         }
     }
+    Some(digits)
+}
+
+/// Hex digits (an even or odd count) decoded at the first of the two
+/// alignments that can hold text or a compressed stream.
+fn decode_hex(digits: &[u8]) -> Option<Vec<u8>> {
     if digits.len() < MIN_RUN {
         return None;
     }
-    let nibble = |c: u8| (c as char).to_digit(16).map_or(0, |d| d as u8);
     for skip in 0..2 {
-        let bytes: Vec<u8> = digits[skip..].chunks_exact(2).map(|p| nibble(p[0]) << 4 | nibble(p[1])).collect();
-        if compression_of(&bytes).is_some() || is_text(&bytes) {
-            return Some(bytes);
+        let d = &digits[skip..];
+        // Decoded only when the digits can hold text or a compressed
+        // stream: a hash or an id is rejected without decoding.
+        if !hex_may_hold_text(d) && !hex_starts_compressed(d) {
+            continue;
         }
+        return Some(d.chunks_exact(2).map(|p| (nibble(p[0]) << 4) | nibble(p[1])).collect());
     }
     None
+}
+
+fn nibble(c: u8) -> u8 {
+    (c as char).to_digit(16).map_or(0, |d| d as u8)
+}
+
+/// Whether hex digit pairs hold a run of [`MIN_TEXT`] printable bytes
+/// (their high digit 2–7, or tab, LF, CR): the sublinear probe of
+/// [`next_run_of`], on pairs.
+fn hex_may_hold_text(d: &[u8]) -> bool {
+    let pairs = d.len() / 2;
+    let printable = |p: usize| {
+        let (h, l) = (d[2 * p], d[2 * p + 1].to_ascii_lowercase());
+        matches!(h, b'2'..=b'7') || (h == b'0' && matches!(l, b'9' | b'a' | b'd'))
+    };
+    let mut i = 0;
+    while i + MIN_TEXT <= pairs {
+        let probe = i + MIN_TEXT - 1;
+        if !printable(probe) {
+            i = probe + 1;
+            continue;
+        }
+        let mut start = probe;
+        while start > i && printable(start - 1) {
+            start -= 1;
+        }
+        let mut end = probe + 1;
+        while end < pairs && printable(end) {
+            end += 1;
+        }
+        if end - start >= MIN_TEXT {
+            return true;
+        }
+        i = end + 1;
+    }
+    false
+}
+
+fn hex_starts_compressed(d: &[u8]) -> bool {
+    let head: Vec<u8> = d.iter().take(8).map(u8::to_ascii_lowercase).collect();
+    head.starts_with(b"1f8b08")
+        || head.starts_with(b"28b52ffd")
+        || (head.starts_with(b"78") && ["01", "5e", "9c", "da"].iter().any(|m| head[2..].starts_with(m.as_bytes())))
 }
 
 // ------------------------------------------------------- in-place escapes
@@ -446,7 +605,7 @@ fn decode_hex(run: &[u8]) -> Option<Vec<u8>> {
 fn next_html_entity(data: &[u8], from: usize) -> Option<usize> {
     memchr::memchr_iter(b'&', &data[from.min(data.len())..])
         .map(|i| from + i)
-        .find(|&i| data.get(i + 1).is_some_and(|&c| c == b'#' || c.is_ascii_alphabetic()))
+        .find(|&i| html_entity(&data[i + 1..]).is_some())
 }
 
 /// Named entities for the characters credentials and URLs are made of.
@@ -534,9 +693,14 @@ fn html_entity(rest: &[u8]) -> Option<(char, usize)> {
 
 /// The next `\u` or `\x` escape.
 fn next_js_escape(data: &[u8], from: usize) -> Option<usize> {
-    memchr::memchr_iter(b'\\', &data[from.min(data.len())..])
-        .map(|i| from + i)
-        .find(|&i| matches!(data.get(i + 1), Some(b'u' | b'x')))
+    memchr::memchr_iter(b'\\', &data[from.min(data.len())..]).map(|i| from + i).find(|&i| match data.get(i + 1) {
+        Some(b'u') => {
+            data.get(i + 2..i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+                || data.get(i + 2) == Some(&b'{')
+        }
+        Some(b'x') => data.get(i + 2..i + 4).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
+        _ => false,
+    })
 }
 
 /// JS/JSON string escapes undone: `\uXXXX` (surrogate pairs joined),
@@ -621,13 +785,34 @@ pub fn js_escapes_decoded(data: &[u8]) -> Option<Vec<u8>> {
     changed.then_some(out)
 }
 
-/// The next `=XX` or soft line break.
+/// The next soft line break, or pair of quoted-printable escapes (`=` and
+/// two upper-case hex digits naming a printable character, twice: one
+/// alone is `id=45` in a query string far more often than an encoding; a
+/// value with one escaped character is still found by its registered
+/// fragments).
 fn next_qp_escape(data: &[u8], from: usize) -> Option<usize> {
+    let escape = |i: usize| -> Option<u8> {
+        match data.get(i..i + 3) {
+            Some([b'=', h, l]) if is_upper_hex(*h) && is_upper_hex(*l) => {
+                let v = (hex_value(*h) << 4) | hex_value(*l);
+                (0x20..0x7f).contains(&v).then_some(v)
+            }
+            _ => None,
+        }
+    };
     memchr::memchr_iter(b'=', &data[from.min(data.len())..]).map(|i| from + i).find(|&i| {
-        matches!(data.get(i + 1..i + 3), Some([a, b]) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit())
-            || matches!(data.get(i + 1), Some(b'\n'))
+        matches!(data.get(i + 1), Some(b'\n'))
             || data.get(i + 1..i + 3) == Some(b"\r\n")
+            || (escape(i).is_some() && escape(i + 3).is_some())
     })
+}
+
+fn is_upper_hex(c: u8) -> bool {
+    c.is_ascii_digit() || (b'A'..=b'F').contains(&c)
+}
+
+fn hex_value(c: u8) -> u8 {
+    (c as char).to_digit(16).map_or(0, |d| d as u8)
 }
 
 /// Quoted-printable undone: `=XX` escapes (either case) and soft line
@@ -702,6 +887,11 @@ mod tests {
             format!("x={}", STANDARD.encode(t)),
             format!("x={}", URL_SAFE_NO_PAD.encode(format!("id:{TOKEN}"))),
             format!("q=z{}", STANDARD.encode(t)), // misaligned by one
+            // Binary around the value does not hide it.
+            format!(
+                "x={}",
+                STANDARD.encode([&[0x93u8, 0x01, 0xfe, 0x7f, 0x00, 0xc4, 0x8a][..], t, &[0xff, 0x00]].concat())
+            ),
             format!("label.{}.example.com", b32(t).to_lowercase()),
             format!("x={}", hex(t)),
             format!("x={}", hex(t).to_uppercase()),
@@ -794,5 +984,55 @@ mod tests {
         );
         assert_eq!(quoted_printable_decoded(b"a=3Db=\nc=\r\nd==x"), Some(b"a=bcd==x".to_vec()));
         assert_eq!(js_escapes_decoded(b"\\u12"), None);
+    }
+}
+
+/// A diagnostic, not a test: what views the negative corpus makes and how
+/// long they take, per file (`cargo test --release -p bot-bottle-dlp --lib
+/// stats -- --ignored --nocapture`; `SHOW=<file part>` prints the views).
+#[cfg(test)]
+mod stats {
+    #[test]
+    #[ignore]
+    fn view_bytes_on_the_negative_corpus() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/negatives");
+        let mut by: std::collections::HashMap<String, (usize, usize)> = Default::default();
+        let mut input = 0;
+        let mut all = std::time::Duration::ZERO;
+        for e in std::fs::read_dir(root).unwrap().flatten() {
+            let data = std::fs::read(e.path()).unwrap();
+            input += data.len();
+            let mut el = std::time::Duration::MAX;
+            for _ in 0..20 {
+                let t = std::time::Instant::now();
+                std::hint::black_box(super::decoded_views(&data));
+                el = el.min(t.elapsed());
+            }
+            let v = super::decoded_views(&data);
+            all += el;
+            let total: usize = v.views.iter().map(|v| v.bytes.len()).sum();
+            println!("{:?}: {} bytes, views {} bytes in {:?}", e.file_name(), data.len(), total, el);
+            if std::env::var("SHOW").is_ok_and(|f| e.file_name().to_string_lossy().contains(&f)) {
+                for view in &v.views {
+                    println!(
+                        "  {:?} {:?}",
+                        view.chain,
+                        String::from_utf8_lossy(&view.bytes[..view.bytes.len().min(120)])
+                    );
+                }
+            }
+            for view in v.views {
+                let k: Vec<&str> = view.chain.iter().map(|e| e.as_str()).collect();
+                let s = by.entry(k.join(">")).or_default();
+                s.0 += 1;
+                s.1 += view.bytes.len();
+            }
+        }
+        println!("input {input}, views {:?} in all, {:.0} MB/s", all, input as f64 / all.as_secs_f64() / 1e6);
+        let mut v: Vec<_> = by.into_iter().collect();
+        v.sort_by_key(|x| std::cmp::Reverse(x.1.1));
+        for (k, (n, b)) in v.iter().take(20) {
+            println!("{k}: {n} views, {b} bytes");
+        }
     }
 }
