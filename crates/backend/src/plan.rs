@@ -163,6 +163,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
             dlp: manifest::Dlp::default(),
             git: manifest::GitPolicy::default(),
             ports: Vec::new(),
+            allow_private: false,
         },
         auth: Some((p.auth_scheme, source)),
         on_match: OnMatch::Redact,

@@ -107,6 +107,7 @@ fn route_file(dir: &Path) -> PathBuf {
         git: Default::default(),
         // The test upstream listens on a port picked at run time.
         ports: vec![manifest::PortRange { first: 1024, last: 65535 }],
+        allow_private: false,
     });
     let path = dir.join("routes.json");
     std::fs::write(&path, egress::render(&[spec], 1).text).unwrap();

@@ -195,7 +195,16 @@ pub fn decide<'s>(
     let content_encoding = header(&headers, "content-encoding").map(str::to_string);
     let message =
         Message { method: req.method, host: req.host, target: &path_and_query, headers: &headers, body: &body };
-    let findings = scan_parts(scan, safelist, &message, content_encoding.as_deref());
+    let mut findings = scan_parts(scan, safelist, &message, content_encoding.as_deref());
+    // On a wildcard route the agent writes the labels under it.
+    if let Some(added) = crate::host_labels::added_labels(host_only(req.host), &route.route.host) {
+        findings.extend(
+            crate::host_labels::label_findings(host_only(req.host), added)
+                .into_iter()
+                .filter(|f| counts(f, req.host.as_bytes(), safelist, req.host))
+                .map(|f| (Part::Host, f)),
+        );
+    }
     // The canary is exfiltration beyond doubt: refused whatever the route
     // says, never held for the operator or redacted and let through.
     if findings.iter().any(|(_, f)| f.rule == dlp::Canary::NAME) {

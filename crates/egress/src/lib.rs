@@ -12,7 +12,9 @@
 pub mod ca;
 pub mod decision;
 pub mod holds;
+pub mod host_labels;
 pub mod inbound;
+pub mod inward;
 pub mod proxy;
 pub mod relayed;
 pub mod route_file;

@@ -31,6 +31,7 @@ use crate::decision::{
     stripped_credentials,
 };
 use crate::holds::{DEFAULT_HOLD, NoSink, Proposal, ProposalSink, TokenAllowProposal, Verdict};
+use crate::host_labels::{MAX_DISTINCT_PER_MINUTE, SubdomainRate, added_labels};
 use crate::inbound::InboundCheck;
 use crate::relayed::{self, RelayedBody};
 use crate::route_file::RouteFile;
@@ -38,7 +39,10 @@ use crate::route_file::RouteFile;
 mod websocket;
 
 type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-type Upstream = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+type Upstream = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector<crate::inward::InwardGuard>>,
+    Full<Bytes>,
+>;
 
 /// Largest request body scanned (larger is refused, never passed unscanned).
 pub const MAX_REQUEST_BODY: usize = dlp::DEFAULT_MAX_BYTES;
@@ -112,7 +116,8 @@ impl Policy {
 
 /// Everything the proxy needs, shared by all connections.
 pub struct Proxy {
-    policy: std::sync::RwLock<Arc<Policy>>,
+    /// Shared with the connector's resolver (which routes allow inward addresses).
+    policy: Arc<std::sync::RwLock<Arc<Policy>>>,
     known: Arc<KnownSecrets>,
     tokens: Tokens,
     safelist: std::sync::RwLock<Safelist>,
@@ -120,6 +125,10 @@ pub struct Proxy {
     hold_timeout: Duration,
     /// Open client connections (a permit each).
     connections: Arc<tokio::sync::Semaphore>,
+    /// Distinct names asked for under each wildcard route, per minute.
+    subdomains: std::sync::Mutex<SubdomainRate>,
+    /// Names that may resolve anywhere: what the hosts file maps.
+    hosts_file: crate::inward::HostsFileNames,
     timeouts: Timeouts,
     /// Upstream TLS, also for upgraded connections.
     tls: Arc<rustls::ClientConfig>,
@@ -160,7 +169,7 @@ impl Proxy {
     ) -> Result<Proxy, ProxyError> {
         let known = Arc::new(known);
         missing_slots(&file, &tokens)?;
-        let policy = std::sync::RwLock::new(Arc::new(Policy::new(file, &known, &tokens)));
+        let policy = Arc::new(std::sync::RwLock::new(Arc::new(Policy::new(file, &known, &tokens))));
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
@@ -178,12 +187,24 @@ impl Proxy {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let tls = Arc::new(tls);
+        let hosts_file: crate::inward::HostsFileNames = Arc::new(std::sync::RwLock::new(
+            crate::inward::hosts_file_names(&std::fs::read_to_string("/etc/hosts").unwrap_or_default()),
+        ));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls).clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector({
-                let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+                // Names resolve to the internet only, unless their route or
+                // the hosts file says otherwise.
+                let routes = policy.clone();
+                let may: crate::inward::MayResolveInward = Arc::new(move |host: &str| {
+                    let policy = routes.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                    policy.file.table.lookup(host).is_some_and(|r| r.route.allow_private)
+                });
+                let mut http = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
+                    crate::inward::InwardGuard::new(hosts_file.clone(), may),
+                );
                 // Small writes (TLS records, request heads) must not wait for ACKs.
                 http.set_nodelay(true);
                 http.enforce_http(false);
@@ -202,11 +223,21 @@ impl Proxy {
             sink: Arc::new(NoSink),
             hold_timeout: DEFAULT_HOLD,
             connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            subdomains: Default::default(),
+            hosts_file,
             timeouts: Timeouts::default(),
             tls,
             issuer,
             client,
         })
+    }
+
+    /// Replace the names that may resolve to any address (by default, the
+    /// names `/etc/hosts` maps) with those `text`, a hosts file, maps.
+    pub fn with_hosts_file(self, text: &str) -> Proxy {
+        *self.hosts_file.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            crate::inward::hosts_file_names(text);
+        self
     }
 
     /// Replace the phase timeouts.
@@ -506,6 +537,27 @@ impl Proxy {
             body: &body,
             tls,
         };
+        // Many distinct names under one wildcard in a minute: names as a
+        // channel, one request at a time.
+        let host = host_only(&authority);
+        if let Some(route) = policy.file.table.lookup(host)
+            && let Some(added) = added_labels(host, &route.route.host)
+        {
+            let parent = route.route.host.trim_start_matches("*.");
+            let distinct = self.subdomains.lock().unwrap_or_else(std::sync::PoisonError::into_inner).observe(
+                parent,
+                &host[added],
+                std::time::Instant::now(),
+            );
+            if distinct > MAX_DISTINCT_PER_MINUTE {
+                return block(&Block {
+                    code: "dlp",
+                    reason: format!(
+                        "more than {MAX_DISTINCT_PER_MINUTE} distinct names under {parent} in a minute (host-label-rate)"
+                    ),
+                });
+            }
+        }
         // The agent's own credential headers are stripped; one holding a
         // credential is an attempt, logged at every level (rules, never values).
         let attempts = stripped_credentials(&policy.log_scanner, &request.headers);

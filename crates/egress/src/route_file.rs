@@ -328,6 +328,7 @@ mod tests {
                 dlp: Dlp { outbound_on_match: Some(OnMatch::Redact), ..Dlp::default() },
                 git: GitPolicy { fetch: true },
                 ports: vec![],
+                allow_private: false,
             },
             auth: token.map(|t| (AuthScheme::Bearer, t.to_string())),
             on_match: OnMatch::Redact,

@@ -210,6 +210,7 @@ mod tests {
             dlp: Dlp::default(),
             git: GitPolicy::default(),
             ports: vec![],
+            allow_private: false,
         };
         TableRoute::new(r, None, OnMatch::Block, false).unwrap()
     }

@@ -23,6 +23,7 @@ fn route(host: &str, on_match: OnMatch) -> Route {
         dlp: Dlp { outbound_on_match: Some(on_match), ..Dlp::default() },
         git: GitPolicy::default(),
         ports: vec![],
+        allow_private: false,
     }
 }
 
@@ -547,4 +548,24 @@ fn a_credential_in_the_agents_own_authorization_is_an_attempt() {
     // The request itself goes on, without it.
     let d = f.decide(&req("GET", "api.example.com", "/v1/x", &[("Authorization", &format!("Bearer {LEAKED}"))], b""));
     assert_eq!(code(&d), "forward");
+}
+
+#[test]
+fn labels_a_request_adds_under_a_wildcard_route_are_judged() {
+    let f = fixture();
+    // Encoded data in a label under `*.leak.example.com`: a finding under the
+    // route's on_match (redact cannot rewrite a host: refused).
+    for host in [
+        "m5ihaxzsgz2hcwzsozmdq3jrmjrvqmlq.leak.example.com",
+        "a.b.c.d.e.leak.example.com",
+        "676870f5236747471b32765a386d42.x.leak.example.com",
+    ] {
+        let d = f.decide(&req("GET", host, "/", &[], b""));
+        let Decision::Block(b) = &d else { panic!("{host}: {d:?}") };
+        assert!(b.reason.contains("host-label"), "{host}: {}", b.reason);
+    }
+    // Ordinary names under it go through.
+    for host in ["www.leak.example.com", "eu-west-1.api.leak.example.com"] {
+        assert_eq!(code(&f.decide(&req("GET", host, "/", &[], b""))), "forward", "{host}");
+    }
 }

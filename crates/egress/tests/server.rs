@@ -74,6 +74,10 @@ async fn upstream() -> (u16, Arc<AtomicUsize>) {
 
 /// A proxy routing `localhost` with `on_match`, watching for `SECRET`.
 fn localhost_proxy(on_match: OnMatch) -> Proxy {
+    localhost_proxy_with(on_match, false)
+}
+
+fn localhost_proxy_with(on_match: OnMatch, allow_private: bool) -> Proxy {
     let route = Route {
         host: "localhost".into(),
         auth: None,
@@ -82,6 +86,7 @@ fn localhost_proxy(on_match: OnMatch) -> Proxy {
         git: GitPolicy::default(),
         // The test upstreams listen on ports picked at run time.
         ports: vec![manifest::PortRange { first: 1, last: 65535 }],
+        allow_private,
     };
     let file = load(&render(&[RouteSpec::from_manifest(&route)], 0).text).unwrap();
     let mut known = KnownSecrets::new();
@@ -360,4 +365,22 @@ async fn a_close_delimited_stream_is_relayed_complete() {
     let out = exchange(&addr, port).await.expect("the proxy kept the stream open");
     assert!(out.contains("data: two"), "{out}");
     assert!(out.ends_with("0\r\n\r\n"), "a complete stream looked cut: {out}");
+}
+
+#[tokio::test]
+async fn a_routed_name_that_resolves_inward_is_refused_unless_the_route_allows_it() {
+    let (port, hits) = upstream().await;
+    // `localhost` resolves to loopback. Mapped by the hosts file (as the
+    // sidecar's `BOT_BOTTLE_SIDECAR_HOSTS` names are), it may: the default.
+    let p = listen(localhost_proxy(OnMatch::Block)).await;
+    assert_eq!(get(&p, port, "q=1").await, "HTTP/1.1 200 OK -");
+    // Not mapped there: refused before any connection.
+    let p = listen(localhost_proxy(OnMatch::Block).with_hosts_file("")).await;
+    let before = hits.load(Ordering::SeqCst);
+    let status = get(&p, port, "q=1").await;
+    assert!(status.starts_with("HTTP/1.1 502"), "{status}");
+    assert_eq!(hits.load(Ordering::SeqCst), before, "the upstream was reached");
+    // The route says it means it.
+    let p = listen(localhost_proxy_with(OnMatch::Block, true).with_hosts_file("")).await;
+    assert_eq!(get(&p, port, "q=1").await, "HTTP/1.1 200 OK -");
 }

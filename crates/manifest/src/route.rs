@@ -22,6 +22,11 @@ pub struct Route {
     /// The ports a request may go to; empty means [`DEFAULT_PORT`] only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortRange>,
+    /// Whether the host may resolve to a loopback, private or link-local
+    /// address (off: such an address is refused, so a routed name that
+    /// resolves inward is not a way in).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private: bool,
 }
 
 /// The port a route allows when it names none: HTTPS.
@@ -216,7 +221,7 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
     let entries = ctx.keyed(
         key,
         node,
-        &["host", "auth", "matches", "dlp", "git", "ports"],
+        &["host", "auth", "matches", "dlp", "git", "ports", "allow_private"],
         &[(
             "role",
             "routes have no `role`; the provider's own API route is added from `agent_provider`, so delete this key",
@@ -233,6 +238,7 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
         dlp: Dlp::default(),
         git: GitPolicy::default(),
         ports: Vec::new(),
+        allow_private: false,
     };
     for (k, v) in entries {
         let path = join(key, k);
@@ -245,6 +251,7 @@ fn parse_route(ctx: &Ctx, key: &str, node: &Node) -> Result<Route, ManifestError
                 }
             }
             "dlp" => route.dlp = parse_dlp(ctx, &path, v)?,
+            "allow_private" => route.allow_private = ctx.bool(&path, v)?,
             "ports" => {
                 for (i, p) in ctx.list(&path, v)?.iter().enumerate() {
                     let at = format!("{path}[{i}]");

@@ -18,6 +18,7 @@ fn route() -> impl Strategy<Value = Route> {
         dlp: Dlp::default(),
         git: GitPolicy { fetch },
         ports: vec![],
+        allow_private: false,
     })
 }
 

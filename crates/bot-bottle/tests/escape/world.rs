@@ -193,6 +193,8 @@ egress:
       dlp: {{outbound_on_match: supervise}}
     - host: open.demo.test
       dlp: {{outbound_detectors: []}}
+    # A wildcard: the labels under it are the agent's to choose.
+    - host: "*.files.demo.test"
 {collector_route}---
 The bottle the sandbox-escape suite attacks.
 "#,
