@@ -195,6 +195,7 @@ egress:
       dlp: {{outbound_detectors: []}}
     # A wildcard: the labels under it are the agent's to choose.
     - host: "*.files.demo.test"
+      dlp: {{outbound_on_match: block}}
 {collector_route}---
 The bottle the sandbox-escape suite attacks.
 "#,
