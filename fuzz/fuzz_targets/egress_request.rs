@@ -19,7 +19,7 @@ fn setup() -> &'static (tokio::runtime::Runtime, Arc<Proxy>) {
     static SETUP: OnceLock<(tokio::runtime::Runtime, Arc<Proxy>)> = OnceLock::new();
     SETUP.get_or_init(|| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let route = Route { host: "localhost".into(), auth: None, matches: vec![], dlp: Dlp::default(), git: GitPolicy::default(), ports: vec![] };
+        let route = Route { host: "localhost".into(), auth: None, matches: vec![], dlp: Dlp::default(), git: GitPolicy::default(), ports: vec![], allow_private: false };
         let spec = RouteSpec { route, auth: None, on_match: OnMatch::Block, provider: false };
         let file = load(&render(&[spec], 0).text).unwrap();
         let ca = BottleCa::mint("fuzz").unwrap();

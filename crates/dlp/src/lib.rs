@@ -24,6 +24,7 @@ mod views;
 
 pub use entropy::shannon;
 pub use finding::{Detector, Finding, Severity, View, mask, redact};
+pub use injection::{COMBINATION, HIDDEN, MARKER, cuts_stream, defuse, must_block};
 pub use keywords::KeywordDfa;
 pub use known_secrets::{Canary, KnownSecrets};
 pub use normalize::{CONTENT_CODINGS, DEFAULT_MAX_BYTES, DecodeError, decode, normalized, percent_decoded};

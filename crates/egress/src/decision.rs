@@ -567,6 +567,12 @@ pub enum ResponseDecision {
     Pass,
     /// Forward, and log these medium-confidence findings.
     Warn(Vec<Finding>),
+    /// Forward this body instead (the decoded body with each injection
+    /// replaced by [`dlp::MARKER`]), and log the findings.
+    Defuse {
+        body: Vec<u8>,
+        findings: Vec<Finding>,
+    },
     /// Replace the response with this block.
     Block(Block),
 }
@@ -582,17 +588,28 @@ pub fn checks_response(route: &TableRoute, content_type: Option<&str>) -> bool {
     text_like && route.route.dlp.inbound_detectors.iter().any(|d| d == "injection")
 }
 
-/// Run the route's inbound detectors on a text-like response body.
+/// Run the route's inbound detectors on a text-like response body (decoded):
+/// a combination of injection families or hidden instructions refuses it;
+/// other findings follow the route's `inbound_on_match` (`redact`, the
+/// default: defused in place; `block`: refused).
 pub fn decide_response(route: &TableRoute, content_type: Option<&str>, body: &[u8]) -> ResponseDecision {
     if !checks_response(route, content_type) {
         return ResponseDecision::Pass;
     }
     let findings = dlp::scan_inbound(body);
+    let refuse = |f: &Finding| {
+        ResponseDecision::Block(Block::new("injection", format!("prompt injection in the response ({})", f.rule)))
+    };
+    if dlp::must_block(&findings)
+        && let Some(f) = findings.iter().find(|f| f.rule == dlp::COMBINATION || f.rule == dlp::HIDDEN)
+    {
+        return refuse(f);
+    }
     if let Some(high) = findings.iter().find(|f| f.severity == Severity::Block) {
-        return ResponseDecision::Block(Block::new(
-            "injection",
-            format!("prompt injection in the response ({})", high.rule),
-        ));
+        return match route.route.dlp.inbound_policy() {
+            OnMatch::Block | OnMatch::Supervise => refuse(high),
+            OnMatch::Redact => ResponseDecision::Defuse { body: dlp::defuse(body, &findings), findings },
+        };
     }
     if findings.is_empty() { ResponseDecision::Pass } else { ResponseDecision::Warn(findings) }
 }

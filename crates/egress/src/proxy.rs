@@ -820,6 +820,16 @@ impl Proxy {
                 }
                 Response::from_parts(parts, full(bytes))
             }
+            ResponseDecision::Defuse { body, findings } => {
+                for f in &findings {
+                    self.log_line(1, "defused", authority, method, path, None, Some(&f.rule));
+                }
+                // The decoded body, defused: no coding, its own length.
+                let mut parts = parts;
+                parts.headers.remove(hyper::header::CONTENT_ENCODING);
+                parts.headers.insert(hyper::header::CONTENT_LENGTH, body.len().into());
+                Response::from_parts(parts, full(body))
+            }
             ResponseDecision::Pass => Response::from_parts(parts, full(bytes)),
         }
     }

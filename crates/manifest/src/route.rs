@@ -146,6 +146,19 @@ pub struct Dlp {
     /// provider routes `redact`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outbound_on_match: Option<OnMatch>,
+    /// What an injection finding in a response does: `Redact` (the default:
+    /// the span is replaced by a marker and the page goes through) or
+    /// `Block` (the response is refused). Combinations of injection families
+    /// and hidden instructions refuse the response either way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbound_on_match: Option<OnMatch>,
+}
+
+impl Dlp {
+    /// The inbound policy, its default applied.
+    pub fn inbound_policy(&self) -> OnMatch {
+        self.inbound_on_match.unwrap_or(OnMatch::Redact)
+    }
 }
 
 impl Default for Dlp {
@@ -154,6 +167,7 @@ impl Default for Dlp {
             outbound_detectors: DEFAULT_OUTBOUND.iter().map(|s| s.to_string()).collect(),
             inbound_detectors: DEFAULT_INBOUND.iter().map(|s| s.to_string()).collect(),
             outbound_on_match: None,
+            inbound_on_match: None,
         }
     }
 }
@@ -448,7 +462,12 @@ fn parse_path_match(ctx: &Ctx, key: &str, node: &Node) -> Result<PathMatch, Mani
 }
 
 fn parse_dlp(ctx: &Ctx, key: &str, node: &Node) -> Result<Dlp, ManifestError> {
-    let entries = ctx.keyed(key, node, &["outbound_detectors", "inbound_detectors", "outbound_on_match"], &[])?;
+    let entries = ctx.keyed(
+        key,
+        node,
+        &["outbound_detectors", "inbound_detectors", "outbound_on_match", "inbound_on_match"],
+        &[],
+    )?;
     let mut dlp = Dlp::default();
     for (k, v) in entries {
         let path = join(key, k);
@@ -462,6 +481,10 @@ fn parse_dlp(ctx: &Ctx, key: &str, node: &Node) -> Result<Dlp, ManifestError> {
                     (&["block"], OnMatch::Block),
                 ];
                 dlp.outbound_on_match = Some(ctx.choice(&path, v, &options)?);
+            }
+            "inbound_on_match" => {
+                let options = [(&["redact"][..], OnMatch::Redact), (&["block"], OnMatch::Block)];
+                dlp.inbound_on_match = Some(ctx.choice(&path, v, &options)?);
             }
             _ => unreachable!("check_keys admitted only known keys"),
         }

