@@ -183,7 +183,7 @@ fn preflight_shows_origins_and_never_values() {
     assert!(out.contains("widgets → git.example.com"), "{out}");
     assert!(out.contains("email from agent reviewer"), "{out}");
     // The provider route owns api.anthropic.com and redacts by default.
-    assert!(out.contains("api.anthropic.com [auth:Bearer]  dlp out=token_patterns,known_secrets on-match=redact in=injection  (from provider claude)"), "{out}");
+    assert!(out.contains("api.anthropic.com [auth:Bearer]  dlp out=token_patterns,known_secrets,crypto on-match=redact in=injection  (from provider claude)"), "{out}");
     assert!(stderr(&o).contains("the route for api.anthropic.com is ignored"), "{}", stderr(&o));
     assert!(!out.contains("CLAUDE_CODE_OAUTH_TOKEN"), "placeholder shown: {out}");
     assert!(w.state_entries().is_empty());

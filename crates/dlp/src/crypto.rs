@@ -1,7 +1,10 @@
-//! The `crypto` detector (opt-in): values whose structure proves what they
-//! are, by checksum — BIP-39 seed phrases, Bitcoin private keys in WIF,
+//! The `crypto` detector (on by default): values whose structure proves what
+//! they are, by checksum — BIP-39 seed phrases, Bitcoin private keys in WIF,
 //! payment card numbers (Luhn, with a known issuer prefix) and IBANs
-//! (mod 97). `data/bip39-english.txt` is the BIP-39 standard English list.
+//! (mod 97). A card number also needs context — a word of payment near it
+//! (`card`, `pan`, `visa`, `cvv`, `exp`, …) — so that a 16-digit id in a
+//! path or a table is not one; the issuers' published test numbers are not
+//! cards. `data/bip39-english.txt` is the BIP-39 standard English list.
 
 use std::sync::OnceLock;
 
@@ -36,7 +39,7 @@ pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
         CARD.get_or_init(|| Regex::new(r"(?:^|[^0-9\-])([0-9](?:[ \-]?[0-9]){12,18})(?:[^0-9\-]|$)").expect("valid"));
     for c in card.captures_iter(data) {
         let Some(m) = c.get(1) else { continue };
-        if is_card(m.as_bytes()) {
+        if is_card(m.as_bytes()) && payment_context(data, m.range()) && !is_test_card(m.as_bytes()) {
             push("payment-card-number", m.range());
         }
     }
@@ -154,6 +157,45 @@ fn is_wif(s: &[u8]) -> bool {
     }
     let (body, check) = raw.split_at(raw.len() - 4);
     Sha256::digest(Sha256::digest(body))[..4] == *check
+}
+
+/// A word of payment within a short distance of the number.
+fn payment_context(data: &[u8], span: std::ops::Range<usize>) -> bool {
+    static CONTEXT: OnceLock<Regex> = OnceLock::new();
+    let re = CONTEXT.get_or_init(|| {
+        Regex::new(r"(?i)card|credit|debit|\bpan\b|\bcc[_\-]?(?:num|number|no)?\b|visa|master\s?card|amex|american\s+express|discover|diners|jcb|payment|billing|cvv|cvc|\bexp(?:iry|iration)?\b")
+            .expect("valid")
+    });
+    let lo = span.start.saturating_sub(48);
+    let hi = (span.end + 24).min(data.len());
+    re.is_match(&data[lo..span.start]) || re.is_match(&data[span.end..hi])
+}
+
+/// The issuers' published test numbers (Stripe, Adyen, Braintree docs):
+/// in documentation everywhere, never a card.
+fn is_test_card(s: &[u8]) -> bool {
+    const TEST: &[&str] = &[
+        "4242424242424242",
+        "4000056655665556",
+        "4111111111111111",
+        "4012888888881881",
+        "5555555555554444",
+        "5200828282828210",
+        "5105105105105100",
+        "2223003122003222",
+        "378282246310005",
+        "371449635398431",
+        "6011111111111117",
+        "6011000990139424",
+        "3056930009020004",
+        "36227206271667",
+        "3566002020360505",
+        "6200000000000005",
+        "4000000000000002",
+        "4000000000009995",
+    ];
+    let digits: String = s.iter().filter(|b| b.is_ascii_digit()).map(|&b| b as char).collect();
+    TEST.contains(&digits.as_str())
 }
 
 fn is_card(s: &[u8]) -> bool {
@@ -277,10 +319,15 @@ mod tests {
     fn wif_cards_iban() {
         assert_eq!(rules("key=5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ"), ["bitcoin-wif-private-key"]);
         assert!(rules("5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTK").is_empty());
-        assert_eq!(rules("card 4111 1111 1111 1111 exp"), ["payment-card-number"]);
-        assert_eq!(rules("amex: 378282246310005"), ["payment-card-number"]);
-        assert!(rules("4111 1111 1111 1112").is_empty());
+        assert_eq!(rules("card 4539 1488 0343 6467 exp 12/29"), ["payment-card-number"]);
+        assert_eq!(rules("{\"pan\": \"5425233430109903\"}"), ["payment-card-number"]);
+        assert!(rules("card 4539 1488 0343 6468").is_empty(), "not Luhn");
         assert!(rules("id 1234567890123456").is_empty());
+        // Needs a word of payment nearby: a valid number as an id is not a card.
+        assert!(rules("/v1/orders/4539148803436467/items").is_empty());
+        // The issuers' published test numbers are not cards.
+        assert!(rules("Use the test card 4242 4242 4242 4242 in test mode.").is_empty());
+        assert!(rules("amex: 378282246310005").is_empty());
         assert_eq!(rules("IBAN DE89 3704 0044 0532 0130 00 please"), ["iban"]);
         assert_eq!(rules("GB82WEST12345698765432"), ["iban"]);
         assert!(rules("DE89 3704 0044 0532 0130 01").is_empty());

@@ -45,13 +45,13 @@ pub struct ScanOptions {
 }
 
 impl Default for ScanOptions {
-    /// The manifest default: `token_patterns` and `known_secrets`.
+    /// The manifest default: `token_patterns`, `known_secrets`, `crypto`.
     fn default() -> Self {
         ScanOptions {
             token_patterns: true,
             known_secrets: true,
             entropy: false,
-            crypto: false,
+            crypto: true,
             max_bytes: DEFAULT_MAX_BYTES,
         }
     }

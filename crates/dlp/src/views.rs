@@ -203,13 +203,11 @@ fn one_layer(data: &[u8], inflate_limit: usize) -> (Vec<(Encoding, Vec<u8>)>, bo
                 too_large |= push_revealed(&mut out, Encoding::Hex, bytes, inflate_limit);
             }
         };
-        match paired_hex_digits(run) {
-            Some(digits) => decode(&digits),
-            None => {
-                for sub in runs_of(run, DIGIT, MIN_RUN) {
-                    decode(&run[sub]);
-                }
-            }
+        for digits in paired_hex_stretches(run) {
+            decode(&digits);
+        }
+        for sub in runs_of(run, DIGIT, MIN_RUN) {
+            decode(&run[sub]);
         }
     }
     (out, too_large)
@@ -516,26 +514,52 @@ fn decode_base32(run: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Hex byte pairs with a delimiter or prefix between each (`41 42`,
-/// `41:42`, `41-42`, `\x41\x42`, `0x41, 0x42`) as their digits; `None` as
-/// soon as a group is not a pair (a UUID, a hash followed by a space).
-fn paired_hex_digits(run: &[u8]) -> Option<Vec<u8>> {
-    let mut digits = Vec::with_capacity(run.len());
+/// `41:42`, `41-42`, `\x41\x42`, `0x41, 0x42`): the digits of each stretch
+/// of at least eight pairs. A group that is not a pair (a UUID's, a hash's,
+/// a word's hex letters before the value) ends a stretch.
+fn paired_hex_stretches(run: &[u8]) -> Vec<Vec<u8>> {
+    let mut stretches = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    let mut group: Vec<u8> = Vec::new();
+    let mut end_group = |group: &mut Vec<u8>, current: &mut Vec<u8>| {
+        match group.len() {
+            0 => {}
+            2 => current.extend_from_slice(group),
+            _ => {
+                if current.len() >= 16 {
+                    stretches.push(std::mem::take(current));
+                }
+                current.clear();
+            }
+        }
+        group.clear();
+    };
     let mut i = 0;
     while i < run.len() {
         match run[i] {
-            b'\\' | b'0' if matches!(run.get(i + 1), Some(b'x' | b'X')) => i += 2,
-            b'-' | b':' | b' ' | b',' => i += 1,
-            _ => {
-                let pair = run.get(i..i + 2).filter(|p| p.iter().all(u8::is_ascii_hexdigit))?;
-                if run.get(i + 2).is_some_and(u8::is_ascii_hexdigit) {
-                    return None;
-                }
-                digits.extend_from_slice(pair);
+            b'\\' | b'0' if group.is_empty() && matches!(run.get(i + 1), Some(b'x' | b'X')) => {
+                end_group(&mut group, &mut current);
                 i += 2;
+            }
+            b'\\' if matches!(run.get(i + 1), Some(b'x' | b'X')) => {
+                end_group(&mut group, &mut current);
+                i += 2;
+            }
+            c if c.is_ascii_hexdigit() => {
+                group.push(c);
+                i += 1;
+            }
+            _ => {
+                end_group(&mut group, &mut current);
+                i += 1;
             }
         }
     }
-    Some(digits)
+    end_group(&mut group, &mut current);
+    if current.len() >= 16 {
+        stretches.push(current);
+    }
+    stretches
 }
 
 /// Hex digits (an even or odd count) decoded at the first of the two
@@ -764,6 +788,7 @@ pub fn js_escapes_decoded(data: &[u8]) -> Option<Vec<u8>> {
             }
             Some(&c @ (b'/' | b'"' | b'\'' | b'\\')) => {
                 out.push(c);
+                changed = true;
                 i += 2;
                 continue;
             }

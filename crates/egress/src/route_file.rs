@@ -272,6 +272,10 @@ pub fn dlp_weakening(text: &str, proposed: &Route) -> Result<Vec<String>, RouteF
     if strictness(after_match) < strictness(before_match) {
         out.push(format!("outbound_on_match {} becomes {}", before_match.as_str(), after_match.as_str()));
     }
+    let (was, now) = (before.inbound_policy(), proposed.dlp.inbound_policy());
+    if strictness(now) < strictness(was) {
+        out.push(format!("inbound_on_match {} becomes {}", was.as_str(), now.as_str()));
+    }
     Ok(out)
 }
 
@@ -437,6 +441,7 @@ mod tests {
             dlp_weakening(&text, &bare).unwrap(),
             vec![
                 "drops the outbound detector known_secrets".to_string(),
+                "drops the outbound detector crypto".to_string(),
                 "drops the inbound detector injection".to_string()
             ]
         );

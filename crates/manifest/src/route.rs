@@ -197,7 +197,7 @@ pub struct GitPolicy {
 
 pub const OUTBOUND_DETECTORS: &[&str] = &["token_patterns", "known_secrets", "entropy", "crypto"];
 pub const INBOUND_DETECTORS: &[&str] = &["injection"];
-const DEFAULT_OUTBOUND: &[&str] = &["token_patterns", "known_secrets"];
+const DEFAULT_OUTBOUND: &[&str] = &["token_patterns", "known_secrets", "crypto"];
 const DEFAULT_INBOUND: &[&str] = &["injection"];
 
 /// Parse `egress` into (log level, routes).

@@ -90,7 +90,7 @@ fn routes_keep_matches_dlp_and_git() {
     let git = &github.routes.iter().find(|r| r.value.host == "github.com").unwrap().value;
     assert!(git.git.fetch);
     assert!(git.dlp.inbound_detectors.is_empty());
-    assert_eq!(git.dlp.outbound_detectors, ["token_patterns", "known_secrets"]);
+    assert_eq!(git.dlp.outbound_detectors, ["token_patterns", "known_secrets", "crypto"]);
 }
 
 #[test]
