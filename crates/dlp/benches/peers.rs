@@ -16,24 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SIZE: usize = 10 * 1024 * 1024;
-
-fn clean_text() -> Vec<u8> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/negatives");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
-    files.sort();
-    let parts: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let mut out = Vec::with_capacity(SIZE);
-    'fill: loop {
-        for p in &parts {
-            if out.len() + p.len() > SIZE {
-                break 'fill;
-            }
-            out.extend_from_slice(p);
-        }
-    }
-    out
-}
+mod common;
+use common::{clean_text, corpus};
 
 fn pin_to_cpu0() {
     unsafe {
@@ -159,12 +143,7 @@ fn main() {
     );
     // The same with the positive corpus (one value per built-in rule, in
     // context) spliced in every 100 KB: each scanner's findings on it.
-    let positives: Vec<Vec<u8>> = {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/positives");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
-        files.sort();
-        files.iter().map(|p| std::fs::read(p).unwrap()).collect()
-    };
+    let positives = corpus("positives");
     let mut sparse = Vec::with_capacity(data.len() + 200_000);
     for (i, chunk) in data.chunks(100 * 1024).enumerate() {
         sparse.extend_from_slice(chunk);
@@ -202,5 +181,72 @@ fn main() {
     }
     if let Some((name, rate)) = fastest {
         println!("bot-bottle / fastest peer ({name}): {:.1}x", mbps(data.len(), ours) / rate);
+    }
+    adversarial_corpus(&scanner, dir.path());
+}
+
+/// Recall and false positives on the project's adversarial corpus: each
+/// request case written out as text (request line, headers, body), one file
+/// each; a scanner "finds" a case when it reports anything in its file.
+/// bot-bottle scans with the bottle's known values registered, as the
+/// sidecar does (the peers cannot know them: the known-secret class shows
+/// what registration buys).
+fn adversarial_corpus(builtin: &dlp::Scanner, dir: &Path) {
+    let cases =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../egress/tests/adversarial/cases.jsonl"))
+            .expect("the adversarial corpus");
+    let root = dir.join("corpus");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut known = dlp::KnownSecrets::new();
+    known.register("env:PLANTED", &secret::Secret::new("planted-Qx81Lm2Pz7Rk4Wv9Tn3Bc6".to_string()));
+    known.register(dlp::Canary::NAME, &secret::Secret::new("Zk3Jq9Wm2Lp8Xr5Tv7Nb4Hc6Gd1Fs0Ae".to_string()));
+    let ours = dlp::Scanner::new(builtin.rules().clone(), known, dlp::ScanOptions::default());
+    // class -> (files, bot-bottle found)
+    let mut classes: std::collections::BTreeMap<String, Vec<(PathBuf, bool)>> = Default::default();
+    for line in cases.lines() {
+        let c: serde_json::Value = serde_json::from_str(line).unwrap();
+        if c["direction"] != "request" {
+            continue;
+        }
+        let r = &c["request"];
+        let mut text = format!(
+            "{} {}{}\n",
+            r["method"].as_str().unwrap(),
+            r["host"].as_str().unwrap(),
+            r["target"].as_str().unwrap()
+        );
+        for h in r["headers"].as_array().unwrap() {
+            text.push_str(&format!("{}: {}\n", h[0].as_str().unwrap(), h[1].as_str().unwrap()));
+        }
+        text.push('\n');
+        text.push_str(r["body"].as_str().unwrap());
+        let file = root.join(format!("{}.txt", c["id"].as_str().unwrap()));
+        std::fs::write(&file, &text).unwrap();
+        let found = !ours.scan(text.as_bytes(), None).is_empty();
+        let class = format!("{} {}", c["kind"].as_str().unwrap(), c["cls"].as_str().unwrap());
+        classes.entry(class).or_default().push((file, found));
+    }
+    let mut header = format!("{:<36} {:>5} {:>10}", "corpus class (files with a finding)", "cases", "bot-bottle");
+    let mut peer_found: Vec<(&str, std::collections::HashSet<PathBuf>)> = Vec::new();
+    for peer in PEERS {
+        let Some(bin) = std::env::var_os(peer.env).map(PathBuf::from) else { continue };
+        let mut hit = std::collections::HashSet::new();
+        for files in classes.values() {
+            for (file, _) in files {
+                if run_peer(&bin, peer, file, dir, 1).is_some_and(|(_, n)| n > 0) {
+                    hit.insert(file.clone());
+                }
+            }
+        }
+        header.push_str(&format!(" {:>16}", peer.name));
+        peer_found.push((peer.name, hit));
+    }
+    println!("{header}");
+    for (class, files) in &classes {
+        let mut row = format!("{class:<36} {:>5} {:>10}", files.len(), files.iter().filter(|(_, f)| *f).count());
+        for (_, hit) in &peer_found {
+            row.push_str(&format!(" {:>16}", files.iter().filter(|(p, _)| hit.contains(p)).count()));
+        }
+        println!("{row}");
     }
 }

@@ -15,29 +15,8 @@ use std::time::{Duration, Instant};
 use dlp::{Canary, KnownSecrets, RuleSet, ScanOptions, Scanner};
 use secret::Secret;
 
-const SIZE: usize = 10 * 1024 * 1024;
-
-fn corpus(dir: &str) -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(dir);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
-    files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
-}
-
-/// Source-like text: the negative corpus's code and docs, repeated to `SIZE`.
-fn clean_text() -> Vec<u8> {
-    let parts = corpus("negatives");
-    let mut out = Vec::with_capacity(SIZE);
-    'fill: loop {
-        for p in &parts {
-            if out.len() + p.len() > SIZE {
-                break 'fill;
-            }
-            out.extend_from_slice(p);
-        }
-    }
-    out
-}
+mod common;
+use common::{clean_text, corpus};
 
 /// The clean text with a positive-corpus file spliced in every ~100 KB.
 fn sparse_secrets(clean: &[u8]) -> (Vec<u8>, usize) {

@@ -24,45 +24,87 @@ pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
             severity: Severity::Block,
         })
     };
-    for span in bip39_phrases(data) {
-        push("bip39-seed-phrase", span);
-    }
-    static WIF: OnceLock<Regex> = OnceLock::new();
-    let wif = WIF.get_or_init(|| Regex::new(r"\b[5KL9c][1-9A-HJ-NP-Za-km-z]{50,51}\b").expect("valid"));
-    for m in wif.find_iter(data) {
-        if is_wif(m.as_bytes()) {
-            push("bitcoin-wif-private-key", m.range());
+    // A phrase is at least 12 words of 3+ letters with separators: only
+    // stretches that long of letters and separators are read word by word.
+    let phrase_byte = |i: usize| {
+        let b = data[i];
+        b.is_ascii_lowercase() || b.is_ascii_whitespace() || b.is_ascii_digit() || b",.)-\"'".contains(&b)
+    };
+    let mut from = 0;
+    while let Some(stretch) = crate::views::next_run(data.len(), 12 * 4 - 1, from, phrase_byte) {
+        from = stretch.end + 1;
+        for span in bip39_phrases(&data[stretch.clone()]) {
+            push("bip39-seed-phrase", stretch.start + span.start..stretch.start + span.end);
         }
     }
-    static CARD: OnceLock<Regex> = OnceLock::new();
-    let card =
-        CARD.get_or_init(|| Regex::new(r"(?:^|[^0-9\-])([0-9](?:[ \-]?[0-9]){12,18})(?:[^0-9\-]|$)").expect("valid"));
-    for c in card.captures_iter(data) {
-        let Some(m) = c.get(1) else { continue };
-        if is_card(m.as_bytes()) && payment_context(data, m.range()) && !is_test_card(m.as_bytes()) {
+    // One pass for the three shapes (each a lazy-DFA search of its own
+    // would read the input three times).
+    static SHAPES: OnceLock<Regex> = OnceLock::new();
+    let shapes = SHAPES.get_or_init(|| {
+        Regex::new(concat!(
+            r"(?-u:\b)(?P<wif>[5KL9c][1-9A-HJ-NP-Za-km-z]{50,51})(?-u:\b)",
+            r"|(?-u:\b)(?P<iban>[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)(?-u:\b)",
+            r"|(?:^|[^0-9\-])(?P<card>[0-9](?:[ \-]?[0-9]){12,18})(?:[^0-9\-]|$)",
+        ))
+        .expect("valid")
+    });
+    for c in shapes.captures_iter(data) {
+        if let Some(m) = c.name("wif") {
+            if is_wif(m.as_bytes()) {
+                push("bitcoin-wif-private-key", m.range());
+            }
+        } else if let Some(m) = c.name("iban") {
+            if is_iban(m.as_bytes()) {
+                push("iban", m.range());
+            }
+        } else if let Some(m) = c.name("card")
+            && is_card(m.as_bytes())
+            && payment_context(data, m.range())
+            && !is_test_card(m.as_bytes())
+        {
             push("payment-card-number", m.range());
         }
     }
-    static IBAN: OnceLock<Regex> = OnceLock::new();
-    let iban = IBAN.get_or_init(|| {
-        Regex::new(r"\b([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b").expect("valid")
-    });
-    for c in iban.captures_iter(data) {
-        let Some(m) = c.get(1) else { continue };
-        if is_iban(m.as_bytes()) {
-            push("iban", m.range());
+}
+
+/// A word of 3–8 lowercase letters packed into a `u64` (the BIP-39 list's
+/// words are all that shape), so a lookup hashes one integer.
+fn packed(word: &[u8]) -> Option<u64> {
+    (3..=8).contains(&word.len()).then(|| word.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+}
+
+/// A multiply-shift hasher for packed words: SipHash on every word of a
+/// large input costs more than the rest of the scan.
+#[derive(Default)]
+struct PackedHasher(u64);
+
+impl std::hash::Hasher for PackedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
         }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
     }
 }
 
-fn wordlist() -> &'static std::collections::HashMap<&'static str, u16> {
-    static WORDS: OnceLock<std::collections::HashMap<&'static str, u16>> = OnceLock::new();
+type Words = std::collections::HashMap<u64, u16, std::hash::BuildHasherDefault<PackedHasher>>;
+
+fn wordlist() -> &'static Words {
+    static WORDS: OnceLock<Words> = OnceLock::new();
     WORDS.get_or_init(|| {
-        include_str!("../data/bip39-english.txt").lines().enumerate().map(|(i, w)| (w.trim(), i as u16)).collect()
+        include_str!("../data/bip39-english.txt")
+            .lines()
+            .enumerate()
+            .filter_map(|(i, w)| Some((packed(w.trim().as_bytes())?, i as u16)))
+            .collect()
     })
 }
 
-/// Spans of valid BIP-39 phrases (12–24 words with a correct checksum).
 fn bip39_phrases(data: &[u8]) -> Vec<std::ops::Range<usize>> {
     let words = wordlist();
     // Runs of consecutive list words separated only by spaces, commas,
@@ -92,7 +134,7 @@ fn bip39_phrases(data: &[u8]) -> Vec<std::ops::Range<usize>> {
             while i < data.len() && data[i].is_ascii_alphabetic() {
                 i += 1;
             }
-            match std::str::from_utf8(&data[s..i]).ok().and_then(|w| words.get(w)) {
+            match packed(&data[s..i]).and_then(|w| words.get(&w)) {
                 Some(&index) => run.push((index, s..i)),
                 None => flush(&mut run, &mut found),
             }
@@ -159,16 +201,23 @@ fn is_wif(s: &[u8]) -> bool {
     Sha256::digest(Sha256::digest(body))[..4] == *check
 }
 
+/// How far before and after a card number its word of payment may be.
+const CONTEXT_BEFORE: usize = 48;
+const CONTEXT_AFTER: usize = 24;
+
+fn payment_words() -> &'static Regex {
+    static CONTEXT: OnceLock<Regex> = OnceLock::new();
+    CONTEXT.get_or_init(|| {
+        Regex::new(r"(?i-u)card|credit|debit|\bpan\b|\bcc[_\-]?(?:num|number|no)?\b|visa|master\s?card|amex|american\s+express|discover|diners|jcb|payment|billing|cvv|cvc|\bexp(?:iry|iration)?\b")
+            .expect("valid")
+    })
+}
+
 /// A word of payment within a short distance of the number.
 fn payment_context(data: &[u8], span: std::ops::Range<usize>) -> bool {
-    static CONTEXT: OnceLock<Regex> = OnceLock::new();
-    let re = CONTEXT.get_or_init(|| {
-        Regex::new(r"(?i)card|credit|debit|\bpan\b|\bcc[_\-]?(?:num|number|no)?\b|visa|master\s?card|amex|american\s+express|discover|diners|jcb|payment|billing|cvv|cvc|\bexp(?:iry|iration)?\b")
-            .expect("valid")
-    });
-    let lo = span.start.saturating_sub(48);
-    let hi = (span.end + 24).min(data.len());
-    re.is_match(&data[lo..span.start]) || re.is_match(&data[span.end..hi])
+    let lo = span.start.saturating_sub(CONTEXT_BEFORE);
+    let hi = (span.end + CONTEXT_AFTER).min(data.len());
+    payment_words().is_match(&data[lo..span.start]) || payment_words().is_match(&data[span.end..hi])
 }
 
 /// The issuers' published test numbers (Stripe, Adyen, Braintree docs):

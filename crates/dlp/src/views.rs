@@ -321,9 +321,17 @@ fn runs_of(data: &[u8], class: u8, min: usize) -> Vec<Range<usize>> {
 
 /// The first run of [`runs_of`] starting at or after `from`.
 fn next_run_of(data: &[u8], class: u8, min: usize, from: usize) -> Option<Range<usize>> {
-    let inside = |i: usize| CLASS[data[i] as usize] & class != 0;
+    next_run(data.len(), min, from, |i| CLASS[data[i] as usize] & class != 0)
+}
+
+/// The first maximal run of units `0..len` (bytes, hex pairs, base64
+/// groups) for which `inside` holds, at least `min` long, starting at or
+/// after `from`. Sublinear when runs are short: a run that long must
+/// contain the unit `min - 1` ahead, so when that unit is outside, the scan
+/// jumps past it.
+pub(crate) fn next_run(len: usize, min: usize, from: usize, inside: impl Fn(usize) -> bool) -> Option<Range<usize>> {
     let mut i = from;
-    while i + min <= data.len() {
+    while i + min <= len {
         let probe = i + min - 1;
         if !inside(probe) {
             i = probe + 1;
@@ -334,7 +342,7 @@ fn next_run_of(data: &[u8], class: u8, min: usize, from: usize) -> Option<Range<
             start -= 1;
         }
         let mut end = probe + 1;
-        while end < data.len() && inside(end) {
+        while end < len && inside(end) {
             end += 1;
         }
         if end - start >= min {
@@ -445,35 +453,14 @@ fn b64_value(c: u8) -> u8 {
 
 /// Whether base64 characters, read from their start, can hold a run of
 /// printable text: three groups in a row each of whose bytes is in
-/// 0x20..0x7f (the sublinear probe of [`next_run_of`], on groups).
+/// 0x20..0x7f ([`next_run`] on groups).
 fn b64_may_hold_text(s: &[u8]) -> bool {
     const GROUPS: usize = 3;
-    let groups = s.len() / 4;
     let printable = |g: usize| {
         let (c0, c1, c2) = (b64_value(s[4 * g]), b64_value(s[4 * g + 1]), b64_value(s[4 * g + 2]));
         (8..32).contains(&c0) && (2..8).contains(&(c1 & 15)) && (c2 & 3) <= 1
     };
-    let mut i = 0;
-    while i + GROUPS <= groups {
-        let probe = i + GROUPS - 1;
-        if !printable(probe) {
-            i = probe + 1;
-            continue;
-        }
-        let mut start = probe;
-        while start > i && printable(start - 1) {
-            start -= 1;
-        }
-        let mut end = probe + 1;
-        while end < groups && printable(end) {
-            end += 1;
-        }
-        if end - start >= GROUPS {
-            return true;
-        }
-        i = end + 1;
-    }
-    false
+    next_run(s.len() / 4, GROUPS, 0, printable).is_some()
 }
 
 /// gzip (`H4sI`), zlib (`eA`, `eF`, `eJ`, `eN`) or zstd (`KLUv`) in base64.
@@ -585,35 +572,13 @@ fn nibble(c: u8) -> u8 {
 }
 
 /// Whether hex digit pairs hold a run of [`MIN_TEXT`] printable bytes
-/// (their high digit 2–7, or tab, LF, CR): the sublinear probe of
-/// [`next_run_of`], on pairs.
+/// (their high digit 2–7, or tab, LF, CR): [`next_run`] on pairs.
 fn hex_may_hold_text(d: &[u8]) -> bool {
-    let pairs = d.len() / 2;
     let printable = |p: usize| {
         let (h, l) = (d[2 * p], d[2 * p + 1].to_ascii_lowercase());
         matches!(h, b'2'..=b'7') || (h == b'0' && matches!(l, b'9' | b'a' | b'd'))
     };
-    let mut i = 0;
-    while i + MIN_TEXT <= pairs {
-        let probe = i + MIN_TEXT - 1;
-        if !printable(probe) {
-            i = probe + 1;
-            continue;
-        }
-        let mut start = probe;
-        while start > i && printable(start - 1) {
-            start -= 1;
-        }
-        let mut end = probe + 1;
-        while end < pairs && printable(end) {
-            end += 1;
-        }
-        if end - start >= MIN_TEXT {
-            return true;
-        }
-        i = end + 1;
-    }
-    false
+    next_run(d.len() / 2, MIN_TEXT, 0, printable).is_some()
 }
 
 fn hex_starts_compressed(d: &[u8]) -> bool {
