@@ -191,8 +191,9 @@ impl Agent {
         Agent { home }
     }
 
-    fn git(&self, cwd: &Path, args: &[&str]) -> Output {
-        Command::new("git")
+    /// `program` in `cwd` with this agent's home and no other git config.
+    fn run(&self, program: &str, cwd: &Path, args: &[&str]) -> Output {
+        Command::new(program)
             .args(args)
             .current_dir(cwd)
             .env("HOME", &self.home)
@@ -204,19 +205,13 @@ impl Agent {
             .unwrap()
     }
 
+    fn git(&self, cwd: &Path, args: &[&str]) -> Output {
+        self.run("git", cwd, args)
+    }
+
     /// Bash with this agent's git, `script` after the red team's functions.
     fn sh(&self, cwd: &Path, script: &str) -> Output {
-        Command::new("bash")
-            .arg("-c")
-            .arg(format!("{RED_TEAM}\n{script}"))
-            .current_dir(cwd)
-            .env("HOME", &self.home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env_remove("GIT_CONFIG_GLOBAL")
-            .env_remove("SSH_AUTH_SOCK")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .output()
-            .unwrap()
+        self.run("bash", cwd, &["-c", &format!("{RED_TEAM}\n{script}")])
     }
 
     fn commit(&self, work: &Path, file: &str, text: &str, message: &str) {

@@ -61,7 +61,14 @@ impl ScanOptions {
     /// From manifest detector names (`outbound_detectors`); unknown names
     /// are returned as the error.
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<ScanOptions, String> {
-        let mut o = ScanOptions { token_patterns: false, known_secrets: false, ..ScanOptions::default() };
+        // Exactly the names given: none on by default here.
+        let mut o = ScanOptions {
+            token_patterns: false,
+            known_secrets: false,
+            entropy: false,
+            crypto: false,
+            ..ScanOptions::default()
+        };
         for name in names {
             match name.as_ref() {
                 "token_patterns" => o.token_patterns = true,
@@ -226,5 +233,21 @@ fn unscannable(e: &DecodeError) -> Finding {
         view: View::Raw,
         snippet: e.to_string(),
         severity: Severity::Block,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ScanOptions;
+
+    #[test]
+    fn detector_names_mean_exactly_those_detectors() {
+        let o = ScanOptions::from_names(&["token_patterns"]).unwrap();
+        assert!(o.token_patterns && !o.known_secrets && !o.entropy && !o.crypto);
+        let none = ScanOptions::from_names::<&str>(&[]).unwrap();
+        assert!(!none.token_patterns && !none.known_secrets && !none.entropy && !none.crypto);
+        let d = ScanOptions::default();
+        assert!(d.token_patterns && d.known_secrets && d.crypto && !d.entropy);
+        assert_eq!(ScanOptions::from_names(&["magic"]), Err("magic".to_string()));
     }
 }
