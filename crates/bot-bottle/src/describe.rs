@@ -92,6 +92,12 @@ fn route_text(route: &Route, auth: Option<String>, on_match: &str, origin: &str)
     if route.git.fetch {
         s.push_str(" git-fetch");
     }
+    if !route.ports.is_empty() {
+        s.push_str(&format!(" ports {}", route.ports_text()));
+    }
+    if route.allow_private {
+        s.push_str(" allow-private");
+    }
     let out = if route.dlp.outbound_detectors.is_empty() {
         "off".to_string()
     } else {
@@ -99,7 +105,9 @@ fn route_text(route: &Route, auth: Option<String>, on_match: &str, origin: &str)
     };
     let inb =
         if route.dlp.inbound_detectors.is_empty() { "off".to_string() } else { route.dlp.inbound_detectors.join(",") };
-    s.push_str(&format!("  dlp out={out} on-match={on_match} in={inb}  (from {origin})"));
+    // The inbound policy is shown when it is not the default (`redact`).
+    let inbound_block = if route.dlp.inbound_policy() == manifest::OnMatch::Block { " in-on-match=block" } else { "" };
+    s.push_str(&format!("  dlp out={out} on-match={on_match} in={inb}{inbound_block}  (from {origin})"));
     s
 }
 

@@ -190,6 +190,26 @@ fn preflight_shows_origins_and_never_values() {
 }
 
 #[test]
+fn preflight_shows_ports_private_addresses_and_the_inbound_policy() {
+    let w = World::new("tests/fixtures/home");
+    let bottle = "---\negress:\n  routes:\n    - host: wiki.internal.example\n      ports: [8443]\n      allow_private: true\n      dlp: {inbound_on_match: block}\n---\nAn internal wiki.\n";
+    std::fs::write(w.home.join("bottles/inner.md"), bottle).unwrap();
+    let o = w.run(&["start", "reviewer", "--dry-run", "--bottle", "inner"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("wiki.internal.example ports 8443 allow-private  dlp out=token_patterns,known_secrets,crypto on-match=supervise in=injection in-on-match=block"),
+        "{out}"
+    );
+    // A key this version does not know is an error naming the file and key.
+    let bad = bottle.replace("allow_private: true", "allow_privates: true");
+    std::fs::write(w.home.join("bottles/inner.md"), bad).unwrap();
+    let o = w.run(&["start", "reviewer", "--dry-run", "--bottle", "inner"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("inner.md") && stderr(&o).contains("allow_privates"), "{}", stderr(&o));
+}
+
+#[test]
 fn dry_run_json_is_data() {
     let w = World::new("tests/fixtures/home");
     let o = w.run(&["start", "reviewer", "--dry-run", "--json", "--bottle", "base"]);
