@@ -254,7 +254,7 @@ pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
         ));
     }
     carriers(&text, view, out);
-    hidden(&text, view, out);
+    hidden(&text, hits.len(), view, out);
 }
 
 /// Instructions inside a hidden carrier: an HTML comment, an invisible
@@ -272,7 +272,8 @@ fn carriers(text: &str, view: View, out: &mut Vec<Finding>) {
 
 /// Instructions carried by invisible characters: text between zero-width
 /// or bidi controls, or ASCII smuggled as Unicode tag characters.
-fn hidden(text: &str, view: View, out: &mut Vec<Finding>) {
+/// `raw_hits`: the family hits the text shows as it is.
+fn hidden(text: &str, raw_hits: usize, view: View, out: &mut Vec<Finding>) {
     let mut invisible = 0;
     let mut first = None;
     let mut smuggled = String::new();
@@ -290,7 +291,6 @@ fn hidden(text: &str, view: View, out: &mut Vec<Finding>) {
     let p = patterns();
     // What the invisible characters hide: instructions the visible text
     // has that the raw text does not show.
-    let raw_hits = family_hits(text).len();
     let instructs = |s: &str| family_hits(s).len() > raw_hits || (raw_hits == 0 && p.medium.is_match(s));
     let span = first..text.len();
     if !smuggled.is_empty() && (instructs(&smuggled) || smuggled.split_whitespace().count() >= 3) {

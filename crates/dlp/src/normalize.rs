@@ -97,18 +97,35 @@ pub fn next_percent_escape(data: &[u8], from: usize) -> Option<usize> {
 /// The bytes with every `%XX` escape decoded, when there is one: however a
 /// value was percent-encoded (`%5F` for `_` included), it reappears here.
 pub fn percent_decoded(data: &[u8]) -> Option<Vec<u8>> {
+    hex_escapes_decoded(data, b'%', false)
+}
+
+/// Every `<marker>XX` escape (hex, either case) decoded; with
+/// `soft_breaks`, a marker ending a line (quoted-printable's soft line
+/// break) joins it to the next. `None` when nothing changed.
+pub fn hex_escapes_decoded(data: &[u8], marker: u8, soft_breaks: bool) -> Option<Vec<u8>> {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(data.len());
     let mut changed = false;
     let mut i = 0;
     while i < data.len() {
-        if data[i] == b'%'
-            && let (Some(h), Some(l)) = (data.get(i + 1).and_then(|&b| hex(b)), data.get(i + 2).and_then(|&b| hex(b)))
-        {
-            out.push(h << 4 | l);
-            changed = true;
-            i += 3;
-            continue;
+        if data[i] == marker {
+            if let (Some(h), Some(l)) = (data.get(i + 1).and_then(|&b| hex(b)), data.get(i + 2).and_then(|&b| hex(b))) {
+                out.push(h << 4 | l);
+                changed = true;
+                i += 3;
+                continue;
+            }
+            let soft = match data.get(i + 1..) {
+                Some([b'\n', ..]) => 2,
+                Some([b'\r', b'\n', ..]) => 3,
+                _ => 0,
+            };
+            if soft_breaks && soft > 0 {
+                changed = true;
+                i += soft;
+                continue;
+            }
         }
         out.push(data[i]);
         i += 1;

@@ -82,7 +82,7 @@ pub fn is_credential_param(key: &str) -> bool {
 /// Whether `value` is shaped like a credential (and is not the placeholder).
 pub fn credential_shaped(value: &[u8]) -> bool {
     let v = trim_quotes(value);
-    if v.len() < MIN_LEN || v.len() > 4096 || v.windows(PLACEHOLDER.len()).any(|w| w == PLACEHOLDER.as_bytes()) {
+    if v.len() < MIN_LEN || v.len() > 4096 || holds_placeholder(v) {
         return false;
     }
     let token_char = |c: &u8| c.is_ascii_alphanumeric() || b"-_.=:/+~%!@#$^*".contains(c);
@@ -94,6 +94,12 @@ pub fn credential_shaped(value: &[u8]) -> bool {
         return false;
     }
     v.iter().any(u8::is_ascii_digit) && v.iter().any(u8::is_ascii_alphabetic) && shannon(v) >= MIN_ENTROPY
+}
+
+/// Whether a value carries the placeholder (alone, or inside a JWT-shaped
+/// one the host login writes).
+fn holds_placeholder(v: &[u8]) -> bool {
+    v.windows(PLACEHOLDER.len()).any(|w| w == PLACEHOLDER.as_bytes())
 }
 
 fn trim_quotes(v: &[u8]) -> &[u8] {
@@ -126,7 +132,7 @@ pub fn scan_header(name: &str, value: &[u8], out: &mut Vec<Finding>) {
         use base64::Engine;
         let cred = base64::engine::general_purpose::STANDARD.decode(rest.trim_ascii()).unwrap_or_default();
         let password = cred.iter().position(|&c| c == b':').map(|i| &cred[i + 1..]).unwrap_or_default();
-        if password.len() >= 8 && !password.windows(PLACEHOLDER.len()).any(|w| w == PLACEHOLDER.as_bytes()) {
+        if password.len() >= 8 && !holds_placeholder(password) {
             out.push(finding(value, offset(value, rest)..value.len(), View::Raw));
         }
         return;
@@ -153,16 +159,23 @@ fn offset(whole: &[u8], part: &[u8]) -> usize {
     (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize).min(whole.len())
 }
 
-/// Each `name=value` of a `Cookie` header whose value is credential-shaped.
-pub fn scan_cookie(value: &[u8], out: &mut Vec<Finding>) {
+/// The `key=value` pairs of `text` split at any of `separators`: each key
+/// and the span of its value in `text` (pairs without `=` skipped).
+fn pairs<'t>(text: &'t [u8], separators: &'static [u8]) -> impl Iterator<Item = (&'t [u8], Range<usize>)> {
     let mut at = 0;
-    for pair in value.split(|&c| c == b';') {
+    text.split(move |c| separators.contains(c)).filter_map(move |pair| {
         let start = at;
         at += pair.len() + 1;
-        let Some(eq) = pair.iter().position(|&c| c == b'=') else { continue };
-        let v = &pair[eq + 1..];
-        if credential_shaped(v) {
-            out.push(finding(value, start + eq + 1..start + pair.len(), View::Raw));
+        let eq = pair.iter().position(|&c| c == b'=')?;
+        Some((&pair[..eq], start + eq + 1..start + pair.len()))
+    })
+}
+
+/// Each `name=value` of a `Cookie` header whose value is credential-shaped.
+pub fn scan_cookie(value: &[u8], out: &mut Vec<Finding>) {
+    for (_, span) in pairs(value, b";") {
+        if credential_shaped(&value[span.clone()]) {
+            out.push(finding(value, span, View::Raw));
         }
     }
 }
@@ -171,20 +184,16 @@ pub fn scan_cookie(value: &[u8], out: &mut Vec<Finding>) {
 /// percent-encoded keys decoded) whose key names a credential and whose
 /// value is credential-shaped. Spans are in `text`.
 pub fn scan_params(text: &[u8], out: &mut Vec<Finding>) {
-    let mut at = 0;
-    for pair in text.split(|&c| c == b'&' || c == b';') {
-        let start = at;
-        at += pair.len() + 1;
-        let Some(eq) = pair.iter().position(|&c| c == b'=') else { continue };
-        let key = crate::normalize::percent_decoded(&pair[..eq]).unwrap_or_else(|| pair[..eq].to_vec());
+    for (key, span) in pairs(text, b"&;") {
+        let key = crate::normalize::percent_decoded(key).unwrap_or_else(|| key.to_vec());
         let key = String::from_utf8_lossy(&key).replace('+', " ");
         if !is_credential_param(key.trim()) {
             continue;
         }
-        let raw = &pair[eq + 1..];
+        let raw = &text[span.clone()];
         let value = crate::normalize::percent_decoded(raw).unwrap_or_else(|| raw.to_vec());
         if credential_shaped(&value) {
-            out.push(finding(text, start + eq + 1..start + pair.len(), View::Raw));
+            out.push(finding(text, span, View::Raw));
         }
     }
 }

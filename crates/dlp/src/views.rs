@@ -567,6 +567,7 @@ fn decode_hex(digits: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// A hex digit's value (0 for anything else: callers pass hex digits).
 fn nibble(c: u8) -> u8 {
     (c as char).to_digit(16).map_or(0, |d| d as u8)
 }
@@ -784,7 +785,7 @@ fn next_qp_escape(data: &[u8], from: usize) -> Option<usize> {
     let escape = |i: usize| -> Option<u8> {
         match data.get(i..i + 3) {
             Some([b'=', h, l]) if is_upper_hex(*h) && is_upper_hex(*l) => {
-                let v = (hex_value(*h) << 4) | hex_value(*l);
+                let v = (nibble(*h) << 4) | nibble(*l);
                 (0x20..0x7f).contains(&v).then_some(v)
             }
             _ => None,
@@ -801,40 +802,10 @@ fn is_upper_hex(c: u8) -> bool {
     c.is_ascii_digit() || (b'A'..=b'F').contains(&c)
 }
 
-fn hex_value(c: u8) -> u8 {
-    (c as char).to_digit(16).map_or(0, |d| d as u8)
-}
-
 /// Quoted-printable undone: `=XX` escapes (either case) and soft line
 /// breaks (`=` at the end of a line).
 pub fn quoted_printable_decoded(data: &[u8]) -> Option<Vec<u8>> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(data.len());
-    let mut changed = false;
-    let mut i = 0;
-    while i < data.len() {
-        if data[i] == b'=' {
-            if let (Some(h), Some(l)) = (data.get(i + 1).and_then(|&b| hex(b)), data.get(i + 2).and_then(|&b| hex(b))) {
-                out.push(h << 4 | l);
-                changed = true;
-                i += 3;
-                continue;
-            }
-            if data.get(i + 1) == Some(&b'\n') {
-                changed = true;
-                i += 2;
-                continue;
-            }
-            if data.get(i + 1..i + 3) == Some(b"\r\n") {
-                changed = true;
-                i += 3;
-                continue;
-            }
-        }
-        out.push(data[i]);
-        i += 1;
-    }
-    changed.then_some(out)
+    normalize::hex_escapes_decoded(data, b'=', true)
 }
 
 #[cfg(test)]
