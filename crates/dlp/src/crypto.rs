@@ -24,47 +24,182 @@ pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
             severity: Severity::Block,
         })
     };
-    // A phrase is at least 12 words of 3+ letters with separators: only
-    // stretches that long of letters and separators are read word by word.
-    let phrase_byte = |i: usize| {
-        let b = data[i];
-        b.is_ascii_lowercase() || b.is_ascii_whitespace() || b.is_ascii_digit() || b",.)-\"'".contains(&b)
-    };
-    let mut from = 0;
-    while let Some(stretch) = crate::views::next_run(data.len(), 12 * 4 - 1, from, phrase_byte) {
-        from = stretch.end + 1;
-        for span in bip39_phrases(&data[stretch.clone()]) {
-            push("bip39-seed-phrase", stretch.start + span.start..stretch.start + span.end);
+    // Stretches of the bytes a phrase is made of, found a block at a time,
+    // then read a word at a time.
+    for outer in crate::views::class_runs(data, PHRASE_MIN, |b| b.is_ascii_lowercase() | phrase_separator(b)) {
+        // A word cut by the run's edge (`abandonX`) is not a list word.
+        let (mut lo, mut hi) = (outer.start, outer.end);
+        if lo > 0 && data[lo - 1].is_ascii_alphabetic() {
+            while lo < hi && data[lo].is_ascii_alphabetic() {
+                lo += 1;
+            }
+        }
+        if hi < data.len() && data[hi].is_ascii_alphabetic() {
+            while hi > lo && data[hi - 1].is_ascii_alphabetic() {
+                hi -= 1;
+            }
+        }
+        let text = &data[lo..hi];
+        for stretch in phrase_stretches(text) {
+            for span in bip39_phrases(&text[stretch.clone()]) {
+                let at = lo + stretch.start;
+                push("bip39-seed-phrase", at + span.start..at + span.end);
+            }
         }
     }
-    // One pass for the three shapes (each a lazy-DFA search of its own
-    // would read the input three times).
-    static SHAPES: OnceLock<Regex> = OnceLock::new();
-    let shapes = SHAPES.get_or_init(|| {
-        Regex::new(concat!(
-            r"(?-u:\b)(?P<wif>[5KL9c][1-9A-HJ-NP-Za-km-z]{50,51})(?-u:\b)",
-            r"|(?-u:\b)(?P<iban>[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)(?-u:\b)",
-            r"|(?:^|[^0-9\-])(?P<card>[0-9](?:[ \-]?[0-9]){12,18})(?:[^0-9\-]|$)",
-        ))
-        .expect("valid")
-    });
-    for c in shapes.captures_iter(data) {
-        if let Some(m) = c.name("wif") {
-            if is_wif(m.as_bytes()) {
-                push("bitcoin-wif-private-key", m.range());
+    // Each shape's regex runs only on the runs of its alphabet long enough
+    // to hold it (found sublinearly), with one byte of context either side
+    // for its boundaries: a regex over the whole input cost more than the
+    // rest of the scan.
+    let within = |run: &std::ops::Range<usize>| run.start.saturating_sub(1)..(run.end + 1).min(data.len());
+    for run in crate::views::class_runs(data, CARD_MIN, card_byte) {
+        if data[run.clone()].iter().filter(|b| b.is_ascii_digit()).count() < CARD_MIN {
+            continue;
+        }
+        let w = within(&run);
+        for c in card_shape().captures_iter(&data[w.clone()]) {
+            let Some(m) = c.name("card") else { continue };
+            let span = w.start + m.start()..w.start + m.end();
+            if is_card(m.as_bytes()) && payment_context(data, span.clone()) && !is_test_card(m.as_bytes()) {
+                push("payment-card-number", span);
             }
-        } else if let Some(m) = c.name("iban") {
-            if is_iban(m.as_bytes()) {
-                push("iban", m.range());
-            }
-        } else if let Some(m) = c.name("card")
-            && is_card(m.as_bytes())
-            && payment_context(data, m.range())
-            && !is_test_card(m.as_bytes())
+        }
+    }
+    for run in crate::views::class_runs(data, IBAN_MIN, iban_byte) {
+        let bytes = &data[run.clone()];
+        if !bytes.windows(4).any(|q| q[..2].iter().all(u8::is_ascii_uppercase) && q[2..].iter().all(u8::is_ascii_digit))
         {
-            push("payment-card-number", m.range());
+            continue;
+        }
+        let w = within(&run);
+        for m in iban_shape().find_iter(&data[w.clone()]) {
+            if is_iban(m.as_bytes()) {
+                push("iban", w.start + m.start()..w.start + m.end());
+            }
         }
     }
+    for run in crate::views::class_runs(data, WIF_MIN, wif_byte) {
+        let w = within(&run);
+        for m in wif_shape().find_iter(&data[w.clone()]) {
+            if is_wif(m.as_bytes()) {
+                push("bitcoin-wif-private-key", w.start + m.start()..w.start + m.end());
+            }
+        }
+    }
+}
+
+const BASE58: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+/// The fewest characters of each shape: a card's digits, an IBAN written
+/// compactly with its shortest country length (Norway's 15), a WIF key.
+const CARD_MIN: usize = 13;
+const IBAN_MIN: usize = 15;
+const WIF_MIN: usize = 51;
+
+/// The alphabets of the shapes, as comparisons (which the run finder
+/// vectorises): a card's (digits, space, dash), an IBAN's (capitals,
+/// digits, space), a WIF key's (base58: no `0`, `O`, `I`, `l`).
+fn card_byte(b: u8) -> bool {
+    b.is_ascii_digit() | (b == b' ') | (b == b'-')
+}
+
+fn iban_byte(b: u8) -> bool {
+    b.is_ascii_uppercase() | b.is_ascii_digit() | (b == b' ')
+}
+
+fn wif_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() & (b != b'0') & (b != b'O') & (b != b'I') & (b != b'l')
+}
+
+fn card_shape() -> &'static Regex {
+    static CARD: OnceLock<Regex> = OnceLock::new();
+    CARD.get_or_init(|| {
+        Regex::new(r"(?:^|[^0-9\-])(?P<card>[0-9](?:[ \-]?[0-9]){12,18})(?:[^0-9\-]|$)").expect("valid")
+    })
+}
+
+fn iban_shape() -> &'static Regex {
+    static IBAN: OnceLock<Regex> = OnceLock::new();
+    IBAN.get_or_init(|| {
+        Regex::new(r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?-u:\b)").expect("valid")
+    })
+}
+
+fn wif_shape() -> &'static Regex {
+    static WIF: OnceLock<Regex> = OnceLock::new();
+    WIF.get_or_init(|| Regex::new(r"(?-u:\b)[5KL9c][1-9A-HJ-NP-Za-km-z]{50,51}(?-u:\b)").expect("valid"))
+}
+
+/// The shortest seed phrase: 12 words of at least 3 letters, 11 separators.
+const PHRASE_MIN: usize = 12 * 4 - 1;
+
+/// The byte a phrase may hold between its words: whitespace, `,.)-"'`, and
+/// digits (numbered lists).
+fn phrase_separator(b: u8) -> bool {
+    b.is_ascii_whitespace()
+        | b.is_ascii_digit()
+        | (b == b',')
+        | (b == b'.')
+        | (b == b')')
+        | (b == b'-')
+        | (b == b'"')
+        | (b == b'\'')
+}
+
+/// The unit of text holding byte `at` — a separator byte, or the whole
+/// word of letters around it — and whether a phrase may contain it (a
+/// separator, or a lowercase word of the BIP-39 list).
+fn phrase_unit(data: &[u8], at: usize) -> (std::ops::Range<usize>, bool) {
+    let b = data[at];
+    if phrase_separator(b) {
+        return (at..at + 1, true);
+    }
+    if !b.is_ascii_alphabetic() {
+        return (at..at + 1, false);
+    }
+    let start = data[..at].iter().rposition(|c| !c.is_ascii_alphabetic()).map_or(0, |i| i + 1);
+    let end = data[at..].iter().position(|c| !c.is_ascii_alphabetic()).map_or(data.len(), |i| at + i);
+    let word = &data[start..end];
+    let listed = word[0].is_ascii_lowercase() && packed(word).is_some_and(|w| wordlist().contains_key(&w));
+    (start..end, listed)
+}
+
+/// The stretches of list words and separators long enough to hold a
+/// phrase, found a word at a time and sublinearly: a stretch that long
+/// must contain the unit [`PHRASE_MIN`] bytes ahead, so when that unit
+/// cannot be in a phrase, the search jumps past it.
+fn phrase_stretches(data: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + PHRASE_MIN <= data.len() {
+        let (unit, inside) = phrase_unit(data, i + PHRASE_MIN - 1);
+        if !inside {
+            i = unit.end;
+            continue;
+        }
+        let mut start = unit.start;
+        while start > i {
+            let (before, ok) = phrase_unit(data, start - 1);
+            if !ok || before.start < i {
+                break;
+            }
+            start = before.start;
+        }
+        let mut end = unit.end;
+        let mut next = data.len();
+        while end < data.len() {
+            let (after, ok) = phrase_unit(data, end);
+            if !ok {
+                next = after.end;
+                break;
+            }
+            end = after.end;
+        }
+        if end - start >= PHRASE_MIN {
+            out.push(start..end);
+        }
+        i = next;
+    }
+    out
 }
 
 /// A word of 3–8 lowercase letters packed into a `u64` (the BIP-39 list's
@@ -170,10 +305,9 @@ fn checksum_ok(words: &[(u16, std::ops::Range<usize>)]) -> bool {
 }
 
 fn base58_decode(s: &[u8]) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
     let mut out: Vec<u8> = Vec::new();
     for &c in s {
-        let mut carry = ALPHABET.iter().position(|&a| a == c)? as u32;
+        let mut carry = BASE58.iter().position(|&a| a == c)? as u32;
         for byte in out.iter_mut().rev() {
             carry += u32::from(*byte) * 58;
             *byte = (carry & 0xff) as u8;
@@ -362,6 +496,14 @@ mod tests {
         let wrong = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon";
         assert!(rules(wrong).is_empty());
         assert!(rules("the quick brown fox jumps over the lazy dog again and again and again").is_empty());
+        // Numbered, on lines, in quotes, inside other text: still a phrase.
+        let numbered: String =
+            phrase.split(' ').enumerate().map(|(i, w)| format!("{}. {w}\n", i + 1)).collect::<Vec<_>>().concat();
+        assert_eq!(rules(&format!("Backup:\n{numbered}Keep it safe")), ["bip39-seed-phrase"]);
+        assert_eq!(rules(&format!("{{\"mnemonic\": \"{phrase}\"}}")), ["bip39-seed-phrase"]);
+        // A word cut by capitals is not a list word, at either edge.
+        assert!(rules(&format!("Xabandon{}", &phrase["abandon".len()..])).is_empty());
+        assert!(rules(&format!("{phrase}X")).is_empty());
     }
 
     #[test]
@@ -380,5 +522,14 @@ mod tests {
         assert_eq!(rules("IBAN DE89 3704 0044 0532 0130 00 please"), ["iban"]);
         assert_eq!(rules("GB82WEST12345698765432"), ["iban"]);
         assert!(rules("DE89 3704 0044 0532 0130 01").is_empty());
+        // Shapes at the very edges of the input, and glued to other text.
+        assert_eq!(rules("4539148803436467 card"), ["payment-card-number"]);
+        assert_eq!(rules("ref:4539148803436467 card"), ["payment-card-number"]);
+        assert!(rules("12-4539148803436467 card").is_empty(), "part of a longer number");
+        assert!(rules("AB12GB82WEST12345698765432").is_empty(), "no word boundary before the IBAN");
+        assert!(
+            rules("x5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ").is_empty(),
+            "no word boundary before the key"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The `known_secrets` detector: the actual values this bottle's sidecar
 //! holds, found raw and in the encodings an agent reaches for first —
 //! base64 (standard and URL-safe, every alignment, padded or not),
-//! URL-encoding, hex (both cases) — and fragmented: with separators between
+//! URL-encoding, hex (both cases), reversed, ROT13 — and fragmented: with separators between
 //! characters removed (the alphanumeric projection), any window of 16
 //! characters of a secret.
 //!
@@ -176,7 +176,19 @@ fn variants(value: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         out.push(("url", url.into_bytes()));
     }
     out.push(("hex", value.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes()));
+    // Two disguises that need no tool at all: the value backwards, and
+    // ROT13 (the decoded views find them inside the encodings above too).
+    out.push(("reversed", value.iter().rev().copied().collect()));
+    out.push(("rot13", value.iter().map(|&b| rot13(b)).collect()));
     out
+}
+
+fn rot13(b: u8) -> u8 {
+    match b {
+        b'a'..=b'z' => (b - b'a' + 13) % 26 + b'a',
+        b'A'..=b'Z' => (b - b'A' + 13) % 26 + b'A',
+        _ => b,
+    }
 }
 
 /// A canary: a random secret under a random variable name, planted in the
@@ -237,6 +249,16 @@ mod tests {
         let k2 = known("p@ss/word+with spaces&more");
         assert_eq!(found(&k2, b"q=p%40ss%2Fword%2Bwith%20spaces%26more")[0].rule, "known-secret:url");
         assert_eq!(found(&k2, b"q=p%40ss%2fword%2bwith%20spaces%26more")[0].rule, "known-secret:url");
+    }
+
+    #[test]
+    fn reversed_and_rot13() {
+        let k = known(VALUE);
+        let reversed: String = VALUE.chars().rev().collect();
+        assert_eq!(found(&k, format!("x={reversed}").as_bytes())[0].rule, "known-secret:reversed");
+        let rot13: String = VALUE.bytes().map(|b| super::rot13(b) as char).collect();
+        assert_ne!(rot13, VALUE);
+        assert_eq!(found(&k, format!("x={rot13}").as_bytes())[0].rule, "known-secret:rot13");
     }
 
     #[test]

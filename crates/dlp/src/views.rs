@@ -184,20 +184,23 @@ fn one_layer(data: &[u8], inflate_limit: usize) -> (Vec<(Encoding, Vec<u8>)>, bo
         {
             too_large |= push_revealed(&mut out, Encoding::Base64, bytes, inflate_limit);
         }
-        // Base32 lives inside base64's alphabet: its runs are sub-runs.
-        for sub in runs_of(&run, B32, MIN_RUN) {
-            // Base32 is written in one case; camelCase names are not it.
-            let sub = &run[sub];
-            if sub.iter().any(u8::is_ascii_lowercase) && sub.iter().any(u8::is_ascii_uppercase) {
-                continue;
-            }
-            if let Some(bytes) = decode_base32(sub) {
+        // Base32 lives inside base64's alphabet, written in one case: its
+        // runs are single-case sub-runs (camelCase names are not it).
+        let upper = class_runs(&run, MIN_RUN, |c| c.is_ascii_uppercase() | (c.wrapping_sub(b'2') < 6));
+        let lower = class_runs(&run, MIN_RUN, |c| c.is_ascii_lowercase() | (c.wrapping_sub(b'2') < 6));
+        for sub in upper.into_iter().chain(lower) {
+            if let Some(bytes) = decode_base32(&run[sub]) {
                 too_large |= push_revealed(&mut out, Encoding::Base32, bytes, inflate_limit);
             }
         }
     }
     for run in &runs.hex {
         let run = &data[run.clone()];
+        // Both ways of reading hex need that many digits (delimiters and
+        // indentation alone are most of these runs in source text).
+        if run.iter().filter(|c| c.is_ascii_hexdigit()).count() < MIN_RUN {
+            continue;
+        }
         let mut decode = |digits: &[u8]| {
             if let Some(bytes) = decode_hex(digits) {
                 too_large |= push_revealed(&mut out, Encoding::Hex, bytes, inflate_limit);
@@ -206,7 +209,7 @@ fn one_layer(data: &[u8], inflate_limit: usize) -> (Vec<(Encoding, Vec<u8>)>, bo
         for digits in paired_hex_stretches(run) {
             decode(&digits);
         }
-        for sub in runs_of(run, DIGIT, MIN_RUN) {
+        for sub in class_runs(run, MIN_RUN, |c| c.is_ascii_hexdigit()) {
             decode(&run[sub]);
         }
     }
@@ -267,15 +270,13 @@ fn revealed_text(b: &[u8]) -> Option<Vec<u8>> {
 
 const B64: u8 = 1;
 const HEX: u8 = 2;
-const B32: u8 = 4;
-const PRINT: u8 = 8;
-const DIGIT: u8 = 16;
+const PRINT: u8 = 4;
 
 /// Byte classes: `B64` for the union of both base64 alphabets; `HEX` for
 /// hex digits and what may sit between hex bytes (`-`, `:`, space, comma,
-/// and the `x` and `\` of `\x` / `0x`); `B32` for base32's alphabet in
-/// either case; `PRINT` for printable ASCII and tab, CR, LF; `DIGIT` for
-/// hex digits alone.
+/// and the `x` and `\` of `\x` / `0x`); `PRINT` for printable ASCII and
+/// tab, CR, LF. (The run finders over whole inputs use [`class_runs`]
+/// with the same classes written as comparisons.)
 const CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;
@@ -286,12 +287,6 @@ const CLASS: [u8; 256] = {
         }
         if b.is_ascii_hexdigit() || matches!(b, b'-' | b':' | b' ' | b',' | b'x' | b'X' | b'\\') {
             t[c] |= HEX;
-        }
-        if b.is_ascii_alphabetic() || matches!(b, b'2'..=b'7') {
-            t[c] |= B32;
-        }
-        if b.is_ascii_hexdigit() {
-            t[c] |= DIGIT;
         }
         if matches!(b, 0x20..=0x7e | b'\t' | b'\n' | b'\r') {
             t[c] |= PRINT;
@@ -329,7 +324,7 @@ fn next_run_of(data: &[u8], class: u8, min: usize, from: usize) -> Option<Range<
 /// after `from`. Sublinear when runs are short: a run that long must
 /// contain the unit `min - 1` ahead, so when that unit is outside, the scan
 /// jumps past it.
-pub(crate) fn next_run(len: usize, min: usize, from: usize, inside: impl Fn(usize) -> bool) -> Option<Range<usize>> {
+fn next_run(len: usize, min: usize, from: usize, inside: impl Fn(usize) -> bool) -> Option<Range<usize>> {
     let mut i = from;
     while i + min <= len {
         let probe = i + min - 1;
@@ -361,7 +356,108 @@ struct Runs {
 
 /// Runs of each alphabet long enough to decode.
 fn alphabet_runs(data: &[u8]) -> Runs {
-    Runs { base64: runs_of(data, B64, MIN_RUN), hex: runs_of(data, HEX, MIN_RUN) }
+    Runs { base64: class_runs(data, MIN_RUN, is_b64), hex: class_runs(data, MIN_RUN, is_hex_or_delimiter) }
+}
+
+/// [`CLASS`]'s `B64`, as comparisons (which vectorise; a table does not).
+fn is_b64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() | (b == b'+') | (b == b'/') | (b == b'-') | (b == b'_')
+}
+
+/// [`CLASS`]'s `HEX`, as comparisons.
+fn is_hex_or_delimiter(b: u8) -> bool {
+    b.is_ascii_hexdigit() | (b == b'-') | (b == b':') | (b == b' ') | (b == b',') | (b | 0x20 == b'x') | (b == b'\\')
+}
+
+/// Bit `j` set when `inside(block[j])`, for a block of at most 64 bytes.
+/// Classified into a flag per byte first (a loop the compiler vectorises),
+/// then packed eight flags at a time by one multiplication.
+fn block_mask(block: &[u8], inside: &impl Fn(u8) -> bool) -> u64 {
+    let mut flags = [0u8; 64];
+    for (f, &b) in flags.iter_mut().zip(block) {
+        *f = u8::from(inside(b));
+    }
+    let mut mask = 0u64;
+    for (k, eight) in flags.chunks_exact(8).enumerate() {
+        let x = u64::from_le_bytes([eight[0], eight[1], eight[2], eight[3], eight[4], eight[5], eight[6], eight[7]]);
+        // Byte i (0 or 1) lands on bit 56 + i; nothing carries.
+        mask |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
+    }
+    mask
+}
+
+/// Whether `mask` holds `min` set bits in a row (shift-and doubling: after
+/// it, bit `i` is set when bits `i..i + k` all were).
+fn holds_run(mask: u64, min: usize) -> bool {
+    let (mut r, mut k) = (mask, 1);
+    while k < min && r != 0 {
+        let s = (min - k).min(k);
+        r &= r >> s;
+        k += s;
+    }
+    r != 0
+}
+
+/// The maximal runs of bytes for which `inside` holds, at least `min`
+/// long: each 64-byte block is classified into a bit mask at once (the
+/// compiler vectorises `inside` when it is comparisons), and runs are read
+/// off the masks a run at a time, not a byte at a time.
+pub(crate) fn class_runs(data: &[u8], min: usize, inside: impl Fn(u8) -> bool) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut open: Option<usize> = None;
+    for (k, block) in data.chunks(64).enumerate() {
+        let base = k * 64;
+        let n = block.len();
+        let mask = block_mask(block, &inside);
+        let mut pos = 0;
+        if let Some(start) = open {
+            let ones = (mask.trailing_ones() as usize).min(n);
+            if ones == n {
+                continue;
+            }
+            if base + ones - start >= min {
+                out.push(start..base + ones);
+            }
+            open = None;
+            pos = ones;
+        }
+        let rest = mask & (u64::MAX << pos);
+        // Most blocks of text hold no run that long: only the run reaching
+        // the block's end (which may go on) needs keeping.
+        if n == 64 && !holds_run(rest, min) {
+            let tail = rest.leading_ones() as usize;
+            if tail > 0 {
+                open = Some(base + 64 - tail);
+            }
+            continue;
+        }
+        while pos < n {
+            let rest = mask >> pos;
+            match open {
+                Some(start) => {
+                    pos += (rest.trailing_ones() as usize).min(n - pos);
+                    if pos < n {
+                        if base + pos - start >= min {
+                            out.push(start..base + pos);
+                        }
+                        open = None;
+                    }
+                }
+                None => {
+                    pos += if rest == 0 { n - pos } else { rest.trailing_zeros() as usize };
+                    if pos < n {
+                        open = Some(base + pos);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(start) = open
+        && data.len() - start >= min
+    {
+        out.push(start..data.len());
+    }
+    out
 }
 
 /// Base64 wrapped across lines (MIME's 76, PEM's 64, or any width of at
@@ -505,47 +601,49 @@ fn decode_base32(run: &[u8]) -> Option<Vec<u8>> {
 /// of at least eight pairs. A group that is not a pair (a UUID's, a hash's,
 /// a word's hex letters before the value) ends a stretch.
 fn paired_hex_stretches(run: &[u8]) -> Vec<Vec<u8>> {
+    const PAIRS: usize = 8;
     let mut stretches = Vec::new();
-    let mut current: Vec<u8> = Vec::new();
-    let mut group: Vec<u8> = Vec::new();
-    let mut end_group = |group: &mut Vec<u8>, current: &mut Vec<u8>| {
-        match group.len() {
-            0 => {}
-            2 => current.extend_from_slice(group),
-            _ => {
-                if current.len() >= 16 {
-                    stretches.push(std::mem::take(current));
-                }
-                current.clear();
+    // Eight pairs need seven delimiters between them: runs of digits
+    // alone (hashes) or nearly alone are not walked.
+    if run.iter().filter(|c| !c.is_ascii_hexdigit()).count() < PAIRS - 1 {
+        return stretches;
+    }
+    // Where each pair of the current stretch starts.
+    let mut pairs: Vec<usize> = Vec::new();
+    let mut end_group = |start: usize, len: usize, pairs: &mut Vec<usize>| match len {
+        0 => {}
+        2 => pairs.push(start),
+        _ => {
+            if pairs.len() >= PAIRS {
+                stretches.push(pairs.iter().flat_map(|&p| [run[p], run[p + 1]]).collect());
             }
+            pairs.clear();
         }
-        group.clear();
     };
+    let (mut group, mut len) = (0, 0);
     let mut i = 0;
     while i < run.len() {
-        match run[i] {
-            b'\\' | b'0' if group.is_empty() && matches!(run.get(i + 1), Some(b'x' | b'X')) => {
-                end_group(&mut group, &mut current);
-                i += 2;
+        let c = run[i];
+        let prefix = matches!(run.get(i + 1), Some(b'x' | b'X')) && (c == b'\\' || (c == b'0' && len == 0));
+        if prefix {
+            end_group(group, len, &mut pairs);
+            len = 0;
+            i += 2;
+        } else if c.is_ascii_hexdigit() {
+            if len == 0 {
+                group = i;
             }
-            b'\\' if matches!(run.get(i + 1), Some(b'x' | b'X')) => {
-                end_group(&mut group, &mut current);
-                i += 2;
-            }
-            c if c.is_ascii_hexdigit() => {
-                group.push(c);
-                i += 1;
-            }
-            _ => {
-                end_group(&mut group, &mut current);
-                i += 1;
-            }
+            len += 1;
+            i += 1;
+        } else {
+            end_group(group, len, &mut pairs);
+            len = 0;
+            i += 1;
         }
     }
-    end_group(&mut group, &mut current);
-    if current.len() >= 16 {
-        stretches.push(current);
-    }
+    end_group(group, len, &mut pairs);
+    // The end of the run ends the stretch as a group that is not a pair does.
+    end_group(0, 1, &mut pairs);
     stretches
 }
 
@@ -945,6 +1043,38 @@ mod tests {
         );
         assert_eq!(quoted_printable_decoded(b"a=3Db=\nc=\r\nd==x"), Some(b"a=bcd==x".to_vec()));
         assert_eq!(js_escapes_decoded(b"\\u12"), None);
+    }
+}
+
+/// The block-mask run finder against the byte-at-a-time one.
+#[cfg(test)]
+mod class_runs_agree {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn class_runs_is_runs_of(
+            data in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'Z'), Just(b' '), Just(b'!'), any::<u8>()], 0..400),
+            min in 1usize..70,
+        ) {
+            prop_assert_eq!(super::class_runs(&data, min, super::is_b64), super::runs_of(&data, super::B64, min));
+            prop_assert_eq!(super::class_runs(&data, min, super::is_hex_or_delimiter), super::runs_of(&data, super::HEX, min));
+        }
+    }
+
+    #[test]
+    fn runs_across_blocks() {
+        for len in [15, 16, 63, 64, 65, 127, 128, 129, 200] {
+            for at in [0, 1, 50, 63, 64, 100] {
+                let mut data = vec![b'!'; 300];
+                data[at..at + len].fill(b'a');
+                assert_eq!(
+                    super::class_runs(&data, 16, super::is_b64),
+                    super::runs_of(&data, super::B64, 16),
+                    "{len} at {at}"
+                );
+            }
+        }
     }
 }
 

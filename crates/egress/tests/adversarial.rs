@@ -21,9 +21,9 @@ const CANARY: &str = "Zk3Jq9Wm2Lp8Xr5Tv7Nb4Hc6Gd1Fs0Ae";
 
 /// Benign traffic refused, at most (the target).
 const MAX_BENIGN_BLOCKED: f64 = 2.0;
-/// Containment on each split, at least: what the detectors reached when the
-/// corpus was written.
-const MIN_CONTAINED: f64 = 90.0;
+/// Containment on each split, at least (the target; both splits
+/// reached it once reversed and ROT13 known values were matched).
+const MIN_CONTAINED: f64 = 95.0;
 
 fn route(host: &str) -> RouteSpec {
     let route = Route {
