@@ -15,6 +15,7 @@ pub mod provider_settings;
 mod registry;
 pub mod sidecar_config;
 pub mod smolmachines;
+pub mod workspace;
 
 pub use docker::Docker;
 pub use egress::ca::BottleCa;

@@ -88,6 +88,13 @@ pub trait Backend: Send + Sync {
         Err(self.not_implemented("commit bottles"))
     }
 
+    /// Copy a running bottle's `/workspace` into its state dir now
+    /// (`Ok(false)`: the bottle is not running here).
+    fn save_workspace(&self, home: &Home, meta: &BottleMetadata) -> Result<bool, BackendError> {
+        let _ = (home, meta);
+        Err(self.not_implemented("copy a running bottle's workspace"))
+    }
+
     /// The sidecar's log lines.
     fn logs(&self, home: &Home, meta: &BottleMetadata, follow: bool) -> Result<(), BackendError> {
         let _ = (home, meta, follow);

@@ -34,6 +34,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Snapshot a running bottle so `resume` boots from it.
     Commit(CommitArgs),
+    /// Copy a bottle's workspace (its /workspace, kept at every session end) to a new directory.
+    Export(ExportArgs),
     /// Remove orphaned containers, networks, VMs and unpreserved state.
     Cleanup(CleanupArgs),
     /// The operator console: pending proposals from every bottle; approve, modify, reject.
@@ -98,7 +100,7 @@ pub struct LaunchFlags {
     /// Print the preflight and exit; launch nothing, leave no state.
     #[arg(long, env = "BOT_BOTTLE_DRY_RUN", value_parser = clap::builder::FalseyValueParser::new())]
     pub dry_run: bool,
-    /// Do not ask before launching.
+    /// Take the defaults without asking: the agent's bottles, a random identity, the default backend, launch.
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,
     /// No pickers, no questions; run the provider's one-shot mode.
@@ -173,6 +175,14 @@ pub struct LogsArgs {
 #[derive(Args, Debug)]
 pub struct CommitArgs {
     pub identity: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The bottle (see `bot-bottle list active`).
+    pub identity: String,
+    /// Where to write it: a new or empty directory (nothing is overwritten).
+    pub dir: std::path::PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -44,9 +44,12 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
         None => pick_agent(&lib)?,
     };
     let agent = lib.agent(&agent_name)?;
+    // `-y` takes every default there is: the agent's bottles, a random
+    // identity, the backend the registry would choose.
+    let defaults = args.launch.yes;
     let bottles = if !args.bottles.is_empty() {
         args.bottles
-    } else if tty {
+    } else if tty && (!defaults || agent.bottles.is_empty()) {
         pick_bottles(&lib, &agent.bottles)?
     } else if !agent.bottles.is_empty() {
         agent.bottles.clone()
@@ -58,7 +61,7 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
     }
     let label = match args.label {
         Some(l) => Some(l),
-        None if tty => ask_label(ctx, &agent_name)?,
+        None if tty && !defaults => ask_label(ctx, &agent_name)?,
         None => None,
     };
     if let Some(c) = &args.color
@@ -68,7 +71,7 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
     }
     let env_backend = std::env::var("BOT_BOTTLE_BACKEND").ok();
     let backend = match (&args.backend, env_backend.as_deref().filter(|v| !v.is_empty())) {
-        (None, None) if tty => pick_backend(ctx)?,
+        (None, None) if tty && !defaults => pick_backend(ctx)?,
         (flag, env) => ctx.registry.choose(flag.as_deref(), env)?,
     };
     let manifest = lib.compose(&agent_name, &bottles)?;
@@ -200,6 +203,8 @@ struct Session {
     provider: backend::Provider,
     resume: bool,
     tty: bool,
+    /// The host directory `--cwd` copied in, to tell the agent's changes.
+    copied_from: Option<PathBuf>,
 }
 
 /// Whether the session's command is wired to the operator's terminal: only
@@ -215,7 +220,28 @@ impl Session {
             provider: plan.resolved_provider.provider().clone(),
             resume,
             tty: plan.tty,
+            copied_from: (plan.metadata.copy_cwd && !plan.metadata.cwd.is_empty())
+                .then(|| PathBuf::from(&plan.metadata.cwd)),
         }
+    }
+
+    /// After an interactive session that ended 0: whether to keep the
+    /// state because the agent's workspace holds work not copied out (the
+    /// operator is asked; anything but "y" keeps it).
+    fn keeps_work(&self, dir: &std::path::Path) -> bool {
+        if !self.tty {
+            return false;
+        }
+        let Some(kept) = backend::workspace::kept(dir) else { return false };
+        let changes = backend::workspace::changes(&kept, self.copied_from.as_deref());
+        if changes == 0 {
+            return false;
+        }
+        let question = format!(
+            "{}'s workspace has {changes} change(s) not copied out; remove the bottle and them?",
+            self.identity
+        );
+        !terminal::confirm(&question).unwrap_or(false)
     }
 
     fn run(self, ctx: &Context, running: Box<dyn backend::RunningBottle>, prompt: Option<&str>) -> Result<i32> {
@@ -234,17 +260,33 @@ impl Session {
             Ok(code) => *code,
             Err(_) => 1,
         };
+        let export_hint = |id: &str| {
+            if backend::workspace::kept(&dir).is_some() {
+                format!("; its workspace: `bot-bottle export {id} DIR`")
+            } else {
+                String::new()
+            }
+        };
         match state::StateDir::open(&ctx.home, &self.identity) {
-            Some(d) if code == 0 && teardown.is_ok() => {
+            Some(d) if code == 0 && teardown.is_ok() && !self.keeps_work(&dir) => {
                 d.remove()?;
+            }
+            Some(d) if code == 0 && teardown.is_ok() => {
+                d.set_preserved(true)?;
+                eprintln!(
+                    "bot-bottle: {id}'s state is kept in {} (resume with `bot-bottle resume {id}`{})",
+                    dir.display(),
+                    export_hint(&self.identity),
+                    id = self.identity
+                );
             }
             Some(d) => {
                 d.set_preserved(true)?;
                 eprintln!(
-                    "bot-bottle: {} ended with {code}; its state is kept in {} (resume with `bot-bottle resume {}`)",
-                    self.identity,
+                    "bot-bottle: {id} ended with {code}; its state is kept in {} (resume with `bot-bottle resume {id}`{})",
                     dir.display(),
-                    self.identity
+                    export_hint(&self.identity),
+                    id = self.identity
                 );
             }
             None => {}

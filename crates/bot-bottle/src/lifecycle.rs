@@ -1,5 +1,5 @@
 //! Commands that act on an existing bottle by identity: `stop`, `logs`,
-//! `commit`, and `cleanup` across every backend. Each asks the backend
+//! `commit`, `export`, and `cleanup` across every backend. Each asks the backend
 //! that the bottle's `metadata.json` names.
 
 use anyhow::{Result, bail};
@@ -34,6 +34,34 @@ pub fn commit(ctx: &Context, identity: Option<&str>) -> Result<i32> {
     let (backend, meta) = owner(ctx, identity)?;
     let snapshot = backend.commit(&ctx.home, &meta)?;
     println!("{snapshot}");
+    eprintln!(
+        "bot-bottle: `bot-bottle resume {identity}` boots from it; `bot-bottle export {identity} DIR` copies its workspace out"
+    );
+    Ok(0)
+}
+
+/// Copy a bottle's workspace to `dir`: a running bottle's as it is now,
+/// otherwise the copy kept at its last session end.
+pub fn export(ctx: &Context, identity: &str, dir: &std::path::Path) -> Result<i32> {
+    let (backend, meta) = owner(ctx, identity)?;
+    let state_dir = ctx.home.state_dir(identity);
+    if !state_dir.is_dir() {
+        bail!("no bottle '{identity}' in {}; see `bot-bottle list active`", ctx.home.state_root().display());
+    }
+    // A bottle that is not running (or a backend that cannot be reached)
+    // has its kept copy.
+    let live = backend.save_workspace(&ctx.home, &meta).unwrap_or(false);
+    let Some(kept) = backend::workspace::kept(&state_dir) else {
+        bail!(
+            "bottle '{identity}' has no workspace kept: it is copied out at each session end (this bottle's last session ended before bot-bottle kept workspaces, or its copy failed; see `bot-bottle logs {identity}`)"
+        );
+    };
+    let written = backend::workspace::export(&kept, dir)?;
+    eprintln!(
+        "bot-bottle: {written} files of {identity}'s workspace ({}) written to {}",
+        if live { "as it is now" } else { "as its last session left it" },
+        dir.display()
+    );
     Ok(0)
 }
 

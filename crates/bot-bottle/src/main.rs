@@ -69,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Stop(args) => lifecycle::stop(&ctx, &args.identity),
         Command::Logs(args) => lifecycle::logs(&ctx, &args.identity, args.follow),
         Command::Commit(args) => lifecycle::commit(&ctx, args.identity.as_deref()),
+        Command::Export(args) => lifecycle::export(&ctx, &args.identity, &args.dir),
         Command::Cleanup(args) => lifecycle::cleanup(&ctx, args.all, args.yes),
         Command::Supervise(args) => console::supervise(&ctx, args),
         Command::Scan(_)

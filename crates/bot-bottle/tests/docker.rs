@@ -139,7 +139,18 @@ fn the_lifecycle_as_a_user_drives_it() {
     let logs = h.run(&["logs", "keeper"]);
     assert!(out(&logs).contains("sidecar ready"), "{}{}", out(&logs), err(&logs));
 
-    // Resume: same identity, fresh containers (the workspace is new).
+    // The agent's work was copied out at the session end: the user can
+    // export it, into a new directory only.
+    assert!(err(&o).contains("bot-bottle export keeper DIR"), "{}", err(&o));
+    let export = h._tmp.path().join("exported");
+    let o = h.run(&["export", "keeper", export.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(export.join("mark")).unwrap(), "kept\n");
+    let o = h.run(&["export", "keeper", export.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "export overwrote a directory: {}", err(&o));
+    assert!(err(&o).contains("not empty"), "{}", err(&o));
+
+    // Resume: same identity, fresh containers, the agent's work back.
     let o = h.run(&[
         "resume",
         "keeper",
@@ -148,7 +159,7 @@ fn the_lifecycle_as_a_user_drives_it() {
         "test -f /workspace/mark && echo found || echo fresh; exit 4",
     ]);
     assert_eq!(o.status.code(), Some(4), "{}", err(&o));
-    assert!(out(&o).contains("fresh"), "{}", out(&o));
+    assert!(out(&o).contains("found"), "the agent's work did not come back: {}", out(&o));
 
     // Commit a running bottle, stop it, resume from the snapshot.
     let (mut child, rx) =
@@ -180,6 +191,87 @@ fn the_lifecycle_as_a_user_drives_it() {
     assert!(o.status.success(), "{}", err(&o));
     assert!(!h.state("keeper").exists());
     let _ = Command::new("docker").args(["rmi", "-f", "bot-bottle-commit:keeper"]).output();
+}
+
+#[test]
+fn a_resume_never_copies_the_host_cwd_over_the_agents_work() {
+    let h = Home::new();
+    let project = h._tmp.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(project.join("orig"), "from the host\n").unwrap();
+    let o = h
+        .cmd(&[
+            "start",
+            "life",
+            "--label",
+            "cwd keeper",
+            "--cwd",
+            "--headless",
+            "--prompt",
+            "cat /workspace/orig; echo by the agent > /workspace/orig; exit 3",
+        ])
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(out(&o).contains("from the host"), "--cwd did not copy in: {}", out(&o));
+    // The user edits the project meanwhile; the bottle's work is its own.
+    std::fs::write(project.join("orig"), "edited on the host\n").unwrap();
+    let o = h.run(&["resume", "cwd-keeper", "--headless", "--prompt", "cat /workspace/orig; exit 4"]);
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    assert!(out(&o).contains("by the agent"), "the host's cwd was copied over the agent's work: {}", out(&o));
+    assert_eq!(std::fs::read_to_string(project.join("orig")).unwrap(), "edited on the host\n");
+    let o = h.run(&["cleanup", "--all", "-y"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_gone("cwd-keeper");
+}
+
+/// An interactive session on a real terminal that ends 0: asked before the
+/// agent's work goes; not asked when there is none.
+#[test]
+fn an_interactive_exit_0_asks_before_the_agents_work_goes() {
+    let h = Home::new();
+    let session = |name: &str, typed: &str| {
+        let script = format!(
+            "export BOT_BOTTLE_HOME='{}' LIFE_SECRET=x\nunset BOT_BOTTLE_BACKEND\n{} start life --label {name} -y\necho \"EXIT=$?\"\nsleep 120\n",
+            h.home.display(),
+            env!("CARGO_BIN_EXE_bot-bottle")
+        );
+        let dir = h._tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = support::tmux::Tmux::run(name, &dir, &script);
+        t.wait_for_within("isolation self-test", Duration::from_secs(240));
+        wait_running(name);
+        std::thread::sleep(Duration::from_secs(2));
+        t.keys(&[typed, "Enter"]);
+        t
+    };
+    // Work in the workspace, and Enter at the question: kept.
+    let t = session("ask-keep", "echo work > /workspace/new; exit 0");
+    let s = t.wait_for_within("remove the bottle and them? [y/N]", Duration::from_secs(60));
+    assert!(s.contains("1 change(s) not copied out"), "{s}");
+    t.keys(&["Enter"]);
+    let s = t.wait_for_within("EXIT=", Duration::from_secs(60));
+    assert!(s.contains("EXIT=0") && s.contains("bot-bottle export ask-keep DIR"), "{s}");
+    assert!(h.state("ask-keep").join(".preserve").exists());
+    assert_eq!(std::fs::read_to_string(h.state("ask-keep").join("workspace/new")).unwrap(), "work\n");
+    drop(t);
+    // Answered "y": removed.
+    let t = session("ask-remove", "echo work > /workspace/new; exit 0");
+    t.wait_for_within("remove the bottle and them? [y/N]", Duration::from_secs(60));
+    t.keys(&["y", "Enter"]);
+    let s = t.wait_for_within("EXIT=", Duration::from_secs(60));
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(!h.state("ask-remove").exists());
+    drop(t);
+    // Nothing in the workspace: not asked, removed as before.
+    let t = session("no-work", "exit 0");
+    let s = t.wait_for_within("EXIT=", Duration::from_secs(60));
+    assert!(s.contains("EXIT=0") && !s.contains("not copied out"), "{s}");
+    assert!(!h.state("no-work").exists());
+    for id in ["ask-keep", "ask-remove", "no-work"] {
+        assert_gone(id);
+    }
 }
 
 #[test]

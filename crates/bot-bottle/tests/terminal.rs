@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod support;
+
+/// The CLI on a terminal with a copy of the fixture home.
 struct Tmux {
-    socket: String,
+    term: support::tmux::Tmux,
     _tmp: tempfile::TempDir,
     dir: PathBuf,
 }
@@ -36,62 +39,24 @@ impl Tmux {
             script.push_str(&format!("export {k}='{v}'\n"));
         }
         script.push_str(&format!("{} {args}\necho \"EXIT=$?\"\nsleep 60\n", env!("CARGO_BIN_EXE_bot-bottle")));
-        std::fs::write(dir.join("run.sh"), script).unwrap();
-        let socket = format!("bbtest-{name}-{}", std::process::id());
-        let status = Command::new("tmux")
-            .args(["-L", &socket, "new-session", "-d", "-x", "220", "-y", "50", "sh"])
-            .arg(dir.join("run.sh"))
-            .arg(&dir)
-            .status()
-            .expect("tmux must be installed to test the terminal paths (scripts/test.sh installs it)");
-        assert!(status.success());
-        Tmux { socket, _tmp: tmp, dir }
+        let term = support::tmux::Tmux::run(name, &dir, &script);
+        Tmux { term, _tmp: tmp, dir }
     }
 
     fn screen(&self, escapes: bool) -> String {
-        let mut cmd = Command::new("tmux");
-        cmd.args(["-L", &self.socket, "capture-pane", "-p", "-J"]);
-        if escapes {
-            cmd.arg("-e");
-        }
-        String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+        self.term.screen(escapes)
     }
 
-    /// Wait until the screen shows `text` (bounded: 20 s).
     fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let s = self.screen(false);
-            if s.contains(text) {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {text:?}; screen:\n{s}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.term.wait_for(text)
     }
 
     fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            assert!(
-                Command::new("tmux")
-                    .args(["-L", &self.socket, "send-keys", "-t", "0"])
-                    .arg(k)
-                    .status()
-                    .unwrap()
-                    .success()
-            );
-            std::thread::sleep(Duration::from_millis(150));
-        }
+        self.term.keys(keys)
     }
 
     fn home(&self) -> PathBuf {
         self.dir.join("bb")
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
     }
 }
 
@@ -242,13 +207,7 @@ fn the_console_approves_modifies_and_rejects_and_rings_for_new_proposals() {
     t.keys(&["m"]);
     t.wait_for("#1 modified");
     // A new proposal arrives while the console runs: listed, and the bell rang.
-    let bell = || {
-        let o = Command::new("tmux")
-            .args(["-L", &t.socket, "display-message", "-p", "#{window_bell_flag}"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
+    let bell = || t.term.window("#{window_bell_flag}");
     ProposalStore::open(&otter, "swift-otter")
         .unwrap()
         .file(Kind::EgressBlock, &json!({"host": "old.example"}), "not needed")

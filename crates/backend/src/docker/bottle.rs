@@ -127,6 +127,7 @@ impl DockerBottle {
         self.runtime.block_on(async {
             save_sidecar_logs(docker, objects, dir).await;
             snapshot_transcript(docker, objects, dir).await;
+            snapshot_workspace(docker, objects, dir).await;
             let removed = remove(docker, objects).await;
             revoke_deploy_keys(dir).await;
             forget_secrets(dir);
@@ -171,6 +172,41 @@ async fn snapshot_transcript(docker: &Docker, objects: &Objects, state_dir: &Pat
         if let Some(tar) = download(docker, agent, &format!("{AGENT_HOME}/{dir}")).await {
             super::transcript::keep(state_dir, &dir, &tar);
         }
+    }
+}
+
+/// Session end (and `export` of a running bottle): the agent's
+/// `/workspace` into the state dir (see [`crate::workspace`]), streamed
+/// through a scratch file. Best effort: a failure is said, the copy before
+/// it stays, and the bottle's teardown goes on.
+pub(crate) async fn snapshot_workspace(docker: &Docker, objects: &Objects, state_dir: &Path) {
+    let Some(agent) = &objects.agent else { return };
+    if !state_dir.is_dir() {
+        return;
+    }
+    let scratch = state_dir.join("workspace.tar.partial");
+    let copied = async {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&scratch).map_err(|e| e.to_string())?;
+        let options = bollard::query_parameters::DownloadFromContainerOptions { path: WORKSPACE.to_string() };
+        let mut stream = docker.download_from_container(agent, Some(options));
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            total += chunk.len() as u64;
+            if total > crate::workspace::MAX_BYTES + (64 << 20) {
+                return Err(format!("it is over {} GiB", crate::workspace::MAX_BYTES >> 30));
+            }
+            file.write_all(&chunk).map_err(|e| e.to_string())?;
+        }
+        file.sync_all().map_err(|e| e.to_string())?;
+        let tar = std::fs::File::open(&scratch).map_err(|e| e.to_string())?;
+        crate::workspace::keep(state_dir, std::io::BufReader::new(tar)).map_err(|e| e.to_string())
+    }
+    .await;
+    let _ = std::fs::remove_file(&scratch);
+    if let Err(e) = copied {
+        eprintln!("bot-bottle: the agent's workspace was not copied out of {}: {e}", state_dir.display());
     }
 }
 
@@ -481,6 +517,10 @@ async fn launch_steps(
     let base = cancel.wait(images::ensure_base(docker, progress)).await?;
     let sidecar_image = cancel.wait(images::ensure_sidecar(docker, &base, progress)).await?;
     let agent_image = cancel.wait(agent_image(docker, plan, &base, progress)).await?;
+    // When the agent boots from this bottle's commit: when it was made.
+    let committed_at = (committed_image(&plan.state_dir()).as_deref() == Some(agent_image.as_str()))
+        .then(|| std::fs::metadata(plan.state_dir().join(COMMIT_FILE)).and_then(|m| m.modified()).ok())
+        .flatten();
     trace("images ready");
     // What the sidecar reads.
     let login = forwarded_login(plan)?;
@@ -620,7 +660,7 @@ async fn launch_steps(
         );
         let (shim, provisioned) = tokio::join!(
             shim,
-            provision_agent(docker, &agent, plan, &canary, login.as_ref().map(|l| l.stand_in.as_str()))
+            provision_agent(docker, &agent, plan, &canary, login.as_ref().map(|l| l.stand_in.as_str()), committed_at)
         );
         let shim = shim?;
         *shim_slot = Some(shim.clone());
@@ -1032,12 +1072,14 @@ async fn provision_agent(
     plan: &Plan,
     canary: &dlp::Canary,
     login_stand_in: Option<&str>,
+    committed_at: Option<std::time::SystemTime>,
 ) -> Result<(), BackendError> {
     // The image's own CA bundle, read once per image, extended with the
     // bottle CA (what `update-ca-certificates` would do, without its second
     // of rehashing).
     let bundle = image_bundle(docker, agent, provision::CA_BUNDLE).await;
-    let files = agent_files(plan, canary, login_stand_in, Some(bundle), &provision::Endpoints::loopback())?;
+    let files =
+        agent_files(plan, canary, login_stand_in, Some(bundle), &provision::Endpoints::loopback(), committed_at)?;
     // One copy: each costs Docker a mount of the container's filesystem.
     upload(docker, agent, "/", files).await
 }
@@ -1045,7 +1087,8 @@ async fn provision_agent(
 /// The agent's files for `plan`, reaching the sidecar `at`, as one tar to
 /// unpack at `/` keeping its owners: root's (the bottle CA), the agent's
 /// home (owned by the agent's user), and the workspace when the cwd is
-/// copied in. With the image's CA bundle, the bundle extended with the
+/// copied in (`committed_at`: when the snapshot the agent boots from was
+/// committed, if it does). With the image's CA bundle, the bundle extended with the
 /// bottle CA replaces it; without, only the CA certificate goes in (the
 /// caller appends it).
 pub(crate) fn agent_files(
@@ -1054,6 +1097,7 @@ pub(crate) fn agent_files(
     login_stand_in: Option<&str>,
     image_ca_bundle: Option<Vec<u8>>,
     at: &provision::Endpoints,
+    committed_at: Option<std::time::SystemTime>,
 ) -> Result<Vec<u8>, BackendError> {
     let mut files = Bundle::new();
     for d in
@@ -1129,12 +1173,15 @@ pub(crate) fn agent_files(
             files.tree(skill, &format!("{skills}/{name}"), uid)?;
         }
     }
-    // The workspace, when the cwd is copied in.
-    if plan.metadata.copy_cwd && !plan.metadata.cwd.is_empty() {
+    // The workspace: the agent's kept work, the host's cwd, or nothing
+    // (see `workspace::source`).
+    let host_cwd = (plan.metadata.copy_cwd && !plan.metadata.cwd.is_empty()).then(|| Path::new(&plan.metadata.cwd));
+    if let crate::workspace::Source::Kept(dir) | crate::workspace::Source::HostCwd(dir) =
+        crate::workspace::source(&state_dir, committed_at, host_cwd)
+    {
         files.enter(WORKSPACE);
-        let cwd = Path::new(&plan.metadata.cwd);
         let mut entries: Vec<_> =
-            std::fs::read_dir(cwd).map_err(io_err(format!("cannot read {}", cwd.display())))?.flatten().collect();
+            std::fs::read_dir(&dir).map_err(io_err(format!("cannot read {}", dir.display())))?.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -1239,6 +1286,7 @@ pub const LABEL_STARTED: &str = "dev.bot-bottle.started";
 pub async fn stop(docker: &Docker, objects: &Objects, state_dir: &Path) -> Result<(), BackendError> {
     save_sidecar_logs(docker, objects, state_dir).await;
     snapshot_transcript(docker, objects, state_dir).await;
+    snapshot_workspace(docker, objects, state_dir).await;
     remove(docker, objects).await?;
     if state_dir.is_dir() {
         std::fs::write(state_dir.join(state::StateDir::PRESERVE), b"")

@@ -173,22 +173,14 @@ async fn drive(
     if tty {
         resize(docker, id).await;
     }
-    // Stdin on its own thread (a blocking read must not hold the runtime).
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = [0u8; 4096];
-        loop {
-            match std::io::Read::read(&mut stdin, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    // Stdin on its own thread (a blocking read must not hold the runtime),
+    // stopped when the session ends: a reader left behind would swallow
+    // the operator's next keystroke (the question after the session).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let _pump = StdinPump::start(tx);
+    // Bound after the pump, so dropped before it: a send blocked on a full
+    // channel then fails, and the pump's join cannot wait on it.
+    let mut rx = rx;
     // Headless output that lands on the operator's terminal is shown, not
     // obeyed: the agent cannot drive that terminal (a TTY session's
     // terminal is the agent's own screen, and a pipe gets the bytes as
@@ -244,6 +236,56 @@ async fn drive(
     }
     drop(_raw);
     exit_code(docker, id).await
+}
+
+/// This process's stdin relayed into a channel by a thread that polls
+/// (so it can stop), and is stopped and joined when dropped.
+struct StdinPump {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StdinPump {
+    fn start(tx: tokio::sync::mpsc::Sender<Vec<u8>>) -> StdinPump {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stopped.load(Ordering::Relaxed) {
+                let mut fd = libc::pollfd { fd: libc::STDIN_FILENO, events: libc::POLLIN, revents: 0 };
+                // SAFETY: poll on one pollfd we own, 100 ms.
+                let ready = unsafe { libc::poll(&mut fd, 1, 100) };
+                if ready < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if ready <= 0 || stopped.load(Ordering::Relaxed) {
+                    if ready < 0 {
+                        break;
+                    }
+                    continue;
+                }
+                // SAFETY: read into a buffer we own, at most its length.
+                let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+                if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if n <= 0 || tx.blocking_send(buf[..n as usize].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        StdinPump { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for StdinPump {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Follow the operator's window size.

@@ -92,6 +92,19 @@ impl Backend for Docker {
         })
     }
 
+    fn save_workspace(&self, home: &Home, meta: &BottleMetadata) -> Result<bool, BackendError> {
+        let dir = home.state_dir(&meta.identity);
+        blocking(async {
+            let docker = engine::connect().await?;
+            let objects = bottle::find(&docker, home, &meta.identity).await?;
+            if objects.agent.is_none() {
+                return Ok(false);
+            }
+            bottle::snapshot_workspace(&docker, &objects, &dir).await;
+            Ok(true)
+        })
+    }
+
     fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError> {
         blocking(async {
             let docker = engine::connect().await?;

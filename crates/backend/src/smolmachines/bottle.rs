@@ -185,6 +185,7 @@ impl SmolBottle {
         self.torn_down = true;
         let (docker, objects, dir) = (&self.docker, &self.objects, &self.state_dir);
         snapshot_transcript(&self.smolvm, &self.machine, dir);
+        snapshot_workspace(&self.smolvm, &self.machine, dir);
         let _ = self.smolvm.run(&argv::stop(&self.machine));
         let _ = self.smolvm.run(&argv::delete(&self.machine));
         self.runtime.block_on(async {
@@ -216,6 +217,24 @@ pub fn snapshot_transcript(smolvm: &Smolvm, machine: &str, state_dir: &Path) {
         if let Ok(tar) = smolvm.run(&argv::exec(machine, &how, &["sh".into(), "-c".into(), script])) {
             transcript::keep(state_dir, &dir, &tar);
         }
+    }
+}
+
+/// Session end (and `export` of a running bottle): the machine's
+/// `/workspace` (a tar on the exec's stdout) into the state dir (see
+/// [`crate::workspace`]). Best effort: a failure is said, the copy before it
+/// stays.
+pub fn snapshot_workspace(smolvm: &Smolvm, machine: &str, state_dir: &Path) {
+    if !state_dir.is_dir() {
+        return;
+    }
+    let script = format!("tar -cf - -C / {}", WORKSPACE.trim_start_matches('/'));
+    let how = argv::Exec::default();
+    let copied = smolvm
+        .run(&argv::exec(machine, &how, &["sh".into(), "-c".into(), script]))
+        .and_then(|tar| crate::workspace::keep(state_dir, &tar[..]));
+    if let Err(e) = copied {
+        eprintln!("bot-bottle: the agent's workspace was not copied out of {}: {e}", state_dir.display());
     }
 }
 
@@ -285,6 +304,8 @@ async fn launch_steps(
     // Images: the agent's is built with Docker and packed for smolvm.
     let base = images::ensure_base(docker, progress).await?;
     let sidecar_image = images::ensure_sidecar(docker, &base, progress).await?;
+    // When the machine boots from this bottle's commit: when it was made.
+    let committed_at = committed_pack(&dir).and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     let pack = match committed_pack(&dir) {
         Some(p) => {
             progress(&format!("using the committed machine {}", p.display()));
@@ -430,7 +451,7 @@ async fn launch_steps(
     env_extra.extend(p.placeholder_env.iter().cloned());
     let env_ref: Vec<(&str, &str)> = env_extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     *agent_env = provision::agent_env(&at, &env_ref);
-    let files = agent_files(plan, &canary, login.as_ref().map(|l| l.stand_in.as_str()), None, &at)?;
+    let files = agent_files(plan, &canary, login.as_ref().map(|l| l.stand_in.as_str()), None, &at, committed_at)?;
     let scratch = tempfile::Builder::new()
         .prefix("bot-bottle-smol-")
         .tempdir()
@@ -556,6 +577,7 @@ pub async fn stop(docker: &Docker, smolvm: &Smolvm, home: &state::Home, identity
     let machine = machine_name(identity);
     let objects = find(docker, home, identity).await?;
     snapshot_transcript(smolvm, &machine, &dir);
+    snapshot_workspace(smolvm, &machine, &dir);
     let _ = smolvm.run(&argv::stop(&machine));
     let _ = smolvm.run(&argv::delete(&machine));
     save_sidecar_logs(docker, &objects, &dir).await;

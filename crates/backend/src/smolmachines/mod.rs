@@ -128,6 +128,16 @@ impl Backend for Smolmachines {
         })
     }
 
+    fn save_workspace(&self, home: &Home, meta: &BottleMetadata) -> Result<bool, BackendError> {
+        let smolvm = self.smolvm()?;
+        let machine = bottle::machine_name(&meta.identity);
+        if !bottle::machines(&smolvm)?.iter().any(|m| m["name"] == machine.as_str()) {
+            return Ok(false);
+        }
+        bottle::snapshot_workspace(&smolvm, &machine, &home.state_dir(&meta.identity));
+        Ok(true)
+    }
+
     /// `pack create --from-vm` needs the machine stopped: it is stopped,
     /// packed into the state dir and started again (the agent's processes
     /// restart; its files are kept). `resume` boots from the pack.

@@ -6,6 +6,7 @@
 
 pub mod docker;
 pub mod smolvm;
+pub mod tmux;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
