@@ -147,7 +147,7 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
     // The agent holds the planted value (checked by its hash, never shown),
     // the self-test passed, and the session ends with 3: state kept.
     let prompt = format!(
-        "[ \"$(printf %s \"$PLANTED\" | sha256sum | cut -d' ' -f1)\" = {} ] && echo planted-ok; echo proxy=$HTTPS_PROXY prompt=$(stat -c %a ~/.bot-bottle-prompt.txt); exit 3",
+        "[ \"$(printf %s \"$PLANTED\" | sha256sum | cut -d' ' -f1)\" = {} ] && echo planted-ok; echo proxy=$HTTPS_PROXY prompt=$(stat -c %a ~/.bot-bottle-prompt.txt); echo work > /workspace/mark; exit 3",
         sha256(&h.planted)
     );
     let o = h.start("vm", "smt", &prompt).output().unwrap();
@@ -167,8 +167,10 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
 
     // Resume: no --backend, the metadata says smolmachines.
     let before = h.standin.calls().len();
-    let o = h.run(&["resume", "smt", "-y", "--headless", "--prompt", "echo resumed-in-a-machine"]);
-    assert!(o.status.success() && text(&o).contains("resumed-in-a-machine"), "{}", text(&o));
+    // The agent's work came out of the machine, and goes back in on resume.
+    assert_eq!(std::fs::read_to_string(h.state("smt").join("workspace/mark")).unwrap(), "work\n");
+    let o = h.run(&["resume", "smt", "-y", "--headless", "--prompt", "cat /workspace/mark; echo resumed-in-a-machine"]);
+    assert!(o.status.success() && text(&o).contains("work\nresumed-in-a-machine"), "{}", text(&o));
     assert!(h.standin.calls()[before..].iter().any(|c| c[..2] == ["machine", "create"]), "resume did not use smolvm");
     assert!(!h.state("smt").exists(), "a clean exit keeps no state");
     no_leftovers("smt");
