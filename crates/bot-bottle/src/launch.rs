@@ -96,6 +96,7 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
         return Ok(1);
     }
     let session = Session::of(&plan, false);
+    let _ = std::fs::remove_file(plan.state_dir().join(crate::lifecycle::STOPPED));
     let running = backend.launch(plan)?;
     guard.disarm();
     session.run(ctx, running, args.launch.prompt.as_deref())
@@ -143,6 +144,7 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
     }
     backend::write_plan(&plan)?;
     let session = Session::of(&plan, true);
+    let _ = std::fs::remove_file(plan.state_dir().join(crate::lifecycle::STOPPED));
     let running = match backend.launch(plan) {
         Ok(r) => r,
         Err(e) => {
@@ -248,6 +250,15 @@ impl Session {
         let dir = ctx.home.state_dir(&self.identity);
         let outcome = running.exec(&self.provider.argv(prompt, self.resume), self.tty).map_err(anyhow::Error::from);
         let teardown = running.teardown();
+        // `bot-bottle stop` from another terminal: the end is a stop (143,
+        // as for SIGTERM), whatever component went first.
+        let stopped = std::fs::remove_file(dir.join(crate::lifecycle::STOPPED)).is_ok();
+        let outcome = if stopped {
+            eprintln!("bot-bottle: {} was stopped with `bot-bottle stop`", self.identity);
+            Ok(143)
+        } else {
+            outcome
+        };
         // The audit trail outlives the bottle.
         let store = supervise::store_path(&dir);
         if store.exists()

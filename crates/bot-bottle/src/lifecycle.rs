@@ -14,9 +14,20 @@ fn owner(ctx: &Context, identity: &str) -> Result<(std::sync::Arc<dyn backend::B
     Ok((backend, meta))
 }
 
+/// Written by `stop` before the bottle goes, so that the session attached
+/// to it reads the end as a stop, not as a lost component.
+pub const STOPPED: &str = ".stopped";
+
 pub fn stop(ctx: &Context, identity: &str) -> Result<i32> {
     let (backend, meta) = owner(ctx, identity)?;
-    backend.stop(&ctx.home, &meta)?;
+    let marker = ctx.home.state_dir(identity).join(STOPPED);
+    if marker.parent().is_some_and(|d| d.is_dir()) {
+        let _ = std::fs::write(&marker, b"");
+    }
+    if let Err(e) = backend.stop(&ctx.home, &meta) {
+        let _ = std::fs::remove_file(&marker);
+        return Err(e.into());
+    }
     eprintln!("bot-bottle: stopped {identity}; its state is kept (resume with `bot-bottle resume {identity}`)");
     Ok(0)
 }
@@ -66,8 +77,9 @@ pub fn export(ctx: &Context, identity: &str, dir: &std::path::Path) -> Result<i3
 }
 
 /// Orphaned containers and networks (their launcher is gone), and state
-/// without a live launcher: unpreserved state always, preserved state only
-/// with `--all`. One plan, asked once (or `-y`).
+/// without a live launcher: state that cannot be resumed (no metadata)
+/// always; resumable state (preserved, or an orphan's) only with `--all`.
+/// One plan, asked once (or `-y`).
 pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
     let mut plans = Vec::new();
     let mut blind: Vec<String> = Vec::new();
@@ -91,11 +103,15 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
         {
             continue;
         }
+        // Preserved state, and an orphan's (its launcher killed: `resume`
+        // recovers it), go only with --all; a dir without metadata cannot
+        // be resumed and always goes.
         let preserved = dir.join(state::StateDir::PRESERVE).exists();
-        if preserved && !all {
+        let resumable = preserved || meta.is_some();
+        if resumable && !all {
             continue;
         }
-        dirs.push((identity, preserved));
+        dirs.push((identity, resumable));
     }
     let objects: usize = plans.iter().map(|(_, p)| p.items.len()).sum();
     if objects == 0 && dirs.is_empty() {
@@ -111,8 +127,8 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
             println!("  {}: {item}", plan.backend);
         }
     }
-    for (identity, preserved) in &dirs {
-        println!("  state {identity}{}", if *preserved { " (preserved)" } else { "" });
+    for (identity, resumable) in &dirs {
+        println!("  state {identity}{}", if *resumable { " (resumable)" } else { "" });
     }
     if !yes {
         crate::terminal::require("-y", "confirmation")?;

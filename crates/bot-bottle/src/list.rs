@@ -71,13 +71,26 @@ pub fn list(ctx: &Context, args: ListArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Bottles with state on disk, and what each backend says is live. Backends
-/// that cannot enumerate yet are named, never silently skipped.
+/// Bottles with state on disk, and what each backend says is live. A
+/// backend that cannot enumerate is named, unless it is not installed and
+/// no bottle here uses it.
 fn active(ctx: &Context) -> Value {
     let mut live = Vec::new();
+    // The backends some bottle here was launched on (no name: docker).
+    let used: Vec<String> = ctx
+        .home
+        .identities()
+        .into_iter()
+        .map(|id| BottleMetadata::read(&ctx.home.state_dir(&id)).unwrap_or_default().backend)
+        .map(|b| if b.is_empty() { "docker".to_string() } else { b })
+        .collect();
     for b in ctx.registry.all() {
         match b.enumerate_active(&ctx.home) {
             Ok(found) => live.extend(found),
+            // A backend that is not installed and that no bottle here uses
+            // has nothing to check: not worth a warning to someone who
+            // never chose it.
+            Err(_) if !b.available().available && !used.iter().any(|u| u == b.name()) => {}
             Err(e) => warn(&format!("{}: live bottles not checked: {e}", b.name())),
         }
     }
@@ -89,14 +102,24 @@ fn active(ctx: &Context) -> Value {
             let meta = BottleMetadata::read(&dir).unwrap_or_default();
             let preserved = StateDir::open(&ctx.home, &id).is_some_and(|d| d.is_preserved());
             let running = live.iter().any(|l| l.identity == id);
-            let state = if running {
-                "running"
-            } else if preserved {
-                "preserved"
-            } else if dir.join(BottleMetadata::FILE).is_file() {
-                "not running"
-            } else {
-                "no metadata"
+            let has_metadata = dir.join(BottleMetadata::FILE).is_file();
+            // Its launcher is gone without a session end (a killed CLI):
+            // `resume` takes it over, `cleanup` removes what still runs.
+            // A launcher gone without a session end (a killed CLI) leaves
+            // an orphan: `resume` takes it over, `cleanup` removes what
+            // still runs.
+            let launcher = backend::launcher_alive(&dir);
+            let state = match (running, launcher) {
+                (true, true) => "running",
+                (false, true) => "starting",
+                (_, false) if running || !preserved => {
+                    if has_metadata {
+                        "orphaned (resume or cleanup)"
+                    } else {
+                        "no metadata"
+                    }
+                }
+                _ => "preserved",
             };
             json!({
                 "identity": id,

@@ -127,7 +127,7 @@ fn no_arguments_is_usage_and_exit_2() {
 #[test]
 fn help_on_every_command() {
     let w = World::new("examples");
-    for cmd in ["start", "resume", "list", "info", "init", "edit", "stop", "logs", "commit", "cleanup"] {
+    for cmd in ["start", "resume", "list", "info", "init", "edit", "stop", "logs", "commit", "export", "cleanup"] {
         let o = w.run(&[cmd, "--help"]);
         assert_eq!(o.status.code(), Some(0), "{cmd}");
         assert!(stdout(&o).contains("Usage: bot-bottle"), "{cmd}");
@@ -360,7 +360,9 @@ fn without_a_docker_engine_the_launch_says_what_to_do_and_keeps_nothing() {
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(
-        e.contains("no Docker Engine answers at unix:///nonexistent/docker.sock") && e.contains("scripts/docker.sh"),
+        e.contains("no Docker Engine answers at unix:///nonexistent/docker.sock")
+            && e.contains("apt-get install docker.io")
+            && !e.contains("scripts/"),
         "{e}"
     );
     assert!(w.state_entries().is_empty(), "{:?}", w.state_entries());
@@ -410,6 +412,10 @@ fn list_is_lazy_and_has_json() {
     assert!(out.contains("agents:") && out.contains("bottles:") && out.contains("active:"), "{out}");
     assert!(out.contains("smolmachines  dev-aaaaa  Dev  reviewer"), "{out}");
     assert!(!out.contains('\x1b'), "colour without a TTY: {out:?}");
+    // Nobody here uses smolmachines (and it is not installed): no word of it.
+    std::fs::remove_dir_all(w.home.join("state/dev-aaaaa")).unwrap();
+    let o = w.run(&["list", "active"]);
+    assert!(!stderr(&o).contains("smolmachines"), "{}", stderr(&o));
 }
 
 #[test]

@@ -176,7 +176,11 @@ fn the_lifecycle_as_a_user_drives_it() {
     let o = h.run(&["stop", "keeper"]);
     assert!(o.status.success(), "{}", err(&o));
     let status = child.wait().unwrap();
-    assert!(!status.success(), "a stopped session does not end with 0");
+    assert_eq!(status.code(), Some(143), "a stopped session ends as SIGTERM would");
+    // It reads as the stop it was, not as a lost component.
+    let said: Vec<String> = rx.iter().collect();
+    assert!(said.iter().any(|l| l.contains("keeper was stopped with `bot-bottle stop`")), "{said:?}");
+    assert!(!said.iter().any(|l| l.contains("exited (status")), "{said:?}");
     assert_gone("keeper");
     assert!(h.state("keeper").join(".preserve").exists());
     let o = h.run(&["resume", "keeper", "--headless", "--prompt", "cat /workspace/mark; exit 5"]);
@@ -388,10 +392,21 @@ fn a_killed_cli_leaves_what_resume_and_cleanup_handle() {
     wait_running("killed");
     child.kill().unwrap();
     child.wait().unwrap();
-    let o = h.run(&["cleanup", "--all", "-y"]);
+    // Listed as the orphan it is, not as running.
+    let o = h.run(&["list", "active", "--json"]);
+    let active: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let killed = active.as_array().unwrap().iter().find(|b| b["identity"] == "killed").cloned().unwrap();
+    assert_eq!(killed["state"], "orphaned (resume or cleanup)", "{active}");
+    // Cleanup removes what still runs and keeps what resume recovers.
+    let o = h.run(&["cleanup", "-y"]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(out(&o).contains("bot-bottle-killed-agent"), "{}", out(&o));
     assert_gone("killed");
+    assert!(h.state("killed").join("metadata.json").is_file(), "cleanup removed resumable state");
+    // --all removes it.
+    let o = h.run(&["cleanup", "--all", "-y"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("state killed (resumable)"), "{}", out(&o));
     assert!(!h.state("killed").exists());
 }
 

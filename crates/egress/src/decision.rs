@@ -55,8 +55,21 @@ impl Block {
         Block { code, reason: reason.into() }
     }
 
+    /// The first line of the body: what was refused and why.
+    pub fn line(&self) -> String {
+        format!("bot-bottle egress: blocked: {}", self.reason)
+    }
+
+    /// The body: [`Block::line`], then, for what the operator can allow,
+    /// how to ask (the MCP tool the agent has).
     pub fn body(&self) -> String {
-        format!("bot-bottle egress: blocked: {}\n", self.reason)
+        match self.code {
+            "no-route" => format!(
+                "{}\nto ask the operator for this host, use the `egress-allow` tool of the bot-bottle MCP server (`list-egress-routes` shows what is allowed)\n",
+                self.line()
+            ),
+            _ => format!("{}\n", self.line()),
+        }
     }
 }
 

@@ -15,13 +15,54 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(600);
 pub async fn connect() -> Result<Docker, BackendError> {
     let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
     let where_ = host.clone().unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+    let socket = where_.strip_prefix("unix://").map(std::path::PathBuf::from);
     let unreachable = |why: String| {
-        BackendError::Docker(format!(
-            "no Docker Engine answers at {where_} ({why}); run scripts/docker.sh as root (installs Debian's docker.io and starts dockerd), or set DOCKER_HOST"
-        ))
+        let found = socket.as_deref().map(|p| p.exists());
+        BackendError::Docker(diagnosis(&where_, &why, found))
     };
     let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?.with_timeout(CALL_TIMEOUT);
     let docker = docker.negotiate_version().await.map_err(|e| unreachable(e.to_string()))?;
     docker.ping().await.map_err(|e| unreachable(e.to_string()))?;
     Ok(docker)
+}
+
+/// What to tell a user whose Engine at `where_` did not answer (`why`);
+/// `socket_exists`: whether its unix socket is there (`None`: not a unix
+/// socket). Points at commands a user has, never at this repository.
+pub fn diagnosis(where_: &str, why: &str, socket_exists: Option<bool>) -> String {
+    if why.contains("Permission denied") || why.contains("permission denied") {
+        return format!(
+            "the Docker Engine at {where_} refuses this user (permission denied on its socket): add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in again), or run bot-bottle as root"
+        );
+    }
+    match socket_exists {
+        Some(false) => format!(
+            "no Docker Engine answers at {where_} (there is no socket): install Docker and start it (Debian and Ubuntu: `sudo apt-get install docker.io && sudo systemctl start docker`), or point DOCKER_HOST at one"
+        ),
+        _ => format!(
+            "no Docker Engine answers at {where_} ({why}): start it (`sudo systemctl start docker`), or point DOCKER_HOST at one"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diagnosis;
+
+    #[test]
+    fn each_failure_says_its_own_fix() {
+        let denied = diagnosis(
+            "unix:///var/run/docker.sock",
+            "error trying to connect: Permission denied (os error 13)",
+            Some(true),
+        );
+        assert!(denied.contains("docker group") && !denied.contains("no Docker Engine"), "{denied}");
+        let missing = diagnosis("unix:///nonexistent/docker.sock", "No such file or directory", Some(false));
+        assert!(missing.contains("there is no socket") && missing.contains("apt-get install docker.io"), "{missing}");
+        let silent = diagnosis("tcp://10.0.0.1:2375", "connection refused", None);
+        assert!(silent.contains("connection refused") && silent.contains("systemctl start docker"), "{silent}");
+        for text in [denied, missing, silent] {
+            assert!(!text.contains("scripts/"), "a repository path: {text}");
+        }
+    }
 }

@@ -53,7 +53,7 @@ impl Backend for Docker {
             Ok(path) => Availability {
                 available: false,
                 reason: format!(
-                    "no Docker Engine socket at {}: install docker.io and start dockerd, or set DOCKER_HOST",
+                    "no Docker Engine socket at {}: install Docker and start it, or set DOCKER_HOST",
                     path.display()
                 ),
             },

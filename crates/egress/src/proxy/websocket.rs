@@ -73,7 +73,7 @@ impl Relay {
 
     fn refuse(&self, b: &Block) -> End {
         self.log_block(b.code);
-        End::Refuse(ws_frame::POLICY_VIOLATION, b.body().trim_end().to_string())
+        End::Refuse(ws_frame::POLICY_VIOLATION, b.line())
     }
 
     /// Agent → upstream.
