@@ -17,6 +17,10 @@ pub enum BackendError {
     NotImplemented { backend: String, operation: &'static str },
     #[error("unknown backend '{name}'{}; known backends: {}", origin.as_ref().map(|o| format!(" (named by {})", o.display())).unwrap_or_default(), known.join(", "))]
     UnknownBackend { name: String, origin: Option<PathBuf>, known: Vec<String> },
+    /// A backend the original bot-bottle names (`macos-container`) that
+    /// this build does not have.
+    #[error("this build of bot-bottle has no {name} backend{}; known backends: {}", origin.as_ref().map(|o| format!(" (named by {})", o.display())).unwrap_or_default(), known.join(", "))]
+    MissingBackend { name: String, origin: Option<PathBuf>, known: Vec<String> },
     #[error("{message}")]
     Invalid { message: String },
     #[error("cannot mint the bottle CA: {0}")]

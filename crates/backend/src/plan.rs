@@ -104,6 +104,10 @@ pub struct Plan {
     /// What `provider` names: a built-in, or the user's plugin.
     pub resolved_provider: ProviderRef,
     pub routes: Vec<PlannedRoute>,
+    /// Route changes an operator approved in this bottle's earlier
+    /// sessions, applied again over `routes` (a resume fills them in from
+    /// the bottle's store; a new bottle has none).
+    pub kept_route_edits: Vec<supervise::KeptRouteEdit>,
     /// Host skill directories copied into the agent.
     pub skills: Vec<PathBuf>,
     pub ca: BottleCa,
@@ -341,6 +345,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
         ca,
         warnings,
         tty: spec.tty,
+        kept_route_edits: Vec::new(),
     })
 }
 

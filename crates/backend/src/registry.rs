@@ -138,10 +138,13 @@ impl Registry {
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<dyn Backend>, BackendError> {
-        self.backends.iter().find(|b| b.name() == name).cloned().ok_or_else(|| BackendError::UnknownBackend {
-            name: name.to_string(),
-            origin: None,
-            known: self.names(),
+        self.backends.iter().find(|b| b.name() == name).cloned().ok_or_else(|| {
+            let (name, origin, known) = (name.to_string(), None, self.names());
+            if NOT_IN_THIS_BUILD.contains(&name.as_str()) {
+                BackendError::MissingBackend { name, origin, known }
+            } else {
+                BackendError::UnknownBackend { name, origin, known }
+            }
         })
     }
 
@@ -157,25 +160,42 @@ impl Registry {
     }
 }
 
-/// The backend that owns `identity`, from its `metadata.json` (whatever
-/// `BOT_BOTTLE_BACKEND` says). No metadata: docker, and `None`.
+/// Backends the original bot-bottle has and this build does not: a
+/// metadata file or flag naming one gets "this build has no …", not
+/// "unknown".
+const NOT_IN_THIS_BUILD: &[&str] = &["macos-container"];
+
+/// The backend that owns `identity`: the one its `metadata.json` records,
+/// whatever `BOT_BOTTLE_BACKEND` says. Metadata written before the field
+/// existed (no `backend`) falls to `chosen` (`--backend`, then
+/// `BOT_BOTTLE_BACKEND`), then the platform default, as the original
+/// does. An identity with no metadata: the platform default, and `None`.
 pub fn bottle_for_identity(
     registry: &Registry,
     home: &Home,
     identity: &str,
+    chosen: Option<&str>,
 ) -> Result<(Arc<dyn Backend>, Option<BottleMetadata>), BackendError> {
     let dir = home.state_dir(identity);
+    let chosen = chosen.filter(|c| !c.is_empty());
     match BottleMetadata::read(&dir) {
+        Ok(meta) if meta.backend.is_empty() => Ok((registry.choose(chosen, None)?, Some(meta))),
         Ok(meta) => {
-            let backend = registry.get(meta.backend_name()).map_err(|e| match e {
-                BackendError::UnknownBackend { name, known, .. } => {
-                    BackendError::UnknownBackend { name, origin: Some(dir.join(BottleMetadata::FILE)), known }
+            let backend = registry.get(&meta.backend).map_err(|e| {
+                let origin = Some(dir.join(BottleMetadata::FILE));
+                match e {
+                    BackendError::UnknownBackend { name, known, .. } => {
+                        BackendError::UnknownBackend { name, origin, known }
+                    }
+                    BackendError::MissingBackend { name, known, .. } => {
+                        BackendError::MissingBackend { name, origin, known }
+                    }
+                    other => other,
                 }
-                other => other,
             })?;
             Ok((backend, Some(meta)))
         }
-        Err(state::MetadataError::Missing { .. }) => Ok((registry.get("docker")?, None)),
+        Err(state::MetadataError::Missing { .. }) => Ok((registry.get(registry.platform_default())?, None)),
         Err(e) => Err(e.into()),
     }
 }

@@ -324,10 +324,13 @@ pub fn export(kept: &Path, dest: &Path) -> Result<usize, BackendError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn tar_of(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+    /// A tar of `(path, kind, data, link target)` entries with set-uid mode
+    /// bits and raw path bytes, so `..` and absolute paths can be written:
+    /// the hostile archives the unpackers must refuse.
+    pub(crate) fn tar_of(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (path, kind, data, link) in entries {
             let mut h = tar::Header::new_gnu();

@@ -70,8 +70,8 @@ pub struct StartArgs {
     /// A bottle to use; repeat for more, in merge order (later wins).
     #[arg(long = "bottle", value_name = "NAME")]
     pub bottles: Vec<String>,
-    /// How to isolate the bottle.
-    #[arg(long, value_name = "docker|smolmachines|macos-container")]
+    /// How to isolate the bottle (default: BOT_BOTTLE_BACKEND, else docker).
+    #[arg(long, value_name = "docker|smolmachines")]
     pub backend: Option<String>,
     /// A display name; also the identity (slugified).
     #[arg(long)]
@@ -90,6 +90,11 @@ pub struct StartArgs {
 pub struct ResumeArgs {
     /// The bottle to resume (see `bot-bottle list active`).
     pub identity: String,
+    /// For a bottle whose metadata.json records no backend (written before
+    /// the field existed): where to resume it (default: BOT_BOTTLE_BACKEND,
+    /// else docker). A recorded backend always wins; naming another is an error.
+    #[arg(long, value_name = "docker|smolmachines")]
+    pub backend: Option<String>,
     #[command(flatten)]
     pub launch: LaunchFlags,
 }

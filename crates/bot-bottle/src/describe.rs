@@ -219,7 +219,14 @@ pub fn preflight_text(plan: &Plan) -> String {
     rows.add("git", git_identity(m));
     rows.add("git-gate", repos(m));
     rows.add("egress", planned_routes(&plan.routes));
-    rows.add("CA", vec![format!("SHA-256 {}", plan.ca.fingerprint)]);
+    if !plan.kept_route_edits.is_empty() {
+        let kept = plan.kept_route_edits.iter().map(|k| {
+            let by = k.proposal_id.map(|id| format!("proposal #{id}, ")).unwrap_or_default();
+            format!("{}  ({by}approved {}; applied again over the routes above)", k.edit.summary(), k.at)
+        });
+        rows.add("approved", kept.collect());
+    }
+    rows.add("CA", vec![format!("SHA-256 {} (minted for this launch; a resume mints a new one)", plan.ca.fingerprint)]);
     if plan.metadata.copy_cwd {
         rows.add("workspace", vec![format!("copy of {}", plan.metadata.cwd)]);
     }
@@ -261,6 +268,11 @@ pub fn preflight_json(plan: &Plan) -> Value {
         "git_user": m.git_user(),
         "repos": info["repos"],
         "routes": routes,
+        "approved_route_edits": plan.kept_route_edits.iter().map(|k| json!({
+            "proposal_id": k.proposal_id,
+            "approved_at": k.at,
+            "edit": k.edit.to_json(),
+        })).collect::<Vec<_>>(),
         "ca_sha256": plan.ca.fingerprint,
         "metadata": plan.metadata,
         "warnings": plan.warnings,

@@ -105,7 +105,20 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
 pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
     check_identity(&args.identity)?;
     let dir = ctx.home.state_dir(&args.identity);
-    let (backend, meta) = backend::bottle_for_identity(&ctx.registry, &ctx.home, &args.identity)?;
+    let env_backend = std::env::var("BOT_BOTTLE_BACKEND").ok();
+    let chosen = args.backend.as_deref().or(env_backend.as_deref());
+    let (backend, meta) = backend::bottle_for_identity(&ctx.registry, &ctx.home, &args.identity, chosen)?;
+    if let (Some(flag), Some(meta)) = (&args.backend, &meta)
+        && !meta.backend.is_empty()
+        && *flag != meta.backend
+    {
+        bail!(
+            "{} runs on {} ({} says so); --backend {flag} cannot move it: drop --backend",
+            args.identity,
+            meta.backend,
+            dir.join(BottleMetadata::FILE).display()
+        );
+    }
     let Some(meta) = meta else {
         bail!(
             "no preserved bottle '{}' in {}; see `bot-bottle list active`, or start a new one with `bot-bottle start`",
@@ -134,7 +147,8 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
     }
     // Plan first and write only once the operator said yes: a dry run or a
     // declined resume leaves the preserved state exactly as it was.
-    let plan = backend::plan(backend.as_dyn(), &ctx.home, spec, &host)?;
+    let mut plan = backend::plan(backend.as_dyn(), &ctx.home, spec, &host)?;
+    plan.kept_route_edits = kept_route_edits(&dir)?;
     show_preflight(&plan, args.launch.json)?;
     if args.launch.dry_run {
         return Ok(0);
@@ -156,6 +170,18 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
         }
     };
     session.run(ctx, running, args.launch.prompt.as_deref())
+}
+
+/// The route changes the operator approved in the bottle's earlier
+/// sessions, from its store (none when it never had one).
+fn kept_route_edits(dir: &std::path::Path) -> Result<Vec<supervise::KeptRouteEdit>> {
+    let path = supervise::store_path(dir);
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let identity = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let store = supervise::ProposalStore::open(&path, &identity)?;
+    store.kept_route_edits().with_context(|| format!("the approved routes of {identity} cannot be kept"))
 }
 
 /// `-y` and headless runs are approved; otherwise ask `[y/N]`.
@@ -281,20 +307,21 @@ impl Session {
         match state::StateDir::open(&ctx.home, &self.identity) {
             Some(d) if code == 0 && teardown.is_ok() && !self.keeps_work(&dir) => {
                 d.remove()?;
-            }
-            Some(d) if code == 0 && teardown.is_ok() => {
-                d.set_preserved(true)?;
                 eprintln!(
-                    "bot-bottle: {id}'s state is kept in {} (resume with `bot-bottle resume {id}`{})",
-                    dir.display(),
-                    export_hint(&self.identity),
-                    id = self.identity
+                    "bot-bottle: {} ended with 0: its bottle, workspace and state ({}) are removed",
+                    self.identity,
+                    dir.display()
                 );
             }
             Some(d) => {
                 d.set_preserved(true)?;
+                let ended = if code == 0 {
+                    format!("{}'s", self.identity)
+                } else {
+                    format!("{} ended with {code}; its", self.identity)
+                };
                 eprintln!(
-                    "bot-bottle: {id} ended with {code}; its state is kept in {} (resume with `bot-bottle resume {id}`{})",
+                    "bot-bottle: {ended} state is kept in {} (resume with `bot-bottle resume {id}`{})",
                     dir.display(),
                     export_hint(&self.identity),
                     id = self.identity

@@ -9,7 +9,8 @@ use crate::context::{Context, check_identity};
 
 fn owner(ctx: &Context, identity: &str) -> Result<(std::sync::Arc<dyn backend::Backend>, BottleMetadata)> {
     check_identity(identity)?;
-    let (backend, meta) = backend::bottle_for_identity(&ctx.registry, &ctx.home, identity)?;
+    let env_backend = std::env::var("BOT_BOTTLE_BACKEND").ok();
+    let (backend, meta) = backend::bottle_for_identity(&ctx.registry, &ctx.home, identity, env_backend.as_deref())?;
     let meta = meta.unwrap_or_else(|| BottleMetadata { identity: identity.to_string(), ..Default::default() });
     Ok((backend, meta))
 }

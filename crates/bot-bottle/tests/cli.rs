@@ -160,7 +160,7 @@ fn example_agent_dry_run_prints_the_preflight_and_leaves_no_state() {
     assert!(out.contains("api.github.com [auth:Bearer]"), "{out}");
     assert!(out.contains("on-match=block"), "{out}");
     assert!(out.contains("Demo Bot <demo-bot@example.com>"), "{out}");
-    assert!(out.contains("SHA-256 "), "{out}");
+    assert!(out.contains("SHA-256 ") && out.contains("(minted for this launch; a resume mints a new one)"), "{out}");
     assert_no_secret(&o);
     assert!(w.state_entries().is_empty(), "state left: {:?}", w.state_entries());
 
@@ -285,6 +285,56 @@ fn metadata_backend_wins_over_bot_bottle_backend() {
         e.contains("the docker backend has no running bottle ghost-abcde") || e.contains("no Docker Engine"),
         "{e}"
     );
+}
+
+#[test]
+fn metadata_without_backend_resumes_where_the_user_chooses() {
+    let w = World::new("examples");
+    let legacy = r#"{"identity": "demo-old02", "agent_name": "demo", "bottle_names": ["demo"]}"#;
+    w.write_metadata("demo-old02", legacy);
+    // As the original: metadata.backend or None, then --backend, then the
+    // environment, then docker.
+    let o = w.run_env(&["resume", "demo-old02", "--dry-run"], &[("BOT_BOTTLE_BACKEND", "smolmachines")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("backend   smolmachines"), "{}", stdout(&o));
+    let o = w.run_env(
+        &["resume", "demo-old02", "--dry-run", "--backend", "smolmachines"],
+        &[("BOT_BOTTLE_BACKEND", "docker")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("backend   smolmachines"), "{}", stdout(&o));
+    // A recorded backend is not moved by a flag.
+    w.write_metadata("demo-smol2", r#"{"agent_name": "demo", "backend": "smolmachines", "bottle_names": ["demo"]}"#);
+    let o = w.run(&["resume", "demo-smol2", "--dry-run", "--backend", "docker"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("demo-smol2 runs on smolmachines") && stderr(&o).contains("drop --backend"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_backend_of_the_original_this_build_lacks_is_named_as_such() {
+    let w = World::new("examples");
+    w.write_metadata("demo-mac01", r#"{"agent_name": "demo", "backend": "macos-container", "bottle_names": ["demo"]}"#);
+    for args in [&["resume", "demo-mac01", "--dry-run"][..], &["stop", "demo-mac01"]] {
+        let o = w.run(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains("this build of bot-bottle has no macos-container backend")
+                && e.contains("demo-mac01/metadata.json"),
+            "{args:?}: {e}"
+        );
+        assert!(!e.contains("unknown backend"), "{e}");
+    }
+    let o = w.run(&["start", "demo", "--dry-run", "--backend", "macos-container"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("has no macos-container backend"), "{}", stderr(&o));
+    // Not offered where backends are listed.
+    let o = w.run(&["start", "--help"]);
+    assert!(!stdout(&o).contains("macos-container"), "{}", stdout(&o));
 }
 
 #[test]

@@ -150,6 +150,21 @@ fn the_lifecycle_as_a_user_drives_it() {
     assert_eq!(o.status.code(), Some(1), "export overwrote a directory: {}", err(&o));
     assert!(err(&o).contains("not empty"), "{}", err(&o));
 
+    // The operator approved a route in that session (written as the
+    // sidecar writes it): the resume's preflight shows it and the resumed
+    // sidecar enforces it again, audited.
+    let store = supervise::ProposalStore::open(&supervise::store_path(&h.state("keeper")), "keeper").unwrap();
+    let route = egress::route_file::route_from_json(
+        serde_json::json!({"host": "approved.example", "matches": [{"methods": ["GET"]}]}),
+    )
+    .unwrap();
+    store
+        .audit_route_change(Some(7), &egress::RouteEdit::Allow(route), &serde_json::json!([]), &serde_json::json!([]))
+        .unwrap();
+    drop(store);
+    let o = h.run(&["resume", "keeper", "--dry-run"]);
+    assert!(out(&o).contains("+ approved.example (GET)  (proposal #7, approved "), "{}", out(&o));
+
     // Resume: same identity, fresh containers, the agent's work back.
     let o = h.run(&[
         "resume",
@@ -160,6 +175,11 @@ fn the_lifecycle_as_a_user_drives_it() {
     ]);
     assert_eq!(o.status.code(), Some(4), "{}", err(&o));
     assert!(out(&o).contains("found"), "the agent's work did not come back: {}", out(&o));
+    let routes = std::fs::read_to_string(h.state("keeper").join("egress/routes.json")).unwrap();
+    assert!(routes.contains("approved.example"), "{routes}");
+    let audit =
+        supervise::ProposalStore::open(&supervise::store_path(&h.state("keeper")), "keeper").unwrap().audit().unwrap();
+    assert!(audit.iter().any(|a| a.event == "route-reapplied" && a.proposal_id == Some(7)), "{audit:?}");
 
     // Commit a running bottle, stop it, resume from the snapshot.
     let (mut child, rx) =
@@ -256,7 +276,8 @@ fn an_interactive_exit_0_asks_before_the_agents_work_goes() {
     assert!(s.contains("1 change(s) not copied out"), "{s}");
     t.keys(&["Enter"]);
     let s = t.wait_for_within("EXIT=", Duration::from_secs(60));
-    assert!(s.contains("EXIT=0") && s.contains("bot-bottle export ask-keep DIR"), "{s}");
+    assert!(s.contains("EXIT=0") && s.contains("ask-keep's state is kept in"), "{s}");
+    assert!(s.contains("bot-bottle export ask-keep DIR"), "{s}");
     assert!(h.state("ask-keep").join(".preserve").exists());
     assert_eq!(std::fs::read_to_string(h.state("ask-keep").join("workspace/new")).unwrap(), "work\n");
     drop(t);
@@ -265,7 +286,7 @@ fn an_interactive_exit_0_asks_before_the_agents_work_goes() {
     t.wait_for_within("remove the bottle and them? [y/N]", Duration::from_secs(60));
     t.keys(&["y", "Enter"]);
     let s = t.wait_for_within("EXIT=", Duration::from_secs(60));
-    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(s.contains("EXIT=0") && s.contains("ask-remove ended with 0: its bottle, workspace and state"), "{s}");
     assert!(!h.state("ask-remove").exists());
     drop(t);
     // Nothing in the workspace: not asked, removed as before.

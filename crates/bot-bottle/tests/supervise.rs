@@ -166,7 +166,9 @@ asyncio.run(with_session(body))
         "{out}"
     );
     assert!(
-        out.contains(r#"modified {"notes": "GET only\nthe route change is in effect", "status": "modified"}"#),
+        out.contains(
+            r#"modified {"applied": {"route": {"host": "wide.example", "matches": [{"methods": ["GET"]}]}}, "notes": "GET only\nthe route change is in effect", "status": "modified"} False"#
+        ),
         "{out}"
     );
     assert!(out.contains(r#"block {"notes": "still needed", "status": "rejected"} False"#), "{out}");
@@ -203,6 +205,10 @@ asyncio.run(with_session(body))
     assert_eq!(changes.len(), 2);
     assert_eq!(changes[0].detail["before"].as_array().unwrap().len(), 1);
     assert_eq!(changes[0].detail["after"].as_array().unwrap().len(), 2);
+    // What a resume applies again: the edits as granted, in order.
+    let kept = ProposalStore::open(&server.store, "swift-otter").unwrap().kept_route_edits().unwrap();
+    let kept: Vec<String> = kept.iter().map(|k| k.edit.summary()).collect();
+    assert_eq!(kept, ["+ new.example", "+ wide.example (GET)"]);
     let _ = egress.kill();
     let _ = egress.wait();
 }

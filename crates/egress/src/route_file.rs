@@ -185,6 +185,56 @@ pub enum RouteEdit {
     Block { host: String },
 }
 
+impl RouteEdit {
+    /// The edit as the audit trail keeps it: `{"allow": ROUTE}` (manifest
+    /// shape, no `auth`) or `{"block": HOST}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            RouteEdit::Allow(route) => {
+                let mut value = serde_json::to_value(route).unwrap_or_default();
+                if let Some(obj) = value.as_object_mut() {
+                    obj.remove("auth");
+                }
+                serde_json::json!({ "allow": value })
+            }
+            RouteEdit::Block { host } => serde_json::json!({ "block": host }),
+        }
+    }
+
+    /// Read back what [`RouteEdit::to_json`] wrote; the route is validated
+    /// again by the manifest parser.
+    pub fn from_json(value: &serde_json::Value) -> Result<RouteEdit, String> {
+        if let Some(route) = value.get("allow") {
+            return route_from_json(route.clone()).map(RouteEdit::Allow);
+        }
+        match value.get("block").and_then(serde_json::Value::as_str) {
+            Some(host) => Ok(RouteEdit::Block { host: host.to_string() }),
+            None => Err(format!("not a route edit: {value}")),
+        }
+    }
+
+    /// One line for the operator: `+ HOST (GET, POST /v1)` or `- HOST`.
+    pub fn summary(&self) -> String {
+        match self {
+            RouteEdit::Allow(route) => {
+                let methods: Vec<String> = route
+                    .matches
+                    .iter()
+                    .flat_map(|m| m.methods.iter().cloned())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                if methods.is_empty() {
+                    format!("+ {}", route.host)
+                } else {
+                    format!("+ {} ({})", route.host, methods.join(", "))
+                }
+            }
+            RouteEdit::Block { host } => format!("- {host}"),
+        }
+    }
+}
+
 /// The result of [`edit`]: the new file text (already validated), and the
 /// routes before and after in manifest shape (no token values), for the
 /// audit trail.

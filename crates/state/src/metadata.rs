@@ -37,7 +37,9 @@ pub struct BottleMetadata {
     /// Legacy docker naming; empty for other backends.
     #[serde(deserialize_with = "null_is_default")]
     pub compose_project: String,
-    /// `docker`, `smolmachines`, `macos-container`; `""` means docker.
+    /// `docker`, `smolmachines` (the original also has `macos-container`);
+    /// `""`: written before the field existed, resumed where `--backend` or
+    /// `BOT_BOTTLE_BACKEND` says, else docker.
     #[serde(deserialize_with = "null_is_default")]
     pub backend: String,
     #[serde(deserialize_with = "null_is_default")]
@@ -59,7 +61,7 @@ where
 impl BottleMetadata {
     pub const FILE: &'static str = "metadata.json";
 
-    /// The backend that owns this bottle: `""` reads as `docker`.
+    /// The backend to list this bottle under: `""` reads as `docker`.
     pub fn backend_name(&self) -> &str {
         if self.backend.is_empty() { "docker" } else { &self.backend }
     }

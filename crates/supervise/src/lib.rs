@@ -16,5 +16,7 @@ pub mod shown;
 pub mod store;
 pub mod supervisor;
 
-pub use store::{Answer, AuditArchive, Kind, Proposal, ProposalStore, Status, StoreError, archive_path, store_path};
+pub use store::{
+    Answer, AuditArchive, KeptRouteEdit, Kind, Proposal, ProposalStore, Status, StoreError, archive_path, store_path,
+};
 pub use supervisor::{FilingLimits, RouteControl, RouteFileControl, Supervisor};

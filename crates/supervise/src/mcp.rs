@@ -31,7 +31,7 @@ pub fn tools() -> Value {
         },
         {
             "name": "egress-allow",
-            "description": "Ask the operator to add or widen an egress route. Waits for the decision. Any `auth` you give is ignored: the operator decides credentials.",
+            "description": "Ask the operator to add or widen an egress route. Waits for the decision. Any `auth` you give is ignored: the operator decides credentials. When the operator modifies the request, `applied` holds the route as granted.",
             "inputSchema": {
                 "type": "object",
                 "properties": {
@@ -266,19 +266,25 @@ async fn apply_route_change(
             );
         }
     };
-    let applied = Ok(edit).and_then(|edit| match sup.routes() {
+    let applied = match sup.routes() {
         Some(routes) => routes.apply(&edit),
         None => Err("this bottle has no egress route file to change".to_string()),
-    });
+    };
     match applied {
         Ok((before, after)) => {
             let id = decided.id;
-            let audited = sup.with_store(move |s| s.audit_route_change(Some(id), &before, &after)).await;
+            let audited = sup.with_store(move |s| s.audit_route_change(Some(id), &edit, &before, &after)).await;
             let note = match audited {
                 Ok(()) => "the route change is in effect".to_string(),
                 Err(e) => format!("the route change is in effect, but auditing it failed: {e}"),
             };
-            tool_result(outcome(decided, Some(note)), false)
+            let mut result = outcome(decided, Some(note));
+            // A modified decision: the agent learns what was granted, not
+            // only that something was.
+            if decided.status == Status::Modified {
+                result["applied"] = payload;
+            }
+            tool_result(result, false)
         }
         Err(e) => {
             tool_result(outcome(decided, Some(format!("approved, but the change could not be applied: {e}"))), true)

@@ -148,12 +148,23 @@ pub enum Answer {
     Reject,
 }
 
+/// A route change an operator approved in an earlier session, kept in the
+/// bottle's store and applied again on resume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptRouteEdit {
+    /// The proposal that asked for it (none for a change made otherwise).
+    pub proposal_id: Option<i64>,
+    /// When it was approved.
+    pub at: String,
+    pub edit: egress::RouteEdit,
+}
+
 /// One audit entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEntry {
     pub identity: String,
     pub at: String,
-    /// `decision` or `route-change`.
+    /// `decision`, `route-change` or `route-reapplied`.
     pub event: String,
     pub proposal_id: Option<i64>,
     pub kind: Option<String>,
@@ -418,17 +429,56 @@ impl ProposalStore {
     }
 
     /// Audit a route change with the routes before and after.
+    /// Audit a route change the operator approved: the edit itself (so a
+    /// resume can apply it again, see [`ProposalStore::kept_route_edits`])
+    /// and the routes before and after.
     pub fn audit_route_change(
         &self,
         proposal_id: Option<i64>,
+        edit: &egress::RouteEdit,
         before: &serde_json::Value,
         after: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let detail = serde_json::json!({"before": before, "after": after});
+        let detail = serde_json::json!({"edit": edit.to_json(), "before": before, "after": after});
         self.conn
             .execute(
                 "INSERT INTO audit (identity, at, event, proposal_id, kind, detail) VALUES (?1, ?2, 'route-change', ?3, NULL, ?4)",
                 params![self.identity, now(), proposal_id, detail.to_string()],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// The route changes approved in this bottle's sessions, oldest first:
+    /// what a resume applies again over the manifest's routes. Changes
+    /// audited before edits were kept (no `edit` in the detail) are not
+    /// among them.
+    pub fn kept_route_edits(&self) -> Result<Vec<KeptRouteEdit>, StoreError> {
+        let mut kept = Vec::new();
+        for entry in self.audit()?.into_iter().filter(|a| a.event == "route-change") {
+            let Some(edit) = entry.detail.get("edit") else { continue };
+            let edit = egress::RouteEdit::from_json(edit).map_err(|message| StoreError::Sql {
+                path: self.path.clone(),
+                message: format!("the route change audited at {} cannot be read: {message}", entry.at),
+            })?;
+            kept.push(KeptRouteEdit { proposal_id: entry.proposal_id, at: entry.at, edit });
+        }
+        Ok(kept)
+    }
+
+    /// Audit that a resume applied a kept route change again (or could
+    /// not: `applied` false with the reason).
+    pub fn audit_route_reapplied(&self, kept: &KeptRouteEdit, outcome: Result<(), &str>) -> Result<(), StoreError> {
+        let detail = serde_json::json!({
+            "edit": kept.edit.to_json(),
+            "approved_at": kept.at,
+            "applied": outcome.is_ok(),
+            "reason": outcome.err(),
+        });
+        self.conn
+            .execute(
+                "INSERT INTO audit (identity, at, event, proposal_id, kind, detail) VALUES (?1, ?2, 'route-reapplied', ?3, NULL, ?4)",
+                params![self.identity, now(), kept.proposal_id, detail.to_string()],
             )
             .map_err(self.sql())?;
         Ok(())

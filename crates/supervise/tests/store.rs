@@ -198,7 +198,13 @@ fn the_archive_keeps_every_bottles_audit_once() {
     let mut b = ProposalStore::open(&dir.path().join("b.sqlite"), "bottle-b").unwrap();
     let id = a.file(Kind::AskOperator, &json!({}), "").unwrap();
     a.decide(id, &Answer::Approve, "yes", "ada").unwrap();
-    a.audit_route_change(None, &json!([]), &json!([{"host": "x.org"}])).unwrap();
+    a.audit_route_change(
+        None,
+        &egress::RouteEdit::Block { host: "y.org".into() },
+        &json!([]),
+        &json!([{"host": "x.org"}]),
+    )
+    .unwrap();
     let id = b.file(Kind::EgressBlock, &json!({"host": "x.org"}), "done").unwrap();
     b.decide(id, &Answer::Reject, "keep it", "ada").unwrap();
     let mut archive = AuditArchive::open(&dir.path().join("audit.sqlite")).unwrap();
@@ -212,4 +218,46 @@ fn the_archive_keeps_every_bottles_audit_once() {
     drop((a, b));
     std::fs::remove_file(dir.path().join("a.sqlite")).unwrap();
     assert_eq!(AuditArchive::open(&dir.path().join("audit.sqlite")).unwrap().entries().unwrap().len(), 3);
+}
+
+#[test]
+fn approved_route_changes_are_kept_for_a_resume_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let s = ProposalStore::open(&path, "bottle-a").unwrap();
+    let route = egress::route_file::route_from_json(json!({"host": "wide.example", "matches": [{"methods": ["GET"]}]}))
+        .unwrap();
+    s.audit_route_change(Some(3), &egress::RouteEdit::Allow(route.clone()), &json!([]), &json!([])).unwrap();
+    // A change audited before edits were kept: nothing to apply again.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO audit (identity, at, event, proposal_id, kind, detail) VALUES ('bottle-a', 'then', 'route-change', 4, NULL, '{\"before\": [], \"after\": []}')",
+            [],
+        )
+        .unwrap();
+    s.audit_route_change(Some(5), &egress::RouteEdit::Block { host: "old.example".into() }, &json!([]), &json!([]))
+        .unwrap();
+    drop(s);
+    let s = ProposalStore::open(&path, "bottle-a").unwrap();
+    let kept = s.kept_route_edits().unwrap();
+    let edits: Vec<(Option<i64>, egress::RouteEdit)> = kept.iter().map(|k| (k.proposal_id, k.edit.clone())).collect();
+    assert_eq!(
+        edits,
+        [
+            (Some(3), egress::RouteEdit::Allow(route)),
+            (Some(5), egress::RouteEdit::Block { host: "old.example".into() })
+        ]
+    );
+    assert_eq!(kept[0].edit.summary(), "+ wide.example (GET)");
+    assert_eq!(kept[1].edit.summary(), "- old.example");
+    // Applying them again is audited, and is not itself a change to keep.
+    s.audit_route_reapplied(&kept[0], Ok(())).unwrap();
+    s.audit_route_reapplied(&kept[1], Err("no route for old.example to remove")).unwrap();
+    assert_eq!(s.kept_route_edits().unwrap().len(), 2);
+    let audit = s.audit().unwrap();
+    let last = audit.last().unwrap();
+    assert_eq!((last.event.as_str(), last.proposal_id), ("route-reapplied", Some(5)));
+    assert_eq!(last.detail["applied"], json!(false));
+    assert_eq!(last.detail["reason"], json!("no route for old.example to remove"));
 }

@@ -341,6 +341,33 @@ fn state_dir(plan: &Plan) -> Result<state::StateDir, BackendError> {
 /// Gitea deploy keys minted for this launch, revoked at teardown.
 pub const DEPLOY_KEYS_FILE: &str = "git-gate/deploy-keys.json";
 
+/// Apply the route changes approved in earlier sessions (a resume) over
+/// the manifest's routes, in the order they were approved, and audit each
+/// in the bottle's store. One that no longer applies (its route left the
+/// manifest) is skipped, said and audited; the others still apply.
+fn reapply_route_edits(plan: &Plan, mut text: String, progress: Progress<'_>) -> Result<String, BackendError> {
+    if plan.kept_route_edits.is_empty() {
+        return Ok(text);
+    }
+    let store = supervise::ProposalStore::open(&supervise::store_path(&plan.state_dir()), &plan.identity)
+        .map_err(|e| BackendError::Invalid { message: e.to_string() })?;
+    for kept in &plan.kept_route_edits {
+        let outcome = egress::edit(&text, &kept.edit);
+        let audited = match &outcome {
+            Ok(edited) => {
+                text = edited.text.clone();
+                store.audit_route_reapplied(kept, Ok(()))
+            }
+            Err(e) => {
+                progress(&format!("approved route change {} is not applied again: {e}", kept.edit.summary()));
+                store.audit_route_reapplied(kept, Err(&e.to_string()))
+            }
+        };
+        audited.map_err(|e| BackendError::Invalid { message: e.to_string() })?;
+    }
+    Ok(text)
+}
+
 /// Write what the sidecar reads: routes, secrets, keys, its config.
 pub(crate) async fn write_sidecar_files(
     plan: &Plan,
@@ -369,8 +396,9 @@ pub(crate) async fn write_sidecar_files(
         })
         .collect();
     let rendered = egress::render(&specs, plan.manifest.bottle.log_level());
+    let text = reapply_route_edits(plan, rendered.text.clone(), progress)?;
     let routes = state.component("egress")?.join("routes.json");
-    std::fs::write(&routes, &rendered.text).map_err(io_err("cannot write the route file"))?;
+    std::fs::write(&routes, &text).map_err(io_err("cannot write the route file"))?;
     let mut secrets = sidecar_config::SidecarSecrets::default();
     for (slot, source) in &rendered.slots {
         let value = match source.strip_prefix("login:") {

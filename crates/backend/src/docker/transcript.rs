@@ -113,23 +113,11 @@ pub fn unpack(tar: &[u8], dest: &Path) -> Result<usize, BackendError> {
 mod tests {
     use super::*;
 
+    /// The shared hostile-archive builder; links here point at `/etc`.
     fn tar_of(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, kind, data) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(*kind);
-            h.set_size(data.len() as u64);
-            h.set_mode(0o4755);
-            if *kind == tar::EntryType::Symlink {
-                h.set_link_name("/etc").unwrap();
-            }
-            // Raw path bytes: the builder's own checks would refuse `..`.
-            let name = h.as_old_mut().name.as_mut();
-            name[..path.len()].copy_from_slice(path.as_bytes());
-            h.set_cksum();
-            b.append(&h, *data).unwrap();
-        }
-        b.into_inner().unwrap()
+        let entries: Vec<_> =
+            entries.iter().map(|(p, k, d)| (*p, *k, *d, (*k == tar::EntryType::Symlink).then_some("/etc"))).collect();
+        crate::workspace::tests::tar_of(&entries)
     }
 
     #[test]
