@@ -70,7 +70,13 @@ pub fn repos(m: &Manifest) -> Vec<String> {
         .repos
         .iter()
         .map(|(name, repo)| {
-            let host = repo.value.url.as_deref().and_then(|u| manifest::ssh_host(u).ok()).unwrap_or_default();
+            // `host:port` when the upstream is not on 22: the port is part
+            // of where the pushes go.
+            let host = match repo.value.url.as_deref().map(git_gate::ssh::SshUrl::parse) {
+                Some(Ok(u)) if u.port != 22 => format!("{}:{}", u.host, u.port),
+                Some(Ok(u)) => u.host,
+                _ => String::new(),
+            };
             let key = match &repo.value.key {
                 Some(manifest::RepoKey::Static { .. }) => "static key",
                 Some(manifest::RepoKey::Gitea { .. }) => "gitea deploy key",

@@ -102,6 +102,30 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
     session.run(ctx, running, args.launch.prompt.as_deref())
 }
 
+/// Everything `start AGENT --dry-run` checks, without printing its
+/// preflight: `info` holds an agent to the same rules, so an agent `info`
+/// accepts is one `start` accepts. The plan's warnings are said.
+pub fn check_like_dry_run(ctx: &Context, manifest: &Manifest) -> Result<()> {
+    let env = resolve_env(ctx, manifest, true, false)?;
+    let env_backend = std::env::var("BOT_BOTTLE_BACKEND").ok();
+    let backend = ctx.registry.choose(None, env_backend.as_deref())?;
+    let spec = BottleSpec {
+        manifest: manifest.clone(),
+        env,
+        identity: None,
+        label: None,
+        color: None,
+        copy_cwd: false,
+        uniquify_label: true,
+        tty: false,
+    };
+    let plan = backend::plan(backend.as_dyn(), &ctx.home, spec, &ctx.host)?;
+    for w in &plan.warnings {
+        crate::context::warn(w);
+    }
+    Ok(())
+}
+
 pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
     check_identity(&args.identity)?;
     let dir = ctx.home.state_dir(&args.identity);
@@ -207,7 +231,12 @@ fn show_preflight(plan: &Plan, json: bool) -> Result<()> {
 
 /// Resolve `?` and `${}` values: preview in a dry run, refuse `?` headless,
 /// otherwise ask on the terminal without echo.
-fn resolve_env(ctx: &Context, m: &Manifest, dry_run: bool, headless: bool) -> Result<BTreeMap<String, Resolved>> {
+pub(crate) fn resolve_env(
+    ctx: &Context,
+    m: &Manifest,
+    dry_run: bool,
+    headless: bool,
+) -> Result<BTreeMap<String, Resolved>> {
     let values: BTreeMap<String, EnvValue> = m.bottle.env.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
     let mut ask = |name: &str, prompt: Option<&str>| {
         terminal::secret(&format!("{}:", prompt.unwrap_or(name))).map_err(|e| e.to_string())

@@ -138,6 +138,7 @@ fn active(ctx: &Context) -> Value {
 pub fn info(ctx: &Context, args: InfoArgs) -> Result<i32> {
     let mut lib = ctx.library()?;
     let m = lib.compose(&args.agent, &args.bottles)?;
+    crate::launch::check_like_dry_run(ctx, &m)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&describe::info_json(&m))?);
     } else {

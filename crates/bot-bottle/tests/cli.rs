@@ -180,7 +180,8 @@ fn preflight_shows_origins_and_never_values() {
     assert!(out.contains("GH_USER  (copied from $GH_USER; from github)"), "{out}");
     assert!(out.contains("DEPLOY_PASSWORD  (asked at launch; from github)"), "{out}");
     assert!(out.contains("identity  review-pr-12  (label Review PR #12)"), "{out}");
-    assert!(out.contains("widgets → git.example.com"), "{out}");
+    assert!(out.contains("widgets → git.example.com:2222  (static key"), "{out}");
+    assert!(out.contains("gadgets → git.example.com  (gitea"), "{out}");
     assert!(out.contains("email from agent reviewer"), "{out}");
     // The provider route owns api.anthropic.com and redacts by default.
     assert!(out.contains("api.anthropic.com [auth:Bearer]  dlp out=token_patterns,known_secrets,crypto on-match=redact in=injection  (from provider claude)"), "{out}");
@@ -480,7 +481,7 @@ fn info_shows_names_and_origins_never_values() {
         "review",
         "You are a careful code reviewer.",
         "Ada Bot <reviewer@example.com>",
-        "widgets → git.example.com",
+        "widgets → git.example.com:2222",
         "api.github.com [auth:Bearer]",
         "github.com git-fetch",
     ] {
@@ -590,4 +591,52 @@ fn supervise_once_and_json_print_what_is_pending_and_the_console_needs_a_termina
     let o = w.run(&["supervise"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("use --once or --json"), "{}", stderr(&o));
+}
+
+/// A home written in the original bot-bottle's format (its README's
+/// spellings): it lists, `info`s, `start --dry-run`s and `resume --dry-run`s
+/// cleanly, and each legacy spelling means what the current one does.
+#[test]
+fn a_home_in_the_originals_format_works_unedited() {
+    let w = World::new("tests/fixtures/original-home");
+    for args in [&["list", "agents"][..], &["list", "bottles"], &["list", "active"], &["info", "legacy"]] {
+        let o = w.run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("warning"), "{args:?}: {}", stderr(&o));
+    }
+    let o = w.run(&["start", "legacy", "--dry-run", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let routes = v["routes"].as_array().unwrap();
+    // naive_injection_detection is the injection detector, once.
+    for host in ["api.github.com", "docs.example.com"] {
+        let r = routes.iter().find(|r| r["host"] == host).unwrap();
+        assert_eq!(r["inbound_detectors"], serde_json::json!(["injection"]), "{host}: {r}");
+    }
+    // dockerfile: "" is no Dockerfile.
+    assert_eq!(v["provider"], "shell", "{v}");
+    assert!(v["agent"].to_string().contains("legacy"), "{v}");
+    let o = w.run(&["info", "legacy", "--json"]);
+    let info: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["provider"]["value"]["template"], "shell", "{info}");
+    assert_eq!(info["provider"]["value"]["dockerfile"], Value::Null, "{info}");
+    // A bottle preserved before metadata had `backend`.
+    let o = w.run(&["resume", "legacy-old01", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("backend   docker"), "{}", stdout(&o));
+    assert!(w.state_entries() == ["legacy-old01"], "a dry run wrote state");
+}
+
+#[test]
+fn info_refuses_what_start_refuses() {
+    let w = World::new("tests/fixtures/home");
+    // GH_USER is copied from the host: without it `start` cannot launch,
+    // and `info` says so the same way.
+    let run = |args: &[&str]| w.cmd(args).env_remove("GH_USER").output().unwrap();
+    let start = run(&["start", "reviewer", "--dry-run"]);
+    let info = run(&["info", "reviewer"]);
+    assert_eq!(start.status.code(), Some(1), "{}", stderr(&start));
+    assert_eq!(info.status.code(), Some(1), "{}", stderr(&info));
+    assert!(stderr(&info).contains("GH_USER"), "{}", stderr(&info));
+    assert_eq!(stderr(&info), stderr(&start));
 }

@@ -17,7 +17,7 @@ pub const BOTTLE_KEYS: &[&str] = &["extends", "env", "agent_provider", "git-gate
 
 /// Keys that older versions accepted, with what to write instead.
 pub const REMOVED_BOTTLE_KEYS: &[(&str, &str)] = &[
-    ("git", "move each repo to `git-gate.repos` (see git-gate.md)"),
+    ("git", "move each repo to `git-gate.repos` (see the git-gate section of bot-bottle's README)"),
     ("cred_proxy", "move each credential to `egress.routes[].auth` ({scheme, token_ref})"),
     ("runtime", "delete it: gVisor is detected and used automatically"),
     ("git_user", "move it to `git-gate.user` ({name, email})"),
@@ -126,7 +126,8 @@ fn parse_provider(ctx: &Ctx, node: &Node) -> Result<AgentProvider, ManifestError
                     )));
                 }
             }
-            "dockerfile" => p.dockerfile = Some(ctx.string(&key, v)?),
+            // `""` is the original's README spelling of "no Dockerfile".
+            "dockerfile" => p.dockerfile = Some(ctx.string(&key, v)?).filter(|d| !d.is_empty()),
             "auth_token" => p.auth_token = Some(ctx.var_name(&key, v)?),
             "forward_host_credentials" => p.forward_host_credentials = ctx.bool(&key, v)?,
             "settings" => match v.to_json() {

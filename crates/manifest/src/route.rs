@@ -197,6 +197,11 @@ pub struct GitPolicy {
 
 pub const OUTBOUND_DETECTORS: &[&str] = &["token_patterns", "known_secrets", "entropy", "crypto"];
 pub const INBOUND_DETECTORS: &[&str] = &["injection"];
+/// Names the original bot-bottle gives detectors, read as this version's:
+/// `naive_injection_detection` is its name for the inbound `injection`.
+/// Read where the detector list is parsed, so every reader after sees
+/// only the current name.
+pub const DETECTOR_ALIASES: &[(&str, &str)] = &[("naive_injection_detection", "injection")];
 const DEFAULT_OUTBOUND: &[&str] = &["token_patterns", "known_secrets", "crypto"];
 const DEFAULT_INBOUND: &[&str] = &["injection"];
 
@@ -502,7 +507,12 @@ fn detectors(ctx: &Ctx, key: &str, node: &Node, known: &[&str]) -> Result<Vec<St
     }
     let mut out = Vec::new();
     for (i, item) in ctx.list(key, node)?.iter().enumerate() {
-        let name = ctx.string(&format!("{key}[{i}]"), item)?;
+        let mut name = ctx.string(&format!("{key}[{i}]"), item)?;
+        if let Some((_, current)) =
+            DETECTOR_ALIASES.iter().find(|(old, current)| *old == name && known.contains(current))
+        {
+            name = current.to_string();
+        }
         if !known.contains(&name.as_str()) {
             let hint =
                 crate::fields::closest(&name, known).map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();

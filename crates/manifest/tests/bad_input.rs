@@ -15,7 +15,7 @@ fn bottle_err(yaml: &str) -> ManifestError {
 /// (frontmatter, key the error names, words the message must contain)
 const BAD_BOTTLES: &[(&str, &str, &[&str])] = &[
     ("envv: {}", "envv", &["unknown key(s) [envv]", "allowed keys are", "did you mean 'env'"]),
-    ("git: {}", "git", &["removed key", "git-gate.repos"]),
+    ("git: {}", "git", &["removed key", "git-gate.repos", "git-gate section of bot-bottle's README"]),
     ("cred_proxy: {}", "cred_proxy", &["egress.routes[].auth"]),
     ("runtime: runsc", "runtime", &["gVisor is detected"]),
     ("git_user: {}", "git_user", &["git-gate.user"]),
@@ -80,6 +80,12 @@ const BAD_BOTTLES: &[(&str, &str, &[&str])] = &[
         "egress: {routes: [{host: a.com, dlp: {outbound_detectors: [tokens]}}]}",
         "egress.routes[0].dlp.outbound_detectors[0]",
         &["unknown detector", "token_patterns"],
+    ),
+    (
+        // The original's name for the inbound detector is not an outbound one.
+        "egress: {routes: [{host: a.com, dlp: {outbound_detectors: [naive_injection_detection]}}]}",
+        "egress.routes[0].dlp.outbound_detectors[0]",
+        &["unknown detector 'naive_injection_detection'"],
     ),
     (
         "egress: {routes: [{host: a.com, dlp: {outbound_on_match: allow}}]}",
