@@ -310,6 +310,19 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
             home.identity_taken(id)
         })?,
     };
+    // What the image build will fetch: a built-in provider's CLI from npm,
+    // unless a Dockerfile or a committed image stands in for it.
+    let committed = crate::docker::bottle::committed_image(&home.state_dir(&identity)).is_some();
+    if provider_cfg.dockerfile.is_none() && matches!(provider, ProviderRef::Builtin(_)) && !committed {
+        crate::docker::npm::check_launch_needs(&provider_cfg.template).map_err(|e| {
+            let whose = if provider_origin.is_empty() {
+                format!("{}: no agent_provider, so the default {}", m.agent.file.display(), provider_cfg.template)
+            } else {
+                format!("{}: agent_provider.template {}", provider_file.display(), provider_cfg.template)
+            };
+            invalid(format!("{whose}: {e}"))
+        })?;
+    }
     let ca = BottleCa::mint(&identity).map_err(|e| BackendError::Ca(e.to_string()))?;
     let metadata = BottleMetadata {
         identity: identity.clone(),

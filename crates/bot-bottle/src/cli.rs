@@ -26,7 +26,7 @@ pub enum Command {
     Info(InfoArgs),
     /// Interactively write a new agent (and a starter bottle when none exists).
     Init(InitArgs),
-    /// Open an agent file in $VISUAL/$EDITOR, then validate it.
+    /// Open an agent (or with --bottle, a bottle) file in $VISUAL/$EDITOR, then validate it; reopen while invalid.
     Edit(EditArgs),
     /// Tear a running bottle down, preserving its state.
     Stop(IdentityArgs),
@@ -121,8 +121,10 @@ pub struct LaunchFlags {
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
+    /// Only this section (default: all three).
     #[arg(value_enum)]
     pub what: Option<ListWhat>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -136,9 +138,12 @@ pub enum ListWhat {
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
+    /// The agent to describe (see `bot-bottle list agents`).
     pub agent: String,
+    /// A bottle to use instead of the agent's own; repeat for more, in merge order.
     #[arg(long = "bottle", value_name = "NAME")]
     pub bottles: Vec<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -154,23 +159,30 @@ pub struct InitArgs {
     /// Its default bottle (asked when omitted; created when none exists).
     #[arg(long)]
     pub bottle: Option<String>,
-    /// The provider of a starter bottle.
-    #[arg(long, default_value = "claude")]
-    pub provider: String,
+    /// The provider of a starter bottle: claude, codex, pi or shell (asked when omitted; default claude).
+    #[arg(long)]
+    pub provider: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct EditArgs {
-    pub agent: String,
+    /// The agent to edit (see `bot-bottle list agents`).
+    #[arg(required_unless_present = "bottle", conflicts_with = "bottle")]
+    pub agent: Option<String>,
+    /// Edit this bottle instead (see `bot-bottle list bottles`).
+    #[arg(long, value_name = "NAME")]
+    pub bottle: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct IdentityArgs {
+    /// The bottle (see `bot-bottle list active`).
     pub identity: String,
 }
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
+    /// The bottle (see `bot-bottle list active`).
     pub identity: String,
     /// Keep printing new lines.
     #[arg(short, long)]
@@ -179,6 +191,7 @@ pub struct LogsArgs {
 
 #[derive(Args, Debug)]
 pub struct CommitArgs {
+    /// The running bottle to snapshot (picked when omitted on a terminal).
     pub identity: Option<String>,
 }
 
@@ -195,6 +208,7 @@ pub struct CleanupArgs {
     /// Also remove preserved state (asks first).
     #[arg(long)]
     pub all: bool,
+    /// Remove without asking.
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,
 }
@@ -331,4 +345,37 @@ pub struct ShimArgs {
     /// the sidecar bundle's own IP (smolmachines).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     pub listen: std::net::IpAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command, flag and argument a user can see says what it is in
+    /// `--help`.
+    #[test]
+    fn every_visible_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if !cmd.is_hide_set() && cmd.get_about().is_none() && !path.is_empty() {
+                missing.push(format!("{path} (the command)"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if !sub.is_hide_set() {
+                    walk(sub, format!("{path} {}", sub.get_name()).trim(), missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help text for: {missing:#?}");
+    }
 }

@@ -13,17 +13,28 @@ use crate::terminal;
 
 pub fn init(ctx: &Context, args: InitArgs) -> Result<i32> {
     let lib = ctx.library()?;
-    let agent = match args.agent {
-        Some(a) => a,
-        None => terminal::text("agent name (lowercase letters, digits, '-'):", None, "--agent NAME")?,
+    let asking = args.agent.is_none();
+    let mut agent = args.agent;
+    // On a terminal a bad or taken name is asked again; a flag is refused.
+    let (agent, agent_file) = loop {
+        let name = match agent.take() {
+            Some(a) => a,
+            None => terminal::text("agent name (lowercase letters, digits, '-'):", None, "--agent NAME")?,
+        };
+        let file = lib.agents_dir().join(format!("{name}.md"));
+        let problem = if !manifest::is_valid_name(&name) {
+            Some(format!("agent name '{name}' must match ^[a-z][a-z0-9-]*$ (it is also the file name)"))
+        } else if file.exists() {
+            Some(format!("{} already exists; edit it with `bot-bottle edit {name}`", file.display()))
+        } else {
+            None
+        };
+        match problem {
+            None => break (name, file),
+            Some(p) if asking => eprintln!("bot-bottle: {p}"),
+            Some(p) => bail!(p),
+        }
     };
-    if !manifest::is_valid_name(&agent) {
-        bail!("agent name '{agent}' must match ^[a-z][a-z0-9-]*$ (it is also the file name)");
-    }
-    let agent_file = lib.agents_dir().join(format!("{agent}.md"));
-    if agent_file.exists() {
-        bail!("{} already exists; edit it with `bot-bottle edit {agent}`", agent_file.display());
-    }
     let prompt = match args.prompt {
         Some(p) => p,
         None => terminal::text(
@@ -43,11 +54,32 @@ pub fn init(ctx: &Context, args: InitArgs) -> Result<i32> {
     if !manifest::is_valid_name(&bottle) {
         bail!("bottle name '{bottle}' must match ^[a-z][a-z0-9-]*$ (it is also the file name)");
     }
-    let mut written = Vec::new();
+    // A name one typo away from a bottle that exists is that typo, not a
+    // new bottle.
     if !existing.contains(&bottle) {
+        let names: Vec<&str> = existing.iter().map(String::as_str).collect();
+        if let Some(near) = manifest::closest(&bottle, &names) {
+            bail!(
+                "there is no bottle '{bottle}'; did you mean '{near}'? (init writes a new starter bottle only under a name no bottle is close to)"
+            );
+        }
+    }
+    let mut written = Vec::new();
+    let mut provider = None;
+    if !existing.contains(&bottle) {
+        let chosen = match args.provider {
+            Some(p) => p,
+            None if terminal::interactive() => terminal::pick(
+                "provider of the starter bottle:",
+                PROVIDERS.iter().map(|p| p.to_string()).collect(),
+                "--provider",
+            )?,
+            None => "claude".to_string(),
+        };
         let file = lib.bottles_dir().join(format!("{bottle}.md"));
-        write_new(&file, &starter_bottle(&args.provider)?)?;
+        write_new(&file, &starter_bottle(&chosen)?)?;
         written.push(file);
+        provider = Some(chosen);
     }
     write_new(&agent_file, &format!("---\nbottle: {bottle}\n---\n{}\n", prompt.trim()))?;
     written.push(agent_file);
@@ -58,10 +90,33 @@ pub fn init(ctx: &Context, args: InitArgs) -> Result<i32> {
     for f in &written {
         eprintln!("bot-bottle: wrote {}", f.display());
     }
-    eprintln!(
-        "next steps:\n  bot-bottle info {agent}\n  bot-bottle start {agent} --dry-run\n  bot-bottle edit {agent}"
-    );
+    let mut steps = String::from("next steps:\n");
+    if let Some(login) = provider.as_deref().and_then(login_step) {
+        steps.push_str(&format!("  {login}\n"));
+    }
+    steps.push_str(&format!(
+        "  bot-bottle info {agent}\n  bot-bottle start {agent} --dry-run\n  bot-bottle edit {agent}"
+    ));
+    eprintln!("{steps}");
     Ok(0)
+}
+
+/// The providers a starter bottle can have, the default first.
+const PROVIDERS: &[&str] = &["claude", "codex", "pi", "shell"];
+
+/// What the user does on this host before the first start, for the
+/// credential the starter bottle names.
+fn login_step(provider: &str) -> Option<&'static str> {
+    match provider {
+        "claude" => Some(
+            "export CLAUDE_CODE_OAUTH_TOKEN=...   (from `claude setup-token`; the bottle reads it at start, the agent gets a placeholder)",
+        ),
+        "codex" => {
+            Some("codex login   (on this host: the bottle forwards ~/.codex/auth.json's token through the sidecar)")
+        }
+        "pi" => Some("export PI_MODEL_TOKEN=...   (your model provider's API key; the agent gets a placeholder)"),
+        _ => None,
+    }
 }
 
 fn starter_bottle(provider: &str) -> Result<String> {

@@ -42,25 +42,15 @@ pub fn list(ctx: &Context, args: ListArgs) -> Result<i32> {
         if items.is_empty() && many {
             println!("{indent}(none)");
         }
+        if name == "active" {
+            for line in active_table(&items, color) {
+                println!("{indent}{line}");
+            }
+            continue;
+        }
         for item in items {
             let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or("").to_string();
             match name {
-                "active" => {
-                    let label = if s("label").is_empty() {
-                        String::new()
-                    } else {
-                        terminal::paint(&s("label"), &s("color"), color)
-                    };
-                    println!(
-                        "{indent}{}  {}  {}  {}  {}  {}",
-                        s("backend"),
-                        s("identity"),
-                        label,
-                        s("agent"),
-                        s("started"),
-                        s("state")
-                    );
-                }
                 "agents" if s("source") == "cwd" => {
                     println!("{indent}{}  (this repo: {})", s("name"), s("path"))
                 }
@@ -69,6 +59,51 @@ pub fn list(ctx: &Context, args: ListArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `list active` as a table under a header: one row per bottle, columns
+/// aligned on their plain text (a label's colour does not count).
+fn active_table(items: &[Value], color: bool) -> Vec<String> {
+    const COLUMNS: [(&str, &str); 6] = [
+        ("BACKEND", "backend"),
+        ("IDENTITY", "identity"),
+        ("LABEL", "label"),
+        ("AGENT", "agent"),
+        ("STARTED", "started"),
+        ("STATE", "state"),
+    ];
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let cell = |item: &Value, key: &str| item.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let widths: Vec<usize> = COLUMNS
+        .iter()
+        .map(|(head, key)| items.iter().map(|i| cell(i, key).chars().count()).chain([head.len()]).max().unwrap_or(0))
+        .collect();
+    let row = |cells: Vec<(String, String)>| {
+        let padded: Vec<String> = cells
+            .into_iter()
+            .zip(&widths)
+            .map(|((shown, plain), w)| format!("{shown}{}", " ".repeat(w - plain.chars().count())))
+            .collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    let mut lines = vec![row(COLUMNS.iter().map(|(h, _)| (h.to_string(), h.to_string())).collect())];
+    for item in items {
+        lines.push(row(COLUMNS
+            .iter()
+            .map(|(_, key)| {
+                let plain = cell(item, key);
+                let shown = if *key == "label" && !plain.is_empty() {
+                    terminal::paint(&plain, &cell(item, "color"), color)
+                } else {
+                    plain.clone()
+                };
+                (shown, plain)
+            })
+            .collect()));
+    }
+    lines
 }
 
 /// Bottles with state on disk, and what each backend says is live. A
@@ -103,8 +138,6 @@ fn active(ctx: &Context) -> Value {
             let preserved = StateDir::open(&ctx.home, &id).is_some_and(|d| d.is_preserved());
             let running = live.iter().any(|l| l.identity == id);
             let has_metadata = dir.join(BottleMetadata::FILE).is_file();
-            // Its launcher is gone without a session end (a killed CLI):
-            // `resume` takes it over, `cleanup` removes what still runs.
             // A launcher gone without a session end (a killed CLI) leaves
             // an orphan: `resume` takes it over, `cleanup` removes what
             // still runs.

@@ -461,8 +461,15 @@ fn list_is_lazy_and_has_json() {
     let o = w.run(&["list"]);
     let out = stdout(&o);
     assert!(out.contains("agents:") && out.contains("bottles:") && out.contains("active:"), "{out}");
-    assert!(out.contains("smolmachines  dev-aaaaa  Dev  reviewer"), "{out}");
     assert!(!out.contains('\x1b'), "colour without a TTY: {out:?}");
+    // A table under a header, its columns aligned, a state for each bottle.
+    let o = w.run(&["list", "active"]);
+    assert_eq!(
+        stdout(&o),
+        "BACKEND       IDENTITY   LABEL  AGENT     STARTED               STATE\n\
+         smolmachines  dev-aaaaa  Dev    reviewer  2026-11-01T10:00:00Z  preserved\n\
+         docker        old-bbbbb         shell                           orphaned (resume or cleanup)\n"
+    );
     // Nobody here uses smolmachines (and it is not installed): no word of it.
     std::fs::remove_dir_all(w.home.join("state/dev-aaaaa")).unwrap();
     let o = w.run(&["list", "active"]);
@@ -553,6 +560,16 @@ fn edit_validates_after_the_editor() {
     assert!(stderr(&o).contains("did you mean 'bottle'"), "{}", stderr(&o));
     let o = w.run_env(&["edit", "ghost"], &[("EDITOR", "true")]);
     assert!(stderr(&o).contains("no agent named 'ghost'"), "{}", stderr(&o));
+    // Bottles too.
+    let o = w.run_env(&["edit", "--bottle", "base"], &[("EDITOR", "true")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bottles/base.md is valid"), "{}", stderr(&o));
+    let o = w.run_env(&["edit", "base"], &[("EDITOR", "true")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("`bot-bottle edit --bottle base`"), "{}", stderr(&o));
+    let o = w.run_env(&["edit", "--bottle", "github"], &[("VISUAL", script.to_str().unwrap())]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bottel"), "{}", stderr(&o));
 }
 
 #[test]
@@ -639,4 +656,37 @@ fn info_refuses_what_start_refuses() {
     assert_eq!(info.status.code(), Some(1), "{}", stderr(&info));
     assert!(stderr(&info).contains("GH_USER"), "{}", stderr(&info));
     assert_eq!(stderr(&info), stderr(&start));
+}
+
+#[test]
+fn a_dry_run_checks_that_the_launch_can_fetch_the_providers_cli() {
+    let w = World::new("tests/fixtures/home");
+    // No npm on PATH and nothing kept: the launch could not build claude's
+    // image, and the dry run (and info) say so now.
+    let bare = w.user.join("bin");
+    std::fs::create_dir_all(&bare).unwrap();
+    let no_npm = [("PATH", bare.to_str().unwrap())];
+    for args in [&["start", "reviewer", "--dry-run"][..], &["info", "reviewer"]] {
+        let o = w.run_env(args, &no_npm);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        assert!(e.contains("@anthropic-ai/claude-code-linux-") && e.contains("npm is not installed"), "{e}");
+        assert!(e.contains("bottles/claude.md"), "names the file: {e}");
+    }
+    // An agent with no agent_provider anywhere gets claude: said so.
+    let o = w.run_env(&["start", "shell", "--dry-run"], &no_npm);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("agents/shell.md: no agent_provider, so the default claude:"), "{}", stderr(&o));
+    // The shell provider fetches nothing.
+    let demo = World::new("examples");
+    let o = demo.run_env(&["start", "demo", "--dry-run"], &no_npm);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Kept in $XDG_CACHE_HOME already: npm is not needed.
+    let xdg = w.user.join("xdg");
+    let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "x64" };
+    let kept = xdg.join(format!("bot-bottle/npm/anthropic-ai-claude-code-linux-{arch}-2.1.332"));
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::write(kept.join("claude"), "#!/bin/sh\n").unwrap();
+    let o = w.run_env(&["start", "reviewer", "--dry-run"], &[no_npm[0], ("XDG_CACHE_HOME", xdg.to_str().unwrap())]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }

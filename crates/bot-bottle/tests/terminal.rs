@@ -142,16 +142,44 @@ fn init_asks_and_writes_files_that_load() {
         std::fs::remove_dir_all(home).unwrap();
     });
     t.wait_for("agent name");
+    // An invalid name is said and asked again.
+    t.keys(&["Night Owl", "Enter"]);
+    t.wait_for("must match ^[a-z][a-z0-9-]*$");
     t.keys(&["night-owl", "Enter"]);
     t.wait_for("system prompt");
     t.keys(&["You review code at night.", "Enter"]);
     t.wait_for("starter bottle");
     t.keys(&["Enter"]);
+    // The starter bottle's provider is asked (typed keys wait for the
+    // picker's help line: it is drawn once the picker reads keys).
+    t.wait_for("type to filter");
+    t.keys(&["pi", "Enter"]);
     let s = t.wait_for("EXIT=");
-    assert!(s.contains("next steps"), "{s}");
+    assert!(s.contains("next steps") && s.contains("export PI_MODEL_TOKEN="), "{s}");
+    assert!(std::fs::read_to_string(t.home().join("bottles/dev.md")).unwrap().contains("template: pi"));
     let agent = std::fs::read_to_string(t.home().join("agents/night-owl.md")).unwrap();
     assert_eq!(agent, "---\nbottle: dev\n---\nYou review code at night.\n");
     assert!(t.home().join("bottles/dev.md").is_file());
+}
+
+#[test]
+fn edit_reopens_an_invalid_bottle_until_it_loads() {
+    // The editor breaks the file the first time and mends it the second,
+    // counting its runs in a file beside the home (its working directory).
+    let editor = "#!/bin/sh\nn=$(cat runs 2>/dev/null || echo 0)\necho $((n+1)) > runs\n\
+        if [ $n = 0 ]; then sed -i s/^egress:/egres:/ \"$1\"; else sed -i s/^egres:/egress:/ \"$1\"; fi\n";
+    let t = Tmux::start_with("edit", "edit --bottle base", &[("EDITOR", "./editor.sh")], |home| {
+        let script = home.parent().unwrap().join("editor.sh");
+        std::fs::write(&script, editor).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    });
+    let s = t.wait_for("edit again? [y/N]");
+    assert!(s.contains("did you mean 'egress'"), "{s}");
+    t.keys(&["y", "Enter"]);
+    let s = t.wait_for("EXIT=");
+    assert!(s.contains("bottles/base.md is valid") && s.contains("EXIT=0"), "{s}");
+    assert_eq!(std::fs::read_to_string(t.dir.join("runs")).unwrap().trim(), "2");
+    assert!(std::fs::read_to_string(t.home().join("bottles/base.md")).unwrap().contains("\negress:"));
 }
 
 /// A bottle with state and a proposal store, as a running sidecar leaves

@@ -215,7 +215,7 @@ pub(crate) fn join(parent: &str, child: &str) -> String {
 }
 
 /// The allowed name closest to `word`, when it is close enough to be a typo.
-pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), *c))

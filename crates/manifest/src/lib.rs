@@ -25,6 +25,7 @@ pub use bottle::{AgentProvider, BOTTLE_KEYS, BottleFile, REMOVED_BOTTLE_KEYS};
 pub use compose::{Bottle, Sourced, SourcedGitUser};
 pub use env::{AskMode, EnvValue, Resolved, is_env_name, resolve as resolve_env};
 pub use error::ManifestError;
+pub use fields::closest;
 pub use gitgate::{GitUser, Repo, RepoKey, ssh_host};
 pub use library::{Entry, Library, Manifest, parse_agent_text, parse_bottle_text};
 pub use route::{

@@ -323,8 +323,14 @@ fn cache_file() -> Option<PathBuf> {
 
 /// `~/.cache/bot-bottle/<relative>` (none without a `HOME`).
 pub(crate) fn cache_path(relative: &str) -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
-    Some(PathBuf::from(home).join(".cache/bot-bottle").join(relative))
+    // XDG: `$XDG_CACHE_HOME` when set to an absolute path, else
+    // `~/.cache`.
+    let xdg = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
+    let root = match xdg {
+        Some(dir) => dir,
+        None => PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?).join(".cache"),
+    };
+    Some(root.join("bot-bottle").join(relative))
 }
 
 /// Write a cache file whole, under a temporary name and then renamed, so a

