@@ -496,6 +496,7 @@ fn the_demo_shows_every_promise() {
         "agent's DEMO_API_TOKEN: (not set)",
         "authorized: yes",
         "bot-bottle egress: blocked: no route for host example.com",
+        "to ask the operator for this host, use the `egress-allow` tool",
         "bot-bottle egress: blocked: outbound secret (known-secret:raw)",
         "git-gate: 1 commit(s) scanned, clean; forwarded upstream",
         ".env:1 github-pat GITHUB_TOKEN=ghp_…[40 redacted]",

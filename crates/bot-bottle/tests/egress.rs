@@ -278,9 +278,24 @@ fn curl_block_paths_never_reach_the_upstream() {
     assert_eq!(status(&curl(&e, &["--data", REAL_TOKEN, &url(&up, "/api/x")])), "403");
     // git push over HTTPS.
     assert_eq!(status(&curl(&e, &["--data", "x", &url(&up, "/api/w.git/git-receive-pack")])), "403");
-    // A host without a route: refused at CONNECT, and over plain HTTP.
-    let o = curl(&e, &["https://example.com/"]);
+    // A host without a route, over HTTPS: the refusal is answered inside
+    // the tunnel, so the client sees why and how to ask (not only
+    // "CONNECT tunnel failed"); nothing is dialled.
+    let o = curl(&e, &["-i", "https://example.com/"]);
+    assert_eq!(status(&o), "403", "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("x-bot-bottle-block: no-route"), "{text}");
+    assert!(text.contains("no route for host example.com") && text.contains("`egress-allow`"), "{text}");
+    // Every request in that tunnel is refused the same way.
+    let o = curl(&e, &["--data", "x", "https://example.com/a", "https://example.com/b"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).matches("no route for host example.com").count(), 2);
+    // Another port, an IP literal: refused at CONNECT, as before.
+    let o = curl(&e, &["https://example.com:8443/"]);
     assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("403"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = curl(&e, &["https://192.0.2.1/"]);
+    assert_ne!(o.status.code(), Some(0));
+    // And over plain HTTP.
     let o = curl(&e, &["-i", "http://example.com/"]);
     assert_eq!(status(&o), "403");
     assert!(String::from_utf8_lossy(&o.stdout).contains("x-bot-bottle-block: no-route"));

@@ -75,12 +75,23 @@ impl LeafIssuer {
         Ok(LeafIssuer { issuer, leaf_key, cache: Mutex::new(HashMap::new()) })
     }
 
-    /// The certified key for `host` (SAN = host), minted once and cached.
+    /// The certified key for `host` (SAN = host), minted once and cached:
+    /// for routed hosts, a set the manifest bounds.
     pub fn leaf(&self, host: &str) -> Result<Arc<rustls::sign::CertifiedKey>, CaError> {
         let host = host.to_ascii_lowercase();
         if let Some(hit) = self.cache.lock().map_err(|_| CaError("leaf cache poisoned".into()))?.get(&host) {
             return Ok(hit.clone());
         }
+        let certified = self.leaf_uncached(&host)?;
+        self.cache.lock().map_err(|_| CaError("leaf cache poisoned".into()))?.insert(host, certified.clone());
+        Ok(certified)
+    }
+
+    /// A certified key for `host` minted now and not kept: for names the
+    /// agent chooses (a refusal answered inside TLS), which must not grow
+    /// the cache.
+    pub fn leaf_uncached(&self, host: &str) -> Result<Arc<rustls::sign::CertifiedKey>, CaError> {
+        let host = host.to_ascii_lowercase();
         let err = |e: rcgen::Error| CaError(e.to_string());
         let mut params = rcgen::CertificateParams::new(vec![host.clone()]).map_err(err)?;
         params.distinguished_name.push(rcgen::DnType::CommonName, host.clone());
@@ -90,9 +101,7 @@ impl LeafIssuer {
         let cert = params.signed_by(&self.leaf_key, &self.issuer).map_err(err)?;
         let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(self.leaf_key.serialize_der().into());
         let signing = rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| CaError(e.to_string()))?;
-        let certified = Arc::new(rustls::sign::CertifiedKey::new(vec![cert.der().clone()], signing));
-        self.cache.lock().map_err(|_| CaError("leaf cache poisoned".into()))?.insert(host, certified.clone());
-        Ok(certified)
+        Ok(Arc::new(rustls::sign::CertifiedKey::new(vec![cert.der().clone()], signing)))
     }
 }
 
@@ -118,5 +127,17 @@ mod tests {
         let b = issuer.leaf("api.example.com").unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &issuer.leaf("other.example.com").unwrap()));
+    }
+
+    #[test]
+    fn names_the_agent_makes_up_do_not_grow_the_cache() {
+        let ca = BottleCa::mint("x").unwrap();
+        let issuer = LeafIssuer::from_pem(&ca.cert_pem, &ca.key_pem).unwrap();
+        for i in 0..50 {
+            issuer.leaf_uncached(&format!("n{i}.unrouted.example")).unwrap();
+        }
+        assert_eq!(issuer.cache.lock().unwrap().len(), 0);
+        issuer.leaf("api.example.com").unwrap();
+        assert_eq!(issuer.cache.lock().unwrap().len(), 1);
     }
 }

@@ -371,6 +371,27 @@ impl Proxy {
             if let Some(b) = refusal {
                 let refused = block(&b);
                 self.log(&authority, "CONNECT", "", &refused);
+                // A name with no route, on 443: the refusal is answered
+                // inside the tunnel, where an HTTPS client shows it (its
+                // body names `egress-allow`), not as a CONNECT status it
+                // reduces to "tunnel failed". The leaf is minted for this
+                // tunnel only (never cached: names the agent makes up
+                // cannot grow the cache), and no upstream is ever dialled
+                // or resolved.
+                let dns_name = manifest::validate_host(&host).is_ok() && !host.starts_with("*.");
+                if b.code == "no-route" && dns_name && crate::decision::port_of(&authority, true) == 443 {
+                    match self.issuer.leaf_uncached(&host) {
+                        Ok(certified) => {
+                            let service = hyper::service::service_fn(move |_: HttpRequest<Incoming>| {
+                                let b = b.clone();
+                                async move { Ok::<_, Infallible>(block(&b)) }
+                            });
+                            self.tunnel(req, certified, service);
+                            return Response::new(empty());
+                        }
+                        Err(_) => return refused,
+                    }
+                }
                 return refused;
             }
         }
@@ -380,6 +401,25 @@ impl Proxy {
                 return block(&Block { code: "tls", reason: e.to_string() });
             }
         };
+        let proxy = self.clone();
+        let service = hyper::service::service_fn(move |inner: HttpRequest<Incoming>| {
+            let proxy = proxy.clone();
+            let authority = authority.clone();
+            async move { Ok::<_, Infallible>(proxy.exchange(inner, authority, true).await) }
+        });
+        self.tunnel(req, certified, service);
+        Response::new(empty())
+    }
+
+    /// Once the CONNECT is answered: TLS as `certified` on the upgraded
+    /// connection, then HTTP/1.1 requests to `service`.
+    fn tunnel<S>(self: Arc<Self>, req: HttpRequest<Incoming>, certified: Arc<rustls::sign::CertifiedKey>, service: S)
+    where
+        S: hyper::service::Service<HttpRequest<Incoming>, Response = Response<Body>, Error = Infallible>
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
         tokio::spawn(async move {
             let Ok(upgraded) = hyper::upgrade::on(req).await else {
                 return;
@@ -398,18 +438,11 @@ impl Proxy {
             else {
                 return;
             };
-            let proxy = self.clone();
-            let service = hyper::service::service_fn(move |inner: HttpRequest<Incoming>| {
-                let proxy = proxy.clone();
-                let authority = authority.clone();
-                async move { Ok::<_, Infallible>(proxy.exchange(inner, authority, true).await) }
-            });
             let _ = http1_server(self.timeouts.request_head)
                 .serve_connection(TokioIo::new(tls), service)
                 .with_upgrades()
                 .await;
         });
-        Response::new(empty())
     }
 
     /// Decide one request for `authority` and, if allowed, forward it.
