@@ -327,6 +327,18 @@ pub enum ImagesAction {
         #[arg(long, default_value = "shell")]
         provider: String,
     },
+    /// Remove bot-bottle images nothing needs: keeps what this bot-bottle runs from, what bottles with state here use, their commits, and recent builds.
+    Prune {
+        /// Remove without asking.
+        #[arg(short = 'y', long = "yes")]
+        yes: bool,
+        /// Keep images built more recently than this (a launch may be about to use one).
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+        keep_recent: std::time::Duration,
+        /// Print what was removed as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]

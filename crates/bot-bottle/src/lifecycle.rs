@@ -131,6 +131,14 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
     for (identity, resumable) in &dirs {
         println!("  state {identity}{}", if *resumable { " (resumable)" } else { "" });
     }
+    // A removed bottle's commit goes with it: nothing can boot it after.
+    let commits: Vec<String> = dirs
+        .iter()
+        .filter_map(|(identity, _)| backend::docker::bottle::committed_image(&ctx.home.state_dir(identity)))
+        .collect();
+    for image in &commits {
+        println!("  image {image} (its commit)");
+    }
     if !yes {
         crate::terminal::require("-y", "confirmation")?;
         if !crate::terminal::confirm("remove all of this?")? {
@@ -163,6 +171,33 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
             d.remove()?;
         }
     }
-    println!("removed {objects} object(s) and {} state dir(s)", dirs.len());
+    let mut images = 0;
+    if !commits.is_empty() {
+        match remove_images(&commits) {
+            Ok(pruned) => {
+                images = pruned.removed.len();
+                if !pruned.in_use.is_empty() {
+                    crate::context::warn(&format!(
+                        "kept image(s) a container still uses: {}",
+                        pruned.in_use.join(", ")
+                    ));
+                }
+            }
+            Err(e) => {
+                crate::context::warn(&format!("the commit image(s) were not removed ({e}): {}", commits.join(", ")))
+            }
+        }
+    }
+    println!("removed {objects} object(s), {} state dir(s) and {images} commit image(s)", dirs.len());
     Ok(0)
+}
+
+/// Remove image tags through the Docker Engine.
+fn remove_images(tags: &[String]) -> Result<backend::docker::prune::Pruned> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let docker = backend::docker::engine::connect().await?;
+        let images = backend::docker::prune::list(&docker).await?;
+        Ok(backend::docker::prune::remove(&docker, &images, tags).await?)
+    })
 }

@@ -53,7 +53,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::GitGate(args) => return gate_cmd::git_gate(args),
         Command::GitGateHook => return Ok(git_gate::hook::run_hook()),
         Command::SuperviseServer(args) => return supervise_cmd::server(args),
-        Command::Images(args) => return images_cmd::images(args),
         Command::Sidecar(args) => return sidecar_cmd::sidecar(args),
         Command::Shim(args) => return sidecar_cmd::shim(args),
         other => other,
@@ -64,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Resume(args) => launch::resume(&ctx, args),
         Command::List(args) => list::list(&ctx, args),
         Command::Info(args) => list::info(&ctx, args),
+        Command::Images(args) => images_cmd::images(&ctx, args),
         Command::Init(args) => init::init(&ctx, args),
         Command::Edit(args) => edit::edit(&ctx, args),
         Command::Stop(args) => lifecycle::stop(&ctx, &args.identity),
@@ -77,7 +77,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         | Command::GitGate(_)
         | Command::GitGateHook
         | Command::SuperviseServer(_)
-        | Command::Images(_)
         | Command::Sidecar(_)
         | Command::Shim(_) => {
             unreachable!("handled above")

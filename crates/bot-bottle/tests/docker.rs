@@ -203,9 +203,20 @@ fn the_lifecycle_as_a_user_drives_it() {
     assert!(!said.iter().any(|l| l.contains("exited (status")), "{said:?}");
     assert_gone("keeper");
     assert!(h.state("keeper").join(".preserve").exists());
-    let o = h.run(&["resume", "keeper", "--headless", "--prompt", "cat /workspace/mark; exit 5"]);
+    // TLS through the sidecar works from the commit: its CA bundle held the
+    // earlier launch's CA, replaced by this launch's (the refusal below
+    // comes from inside a TLS tunnel the agent had to trust).
+    let o = h.run(&[
+        "resume",
+        "keeper",
+        "--headless",
+        "--prompt",
+        "cat /workspace/mark; curl -sS https://example.com/; grep -c 'bot-bottle: the bottle CA' /etc/ssl/certs/ca-certificates.crt; exit 5",
+    ]);
     assert_eq!(o.status.code(), Some(5), "{}", err(&o));
     assert!(out(&o).contains("committed"), "resume did not boot the committed image: {}", out(&o));
+    assert!(out(&o).contains("no route for host example.com"), "no TLS from the commit: {}{}", out(&o), err(&o));
+    assert!(out(&o).lines().any(|l| l.trim() == "1"), "one bottle CA in the bundle: {}", out(&o));
 
     // Cleanup keeps preserved state unless --all.
     let o = h.run(&["cleanup", "-y"]);
@@ -214,7 +225,9 @@ fn the_lifecycle_as_a_user_drives_it() {
     let o = h.run(&["cleanup", "--all", "-y"]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(!h.state("keeper").exists());
-    let _ = Command::new("docker").args(["rmi", "-f", "bot-bottle-commit:keeper"]).output();
+    // Its commit went with it: nothing could boot it any more.
+    assert!(out(&o).contains("image bot-bottle-commit:keeper (its commit)"), "{}", out(&o));
+    assert!(!image_exists("bot-bottle-commit:keeper"));
 }
 
 #[test]
@@ -547,4 +560,94 @@ fn a_failing_self_test_aborts_the_launch_before_the_agent_runs() {
     assert!(!h.state("leaky").exists());
     let (containers, networks) = objects("leaky");
     assert!(containers.is_empty() && networks.is_empty(), "left behind: {containers:?} {networks:?}");
+}
+
+/// Load an image `tag` made in 2001 (a config with that `created`, one
+/// tiny layer), with `labels`: an old image without waiting for one.
+fn old_image(tag: &str, labels: &[(&str, &str)]) {
+    let labels: serde_json::Map<String, serde_json::Value> =
+        labels.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
+    let script = r#"
+import hashlib, io, json, sys, tarfile
+tag, labels = sys.argv[1], json.loads(sys.argv[2])
+def tar_of(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in files:
+            info = tarfile.TarInfo(name); info.size = len(data); info.mtime = 978307200
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+layer = tar_of([("stale", tag.encode())])
+config = json.dumps({"architecture": "amd64", "os": "linux", "created": "2001-01-01T00:00:00Z",
+    "config": {"Labels": labels}, "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()
+manifest = json.dumps([{"Config": "config.json", "RepoTags": [tag], "Layers": ["layer.tar"]}]).encode()
+sys.stdout.buffer.write(tar_of([("manifest.json", manifest), ("config.json", config), ("layer.tar", layer)]))
+"#;
+    let tar = Command::new("python3")
+        .args(["-c", script, tag, &serde_json::Value::Object(labels).to_string()])
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "{}", String::from_utf8_lossy(&tar.stderr));
+    let mut load =
+        Command::new("docker").args(["load", "-q"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    load.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+    assert!(load.wait().unwrap().success(), "docker load {tag}");
+}
+
+fn image_exists(tag: &str) -> bool {
+    Command::new("docker").args(["image", "inspect", tag]).output().unwrap().status.success()
+}
+
+#[test]
+fn images_prune_removes_only_what_nothing_needs() {
+    let h = Home::new();
+    let o = h.run(&["images", "build"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let current: Vec<String> =
+        out(&o).lines().filter_map(|l| l.split_whitespace().nth(1)).map(str::to_string).collect();
+    assert_eq!(current.len(), 3, "{}", out(&o));
+    let id = format!("{:08x}", rand_u32());
+    let home = h.home.display().to_string();
+    let label = "dev.bot-bottle.home";
+    // Old and needed by nothing: go.
+    let stale_sidecar = format!("bot-bottle-sidecar:stale{id}");
+    let stale_agent = format!("bot-bottle-agent-shell:stale{id}");
+    let gone_commit = format!("bot-bottle-commit:gone{id}");
+    // Old but needed (recorded by a bottle here, its commit), or not this
+    // home's to judge: stay.
+    let used_agent = format!("bot-bottle-agent-shell:used{id}");
+    let kept_commit = format!("bot-bottle-commit:kept{id}");
+    let other_commit = format!("bot-bottle-commit:other{id}");
+    old_image(&stale_sidecar, &[]);
+    old_image(&stale_agent, &[]);
+    old_image(&used_agent, &[]);
+    old_image(&gone_commit, &[(label, &home)]);
+    old_image(&kept_commit, &[(label, &home)]);
+    old_image(&other_commit, &[(label, "/another/home")]);
+    let kept_state = h.state(&format!("kept{id}"));
+    std::fs::create_dir_all(&kept_state).unwrap();
+    std::fs::write(kept_state.join("images.json"), format!(r#"{{"images": ["{used_agent}"]}}"#)).unwrap();
+    let o = h.run(&["images", "prune", "-y", "--json"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let removed: Vec<&str> = report["removed"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    for tag in [&stale_sidecar, &stale_agent, &gone_commit] {
+        assert!(removed.contains(&tag.as_str()) && !image_exists(tag), "{tag} was not removed: {report}");
+    }
+    for tag in current.iter().chain([&used_agent, &kept_commit, &other_commit]) {
+        assert!(!removed.contains(&tag.as_str()) && image_exists(tag), "{tag} was removed: {report}");
+    }
+    // Without -y and without a terminal, nothing is removed.
+    old_image(&stale_sidecar, &[]);
+    let o = h.run(&["images", "prune"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains(&stale_sidecar) && err(&o).contains("-y"), "{}", err(&o));
+    assert!(image_exists(&stale_sidecar));
+    let _ = Command::new("docker").args(["rmi", &stale_sidecar, &used_agent, &kept_commit, &other_commit]).output();
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).unwrap();
+    u32::from_le_bytes(b)
 }

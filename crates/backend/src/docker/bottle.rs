@@ -545,6 +545,7 @@ async fn launch_steps(
     let base = cancel.wait(images::ensure_base(docker, progress)).await?;
     let sidecar_image = cancel.wait(images::ensure_sidecar(docker, &base, progress)).await?;
     let agent_image = cancel.wait(agent_image(docker, plan, &base, progress)).await?;
+    super::prune::record_use(&plan.state_dir(), &[&base, &sidecar_image, &agent_image])?;
     // When the agent boots from this bottle's commit: when it was made.
     let committed_at = (committed_image(&plan.state_dir()).as_deref() == Some(agent_image.as_str()))
         .then(|| std::fs::metadata(plan.state_dir().join(COMMIT_FILE)).and_then(|m| m.modified()).ok())
@@ -1106,8 +1107,19 @@ async fn provision_agent(
     // bottle CA (what `update-ca-certificates` would do, without its second
     // of rehashing).
     let bundle = image_bundle(docker, agent, provision::CA_BUNDLE).await;
-    let files =
-        agent_files(plan, canary, login_stand_in, Some(bundle), &provision::Endpoints::loopback(), committed_at)?;
+    // A commit holds the CA of the launch it was made in: replaced.
+    let previous_ca = match committed_at {
+        Some(_) => download_file(docker, agent, provision::AGENT_CA).await,
+        None => None,
+    };
+    let files = agent_files(
+        plan,
+        canary,
+        login_stand_in,
+        Some((bundle, previous_ca)),
+        &provision::Endpoints::loopback(),
+        committed_at,
+    )?;
     // One copy: each costs Docker a mount of the container's filesystem.
     upload(docker, agent, "/", files).await
 }
@@ -1116,14 +1128,15 @@ async fn provision_agent(
 /// unpack at `/` keeping its owners: root's (the bottle CA), the agent's
 /// home (owned by the agent's user), and the workspace when the cwd is
 /// copied in (`committed_at`: when the snapshot the agent boots from was
-/// committed, if it does). With the image's CA bundle, the bundle extended with the
-/// bottle CA replaces it; without, only the CA certificate goes in (the
-/// caller appends it).
+/// committed, if it does). With the image's CA bundle (and the CA file an
+/// earlier launch left in a commit), the bundle with this launch's bottle
+/// CA replaces it; without, only the CA certificate goes in (the caller
+/// appends it).
 pub(crate) fn agent_files(
     plan: &Plan,
     canary: &dlp::Canary,
     login_stand_in: Option<&str>,
-    image_ca_bundle: Option<Vec<u8>>,
+    image_ca_bundle: Option<(Vec<u8>, Option<Vec<u8>>)>,
     at: &provision::Endpoints,
     committed_at: Option<std::time::SystemTime>,
 ) -> Result<Vec<u8>, BackendError> {
@@ -1134,11 +1147,8 @@ pub(crate) fn agent_files(
         files.dir(d, 0o755, 0)?;
     }
     files.file(provision::AGENT_CA.trim_start_matches('/'), plan.ca.cert_pem.as_bytes(), 0o644, 0)?;
-    if let Some(mut bundle) = image_ca_bundle {
-        if !bundle.is_empty() && !bundle.ends_with(b"\n") {
-            bundle.push(b'\n');
-        }
-        bundle.extend_from_slice(plan.ca.cert_pem.as_bytes());
+    if let Some((bundle, previous_ca)) = image_ca_bundle {
+        let bundle = provision::bundle_with_ca(&bundle, previous_ca.as_deref(), &plan.ca.cert_pem);
         files.file(provision::CA_BUNDLE.trim_start_matches('/'), &bundle, 0o644, 0)?;
     }
     // Home: the env file (0600), .gitconfig, the prompt, skills.
@@ -1339,6 +1349,8 @@ pub async fn commit(docker: &Docker, home: &state::Home, identity: &str) -> Resu
         tag: Some(identity.to_string()),
         comment: Some(format!("bot-bottle commit of {identity}")),
         pause: true,
+        // Whose it is: `images prune` removes only its own home's commits.
+        changes: Some(format!("LABEL {LABEL_HOME}=\"{}\"", home.root().display())),
         ..Default::default()
     };
     docker

@@ -41,7 +41,7 @@ pub async fn ensure_base(docker: &Docker, progress: Progress<'_>) -> Result<Stri
     {
         return Ok(tag);
     }
-    let status_path = std::path::Path::new("/var/lib/dpkg/status");
+    let status_path = std::path::Path::new(DPKG_STATUS);
     // The tag of an unchanged package database is remembered (parsing it
     // takes longer than the rest of a launch's checks).
     if let Some(tag) = cached("base", status_path)
@@ -49,14 +49,8 @@ pub async fn ensure_base(docker: &Docker, progress: Progress<'_>) -> Result<Stri
     {
         return Ok(tag);
     }
-    let status = std::fs::read_to_string(status_path).map_err(|e| {
-        BackendError::Docker(format!(
-            "no base image, and this host has no dpkg database to assemble one from ({e}); set BOT_BOTTLE_BASE_IMAGE to a Debian image"
-        ))
-    })?;
-    let installed = rootfs::parse_status(&status);
+    let (tag, installed) = base_from_dpkg()?;
     let (packages, missing) = rootfs::closure(&installed, rootfs::BASE_PACKAGES);
-    let tag = format!("bot-bottle-base:{}", rootfs::fingerprint(&packages));
     if exists(docker, &tag).await {
         remember("base", status_path, &tag);
         return Ok(tag);
@@ -77,6 +71,45 @@ pub async fn ensure_base(docker: &Docker, progress: Progress<'_>) -> Result<Stri
     build(docker, &tag, dockerfile, &[("rootfs.tar", Source::File(rootfs_path))], &HashMap::new(), progress).await?;
     remember("base", status_path, &tag);
     Ok(tag)
+}
+
+const DPKG_STATUS: &str = "/var/lib/dpkg/status";
+
+/// The base image's tag from this host's package set, the packages it
+/// holds and those it leaves out.
+fn base_from_dpkg() -> Result<(String, Vec<rootfs::Installed>), BackendError> {
+    let status = std::fs::read_to_string(DPKG_STATUS).map_err(|e| {
+        BackendError::Docker(format!(
+            "no base image, and this host has no dpkg database to assemble one from ({e}); set BOT_BOTTLE_BASE_IMAGE to a Debian image"
+        ))
+    })?;
+    let installed = rootfs::parse_status(&status);
+    let (packages, _) = rootfs::closure(&installed, rootfs::BASE_PACKAGES);
+    let tag = format!("bot-bottle-base:{}", rootfs::fingerprint(&packages));
+    Ok((tag, installed))
+}
+
+/// The tags this binary builds and runs from, as far as they can be known
+/// without building or fetching anything: the base, the sidecar, and each
+/// built-in provider's image whose inputs are already kept. What `images
+/// prune` never removes.
+pub fn current_tags() -> Result<Vec<String>, BackendError> {
+    let base = match std::env::var("BOT_BOTTLE_BASE_IMAGE").ok().filter(|t| !t.is_empty()) {
+        Some(tag) => tag,
+        None => match cached("base", std::path::Path::new(DPKG_STATUS)) {
+            Some(tag) => tag,
+            None => base_from_dpkg()?.0,
+        },
+    };
+    let mut tags = vec![base.clone(), sidecar_tag(&base)?];
+    let shell = agent_tag("shell", SHELL_DOCKERFILE, &base, &[])?;
+    tags.push(shell.clone());
+    for provider in ["claude", "codex", "pi"] {
+        if let Some((dockerfile, files)) = super::npm::kept_inputs(provider)? {
+            tags.push(agent_tag(provider, dockerfile, &shell, &files)?);
+        }
+    }
+    Ok(tags)
 }
 
 /// What a build context holds besides the Dockerfile.
@@ -192,24 +225,54 @@ pub async fn ensure_sidecar(docker: &Docker, base: &str, progress: Progress<'_>)
     {
         return Ok(tag);
     }
+    let tag = sidecar_tag(base)?;
+    if exists(docker, &tag).await {
+        return Ok(tag);
+    }
     let exe = std::env::current_exe().map_err(io("cannot find this program to put in the sidecar"))?;
     let key = format!("sidecar {base}");
-    if let Some(tag) = cached(&key, &exe)
-        && exists(docker, &tag).await
-    {
-        return Ok(tag);
-    }
     let binary = std::fs::read(&exe).map_err(io("cannot read this program"))?;
-    let tag = content_tag("bot-bottle-sidecar", &[SIDECAR_DOCKERFILE.as_bytes(), base.as_bytes(), &binary]);
-    if exists(docker, &tag).await {
-        remember(&key, &exe, &tag);
-        return Ok(tag);
-    }
     progress(&format!("building {tag}"));
     let args = HashMap::from([("BASE_IMAGE".to_string(), base.to_string())]);
     build(docker, &tag, SIDECAR_DOCKERFILE, &[("bot-bottle", Source::Bytes(binary))], &args, progress).await?;
     remember(&key, &exe, &tag);
     Ok(tag)
+}
+
+/// The sidecar image's tag on `base`: a hash of its Dockerfile, the base
+/// and this very binary (remembered per binary stamp).
+fn sidecar_tag(base: &str) -> Result<String, BackendError> {
+    if let Ok(tag) = std::env::var("BOT_BOTTLE_SIDECAR_IMAGE")
+        && !tag.is_empty()
+    {
+        return Ok(tag);
+    }
+    let exe = std::env::current_exe().map_err(io("cannot find this program to put in the sidecar"))?;
+    let key = format!("sidecar {base}");
+    if let Some(tag) = cached(&key, &exe) {
+        return Ok(tag);
+    }
+    let binary = std::fs::read(&exe).map_err(io("cannot read this program"))?;
+    let tag = content_tag("bot-bottle-sidecar", &[SIDECAR_DOCKERFILE.as_bytes(), base.as_bytes(), &binary]);
+    remember(&key, &exe, &tag);
+    Ok(tag)
+}
+
+/// An agent image's tag: a hash of the Dockerfile, the base and the
+/// context files (by name and content).
+fn agent_tag(provider: &str, dockerfile: &str, base: &str, files: &[(&str, Source)]) -> Result<String, BackendError> {
+    let mut parts: Vec<Vec<u8>> = vec![dockerfile.as_bytes().to_vec(), base.as_bytes().to_vec()];
+    for (name, source) in files {
+        parts.push(name.as_bytes().to_vec());
+        parts.push(match source {
+            // The file's content: the same CLI fetched again (a new path or
+            // mtime) is the same image, an edited file a new one.
+            Source::File(p) => file_digest(p)?.into_bytes(),
+            Source::Bytes(b) => b.clone(),
+        });
+    }
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    Ok(content_tag(&format!("bot-bottle-agent-{provider}"), &parts))
 }
 
 /// An agent image from a Dockerfile text (`images/<provider>.Dockerfile`,
@@ -228,17 +291,7 @@ pub async fn ensure_agent(
     {
         return Ok(tag);
     }
-    let mut parts: Vec<Vec<u8>> = vec![dockerfile.as_bytes().to_vec(), base.as_bytes().to_vec()];
-    for (name, source) in files {
-        parts.push(name.as_bytes().to_vec());
-        parts.push(match source {
-            // Path, size, mtime and inode: an edited file is a new image.
-            Source::File(p) => file_stamp(p).unwrap_or_else(|| p.display().to_string()).into_bytes(),
-            Source::Bytes(b) => b.clone(),
-        });
-    }
-    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    let tag = content_tag(&format!("bot-bottle-agent-{provider}"), &parts);
+    let tag = agent_tag(provider, dockerfile, base, files)?;
     if exists(docker, &tag).await {
         return Ok(tag);
     }
@@ -344,6 +397,21 @@ pub(crate) fn write_cache(path: &std::path::Path, data: &[u8]) {
     if std::fs::write(&tmp, data).is_ok() {
         let _ = std::fs::rename(&tmp, path);
     }
+}
+
+/// The SHA-256 of `file`'s content, hex. Remembered per file stamp, so an
+/// unchanged file (a 200 MB CLI) is read once.
+fn file_digest(file: &std::path::Path) -> Result<String, BackendError> {
+    let key = format!("sha256 {}", file.display());
+    if let Some(digest) = cached(&key, file) {
+        return Ok(digest);
+    }
+    let mut f = std::fs::File::open(file).map_err(io("cannot read a file the image is built with"))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(io("cannot read a file the image is built with"))?;
+    let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    remember(&key, file, &digest);
+    Ok(digest)
 }
 
 fn file_stamp(file: &std::path::Path) -> Option<String> {

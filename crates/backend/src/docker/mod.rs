@@ -10,6 +10,7 @@ pub mod exec;
 pub mod images;
 pub mod npm;
 pub mod provision;
+pub mod prune;
 pub mod rootfs;
 pub mod runtime;
 pub mod transcript;

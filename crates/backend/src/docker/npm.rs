@@ -264,3 +264,26 @@ pub fn check_launch_needs(provider: &str) -> Result<(), BackendError> {
         ),
     })
 }
+
+/// An image's Dockerfile and its context files by name.
+pub type ImageInputs = (&'static str, Vec<(&'static str, super::images::Source)>);
+
+/// A built-in provider's Dockerfile and context files, when everything
+/// it fetches is kept already (nothing is fetched here); `None` otherwise.
+pub fn kept_inputs(provider: &str) -> Result<Option<ImageInputs>, BackendError> {
+    use super::images::{CLAUDE_DOCKERFILE, CODEX_DOCKERFILE, PI_DOCKERFILE, Source};
+    let quiet = &|_: &str| {};
+    let files = |names: &[&'static str], f: NpmFiles| -> Result<Vec<(&'static str, Source)>, BackendError> {
+        Ok(names.iter().copied().zip(f.fetch(quiet)?.into_iter().map(Source::File)).collect())
+    };
+    Ok(match provider {
+        "claude" if CLAUDE_CODE.cached() => Some((CLAUDE_DOCKERFILE, files(&["claude"], CLAUDE_CODE)?)),
+        "codex" if CODEX.cached() => Some((CODEX_DOCKERFILE, files(&["codex", "codex-code-mode-host"], CODEX)?)),
+        "pi" if NODE.cached() && PI.cached() => {
+            let mut f = files(&["node"], NODE)?;
+            f.push(("pi.tar", Source::File(PI.fetch(quiet)?)));
+            Some((PI_DOCKERFILE, f))
+        }
+        _ => None,
+    })
+}

@@ -18,6 +18,68 @@ pub const WORKSPACE: &str = "/workspace";
 pub const AGENT_CA: &str = "/usr/local/share/ca-certificates/bot-bottle.crt";
 /// The system CA bundle every TLS client in the agent reads.
 pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The lines around the bottle CA in [`CA_BUNDLE`]: a launch from a
+/// commit finds the earlier launch's CA there and replaces it (two CAs of
+/// one bottle under one name, and TLS clients check the leaf against the
+/// first they find).
+pub const CA_MARK_BEGIN: &str = "# bot-bottle: the bottle CA (replaced at each launch)\n";
+pub const CA_MARK_END: &str = "# bot-bottle: end of the bottle CA\n";
+
+/// The image's CA bundle with this launch's bottle CA: any CA an earlier
+/// launch added (between the marks; or, from before the marks, the
+/// `previous_ca` file's text at the bundle's end) is taken out first.
+pub fn bundle_with_ca(image_bundle: &[u8], previous_ca: Option<&[u8]>, ca_pem: &str) -> Vec<u8> {
+    let mut bundle = image_bundle.to_vec();
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    while let Some(start) = find(&bundle, CA_MARK_BEGIN.as_bytes()) {
+        let end =
+            find(&bundle[start..], CA_MARK_END.as_bytes()).map_or(bundle.len(), |e| start + e + CA_MARK_END.len());
+        bundle.drain(start..end);
+    }
+    if let Some(old) = previous_ca.filter(|c| !c.is_empty())
+        && bundle.ends_with(old)
+    {
+        bundle.truncate(bundle.len() - old.len());
+    }
+    if !bundle.is_empty() && !bundle.ends_with(b"\n") {
+        bundle.push(b'\n');
+    }
+    bundle.extend_from_slice(CA_MARK_BEGIN.as_bytes());
+    bundle.extend_from_slice(ca_pem.as_bytes());
+    if !ca_pem.ends_with('\n') {
+        bundle.push(b'\n');
+    }
+    bundle.extend_from_slice(CA_MARK_END.as_bytes());
+    bundle
+}
+
+/// The same as [`bundle_with_ca`], as a shell step run in the agent before
+/// the new CA file is written over [`AGENT_CA`] (smolmachines).
+pub fn bundle_without_previous_ca_sh() -> String {
+    format!(
+        "sed -i '/^{}$/,/^{}$/d' {CA_BUNDLE}\n\
+         if [ -s {AGENT_CA} ]; then n=$(wc -c < {AGENT_CA}); size=$(wc -c < {CA_BUNDLE}); \
+         if [ \"$size\" -ge \"$n\" ] && tail -c \"$n\" {CA_BUNDLE} | cmp -s - {AGENT_CA}; then \
+         truncate -s $((size - n)) {CA_BUNDLE}; fi; fi",
+        regex_quote(CA_MARK_BEGIN.trim_end()),
+        regex_quote(CA_MARK_END.trim_end())
+    )
+}
+
+/// `text` as a sed basic regular expression matching itself.
+fn regex_quote(text: &str) -> String {
+    text.chars().map(|c| if "[].*^$/\\".contains(c) { format!("\\{c}") } else { c.to_string() }).collect()
+}
+
+/// Append the bottle CA at [`AGENT_CA`] to the bundle, marked (shell).
+pub fn bundle_append_ca_sh() -> String {
+    format!(
+        "{{ echo '{}'; cat {AGENT_CA}; echo '{}'; }} >> {CA_BUNDLE}",
+        CA_MARK_BEGIN.trim_end(),
+        CA_MARK_END.trim_end()
+    )
+}
+
 /// The env file (0600, the agent's user).
 pub const ENV_FILE: &str = "/home/node/.bot-bottle/env";
 /// The prompt file providers read.
@@ -324,6 +386,61 @@ pub fn parse_self_test(output: &str) -> Vec<Check> {
 
 #[cfg(test)]
 mod tests {
+    /// The shell steps (smolmachines) do what [`super::bundle_with_ca`]
+    /// does (docker), run by a real `sh` on files.
+    #[test]
+    fn the_shell_steps_replace_the_ca_as_the_rust_one_does() {
+        use super::*;
+        let dir = tempfile::tempdir().unwrap();
+        let (bundle, ca) = (dir.path().join("bundle.crt"), dir.path().join("ca.crt"));
+        let run = |old_ca: &str, new_ca: &str, before: &[u8]| {
+            std::fs::write(&bundle, before).unwrap();
+            std::fs::write(&ca, old_ca).unwrap();
+            let script = format!(
+                "set -e\n{}\nprintf '%s' '{new_ca}' > {AGENT_CA}\n{}",
+                bundle_without_previous_ca_sh(),
+                bundle_append_ca_sh()
+            )
+            .replace(CA_BUNDLE, &bundle.display().to_string())
+            .replace(AGENT_CA, &ca.display().to_string());
+            let o = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            std::fs::read(&bundle).unwrap()
+        };
+        let system = b"-----BEGIN CERTIFICATE-----\nSYS\n-----END CERTIFICATE-----\n".to_vec();
+        let old = "-----BEGIN CERTIFICATE-----\nOLD\n-----END CERTIFICATE-----\n";
+        let new = "-----BEGIN CERTIFICATE-----\nNEW\n-----END CERTIFICATE-----\n";
+        // A first launch (no earlier CA file), a launch from its commit,
+        // and one from a commit made before the marks.
+        let first = run("", old, &system);
+        assert_eq!(first, bundle_with_ca(&system, None, old));
+        assert_eq!(run(old, new, &first), bundle_with_ca(&first, Some(old.as_bytes()), new));
+        let legacy = [system.as_slice(), old.as_bytes()].concat();
+        assert_eq!(run(old, new, &legacy), bundle_with_ca(&legacy, Some(old.as_bytes()), new));
+    }
+
+    #[test]
+    fn a_launch_from_a_commit_replaces_the_earlier_bottle_ca() {
+        use super::bundle_with_ca;
+        let system = b"-----BEGIN CERTIFICATE-----\nSYS\n-----END CERTIFICATE-----\n";
+        let old = "-----BEGIN CERTIFICATE-----\nOLD\n-----END CERTIFICATE-----\n";
+        let new = "-----BEGIN CERTIFICATE-----\nNEW\n-----END CERTIFICATE-----\n";
+        let first = bundle_with_ca(system, None, old);
+        assert!(first.starts_with(system));
+        // A commit keeps `first`; the next launch finds it.
+        let second = bundle_with_ca(&first, Some(old.as_bytes()), new);
+        let text = String::from_utf8(second.clone()).unwrap();
+        assert!(text.contains("SYS") && text.contains("NEW") && !text.contains("OLD"), "{text}");
+        assert_eq!(text.matches("BEGIN CERTIFICATE").count(), 2);
+        // Again: still one bottle CA.
+        let third = bundle_with_ca(&second, Some(new.as_bytes()), old);
+        assert_eq!(String::from_utf8(third).unwrap().matches("BEGIN CERTIFICATE").count(), 2);
+        // A commit from before the marks: the old CA appended bare.
+        let legacy = [system.as_slice(), old.as_bytes()].concat();
+        let text = String::from_utf8(bundle_with_ca(&legacy, Some(old.as_bytes()), new)).unwrap();
+        assert!(!text.contains("OLD") && text.contains("NEW"), "{text}");
+    }
+
     use super::*;
 
     /// The armed wrapper in a real bash: stdin carries the frame, then the

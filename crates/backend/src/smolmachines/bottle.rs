@@ -26,7 +26,7 @@ use crate::docker::bottle::{
     revoke_deploy_keys, save_sidecar_logs, sidecar_body, trace, wait_for_sockets, write_sidecar_files,
 };
 use crate::docker::images::{self, Progress};
-use crate::docker::provision::{self, AGENT_CA, AGENT_HOME, AGENT_UID, CA_BUNDLE, Endpoints, WORKSPACE};
+use crate::docker::provision::{self, AGENT_HOME, AGENT_UID, Endpoints, WORKSPACE};
 use crate::docker::{engine, transcript};
 use crate::error::BackendError;
 use crate::plan::Plan;
@@ -313,6 +313,7 @@ async fn launch_steps(
         }
         None => {
             let agent_image = crate::docker::bottle::agent_image(docker, plan, &base, progress).await?;
+            crate::docker::prune::record_use(&dir, &[&base, &sidecar_image, &agent_image])?;
             ensure_pack(docker, smolvm, &agent_image, progress).await?
         }
     };
@@ -460,11 +461,16 @@ async fn launch_steps(
     write_private(&host, &files)?;
     let guest = "/tmp/bot-bottle-files.tar";
     smolvm.run_async(&argv::copy_in(&machine, &host.display().to_string(), guest, 0o600, 0)).await?;
-    let mut unpack =
-        vec!["set -e".to_string(), format!("tar -xpf {guest} -C / --same-owner --numeric-owner && rm -f {guest}")];
+    // A committed machine holds the CA of the launch it was made in: out
+    // of the bundle before the new one is written, then the new one in.
+    let unpack = [
+        "set -e".to_string(),
+        provision::bundle_without_previous_ca_sh(),
+        format!("tar -xpf {guest} -C / --same-owner --numeric-owner && rm -f {guest}"),
+        // The bottle CA joins the system bundle every TLS client reads.
+        provision::bundle_append_ca_sh(),
+    ];
     drop(scratch);
-    // The bottle CA joins the system bundle every TLS client reads.
-    unpack.push(format!("cat {AGENT_CA} >> {CA_BUNDLE}"));
     smolvm
         .run_async(&argv::exec(&machine, &argv::Exec::default(), &["sh".into(), "-c".into(), unpack.join("\n")]))
         .await?;
