@@ -1,5 +1,6 @@
 //! `scan`: the DLP engine as a command. Files, directories (recursively),
-//! stdin, or the lines a git commit range adds (read as git-gate reads a push).
+//! stdin (any size: streamed in overlapping windows), or the lines a git
+//! commit range adds (read as git-gate reads a push).
 //! One line per finding, or JSON lines; exit 1 when anything is found,
 //! 0 when clean, 2 on usage errors.
 
@@ -86,29 +87,95 @@ fn scan_into(
         let paths = if args.paths.is_empty() { vec![PathBuf::from(".")] } else { args.paths.clone() };
         for p in paths {
             if p.as_os_str() == "-" {
-                let mut data = Vec::new();
-                std::io::stdin().read_to_end(&mut data).context("cannot read stdin")?;
-                for f in scanner.scan(&data, None) {
-                    report(
-                        Place { commit: None, path: "-".to_string(), line: line_index(&data, f.span.start) + 1 },
-                        &f,
-                    )?;
-                }
+                scan_stream(scanner, std::io::stdin().lock(), None, WINDOW, &mut |line, f| {
+                    report(Place { commit: None, path: "-".to_string(), line }, f)
+                })
+                .context("cannot read stdin")?;
                 continue;
             }
             if !p.exists() {
                 return Err(UsageError(format!("{}: no such file or directory", p.display())).into());
             }
             for file in walk(&p) {
-                let data = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                let reader = std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
                 let name = file.display().to_string();
-                for f in scanner.scan(&data, Some(&name)) {
-                    report(Place { commit: None, path: name.clone(), line: line_index(&data, f.span.start) + 1 }, &f)?;
-                }
+                scan_stream(scanner, reader, Some(&name), WINDOW, &mut |line, f| {
+                    report(Place { commit: None, path: name.clone(), line }, f)
+                })
+                .with_context(|| format!("cannot read {}", file.display()))?;
             }
         }
     }
     Ok(())
+}
+
+/// How much of a file is scanned at once, and how much consecutive
+/// windows share: a value up to half of [`OVERLAP`] long, with as much
+/// context before and after it, is inside one window whole, wherever it
+/// sits.
+const WINDOW: usize = 8 << 20;
+const OVERLAP: usize = 64 << 10;
+
+/// Scan `reader` of any size in windows of `window` bytes that overlap by
+/// [`OVERLAP`] (the scanner's own bound is never reached, so no file is a
+/// `too-large` finding); each finding is reported once with its 1-based
+/// line. A raw finding belongs to the window it starts in, windows cut at
+/// the middle of their overlap (so a value and up to half the overlap of
+/// context around it are in its window); a finding in a decoded view,
+/// found again in the next window's overlap, is reported once.
+fn scan_stream(
+    scanner: &Scanner,
+    mut reader: impl Read,
+    name: Option<&str>,
+    window: usize,
+    emit: &mut dyn FnMut(usize, &Finding) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(window.min(1 << 20));
+    let mut lines_before = 0usize;
+    let mut previous_derived: Vec<(String, String)> = Vec::new();
+    let mut first = true;
+    loop {
+        // Fill the window (a short read is not the end).
+        let mut eof = false;
+        while buf.len() < window {
+            let start = buf.len();
+            buf.resize(window, 0);
+            let n = reader.read(&mut buf[start..])?;
+            buf.truncate(start + n);
+            if n == 0 {
+                eof = true;
+                break;
+            }
+        }
+        // This window answers for findings starting in the middle of what
+        // it shares with its neighbours: half the overlap of context on
+        // either side (a keyword before a value counts).
+        let from = if first { 0 } else { OVERLAP / 2 };
+        let to = if eof { buf.len() } else { buf.len() - OVERLAP / 2 };
+        let mut derived = Vec::new();
+        for f in scanner.scan(&buf, name) {
+            let line = lines_before + line_index(&buf, f.span.start) + 1;
+            match f.view {
+                dlp::View::Raw if (from..to).contains(&f.span.start) => emit(line, &f)?,
+                dlp::View::Raw => {}
+                dlp::View::Derived => {
+                    let key = (f.rule.clone(), f.snippet.clone());
+                    if !previous_derived.contains(&key) {
+                        emit(line, &f)?;
+                    }
+                    derived.push(key);
+                }
+            }
+        }
+        if eof {
+            return Ok(());
+        }
+        previous_derived = derived;
+        let kept = buf.len() - OVERLAP;
+        lines_before += buf[..kept].iter().filter(|&&b| b == b'\n').count();
+        buf.drain(..kept);
+        first = false;
+    }
 }
 
 /// 0-based line of a byte offset.
@@ -144,4 +211,51 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAT: &str = "ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio";
+
+    /// Every finding a whole-buffer scan makes, once, on the same line,
+    /// wherever the window edges fall.
+    #[test]
+    fn windows_find_what_one_whole_scan_finds_once() {
+        let window = 256 << 10;
+        let mut data = Vec::new();
+        // `token=PAT` starting at `at` (the filler before it cut there).
+        let line = |data: &mut Vec<u8>, at: usize| {
+            assert!(data.len() <= at, "positions must grow: {at}");
+            while data.len() < at {
+                data.extend_from_slice(b"lorem ipsum dolor sit amet\n");
+            }
+            data.truncate(at);
+            data.extend_from_slice(format!("token={PAT}\n").as_bytes());
+        };
+        // Around each window's edges and the middle of each overlap.
+        let step = window - OVERLAP;
+        let middle = step + OVERLAP / 2;
+        for at in [10, step - 5, step + 60, middle - 50, middle + 5, window - 20, step + middle - 3, 3 * step + 7] {
+            line(&mut data, at);
+        }
+        line(&mut data, 4 * step + 100);
+        let whole = {
+            let options = ScanOptions { max_bytes: data.len() + 1, ..ScanOptions::default() };
+            Scanner::new(RuleSet::builtin().clone(), KnownSecrets::new(), options)
+        };
+        let mut expected: Vec<(usize, String)> =
+            whole.scan(&data, None).into_iter().map(|f| (line_index(&data, f.span.start) + 1, f.rule)).collect();
+        expected.sort();
+        assert_eq!(expected.iter().filter(|(_, r)| r == "github-pat").count(), 9, "{expected:?}");
+        let mut got = Vec::new();
+        scan_stream(&Scanner::builtin(), &data[..], None, window, &mut |line, f| {
+            got.push((line, f.rule.clone()));
+            Ok(())
+        })
+        .unwrap();
+        got.sort();
+        assert_eq!(got, expected);
+    }
 }

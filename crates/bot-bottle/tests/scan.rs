@@ -154,3 +154,39 @@ fn git_ranges_scan_only_what_the_range_adds() {
     let o = bb(&["scan", "--git", "nonsense..HEAD"], d, None);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn files_and_stdin_of_any_size_are_streamed_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // 24 MiB of text (above the 16 MiB the scanner takes at once), a token
+    // near the start, one across the first window edge (8 MiB), one at the
+    // end.
+    let filler = "the quick brown fox jumps over the lazy dog\n";
+    let mut text = String::new();
+    let mut lines = 0;
+    let put = |text: &mut String, at: usize, lines: &mut usize| -> usize {
+        while text.len() + filler.len() < at {
+            text.push_str(filler);
+            *lines += 1;
+        }
+        text.push_str(&format!("key {TOKEN}\n"));
+        *lines += 1;
+        *lines
+    };
+    let want: Vec<usize> =
+        [100, (8 << 20) - 20, 24 << 20].into_iter().map(|at| put(&mut text, at, &mut lines)).collect();
+    std::fs::write(dir.path().join("big.log"), &text).unwrap();
+    let o = bb(&["scan", "big.log"], dir.path(), None);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let found: Vec<String> = out(&o).lines().map(str::to_string).collect();
+    let expect: Vec<String> = want.iter().map(|l| format!("big.log:{l}: github-pat")).collect();
+    assert_eq!(found.iter().filter(|l| l.contains("github-pat")).count(), 3, "{found:?}");
+    for e in &expect {
+        assert!(found.iter().any(|l| l.starts_with(e.as_str())), "no {e} in {found:?}");
+    }
+    assert!(!out(&o).contains("too-large"), "{}", out(&o));
+    // The same through stdin.
+    let o = bb(&["scan", "-"], dir.path(), Some(&text));
+    assert_eq!(out(&o).lines().filter(|l| l.contains("github-pat")).count(), 3, "{}", out(&o));
+    assert!(out(&o).contains(&format!("-:{}: github-pat", want[2])), "{}", out(&o));
+}
