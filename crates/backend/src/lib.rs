@@ -8,6 +8,7 @@
 
 pub mod docker;
 mod error;
+pub mod host_keys;
 pub mod host_login;
 mod plan;
 mod provider;

@@ -104,6 +104,9 @@ pub struct Plan {
     /// What `provider` names: a built-in, or the user's plugin.
     pub resolved_provider: ProviderRef,
     pub routes: Vec<PlannedRoute>,
+    /// Each git-gate repo's upstream (`host:port`) and the host key pinned
+    /// for it: the manifest's, or one fetched on first use / kept since.
+    pub host_keys: BTreeMap<String, (String, crate::host_keys::Pinned)>,
     /// Route changes an operator approved in this bottle's earlier
     /// sessions, applied again over `routes` (a resume fills them in from
     /// the bottle's store; a new bottle has none).
@@ -122,6 +125,39 @@ impl Plan {
     pub fn state_dir(&self) -> PathBuf {
         self.home.state_dir(&self.identity)
     }
+}
+
+/// The host key each git-gate repo's upstream is pinned to (see
+/// [`crate::host_keys`]): the manifest's, else the one kept in the
+/// bottle's state, else fetched now.
+fn pin_host_keys(
+    m: &Manifest,
+    state_dir: &std::path::Path,
+) -> Result<BTreeMap<String, (String, crate::host_keys::Pinned)>, String> {
+    use crate::host_keys::{Pinned, Source, fetch, fingerprint, pin, read_kept};
+    let mut out = BTreeMap::new();
+    let mut kept = None;
+    for (name, repo) in &m.bottle.repos {
+        let Some(url) = &repo.value.url else { continue };
+        let upstream = git_gate::ssh::SshUrl::parse(url).map_err(|e| format!("git-gate.repos.{name}.url: {e}"))?;
+        let at = format!("{}:{}", upstream.host, upstream.port);
+        let pinned = match &repo.value.host_key {
+            Some(key) => Pinned {
+                fingerprint: fingerprint(key).map_err(|e| format!("git-gate.repos.{name}.host_key: {e}"))?,
+                key: key.clone(),
+                source: Source::Manifest,
+            },
+            None => {
+                if kept.is_none() {
+                    kept = Some(read_kept(state_dir)?);
+                }
+                let kept_key = kept.as_ref().and_then(|k| k.get(name));
+                pin(name, &at, kept_key, fetch(&upstream.host, upstream.port))?
+            }
+        };
+        out.insert(name.clone(), (at, pinned));
+    }
+    Ok(out)
 }
 
 /// Resolve everything a launch needs on `backend`. Writes nothing.
@@ -323,6 +359,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
             invalid(format!("{whose}: {e}"))
         })?;
     }
+    let host_keys = pin_host_keys(m, &home.state_dir(&identity)).map_err(invalid)?;
     let ca = BottleCa::mint(&identity).map_err(|e| BackendError::Ca(e.to_string()))?;
     let metadata = BottleMetadata {
         identity: identity.clone(),
@@ -359,6 +396,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
         warnings,
         tty: spec.tty,
         kept_route_edits: Vec::new(),
+        host_keys,
     })
 }
 

@@ -1,6 +1,8 @@
 //! How manifests and plans are shown to people: the `info` view and the
 //! preflight, as aligned text or JSON. Never a value that could be a secret.
 
+use std::collections::BTreeMap;
+
 use backend::{AuthSource, Plan, PlannedRoute};
 use manifest::{EnvValue, Manifest, Route, Sourced};
 use serde_json::{Value, json};
@@ -65,7 +67,10 @@ pub fn git_identity(m: &Manifest) -> Vec<String> {
     }
 }
 
-pub fn repos(m: &Manifest) -> Vec<String> {
+/// One line per git-gate repo; with `pins` (a plan's), the host key each
+/// upstream is pinned to and where it came from.
+pub fn repos(m: &Manifest, pins: Option<&BTreeMap<String, (String, backend::host_keys::Pinned)>>) -> Vec<String> {
+    use backend::host_keys::Source;
     m.bottle
         .repos
         .iter()
@@ -82,7 +87,24 @@ pub fn repos(m: &Manifest) -> Vec<String> {
                 Some(manifest::RepoKey::Gitea { .. }) => "gitea deploy key",
                 None => "no key",
             };
-            format!("{name} → {host}  ({key}; from {})", repo.origin)
+            let pinned = match (pins.and_then(|p| p.get(name)), &repo.value.host_key) {
+                (Some((_, p)), _) => match &p.source {
+                    Source::Manifest => format!("host key {} pinned by the manifest", p.fingerprint),
+                    Source::FirstUse => format!(
+                        "host key {} pinned on first use: fetched now, kept for this bottle; a host_key in the manifest is stronger",
+                        p.fingerprint
+                    ),
+                    Source::Kept { at } => format!(
+                        "host key {} pinned on first use ({at}); a host_key in the manifest is stronger",
+                        p.fingerprint
+                    ),
+                },
+                (None, Some(_)) => "host key pinned by the manifest".to_string(),
+                (None, None) => {
+                    "no host_key: pinned on first use at start (a host_key in the manifest is stronger)".to_string()
+                }
+            };
+            format!("{name} → {host}  ({key}; {pinned}; from {})", repo.origin)
         })
         .collect()
 }
@@ -175,7 +197,7 @@ pub fn info_text(m: &Manifest) -> String {
     rows.add("skills", m.agent.skills.clone());
     rows.add("prompt", vec![prompt_first_line(m)]);
     rows.add("git", git_identity(m));
-    rows.add("git-gate", repos(m));
+    rows.add("git-gate", repos(m, None));
     rows.add("egress", manifest_routes(m));
     rows.add("egress log", vec![m.bottle.log_level().to_string()]);
     rows.render(&format!("agent {}", m.agent.name))
@@ -223,7 +245,7 @@ pub fn preflight_text(plan: &Plan) -> String {
     rows.add("env", env_rows(m, &plan.hidden_env));
     rows.add("skills", m.agent.skills.clone());
     rows.add("git", git_identity(m));
-    rows.add("git-gate", repos(m));
+    rows.add("git-gate", repos(m, Some(&plan.host_keys)));
     rows.add("egress", planned_routes(&plan.routes));
     if !plan.kept_route_edits.is_empty() {
         let kept = plan.kept_route_edits.iter().map(|k| {
@@ -273,6 +295,9 @@ pub fn preflight_json(plan: &Plan) -> Value {
         "env": env,
         "git_user": m.git_user(),
         "repos": info["repos"],
+        "host_keys": plan.host_keys.iter().map(|(name, (upstream, p))| (name.clone(), json!({
+            "upstream": upstream, "fingerprint": p.fingerprint, "source": p.source,
+        }))).collect::<serde_json::Map<_, _>>(),
         "routes": routes,
         "approved_route_edits": plan.kept_route_edits.iter().map(|k| json!({
             "proposal_id": k.proposal_id,

@@ -49,7 +49,9 @@ pub fn git_gate(args: GitGateArgs) -> Result<i32> {
         for (name, repo) in &bottle.repos {
             let where_ = format!("{}: git-gate.repos.{name}", args.bottle.display());
             let (Some(url), Some(host_key)) = (&repo.value.url, &repo.value.host_key) else {
-                bail!("{where_} needs `url` and `host_key`");
+                bail!(
+                    "{where_} needs `url` and `host_key` here: the standalone git-gate keeps no bottle state to pin a key on first use in (ssh-keyscan -p PORT HOST gives the key)"
+                );
             };
             let identity = match &repo.value.key {
                 Some(RepoKey::Static { path }) => read_static(path, home.as_deref()).context(where_.clone())?,

@@ -7,6 +7,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
+mod support;
 const SECRET: &str = "s3cr3t-host-value-7Qx9";
 
 struct World {
@@ -689,4 +690,70 @@ fn a_dry_run_checks_that_the_launch_can_fetch_the_providers_cli() {
     std::fs::write(kept.join("claude"), "#!/bin/sh\n").unwrap();
     let o = w.run_env(&["start", "reviewer", "--dry-run"], &[no_npm[0], ("XDG_CACHE_HOME", xdg.to_str().unwrap())]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// The original makes `host_key` optional: the launch pins what the
+/// upstream (a real sshd) offers on first use, a resume is held to it, and a
+/// changed key is an error naming both fingerprints.
+#[test]
+fn a_repo_without_host_key_is_pinned_on_first_use_and_held_to_it() {
+    let w = World::new("tests/fixtures/original-home");
+    let dir = w.user.join("sshd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sshd = support::sshd::Sshd::start(&dir);
+    let fingerprint = sshd.fingerprint(&dir);
+    let url = format!("ssh://git@127.0.0.1:{}/srv/widgets.git", sshd.port);
+    std::fs::write(
+        w.home.join("bottles/tofu.md"),
+        format!("---\nagent_provider: {{template: shell}}\ngit-gate:\n  repos:\n    widgets:\n      url: {url}\n---\n"),
+    )
+    .unwrap();
+    std::fs::write(w.home.join("agents/tofu.md"), "---\nbottle: tofu\n---\nPush widgets.\n").unwrap();
+    let o = w.run(&["start", "tofu", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let want =
+        format!("widgets → 127.0.0.1:{}  (no key; host key {fingerprint} pinned on first use: fetched now", sshd.port);
+    assert!(stdout(&o).contains(&want), "{}", stdout(&o));
+    assert!(stdout(&o).contains("a host_key in the manifest is stronger"), "{}", stdout(&o));
+    assert_eq!(w.state_entries(), ["legacy-old01"], "a dry run kept nothing");
+    let o = w.run(&["info", "tofu"]);
+    assert!(stdout(&o).contains("no host_key: pinned on first use at start"), "{}", stdout(&o));
+    // A bottle that pinned this key on its first start: resume pins it again.
+    w.write_metadata("tofu-old01", r#"{"agent_name": "tofu", "bottle_names": ["tofu"], "backend": "docker"}"#);
+    let kept = w.home.join("state/tofu-old01/git-gate/host-keys.json");
+    std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    let keep = |key: &str| {
+        let key: Vec<&str> = key.split_whitespace().take(2).collect();
+        let json = serde_json::json!({"widgets": {"upstream": format!("127.0.0.1:{}", sshd.port), "key": key.join(" "), "at": "2026-12-01T00:00:00Z"}});
+        std::fs::write(&kept, json.to_string()).unwrap();
+    };
+    keep(&sshd.host_key);
+    let o = w.run(&["resume", "tofu-old01", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("host key {fingerprint} pinned on first use (2026-12-01T00:00:00Z)")),
+        "{}",
+        stdout(&o)
+    );
+    // The bottle pinned another key: the upstream's changed. Refused.
+    let other = support::sshd::keygen(&dir.join("other_key"));
+    keep(&other);
+    let o = w.run(&["resume", "tofu-old01", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let e = stderr(&o);
+    let other_fp = {
+        let line = std::process::Command::new("ssh-keygen").arg("-lf").arg(dir.join("other_key.pub")).output().unwrap();
+        String::from_utf8_lossy(&line.stdout).split_whitespace().nth(1).unwrap().to_string()
+    };
+    assert!(e.contains("the host key of 127.0.0.1") && e.contains("changed"), "{e}");
+    assert!(e.contains(&fingerprint) && e.contains(&other_fp), "{e}");
+    // Nothing answers: a first use cannot pin, and says what to do.
+    drop(sshd);
+    let o = w.run(&["start", "tofu", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("git-gate.repos.widgets has no host_key") && stderr(&o).contains("set host_key"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -5,11 +5,12 @@
 //! is checked on the upstream repository itself: nothing reached it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
+use support::sshd::{Sshd, keygen};
 
 const LEAK: &str = "ghp_R6tqk2vZ8mBcX1pLw9sJ4nHd0yFa7uEe3Qio";
 
@@ -40,67 +41,6 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> Output {
 fn ok(o: Output) -> String {
     assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-fn keygen(path: &Path) -> String {
-    ok(run(Path::new("/"), "ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", path.to_str().unwrap()]));
-    std::fs::read_to_string(path.with_extension("pub")).unwrap().trim().to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A real sshd on loopback, logging in this user with one client key.
-struct Sshd {
-    child: Child,
-    port: u16,
-    host_key: String,
-    client_key: PathBuf,
-    user: String,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sshd {
-    fn start(dir: &Path) -> Sshd {
-        let sshd = Path::new("/usr/sbin/sshd");
-        assert!(sshd.exists(), "sshd is missing: scripts/test.sh installs Debian's openssh-server");
-        let _ = std::fs::create_dir_all("/run/sshd");
-        let host_key = keygen(&dir.join("host_key"));
-        let client = keygen(&dir.join("client_key"));
-        std::fs::write(dir.join("authorized_keys"), format!("{client}\n")).unwrap();
-        let user = ok(run(dir, "id", &["-un"]));
-        let port = free_port();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nAllowUsers {user}\n",
-            d = dir.display()
-        );
-        std::fs::write(dir.join("sshd_config"), config).unwrap();
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(dir.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Sshd { child, port, host_key, client_key: dir.join("client_key"), user }
-    }
-
-    fn url(&self, repo: &Path) -> String {
-        format!("ssh://{}@127.0.0.1:{}{}", self.user, self.port, repo.display())
-    }
 }
 
 /// An upstream bare repo with one commit on `main`.

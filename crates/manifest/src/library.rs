@@ -215,23 +215,21 @@ impl Library {
         Ok(merged)
     }
 
-    /// Repos need `url` and `host_key` once every layer is applied.
+    /// Repos need `url` once every layer is applied. `host_key` may be
+    /// left out, as in the original: the launch pins the key the upstream
+    /// offers on first use (weaker than a pinned `host_key`).
     fn validate_complete(&self, bottle: &Bottle) -> Result<(), ManifestError> {
         for (name, repo) in &bottle.repos {
-            for (field, present) in [("url", repo.value.url.is_some()), ("host_key", repo.value.host_key.is_some())] {
-                if !present {
-                    let what = if field == "url" {
-                        "the SSH upstream, e.g. ssh://git@host/org/repo.git"
-                    } else {
-                        "the upstream's pinned SSH host key (ssh-keyscan HOST)"
-                    };
-                    return Err(ManifestError::Invalid {
-                        file: self.bottles_dir().join(format!("{}.md", repo.origin)),
-                        line: None,
-                        key: format!("git-gate.repos.{name}.{field}"),
-                        message: format!("bottle '{}' repo '{name}' has no `{field}`; add {what}", repo.origin),
-                    });
-                }
+            if repo.value.url.is_none() {
+                return Err(ManifestError::Invalid {
+                    file: self.bottles_dir().join(format!("{}.md", repo.origin)),
+                    line: None,
+                    key: format!("git-gate.repos.{name}.url"),
+                    message: format!(
+                        "bottle '{}' repo '{name}' has no `url`; add the SSH upstream, e.g. ssh://git@host/org/repo.git",
+                        repo.origin
+                    ),
+                });
             }
         }
         Ok(())

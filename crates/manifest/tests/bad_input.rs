@@ -231,12 +231,11 @@ fn diamond_resolves_and_incomplete_repos_fail_when_used() {
         ("left", "extends: root\nenv: {A: left}"),
         ("right", "extends: root\nenv: {B: right}"),
         ("child", "extends: [left, right]"),
-        ("partial", "git-gate: {repos: {w: {url: 'git@h:a/w.git'}}}"),
+        ("partial", "git-gate: {repos: {w: {host_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMbXo7pgbcUKp1nC1Zb'}}}"),
+        // No host_key: the original's spelling; pinned on first use at launch.
+        ("tofu", "git-gate: {repos: {w: {url: 'git@h:a/w.git'}}}"),
         ("whole", &repo),
-        (
-            "completes",
-            "extends: partial\ngit-gate: {repos: {w: {host_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMbXo7pgbcUKp1nC1Zb', allow_delete: true}}}",
-        ),
+        ("completes", "extends: partial\ngit-gate: {repos: {w: {url: 'git@h:a/w.git', allow_delete: true}}}"),
     ]);
     let mut lib = Library::open(home.path(), None, None).unwrap();
     let child = lib.bottle("child").unwrap();
@@ -245,7 +244,8 @@ fn diamond_resolves_and_incomplete_repos_fail_when_used() {
     assert_eq!(child.env["A"].origin, "root");
     assert_eq!(child.env["B"].origin, "right");
     let e = lib.bottle("partial").unwrap_err();
-    assert_eq!(e.key(), Some("git-gate.repos.w.host_key"));
+    assert_eq!(e.key(), Some("git-gate.repos.w.url"));
+    assert_eq!(lib.bottle("tofu").unwrap().repos["w"].value.host_key, None);
     assert!(lib.bottle("whole").is_ok());
     let completes = lib.bottle("completes").unwrap();
     // The ref policy is off unless a layer turns it on, field by field.

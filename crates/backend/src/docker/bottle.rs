@@ -428,9 +428,10 @@ pub(crate) async fn write_sidecar_files(
     let mut gate_repos = Vec::new();
     let mut deploy_keys = Vec::new();
     for (name, repo) in &plan.manifest.bottle.repos {
-        let (Some(url), Some(host_key)) = (&repo.value.url, &repo.value.host_key) else {
-            return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs url and host_key") });
+        let (Some(url), Some((_, pinned))) = (&repo.value.url, plan.host_keys.get(name)) else {
+            return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs url and a host key") });
         };
+        let host_key = &pinned.key;
         let key_file = format!("{GATE_KEYS_DIR}/{name}.key");
         match &repo.value.key {
             Some(manifest::RepoKey::Static { path }) => {
@@ -474,6 +475,9 @@ pub(crate) async fn write_sidecar_files(
         std::fs::write(dir.join(DEPLOY_KEYS_FILE), serde_json::to_vec_pretty(&deploy_keys).unwrap_or_default())
             .map_err(io_err("cannot record the deploy keys"))?;
     }
+    // Host keys pinned on first use: kept, so a resume pins the same.
+    crate::host_keys::write_kept(&dir, &plan.host_keys, &state::BottleMetadata::now())
+        .map_err(|message| BackendError::Invalid { message })?;
     let secrets_path = state.write_secret_file(SECRETS_FILE, &serde_json::to_vec(&secrets).unwrap_or_default())?;
     drop(secrets);
     state.component("supervise")?;

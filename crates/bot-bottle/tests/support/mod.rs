@@ -6,6 +6,7 @@
 
 pub mod docker;
 pub mod smolvm;
+pub mod sshd;
 pub mod tmux;
 
 use std::io::{BufRead, BufReader};
