@@ -176,6 +176,29 @@ mod tests {
     }
 
     #[test]
+    fn first_use_keys_are_kept_and_read_back_and_others_are_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_kept(dir.path()).unwrap().is_empty());
+        let first = pin("w", "h:22", None, Ok(ED.into())).unwrap();
+        let manifest = Pinned { key: OTHER.into(), fingerprint: fingerprint(OTHER).unwrap(), source: Source::Manifest };
+        let pinned = BTreeMap::from([
+            ("w".to_string(), ("h:22".to_string(), first)),
+            ("m".to_string(), ("h:22".to_string(), manifest)),
+        ]);
+        write_kept(dir.path(), &pinned, "2026-12-06T00:00:00Z").unwrap();
+        let kept = read_kept(dir.path()).unwrap();
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["w"]);
+        assert_eq!(kept["w"].key, ED);
+        // A kept key is not written over by a later launch that kept it.
+        let again = pin("w", "h:22", Some(&kept["w"]), Ok(ED.into())).unwrap();
+        write_kept(dir.path(), &BTreeMap::from([("w".to_string(), ("h:22".to_string(), again))]), "later").unwrap();
+        assert_eq!(read_kept(dir.path()).unwrap()["w"].at, "2026-12-06T00:00:00Z");
+        // A file that cannot be read is an error, never "nothing pinned".
+        std::fs::write(dir.path().join(FILE), "{not json").unwrap();
+        assert!(read_kept(dir.path()).unwrap_err().contains("pins the upstreams' host keys"));
+    }
+
+    #[test]
     fn first_use_kept_and_changed() {
         let first = pin("w", "git.example.com:22", None, Ok(ED.into())).unwrap();
         assert_eq!(first.source, Source::FirstUse);
