@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use dlp::KnownSecrets;
-use git_gate::keys::{DeployKey, GiteaApi, generate_ed25519, read_static};
+use git_gate::keys::{GiteaApi, generate_ed25519, read_static};
+use git_gate::ledger::{Ledger, LedgerEntry};
 use git_gate::ssh::SshUrl;
 use git_gate::{Gate, Limits, Mirror};
 use manifest::RepoKey;
@@ -17,6 +18,9 @@ use secret::Secret;
 
 use crate::cli::GitGateArgs;
 use crate::listen::Listener;
+
+/// The deploy keys this gate minted, in its directory (see git_gate::ledger).
+const DEPLOY_KEY_LEDGER: &str = "deploy-keys.json";
 
 pub fn git_gate(args: GitGateArgs) -> Result<i32> {
     let bottle = crate::egress_cmd::read_bottle(&args.bottle)?;
@@ -44,7 +48,7 @@ pub fn git_gate(args: GitGateArgs) -> Result<i32> {
     let hook = format!("'{}' git-gate-hook", exe.display().to_string().replace('\'', r"'\''"));
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let mut mirrors = Vec::new();
-    let mut provisioned: Vec<(GiteaApi, DeployKey)> = Vec::new();
+    let ledger = Ledger::at(args.dir.join(DEPLOY_KEY_LEDGER));
     let result = runtime.block_on(async {
         for (name, repo) in &bottle.repos {
             let where_ = format!("{}: git-gate.repos.{name}", args.bottle.display());
@@ -61,13 +65,20 @@ pub fn git_gate(args: GitGateArgs) -> Result<i32> {
                     })?;
                     let upstream = SshUrl::parse(url).map_err(anyhow::Error::msg).context(where_.clone())?;
                     let api = GiteaApi::for_upstream(&upstream, Secret::new(token))?;
-                    let (private, public) = generate_ed25519(&args.dir, &format!("bot-bottle git-gate {name}"))?;
-                    let key = api
-                        .create_deploy_key(&upstream.owner_repo(), &format!("bot-bottle git-gate {name}"), &public)
-                        .await
-                        .context(where_.clone())?;
+                    let title = git_gate::ledger::unique_title(&format!("bot-bottle git-gate {name}"));
+                    let (private, public) = generate_ed25519(&args.dir, &title)?;
+                    // Written ahead of the mint (see git_gate::ledger).
+                    ledger.intend(LedgerEntry {
+                        repo: name.clone(),
+                        url: url.clone(),
+                        owner_repo: upstream.owner_repo(),
+                        title: title.clone(),
+                        token_ref: provisioner_token.clone(),
+                        id: None,
+                    })?;
+                    let key = api.create_deploy_key(&upstream.owner_repo(), &title, &public).await.context(where_.clone())?;
+                    ledger.minted(&key.owner_repo, &title, key.id)?;
                     eprintln!("git-gate: registered deploy key {} on {}", key.id, key.owner_repo);
-                    provisioned.push((api, key));
                     private
                 }
                 None => bail!("{where_} needs `key` (provider static or gitea)"),
@@ -80,19 +91,23 @@ pub fn git_gate(args: GitGateArgs) -> Result<i32> {
         }
         serve(&args, mirrors, known).await
     });
-    // Teardown: revoke what was minted, loudly on failure.
-    let mut revoke_failed = false;
-    runtime.block_on(async {
-        for (api, key) in &provisioned {
-            match api.revoke(key).await {
-                Ok(()) => eprintln!("git-gate: revoked deploy key {} on {}", key.id, key.owner_repo),
-                Err(e) => {
-                    eprintln!("git-gate: REVOKE FAILED, remove deploy key {} by hand: {e}", key.id);
-                    revoke_failed = true;
-                }
+    // Teardown: revoke everything the ledger lists (this run's keys, and
+    // any an earlier run in this directory was killed before revoking),
+    // loudly on failure.
+    let token = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let revoked = runtime.block_on(git_gate::ledger::revoke_all(&ledger, &token));
+    let revoke_failed = match revoked {
+        Ok(r) => {
+            for line in &r.lines {
+                eprintln!("git-gate: {line}");
             }
+            !r.all
         }
-    });
+        Err(e) => {
+            eprintln!("git-gate: {e}");
+            true
+        }
+    };
     result?;
     Ok(if revoke_failed { 1 } else { 0 })
 }

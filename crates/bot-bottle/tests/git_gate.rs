@@ -543,10 +543,27 @@ fn an_operator_approval_with_a_reason_lets_a_marked_push_through() {
 struct Gitea {
     port: u16,
     calls: Arc<Mutex<Vec<(String, String, String)>>>,
+    /// The keys registered now: (id, title).
+    keys: Arc<Mutex<Vec<(u64, String)>>>,
 }
 
 fn fake_gitea(authorized_keys: PathBuf, delete_status: u16) -> Gitea {
+    fake_gitea_with(authorized_keys, delete_status, None, Vec::new())
+}
+
+/// As [`fake_gitea`], refusing (500) the `fail_post`th registration (1 is
+/// the first), with `registered` keys (id, title) already there.
+/// Registered keys are listed (GET) and deleted (DELETE) by id; new ids
+/// count from 42.
+fn fake_gitea_with(
+    authorized_keys: PathBuf,
+    delete_status: u16,
+    fail_post: Option<usize>,
+    registered: Vec<(u64, String)>,
+) -> Gitea {
     use std::io::{Read, Write};
+    let keys = Arc::new(Mutex::new(registered));
+    let keys_seen = keys.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let calls = Arc::new(Mutex::new(Vec::new()));
@@ -583,13 +600,36 @@ fn fake_gitea(authorized_keys: PathBuf, delete_status: u16) -> Gitea {
                 .unwrap_or("")
                 .to_string();
             record.lock().unwrap().push((request_line.clone(), auth, body.clone()));
-            let (status, answer) = if request_line.starts_with("POST /api/v1/repos/") {
+            let posts = record.lock().unwrap().iter().filter(|c| c.0.starts_with("POST ")).count();
+            let failing = request_line.starts_with("POST ") && fail_post == Some(posts);
+            let (status, answer) = if request_line.starts_with("POST /api/v1/repos/") && failing {
+                (500, "{\"message\": \"no\"}".to_string())
+            } else if request_line.starts_with("POST /api/v1/repos/") {
                 let key: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                 let line = format!("{}\n", key["key"].as_str().unwrap_or(""));
                 let mut f = std::fs::OpenOptions::new().append(true).open(&authorized_keys).unwrap();
                 f.write_all(line.as_bytes()).unwrap();
-                (201, "{\"id\": 42, \"read_only\": false}".to_string())
+                let mut keys = keys.lock().unwrap();
+                let id = keys.iter().map(|(i, _)| *i + 1).max().unwrap_or(42).max(42);
+                keys.push((id, key["title"].as_str().unwrap_or("").to_string()));
+                (201, format!("{{\"id\": {id}, \"read_only\": false}}"))
+            } else if request_line.starts_with("GET /api/v1/repos/") {
+                let list: Vec<serde_json::Value> = keys
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(id, title)| serde_json::json!({"id": id, "title": title, "key": "ssh-ed25519 AAAA"}))
+                    .collect();
+                (200, serde_json::Value::Array(list).to_string())
             } else if request_line.starts_with("DELETE /api/v1/repos/") {
+                let id: Option<u64> = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.rsplit('/').next())
+                    .and_then(|i| i.parse().ok());
+                if delete_status < 300 {
+                    keys.lock().unwrap().retain(|(i, _)| Some(*i) != id);
+                }
                 (delete_status, String::new())
             } else {
                 (404, "{}".to_string())
@@ -601,7 +641,7 @@ fn fake_gitea(authorized_keys: PathBuf, delete_status: u16) -> Gitea {
             let _ = s.write_all(reply.as_bytes());
         }
     });
-    Gitea { port, calls }
+    Gitea { port, calls, keys: keys_seen }
 }
 
 #[test]
@@ -652,6 +692,60 @@ fn a_gitea_deploy_key_is_minted_at_start_used_and_revoked_at_stop() {
             }
         }
     }
+}
+
+/// The gate mints one repo's key, then the second registration fails: the
+/// first key is revoked on the way out. A key an earlier run minted and
+/// was killed before recording (the ledger has its title, no id) is found
+/// by title and revoked too. No key is left registered.
+#[test]
+fn a_failed_mint_and_a_killed_earlier_run_leave_no_deploy_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(dir.path());
+    std::fs::write(dir.path().join("authorized_keys"), "").unwrap();
+    // Whichever repo the gate mints second, its registration fails.
+    let widgets = upstream_repo(dir.path(), "alpha");
+    let gadgets = upstream_repo(dir.path(), "beta");
+    let stale_title = "bot-bottle git-gate alpha 0badc0de";
+    let gitea = fake_gitea_with(dir.path().join("authorized_keys"), 204, Some(2), vec![(7, stale_title.to_string())]);
+    // The earlier run wrote its intent, minted key 7, and was killed.
+    let gate_dir = dir.path().join("gate");
+    std::fs::create_dir_all(&gate_dir).unwrap();
+    let owner_repo = |p: &Path| p.display().to_string().trim_matches('/').trim_end_matches(".git").to_string();
+    let stale = serde_json::json!([{"repo": "alpha", "url": sshd.url(&widgets), "owner_repo": owner_repo(&widgets),
+        "title": stale_title, "token_ref": "GITEA_TOKEN", "id": null}]);
+    std::fs::write(gate_dir.join("deploy-keys.json"), stale.to_string()).unwrap();
+    let repo = |name: &str, url: &str| {
+        format!(
+            "    {name}:\n      url: {url}\n      host_key: \"{}\"\n      key: {{provider: gitea, provisioner_token: GITEA_TOKEN}}\n",
+            sshd.host_key
+        )
+    };
+    let bottle = format!(
+        "---\ngit-gate:\n  repos:\n{}{}---\n",
+        repo("widgets", &sshd.url(&widgets)),
+        repo("gadgets", &sshd.url(&gadgets))
+    );
+    std::fs::write(dir.path().join("gate.md"), bottle).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_bot-bottle"))
+        .args(["git-gate", "--bottle"])
+        .arg(dir.path().join("gate.md"))
+        .arg("--dir")
+        .arg(&gate_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("GITEA_TOKEN", "provisioner-secret-123")
+        .env("BOT_BOTTLE_GITEA_URL", format!("http://127.0.0.1:{}", gitea.port))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("HTTP 500"), "{err}");
+    let calls: Vec<String> = gitea.calls.lock().unwrap().iter().map(|c| c.0.clone()).collect();
+    assert!(calls.iter().any(|c| c.starts_with("DELETE ") && c.contains("/keys/7 ")), "{calls:?}");
+    assert!(calls.iter().any(|c| c.starts_with("DELETE ") && c.contains("/keys/42 ")), "{calls:?}");
+    assert!(gitea.keys.lock().unwrap().is_empty(), "left registered: {:?}", gitea.keys.lock().unwrap());
+    assert!(!gate_dir.join("deploy-keys.json").exists(), "everything revoked, nothing left to list");
 }
 
 #[test]

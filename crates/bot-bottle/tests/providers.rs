@@ -214,8 +214,9 @@ fn a_messages_api_agent_is_refused_every_escape(provider: &str, held: &str) {
     let all = results.join("\n");
     assert_eq!(results.len(), 4, "the tools' results: {results:#?}");
     assert!(all.contains(held), "{all}");
-    // The host without a route was refused at the CONNECT.
-    assert!(all.contains("blocked-host=000/403"), "{all}");
+    // The host without a route was refused inside the tunnel (the proxy's
+    // 403 to the request, the CONNECT answered), and never reached.
+    assert!(all.contains("blocked-host=403/200"), "{all}");
     // The env file (with the canary) was refused on its way out.
     assert!(all.contains("exfil=403"), "{all}");
     assert!(world.records("api").iter().all(|r| r["path"] != "/upload"), "the env file reached the API");
@@ -426,7 +427,7 @@ fn the_real_codex_runs_in_a_bottle_and_every_escape_is_refused() {
     let all = results.join("\n");
     assert_eq!(results.len(), 4, "the tools' results: {results:#?}");
     assert!(all.contains("OPENAI_API_KEY=bot-bottle-placeholder"), "{all}");
-    assert!(all.contains("blocked-host=000/403"), "{all}");
+    assert!(all.contains("blocked-host=403/200"), "{all}");
     assert!(all.contains("exfil=403"), "{all}");
     assert!(world.records("api").iter().all(|r| r["path"] != "/upload"), "the env file reached the API");
     assert!(all.contains("git-gate: push refused"), "{all}");

@@ -165,6 +165,36 @@ impl GiteaApi {
         Ok(DeployKey { owner_repo: owner_repo.to_string(), id })
     }
 
+    /// The deploy key of `owner_repo` titled `title`, if one is registered:
+    /// how a key minted but not yet recorded (a crash between the two) is
+    /// found again. Titles name the bottle and the repo, so one matches.
+    pub async fn find_by_title(&self, owner_repo: &str, title: &str) -> Result<Option<DeployKey>, KeyError> {
+        let path = format!("repos/{owner_repo}/keys");
+        let (status, bytes) = self.call("GET", &path, None).await?;
+        let url = format!("{}/api/v1/{path}", self.base);
+        match status {
+            200 => {}
+            404 => return Ok(None),
+            _ => {
+                return Err(KeyError::Gitea {
+                    method: "GET",
+                    url,
+                    message: format!("HTTP {status}: {}", excerpt(&bytes)),
+                });
+            }
+        }
+        let keys: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| KeyError::Gitea {
+            method: "GET",
+            url: url.clone(),
+            message: format!("not a list of keys ({e}): {}", excerpt(&bytes)),
+        })?;
+        Ok(keys
+            .iter()
+            .find(|k| k["title"].as_str() == Some(title))
+            .and_then(|k| k["id"].as_u64())
+            .map(|id| DeployKey { owner_repo: owner_repo.to_string(), id }))
+    }
+
     /// Revoke a deploy key; one already gone (404) is revoked.
     pub async fn revoke(&self, key: &DeployKey) -> Result<(), KeyError> {
         let path = format!("repos/{}/keys/{}", key.owner_repo, key.id);

@@ -20,6 +20,7 @@ pub mod gate;
 pub mod gitconfig;
 pub mod hook;
 pub mod keys;
+pub mod ledger;
 pub mod mirror;
 pub mod objects;
 pub mod pktline;

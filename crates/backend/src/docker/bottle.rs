@@ -426,7 +426,7 @@ pub(crate) async fn write_sidecar_files(
     secrets.canary = Some(canary.value.expose().clone());
     // git-gate: keys copied (0600) or minted.
     let mut gate_repos = Vec::new();
-    let mut deploy_keys = Vec::new();
+    let ledger = git_gate::ledger::Ledger::at(dir.join(DEPLOY_KEYS_FILE));
     for (name, repo) in &plan.manifest.bottle.repos {
         let (Some(url), Some((_, pinned))) = (&repo.value.url, plan.host_keys.get(name)) else {
             return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs url and a host key") });
@@ -449,15 +449,28 @@ pub(crate) async fn write_sidecar_files(
                     git_gate::ssh::SshUrl::parse(url).map_err(|message| BackendError::Invalid { message })?;
                 let api = git_gate::keys::GiteaApi::for_upstream(&upstream, Secret::new(token))
                     .map_err(|e| BackendError::Docker(e.to_string()))?;
-                let title = format!("bot-bottle {} {name}", plan.identity);
+                let title = git_gate::ledger::unique_title(&format!("bot-bottle {} {name}", plan.identity));
                 let (private, public) = git_gate::keys::generate_ed25519(&state.component(GATE_KEYS_DIR)?, &title)
                     .map_err(|e| BackendError::Docker(e.to_string()))?;
+                // Written ahead: on disk before the key exists, so no exit
+                // path can leave a registered key nobody knows to revoke.
+                let ledger_err = |e: git_gate::ledger::LedgerError| BackendError::Invalid { message: e.to_string() };
+                ledger
+                    .intend(git_gate::ledger::LedgerEntry {
+                        repo: name.clone(),
+                        url: url.clone(),
+                        owner_repo: upstream.owner_repo(),
+                        title: title.clone(),
+                        token_ref: provisioner_token.clone(),
+                        id: None,
+                    })
+                    .map_err(ledger_err)?;
                 let key = api
                     .create_deploy_key(&upstream.owner_repo(), &title, &public)
                     .await
                     .map_err(|e| BackendError::Docker(format!("git-gate.repos.{name}: {e}")))?;
+                ledger.minted(&key.owner_repo, &title, key.id).map_err(ledger_err)?;
                 progress(&format!("git-gate: registered deploy key {} on {}", key.id, key.owner_repo));
-                deploy_keys.push(serde_json::json!({"repo": name, "url": url, "owner_repo": key.owner_repo, "id": key.id, "token_ref": provisioner_token}));
                 state.write_secret_file(&key_file, private.expose())?;
             }
             None => return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs a key") }),
@@ -470,10 +483,6 @@ pub(crate) async fn write_sidecar_files(
             allow_force_push: repo.value.allow_force_push.unwrap_or(false),
             allow_delete: repo.value.allow_delete.unwrap_or(false),
         });
-    }
-    if !deploy_keys.is_empty() {
-        std::fs::write(dir.join(DEPLOY_KEYS_FILE), serde_json::to_vec_pretty(&deploy_keys).unwrap_or_default())
-            .map_err(io_err("cannot record the deploy keys"))?;
     }
     // Host keys pinned on first use: kept, so a resume pins the same.
     crate::host_keys::write_kept(&dir, &plan.host_keys, &state::BottleMetadata::now())
@@ -1452,36 +1461,16 @@ pub async fn remove_orphans(docker: &Docker, plan: &crate::registry::CleanupPlan
 
 /// Revoke the Gitea deploy keys this bottle minted (loud on failure).
 pub async fn revoke_deploy_keys(state_dir: &Path) {
-    let Ok(text) = std::fs::read_to_string(state_dir.join(DEPLOY_KEYS_FILE)) else { return };
-    let keys: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
-    let mut remaining = Vec::new();
-    for k in keys {
-        let (Some(url), Some(owner_repo), Some(id), Some(token_ref)) =
-            (k["url"].as_str(), k["owner_repo"].as_str(), k["id"].as_u64(), k["token_ref"].as_str())
-        else {
-            continue;
-        };
-        let revoked = async {
-            let token = std::env::var(token_ref).map_err(|_| format!("{token_ref} is not set in this environment"))?;
-            let upstream = git_gate::ssh::SshUrl::parse(url)?;
-            let api =
-                git_gate::keys::GiteaApi::for_upstream(&upstream, Secret::new(token)).map_err(|e| e.to_string())?;
-            let key = git_gate::keys::DeployKey { owner_repo: owner_repo.to_string(), id };
-            api.revoke(&key).await.map_err(|e| e.to_string())
-        };
-        match revoked.await {
-            Ok(()) => eprintln!("bot-bottle: revoked deploy key {id} on {owner_repo}"),
-            Err(e) => {
-                eprintln!("bot-bottle: REVOKE FAILED for deploy key {id} on {owner_repo}; remove it by hand: {e}");
-                remaining.push(k.clone());
+    let ledger = git_gate::ledger::Ledger::at(state_dir.join(DEPLOY_KEYS_FILE));
+    let token = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match git_gate::ledger::revoke_all(&ledger, &token).await {
+        Ok(revoked) => {
+            for line in revoked.lines {
+                eprintln!("bot-bottle: {line}");
             }
         }
-    }
-    let path = state_dir.join(DEPLOY_KEYS_FILE);
-    if remaining.is_empty() {
-        let _ = std::fs::remove_file(path);
-    } else {
-        let _ = std::fs::write(path, serde_json::to_vec_pretty(&remaining).unwrap_or_default());
+        // The ledger stays on disk; the message says what to do by hand.
+        Err(e) => eprintln!("bot-bottle: {e}"),
     }
 }
 
