@@ -67,6 +67,9 @@ pub struct BottleSpec {
     /// The session's command will be wired to the operator's terminal;
     /// otherwise to plain stdio (headless, or no terminal).
     pub tty: bool,
+    /// `--remote-control [NAME]`: the provider's remote control on (`""`:
+    /// no name). Only a provider with a remote-control flag can.
+    pub remote_control: Option<String>,
 }
 
 /// Where a route's credential comes from.
@@ -119,6 +122,8 @@ pub struct Plan {
     /// The session runs on the operator's terminal (else plain stdio): a
     /// backend may prepare the session's command during the launch.
     pub tty: bool,
+    /// Remote control is on (`--remote-control`; its name, or `""`).
+    pub remote_control: Option<String>,
 }
 
 impl Plan {
@@ -378,6 +383,18 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
     if let (Some(flag), false) = (p.label_flag.clone(), metadata.label.is_empty()) {
         p.command.extend([flag, metadata.label.clone()]);
     }
+    if let Some(name) = &spec.remote_control {
+        let flag = p.remote_control_flag.clone().ok_or_else(|| {
+            invalid(format!(
+                "--remote-control: provider '{}' has no remote control (Claude Code's is the one built in; a plugin declares remote_control_flag in its provider.toml)",
+                p.name
+            ))
+        })?;
+        p.command.push(flag);
+        if !name.is_empty() {
+            p.command.push(name.clone());
+        }
+    }
     Ok(Plan {
         identity,
         backend: backend.name().to_string(),
@@ -395,6 +412,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
         ca,
         warnings,
         tty: spec.tty,
+        remote_control: spec.remote_control.clone(),
         kept_route_edits: Vec::new(),
         host_keys,
     })
@@ -459,6 +477,7 @@ mod tests {
             copy_cwd: false,
             uniquify_label: true,
             tty: false,
+            remote_control: None,
         }
     }
 
@@ -499,6 +518,24 @@ mod tests {
         assert_eq!(p.resolved_provider.provider().command[4..], ["--name", "My Label"]);
         let p = plan(&Docker, &home, spec_with(&home, "claude", None), &host()).unwrap();
         assert_eq!(p.resolved_provider.provider().command.len(), 4);
+    }
+
+    #[test]
+    fn remote_control_is_claudes_flag_and_no_one_elses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::new(tmp.path());
+        let with = |template: &str, name: &str| {
+            let mut spec = spec_with(&home, template, None);
+            spec.remote_control = Some(name.to_string());
+            plan(&Docker, &home, spec, &host())
+        };
+        let p = with("claude", "phone").unwrap();
+        assert_eq!(p.resolved_provider.provider().argv(None, false)[4..], ["--remote-control", "phone"]);
+        assert_eq!(p.remote_control.as_deref(), Some("phone"));
+        let p = with("claude", "").unwrap();
+        assert_eq!(p.resolved_provider.provider().argv(None, true)[4..], ["--remote-control", "--continue"]);
+        let e = with("shell", "").unwrap_err().to_string();
+        assert!(e.contains("--remote-control: provider 'shell' has no remote control"), "{e}");
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct Provider {
     /// The flag that shows the bottle's label in the CLI (Claude Code's
     /// session name: prompt box and terminal title).
     pub label_flag: Option<String>,
+    /// The flag that starts the CLI with remote control on (Claude Code's
+    /// `--remote-control [NAME]`: the session is also driven from
+    /// claude.ai/code and the Claude app, through the provider's own API).
+    pub remote_control_flag: Option<String>,
     /// Files put in the agent's home: path under the home → content.
     pub files: BTreeMap<String, String>,
 }
@@ -78,6 +82,7 @@ struct Builtin {
     session_dir: Option<&'static str>,
     skills_dir: Option<&'static str>,
     label_flag: Option<&'static str>,
+    remote_control_flag: Option<&'static str>,
 }
 
 impl Builtin {
@@ -97,6 +102,7 @@ impl Builtin {
             session_dir: self.session_dir.map(str::to_string),
             skills_dir: self.skills_dir.map(str::to_string),
             label_flag: self.label_flag.map(str::to_string),
+            remote_control_flag: self.remote_control_flag.map(str::to_string),
             files: BTreeMap::new(),
         }
     }
@@ -121,6 +127,7 @@ const BUILTINS: &[Builtin] = &[
         session_dir: Some(".claude"),
         skills_dir: Some(".claude/skills"),
         label_flag: Some("--name"),
+        remote_control_flag: Some("--remote-control"),
     },
     Builtin {
         name: "codex",
@@ -136,6 +143,7 @@ const BUILTINS: &[Builtin] = &[
         session_dir: Some(".codex"),
         skills_dir: Some(".codex/skills"),
         label_flag: None,
+        remote_control_flag: None,
     },
     Builtin {
         name: "pi",
@@ -154,6 +162,7 @@ const BUILTINS: &[Builtin] = &[
         session_dir: Some(".pi"),
         skills_dir: Some(".pi/agent/skills"),
         label_flag: None,
+        remote_control_flag: None,
     },
     Builtin {
         name: "shell",
@@ -170,6 +179,7 @@ const BUILTINS: &[Builtin] = &[
         // own.
         skills_dir: Some(".claude/skills"),
         label_flag: None,
+        remote_control_flag: None,
     },
 ];
 
@@ -250,6 +260,9 @@ struct PluginFile {
     skills_dir: Option<String>,
     #[serde(default)]
     files: BTreeMap<String, String>,
+    /// The CLI's flag for remote control (`--remote-control`), if it has one.
+    #[serde(default)]
+    remote_control_flag: Option<String>,
 }
 
 /// Parse a plugin's `provider.toml`; errors name the file and the key.
@@ -297,6 +310,7 @@ pub fn parse_plugin(name: &str, path: &std::path::Path, text: &str) -> Result<Pr
         session_dir: f.session_dir,
         skills_dir: f.skills_dir,
         label_flag: None,
+        remote_control_flag: f.remote_control_flag,
         files: f.files,
     })
 }

@@ -117,6 +117,9 @@ pub struct LaunchFlags {
     /// Print the preflight as JSON (with --dry-run).
     #[arg(long)]
     pub json: bool,
+    /// Start the agent with remote control on (Claude Code's Remote Control: drive the session from claude.ai/code or the Claude app), optionally naming the session.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with = "headless")]
+    pub remote_control: Option<String>,
 }
 
 #[derive(Args, Debug)]

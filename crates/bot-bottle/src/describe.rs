@@ -241,7 +241,14 @@ pub fn preflight_text(plan: &Plan) -> String {
         identity.push_str(&format!("  (label {})", plan.metadata.label));
     }
     rows.add("identity", vec![identity]);
-    rows.add("provider", vec![plan.provider.clone()]);
+    let mut provider = plan.provider.clone();
+    if let Some(name) = &plan.remote_control {
+        let name = if name.is_empty() { String::new() } else { format!(" '{name}'") };
+        provider.push_str(&format!(
+            "; remote control{name} on: the session is also driven from claude.ai/code and the Claude app, through its API route"
+        ));
+    }
+    rows.add("provider", vec![provider]);
     rows.add("env", env_rows(m, &plan.hidden_env));
     rows.add("skills", m.agent.skills.clone());
     rows.add("git", git_identity(m));
@@ -292,6 +299,7 @@ pub fn preflight_json(plan: &Plan) -> Value {
         "agent": info["agent"],
         "bottles": m.bottle_names,
         "provider": plan.provider,
+        "remote_control": plan.remote_control,
         "env": env,
         "git_user": m.git_user(),
         "repos": info["repos"],

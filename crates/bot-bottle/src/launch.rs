@@ -85,6 +85,7 @@ pub fn start(ctx: &Context, args: StartArgs) -> Result<i32> {
         copy_cwd: args.cwd,
         uniquify_label: !tty,
         tty: session_on_terminal(args.launch.prompt.as_deref()),
+        remote_control: args.launch.remote_control.clone(),
     };
     let plan = backend.prepare(&ctx.home, spec, &ctx.host)?;
     let guard = StateGuard(Some(plan.state_dir()));
@@ -118,6 +119,7 @@ pub fn check_like_dry_run(ctx: &Context, manifest: &Manifest) -> Result<()> {
         copy_cwd: false,
         uniquify_label: true,
         tty: false,
+        remote_control: None,
     };
     let plan = backend::plan(backend.as_dyn(), &ctx.home, spec, &ctx.host)?;
     for w in &plan.warnings {
@@ -164,6 +166,7 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
         copy_cwd: meta.copy_cwd,
         uniquify_label: false,
         tty: session_on_terminal(args.launch.prompt.as_deref()),
+        remote_control: args.launch.remote_control.clone(),
     };
     let mut host = backend::HostEnv::current();
     if meta.copy_cwd && !meta.cwd.is_empty() {

@@ -757,3 +757,29 @@ fn a_repo_without_host_key_is_pinned_on_first_use_and_held_to_it() {
         stderr(&o)
     );
 }
+
+#[test]
+fn remote_control_on_start_and_resume_for_claude_only() {
+    let w = World::new("tests/fixtures/home");
+    let o = w.run(&["start", "reviewer", "--dry-run", "--remote-control", "phone"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("claude; remote control 'phone' on"), "{}", stdout(&o));
+    let o = w.run(&["start", "reviewer", "--dry-run", "--json", "--remote-control"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["remote_control"], "");
+    w.write_metadata(
+        "rev-aaaaa",
+        r#"{"agent_name": "reviewer", "bottle_names": ["github", "claude"], "backend": "docker"}"#,
+    );
+    let o = w.run(&["resume", "rev-aaaaa", "--dry-run", "--remote-control"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("remote control on"), "{}", stdout(&o));
+    // A provider without it, and a headless run, are refused.
+    let demo = World::new("examples");
+    let o = demo.run(&["start", "demo", "--dry-run", "--remote-control"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("provider 'shell' has no remote control"), "{}", stderr(&o));
+    let o = w.run(&["start", "reviewer", "--headless", "--prompt", "x", "--remote-control", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--remote-control") && stderr(&o).contains("--headless"), "{}", stderr(&o));
+}
