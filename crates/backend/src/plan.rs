@@ -200,21 +200,27 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
     let mut hidden_env = Vec::new();
     let p = provider.provider();
     hidden_env.extend(p.placeholder_env.iter().map(|(k, _)| k.clone()));
-    let provider_route = |host: &str, source: AuthSource| PlannedRoute {
+    let provider_route = |host: &str, source: Option<AuthSource>| PlannedRoute {
         route: Route {
             host: host.to_string(),
             auth: None,
             matches: Vec::new(),
             dlp: manifest::Dlp::default(),
             git: manifest::GitPolicy::default(),
-            ports: Vec::new(),
-            allow_private: false,
+            ports: p
+                .api_port
+                .filter(|&port| port != manifest::DEFAULT_PORT)
+                .map(manifest::PortRange::one)
+                .into_iter()
+                .collect(),
+            allow_private: p.api_allow_private,
         },
-        auth: Some((p.auth_scheme, source)),
+        auth: source.map(|s| (p.auth_scheme, s)),
         on_match: OnMatch::Redact,
         origin: format!("provider {}", p.name),
     };
-    if let Some(var) = &provider_cfg.auth_token {
+    let token_var = provider_cfg.auth_token.clone().or_else(|| p.token_ref.clone());
+    if let Some(var) = &token_var {
         if p.auth_token_hosts.is_empty() {
             return Err(invalid(format!(
                 "{}: agent_provider.auth_token is set, but provider '{}' has no API route to inject it into; remove it",
@@ -223,12 +229,17 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
             )));
         }
         if !host.is_set(var) {
+            let key = if provider_cfg.auth_token.is_some() { "auth_token" } else { "settings.api_key" };
             return Err(invalid(format!(
-                "{}: agent_provider.auth_token names the host variable {var}, which is not set; export {var} before starting",
+                "{}: agent_provider.{key} names the host variable {var}, which is not set; export {var} before starting",
                 provider_file.display()
             )));
         }
-        routes.extend(p.auth_token_hosts.iter().map(|h| provider_route(h, AuthSource::HostEnv(var.clone()))));
+        routes.extend(p.auth_token_hosts.iter().map(|h| provider_route(h, Some(AuthSource::HostEnv(var.clone())))));
+    } else if p.token_ref.is_none() && p.api_port.is_some() {
+        // A keyless endpoint the settings named (a local model server):
+        // routed, nothing injected.
+        routes.extend(p.auth_token_hosts.iter().map(|h| provider_route(h, None)));
     }
     if provider_cfg.forward_host_credentials {
         let Some(file) = &p.host_login_file else {
@@ -255,7 +266,9 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
             invalid(format!("{}: agent_provider.forward_host_credentials: {e}", provider_file.display()))
         })?;
         routes.extend(
-            p.host_login_hosts.iter().map(|h| provider_route(h, AuthSource::HostLogin(login.display().to_string()))),
+            p.host_login_hosts
+                .iter()
+                .map(|h| provider_route(h, Some(AuthSource::HostLogin(login.display().to_string())))),
         );
     }
     if let Some(dockerfile) = &provider_cfg.dockerfile {

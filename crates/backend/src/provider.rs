@@ -45,6 +45,14 @@ pub struct Provider {
     /// `--remote-control [NAME]`: the session is also driven from
     /// claude.ai/code and the Claude app, through the provider's own API).
     pub remote_control_flag: Option<String>,
+    /// Where the API route goes when settings moved it off 443 / onto a
+    /// private address (pi's `base_url`): its port, and whether it may
+    /// resolve inward.
+    pub api_port: Option<u16>,
+    pub api_allow_private: bool,
+    /// The host variable whose value the API route injects when the
+    /// settings name one (pi's `api_key`); `agent_provider.auth_token` wins.
+    pub token_ref: Option<String>,
     /// Files put in the agent's home: path under the home → content.
     pub files: BTreeMap<String, String>,
 }
@@ -103,6 +111,9 @@ impl Builtin {
             skills_dir: self.skills_dir.map(str::to_string),
             label_flag: self.label_flag.map(str::to_string),
             remote_control_flag: self.remote_control_flag.map(str::to_string),
+            api_port: None,
+            api_allow_private: false,
+            token_ref: None,
             files: BTreeMap::new(),
         }
     }
@@ -311,6 +322,9 @@ pub fn parse_plugin(name: &str, path: &std::path::Path, text: &str) -> Result<Pr
         skills_dir: f.skills_dir,
         label_flag: None,
         remote_control_flag: f.remote_control_flag,
+        api_port: None,
+        api_allow_private: false,
+        token_ref: None,
         files: f.files,
     })
 }

@@ -783,3 +783,28 @@ fn remote_control_on_start_and_resume_for_claude_only() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--remote-control") && stderr(&o).contains("--headless"), "{}", stderr(&o));
 }
+
+/// The original's pi settings: a custom OpenAI-compatible endpoint gets a
+/// route for its host and port, the key its `api_key` names injected.
+#[test]
+fn pi_on_a_custom_endpoint_as_the_original_writes_it() {
+    let w = World::new("tests/fixtures/original-home");
+    std::fs::write(
+        w.home.join("bottles/pi-vllm.md"),
+        "---\nagent_provider:\n  template: pi\n  settings:\n    provider: vllm\n    base_url: https://llm.example.com:8443/v1\n    api_key: VLLM_KEY\n    models: [qwen3-coder]\n    supports_developer_role: false\n---\n",
+    )
+    .unwrap();
+    std::fs::write(w.home.join("agents/pi-vllm.md"), "---\nbottle: pi-vllm\n---\nhi\n").unwrap();
+    let o = w.run_env(&["start", "pi-vllm", "--dry-run"], &[("VLLM_KEY", SECRET)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("llm.example.com [auth:Bearer] ports 8443") && stdout(&o).contains("(from provider pi)"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stderr(&o).contains("ignored"), "{}", stderr(&o));
+    assert_no_secret(&o);
+    let o = w.run(&["start", "pi-vllm", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("agent_provider.settings.api_key names the host variable VLLM_KEY"), "{}", stderr(&o));
+}
