@@ -114,6 +114,11 @@ impl Policy {
     }
 }
 
+/// A client connection's share of [`MAX_CONNECTIONS`]: released when the
+/// last holder (the connection, its tunnel, its WebSocket relay) ends.
+#[derive(Clone)]
+struct ConnectionPermit(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
+
 /// Everything the proxy needs, shared by all connections.
 pub struct Proxy {
     /// Shared with the connector's resolver (which routes allow inward addresses).
@@ -316,7 +321,7 @@ impl Proxy {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         // Past the connection limit, a refusal is still an answer.
-        let Ok(_permit) = self.connections.clone().try_acquire_owned() else {
+        let Ok(held) = self.connections.clone().try_acquire_owned() else {
             use tokio::io::AsyncWriteExt;
             let body = "bot-bottle egress: too many connections\n";
             let reply = format!(
@@ -327,8 +332,16 @@ impl Proxy {
             let _ = stream.shutdown().await;
             return;
         };
+        // The permit lives as long as the connection does, and as long as
+        // any tunnel or WebSocket relay it was upgraded into: each request
+        // carries a share, and each task that outlives the HTTP layer keeps
+        // one.
+        let permit = ConnectionPermit(Arc::new(held));
         let proxy = self.clone();
-        let service = hyper::service::service_fn(move |req| proxy.clone().outer(req));
+        let service = hyper::service::service_fn(move |mut req: HttpRequest<Incoming>| {
+            req.extensions_mut().insert(permit.clone());
+            proxy.clone().outer(req)
+        });
         let head = self.timeouts.request_head;
         let _ = http1_server(head).serve_connection(TokioIo::new(stream), service).with_upgrades().await;
     }
@@ -354,6 +367,7 @@ impl Proxy {
     }
 
     fn connect(self: Arc<Self>, req: HttpRequest<Incoming>) -> Response<Body> {
+        let permit = req.extensions().get::<ConnectionPermit>().cloned();
         let Some(authority) = req.uri().authority().map(|a| a.to_string()) else {
             return block(&Block { code: "bad-connect", reason: "CONNECT needs host:port".into() });
         };
@@ -386,7 +400,7 @@ impl Proxy {
                                 let b = b.clone();
                                 async move { Ok::<_, Infallible>(block(&b)) }
                             });
-                            self.tunnel(req, certified, service);
+                            self.tunnel(req, certified, permit, service);
                             return Response::new(empty());
                         }
                         Err(_) => return refused,
@@ -402,25 +416,37 @@ impl Proxy {
             }
         };
         let proxy = self.clone();
-        let service = hyper::service::service_fn(move |inner: HttpRequest<Incoming>| {
+        let inner_permit = permit.clone();
+        let service = hyper::service::service_fn(move |mut inner: HttpRequest<Incoming>| {
+            // A WebSocket inside the tunnel holds the same share.
+            if let Some(p) = &inner_permit {
+                inner.extensions_mut().insert(p.clone());
+            }
             let proxy = proxy.clone();
             let authority = authority.clone();
             async move { Ok::<_, Infallible>(proxy.exchange(inner, authority, true).await) }
         });
-        self.tunnel(req, certified, service);
+        self.tunnel(req, certified, permit, service);
         Response::new(empty())
     }
 
     /// Once the CONNECT is answered: TLS as `certified` on the upgraded
     /// connection, then HTTP/1.1 requests to `service`.
-    fn tunnel<S>(self: Arc<Self>, req: HttpRequest<Incoming>, certified: Arc<rustls::sign::CertifiedKey>, service: S)
-    where
+    fn tunnel<S>(
+        self: Arc<Self>,
+        req: HttpRequest<Incoming>,
+        certified: Arc<rustls::sign::CertifiedKey>,
+        permit: Option<ConnectionPermit>,
+        service: S,
+    ) where
         S: hyper::service::Service<HttpRequest<Incoming>, Response = Response<Body>, Error = Infallible>
             + Send
             + 'static,
         S::Future: Send + 'static,
     {
         tokio::spawn(async move {
+            // The tunnel counts against the connection limit until it ends.
+            let _permit = permit;
             let Ok(upgraded) = hyper::upgrade::on(req).await else {
                 return;
             };
@@ -642,9 +668,10 @@ impl Proxy {
                 });
             }
             let client_side = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            let permit = parts.extensions.get::<ConnectionPermit>().cloned();
             let upgrade =
                 Upgrade { authority: &authority, tls, method: &parts.method, path_and_query: &path_and_query };
-            return self.relay_upgrade(&policy, upgrade, headers, client_side).await;
+            return self.relay_upgrade(&policy, upgrade, headers, client_side, permit).await;
         }
         let path_only = path_and_query.split('?').next().unwrap_or("/");
         self.log_line(2, "request", &authority, parts.method.as_str(), path_only, None, None);
@@ -679,6 +706,7 @@ impl Proxy {
         Upgrade { authority, tls, method, path_and_query }: Upgrade<'_>,
         headers: Vec<(String, String)>,
         client_side: Option<hyper::upgrade::OnUpgrade>,
+        permit: Option<ConnectionPermit>,
     ) -> Response<Body> {
         let failed = |why: String| answer(StatusCode::BAD_GATEWAY, format!("upstream {authority} failed: {why}"));
         let Some(client_side) = client_side else { return failed("this connection cannot be upgraded".into()) };
@@ -738,6 +766,8 @@ impl Proxy {
             path: path_and_query.split('?').next().unwrap_or("/").to_string(),
         };
         tokio::spawn(async move {
+            // The relay counts against the connection limit until it ends.
+            let _permit = permit;
             let (Ok(client), Ok(server)) = (client_side.await, upstream_side.await) else { return };
             relay.run(TokioIo::new(client), TokioIo::new(server)).await;
         });

@@ -181,6 +181,30 @@ async fn past_the_connection_limit_connections_are_answered_503() {
     assert_eq!(get(&addr, 1, "x=1").await.split(' ').nth(1), Some("502"));
 }
 
+/// A tunnel is a connection for as long as it lives: two open tunnels fill
+/// a limit of two, and the limit frees when they close.
+#[tokio::test]
+async fn open_tunnels_count_against_the_connection_limit() {
+    let addr = listen(localhost_proxy(OnMatch::Block).with_max_connections(2)).await;
+    let mut tunnels = Vec::new();
+    for _ in 0..2 {
+        let mut t = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        t.write_all(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n").await.unwrap();
+        let mut head = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(5), t.read_exact(&mut head)).await.unwrap().unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        tunnels.push(t);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_string(&mut out)).await.unwrap().unwrap();
+    assert!(out.starts_with("HTTP/1.1 503"), "two tunnels open, a third connection was served: {out}");
+    drop(tunnels);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(&addr, 1, "x=1").await.split(' ').nth(1), Some("502"));
+}
+
 #[tokio::test]
 async fn a_slow_body_and_a_silent_upstream_are_answered() {
     use egress::proxy::Timeouts;
