@@ -36,21 +36,30 @@ impl Listener {
         })
     }
 
-    /// The next connection (`None` when an accept failed; keep going).
+    /// The next connection (`None` when an accept failed; keep going). A
+    /// failed accept (out of file descriptors: EMFILE) waits a moment
+    /// before it returns, so a caller that loops does not spin while
+    /// connections close.
     pub async fn accept(&self) -> Option<Box<dyn Io>> {
-        match self {
-            Listener::Tcp(l) => {
-                let (stream, _) = l.accept().await.ok()?;
+        let accepted: std::io::Result<Box<dyn Io>> = match self {
+            Listener::Tcp(l) => l.accept().await.map(|(stream, _)| {
                 let _ = stream.set_nodelay(true);
-                Some(Box::new(stream))
-            }
-            Listener::Unix(l, _) => {
-                let (stream, _) = l.accept().await.ok()?;
-                Some(Box::new(stream))
+                Box::new(stream) as Box<dyn Io>
+            }),
+            Listener::Unix(l, _) => l.accept().await.map(|(stream, _)| Box::new(stream) as Box<dyn Io>),
+        };
+        match accepted {
+            Ok(io) => Some(io),
+            Err(_) => {
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                None
             }
         }
     }
 }
+
+/// How long a failed accept waits before the next try.
+pub const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Listener {
     /// Say `ready` on stderr, then hand each connection to `serve` on its

@@ -115,6 +115,9 @@ async fn run(config: SidecarConfig, secrets: SidecarSecrets) -> Result<()> {
     let egress_listener = Listener::bind(&socket(EGRESS_SOCKET)).await?;
     let mcp_listener = Listener::bind(&socket(SUPERVISE_SOCKET)).await?;
 
+    // Servers that run beside the accept loop: if one ends, the sidecar is
+    // no longer whole and exits (DESIGN.md: the session then ends).
+    let mut servers: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
     // git-gate, when the bottle declares repos.
     let gate = match &config.git_gate {
         Some(g) if !g.repos.is_empty() => {
@@ -132,7 +135,7 @@ async fn run(config: SidecarConfig, secrets: SidecarSecrets) -> Result<()> {
             let (hook_socket, hooks) = git_gate::gate::bind_hook_socket(&g.dir.join("run"))?;
             let limits = git_gate::Limits { hold: hold + Duration::from_secs(5), ..Default::default() };
             let gate = Arc::new(git_gate::Gate::new(mirrors, known(&secrets), supervisor.clone(), limits, hook_socket));
-            tokio::spawn(gate.clone().serve_hooks(hooks));
+            servers.spawn(gate.clone().serve_hooks(hooks));
             for (repo, why) in gate.refresh_all().await {
                 eprintln!("git-gate: {repo}: {why} (fetches will fail until it is reachable)");
             }
@@ -172,8 +175,16 @@ async fn run(config: SidecarConfig, secrets: SidecarSecrets) -> Result<()> {
             }
             _ = hup.recv() => reload_routes(&proxy, &routes_path),
             _ = term.recv() => break,
+            Some(ended) = servers.join_next() => {
+                let why = match ended {
+                    Ok(()) => "ended".to_string(),
+                    Err(e) => format!("failed: {e}"),
+                };
+                bail!("git-gate's hook server {why}; the sidecar stops (the session ends with it)");
+            }
         }
     }
+    servers.abort_all();
     eprintln!("bot-bottle: sidecar stopped");
     Ok(())
 }
@@ -207,7 +218,11 @@ pub fn shim(args: ShimArgs) -> Result<i32> {
                 .with_context(|| format!("cannot listen on {}:{port}", args.listen))?;
             tasks.spawn(async move {
                 loop {
-                    let Ok((mut tcp, _)) = listener.accept().await else { continue };
+                    let Ok((mut tcp, _)) = listener.accept().await else {
+                        // Out of descriptors: wait instead of spinning.
+                        tokio::time::sleep(crate::listen::ACCEPT_BACKOFF).await;
+                        continue;
+                    };
                     let _ = tcp.set_nodelay(true);
                     let path = path.clone();
                     tokio::spawn(async move {

@@ -356,7 +356,12 @@ impl Gate {
     /// Serve pre-receive hooks on `listener` until it fails.
     pub async fn serve_hooks(self: Arc<Self>, listener: tokio::net::UnixListener) {
         loop {
-            let Ok((conn, _)) = listener.accept().await else { continue };
+            let Ok((conn, _)) = listener.accept().await else {
+                // Out of descriptors (EMFILE): wait for some to close
+                // instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            };
             let gate = self.clone();
             tokio::spawn(async move { gate.hook_connection(conn).await });
         }
