@@ -93,7 +93,7 @@ struct Policy {
 }
 
 impl Policy {
-    fn new(file: RouteFile, known: &Arc<KnownSecrets>, tokens: &Tokens) -> Policy {
+    fn new(file: RouteFile, known: &Arc<KnownSecrets>, tokens: &Tokens) -> Result<Policy, ProxyError> {
         let mut echo = HashMap::new();
         for r in file.table.routes() {
             if let Some(token) = r.auth.and_then(|a| tokens.get(a.slot)) {
@@ -106,11 +106,13 @@ impl Policy {
         let rules = Arc::new(TokenScanner::new(RuleSet::builtin().clone()));
         let mut scanners = HashMap::new();
         for r in file.table.routes() {
-            let options = ScanOptions::from_names(&r.route.dlp.outbound_detectors).unwrap_or_default();
+            // Never a fall-back to the default list: a route names what it runs.
+            let options = ScanOptions::from_names(&r.route.dlp.outbound_detectors)
+                .map_err(|detector| ProxyError::UnknownDetector { host: r.route.host.clone(), detector })?;
             scanners.insert(r.route.host.clone(), Scanner::with_tokens(rules.clone(), known.clone(), options));
         }
         let log_scanner = Scanner::with_tokens(rules, known.clone(), ScanOptions::default());
-        Policy { file, scanners, log_scanner, echo }
+        Ok(Policy { file, scanners, log_scanner, echo })
     }
 }
 
@@ -155,6 +157,8 @@ pub enum ProxyError {
     Tls(String),
     #[error("route file needs token slot(s) {0:?}, which this proxy was not given (EGRESS_TOKEN_<n>)")]
     MissingSlots(Vec<usize>),
+    #[error("route {host}: outbound detector '{detector}' is not one this proxy runs")]
+    UnknownDetector { host: String, detector: String },
 }
 
 fn missing_slots(file: &RouteFile, tokens: &Tokens) -> Result<(), ProxyError> {
@@ -174,7 +178,7 @@ impl Proxy {
     ) -> Result<Proxy, ProxyError> {
         let known = Arc::new(known);
         missing_slots(&file, &tokens)?;
-        let policy = Arc::new(std::sync::RwLock::new(Arc::new(Policy::new(file, &known, &tokens))));
+        let policy = Arc::new(std::sync::RwLock::new(Arc::new(Policy::new(file, &known, &tokens)?)));
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
@@ -310,7 +314,7 @@ impl Proxy {
     /// this proxy was not given is refused, and the old routes stay.
     pub fn reload(&self, file: RouteFile) -> Result<(), ProxyError> {
         missing_slots(&file, &self.tokens)?;
-        let policy = Arc::new(Policy::new(file, &self.known, &self.tokens));
+        let policy = Arc::new(Policy::new(file, &self.known, &self.tokens)?);
         *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
         Ok(())
     }

@@ -318,15 +318,24 @@ impl ProposalStore {
             d.verdict, d.reason, d.operator, d.decided_at, d.payload
         FROM proposals p LEFT JOIN decisions d ON d.proposal_id = p.id";
 
+    /// One proposal. A payload that is not JSON or a kind this version
+    /// does not know is an error, never a `null` payload or an
+    /// `ask-operator` (an operator would decide something else than what
+    /// was filed).
     fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Proposal> {
-        let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+        let bad = |column: usize, why: String| {
+            rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, why.into())
+        };
+        let json = |column: usize, s: Option<String>| -> rusqlite::Result<Option<serde_json::Value>> {
+            s.map(|s| serde_json::from_str(&s).map_err(|e| bad(column, format!("not JSON: {e}")))).transpose()
+        };
         let kind: String = r.get(2)?;
         let verdict: Option<String> = r.get(7)?;
         Ok(Proposal {
             id: r.get(0)?,
             identity: r.get(1)?,
-            kind: Kind::parse(&kind).unwrap_or(Kind::AskOperator),
-            payload: json(r.get(3)?).unwrap_or_default(),
+            kind: Kind::parse(&kind).ok_or_else(|| bad(2, format!("unknown proposal kind '{kind}'")))?,
+            payload: json(3, r.get(3)?)?.unwrap_or_default(),
             justification: r.get(4)?,
             created_at: r.get(5)?,
             status: Status::parse(&r.get::<_, String>(6)?),
@@ -336,7 +345,7 @@ impl ProposalStore {
                     reason: r.get(8)?,
                     operator: r.get(9)?,
                     decided_at: r.get(10)?,
-                    payload: json(r.get(11)?),
+                    payload: json(11, r.get(11)?)?,
                 }),
                 None => None,
             },
@@ -502,7 +511,9 @@ fn read_audit(conn: &Connection, path: &str) -> Result<Vec<AuditEntry>, StoreErr
                 event: r.get(2)?,
                 proposal_id: r.get(3)?,
                 kind: r.get(4)?,
-                detail: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                detail: serde_json::from_str(&r.get::<_, String>(5)?).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
+                })?,
             })
         })
         .map_err(sql)?;

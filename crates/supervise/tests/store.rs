@@ -261,3 +261,27 @@ fn approved_route_changes_are_kept_for_a_resume_in_order() {
     assert_eq!(last.detail["applied"], json!(false));
     assert_eq!(last.detail["reason"], json!("no route for old.example to remove"));
 }
+
+#[test]
+fn a_proposal_the_store_cannot_read_is_an_error_never_a_null_or_another_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let s = ProposalStore::open(&path, "bottle-a").unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let insert = |kind: &str, payload: &str| {
+        raw.execute(
+            "INSERT INTO proposals (identity, kind, payload, justification, created_at) VALUES ('bottle-a', ?1, ?2, '', 'now')",
+            [kind, payload],
+        )
+        .unwrap();
+        raw.last_insert_rowid()
+    };
+    let bad_payload = insert("egress-allow", "{\"route\": {\"host\": ");
+    let e = s.get(bad_payload).unwrap_err().to_string();
+    assert!(e.contains("not JSON"), "{e}");
+    let bad_kind = insert("egress-allow-everything", "{}");
+    let e = s.get(bad_kind).unwrap_err().to_string();
+    assert!(e.contains("unknown proposal kind 'egress-allow-everything'"), "{e}");
+    let good = insert("ask-operator", "{\"question\": \"ok?\"}");
+    assert_eq!(s.get(good).unwrap().unwrap().payload, json!({"question": "ok?"}));
+}

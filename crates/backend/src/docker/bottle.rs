@@ -326,9 +326,12 @@ pub async fn find(docker: &Docker, home: &state::Home, identity: &str) -> Result
 
 /// The host user's uid and gid (the sidecar and shim run as them, so what
 /// they write in the state dir stays the user's).
-pub(crate) fn host_ids(dir: &Path) -> (u32, u32) {
+pub(crate) fn host_ids(dir: &Path) -> Result<(u32, u32), BackendError> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir).map(|m| (m.uid(), m.gid())).unwrap_or((0, 0))
+    // Never a fall-back to root: the sidecar would run as uid 0.
+    std::fs::metadata(dir)
+        .map(|m| (m.uid(), m.gid()))
+        .map_err(|source| BackendError::Io { what: format!("cannot read the owner of {}", dir.display()), source })
 }
 
 /// The bottle's state dir, which `prepare` wrote.
@@ -487,7 +490,11 @@ pub(crate) async fn write_sidecar_files(
     // Host keys pinned on first use: kept, so a resume pins the same.
     crate::host_keys::write_kept(&dir, &plan.host_keys, &state::BottleMetadata::now())
         .map_err(|message| BackendError::Invalid { message })?;
-    let secrets_path = state.write_secret_file(SECRETS_FILE, &serde_json::to_vec(&secrets).unwrap_or_default())?;
+    // Never written empty: a secrets file the sidecar cannot use is an error
+    // now, not a bottle without its tokens.
+    let secrets_json = serde_json::to_vec(&secrets)
+        .map_err(|e| BackendError::Invalid { message: format!("cannot serialise the sidecar's secrets: {e}") })?;
+    let secrets_path = state.write_secret_file(SECRETS_FILE, &secrets_json)?;
     drop(secrets);
     state.component("supervise")?;
     state.component("sidecar-home")?;
@@ -506,8 +513,9 @@ pub(crate) async fn write_sidecar_files(
         secrets: inside(&secrets_path),
     };
     let config_path = dir.join("sidecar.json");
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap_or_default())
-        .map_err(io_err("cannot write sidecar.json"))?;
+    let config_json = serde_json::to_vec_pretty(&config)
+        .map_err(|e| BackendError::Invalid { message: format!("cannot serialise the sidecar's config: {e}") })?;
+    std::fs::write(&config_path, config_json).map_err(io_err("cannot write sidecar.json"))?;
     Ok((config_path, canary))
 }
 
@@ -570,7 +578,7 @@ async fn launch_steps(
         write_sidecar_files(plan, login.as_ref(), &provision::Endpoints::loopback(), progress).await?;
     trace("sidecar files written");
     let (sidecar_body, run_dir) = sidecar_body(plan, &config, &sidecar_image, &net_name_for(identity))?;
-    let (uid, gid) = host_ids(&dir);
+    let (uid, gid) = host_ids(&dir)?;
     let user = format!("{uid}:{gid}");
 
     // The sidecar's own network: its only way out.
@@ -774,7 +782,7 @@ pub(crate) fn sidecar_body(
     let dir = plan.state_dir();
     let _ = std::fs::remove_dir_all(dir.join("run"));
     let run_dir = state_dir(plan)?.component("run")?;
-    let (uid, gid) = host_ids(&dir);
+    let (uid, gid) = host_ids(&dir)?;
     let mut binds =
         vec![format!("{}:{}", dir.display(), sidecar_config::BOTTLE_DIR), format!("{}:{RUN_DIR}", run_dir.display())];
     let mut env = vec![format!("HOME={}/sidecar-home", sidecar_config::BOTTLE_DIR)];
@@ -1372,8 +1380,9 @@ pub async fn commit(docker: &Docker, home: &state::Home, identity: &str) -> Resu
         .map_err(docker_err(format!("cannot commit {identity}")))?;
     let image = format!("bot-bottle-commit:{identity}");
     let record = serde_json::json!({"image": image, "at": state::BottleMetadata::now()});
-    std::fs::write(state_dir.join(COMMIT_FILE), serde_json::to_vec_pretty(&record).unwrap_or_default())
-        .map_err(io_err("cannot record the commit"))?;
+    let record = serde_json::to_vec_pretty(&record)
+        .map_err(|e| BackendError::Invalid { message: format!("cannot record the commit: {e}") })?;
+    std::fs::write(state_dir.join(COMMIT_FILE), record).map_err(io_err("cannot record the commit"))?;
     Ok(image)
 }
 

@@ -393,7 +393,7 @@ async fn launch_steps(
     if sockets.contains(&GATE_SOCKET) {
         shim_cmd.extend(["--map".to_string(), map(GATE_PORT, GATE_SOCKET)]);
     }
-    let (uid, gid) = crate::docker::bottle::host_ids(&dir);
+    let (uid, gid) = crate::docker::bottle::host_ids(&dir)?;
     let shim = create(
         docker,
         &format!("bot-bottle-{identity}-shim"),
