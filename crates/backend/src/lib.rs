@@ -6,6 +6,10 @@
 //! against the host, minting the identity and the bottle's CA, and writing
 //! the state dir. Knows nothing of terminals, pickers or how a plan is shown.
 
+// Unsafe only where the OS is called directly, each site allowed by name
+// with its SAFETY comment (docker/exec.rs, registry::launcher_alive).
+#![deny(unsafe_code)]
+
 pub mod docker;
 mod error;
 pub mod host_keys;

@@ -219,6 +219,7 @@ pub(crate) fn is_executable(path: &std::path::Path) -> bool {
 pub const LAUNCHER_FILE: &str = "launcher.pid";
 
 /// Whether the process that launched the bottle in `state_dir` still runs.
+#[allow(unsafe_code)] // kill(pid, 0): see the SAFETY comment below.
 pub fn launcher_alive(state_dir: &std::path::Path) -> bool {
     let Some(pid) =
         std::fs::read_to_string(state_dir.join(LAUNCHER_FILE)).ok().and_then(|s| s.trim().parse::<i32>().ok())

@@ -10,6 +10,8 @@
 //! No I/O: every function takes bytes and returns findings. Knows nothing of
 //! HTTP, git, files or where a secret came from.
 
+#![forbid(unsafe_code)]
+
 mod crypto;
 mod entropy;
 mod finding;

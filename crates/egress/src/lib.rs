@@ -9,6 +9,8 @@
 //!
 //! Knows nothing of backends, Docker or how the sidecar is launched.
 
+#![forbid(unsafe_code)]
+
 pub mod ca;
 pub mod decision;
 pub mod holds;

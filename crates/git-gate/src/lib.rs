@@ -15,6 +15,8 @@
 //! Not here: the operator channel (a [`proposal::ProposalSink`] is handed
 //! in), launching the sidecar, the egress proxy.
 
+#![forbid(unsafe_code)]
+
 pub mod diff;
 pub mod gate;
 pub mod gitconfig;

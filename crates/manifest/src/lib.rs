@@ -8,6 +8,8 @@
 //!
 //! Knows nothing of Docker, networks, state directories or how a bottle runs.
 
+#![forbid(unsafe_code)]
+
 mod agent;
 mod bottle;
 mod compose;

@@ -9,6 +9,8 @@
 //! (fail closed). Proposals never carry a secret value: findings hold
 //! redacted snippets only.
 
+#![forbid(unsafe_code)]
+
 use std::future::Future;
 use std::pin::Pin;
 

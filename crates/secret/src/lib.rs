@@ -5,6 +5,8 @@
 //! [`Secret::expose`], which makes every read greppable. The value is zeroed
 //! when dropped. This crate knows nothing of where secrets come from or go.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use zeroize::Zeroize;
 

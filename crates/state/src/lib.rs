@@ -6,6 +6,8 @@
 //! compatibility of `metadata.json` with files older versions wrote.
 //! Knows nothing of what manifests mean or how bottles run.
 
+#![forbid(unsafe_code)]
+
 mod home;
 mod identity;
 mod metadata;

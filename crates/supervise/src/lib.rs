@@ -10,6 +10,8 @@
 //!
 //! Not an enforcement plane: egress and git-gate enforce; this only asks.
 
+#![forbid(unsafe_code)]
+
 pub mod http;
 pub mod mcp;
 pub mod shown;

@@ -2,6 +2,10 @@
 //! or wired to the operator — with a TTY (raw mode, window size followed,
 //! exit code returned) or plain stdio for headless runs.
 
+// The operator's terminal (poll, read, ioctl, termios): libc, each call
+// with its SAFETY comment.
+#![allow(unsafe_code)]
+
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
