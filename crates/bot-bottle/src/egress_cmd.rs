@@ -157,7 +157,7 @@ async fn serve(proxy: Arc<Proxy>, listen: &str, reload: impl Fn(&Proxy) -> Resul
     };
     let listener = Listener::bind(listen).await?;
     let ready = format!("bot-bottle: egress listening on {}", listener.name()?);
-    listener.serve_until_stopped(&ready, |stream| proxy.clone().serve(stream), Some(&mut on_hup)).await?;
+    listener.serve_until_stopped(&ready, |stream| proxy.clone().serve(stream), Some(&mut on_hup), None).await?;
     drop(listener);
     eprintln!("bot-bottle: egress stopped");
     Ok(())

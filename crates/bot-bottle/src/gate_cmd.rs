@@ -124,7 +124,7 @@ async fn serve(args: &GitGateArgs, mirrors: Vec<Mirror>, known: KnownSecrets) ->
     }
     let listener = Listener::bind(&args.listen).await?;
     let ready = format!("bot-bottle: git-gate serving {} on {}", gate.repos().join(" "), listener.name()?);
-    listener.serve_until_stopped(&ready, |stream| gate.clone().serve(stream), None).await?;
+    listener.serve_until_stopped(&ready, |stream| gate.clone().serve(stream), None, None).await?;
     eprintln!("bot-bottle: git-gate stopped");
     Ok(())
 }

@@ -58,6 +58,15 @@ impl Listener {
     }
 }
 
+/// How long open connections may take to finish once a server stops.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Let `connections` finish, for at most [`DRAIN`]; then cut the rest.
+pub async fn drain(mut connections: tokio::task::JoinSet<()>) {
+    let _ = tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await;
+    connections.abort_all();
+}
+
 /// How long a failed accept waits before the next try.
 pub const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -67,11 +76,16 @@ impl Listener {
     /// (otherwise SIGHUP keeps its default: it ends the process). The
     /// signals are caught before `ready` is said, so a peer that waits for
     /// that line may signal at once.
+    ///
+    /// On SIGTERM or Ctrl-C it stops accepting, calls `on_stop` (which
+    /// answers what waits, e.g. [`supervise::Supervisor::stop`]), and lets
+    /// the open connections finish for at most [`DRAIN`] before it returns.
     pub async fn serve_until_stopped<F>(
         &self,
         ready: &str,
         serve: impl Fn(Box<dyn Io>) -> F,
         mut on_hup: Option<&mut dyn FnMut()>,
+        on_stop: Option<&dyn Fn()>,
     ) -> Result<()>
     where
         F: std::future::Future<Output = ()> + Send + 'static,
@@ -83,13 +97,16 @@ impl Listener {
             None => None,
         };
         eprintln!("{ready}");
+        let mut connections = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
                 accepted = self.accept() => {
                     if let Some(stream) = accepted {
-                        tokio::spawn(serve(stream));
+                        connections.spawn(serve(stream));
                     }
                 }
+                // Finished connections are reaped as they end.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 _ = async {
                     match hup.as_mut() {
                         Some(h) => { h.recv().await; }
@@ -100,10 +117,15 @@ impl Listener {
                         f();
                     }
                 }
-                _ = term.recv() => return Ok(()),
-                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
             }
         }
+        if let Some(stop) = on_stop {
+            stop();
+        }
+        drain(connections).await;
+        Ok(())
     }
 }
 

@@ -151,18 +151,21 @@ async fn run(config: SidecarConfig, secrets: SidecarSecrets) -> Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     trace("listening");
     eprintln!("bot-bottle: sidecar ready in {}", config.run_dir.display());
+    // Every connection is a task here, so a stop can let them finish.
+    let mut connections: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = egress_listener.accept() => {
                 if let Some(s) = accepted {
-                    tokio::spawn(proxy.clone().serve(s));
+                    connections.spawn(proxy.clone().serve(s));
                 }
             }
             accepted = mcp_listener.accept() => {
                 if let Some(s) = accepted {
-                    tokio::spawn(mcp.clone().serve(s));
+                    connections.spawn(mcp.clone().serve(s));
                 }
             }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = async {
                 match &gate {
                     Some((_, l)) => l.accept().await,
@@ -170,7 +173,7 @@ async fn run(config: SidecarConfig, secrets: SidecarSecrets) -> Result<()> {
                 }
             } => {
                 if let (Some(s), Some((g, _))) = (accepted, &gate) {
-                    tokio::spawn(g.clone().serve(s));
+                    connections.spawn(g.clone().serve(s));
                 }
             }
             _ = hup.recv() => reload_routes(&proxy, &routes_path),
@@ -184,6 +187,10 @@ async fn run(config: SidecarConfig, secrets: SidecarSecrets) -> Result<()> {
             }
         }
     }
+    // SIGTERM: no new connections; what waits for the operator is answered
+    // `timeout`; open connections get a bounded time to finish.
+    supervisor.stop();
+    crate::listen::drain(connections).await;
     servers.abort_all();
     eprintln!("bot-bottle: sidecar stopped");
     Ok(())

@@ -34,7 +34,8 @@ pub fn server(args: SuperviseServerArgs) -> Result<i32> {
     runtime.block_on(async {
         let listener = Listener::bind(&args.listen).await?;
         let ready = format!("bot-bottle: supervise MCP on {}/mcp", listener.name()?);
-        listener.serve_until_stopped(&ready, |stream| endpoint.clone().serve(stream), None).await
+        let stop = || endpoint.supervisor.stop();
+        listener.serve_until_stopped(&ready, |stream| endpoint.clone().serve(stream), None, Some(&stop)).await
     })?;
     Ok(0)
 }

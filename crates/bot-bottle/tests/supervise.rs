@@ -366,3 +366,39 @@ fn timeouts_restarts_and_two_bottles() {
     assert_eq!(survivors.len(), 1);
     assert_eq!(survivors[0].status, Status::Pending);
 }
+
+/// SIGTERM while the agent waits for the operator: the agent's pending
+/// call gets its answer (`timeout`, as when the operator never came), not a
+/// cut connection; the store says so; the server exits cleanly. (curl as the
+/// peer: it shows exactly what the server sent before it went away.)
+#[test]
+fn a_stop_answers_what_waits_for_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_server(dir.path(), "calm-heron", &[]);
+    let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"ask-operator","arguments":{"question":"Still there?"}}}"#;
+    let waiting = Command::new("curl")
+        .args(["-sS", "-N", "--max-time", "60", "-H", "content-type: application/json"])
+        .args(["-H", "accept: application/json, text/event-stream", "-d", call])
+        .arg(&server.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let store = ProposalStore::open(&server.store, "calm-heron").unwrap();
+    while store.pending().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the question never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let (out, err, ok) = finish(waiting);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains(r#""structuredContent":{"notes":"no decision from the operator in time","status":"timeout"}"#),
+        "{out}"
+    );
+    assert!(server.child.wait().unwrap().success());
+    assert!(store.pending().unwrap().is_empty());
+    assert_eq!(store.get(1).unwrap().unwrap().status, Status::Timeout);
+}

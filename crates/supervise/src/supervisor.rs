@@ -113,6 +113,9 @@ pub struct Supervisor {
     pub tool_timeout: Duration,
     /// How long a sidecar-filed proposal (DLP hold, push allow) waits.
     pub hold_timeout: Duration,
+    /// Set by [`Supervisor::stop`]: every waiting proposal is answered
+    /// `timeout` at once (the sidecar is going away).
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Supervisor {
@@ -123,7 +126,14 @@ impl Supervisor {
             limits: FilingLimits::default(),
             tool_timeout: Duration::from_secs(30 * 60),
             hold_timeout: Duration::from_secs(300),
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Stop: every proposal waiting now or filed later is answered
+    /// `timeout` (and marked so in the store) instead of being cut off.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
     }
 
     pub fn routes(&self) -> Option<&Arc<dyn RouteControl>> {
@@ -163,17 +173,21 @@ impl Supervisor {
             .await?;
         let mut guard = ExpireOnDrop { store: Some(self.store.clone()), id };
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut stopping = self.stopping.subscribe();
         loop {
             let current = self.with_store(move |s| s.get(id)).await?.ok_or(StoreError::Missing(id))?;
             if current.status != Status::Pending {
                 guard.store = None;
                 return Ok(current);
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline || *stopping.borrow() {
                 guard.store = None;
                 return self.with_store(move |s| s.expire(id)).await;
             }
-            tokio::time::sleep(POLL.min(deadline - tokio::time::Instant::now())).await;
+            tokio::select! {
+                _ = tokio::time::sleep(POLL.min(deadline - tokio::time::Instant::now())) => {}
+                _ = stopping.changed() => {}
+            }
         }
     }
 }
@@ -204,7 +218,6 @@ impl ProposalSink for Supervisor {
             proposal::Proposal::EgressTokenAllow(t) => (Kind::EgressTokenAllow, serde_json::to_value(t)),
             proposal::Proposal::GitPushAllow(g) => (Kind::GitPushAllow, serde_json::to_value(g)),
         };
-        let payload = payload.unwrap_or_default();
         let store = self.store.clone();
         let timeout = self.hold_timeout;
         let this = Supervisor {
@@ -213,8 +226,14 @@ impl ProposalSink for Supervisor {
             limits: self.limits,
             tool_timeout: self.tool_timeout,
             hold_timeout: timeout,
+            stopping: self.stopping.clone(),
         };
         Box::pin(async move {
+            // Never filed as `null`: the operator must see what is asked.
+            let payload = match payload {
+                Ok(p) => p,
+                Err(e) => return Verdict::Unavailable { why: format!("the proposal cannot be written down: {e}") },
+            };
             match this.ask(kind, payload, String::new(), timeout).await {
                 Ok(decided) => verdict(&decided),
                 Err(e) => Verdict::Unavailable { why: e.to_string() },
