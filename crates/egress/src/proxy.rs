@@ -48,6 +48,11 @@ type Upstream = Client<
 pub const MAX_REQUEST_BODY: usize = dlp::DEFAULT_MAX_BYTES;
 /// Largest text response read whole for the injection check.
 pub const MAX_SCANNED_RESPONSE: u64 = 4 * 1024 * 1024;
+
+/// Bytes of request and response bodies the proxy holds in memory at once,
+/// across all connections: a request waits for its share (then 503), so
+/// many large bodies at once cannot push the sidecar out of memory.
+pub const BODY_BUDGET: usize = 256 * 1024 * 1024;
 /// How long each phase may take: a slow client or a silent upstream is
 /// answered or cut, never waited on forever.
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +137,10 @@ pub struct Proxy {
     hold_timeout: Duration,
     /// Open client connections (a permit each).
     connections: Arc<tokio::sync::Semaphore>,
+    /// Body bytes held at once, in KiB permits ([`BODY_BUDGET`]), and
+    /// how many permits there are in all.
+    bodies: Arc<tokio::sync::Semaphore>,
+    body_capacity: u32,
     /// Distinct names asked for under each wildcard route, per minute.
     subdomains: std::sync::Mutex<SubdomainRate>,
     /// Names that may resolve anywhere: what the hosts file maps.
@@ -232,6 +241,8 @@ impl Proxy {
             sink: Arc::new(NoSink),
             hold_timeout: DEFAULT_HOLD,
             connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            bodies: Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET / 1024)),
+            body_capacity: (BODY_BUDGET / 1024) as u32,
             subdomains: Default::default(),
             hosts_file,
             timeouts: Timeouts::default(),
@@ -253,6 +264,22 @@ impl Proxy {
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Proxy {
         self.timeouts = timeouts;
         self
+    }
+
+    /// Hold at most `bytes` of bodies at once (default [`BODY_BUDGET`]).
+    pub fn with_body_budget(mut self, bytes: usize) -> Proxy {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+        self.bodies = Arc::new(tokio::sync::Semaphore::new(kib as usize));
+        self.body_capacity = kib;
+        self
+    }
+
+    /// A share of the body budget for `bytes`, waited for at most `wait`;
+    /// `None` when the proxy is too busy. A body larger than the whole
+    /// budget takes all of it.
+    async fn reserve(&self, bytes: usize, wait: Duration) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let want = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.body_capacity);
+        tokio::time::timeout(wait, self.bodies.clone().acquire_many_owned(want)).await.ok()?.ok()
     }
 
     /// Serve at most `n` client connections at once; more are answered 503.
@@ -555,6 +582,27 @@ impl Proxy {
         {
             return block(&Block { code: "host-mismatch", reason: format!("Host {h} inside a tunnel to {authority}") });
         }
+        // Its share of the body budget before a byte is read: the length
+        // it declares, none for an empty body, the most a body may be for
+        // one whose length is unknown. Held until the exchange ends.
+        let expected = match (hyper::body::Body::size_hint(&body).exact(), hyper::body::Body::is_end_stream(&body)) {
+            (Some(n), _) => usize::try_from(n).unwrap_or(usize::MAX).min(MAX_REQUEST_BODY + 1),
+            (None, true) => 0,
+            (None, false) => MAX_REQUEST_BODY,
+        };
+        let body_share = if expected > 0 {
+            match self.reserve(expected, self.timeouts.request_body).await {
+                Some(share) => Some(share),
+                None => {
+                    return answer(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the sidecar holds as many request bodies as it may; retry shortly".to_string(),
+                    );
+                }
+            }
+        } else {
+            None
+        };
         let body = match tokio::time::timeout(
             self.timeouts.request_body,
             Limited::new(body, MAX_REQUEST_BODY).collect(),
@@ -698,6 +746,10 @@ impl Proxy {
                     return answer(StatusCode::GATEWAY_TIMEOUT, format!("upstream {authority} did not answer in time"));
                 }
             };
+        // The request body went upstream: its share goes back before the
+        // response asks for one (holding one while waiting for another, in
+        // a fair queue, could deadlock).
+        drop(body_share);
         self.respond(&policy, &authority, parts.method.as_str(), path_only, response).await
     }
 
@@ -852,6 +904,14 @@ impl Proxy {
             };
             return Response::from_parts(parts, relay(RelayedBody::new(body, check, idle, report)));
         }
+        // Read whole to be checked: its share of the body budget first.
+        let declared = length.map_or(MAX_SCANNED_RESPONSE, |l| l.min(MAX_SCANNED_RESPONSE)) as usize;
+        let Some(_response_share) = self.reserve(declared, self.timeouts.upstream_response).await else {
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the sidecar holds as many bodies as it may; retry shortly".to_string(),
+            );
+        };
         let body = RelayedBody::new(body, None, idle, report);
         let bytes = match Limited::new(body, MAX_SCANNED_RESPONSE as usize).collect().await {
             Ok(b) => b.to_bytes(),

@@ -408,3 +408,75 @@ async fn a_routed_name_that_resolves_inward_is_refused_unless_the_route_allows_i
     let p = listen(localhost_proxy_with(OnMatch::Block, true).with_hosts_file("")).await;
     assert_eq!(get(&p, port, "q=1").await, "HTTP/1.1 200 OK -");
 }
+
+/// An upstream that holds each request `hold` before answering, counting
+/// the most requests it had in flight at once.
+async fn slow_upstream(hold: Duration) -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = most.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let (now, most) = (now.clone(), most.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (now, most) = (now.clone(), most.clone());
+                    async move {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+                        tokio::time::sleep(hold).await;
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from("ok"))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// One absolute-form POST of `len` bytes; its status code.
+async fn post(proxy: &str, port: u16, len: usize) -> String {
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let head = format!(
+        "POST http://localhost:{port}/upload HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // Prose, so the scan (debug build) has nothing long to decode.
+    let body: Vec<u8> = b"the quick brown fox jumps over the lazy dog. ".iter().copied().cycle().take(len).collect();
+    s.write_all(&body).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split_whitespace().nth(1).unwrap_or("").to_string()
+}
+
+/// Bodies held at once are bounded across connections: with room for one
+/// 1.5 MiB body, three posted together go one at a time (the others wait
+/// for their share), and one that cannot get a share in time is answered
+/// 503 instead of being read into memory.
+#[tokio::test]
+async fn bodies_in_flight_share_a_bounded_budget() {
+    let (port, most) = slow_upstream(Duration::from_millis(200)).await;
+    let proxy = localhost_proxy_with(OnMatch::Block, true).with_body_budget(2 << 20);
+    let addr = listen(proxy).await;
+    let statuses =
+        tokio::join!(post(&addr, port, 1536 << 10), post(&addr, port, 1536 << 10), post(&addr, port, 1536 << 10));
+    assert_eq!(statuses, ("200".to_string(), "200".to_string(), "200".to_string()));
+    assert_eq!(most.load(Ordering::SeqCst), 1, "more than one body was held at once");
+
+    let (port, _) = slow_upstream(Duration::from_secs(3)).await;
+    let timeouts = egress::proxy::Timeouts { request_body: Duration::from_millis(300), ..Default::default() };
+    let proxy = localhost_proxy_with(OnMatch::Block, true).with_body_budget(2 << 20).with_timeouts(timeouts);
+    let addr = listen(proxy).await;
+    let first = tokio::spawn({
+        let addr = addr.clone();
+        async move { post(&addr, port, 1536 << 10).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(post(&addr, port, 1536 << 10).await, "503");
+    assert_eq!(first.await.unwrap(), "200");
+}
