@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use dlp::KnownSecrets;
-use git_gate::keys::{GiteaApi, generate_ed25519, read_static};
-use git_gate::ledger::{Ledger, LedgerEntry};
+use git_gate::keys::{GiteaApi, read_static};
+use git_gate::ledger::Ledger;
 use git_gate::ssh::SshUrl;
 use git_gate::{Gate, Limits, Mirror};
 use manifest::RepoKey;
@@ -65,19 +65,15 @@ pub fn git_gate(args: GitGateArgs) -> Result<i32> {
                     })?;
                     let upstream = SshUrl::parse(url).map_err(anyhow::Error::msg).context(where_.clone())?;
                     let api = GiteaApi::for_upstream(&upstream, Secret::new(token))?;
-                    let title = git_gate::ledger::unique_title(&format!("bot-bottle git-gate {name}"));
-                    let (private, public) = generate_ed25519(&args.dir, &title)?;
                     // Written ahead of the mint (see git_gate::ledger).
-                    ledger.intend(LedgerEntry {
-                        repo: name.clone(),
-                        url: url.clone(),
-                        owner_repo: upstream.owner_repo(),
-                        title: title.clone(),
-                        token_ref: provisioner_token.clone(),
-                        id: None,
-                    })?;
-                    let key = api.create_deploy_key(&upstream.owner_repo(), &title, &public).await.context(where_.clone())?;
-                    ledger.minted(&key.owner_repo, &title, key.id)?;
+                    let what = git_gate::ledger::MintFor {
+                        repo: name,
+                        url,
+                        token_ref: provisioner_token,
+                        title_prefix: &format!("bot-bottle git-gate {name}"),
+                    };
+                    let (private, key) =
+                        ledger.mint(&api, &upstream, what, &args.dir).await.context(where_.clone())?;
                     eprintln!("git-gate: registered deploy key {} on {}", key.id, key.owner_repo);
                     private
                 }

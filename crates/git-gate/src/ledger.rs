@@ -127,6 +127,56 @@ pub fn unique_title(prefix: &str) -> String {
     format!("{prefix} {:08x}", rand::random::<u32>())
 }
 
+/// Why [`mint`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// What to mint a deploy key for (see [`Ledger::mint`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MintFor<'a> {
+    /// The manifest's name for the repo.
+    pub repo: &'a str,
+    /// Its upstream SSH URL.
+    pub url: &'a str,
+    /// The host variable with the provisioner token.
+    pub token_ref: &'a str,
+    /// The title's start; a random suffix makes it unique.
+    pub title_prefix: &'a str,
+}
+
+impl Ledger {
+    /// Mint a deploy key, the one way the launch and the standalone gate do
+    /// it: a fresh ed25519 pair in `work` under a unique title, the ledger
+    /// entry written ahead, the key registered, its id recorded. The private
+    /// half and the key.
+    pub async fn mint(
+        &self,
+        api: &GiteaApi,
+        upstream: &SshUrl,
+        what: MintFor<'_>,
+        work: &Path,
+    ) -> Result<(Secret<Vec<u8>>, DeployKey), MintError> {
+        let title = unique_title(what.title_prefix);
+        let (private, public) = crate::keys::generate_ed25519(work, &title)?;
+        self.intend(LedgerEntry {
+            repo: what.repo.to_string(),
+            url: what.url.to_string(),
+            owner_repo: upstream.owner_repo(),
+            title: title.clone(),
+            token_ref: what.token_ref.to_string(),
+            id: None,
+        })?;
+        let key = api.create_deploy_key(&upstream.owner_repo(), &title, &public).await?;
+        self.minted(&key.owner_repo, &title, key.id)?;
+        Ok((private, key))
+    }
+}
+
 /// What [`revoke_all`] did: one line per key for the operator, and whether
 /// every key is gone.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -452,27 +452,18 @@ pub(crate) async fn write_sidecar_files(
                     git_gate::ssh::SshUrl::parse(url).map_err(|message| BackendError::Invalid { message })?;
                 let api = git_gate::keys::GiteaApi::for_upstream(&upstream, Secret::new(token))
                     .map_err(|e| BackendError::Docker(e.to_string()))?;
-                let title = git_gate::ledger::unique_title(&format!("bot-bottle {} {name}", plan.identity));
-                let (private, public) = git_gate::keys::generate_ed25519(&state.component(GATE_KEYS_DIR)?, &title)
-                    .map_err(|e| BackendError::Docker(e.to_string()))?;
                 // Written ahead: on disk before the key exists, so no exit
                 // path can leave a registered key nobody knows to revoke.
-                let ledger_err = |e: git_gate::ledger::LedgerError| BackendError::Invalid { message: e.to_string() };
-                ledger
-                    .intend(git_gate::ledger::LedgerEntry {
-                        repo: name.clone(),
-                        url: url.clone(),
-                        owner_repo: upstream.owner_repo(),
-                        title: title.clone(),
-                        token_ref: provisioner_token.clone(),
-                        id: None,
-                    })
-                    .map_err(ledger_err)?;
-                let key = api
-                    .create_deploy_key(&upstream.owner_repo(), &title, &public)
+                let what = git_gate::ledger::MintFor {
+                    repo: name,
+                    url,
+                    token_ref: provisioner_token,
+                    title_prefix: &format!("bot-bottle {} {name}", plan.identity),
+                };
+                let (private, key) = ledger
+                    .mint(&api, &upstream, what, &state.component(GATE_KEYS_DIR)?)
                     .await
                     .map_err(|e| BackendError::Docker(format!("git-gate.repos.{name}: {e}")))?;
-                ledger.minted(&key.owner_repo, &title, key.id).map_err(ledger_err)?;
                 progress(&format!("git-gate: registered deploy key {} on {}", key.id, key.owner_repo));
                 state.write_secret_file(&key_file, private.expose())?;
             }
