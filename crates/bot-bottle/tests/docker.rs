@@ -339,6 +339,13 @@ fn the_agent_has_no_network_and_no_secret_in_docker_inspect() {
             assert!(text.contains("no-new-privileges"), "{text}");
             assert!(text.contains("\"User\": \"1000\""), "{text}");
         }
+        // The sidecar's memory is bounded (swap included), the shim's too.
+        if role == "sidecar" {
+            assert!(text.contains("\"Memory\": 4294967296") && text.contains("\"MemorySwap\": 4294967296"), "{text}");
+        }
+        if role == "shim" {
+            assert!(text.contains("\"Memory\": 67108864"), "{text}");
+        }
     }
     // The sidecar is its container's init (no Docker init): orphans (a git
     // or ssh whose parent exited) are reaped, not left as zombies.

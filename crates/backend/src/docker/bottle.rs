@@ -341,6 +341,14 @@ fn state_dir(plan: &Plan) -> Result<state::StateDir, BackendError> {
     })
 }
 
+/// The sidecar container's memory limit (swap included): 4 GiB — the
+/// proxy needs far less (its bodies share 256 MiB), but git-gate runs `git`
+/// on the bottle's mirrors, and indexing a large repository's pack takes
+/// memory of its own.
+pub const SIDECAR_MEMORY: i64 = 4 << 30;
+/// The shim's (a relay of a few sockets): 64 MiB.
+pub const SHIM_MEMORY: i64 = 64 << 20;
+
 /// Gitea deploy keys minted for this launch, revoked at teardown.
 pub const DEPLOY_KEYS_FILE: &str = "git-gate/deploy-keys.json";
 
@@ -693,6 +701,8 @@ async fn launch_steps(
                     binds: Some(vec![format!("{}:{RUN_DIR}", run_dir.display())]),
                     network_mode: Some(format!("container:{agent}")),
                     pids_limit: Some(64),
+                    memory: Some(SHIM_MEMORY),
+                    memory_swap: Some(SHIM_MEMORY),
                     // The shim starts no processes: no init to reap them.
                     ..Default::default()
                 })),
@@ -819,6 +829,12 @@ pub(crate) fn sidecar_body(
             network_mode: Some(network.to_string()),
             extra_hosts: Some(extra_hosts),
             pids_limit: Some(512),
+            // Bounded memory, no swap beyond it: the proxy's own bounds
+            // (connections, a 256 MiB body budget) fit well inside, and an
+            // agent that finds a way past them kills its sidecar (the session
+            // ends, fail closed), not the host.
+            memory: Some(SIDECAR_MEMORY),
+            memory_swap: Some(SIDECAR_MEMORY),
             // `bot-bottle sidecar` is its own init (it reaps git's and
             // ssh's orphans): Docker's costs the launch ~45 ms.
             init: Some(false),
