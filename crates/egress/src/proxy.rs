@@ -584,7 +584,8 @@ impl Proxy {
         }
         // Its share of the body budget before a byte is read: the length
         // it declares, none for an empty body, the most a body may be for
-        // one whose length is unknown. Held until the exchange ends.
+        // one whose length is unknown. Held until the body has gone
+        // upstream (or the exchange ends).
         let expected = match (hyper::body::Body::size_hint(&body).exact(), hyper::body::Body::is_end_stream(&body)) {
             (Some(n), _) => usize::try_from(n).unwrap_or(usize::MAX).min(MAX_REQUEST_BODY + 1),
             (None, true) => 0,
