@@ -250,15 +250,23 @@ pub fn launch_blocking(plan: &Plan, smolvm: Smolvm, progress: Progress<'_>) -> R
     let docker = runtime.block_on(engine::connect())?;
     let mut objects = Objects { identity: plan.identity.clone(), ..Default::default() };
     let mut env = Vec::new();
+    let cancel = crate::docker::cancel::Cancel::default();
     let launched = runtime.block_on(async {
         // A panic mid-launch is caught so what was created can be removed.
-        let steps = launch_steps(&docker, &smolvm, plan, progress, &mut objects, &mut env);
+        let steps = launch_steps(&docker, &smolvm, plan, progress, &cancel, &mut objects, &mut env);
         let guarded = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(steps));
+        tokio::pin!(guarded);
         tokio::select! {
-            r = guarded => r,
-            _ = tokio::signal::ctrl_c() => Ok(Err(BackendError::Docker(
-                "interrupted: the launch was cancelled and everything it created removed".to_string(),
-            ))),
+            r = &mut guarded => r,
+            _ = tokio::signal::ctrl_c() => {
+                // As on docker: the launch is told to stop, not dropped — a
+                // machine or container smolvm or the engine is creating
+                // right now would otherwise appear after the cleanup looked.
+                // It stops at its next step; then the cleanup below runs.
+                cancel.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(60), &mut guarded).await;
+                Ok(Err(crate::docker::cancel::interrupted()))
+            }
         }
     });
     let (launched, panic) = match launched {
@@ -284,11 +292,13 @@ pub fn launch_blocking(plan: &Plan, smolvm: Smolvm, progress: Progress<'_>) -> R
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn launch_steps(
     docker: &Docker,
     smolvm: &Smolvm,
     plan: &Plan,
     progress: Progress<'_>,
+    cancel: &crate::docker::cancel::Cancel,
     objects: &mut Objects,
     agent_env: &mut Vec<String>,
 ) -> Result<(), BackendError> {
@@ -302,8 +312,8 @@ async fn launch_steps(
     remove(docker, &stale).await?;
     let _ = smolvm.run_async(&argv::delete(&machine)).await;
     // Images: the agent's is built with Docker and packed for smolvm.
-    let base = images::ensure_base(docker, progress).await?;
-    let sidecar_image = images::ensure_sidecar(docker, &base, progress).await?;
+    let base = cancel.wait(images::ensure_base(docker, progress)).await?;
+    let sidecar_image = cancel.wait(images::ensure_sidecar(docker, &base, progress)).await?;
     // When the machine boots from this bottle's commit: when it was made.
     let committed_at = committed_pack(&dir).and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     let pack = match committed_pack(&dir) {
@@ -312,9 +322,9 @@ async fn launch_steps(
             p
         }
         None => {
-            let agent_image = crate::docker::bottle::agent_image(docker, plan, &base, progress).await?;
+            let agent_image = cancel.wait(crate::docker::bottle::agent_image(docker, plan, &base, progress)).await?;
             crate::docker::prune::record_use(&dir, &[&base, &sidecar_image, &agent_image])?;
-            ensure_pack(docker, smolvm, &agent_image, progress).await?
+            cancel.wait(ensure_pack(docker, smolvm, &agent_image, progress)).await?
         }
     };
     trace("images ready");
@@ -370,6 +380,7 @@ async fn launch_steps(
             },
         )])),
     });
+    cancel.check()?;
     let sidecar = create(docker, &format!("bot-bottle-{identity}-sidecar"), body).await?;
     objects.sidecar = Some(sidecar.clone());
     docker.start_container(&sidecar, None).await.map_err(docker_err("cannot start the sidecar"))?;
@@ -378,7 +389,7 @@ async fn launch_steps(
     if !plan.manifest.bottle.repos.is_empty() {
         sockets.push(GATE_SOCKET);
     }
-    wait_for_sockets(docker, &sidecar, &run_dir, &sockets).await?;
+    cancel.wait(wait_for_sockets(docker, &sidecar, &run_dir, &sockets)).await?;
     // The shim serves the sockets on the bundle IP, in the sidecar's
     // namespace: the one address the machine may reach.
     let map = |port: u16, socket: &str| format!("{port}={RUN_DIR}/{socket}");
@@ -394,6 +405,7 @@ async fn launch_steps(
         shim_cmd.extend(["--map".to_string(), map(GATE_PORT, GATE_SOCKET)]);
     }
     let (uid, gid) = crate::docker::bottle::host_ids(&dir)?;
+    cancel.check()?;
     let shim = create(
         docker,
         &format!("bot-bottle-{identity}-shim"),
@@ -430,6 +442,7 @@ async fn launch_steps(
         machine_labels.push((LABEL_LABEL.to_string(), plan.metadata.label.clone()));
     }
     let ip = net.ip.to_string();
+    cancel.check()?;
     smolvm
         .run_async(&argv::create(&machine, &pack.display().to_string(), &net.allow_cidr(), &ip, &machine_labels))
         .await?;
@@ -443,8 +456,9 @@ async fn launch_steps(
             net.allow_cidr()
         )));
     }
+    cancel.check()?;
     smolvm.run_async(&argv::start(&machine)).await?;
-    wait_ready(smolvm, &machine).await?;
+    cancel.wait(wait_ready(smolvm, &machine)).await?;
     trace("machine ready");
 
     progress("provisioning the agent");
@@ -460,6 +474,7 @@ async fn launch_steps(
     let host = scratch.path().join("files.tar");
     write_private(&host, &files)?;
     let guest = "/tmp/bot-bottle-files.tar";
+    cancel.check()?;
     smolvm.run_async(&argv::copy_in(&machine, &host.display().to_string(), guest, 0o600, 0)).await?;
     // A committed machine holds the CA of the launch it was made in: out
     // of the bundle before the new one is written, then the new one in.
