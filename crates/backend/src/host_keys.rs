@@ -143,6 +143,10 @@ pub fn read_kept(state_dir: &Path) -> Result<BTreeMap<String, KeptKey>, String> 
 
 /// Keep the keys pinned on first use, beside those kept before.
 pub fn write_kept(state_dir: &Path, pinned: &BTreeMap<String, (String, Pinned)>, at: &str) -> Result<(), String> {
+    // Nothing pinned on first use: nothing to keep, no file written.
+    if !pinned.values().any(|(_, p)| p.source == Source::FirstUse) {
+        return Ok(());
+    }
     let mut kept = read_kept(state_dir)?;
     for (repo, (upstream, p)) in pinned {
         if p.source == Source::FirstUse {

@@ -236,7 +236,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
             )));
         }
         routes.extend(p.auth_token_hosts.iter().map(|h| provider_route(h, Some(AuthSource::HostEnv(var.clone())))));
-    } else if p.token_ref.is_none() && p.api_port.is_some() {
+    } else if p.api_port.is_some() {
         // A keyless endpoint the settings named (a local model server):
         // routed, nothing injected.
         routes.extend(p.auth_token_hosts.iter().map(|h| provider_route(h, None)));
@@ -365,8 +365,11 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
         })?,
     };
     // What the image build will fetch: a built-in provider's CLI from npm,
-    // unless a Dockerfile or a committed image stands in for it.
-    let committed = crate::docker::bottle::committed_image(&home.state_dir(&identity)).is_some();
+    // unless a Dockerfile or a commit (docker's image, smolmachines' pack)
+    // stands in for it.
+    let state_dir = home.state_dir(&identity);
+    let committed = crate::docker::bottle::committed_image(&state_dir).is_some()
+        || crate::smolmachines::bottle::committed_pack(&state_dir).is_some();
     if provider_cfg.dockerfile.is_none() && matches!(provider, ProviderRef::Builtin(_)) && !committed {
         crate::docker::npm::check_launch_needs(&provider_cfg.template).map_err(|e| {
             let whose = if provider_origin.is_empty() {
@@ -377,7 +380,7 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
             invalid(format!("{whose}: {e}"))
         })?;
     }
-    let host_keys = pin_host_keys(m, &home.state_dir(&identity)).map_err(invalid)?;
+    let host_keys = pin_host_keys(m, &state_dir).map_err(invalid)?;
     let ca = BottleCa::mint(&identity).map_err(|e| BackendError::Ca(e.to_string()))?;
     let metadata = BottleMetadata {
         identity: identity.clone(),

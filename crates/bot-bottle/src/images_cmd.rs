@@ -65,7 +65,6 @@ fn prune(ctx: &Context, yes: bool, keep_recent: std::time::Duration, json: bool)
 }
 
 fn build(provider: &str) -> Result<i32> {
-    let provider = provider.to_string();
     if !backend::builtin_names().any(|n| n == provider) {
         let names: Vec<&str> = backend::builtin_names().collect();
         bail!("no image recipe for provider '{provider}': this version builds {}", names.join(", "));
@@ -77,7 +76,7 @@ fn build(provider: &str) -> Result<i32> {
         let started = std::time::Instant::now();
         let base = images::ensure_base(&docker, &progress).await?;
         let sidecar = images::ensure_sidecar(&docker, &base, &progress).await?;
-        let agent = images::ensure_provider(&docker, &provider, &base, &progress)
+        let agent = images::ensure_provider(&docker, provider, &base, &progress)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no image recipe for provider '{provider}'"))?;
         eprintln!("bot-bottle: images ready in {:.1} s", started.elapsed().as_secs_f64());

@@ -192,12 +192,12 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
     Ok(0)
 }
 
-/// Remove image tags through the Docker Engine.
+/// Remove image tags through the Docker Engine (their sizes are not
+/// needed here: nothing is listed first).
 fn remove_images(tags: &[String]) -> Result<backend::docker::prune::Pruned> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let docker = backend::docker::engine::connect().await?;
-        let images = backend::docker::prune::list(&docker).await?;
-        Ok(backend::docker::prune::remove(&docker, &images, tags).await?)
+        Ok(backend::docker::prune::remove(&docker, &[], tags).await?)
     })
 }

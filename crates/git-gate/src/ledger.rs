@@ -127,7 +127,7 @@ pub fn unique_title(prefix: &str) -> String {
     format!("{prefix} {:08x}", rand::random::<u32>())
 }
 
-/// Why [`mint`] failed.
+/// Why [`Ledger::mint`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MintError {
     #[error(transparent)]

@@ -49,8 +49,9 @@ pub async fn ensure_base(docker: &Docker, progress: Progress<'_>) -> Result<Stri
     {
         return Ok(tag);
     }
-    let (tag, installed) = base_from_dpkg()?;
+    let installed = dpkg_installed()?;
     let (packages, missing) = rootfs::closure(&installed, rootfs::BASE_PACKAGES);
+    let tag = base_tag(&packages);
     if exists(docker, &tag).await {
         remember("base", status_path, &tag);
         return Ok(tag);
@@ -75,18 +76,19 @@ pub async fn ensure_base(docker: &Docker, progress: Progress<'_>) -> Result<Stri
 
 const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 
-/// The base image's tag from this host's package set, the packages it
-/// holds and those it leaves out.
-fn base_from_dpkg() -> Result<(String, Vec<rootfs::Installed>), BackendError> {
+/// This host's installed packages, from its dpkg database.
+fn dpkg_installed() -> Result<Vec<rootfs::Installed>, BackendError> {
     let status = std::fs::read_to_string(DPKG_STATUS).map_err(|e| {
         BackendError::Docker(format!(
             "no base image, and this host has no dpkg database to assemble one from ({e}); set BOT_BOTTLE_BASE_IMAGE to a Debian image"
         ))
     })?;
-    let installed = rootfs::parse_status(&status);
-    let (packages, _) = rootfs::closure(&installed, rootfs::BASE_PACKAGES);
-    let tag = format!("bot-bottle-base:{}", rootfs::fingerprint(&packages));
-    Ok((tag, installed))
+    Ok(rootfs::parse_status(&status))
+}
+
+/// The base image's tag: a hash of the packages it holds.
+fn base_tag(packages: &[&rootfs::Installed]) -> String {
+    format!("bot-bottle-base:{}", rootfs::fingerprint(packages))
 }
 
 /// The tags this binary builds and runs from, as far as they can be known
@@ -98,7 +100,10 @@ pub fn current_tags() -> Result<Vec<String>, BackendError> {
         Some(tag) => tag,
         None => match cached("base", std::path::Path::new(DPKG_STATUS)) {
             Some(tag) => tag,
-            None => base_from_dpkg()?.0,
+            None => {
+                let installed = dpkg_installed()?;
+                base_tag(&rootfs::closure(&installed, rootfs::BASE_PACKAGES).0)
+            }
         },
     };
     let mut tags = vec![base.clone(), sidecar_tag(&base)?];
@@ -315,25 +320,12 @@ pub async fn ensure_provider(
     base: &str,
     progress: Progress<'_>,
 ) -> Result<Option<String>, BackendError> {
-    use super::npm::{CLAUDE_CODE, CODEX, NODE, PI};
-    let (dockerfile, files): (&str, Vec<(&str, Source)>) = match provider {
-        "shell" => return Ok(Some(ensure_shell(docker, base, progress).await?)),
-        "claude" => (CLAUDE_DOCKERFILE, named(&["claude"], CLAUDE_CODE.fetch(progress)?)),
-        "codex" => (CODEX_DOCKERFILE, named(&["codex", "codex-code-mode-host"], CODEX.fetch(progress)?)),
-        "pi" => {
-            let mut files = named(&["node"], NODE.fetch(progress)?);
-            files.push(("pi.tar", Source::File(PI.fetch(progress)?)));
-            (PI_DOCKERFILE, files)
-        }
-        _ => return Ok(None),
-    };
+    if provider == "shell" {
+        return Ok(Some(ensure_shell(docker, base, progress).await?));
+    }
+    let Some((dockerfile, files)) = super::npm::provider_inputs(provider, progress)? else { return Ok(None) };
     let on = ensure_shell(docker, base, progress).await?;
     Ok(Some(ensure_agent(docker, provider, dockerfile, &on, &files, progress).await?))
-}
-
-/// Fetched files under the names the Dockerfile copies.
-fn named(names: &[&'static str], paths: Vec<PathBuf>) -> Vec<(&'static str, Source)> {
-    names.iter().copied().zip(paths.into_iter().map(Source::File)).collect()
 }
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> BackendError {

@@ -232,28 +232,74 @@ impl NpmTree {
     }
 }
 
+/// One thing a built-in provider's image fetches from npm, under the names
+/// its Dockerfile copies.
+enum Fetch {
+    Files(&'static [&'static str], NpmFiles),
+    Tree(&'static str, NpmTree),
+}
+
+impl Fetch {
+    fn cached(&self) -> bool {
+        match self {
+            Fetch::Files(_, f) => f.cached(),
+            Fetch::Tree(_, t) => t.cached(),
+        }
+    }
+
+    /// What the user would see fetched.
+    fn spec(&self) -> Result<String, BackendError> {
+        match self {
+            Fetch::Files(_, f) => f.spec(),
+            Fetch::Tree(_, t) => Ok(format!("{} (from images/{}/package-lock.json)", t.name, t.name)),
+        }
+    }
+}
+
+/// The built-in providers' images that fetch from npm: the Dockerfile and
+/// what it copies in. The one list the build, the dry-run check and `images
+/// prune` read.
+fn provider_fetches(provider: &str) -> Option<(&'static str, Vec<Fetch>)> {
+    use super::images::{CLAUDE_DOCKERFILE, CODEX_DOCKERFILE, PI_DOCKERFILE};
+    match provider {
+        "claude" => Some((CLAUDE_DOCKERFILE, vec![Fetch::Files(&["claude"], CLAUDE_CODE)])),
+        "codex" => Some((CODEX_DOCKERFILE, vec![Fetch::Files(&["codex", "codex-code-mode-host"], CODEX)])),
+        "pi" => Some((PI_DOCKERFILE, vec![Fetch::Files(&["node"], NODE), Fetch::Tree("pi.tar", PI)])),
+        _ => None,
+    }
+}
+
+/// An image's Dockerfile and its context files by name.
+pub type ImageInputs = (&'static str, Vec<(&'static str, super::images::Source)>);
+
+/// A built-in provider's Dockerfile and context files, fetched (once) from
+/// npm; `None` for a provider that fetches nothing from npm.
+pub fn provider_inputs(provider: &str, progress: Progress<'_>) -> Result<Option<ImageInputs>, BackendError> {
+    use super::images::Source;
+    let Some((dockerfile, fetches)) = provider_fetches(provider) else { return Ok(None) };
+    let mut files = Vec::new();
+    for fetch in fetches {
+        match fetch {
+            Fetch::Files(names, f) => {
+                files.extend(names.iter().copied().zip(f.fetch(progress)?.into_iter().map(Source::File)))
+            }
+            Fetch::Tree(name, t) => files.push((name, Source::File(t.fetch(progress)?))),
+        }
+    }
+    Ok(Some((dockerfile, files)))
+}
+
+/// What `provider`'s image still needs from npm (nothing when all is kept).
+fn not_kept(provider: &str) -> Result<Vec<String>, BackendError> {
+    let fetches = provider_fetches(provider).map(|(_, f)| f).unwrap_or_default();
+    fetches.iter().filter(|f| !f.cached()).map(Fetch::spec).collect()
+}
+
 /// What a launch of `provider`'s built-in image will fetch from npm and is
 /// not kept yet, checked before anything starts (`start --dry-run`, `info`):
 /// with npm missing, an error naming the packages and how to get npm.
 pub fn check_launch_needs(provider: &str) -> Result<(), BackendError> {
-    let mut missing = Vec::new();
-    let mut files = |f: NpmFiles| -> Result<(), BackendError> {
-        if !f.cached() {
-            missing.push(f.spec()?);
-        }
-        Ok(())
-    };
-    match provider {
-        "claude" => files(CLAUDE_CODE)?,
-        "codex" => files(CODEX)?,
-        "pi" => {
-            files(NODE)?;
-            if !PI.cached() {
-                missing.push(format!("{} (from images/pi/package-lock.json)", PI.name));
-            }
-        }
-        _ => {}
-    }
+    let missing = not_kept(provider)?;
     if missing.is_empty() || crate::registry::which("npm").is_some() {
         return Ok(());
     }
@@ -265,25 +311,11 @@ pub fn check_launch_needs(provider: &str) -> Result<(), BackendError> {
     })
 }
 
-/// An image's Dockerfile and its context files by name.
-pub type ImageInputs = (&'static str, Vec<(&'static str, super::images::Source)>);
-
 /// A built-in provider's Dockerfile and context files, when everything
 /// it fetches is kept already (nothing is fetched here); `None` otherwise.
 pub fn kept_inputs(provider: &str) -> Result<Option<ImageInputs>, BackendError> {
-    use super::images::{CLAUDE_DOCKERFILE, CODEX_DOCKERFILE, PI_DOCKERFILE, Source};
-    let quiet = &|_: &str| {};
-    let files = |names: &[&'static str], f: NpmFiles| -> Result<Vec<(&'static str, Source)>, BackendError> {
-        Ok(names.iter().copied().zip(f.fetch(quiet)?.into_iter().map(Source::File)).collect())
-    };
-    Ok(match provider {
-        "claude" if CLAUDE_CODE.cached() => Some((CLAUDE_DOCKERFILE, files(&["claude"], CLAUDE_CODE)?)),
-        "codex" if CODEX.cached() => Some((CODEX_DOCKERFILE, files(&["codex", "codex-code-mode-host"], CODEX)?)),
-        "pi" if NODE.cached() && PI.cached() => {
-            let mut f = files(&["node"], NODE)?;
-            f.push(("pi.tar", Source::File(PI.fetch(quiet)?)));
-            Some((PI_DOCKERFILE, f))
-        }
-        _ => None,
-    })
+    if provider_fetches(provider).is_none() || !not_kept(provider)?.is_empty() {
+        return Ok(None);
+    }
+    provider_inputs(provider, &|_| {})
 }

@@ -133,6 +133,7 @@ pub fn keep_for(home: &state::Home, keep_recent: Duration) -> Result<Keep, Backe
 }
 
 /// Remove `tags` (as [`decide`] chose them); a tag a container uses stays.
+/// `images` (from [`list`]) give the bytes freed; empty, none are counted.
 pub async fn remove(docker: &Docker, images: &[Tagged], tags: &[String]) -> Result<Pruned, BackendError> {
     let mut pruned = Pruned::default();
     let sizes: HashMap<&str, i64> = images.iter().map(|i| (i.tag.as_str(), i.size)).collect();
