@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use regex::bytes::Regex;
 use sha2::{Digest, Sha256};
 
+use crate::classes::{Class, ClassRuns, phrase_separator};
 use crate::finding::{Detector, Finding, Severity, View, snippet};
 
 pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
@@ -26,7 +27,11 @@ pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
     };
     // Stretches of the bytes a phrase is made of, found a block at a time,
     // then read a word at a time.
-    for outer in crate::views::class_runs(data, PHRASE_MIN, |b| b.is_ascii_lowercase() | phrase_separator(b)) {
+    let runs = ClassRuns::of(
+        data,
+        &[(Class::Phrase, PHRASE_MIN), (Class::Card, CARD_MIN), (Class::Iban, IBAN_MIN), (Class::Wif, WIF_MIN)],
+    );
+    for outer in runs.get(Class::Phrase) {
         // A word cut by the run's edge (`abandonX`) is not a list word.
         let (mut lo, mut hi) = (outer.start, outer.end);
         if lo > 0 && data[lo - 1].is_ascii_alphabetic() {
@@ -52,11 +57,11 @@ pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
     // for its boundaries: a regex over the whole input cost more than the
     // rest of the scan.
     let within = |run: &std::ops::Range<usize>| run.start.saturating_sub(1)..(run.end + 1).min(data.len());
-    for run in crate::views::class_runs(data, CARD_MIN, card_byte) {
+    for run in runs.get(Class::Card) {
         if data[run.clone()].iter().filter(|b| b.is_ascii_digit()).count() < CARD_MIN {
             continue;
         }
-        let w = within(&run);
+        let w = within(run);
         for c in card_shape().captures_iter(&data[w.clone()]) {
             let Some(m) = c.name("card") else { continue };
             let span = w.start + m.start()..w.start + m.end();
@@ -65,21 +70,21 @@ pub fn scan(data: &[u8], view: View, out: &mut Vec<Finding>) {
             }
         }
     }
-    for run in crate::views::class_runs(data, IBAN_MIN, iban_byte) {
+    for run in runs.get(Class::Iban) {
         let bytes = &data[run.clone()];
         if !bytes.windows(4).any(|q| q[..2].iter().all(u8::is_ascii_uppercase) && q[2..].iter().all(u8::is_ascii_digit))
         {
             continue;
         }
-        let w = within(&run);
+        let w = within(run);
         for m in iban_shape().find_iter(&data[w.clone()]) {
             if is_iban(m.as_bytes()) {
                 push("iban", w.start + m.start()..w.start + m.end());
             }
         }
     }
-    for run in crate::views::class_runs(data, WIF_MIN, wif_byte) {
-        let w = within(&run);
+    for run in runs.get(Class::Wif) {
+        let w = within(run);
         for m in wif_shape().find_iter(&data[w.clone()]) {
             if is_wif(m.as_bytes()) {
                 push("bitcoin-wif-private-key", w.start + m.start()..w.start + m.end());
@@ -95,20 +100,8 @@ const CARD_MIN: usize = 13;
 const IBAN_MIN: usize = 15;
 const WIF_MIN: usize = 51;
 
-/// The alphabets of the shapes, as comparisons (which the run finder
-/// vectorises): a card's (digits, space, dash), an IBAN's (capitals,
-/// digits, space), a WIF key's (base58: no `0`, `O`, `I`, `l`).
-fn card_byte(b: u8) -> bool {
-    b.is_ascii_digit() | (b == b' ') | (b == b'-')
-}
-
-fn iban_byte(b: u8) -> bool {
-    b.is_ascii_uppercase() | b.is_ascii_digit() | (b == b' ')
-}
-
-fn wif_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() & (b != b'0') & (b != b'O') & (b != b'I') & (b != b'l')
-}
+// The alphabets of the shapes (the runs each regex is run on) are
+// `classes::Class::{Card, Iban, Wif, Phrase}`.
 
 fn card_shape() -> &'static Regex {
     static CARD: OnceLock<Regex> = OnceLock::new();
@@ -131,19 +124,6 @@ fn wif_shape() -> &'static Regex {
 
 /// The shortest seed phrase: 12 words of at least 3 letters, 11 separators.
 const PHRASE_MIN: usize = 12 * 4 - 1;
-
-/// The byte a phrase may hold between its words: whitespace, `,.)-"'`, and
-/// digits (numbered lists).
-fn phrase_separator(b: u8) -> bool {
-    b.is_ascii_whitespace()
-        | b.is_ascii_digit()
-        | (b == b',')
-        | (b == b'.')
-        | (b == b')')
-        | (b == b'-')
-        | (b == b'"')
-        | (b == b'\'')
-}
 
 /// The unit of text holding byte `at` — a separator byte, or the whole
 /// word of letters around it — and whether a phrase may contain it (a

@@ -26,6 +26,7 @@ use std::ops::Range;
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
+use crate::classes::{Class, ClassRuns};
 use crate::normalize::{self, changed_regions};
 
 /// How many layers of encoding are undone (percent inside base64 inside
@@ -171,34 +172,42 @@ fn one_layer(data: &[u8], inflate_limit: usize) -> (Vec<(Encoding, Vec<u8>)>, bo
         let soft_breaks = encoding == Encoding::QuotedPrintable;
         out.extend(changed_regions(data, view, trigger, soft_breaks).into_iter().map(|v| (encoding, v)));
     }
-    let runs = alphabet_runs(data);
-    for run in join_wrapped(data, &runs.base64) {
+    let runs = ClassRuns::of(data, &[(Class::Base64, MIN_RUN), (Class::Hex, MIN_RUN)]);
+    for run in join_wrapped(data, runs.get(Class::Base64)) {
+        let kinds = RunKinds::of(&run);
         // Base64 of text mixes cases (or digits): a run of one case alone
         // (a path, a snake_case name, a constant) is not worth decoding.
         // Nor is a run of hex digits (a hash, a UUID): that is hex's.
-        let has = |f: fn(&u8) -> bool| run.iter().any(f);
-        if !run.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-')
-            && has(u8::is_ascii_lowercase)
-            && (has(u8::is_ascii_uppercase) || has(u8::is_ascii_digit))
+        if kinds.has(NOT_HEX_OR_DASH)
+            && kinds.has(LOWER)
+            && kinds.has(UPPER | DIGIT)
             && let Some(bytes) = decode_base64(&run)
         {
             too_large |= push_revealed(&mut out, Encoding::Base64, bytes, inflate_limit);
         }
         // Base32 lives inside base64's alphabet, written in one case: its
         // runs are single-case sub-runs (camelCase names are not it).
-        let upper = class_runs(&run, MIN_RUN, |c| c.is_ascii_uppercase() | (c.wrapping_sub(b'2') < 6));
-        let lower = class_runs(&run, MIN_RUN, |c| c.is_ascii_lowercase() | (c.wrapping_sub(b'2') < 6));
-        for sub in upper.into_iter().chain(lower) {
-            if let Some(bytes) = decode_base32(&run[sub]) {
-                too_large |= push_revealed(&mut out, Encoding::Base32, bytes, inflate_limit);
+        for case in [UPPER, LOWER] {
+            if !kinds.has(case) {
+                continue;
+            }
+            let mut from = 0;
+            while let Some(sub) =
+                next_run(run.len(), MIN_RUN, from, |i| RUN_KIND[run[i] as usize] & (case | B32_DIGIT) != 0)
+            {
+                from = sub.end + 1;
+                if let Some(bytes) = decode_base32(&run[sub]) {
+                    too_large |= push_revealed(&mut out, Encoding::Base32, bytes, inflate_limit);
+                }
             }
         }
     }
-    for run in &runs.hex {
+    for run in runs.get(Class::Hex) {
         let run = &data[run.clone()];
+        let digits = run.iter().filter(|c| c.is_ascii_hexdigit()).count();
         // Both ways of reading hex need that many digits (delimiters and
         // indentation alone are most of these runs in source text).
-        if run.iter().filter(|c| c.is_ascii_hexdigit()).count() < MIN_RUN {
+        if digits < MIN_RUN {
             continue;
         }
         let mut decode = |digits: &[u8]| {
@@ -206,10 +215,16 @@ fn one_layer(data: &[u8], inflate_limit: usize) -> (Vec<(Encoding, Vec<u8>)>, bo
                 too_large |= push_revealed(&mut out, Encoding::Hex, bytes, inflate_limit);
             }
         };
-        for digits in paired_hex_stretches(run) {
-            decode(&digits);
+        // Eight pairs need seven delimiters between them: runs of digits
+        // alone (hashes) or nearly alone are not walked.
+        if run.len() - digits >= PAIRS - 1 {
+            for digits in paired_hex_stretches(run) {
+                decode(&digits);
+            }
         }
-        for sub in class_runs(run, MIN_RUN, |c| c.is_ascii_hexdigit()) {
+        let mut from = 0;
+        while let Some(sub) = next_run(run.len(), MIN_RUN, from, |i| run[i].is_ascii_hexdigit()) {
+            from = sub.end + 1;
             decode(&run[sub]);
         }
     }
@@ -268,26 +283,15 @@ fn revealed_text(b: &[u8]) -> Option<Vec<u8>> {
 
 // ---------------------------------------------------------------- alphabets
 
-const B64: u8 = 1;
-const HEX: u8 = 2;
-const PRINT: u8 = 4;
+const PRINT: u8 = 1;
 
-/// Byte classes: `B64` for the union of both base64 alphabets; `HEX` for
-/// hex digits and what may sit between hex bytes (`-`, `:`, space, comma,
-/// and the `x` and `\` of `\x` / `0x`); `PRINT` for printable ASCII and
-/// tab, CR, LF. (The run finders over whole inputs use [`class_runs`]
-/// with the same classes written as comparisons.)
+/// Byte classes for [`runs_of`]: `PRINT` for printable ASCII and tab, CR,
+/// LF. (The run finders over whole inputs are [`ClassRuns`].)
 const CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;
     while c < 256 {
         let b = c as u8;
-        if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_') {
-            t[c] |= B64;
-        }
-        if b.is_ascii_hexdigit() || matches!(b, b'-' | b':' | b' ' | b',' | b'x' | b'X' | b'\\') {
-            t[c] |= HEX;
-        }
         if matches!(b, 0x20..=0x7e | b'\t' | b'\n' | b'\r') {
             t[c] |= PRINT;
         }
@@ -348,116 +352,52 @@ fn next_run(len: usize, min: usize, from: usize, inside: impl Fn(usize) -> bool)
     None
 }
 
-#[derive(Debug, Default)]
-struct Runs {
-    base64: Vec<Range<usize>>,
-    hex: Vec<Range<usize>>,
-}
+/// What kinds of character a base64 run holds, found in one pass over it.
+const LOWER: u8 = 1;
+const UPPER: u8 = 2;
+const DIGIT: u8 = 4;
+/// `2`–`7`, base32's digits.
+const B32_DIGIT: u8 = 8;
+const NOT_HEX_OR_DASH: u8 = 16;
 
-/// Runs of each alphabet long enough to decode.
-fn alphabet_runs(data: &[u8]) -> Runs {
-    Runs { base64: class_runs(data, MIN_RUN, is_b64), hex: class_runs(data, MIN_RUN, is_hex_or_delimiter) }
-}
-
-/// [`CLASS`]'s `B64`, as comparisons (which vectorise; a table does not).
-fn is_b64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() | (b == b'+') | (b == b'/') | (b == b'-') | (b == b'_')
-}
-
-/// [`CLASS`]'s `HEX`, as comparisons.
-fn is_hex_or_delimiter(b: u8) -> bool {
-    b.is_ascii_hexdigit() | (b == b'-') | (b == b':') | (b == b' ') | (b == b',') | (b | 0x20 == b'x') | (b == b'\\')
-}
-
-/// Bit `j` set when `inside(block[j])`, for a block of at most 64 bytes.
-/// Classified into a flag per byte first (a loop the compiler vectorises),
-/// then packed eight flags at a time by one multiplication.
-fn block_mask(block: &[u8], inside: &impl Fn(u8) -> bool) -> u64 {
-    let mut flags = [0u8; 64];
-    for (f, &b) in flags.iter_mut().zip(block) {
-        *f = u8::from(inside(b));
-    }
-    let mut mask = 0u64;
-    for (k, eight) in flags.chunks_exact(8).enumerate() {
-        let x = u64::from_le_bytes([eight[0], eight[1], eight[2], eight[3], eight[4], eight[5], eight[6], eight[7]]);
-        // Byte i (0 or 1) lands on bit 56 + i; nothing carries.
-        mask |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
-    }
-    mask
-}
-
-/// Whether `mask` holds `min` set bits in a row (shift-and doubling: after
-/// it, bit `i` is set when bits `i..i + k` all were).
-fn holds_run(mask: u64, min: usize) -> bool {
-    let (mut r, mut k) = (mask, 1);
-    while k < min && r != 0 {
-        let s = (min - k).min(k);
-        r &= r >> s;
-        k += s;
-    }
-    r != 0
-}
-
-/// The maximal runs of bytes for which `inside` holds, at least `min`
-/// long: each 64-byte block is classified into a bit mask at once (the
-/// compiler vectorises `inside` when it is comparisons), and runs are read
-/// off the masks a run at a time, not a byte at a time.
-pub(crate) fn class_runs(data: &[u8], min: usize, inside: impl Fn(u8) -> bool) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut open: Option<usize> = None;
-    for (k, block) in data.chunks(64).enumerate() {
-        let base = k * 64;
-        let n = block.len();
-        let mask = block_mask(block, &inside);
-        let mut pos = 0;
-        if let Some(start) = open {
-            let ones = (mask.trailing_ones() as usize).min(n);
-            if ones == n {
-                continue;
-            }
-            if base + ones - start >= min {
-                out.push(start..base + ones);
-            }
-            open = None;
-            pos = ones;
+const RUN_KIND: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_lowercase() {
+            t[c] |= LOWER;
         }
-        let rest = mask & (u64::MAX << pos);
-        // Most blocks of text hold no run that long: only the run reaching
-        // the block's end (which may go on) needs keeping.
-        if n == 64 && !holds_run(rest, min) {
-            let tail = rest.leading_ones() as usize;
-            if tail > 0 {
-                open = Some(base + 64 - tail);
-            }
-            continue;
+        if b.is_ascii_uppercase() {
+            t[c] |= UPPER;
         }
-        while pos < n {
-            let rest = mask >> pos;
-            match open {
-                Some(start) => {
-                    pos += (rest.trailing_ones() as usize).min(n - pos);
-                    if pos < n {
-                        if base + pos - start >= min {
-                            out.push(start..base + pos);
-                        }
-                        open = None;
-                    }
-                }
-                None => {
-                    pos += if rest == 0 { n - pos } else { rest.trailing_zeros() as usize };
-                    if pos < n {
-                        open = Some(base + pos);
-                    }
-                }
-            }
+        if b.is_ascii_digit() {
+            t[c] |= DIGIT;
         }
+        if matches!(b, b'2'..=b'7') {
+            t[c] |= B32_DIGIT;
+        }
+        if !b.is_ascii_hexdigit() && b != b'-' {
+            t[c] |= NOT_HEX_OR_DASH;
+        }
+        c += 1;
     }
-    if let Some(start) = open
-        && data.len() - start >= min
-    {
-        out.push(start..data.len());
+    t
+};
+
+/// The union of [`RUN_KIND`] over a run.
+#[derive(Clone, Copy)]
+struct RunKinds(u8);
+
+impl RunKinds {
+    fn of(run: &[u8]) -> RunKinds {
+        RunKinds(run.iter().fold(0, |k, &c| k | RUN_KIND[c as usize]))
     }
-    out
+
+    /// Whether the run holds a character of any of `kinds`.
+    fn has(self, kinds: u8) -> bool {
+        self.0 & kinds != 0
+    }
 }
 
 /// Base64 wrapped across lines (MIME's 76, PEM's 64, or any width of at
@@ -482,7 +422,7 @@ fn join_wrapped<'d>(data: &'d [u8], runs: &[Range<usize>]) -> Vec<std::borrow::C
                 break;
             };
             let next = end + gap;
-            line = data[next..].iter().take_while(|&&c| CLASS[c as usize] & B64 != 0).count();
+            line = data[next..].iter().take_while(|&&c| crate::classes::contains(Class::Base64, c)).count();
             if line == 0 {
                 break;
             }
@@ -596,18 +536,15 @@ fn decode_base32(run: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The fewest delimited hex pairs read as a value.
+const PAIRS: usize = 8;
+
 /// Hex byte pairs with a delimiter or prefix between each (`41 42`,
 /// `41:42`, `41-42`, `\x41\x42`, `0x41, 0x42`): the digits of each stretch
 /// of at least eight pairs. A group that is not a pair (a UUID's, a hash's,
 /// a word's hex letters before the value) ends a stretch.
 fn paired_hex_stretches(run: &[u8]) -> Vec<Vec<u8>> {
-    const PAIRS: usize = 8;
     let mut stretches = Vec::new();
-    // Eight pairs need seven delimiters between them: runs of digits
-    // alone (hashes) or nearly alone are not walked.
-    if run.iter().filter(|c| !c.is_ascii_hexdigit()).count() < PAIRS - 1 {
-        return stretches;
-    }
     // Where each pair of the current stretch starts.
     let mut pairs: Vec<usize> = Vec::new();
     let mut end_group = |start: usize, len: usize, pairs: &mut Vec<usize>| match len {
@@ -1043,38 +980,6 @@ mod tests {
         );
         assert_eq!(quoted_printable_decoded(b"a=3Db=\nc=\r\nd==x"), Some(b"a=bcd==x".to_vec()));
         assert_eq!(js_escapes_decoded(b"\\u12"), None);
-    }
-}
-
-/// The block-mask run finder against the byte-at-a-time one.
-#[cfg(test)]
-mod class_runs_agree {
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn class_runs_is_runs_of(
-            data in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'Z'), Just(b' '), Just(b'!'), any::<u8>()], 0..400),
-            min in 1usize..70,
-        ) {
-            prop_assert_eq!(super::class_runs(&data, min, super::is_b64), super::runs_of(&data, super::B64, min));
-            prop_assert_eq!(super::class_runs(&data, min, super::is_hex_or_delimiter), super::runs_of(&data, super::HEX, min));
-        }
-    }
-
-    #[test]
-    fn runs_across_blocks() {
-        for len in [15, 16, 63, 64, 65, 127, 128, 129, 200] {
-            for at in [0, 1, 50, 63, 64, 100] {
-                let mut data = vec![b'!'; 300];
-                data[at..at + len].fill(b'a');
-                assert_eq!(
-                    super::class_runs(&data, 16, super::is_b64),
-                    super::runs_of(&data, super::B64, 16),
-                    "{len} at {at}"
-                );
-            }
-        }
     }
 }
 

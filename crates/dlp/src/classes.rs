@@ -1,0 +1,421 @@
+//! Byte classes of a whole buffer, found in one pass: the maximal runs of
+//! each alphabet the run finders start from — base64 and hex for the
+//! decoded views, and the four shapes of the `crypto` detector — each at
+//! least its minimum length.
+//!
+//! Each 64-byte block is classified into one bit mask per class at once
+//! (on x86-64 with SSE2, which every x86-64 processor has: sixteen bytes per
+//! comparison and one `movemask` per sixteen flags; elsewhere a loop the
+//! compiler vectorises), and runs are read off the masks a run at a time,
+//! not a byte at a time. One pass serves every class: classifying a block
+//! for six classes costs little more than for one, while six passes each
+//! paid the loads and the packing again.
+//!
+//! Pure; the only `unsafe` in the crate is the call into the SSE2 block
+//! classifier, which is sound because SSE2 is part of the x86-64 baseline
+//! (the call is compiled only when the target has it).
+
+use std::ops::Range;
+
+/// A class the one pass finds runs of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Both base64 alphabets: letters, digits, `+`, `/`, `-`, `_`.
+    Base64 = 0,
+    /// Hex digits and what may sit between hex bytes: `-`, `:`, space,
+    /// comma, and the `x` and `\` of `\x` / `0x`.
+    Hex = 1,
+    /// What a seed phrase is made of: lowercase letters and the separators
+    /// between its words (whitespace, digits, `,.)-"'`).
+    Phrase = 2,
+    /// A card number's: digits, space, dash.
+    Card = 3,
+    /// An IBAN's: capitals, digits, space.
+    Iban = 4,
+    /// Base58 (a WIF key's): letters and digits but `0`, `O`, `I`, `l`.
+    Wif = 5,
+}
+
+const CLASSES: usize = 6;
+
+/// Whether `b` is in `class`: the definition the block classifiers are
+/// held to (a property test compares them over random blocks).
+pub(crate) fn contains(class: Class, b: u8) -> bool {
+    match class {
+        Class::Base64 => b.is_ascii_alphanumeric() | matches!(b, b'+' | b'/' | b'-' | b'_'),
+        Class::Hex => b.is_ascii_hexdigit() | matches!(b, b'-' | b':' | b' ' | b',' | b'x' | b'X' | b'\\'),
+        Class::Phrase => b.is_ascii_lowercase() | phrase_separator(b),
+        Class::Card => b.is_ascii_digit() | (b == b' ') | (b == b'-'),
+        Class::Iban => b.is_ascii_uppercase() | b.is_ascii_digit() | (b == b' '),
+        Class::Wif => b.is_ascii_alphanumeric() & !matches!(b, b'0' | b'O' | b'I' | b'l'),
+    }
+}
+
+/// The byte a seed phrase may hold between its words: whitespace,
+/// `,.)-"'`, and digits (numbered lists).
+pub(crate) fn phrase_separator(b: u8) -> bool {
+    b.is_ascii_whitespace() | b.is_ascii_digit() | matches!(b, b',' | b'.' | b')' | b'-' | b'"' | b'\'')
+}
+
+/// The maximal runs of each class, at least as long as asked.
+#[derive(Debug, Default)]
+pub(crate) struct ClassRuns {
+    runs: [Vec<Range<usize>>; CLASSES],
+}
+
+impl ClassRuns {
+    /// One pass over `data`: for each `(class, min)` of `wanted`, the
+    /// maximal runs of that class at least `min` bytes long.
+    pub(crate) fn of(data: &[u8], wanted: &[(Class, usize)]) -> ClassRuns {
+        let mut readers: Vec<(Class, RunReader)> = wanted.iter().map(|&(c, min)| (c, RunReader::new(min))).collect();
+        let groups = Groups::of(wanted.iter().map(|w| w.0));
+        let whole = data.len() / 64 * 64;
+        whole_blocks(&data[..whole], groups, &mut readers);
+        if whole < data.len() {
+            let masks = scalar_block_masks(&data[whole..]);
+            for (class, reader) in &mut readers {
+                reader.feed(whole, data.len() - whole, masks[*class as usize]);
+            }
+        }
+        let mut out = ClassRuns::default();
+        for (class, reader) in readers {
+            out.runs[class as usize] = reader.finish(data.len());
+        }
+        out
+    }
+
+    /// The runs of `class` (empty when it was not asked for).
+    pub(crate) fn get(&self, class: Class) -> &[Range<usize>] {
+        &self.runs[class as usize]
+    }
+}
+
+/// Runs of one class read off consecutive block masks.
+struct RunReader {
+    min: usize,
+    shifts: Vec<u32>,
+    /// Where the run reaching the previous block's end started.
+    open: Option<usize>,
+    out: Vec<Range<usize>>,
+}
+
+impl RunReader {
+    fn new(min: usize) -> RunReader {
+        RunReader { min, shifts: run_shifts(min), open: None, out: Vec::new() }
+    }
+
+    /// The block of `n` bytes at `base` (`n` < 64 only for the last), with
+    /// bit `j` of `mask` set when byte `base + j` is in the class (and no
+    /// bit at or above `n`).
+    fn feed(&mut self, base: usize, n: usize, mask: u64) {
+        let mut rest = mask;
+        if let Some(start) = self.open {
+            let ones = (mask.trailing_ones() as usize).min(n);
+            if ones == n {
+                return;
+            }
+            if base + ones - start >= self.min {
+                self.out.push(start..base + ones);
+            }
+            self.open = None;
+            // Bit `ones` is clear: the bits below it are that run's.
+            rest &= u64::MAX << ones;
+        }
+        // The run reaching the block's end stays open, whatever its length
+        // so far; the others end inside the block.
+        let tail = (rest << (64 - n)).leading_ones() as usize;
+        let inner = if tail == 0 { rest } else { rest & !(u64::MAX << (n - tail)) };
+        // Only the runs at least `min` long: after the shift-and, a run of
+        // set bits starts where each of them does. Short runs (most words
+        // of text) cost nothing.
+        let long = holds(inner, &self.shifts);
+        let mut starts = long & !(long << 1);
+        while starts != 0 {
+            let i = starts.trailing_zeros() as usize;
+            let len = (inner >> i).trailing_ones() as usize;
+            self.out.push(base + i..base + i + len);
+            starts &= starts - 1;
+        }
+        if tail > 0 {
+            self.open = Some(base + n - tail);
+        }
+    }
+
+    fn finish(mut self, len: usize) -> Vec<Range<usize>> {
+        if let Some(start) = self.open
+            && len - start >= self.min
+        {
+            self.out.push(start..len);
+        }
+        self.out
+    }
+}
+
+/// The shifts that find `min` set bits in a row (shift-and doubling: after
+/// shifting by each in turn and and-ing, bit `i` is set when bits
+/// `i..i + min` all were). Fixed per class, so that the test per block is
+/// the same few instructions every time (a loop that stopped early on an
+/// empty mask mispredicted its exit often enough to cost more than the
+/// classification).
+fn run_shifts(min: usize) -> Vec<u32> {
+    let (mut shifts, mut k) = (Vec::new(), 1);
+    while k < min.min(65) {
+        let s = (min - k).min(k);
+        shifts.push(s as u32);
+        k += s;
+    }
+    shifts
+}
+
+/// `mask` after the shift-and: bit `i` set when bits `i..i + min` all
+/// were, for the `min` `shifts` were made for.
+fn holds(mask: u64, shifts: &[u32]) -> u64 {
+    shifts.iter().fold(mask, |r, &s| r & r.checked_shr(s).unwrap_or(0))
+}
+
+/// Bit `j` set when `inside(block[j])`, for a block of at most 64 bytes.
+/// Classified into a flag per byte first (a loop the compiler vectorises),
+/// then packed eight flags at a time by one multiplication.
+fn scalar_mask(block: &[u8], inside: &impl Fn(u8) -> bool) -> u64 {
+    let mut flags = [0u8; 64];
+    for (f, &b) in flags.iter_mut().zip(block) {
+        *f = u8::from(inside(b));
+    }
+    let mut mask = 0u64;
+    for (k, eight) in flags.chunks_exact(8).enumerate() {
+        let x = u64::from_le_bytes([eight[0], eight[1], eight[2], eight[3], eight[4], eight[5], eight[6], eight[7]]);
+        // Byte i (0 or 1) lands on bit 56 + i; nothing carries.
+        mask |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
+    }
+    mask
+}
+
+/// Which classes a pass needs: the views' (base64, hex), `crypto`'s
+/// (the rest), or both. A pass classifies only what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Groups {
+    views: bool,
+    crypto: bool,
+}
+
+impl Groups {
+    fn of(classes: impl Iterator<Item = Class>) -> Groups {
+        let mut g = Groups { views: false, crypto: false };
+        for c in classes {
+            match c {
+                Class::Base64 | Class::Hex => g.views = true,
+                _ => g.crypto = true,
+            }
+        }
+        g
+    }
+}
+
+/// Feed `readers` the masks of each 64-byte block of `data` (a whole
+/// number of blocks), computing only the classes of `groups`.
+fn whole_blocks(data: &[u8], groups: Groups, readers: &mut [(Class, RunReader)]) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        #[allow(unsafe_code)]
+        // SAFETY: `sse2::whole_blocks` needs only SSE2, which this build's
+        // target has (the cfg above).
+        unsafe {
+            sse2::whole_blocks(data, groups, readers)
+        };
+    }
+    // Without SSE2 every class is classified, whatever `groups` says.
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    let _ = groups;
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    for (k, block) in data.chunks_exact(64).enumerate() {
+        let masks = scalar_block_masks(block);
+        for (class, reader) in readers.iter_mut() {
+            reader.feed(k * 64, 64, masks[*class as usize]);
+        }
+    }
+}
+
+/// Every class's mask of a block of at most 64 bytes, a byte at a time:
+/// for a last short block, for targets without SSE2, and as the reference
+/// the SSE2 classifier is tested against.
+fn scalar_block_masks(block: &[u8]) -> [u64; CLASSES] {
+    const ALL: [Class; CLASSES] = [Class::Base64, Class::Hex, Class::Phrase, Class::Card, Class::Iban, Class::Wif];
+    ALL.map(|class| scalar_mask(block, &|b| contains(class, b)))
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod sse2 {
+    //! [`super::contains`] for sixteen bytes per instruction.
+
+    use std::arch::x86_64::{
+        __m128i, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
+        _mm_set1_epi8, _mm_sub_epi8,
+    };
+
+    use super::{CLASSES, Class, Groups, RunReader};
+
+    #[target_feature(enable = "sse2")]
+    fn splat(b: u8) -> __m128i {
+        _mm_set1_epi8(b as i8)
+    }
+
+    /// 0xff where the byte equals `b`.
+    #[target_feature(enable = "sse2")]
+    fn eq(v: __m128i, b: u8) -> __m128i {
+        _mm_cmpeq_epi8(v, splat(b))
+    }
+
+    /// 0xff where the byte is in `lo..lo + n` (unsigned: `b - lo <= n - 1`).
+    #[target_feature(enable = "sse2")]
+    fn within(v: __m128i, lo: u8, n: u8) -> __m128i {
+        let t = _mm_sub_epi8(v, splat(lo));
+        _mm_cmpeq_epi8(_mm_min_epu8(t, splat(n - 1)), t)
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn or(a: __m128i, b: __m128i) -> __m128i {
+        _mm_or_si128(a, b)
+    }
+
+    /// Feed `readers` the masks of each 64-byte block of `data`.
+    #[target_feature(enable = "sse2")]
+    pub(super) fn whole_blocks(data: &[u8], groups: Groups, readers: &mut [(Class, RunReader)]) {
+        for (k, block) in data.chunks_exact(64).enumerate() {
+            let masks = block_masks(block, groups);
+            for (class, reader) in readers.iter_mut() {
+                reader.feed(k * 64, 64, masks[*class as usize]);
+            }
+        }
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub(super) fn block_masks(block: &[u8], groups: Groups) -> [u64; CLASSES] {
+        let mut out = [0u64; CLASSES];
+        for (k, sixteen) in block.chunks_exact(16).enumerate() {
+            let word = |at: usize| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&sixteen[at..at + 8]);
+                i64::from_le_bytes(w)
+            };
+            let v = _mm_set_epi64x(word(8), word(0));
+            let digit = within(v, b'0', 10);
+            let lower = within(v, b'a', 26);
+            let upper = within(v, b'A', 26);
+            let alnum = or(digit, or(lower, upper));
+            let dash = eq(v, b'-');
+            let space = eq(v, b' ');
+            let comma = eq(v, b',');
+            let mut set = |class: Class, m: __m128i| {
+                out[class as usize] |= u64::from(_mm_movemask_epi8(m) as u16) << (16 * k);
+            };
+            if groups.views {
+                let folded = _mm_or_si128(v, splat(0x20));
+                let hex_letter = within(folded, b'a', 6);
+                let base64 = or(or(alnum, dash), or(or(eq(v, b'+'), eq(v, b'/')), eq(v, b'_')));
+                let hex = or(
+                    or(or(digit, hex_letter), or(dash, eq(v, b':'))),
+                    or(or(space, comma), or(eq(folded, b'x'), eq(v, b'\\'))),
+                );
+                set(Class::Base64, base64);
+                set(Class::Hex, hex);
+            }
+            if groups.crypto {
+                // is_ascii_whitespace: \t \n \x0c \r and space (not \x0b).
+                let white = or(_mm_andnot_si128(eq(v, 0x0b), within(v, b'\t', 5)), space);
+                let phrase = or(
+                    or(or(lower, white), or(digit, comma)),
+                    or(or(eq(v, b'.'), eq(v, b')')), or(dash, or(eq(v, b'"'), eq(v, b'\'')))),
+                );
+                let card = or(digit, or(space, dash));
+                let iban = or(upper, or(digit, space));
+                let not_base58 = or(or(eq(v, b'0'), eq(v, b'O')), or(eq(v, b'I'), eq(v, b'l')));
+                let wif = _mm_andnot_si128(not_base58, alnum);
+                set(Class::Phrase, phrase);
+                set(Class::Card, card);
+                set(Class::Iban, iban);
+                set(Class::Wif, wif);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The runs a byte at a time: what [`ClassRuns`] must equal.
+    fn naive(data: &[u8], min: usize, inside: impl Fn(u8) -> bool) -> Vec<Range<usize>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < data.len() {
+            if !inside(data[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < data.len() && inside(data[i]) {
+                i += 1;
+            }
+            if i - start >= min {
+                out.push(start..i);
+            }
+        }
+        out
+    }
+
+    const ALL: [Class; CLASSES] = [Class::Base64, Class::Hex, Class::Phrase, Class::Card, Class::Iban, Class::Wif];
+
+    /// The SSE2 classifier's masks of a 64-byte block (the scalar ones
+    /// where there is no SSE2).
+    fn sse2_masks(block: &[u8]) -> [u64; CLASSES] {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        {
+            #[allow(unsafe_code)]
+            // SAFETY: as in `whole_blocks`.
+            unsafe {
+                sse2::block_masks(block, Groups { views: true, crypto: true })
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+        scalar_block_masks(block)
+    }
+
+    proptest! {
+        #[test]
+        fn block_classifier_is_the_definition(block in proptest::collection::vec(any::<u8>(), 64)) {
+            prop_assert_eq!(sse2_masks(&block), scalar_block_masks(&block));
+        }
+
+        #[test]
+        fn every_byte_value_is_classified_as_defined(start in 0u8..=192) {
+            let block: Vec<u8> = (0..64u8).map(|i| start.wrapping_add(i)).collect();
+            prop_assert_eq!(sse2_masks(&block), scalar_block_masks(&block));
+        }
+
+        #[test]
+        fn runs_are_the_naive_runs(
+            data in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'Z'), Just(b'3'), Just(b' '), Just(b'-'), Just(b'!'), Just(b'0'), any::<u8>()], 0..700),
+            min in 1usize..80,
+        ) {
+            let wanted: Vec<(Class, usize)> = ALL.iter().map(|&c| (c, min)).collect();
+            let runs = ClassRuns::of(&data, &wanted);
+            for class in ALL {
+                let want = naive(&data, min, |b| contains(class, b));
+                prop_assert_eq!(runs.get(class), want.as_slice());
+            }
+        }
+    }
+
+    #[test]
+    fn runs_across_blocks() {
+        let mut data = vec![b'!'; 300];
+        data[50..200].fill(b'A');
+        data[263..300].fill(b'b');
+        let runs = ClassRuns::of(&data, &[(Class::Base64, 16), (Class::Iban, 151)]);
+        assert_eq!(runs.get(Class::Base64), &[50..200, 263..300]);
+        assert!(runs.get(Class::Iban).is_empty());
+        assert!(runs.get(Class::Hex).is_empty(), "a class not asked for has no runs");
+    }
+}
