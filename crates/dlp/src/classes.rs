@@ -93,7 +93,7 @@ impl ClassRuns {
 /// Runs of one class read off consecutive block masks.
 struct RunReader {
     min: usize,
-    shifts: Vec<u32>,
+    shifts: [u32; 6],
     /// Where the run reaching the previous block's end started.
     open: Option<usize>,
     out: Vec<Range<usize>>,
@@ -153,15 +153,23 @@ impl RunReader {
 
 /// The shifts that find `min` set bits in a row (shift-and doubling: after
 /// shifting by each in turn and and-ing, bit `i` is set when bits
-/// `i..i + min` all were). Fixed per class, so that the test per block is
-/// the same few instructions every time (a loop that stopped early on an
-/// empty mask mispredicted its exit often enough to cost more than the
-/// classification).
-fn run_shifts(min: usize) -> Vec<u32> {
-    let (mut shifts, mut k) = (Vec::new(), 1);
-    while k < min.min(65) {
+/// `i..i + min` all were): at most six for `min` up to 64, the rest 0 (a
+/// no-op), so that the test per block is the same six instructions every
+/// time. A `min` above 64 gets one shift of 64: no run inside one block is
+/// that long.
+fn run_shifts(min: usize) -> [u32; 6] {
+    let mut shifts = [0u32; 6];
+    if min > 64 {
+        shifts[0] = 64;
+        return shifts;
+    }
+    let mut k = 1;
+    for slot in &mut shifts {
+        if k >= min {
+            break;
+        }
         let s = (min - k).min(k);
-        shifts.push(s as u32);
+        *slot = s as u32;
         k += s;
     }
     shifts
@@ -169,7 +177,7 @@ fn run_shifts(min: usize) -> Vec<u32> {
 
 /// `mask` after the shift-and: bit `i` set when bits `i..i + min` all
 /// were, for the `min` `shifts` were made for.
-fn holds(mask: u64, shifts: &[u32]) -> u64 {
+fn holds(mask: u64, shifts: &[u32; 6]) -> u64 {
     shifts.iter().fold(mask, |r, &s| r & r.checked_shr(s).unwrap_or(0))
 }
 
