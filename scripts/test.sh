@@ -21,6 +21,9 @@ install() {
 command -v tmux >/dev/null 2>&1 || install tmux
 /usr/bin/python3 -c 'import websocket, websockets' 2>/dev/null || install python3-websocket python3-websockets
 [ -x /usr/sbin/sshd ] || install openssh-server
+# The DNS-probe test runs the proxy in a private network namespace.
+command -v unshare >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1 || install util-linux
+command -v ip >/dev/null 2>&1 || install iproute2
 # The official MCP Python SDK (PyPI), a real MCP client for the supervise tests.
 venv=target/test-venv
 if ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then

