@@ -18,7 +18,6 @@ mod plan;
 mod provider;
 pub mod provider_settings;
 mod registry;
-pub mod sidecar_config;
 pub mod smolmachines;
 pub mod workspace;
 

@@ -16,7 +16,7 @@ use egress::{RouteFile, RouteSpec, load, render_keeping};
 use secret::Secret;
 
 use crate::cli::EgressArgs;
-use crate::listen::Listener;
+use sidecar::listen::Listener;
 
 pub fn egress(args: EgressArgs) -> Result<i32> {
     let source = match (&args.bottle, &args.routes) {

@@ -17,7 +17,7 @@ use manifest::RepoKey;
 use secret::Secret;
 
 use crate::cli::GitGateArgs;
-use crate::listen::Listener;
+use sidecar::listen::Listener;
 
 /// The deploy keys this gate minted, in its directory (see git_gate::ledger).
 const DEPLOY_KEY_LEDGER: &str = "deploy-keys.json";

@@ -14,7 +14,6 @@ mod init_reaper;
 mod launch;
 mod lifecycle;
 mod list;
-mod listen;
 mod scan;
 mod sidecar_cmd;
 mod supervise_cmd;

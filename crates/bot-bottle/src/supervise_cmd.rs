@@ -10,7 +10,7 @@ use supervise::http::McpHttp;
 use supervise::{ProposalStore, RouteControl, RouteFileControl, Supervisor};
 
 use crate::cli::SuperviseServerArgs;
-use crate::listen::Listener;
+use sidecar::listen::Listener;
 
 pub fn server(args: SuperviseServerArgs) -> Result<i32> {
     if let Some(dir) = args.store.parent() {
@@ -35,7 +35,8 @@ pub fn server(args: SuperviseServerArgs) -> Result<i32> {
         let listener = Listener::bind(&args.listen).await?;
         let ready = format!("bot-bottle: supervise MCP on {}/mcp", listener.name()?);
         let stop = || endpoint.supervisor.stop();
-        listener.serve_until_stopped(&ready, |stream| endpoint.clone().serve(stream), None, Some(&stop)).await
+        listener.serve_until_stopped(&ready, |stream| endpoint.clone().serve(stream), None, Some(&stop)).await?;
+        anyhow::Ok(())
     })?;
     Ok(0)
 }

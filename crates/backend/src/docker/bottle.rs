@@ -23,8 +23,9 @@ use super::provision::{self, AGENT_HOME, AGENT_UID, WORKSPACE};
 use super::{engine, exec, images};
 use crate::error::BackendError;
 use crate::plan::{AuthSource, Plan};
-use crate::sidecar_config::{
-    self, EGRESS_PORT, EGRESS_SOCKET, GATE_PORT, GATE_SOCKET, RUN_DIR, SUPERVISE_PORT, SUPERVISE_SOCKET,
+use sidecar::config::{
+    self as sidecar_config, EGRESS_PORT, EGRESS_SOCKET, GATE_PORT, GATE_SOCKET, RUN_DIR, SUPERVISE_PORT,
+    SUPERVISE_SOCKET,
 };
 
 pub const LABEL_IDENTITY: &str = "dev.bot-bottle.identity";

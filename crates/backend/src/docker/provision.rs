@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::sidecar_config::{EGRESS_PORT, GATE_PORT, SUPERVISE_PORT};
+use sidecar::config::{EGRESS_PORT, GATE_PORT, SUPERVISE_PORT};
 
 /// The agent's user and home.
 pub const AGENT_USER: &str = "node";

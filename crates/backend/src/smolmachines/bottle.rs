@@ -31,9 +31,7 @@ use crate::docker::{engine, transcript};
 use crate::error::BackendError;
 use crate::plan::Plan;
 use crate::registry::LAUNCHER_FILE;
-use crate::sidecar_config::{
-    EGRESS_PORT, EGRESS_SOCKET, GATE_PORT, GATE_SOCKET, RUN_DIR, SUPERVISE_PORT, SUPERVISE_SOCKET,
-};
+use sidecar::config::{EGRESS_PORT, EGRESS_SOCKET, GATE_PORT, GATE_SOCKET, RUN_DIR, SUPERVISE_PORT, SUPERVISE_SOCKET};
 
 /// The machine of a bottle.
 pub fn machine_name(identity: &str) -> String {

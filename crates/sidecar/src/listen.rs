@@ -1,8 +1,18 @@
 //! Where the sidecar's servers listen: `HOST:PORT` (TCP, no Nagle delay) or
 //! `unix:PATH` (a stale socket file is replaced, and removed on drop).
 
-use anyhow::{Context as _, Result};
+use std::future::Future;
+
 use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A listener that could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address}: {source}")]
+pub struct ListenError {
+    pub address: String,
+    #[source]
+    pub source: std::io::Error,
+}
 
 /// An accepted connection of either kind.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -15,21 +25,20 @@ pub enum Listener {
 }
 
 impl Listener {
-    pub async fn bind(listen: &str) -> Result<Listener> {
+    pub async fn bind(listen: &str) -> Result<Listener, ListenError> {
+        let failed = |source| ListenError { address: listen.to_string(), source };
         Ok(match listen.strip_prefix("unix:") {
             Some(path) => {
+                // A stale socket from an earlier run; absent is the usual case.
                 let _ = std::fs::remove_file(path);
-                let l = tokio::net::UnixListener::bind(path).with_context(|| format!("cannot listen on {listen}"))?;
-                Listener::Unix(l, path.to_string())
+                Listener::Unix(tokio::net::UnixListener::bind(path).map_err(failed)?, path.to_string())
             }
-            None => Listener::Tcp(
-                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?,
-            ),
+            None => Listener::Tcp(tokio::net::TcpListener::bind(listen).await.map_err(failed)?),
         })
     }
 
     /// `HOST:PORT` as bound (the real port when 0 was asked), or `unix:PATH`.
-    pub fn name(&self) -> Result<String> {
+    pub fn name(&self) -> std::io::Result<String> {
         Ok(match self {
             Listener::Tcp(l) => l.local_addr()?.to_string(),
             Listener::Unix(_, path) => format!("unix:{path}"),
@@ -63,6 +72,7 @@ pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Let `connections` finish, for at most [`DRAIN`]; then cut the rest.
 pub async fn drain(mut connections: tokio::task::JoinSet<()>) {
+    // Timing out is the bound working: what is left is cut below.
     let _ = tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await;
     connections.abort_all();
 }
@@ -70,25 +80,47 @@ pub async fn drain(mut connections: tokio::task::JoinSet<()>) {
 /// How long a failed accept waits before the next try.
 pub const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Accept on `listener`, each connection on its own task running
+/// `handler`, until `stop` resolves; then stop accepting and let the open
+/// connections finish for at most [`DRAIN`].
+pub async fn serve<F>(listener: &Listener, handler: impl Fn(Box<dyn Io>) -> F, stop: impl Future<Output = ()>)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    tokio::pin!(stop);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Some(stream) = accepted {
+                    connections.spawn(handler(stream));
+                }
+            }
+            // Finished connections are reaped as they end.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = &mut stop => break,
+        }
+    }
+    drain(connections).await;
+}
+
 impl Listener {
-    /// Say `ready` on stderr, then hand each connection to `serve` on its
-    /// own task until SIGTERM or Ctrl-C. With `on_hup`, SIGHUP calls it
-    /// (otherwise SIGHUP keeps its default: it ends the process). The
-    /// signals are caught before `ready` is said, so a peer that waits for
-    /// that line may signal at once.
+    /// Say `ready` on stderr, then [`serve`] until SIGTERM or Ctrl-C. With
+    /// `on_hup`, SIGHUP calls it (otherwise SIGHUP keeps its default: it
+    /// ends the process). The signals are caught before `ready` is said, so
+    /// a peer that waits for that line may signal at once.
     ///
-    /// On SIGTERM or Ctrl-C it stops accepting, calls `on_stop` (which
-    /// answers what waits, e.g. [`supervise::Supervisor::stop`]), and lets
-    /// the open connections finish for at most [`DRAIN`] before it returns.
+    /// On SIGTERM or Ctrl-C it calls `on_stop` (which answers what waits,
+    /// e.g. [`supervise::Supervisor::stop`]) as it stops accepting.
     pub async fn serve_until_stopped<F>(
         &self,
         ready: &str,
-        serve: impl Fn(Box<dyn Io>) -> F,
+        handler: impl Fn(Box<dyn Io>) -> F,
         mut on_hup: Option<&mut dyn FnMut()>,
         on_stop: Option<&dyn Fn()>,
-    ) -> Result<()>
+    ) -> std::io::Result<()>
     where
-        F: std::future::Future<Output = ()> + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
@@ -97,34 +129,28 @@ impl Listener {
             None => None,
         };
         eprintln!("{ready}");
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = self.accept() => {
-                    if let Some(stream) = accepted {
-                        connections.spawn(serve(stream));
+        let stop = async {
+            loop {
+                tokio::select! {
+                    _ = async {
+                        match hup.as_mut() {
+                            Some(h) => { h.recv().await; }
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => {
+                        if let Some(f) = on_hup.as_mut() {
+                            f();
+                        }
                     }
+                    _ = term.recv() => break,
+                    _ = tokio::signal::ctrl_c() => break,
                 }
-                // Finished connections are reaped as they end.
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                _ = async {
-                    match hup.as_mut() {
-                        Some(h) => { h.recv().await; }
-                        None => std::future::pending::<()>().await,
-                    }
-                } => {
-                    if let Some(f) = on_hup.as_mut() {
-                        f();
-                    }
-                }
-                _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
             }
-        }
-        if let Some(stop) = on_stop {
-            stop();
-        }
-        drain(connections).await;
+            if let Some(stop) = on_stop {
+                stop();
+            }
+        };
+        serve(self, handler, stop).await;
         Ok(())
     }
 }

@@ -1,0 +1,22 @@
+//! The sidecar: a bottle's only way out, on either backend.
+//!
+//! Owns the host↔sidecar contract ([`config`]: `sidecar.json` and the
+//! secrets file, the socket names and the agent's loopback ports), where
+//! its servers listen ([`listen`]: TCP or unix sockets, accept back-off,
+//! the bounded drain on stop), and the process that runs inside the
+//! sidecar ([`run`]): egress, git-gate (when the bottle declares repos) and
+//! supervise, wired together — holds go to supervise's store, approved
+//! route changes reload the proxy — each server a task of one `JoinSet`,
+//! so that if one ends the sidecar exits and the bottle fails closed.
+//!
+//! Not here: what a bottle is made of on an engine (containers, machines,
+//! images: the `backend` crate), the servers' own logic (`egress`,
+//! `git-gate`, `supervise`), the command line (the `bot-bottle` binary).
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod listen;
+mod run;
+
+pub use run::{SidecarError, run};
