@@ -2,7 +2,11 @@
 
 use std::path::PathBuf;
 
+/// Every way a backend operation fails. Callers match on the kind (Ctrl-C
+/// is [`BackendError::Interrupted`], not an engine failure); each message
+/// says what to do. New kinds may be added.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BackendError {
     #[error(transparent)]
     Manifest(#[from] manifest::ManifestError),
@@ -25,9 +29,43 @@ pub enum BackendError {
     Invalid { message: String },
     #[error("cannot mint the bottle CA: {0}")]
     Ca(String),
-    /// The Docker Engine refused or failed; the message says what to do.
+    /// Ctrl-C: the launch stopped at its next step and removed what it had
+    /// created.
+    #[error("interrupted: the launch was cancelled and everything it created removed")]
+    Interrupted,
+    /// The Docker Engine could not be reached; the message says what to do.
     #[error("{0}")]
-    Docker(String),
+    EngineUnreachable(String),
+    /// The Docker Engine refused or failed an operation.
+    #[error("{operation}: {source}")]
+    Engine {
+        operation: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// An image could not be built, or a provider's CLI fetched for it.
+    #[error("{0}")]
+    Image(String),
+    /// smolvm refused or failed (or printed what this version cannot read).
+    #[error("{0}")]
+    Smolvm(String),
+    /// A Gitea deploy key for `repo` could not be minted.
+    #[error("git-gate.repos.{repo}: {message}")]
+    DeployKey { repo: String, message: String },
+    /// The isolation self-test failed: the checks that did, each with what
+    /// it saw.
+    #[error("the isolation self-test failed, so the agent was not started: {}{hint}", failed.join(", "))]
+    SelfTest { failed: Vec<String>, hint: &'static str },
+    /// A sidecar, shim or agent ended when it must not have.
+    #[error("{0}")]
+    Ended(String),
+    /// A step of the launch or the session failed in a way none of the
+    /// above names.
+    #[error("{0}")]
+    Launch(String),
+    /// Teardown or cleanup could not remove everything; what is left.
+    #[error("{what} left: {}", left.join("; "))]
+    Leftovers { what: String, left: Vec<String> },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }

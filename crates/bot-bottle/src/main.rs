@@ -34,11 +34,15 @@ fn main() {
         }
         Err(e) => {
             let mut message = e.to_string();
+            // Ctrl-C during a launch ends as a shell reports an interrupt.
+            let interrupted = e
+                .chain()
+                .any(|c| matches!(c.downcast_ref::<backend::BackendError>(), Some(backend::BackendError::Interrupted)));
             for cause in e.chain().skip(1) {
                 message.push_str(&format!(": {cause}"));
             }
             eprintln!("bot-bottle: {message}");
-            1
+            if interrupted { 130 } else { 1 }
         }
     };
     std::process::exit(code);

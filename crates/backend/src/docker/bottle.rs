@@ -52,7 +52,7 @@ pub fn trace(what: &str) {
 
 pub(crate) fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> BackendError {
     let what = what.into();
-    move |e| BackendError::Docker(format!("{what}: {e}"))
+    move |source| BackendError::Engine { operation: what, source }
 }
 
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
@@ -280,7 +280,7 @@ pub async fn remove(docker: &Docker, objects: &Objects) -> Result<(), BackendErr
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(BackendError::Docker(format!("teardown of {} left: {}", objects.identity, failed.join("; "))))
+        Err(BackendError::Leftovers { what: format!("teardown of {}", objects.identity), left: failed })
     }
 }
 
@@ -434,7 +434,7 @@ pub(crate) async fn write_sidecar_files(
     }
     // The canary: a random secret under a random name in the agent's
     // environment, known to the sidecar's DLP.
-    let canary = dlp::Canary::mint().map_err(|e| BackendError::Docker(format!("cannot mint the canary: {e}")))?;
+    let canary = dlp::Canary::mint().map_err(|e| BackendError::Launch(format!("cannot mint the canary: {e}")))?;
     secrets.canary = Some(canary.value.expose().clone());
     // git-gate: keys copied (0600) or minted.
     let mut gate_repos = Vec::new();
@@ -460,7 +460,7 @@ pub(crate) async fn write_sidecar_files(
                 let upstream =
                     git_gate::ssh::SshUrl::parse(url).map_err(|message| BackendError::Invalid { message })?;
                 let api = git_gate::keys::GiteaApi::for_upstream(&upstream, Secret::new(token))
-                    .map_err(|e| BackendError::Docker(e.to_string()))?;
+                    .map_err(|e| BackendError::DeployKey { repo: name.clone(), message: e.to_string() })?;
                 // Written ahead: on disk before the key exists, so no exit
                 // path can leave a registered key nobody knows to revoke.
                 let what = git_gate::ledger::MintFor {
@@ -472,7 +472,7 @@ pub(crate) async fn write_sidecar_files(
                 let (private, key) = ledger
                     .mint(&api, &upstream, what, &state.component(GATE_KEYS_DIR)?)
                     .await
-                    .map_err(|e| BackendError::Docker(format!("git-gate.repos.{name}: {e}")))?;
+                    .map_err(|e| BackendError::DeployKey { repo: name.clone(), message: e.to_string() })?;
                 progress(&format!("git-gate: registered deploy key {} on {}", key.id, key.owner_repo));
                 state.write_secret_file(&key_file, private.expose())?;
             }
@@ -639,7 +639,7 @@ async fn launch_steps(
         Ok::<_, BackendError>(())
     };
     let agent_side = async {
-        let runtime = runtime.await.map_err(|e| BackendError::Docker(format!("the runtime's probe failed: {e}")))?;
+        let runtime = runtime.await.map_err(|e| BackendError::Launch(format!("the runtime's probe failed: {e}")))?;
         cancel.check()?;
         let agent = create(
             docker,
@@ -752,11 +752,11 @@ async fn launch_steps(
     progress("isolation self-test");
     let output = cancel
         .wait(async {
-            self_test.await.map_err(|e| BackendError::Docker(format!("the self-test's reader failed: {e}")))
+            self_test.await.map_err(|e| BackendError::Launch(format!("the self-test's reader failed: {e}")))
         })
         .await?;
     trace("self-test done");
-    provision::self_test_verdict(&output, &dir.join("selftest.json")).map_err(BackendError::Docker)?;
+    provision::self_test_verdict(&output, &dir.join("selftest.json"))?;
     Ok(armed)
 }
 
@@ -976,7 +976,7 @@ pub(crate) async fn wait_for_sockets(
         if !running || tokio::time::Instant::now() >= deadline {
             let logs = String::from_utf8_lossy(&container_logs(docker, sidecar, "20").await).into_owned();
             let why = if running { "did not open its sockets within 90 s" } else { "exited" };
-            return Err(BackendError::Docker(format!("the sidecar {why}:\n{}", logs.trim_end())));
+            return Err(BackendError::Ended(format!("the sidecar {why}:\n{}", logs.trim_end())));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -1473,7 +1473,7 @@ pub async fn remove_orphans(docker: &Docker, plan: &crate::registry::CleanupPlan
             }
         }
     }
-    if failed.is_empty() { Ok(()) } else { Err(BackendError::Docker(format!("cleanup left: {}", failed.join("; ")))) }
+    if failed.is_empty() { Ok(()) } else { Err(BackendError::Leftovers { what: "cleanup".to_string(), left: failed }) }
 }
 
 /// Revoke the Gitea deploy keys this bottle minted (loud on failure).

@@ -44,5 +44,5 @@ impl Cancel {
 }
 
 pub fn interrupted() -> BackendError {
-    BackendError::Docker("interrupted: the launch was cancelled and everything it created removed".to_string())
+    BackendError::Interrupted
 }

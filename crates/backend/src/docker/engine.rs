@@ -18,7 +18,7 @@ pub async fn connect() -> Result<Docker, BackendError> {
     let socket = where_.strip_prefix("unix://").map(std::path::PathBuf::from);
     let unreachable = |why: String| {
         let found = socket.as_deref().map(|p| p.exists());
-        BackendError::Docker(diagnosis(&where_, &why, found))
+        BackendError::EngineUnreachable(diagnosis(&where_, &why, found))
     };
     let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?.with_timeout(CALL_TIMEOUT);
     let docker = docker.negotiate_version().await.map_err(|e| unreachable(e.to_string()))?;

@@ -18,7 +18,7 @@ use super::provision::{self, AGENT_UID, WORKSPACE};
 use crate::error::BackendError;
 
 fn err(what: &'static str) -> impl Fn(bollard::errors::Error) -> BackendError {
-    move |e| BackendError::Docker(format!("{what}: {e}"))
+    move |source| BackendError::Engine { operation: what.to_string(), source }
 }
 
 async fn create(
@@ -123,7 +123,7 @@ async fn start(docker: &Docker, id: &str, tty: bool) -> Result<(Output, Input), 
         .map_err(err("cannot start the agent's command"))?;
     match started {
         StartExecResults::Attached { output, input } => Ok((output, input)),
-        StartExecResults::Detached => Err(BackendError::Docker("the agent's command detached".to_string())),
+        StartExecResults::Detached => Err(BackendError::Launch("the agent's command detached".to_string())),
     }
 }
 
@@ -155,11 +155,11 @@ pub async fn run_armed(
     watched: &[(&'static str, String)],
 ) -> Result<i32, BackendError> {
     let Armed { id, output, mut input } = armed;
-    let frame = provision::argv_frame(argv).map_err(BackendError::Docker)?;
+    let frame = provision::argv_frame(argv).map_err(BackendError::Launch)?;
     input
         .write_all(&frame)
         .await
-        .map_err(|e| BackendError::Docker(format!("cannot start the agent's command: {e}")))?;
+        .map_err(|e| BackendError::Launch(format!("cannot start the agent's command: {e}")))?;
     drive(docker, container, &id, output, input, false, watched).await
 }
 
@@ -203,7 +203,7 @@ async fn drive(
                     break;
                 }
                 drop(_raw);
-                return Err(BackendError::Docker(format!(
+                return Err(BackendError::Ended(format!(
                     "the {role} exited (status {code}) while the agent ran: the agent has no way out any more, so the session ends"
                 )));
             }

@@ -79,7 +79,7 @@ const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 /// This host's installed packages, from its dpkg database.
 fn dpkg_installed() -> Result<Vec<rootfs::Installed>, BackendError> {
     let status = std::fs::read_to_string(DPKG_STATUS).map_err(|e| {
-        BackendError::Docker(format!(
+        BackendError::Image(format!(
             "no base image, and this host has no dpkg database to assemble one from ({e}); set BOT_BOTTLE_BASE_IMAGE to a Debian image"
         ))
     })?;
@@ -185,10 +185,10 @@ pub async fn build(
         }
     }
     if let Some(e) = last_error {
-        return Err(BackendError::Docker(format!("building {tag} failed: {e}")));
+        return Err(BackendError::Image(format!("building {tag} failed: {e}")));
     }
     if !exists(docker, tag).await {
-        return Err(BackendError::Docker(format!("building {tag} produced no image")));
+        return Err(BackendError::Image(format!("building {tag} produced no image")));
     }
     Ok(())
 }

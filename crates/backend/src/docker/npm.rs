@@ -95,7 +95,7 @@ fn npm(args: &[&str], dir: &Path, what: &str) -> Result<(), BackendError> {
         ),
     })?;
     if !out.status.success() {
-        return Err(BackendError::Docker(format!(
+        return Err(BackendError::Image(format!(
             "npm {} for {what} failed: {}",
             args.first().unwrap_or(&""),
             String::from_utf8_lossy(&out.stderr).trim()
@@ -161,7 +161,7 @@ impl NpmFiles {
             .flatten()
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "tgz"))
-            .ok_or_else(|| BackendError::Docker(format!("npm pack {spec} wrote no tarball")))?;
+            .ok_or_else(|| BackendError::Image(format!("npm pack {spec} wrote no tarball")))?;
         let unpacked = Command::new("tar")
             .arg("-xzf")
             .arg(&tarball)
@@ -171,7 +171,7 @@ impl NpmFiles {
             .output()
             .map_err(io("cannot run tar"))?;
         if !unpacked.status.success() {
-            return Err(BackendError::Docker(format!(
+            return Err(BackendError::Image(format!(
                 "{spec} lacks {}: {}",
                 members.join(", "),
                 String::from_utf8_lossy(&unpacked.stderr).trim()
@@ -221,7 +221,7 @@ impl NpmTree {
             .output()
             .map_err(io("cannot run tar"))?;
         if !packed.status.success() {
-            return Err(BackendError::Docker(format!(
+            return Err(BackendError::Image(format!(
                 "cannot pack {}'s tree: {}",
                 self.name,
                 String::from_utf8_lossy(&packed.stderr).trim()

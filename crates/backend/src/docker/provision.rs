@@ -347,7 +347,7 @@ pub struct Check {
 /// The self-test's verdict on `output`, recorded in `record`
 /// (`selftest.json`): an error naming each failed check and why, which is
 /// all the operator gets when the failed launch removes the state.
-pub fn self_test_verdict(output: &str, record: &std::path::Path) -> Result<(), String> {
+pub fn self_test_verdict(output: &str, record: &std::path::Path) -> Result<(), crate::error::BackendError> {
     let checks = parse_self_test(output);
     let _ = std::fs::write(record, serde_json::to_vec_pretty(&checks).unwrap_or_default());
     let failed: Vec<String> =
@@ -361,7 +361,7 @@ pub fn self_test_verdict(output: &str, record: &std::path::Path) -> Result<(), S
     } else {
         ""
     };
-    Err(format!("the isolation self-test failed, so the agent was not started: {}{hint}", failed.join(", ")))
+    Err(crate::error::BackendError::SelfTest { failed, hint })
 }
 
 /// Parse the self-test's output; every expected check must be present.

@@ -94,7 +94,7 @@ pub async fn list(docker: &Docker) -> Result<Vec<Tagged>, BackendError> {
     let images = docker
         .list_images(Some(ListImagesOptions { all: false, ..Default::default() }))
         .await
-        .map_err(|e| BackendError::Docker(format!("cannot list images: {e}")))?;
+        .map_err(|source| BackendError::Engine { operation: "cannot list images".to_string(), source })?;
     let mut out = Vec::new();
     for i in images {
         for tag in i.repo_tags.iter().filter(|t| t.starts_with("bot-bottle-")) {
@@ -151,7 +151,7 @@ pub async fn remove(docker: &Docker, images: &[Tagged], tags: &[String]) -> Resu
                 pruned.in_use.push(tag.clone());
             }
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-            Err(e) => return Err(BackendError::Docker(format!("cannot remove {tag}: {e}"))),
+            Err(source) => return Err(BackendError::Engine { operation: format!("cannot remove {tag}"), source }),
         }
     }
     Ok(pruned)

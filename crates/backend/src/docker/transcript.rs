@@ -84,7 +84,7 @@ pub fn unpack(tar: &[u8], dest: &Path) -> Result<usize, BackendError> {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 bytes += entry.header().size().unwrap_or(0);
                 if bytes > MAX_BYTES {
-                    return Err(BackendError::Docker(format!(
+                    return Err(BackendError::Launch(format!(
                         "the agent's session files are over {} MiB; the transcript stops there",
                         MAX_BYTES >> 20
                     )));

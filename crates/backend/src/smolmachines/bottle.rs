@@ -83,7 +83,7 @@ impl Smolvm {
 
     fn checked(args: &[String], out: std::process::Output) -> Result<Vec<u8>, BackendError> {
         if !out.status.success() {
-            return Err(BackendError::Docker(format!(
+            return Err(BackendError::Smolvm(format!(
                 "smolvm {} failed: {}",
                 args.iter().take(2).cloned().collect::<Vec<_>>().join(" "),
                 error_message(&out.stderr)
@@ -117,7 +117,7 @@ fn error_message(stderr: &[u8]) -> String {
 pub fn machines(smolvm: &Smolvm) -> Result<Vec<serde_json::Value>, BackendError> {
     let out = smolvm.run(&argv::list())?;
     let v: serde_json::Value = serde_json::from_slice(&out)
-        .map_err(|e| BackendError::Docker(format!("smolvm machine ls --json printed something else: {e}")))?;
+        .map_err(|e| BackendError::Smolvm(format!("smolvm machine ls --json printed something else: {e}")))?;
     Ok(v.as_array().cloned().unwrap_or_default())
 }
 
@@ -166,7 +166,7 @@ impl SmolBottle {
                 }
                 (role, code) = crate::docker::exec::first_exit(&self.docker, &watched) => {
                     let _ = child.kill().await;
-                    Err(BackendError::Docker(format!(
+                    Err(BackendError::Ended(format!(
                         "the {role} exited (status {code}) while the agent ran: the agent has no way out any more, so the session ends"
                     )))
                 }
@@ -269,7 +269,7 @@ pub fn launch_blocking(plan: &Plan, smolvm: Smolvm, progress: Progress<'_>) -> R
     });
     let (launched, panic) = match launched {
         Ok(r) => (r, None),
-        Err(p) => (Err(BackendError::Docker("the launch panicked".to_string())), Some(p)),
+        Err(p) => (Err(BackendError::Launch("the launch panicked".to_string())), Some(p)),
     };
     let mut bottle =
         SmolBottle { runtime, docker, smolvm, machine, objects, state_dir: plan.state_dir(), env, torn_down: false };
@@ -445,11 +445,11 @@ async fn launch_steps(
         .run_async(&argv::create(&machine, &pack.display().to_string(), &net.allow_cidr(), &ip, &machine_labels))
         .await?;
     let status: serde_json::Value = serde_json::from_slice(&smolvm.run_async(&argv::status(&machine)).await?)
-        .map_err(|e| BackendError::Docker(format!("smolvm machine status --json printed something else: {e}")))?;
+        .map_err(|e| BackendError::Smolvm(format!("smolvm machine status --json printed something else: {e}")))?;
     let allowed: Vec<&str> =
         status["allowed_cidrs"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
     if allowed != [net.allow_cidr().as_str()] {
-        return Err(BackendError::Docker(format!(
+        return Err(BackendError::Smolvm(format!(
             "smolvm reports the machine's network allowlist as {allowed:?}, not [{}]: refusing to start it",
             net.allow_cidr()
         )));
@@ -494,7 +494,7 @@ async fn launch_steps(
     let how = argv::Exec { user: Some(&uid), workdir: Some(WORKSPACE), env: agent_env, tty: false, stdin: false };
     let test = provision::wrap(&["bash".into(), "-c".into(), provision::SELF_TEST.into()]);
     let output = String::from_utf8_lossy(&smolvm.run_async(&argv::exec(&machine, &how, &test)).await?).into_owned();
-    provision::self_test_verdict(&output, &dir.join("selftest.json")).map_err(BackendError::Docker)?;
+    provision::self_test_verdict(&output, &dir.join("selftest.json"))?;
     Ok(())
 }
 
@@ -518,7 +518,7 @@ async fn wait_ready(smolvm: &Smolvm, machine: &str) -> Result<(), BackendError> 
         match smolvm.run_async(&argv::exec(machine, &argv::Exec::default(), &["true".into()])).await {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
-                return Err(BackendError::Docker(format!("the machine {machine} never answered an exec: {e}")));
+                return Err(BackendError::Smolvm(format!("the machine {machine} never answered an exec: {e}")));
             }
             Err(_) => {
                 tokio::time::sleep(pause).await;
@@ -580,7 +580,7 @@ async fn ensure_pack(
 pub fn keep_pack(out: &Path, dest: &Path) -> Result<(), BackendError> {
     let written = out.with_extension("smolmachine");
     if !written.is_file() {
-        return Err(BackendError::Docker(format!("smolvm pack create wrote no {}", written.display())));
+        return Err(BackendError::Smolvm(format!("smolvm pack create wrote no {}", written.display())));
     }
     let partial = dest.with_extension("partial");
     if std::fs::rename(&written, &partial).is_err() {
