@@ -19,9 +19,12 @@ pub mod inbound;
 pub mod inward;
 pub mod proxy;
 pub mod relayed;
-pub mod route_file;
-pub mod routes;
 pub mod ws_frame;
+
+// The route table and file live in the `routes` crate (pure data, no TLS),
+// so that supervise and the backends can edit routes without the proxy.
+pub use ::routes::file as route_file;
+pub use ::routes::table as routes;
 
 pub use decision::{Block, Decision, Request, Tokens, decide, decide_response};
 pub use route_file::{Edited, RouteEdit, RouteFile, RouteFileError, RouteSpec, edit, load, render, render_keeping};

@@ -96,7 +96,7 @@ pub async fn run(
 
     // Egress, with its route file.
     let routes_path = config.egress.routes.clone();
-    let file = egress::load(&read(&routes_path)?).map_err(|e| setup(routes_path.display().to_string())(e.into()))?;
+    let file = routes::load(&read(&routes_path)?).map_err(|e| setup(routes_path.display().to_string())(e.into()))?;
     let ca_pem = read(&config.egress.ca_dir.join("ca.pem"))?;
     let ca_key = Secret::new(read(&config.egress.ca_dir.join("ca.key"))?);
     let issuer = LeafIssuer::from_pem(&ca_pem, &ca_key).map_err(|e| setup("the bottle CA")(e.into()))?;
@@ -241,7 +241,7 @@ pub async fn run(
 fn reload_routes(proxy: &Proxy, path: &Path) {
     let result = std::fs::read_to_string(path)
         .map_err(|e| e.to_string())
-        .and_then(|text| egress::load(&text).map_err(|e| e.to_string()))
+        .and_then(|text| routes::load(&text).map_err(|e| e.to_string()))
         .and_then(|file| proxy.reload(file).map_err(|e| e.to_string()));
     match result {
         Ok(()) => eprintln!("egress: reloaded {} route(s): {}", proxy.hosts().len(), proxy.hosts().join(" ")),

@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn bottle(dir: &Path) -> (SidecarConfig, SidecarSecrets) {
     let text = "---\negress:\n  routes:\n    - host: api.example.com\n---\n";
     let file = manifest::parse_bottle_text("test", &dir.join("test.md"), text).unwrap();
-    let specs: Vec<egress::RouteSpec> = file.routes.iter().map(egress::RouteSpec::from_manifest).collect();
-    let rendered = egress::render(&specs, 1);
+    let specs: Vec<routes::RouteSpec> = file.routes.iter().map(routes::RouteSpec::from_manifest).collect();
+    let rendered = routes::render(&specs, 1);
     let routes = dir.join("routes.json");
     std::fs::write(&routes, &rendered.text).unwrap();
     let ca = egress::ca::BottleCa::mint("test").unwrap();

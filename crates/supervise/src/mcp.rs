@@ -177,7 +177,7 @@ async fn call(sup: &Arc<Supervisor>, name: &str, args: &Value) -> Result<Value, 
                 // The operator decides credentials.
                 obj.remove("auth");
             }
-            let parsed = egress::route_file::route_from_json(route.clone())
+            let parsed = routes::file::route_from_json(route.clone())
                 .map_err(|e| error(INVALID_PARAMS, format!("`route` is not a valid route: {e}")))?;
             manifest::validate_proposed_host(&parsed.host)
                 .map_err(|e| error(INVALID_PARAMS, format!("`route.host`: {e}")))?;
@@ -195,7 +195,7 @@ async fn call(sup: &Arc<Supervisor>, name: &str, args: &Value) -> Result<Value, 
             let decided = ask(sup, Kind::EgressAllow, payload, justification).await?;
             let change = |payload: &Value| {
                 let route = payload.get("route").cloned().unwrap_or_default();
-                egress::route_file::route_from_json(route).map(egress::RouteEdit::Allow)
+                routes::file::route_from_json(route).map(routes::RouteEdit::Allow)
             };
             Ok(apply_route_change(sup, &decided, change).await)
         }
@@ -205,7 +205,7 @@ async fn call(sup: &Arc<Supervisor>, name: &str, args: &Value) -> Result<Value, 
             let decided = ask(sup, Kind::EgressBlock, json!({"host": host}), justification).await?;
             let change = |payload: &Value| {
                 let host = payload.get("host").and_then(Value::as_str).unwrap_or("").to_string();
-                Ok(egress::RouteEdit::Block { host })
+                Ok(routes::RouteEdit::Block { host })
             };
             Ok(apply_route_change(sup, &decided, change).await)
         }
@@ -250,7 +250,7 @@ fn outcome(p: &Proposal, extra: Option<String>) -> Value {
 async fn apply_route_change(
     sup: &Arc<Supervisor>,
     decided: &Proposal,
-    change: impl Fn(&Value) -> Result<egress::RouteEdit, String>,
+    change: impl Fn(&Value) -> Result<routes::RouteEdit, String>,
 ) -> Value {
     if !matches!(decided.status, Status::Approved | Status::Modified) {
         return tool_result(outcome(decided, None), false);

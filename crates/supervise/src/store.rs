@@ -156,7 +156,7 @@ pub struct KeptRouteEdit {
     pub proposal_id: Option<i64>,
     /// When it was approved.
     pub at: String,
-    pub edit: egress::RouteEdit,
+    pub edit: routes::RouteEdit,
 }
 
 /// One audit entry.
@@ -444,7 +444,7 @@ impl ProposalStore {
     pub fn audit_route_change(
         &self,
         proposal_id: Option<i64>,
-        edit: &egress::RouteEdit,
+        edit: &routes::RouteEdit,
         before: &serde_json::Value,
         after: &serde_json::Value,
     ) -> Result<(), StoreError> {
@@ -466,7 +466,7 @@ impl ProposalStore {
         let mut kept = Vec::new();
         for entry in self.audit()?.into_iter().filter(|a| a.event == "route-change") {
             let Some(edit) = entry.detail.get("edit") else { continue };
-            let edit = egress::RouteEdit::from_json(edit).map_err(|message| StoreError::Sql {
+            let edit = routes::RouteEdit::from_json(edit).map_err(|message| StoreError::Sql {
                 path: self.path.clone(),
                 message: format!("the route change audited at {} cannot be read: {message}", entry.at),
             })?;

@@ -20,9 +20,9 @@ pub trait RouteControl: Send + Sync {
     /// The current routes in manifest shape (no token values).
     fn current(&self) -> Result<serde_json::Value, String>;
     /// Apply an approved change; the routes before and after.
-    fn apply(&self, change: &egress::RouteEdit) -> Result<(serde_json::Value, serde_json::Value), String>;
+    fn apply(&self, change: &routes::RouteEdit) -> Result<(serde_json::Value, serde_json::Value), String>;
     /// How adding `route` would weaken the inspection of its host (see
-    /// [`egress::route_file::dlp_weakening`]).
+    /// [`routes::file::dlp_weakening`]).
     fn weakening(&self, route: &manifest::Route) -> Result<Vec<String>, String>;
 }
 
@@ -36,13 +36,13 @@ pub struct RouteFileControl {
 impl RouteControl for RouteFileControl {
     fn current(&self) -> Result<serde_json::Value, String> {
         let text = std::fs::read_to_string(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        egress::route_file::manifest_routes(&text).map_err(|e| e.to_string())
+        routes::file::manifest_routes(&text).map_err(|e| e.to_string())
     }
 
-    fn apply(&self, change: &egress::RouteEdit) -> Result<(serde_json::Value, serde_json::Value), String> {
+    fn apply(&self, change: &routes::RouteEdit) -> Result<(serde_json::Value, serde_json::Value), String> {
         use std::io::Write;
         let text = std::fs::read_to_string(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        let edited = egress::edit(&text, change).map_err(|e| e.to_string())?;
+        let edited = routes::edit(&text, change).map_err(|e| e.to_string())?;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .truncate(true)
@@ -56,7 +56,7 @@ impl RouteControl for RouteFileControl {
 
     fn weakening(&self, route: &manifest::Route) -> Result<Vec<String>, String> {
         let text = std::fs::read_to_string(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        egress::route_file::dlp_weakening(&text, route).map_err(|e| e.to_string())
+        routes::file::dlp_weakening(&text, route).map_err(|e| e.to_string())
     }
 }
 

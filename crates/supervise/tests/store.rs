@@ -200,7 +200,7 @@ fn the_archive_keeps_every_bottles_audit_once() {
     a.decide(id, &Answer::Approve, "yes", "ada").unwrap();
     a.audit_route_change(
         None,
-        &egress::RouteEdit::Block { host: "y.org".into() },
+        &routes::RouteEdit::Block { host: "y.org".into() },
         &json!([]),
         &json!([{"host": "x.org"}]),
     )
@@ -225,9 +225,9 @@ fn approved_route_changes_are_kept_for_a_resume_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sqlite");
     let s = ProposalStore::open(&path, "bottle-a").unwrap();
-    let route = egress::route_file::route_from_json(json!({"host": "wide.example", "matches": [{"methods": ["GET"]}]}))
-        .unwrap();
-    s.audit_route_change(Some(3), &egress::RouteEdit::Allow(route.clone()), &json!([]), &json!([])).unwrap();
+    let route =
+        routes::file::route_from_json(json!({"host": "wide.example", "matches": [{"methods": ["GET"]}]})).unwrap();
+    s.audit_route_change(Some(3), &routes::RouteEdit::Allow(route.clone()), &json!([]), &json!([])).unwrap();
     // A change audited before edits were kept: nothing to apply again.
     rusqlite::Connection::open(&path)
         .unwrap()
@@ -236,17 +236,17 @@ fn approved_route_changes_are_kept_for_a_resume_in_order() {
             [],
         )
         .unwrap();
-    s.audit_route_change(Some(5), &egress::RouteEdit::Block { host: "old.example".into() }, &json!([]), &json!([]))
+    s.audit_route_change(Some(5), &routes::RouteEdit::Block { host: "old.example".into() }, &json!([]), &json!([]))
         .unwrap();
     drop(s);
     let s = ProposalStore::open(&path, "bottle-a").unwrap();
     let kept = s.kept_route_edits().unwrap();
-    let edits: Vec<(Option<i64>, egress::RouteEdit)> = kept.iter().map(|k| (k.proposal_id, k.edit.clone())).collect();
+    let edits: Vec<(Option<i64>, routes::RouteEdit)> = kept.iter().map(|k| (k.proposal_id, k.edit.clone())).collect();
     assert_eq!(
         edits,
         [
-            (Some(3), egress::RouteEdit::Allow(route)),
-            (Some(5), egress::RouteEdit::Block { host: "old.example".into() })
+            (Some(3), routes::RouteEdit::Allow(route)),
+            (Some(5), routes::RouteEdit::Block { host: "old.example".into() })
         ]
     );
     assert_eq!(kept[0].edit.summary(), "+ wide.example (GET)");

@@ -364,7 +364,7 @@ fn reapply_route_edits(plan: &Plan, mut text: String, progress: Progress<'_>) ->
     let store = supervise::ProposalStore::open(&supervise::store_path(&plan.state_dir()), &plan.identity)
         .map_err(|e| BackendError::Invalid { message: e.to_string() })?;
     for kept in &plan.kept_route_edits {
-        let outcome = egress::edit(&text, &kept.edit);
+        let outcome = routes::edit(&text, &kept.edit);
         let audited = match &outcome {
             Ok(edited) => {
                 text = edited.text.clone();
@@ -391,10 +391,10 @@ pub(crate) async fn write_sidecar_files(
     let state = state_dir(plan)?;
     let host = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     // Routes: token slots only; the values go in the secrets file.
-    let specs: Vec<egress::RouteSpec> = plan
+    let specs: Vec<routes::RouteSpec> = plan
         .routes
         .iter()
-        .map(|r| egress::RouteSpec {
+        .map(|r| routes::RouteSpec {
             route: r.route.clone(),
             auth: r.auth.as_ref().map(|(scheme, source)| {
                 let name = match source {
@@ -407,7 +407,7 @@ pub(crate) async fn write_sidecar_files(
             provider: r.origin.starts_with("provider "),
         })
         .collect();
-    let rendered = egress::render(&specs, plan.manifest.bottle.log_level());
+    let rendered = routes::render(&specs, plan.manifest.bottle.log_level());
     let text = reapply_route_edits(plan, rendered.text.clone(), progress)?;
     let routes = state.component("egress")?.join("routes.json");
     std::fs::write(&routes, &text).map_err(io_err("cannot write the route file"))?;

@@ -9,7 +9,7 @@
 use manifest::{AuthScheme, OnMatch, Route};
 use serde::{Deserialize, Serialize};
 
-use crate::routes::{AuthSlot, RouteTable, TableRoute};
+use crate::table::{AuthSlot, RouteTable, TableRoute};
 
 pub const VERSION: u32 = 1;
 
@@ -114,7 +114,7 @@ pub enum RouteFileError {
     #[error("route file: routes[{index}]: {message}")]
     Route { index: usize, message: String },
     #[error(transparent)]
-    Table(#[from] crate::routes::RouteError),
+    Table(#[from] crate::table::RouteError),
 }
 
 /// A loaded route file: the table and the log level.
