@@ -1,72 +1,10 @@
-//! What a detector reports, and how matched values are hidden: a finding
-//! carries a redacted snippet, never the value; [`redact`] rewrites values
-//! in a buffer.
+//! How matched values are hidden: a finding (the type lives in the
+//! `finding` crate, shared with proposals) carries a redacted snippet,
+//! never the value; [`redact`] rewrites values in a buffer.
 
 use std::ops::Range;
 
-use serde::Serialize;
-
-/// Which detector produced a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Detector {
-    TokenPatterns,
-    KnownSecrets,
-    Entropy,
-    Crypto,
-    Injection,
-    /// Not a detector: the input could not be scanned (too large, a
-    /// decompression bomb, a corrupt encoding). Always blocks.
-    Unscannable,
-}
-
-impl Detector {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Detector::TokenPatterns => "token_patterns",
-            Detector::KnownSecrets => "known_secrets",
-            Detector::Entropy => "entropy",
-            Detector::Crypto => "crypto",
-            Detector::Injection => "injection",
-            Detector::Unscannable => "unscannable",
-        }
-    }
-}
-
-/// How sure a detector is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Log a warning; let the data through.
-    Warn,
-    /// Apply the policy (block, redact, supervise).
-    Block,
-}
-
-/// Which view of the input the span refers to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum View {
-    /// The bytes as given: the span can be rewritten in place.
-    Raw,
-    /// After NFKC and removing invisible characters, or after decoding a
-    /// `Content-Encoding`: the span is in that derived text, so the value
-    /// cannot be rewritten in the original and must be blocked instead.
-    Derived,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub detector: Detector,
-    /// The rule id (`github-pat`, `known-secret:base64`, `canary`, …).
-    pub rule: String,
-    /// Byte span of the matched value in the view.
-    pub span: Range<usize>,
-    pub view: View,
-    /// The match with its value masked: safe to log and show.
-    pub snippet: String,
-    pub severity: Severity,
-}
+pub use finding::{Detector, Finding, Severity, View};
 
 /// Mask a value: keep a short prefix when the value is long enough that the
 /// prefix names the format (`ghp_…`), never more than a quarter of it.

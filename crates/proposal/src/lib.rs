@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use dlp::Finding;
+use finding::Finding;
 use serde::Serialize;
 
 /// `egress-token-allow`: a request held because outbound DLP found
