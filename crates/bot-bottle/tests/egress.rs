@@ -426,6 +426,18 @@ fn malformed_input_is_answered_or_closed_and_the_proxy_survives() {
             assert!(reply.is_empty() || reply.starts_with("HTTP/1.1 4"), "{head:?} -> {reply}");
         }
     }
+    // A CONNECT without a port is refused as such, never taken for :443 (a
+    // tunnel opened and then refused inside would race a closing client).
+    let reply = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&e.addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        s.write_all(b"CONNECT nohostport HTTP/1.1\r\n\r\n").unwrap();
+        let mut out = vec![0u8; 4096];
+        let n = s.read(&mut out).unwrap_or(0);
+        String::from_utf8_lossy(&out[..n]).into_owned()
+    };
+    assert!(reply.starts_with("HTTP/1.1 403") && reply.contains("bad-connect"), "{reply}");
     // Smuggling shapes never reached the upstream, and the proxy still works.
     assert!(up.seen().is_empty(), "{:?}", up.seen());
     assert_eq!(status(&curl(&e, &[&url(&up, "/api/ok")])), "200");

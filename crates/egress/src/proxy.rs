@@ -399,7 +399,8 @@ impl Proxy {
 
     fn connect(self: Arc<Self>, req: HttpRequest<Incoming>) -> Response<Body> {
         let permit = req.extensions().get::<ConnectionPermit>().cloned();
-        let Some(authority) = req.uri().authority().map(|a| a.to_string()) else {
+        // RFC 9110 9.3.6: a CONNECT target is a host and a port, always.
+        let Some(authority) = req.uri().authority().filter(|a| a.port().is_some()).map(|a| a.to_string()) else {
             return block(&Block { code: "bad-connect", reason: "CONNECT needs host:port".into() });
         };
         let host = host_only(&authority).to_string();
