@@ -335,13 +335,18 @@ fn the_agent_has_no_network_and_no_secret_in_docker_inspect() {
         assert!(o.status.success(), "{role}");
         assert!(!text.contains(LIFE_SECRET), "the secret shows in docker inspect of the {role}");
         if role == "agent" {
+            // The agent's memory at its default (8 GiB, swap included), its
+            // processes as the bottle's `limits` set them.
+            assert!(text.contains("\"Memory\": 8589934592") && text.contains("\"MemorySwap\": 8589934592"), "{text}");
+            assert!(text.contains("\"PidsLimit\": 777"), "{text}");
             assert!(text.contains("\"NetworkMode\": \"none\""), "{text}");
             assert!(text.contains("no-new-privileges"), "{text}");
             assert!(text.contains("\"User\": \"1000\""), "{text}");
         }
-        // The sidecar's memory is bounded (swap included), the shim's too.
+        // The sidecar's memory is bounded (swap included) as the bottle's
+        // `limits` set it (1536 MiB), the shim's too.
         if role == "sidecar" {
-            assert!(text.contains("\"Memory\": 4294967296") && text.contains("\"MemorySwap\": 4294967296"), "{text}");
+            assert!(text.contains("\"Memory\": 1610612736") && text.contains("\"MemorySwap\": 1610612736"), "{text}");
         }
         if role == "shim" {
             assert!(text.contains("\"Memory\": 67108864"), "{text}");

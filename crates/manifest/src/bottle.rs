@@ -13,7 +13,7 @@ use crate::gitgate::{self, GitUser, Repo};
 use crate::route::{self, Route};
 use crate::yaml::Node;
 
-pub const BOTTLE_KEYS: &[&str] = &["extends", "env", "agent_provider", "git-gate", "egress"];
+pub const BOTTLE_KEYS: &[&str] = &["extends", "env", "agent_provider", "git-gate", "egress", "limits"];
 
 /// Keys that older versions accepted, with what to write instead.
 pub const REMOVED_BOTTLE_KEYS: &[(&str, &str)] = &[
@@ -61,6 +61,7 @@ pub struct BottleFile {
     pub repos: BTreeMap<String, Repo>,
     pub egress_log: Option<u8>,
     pub routes: Vec<Route>,
+    pub limits: crate::Limits,
 }
 
 /// Parse a bottle's frontmatter. `file` is only used in errors.
@@ -87,6 +88,7 @@ pub(crate) fn parse(name: &str, file: &Path, root: &Node) -> Result<BottleFile, 
                 }
             }
             "egress" => (bottle.egress_log, bottle.routes) = route::parse_egress(&ctx, value)?,
+            "limits" => bottle.limits = crate::limits::parse(&ctx, value)?,
             _ => unreachable!("check_keys admitted only known keys"),
         }
     }

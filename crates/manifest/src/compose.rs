@@ -11,6 +11,7 @@
 //! | `git-gate.repos` | union by name; same name merges field by field, later wins |
 //! | `egress.routes` | concatenated; a later route for the same host replaces the earlier one in place |
 //! | `egress.log`, `agent_provider` | later wins |
+//! | `limits` | field by field, later wins |
 
 use std::collections::BTreeMap;
 
@@ -63,6 +64,7 @@ pub struct Bottle {
     pub repos: BTreeMap<String, Sourced<Repo>>,
     pub egress_log: Option<Sourced<u8>>,
     pub routes: Vec<Sourced<Route>>,
+    pub limits: crate::Limits,
 }
 
 impl Bottle {
@@ -79,6 +81,7 @@ impl Bottle {
             repos: file.repos.iter().map(|(k, v)| (k.clone(), Sourced::new(v.clone(), origin))).collect(),
             egress_log: file.egress_log.map(|l| Sourced::new(l, origin)),
             routes: file.routes.iter().map(|r| Sourced::new(r.clone(), origin)).collect(),
+            limits: file.limits,
         }
     }
 
@@ -127,6 +130,7 @@ impl Bottle {
         if later.egress_log.is_some() {
             self.egress_log = later.egress_log.clone();
         }
+        self.limits.overlay(&later.limits);
         for route in &later.routes {
             match self.routes.iter_mut().find(|r| r.value.host == route.value.host) {
                 Some(existing) => *existing = route.clone(),

@@ -19,6 +19,7 @@ mod fields;
 pub mod frontmatter;
 mod gitgate;
 mod library;
+mod limits;
 mod route;
 pub mod yaml;
 
@@ -30,6 +31,7 @@ pub use error::ManifestError;
 pub use fields::closest;
 pub use gitgate::{GitUser, Repo, RepoKey, ssh_host};
 pub use library::{Entry, Library, Manifest, parse_agent_text, parse_bottle_text};
+pub use limits::{LIMIT_KEYS, Limits, parse_size, show_size};
 pub use route::{
     Auth, AuthScheme, DEFAULT_PORT, Dlp, GitPolicy, HeaderMatch, INBOUND_DETECTORS, Match, OUTBOUND_DETECTORS, OnMatch,
     PathKind, PathMatch, PortRange, Route, is_numeric_host, validate_host, validate_proposed_host,

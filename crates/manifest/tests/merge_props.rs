@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use manifest::{AgentProvider, Bottle, BottleFile, Dlp, EnvValue, GitPolicy, GitUser, Repo, Route};
+use manifest::{AgentProvider, Bottle, BottleFile, Dlp, EnvValue, GitPolicy, GitUser, Limits, Repo, Route};
 use proptest::prelude::*;
 
 fn opt_string() -> impl Strategy<Value = Option<String>> {
@@ -30,8 +30,9 @@ fn bottle(name: &'static str) -> impl Strategy<Value = Bottle> {
         prop::collection::vec(route(), 0..4),
         prop::option::of(0u8..3),
         prop::option::of(prop::sample::select(vec!["claude", "shell"])),
+        (prop::option::of(1u64..4), prop::option::of(64u64..70), prop::option::of(1u64..4)),
     )
-        .prop_map(move |(env, (uname, email), repos, routes, log, template)| {
+        .prop_map(move |(env, (uname, email), repos, routes, log, template, (mem, pids, side))| {
             let mut unique: Vec<Route> = Vec::new();
             for r in routes {
                 if !unique.iter().any(|u| u.host == r.host) {
@@ -50,6 +51,11 @@ fn bottle(name: &'static str) -> impl Strategy<Value = Bottle> {
                     .collect::<BTreeMap<_, _>>(),
                 egress_log: log,
                 routes: unique,
+                limits: Limits {
+                    agent_memory: mem.map(|g| g << 30),
+                    agent_pids: pids,
+                    sidecar_memory: side.map(|g| g << 30),
+                },
             })
         })
 }
@@ -83,6 +89,9 @@ proptest! {
         if let Some(l) = &child.egress_log {
             prop_assert_eq!(merged.egress_log.as_ref(), Some(l));
         }
+        prop_assert_eq!(merged.limits.agent_memory, child.limits.agent_memory.or(parent.limits.agent_memory));
+        prop_assert_eq!(merged.limits.agent_pids, child.limits.agent_pids.or(parent.limits.agent_pids));
+        prop_assert_eq!(merged.limits.sidecar_memory, child.limits.sidecar_memory.or(parent.limits.sidecar_memory));
         if let Some(n) = &child.git_user.name {
             prop_assert_eq!(merged.git_user.name.as_ref(), Some(n));
         }

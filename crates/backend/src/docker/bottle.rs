@@ -342,11 +342,12 @@ fn state_dir(plan: &Plan) -> Result<state::StateDir, BackendError> {
     })
 }
 
-/// The sidecar container's memory limit (swap included): 4 GiB — the
-/// proxy needs far less (its bodies share 256 MiB), but git-gate runs `git`
-/// on the bottle's mirrors, and indexing a large repository's pack takes
-/// memory of its own.
-pub const SIDECAR_MEMORY: i64 = 4 << 30;
+/// A limit for the Engine, which takes `i64` (the manifest bounds every
+/// limit far below `i64::MAX`).
+fn limit(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// The shim's (a relay of a few sockets): 64 MiB.
 pub const SHIM_MEMORY: i64 = 64 << 20;
 
@@ -638,6 +639,7 @@ async fn launch_steps(
         trace("sidecar sockets ready");
         Ok::<_, BackendError>(())
     };
+    let limits = plan.manifest.bottle.limits;
     let agent_side = async {
         let runtime = runtime.await.map_err(|e| BackendError::Launch(format!("the runtime's probe failed: {e}")))?;
         cancel.check()?;
@@ -664,7 +666,11 @@ async fn launch_steps(
                 }),
                 host_config: Some(locked(HostConfig {
                     network_mode: Some("none".to_string()),
-                    pids_limit: Some(1024),
+                    // The bottle's `limits` (defaults in manifest::Limits),
+                    // no swap beyond the memory.
+                    pids_limit: Some(limit(limits.agent_pids())),
+                    memory: Some(limit(limits.agent_memory())),
+                    memory_swap: Some(limit(limits.agent_memory())),
                     init: Some(true),
                     runtime,
                     ..Default::default()
@@ -834,8 +840,8 @@ pub(crate) fn sidecar_body(
             // (connections, a 256 MiB body budget) fit well inside, and an
             // agent that finds a way past them kills its sidecar (the session
             // ends, fail closed), not the host.
-            memory: Some(SIDECAR_MEMORY),
-            memory_swap: Some(SIDECAR_MEMORY),
+            memory: Some(limit(plan.manifest.bottle.limits.sidecar_memory())),
+            memory_swap: Some(limit(plan.manifest.bottle.limits.sidecar_memory())),
             // `bot-bottle sidecar` is its own init (it reaps git's and
             // ssh's orphans): Docker's costs the launch ~45 ms.
             init: Some(false),
