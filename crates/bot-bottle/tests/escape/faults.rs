@@ -222,11 +222,129 @@ fn a_stopped_upstream_is_a_clear_error(s: &Suite) -> Result<(), Failed> {
     s.collector_untouched()
 }
 
+/// The agent's flood: 64 uploads of 16 MiB started at once through the
+/// proxy (each body held whole for its scan), then, while they are in
+/// flight, 5,000 tunnels opened and held. Prints what each got.
+const FLOOD: &str = r#"python3 - <<'PY'
+import http.client, os, resource, socket, ssl, threading, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+body = os.urandom(16 << 20)
+ctx = ssl.create_default_context()
+uploads, tunnels, lock = [], [], threading.Lock()
+def upload():
+    try:
+        c = http.client.HTTPSConnection("127.0.0.1", 3128, context=ctx, timeout=180)
+        c.set_tunnel("api.demo.test", 443)
+        c.request("POST", "/upload", body=body, headers={"content-type": "application/octet-stream"})
+        r = c.getresponse(); text = r.read()[:40]
+        out = "%d %s" % (r.status, text.decode(errors="replace"))
+    except Exception as e:
+        out = "error %s" % type(e).__name__
+    with lock: uploads.append(out)
+held = []
+def open_tunnels(n):
+    for _ in range(n):
+        try:
+            s = socket.create_connection(("127.0.0.1", 3128), timeout=30)
+            s.sendall(b"CONNECT api.demo.test:443 HTTP/1.1\r\nHost: api.demo.test:443\r\n\r\n")
+            head = s.recv(64).split(b" ")
+            code = head[1].decode() if len(head) > 1 else "closed"
+            with lock: held.append(s); tunnels.append(code)
+        except OSError as e:
+            with lock: tunnels.append("error")
+ups = [threading.Thread(target=upload) for _ in range(64)]
+for t in ups: t.start()
+time.sleep(2)
+openers = [threading.Thread(target=open_tunnels, args=(100,)) for _ in range(50)]
+for t in openers: t.start()
+for t in openers: t.join()
+print("TUNNELS", len(tunnels), "open", tunnels.count("200"), "refused", tunnels.count("503"), "other", len(tunnels) - tunnels.count("200") - tunnels.count("503"), flush=True)
+for t in ups: t.join()
+stored = sum(1 for u in uploads if u.startswith("200 stored 16777216"))
+print("UPLOADS", len(uploads), "stored", stored, "busy", sum(1 for u in uploads if u.startswith("503")), "kinds", sorted(set(u[:24] for u in uploads)), flush=True)
+for s in held: s.close()
+PY
+sleep 1
+curl -sS --max-time 20 https://api.demo.test/whoami 2>&1; echo"#;
+
+/// Where a container's memory cgroup keeps its peak (cgroup v2, either
+/// Docker cgroup driver), in bytes.
+fn memory_peak(container: &str) -> Option<u64> {
+    let id = crate::world::inspect_field(container, "{{.Id}}");
+    [
+        format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak"),
+        format!("/sys/fs/cgroup/docker/{id}/memory.peak"),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .and_then(|t| t.trim().parse().ok())
+}
+
+// Defence off: the proxy's body budget raised past the sidecar's memory
+// (`Proxy::with_body_budget` given more than 768 MiB in sidecar::run): the
+// 64 bodies held at once exceed the sidecar's memory, the kernel kills it,
+// and the session ends ("the sidecar exited").
+fn flooding_the_sidecar(s: &Suite) -> Result<(), Failed> {
+    // Its own home: the escape bottle with a sidecar of 768 MiB, less than
+    // the 1 GiB the uploads would hold at once without the body budget.
+    let home = s.home.parent().unwrap().join(format!("flood-{}", random_hex(2))).join("bb");
+    std::fs::create_dir_all(&home).unwrap();
+    for dir in ["bottles", "agents"] {
+        let o = Command::new("cp").arg("-r").arg(s.home.join(dir)).arg(&home).output().unwrap();
+        assert!(o.status.success());
+    }
+    let bottle = home.join("bottles/escape.md");
+    let text = std::fs::read_to_string(&bottle).unwrap();
+    let limited = text.replacen(
+        "---\nThe bottle the sandbox-escape suite attacks.",
+        "limits:\n  sidecar_memory: 768MiB\n---\nThe bottle the sandbox-escape suite attacks.",
+        1,
+    );
+    assert_ne!(text, limited, "the escape bottle's frontmatter changed shape");
+    std::fs::write(&bottle, limited).unwrap();
+    let label = format!("fault-flood-{}", random_hex(2));
+    let b = Bottle::start(
+        Launch { home: &home, label, world: &s.world, api_token: &s.api_token, planted: &s.planted },
+        s.weaken,
+    );
+    let o = run_in(s, &b, User::Agent, FLOOD);
+    let sidecar = b.container("sidecar");
+    let state = crate::world::inspect_field(&sidecar, "{{.State.Running}} {{.State.OOMKilled}}");
+    let peak = memory_peak(&sidecar);
+    println!(
+        "flood: {} | {} | sidecar peak {} MiB of 768",
+        o.stdout.lines().find(|l| l.starts_with("TUNNELS")).unwrap_or("no tunnels line"),
+        o.stdout.lines().find(|l| l.starts_with("UPLOADS")).unwrap_or("no uploads line"),
+        peak.map_or("unknown".to_string(), |p| (p >> 20).to_string())
+    );
+    if state.trim() != "true false" {
+        return Err(fail(&format!("the sidecar did not survive the flood (running, OOM-killed: {state})"), &o));
+    }
+    let tunnels = o.stdout.lines().find(|l| l.starts_with("TUNNELS ")).unwrap_or_default();
+    let counts: Vec<usize> = tunnels.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    if counts.first() != Some(&5000) || counts.get(1).is_none_or(|open| *open > 1024) {
+        return Err(fail("5,000 tunnels were not tried, or more than the 1,024 connections were served", &o));
+    }
+    let uploads = o.stdout.lines().find(|l| l.starts_with("UPLOADS ")).unwrap_or_default();
+    let stored: usize = uploads.split_whitespace().nth(3).and_then(|w| w.parse().ok()).unwrap_or(0);
+    if stored == 0 {
+        return Err(fail("no upload went through: the flood was not a load on the body budget", &o));
+    }
+    if !o.stdout.contains("authorized: yes") {
+        return Err(fail("the sidecar did not serve the next well-formed request", &o));
+    }
+    b.end();
+    drop(b);
+    Ok(())
+}
+
 pub const FAULTS: &[(&str, Check)] = &[
     ("killing_the_shim_cuts_all_egress", killing_the_shim_cuts_all_egress),
     ("killing_the_sidecar_cuts_all_egress", killing_the_sidecar_cuts_all_egress),
     ("a_broken_route_file_on_sighup_keeps_the_old_policy", a_broken_route_file_on_sighup_keeps_the_old_policy),
     ("a_full_disk_under_the_sidecar_fails_closed", a_full_disk_under_the_sidecar_fails_closed),
+    ("flooding_the_sidecar", flooding_the_sidecar),
     ("a_stopped_upstream_is_a_clear_error", a_stopped_upstream_is_a_clear_error),
 ];
 
