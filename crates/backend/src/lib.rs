@@ -7,10 +7,11 @@
 //! the state dir. Knows nothing of terminals, pickers or how a plan is shown.
 
 // Unsafe only where the OS is called directly, each site allowed by name
-// with its SAFETY comment (docker/exec.rs, registry::launcher_alive).
+// with its SAFETY comment (engine/exec.rs, registry::launcher_alive).
 #![deny(unsafe_code)]
 
 pub mod docker;
+pub mod engine;
 mod error;
 pub mod host_keys;
 pub mod host_login;

@@ -368,10 +368,10 @@ pub fn plan(backend: &dyn Backend, home: &Home, spec: BottleSpec, host: &HostEnv
     // unless a Dockerfile or a commit (docker's image, smolmachines' pack)
     // stands in for it.
     let state_dir = home.state_dir(&identity);
-    let committed = crate::docker::bottle::committed_image(&state_dir).is_some()
+    let committed = crate::engine::agent::committed_image(&state_dir).is_some()
         || crate::smolmachines::bottle::committed_pack(&state_dir).is_some();
     if provider_cfg.dockerfile.is_none() && matches!(provider, ProviderRef::Builtin(_)) && !committed {
-        crate::docker::npm::check_launch_needs(&provider_cfg.template).map_err(|e| {
+        crate::engine::npm::check_launch_needs(&provider_cfg.template).map_err(|e| {
             let whose = if provider_origin.is_empty() {
                 format!("{}: no agent_provider, so the default {}", m.agent.file.display(), provider_cfg.template)
             } else {

@@ -3,7 +3,7 @@
 //! progress lines); `images prune`: remove the ones nothing needs.
 
 use anyhow::{Result, bail};
-use backend::docker::{engine, images, prune};
+use backend::engine::{self as engine, images, prune};
 
 use crate::cli::{ImagesAction, ImagesArgs};
 use crate::context::Context;

@@ -134,7 +134,7 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
     // A removed bottle's commit goes with it: nothing can boot it after.
     let commits: Vec<String> = dirs
         .iter()
-        .filter_map(|(identity, _)| backend::docker::bottle::committed_image(&ctx.home.state_dir(identity)))
+        .filter_map(|(identity, _)| backend::engine::agent::committed_image(&ctx.home.state_dir(identity)))
         .collect();
     for image in &commits {
         println!("  image {image} (its commit)");
@@ -194,10 +194,10 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
 
 /// Remove image tags through the Docker Engine (their sizes are not
 /// needed here: nothing is listed first).
-fn remove_images(tags: &[String]) -> Result<backend::docker::prune::Pruned> {
+fn remove_images(tags: &[String]) -> Result<backend::engine::prune::Pruned> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let docker = backend::docker::engine::connect().await?;
-        Ok(backend::docker::prune::remove(&docker, &[], tags).await?)
+        let docker = backend::engine::connect().await?;
+        Ok(backend::engine::prune::remove(&docker, &[], tags).await?)
     })
 }

@@ -12,75 +12,26 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions,
-    UploadToContainerOptions,
+    ListContainersOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions, UploadToContainerOptions,
 };
 use futures_util::StreamExt;
-use secret::Secret;
 
-use super::cancel::Cancel;
-use super::provision::{self, AGENT_HOME, AGENT_UID, WORKSPACE};
-use super::{engine, exec, images};
-use crate::error::BackendError;
-use crate::plan::{AuthSource, Plan};
-use sidecar::config::{
-    self as sidecar_config, EGRESS_PORT, EGRESS_SOCKET, GATE_PORT, GATE_SOCKET, RUN_DIR, SUPERVISE_PORT,
-    SUPERVISE_SOCKET,
+use crate::engine::agent::{Bundle, COMMIT_FILE, agent_files, agent_image, committed_image, forwarded_login};
+use crate::engine::cancel::Cancel;
+use crate::engine::objects::{
+    LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_ROLE, LABEL_STARTED, Objects, Progress, create,
+    docker_err, find, host_ids, io_err, is_not_found, join_extra_network, labels, limit, locked, net_name_for, remove,
+    trace,
 };
-
-pub const LABEL_IDENTITY: &str = "dev.bot-bottle.identity";
-pub const LABEL_ROLE: &str = "dev.bot-bottle.role";
-
-/// The sidecar's secret values, in the state dir while a session runs.
-const SECRETS_FILE: &str = "sidecar-secrets.json";
-/// git-gate's SSH keys, likewise.
-const GATE_KEYS_DIR: &str = "git-gate/keys";
-
-/// Progress lines for the operator.
-pub type Progress<'a> = images::Progress<'a>;
-
-static TRACE_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-
-/// With `BOT_BOTTLE_TRACE` set, a timestamped line per launch phase (where
-/// a slow launch spends its time).
-pub fn trace(what: &str) {
-    let start = *TRACE_START.get_or_init(std::time::Instant::now);
-    if std::env::var_os("BOT_BOTTLE_TRACE").is_some() {
-        eprintln!("bot-bottle: [{:>5} ms] {what}", start.elapsed().as_millis());
-    }
-}
-
-pub(crate) fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> BackendError {
-    let what = what.into();
-    move |source| BackendError::Engine { operation: what, source }
-}
-
-pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
-    let what = what.into();
-    move |source| BackendError::Io { what, source }
-}
-
-/// Which `$BOT_BOTTLE_HOME` a bottle belongs to: `cleanup` in one home
-/// never touches another's bottles.
-pub const LABEL_HOME: &str = "dev.bot-bottle.home";
-
-pub(crate) fn labels(home: &state::Home, identity: &str, role: &str) -> HashMap<String, String> {
-    HashMap::from([
-        (LABEL_IDENTITY.to_string(), identity.to_string()),
-        (LABEL_ROLE.to_string(), role.to_string()),
-        (LABEL_HOME.to_string(), home.root().display().to_string()),
-    ])
-}
-
-/// The Docker objects of one bottle.
-#[derive(Debug, Clone, Default)]
-pub struct Objects {
-    pub identity: String,
-    pub network: Option<String>,
-    pub sidecar: Option<String>,
-    pub agent: Option<String>,
-    pub shim: Option<String>,
-}
+use crate::engine::provision::{self, AGENT_HOME, AGENT_UID, WORKSPACE};
+use crate::engine::sidecar::{
+    SHIM_MEMORY, forget_secrets, revoke_deploy_keys, save_sidecar_logs, sidecar_body, wait_for_sockets,
+    write_sidecar_files,
+};
+use crate::engine::{self, exec, images};
+use crate::error::BackendError;
+use crate::plan::Plan;
+use sidecar::config::{EGRESS_PORT, EGRESS_SOCKET, GATE_PORT, GATE_SOCKET, RUN_DIR, SUPERVISE_PORT, SUPERVISE_SOCKET};
 
 /// A launched bottle.
 pub struct DockerBottle {
@@ -144,23 +95,6 @@ impl Drop for DockerBottle {
     }
 }
 
-/// The host login the plan's routes forward (Codex's auth.json), read and
-/// checked again at launch, once: its token goes to the sidecar, its
-/// stand-in to the agent.
-pub(crate) fn forwarded_login(plan: &Plan) -> Result<Option<crate::host_login::CodexLogin>, BackendError> {
-    let Some(file) = plan.routes.iter().find_map(|r| match &r.auth {
-        Some((_, AuthSource::HostLogin(file))) => Some(file),
-        _ => None,
-    }) else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(file).map_err(io_err(format!("cannot read the host login {file}")))?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    crate::host_login::codex(file, &text, now)
-        .map(Some)
-        .map_err(|e| BackendError::Invalid { message: format!("agent_provider.forward_host_credentials: {e}") })
-}
-
 /// Session end: the agent's own session files into the state dir's
 /// transcript (see [`super::transcript`]). Best effort: a session with none
 /// has none, and a failure leaves the bottle's teardown to go on.
@@ -169,9 +103,9 @@ async fn snapshot_transcript(docker: &Docker, objects: &Objects, state_dir: &Pat
     if !state_dir.is_dir() {
         return;
     }
-    for dir in super::transcript::session_dirs(state_dir) {
+    for dir in crate::engine::transcript::session_dirs(state_dir) {
         if let Some(tar) = download(docker, agent, &format!("{AGENT_HOME}/{dir}")).await {
-            super::transcript::keep(state_dir, &dir, &tar);
+            crate::engine::transcript::keep(state_dir, &dir, &tar);
         }
     }
 }
@@ -209,315 +143,6 @@ pub(crate) async fn snapshot_workspace(docker: &Docker, objects: &Objects, state
     if let Err(e) = copied {
         eprintln!("bot-bottle: the agent's workspace was not copied out of {}: {e}", state_dir.display());
     }
-}
-
-/// The session is over: the secret values the sidecar was given (tokens,
-/// forwarded values, the canary) and its git keys leave the state dir. A
-/// resume resolves and writes them again.
-pub(crate) fn forget_secrets(state_dir: &Path) {
-    let _ = std::fs::remove_file(state_dir.join(SECRETS_FILE));
-    if let Ok(keys) = std::fs::read_dir(state_dir.join(GATE_KEYS_DIR)) {
-        for key in keys.flatten() {
-            let _ = std::fs::remove_file(key.path());
-        }
-    }
-}
-
-/// Keep the sidecar's log for `bot-bottle logs` after the container is gone.
-pub(crate) async fn save_sidecar_logs(docker: &Docker, objects: &Objects, state_dir: &Path) {
-    let Some(sidecar) = &objects.sidecar else { return };
-    let text = container_logs(docker, sidecar, "all").await;
-    if !text.is_empty() && state_dir.is_dir() {
-        let _ = std::fs::write(state_dir.join("sidecar.log"), text);
-    }
-}
-
-/// A container's stdout and stderr so far: its last `tail` lines, or "all".
-pub(crate) async fn container_logs(docker: &Docker, id: &str, tail: &str) -> Vec<u8> {
-    let options = LogsOptions { stdout: true, stderr: true, tail: tail.to_string(), ..Default::default() };
-    let mut stream = docker.logs(id, Some(options));
-    let mut text = Vec::new();
-    while let Some(Ok(chunk)) = stream.next().await {
-        text.extend_from_slice(&chunk.into_bytes());
-    }
-    text
-}
-
-/// Remove a bottle's containers and network (missing ones are fine).
-pub async fn remove(docker: &Docker, objects: &Objects) -> Result<(), BackendError> {
-    let mut failed = Vec::new();
-    for id in [&objects.shim, &objects.agent, &objects.sidecar].into_iter().flatten() {
-        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
-        if let Err(e) = docker.remove_container(id, Some(options)).await
-            && !is_not_found(&e)
-        {
-            failed.push(format!("container {id}: {e}"));
-        }
-    }
-    // Someone else may be removing the containers (the launcher's own
-    // teardown racing `stop`): the network goes once they are gone.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    for id in [&objects.shim, &objects.agent, &objects.sidecar].into_iter().flatten() {
-        while docker.inspect_container(id, None).await.is_ok() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    if let Some(net) = &objects.network {
-        loop {
-            match docker.remove_network(net).await {
-                Ok(()) => break,
-                Err(e) if is_not_found(&e) => break,
-                Err(e) if tokio::time::Instant::now() < deadline && e.to_string().contains("active endpoints") => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => {
-                    failed.push(format!("network {net}: {e}"));
-                    break;
-                }
-            }
-        }
-    }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(BackendError::Leftovers { what: format!("teardown of {}", objects.identity), left: failed })
-    }
-}
-
-/// Gone already, or being removed by someone else (the launcher's own
-/// teardown racing `stop`): either way it is going away.
-fn is_not_found(e: &bollard::errors::Error) -> bool {
-    match e {
-        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => true,
-        bollard::errors::Error::DockerResponseServerError { status_code: 409, message } => {
-            message.contains("already in progress")
-        }
-        _ => false,
-    }
-}
-
-/// The objects Docker has for `identity` in `home` (by label), running or not.
-pub async fn find(docker: &Docker, home: &state::Home, identity: &str) -> Result<Objects, BackendError> {
-    let filter = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_IDENTITY}={identity}"), format!("{LABEL_HOME}={}", home.root().display())],
-    )]);
-    let containers = docker
-        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filter.clone()), ..Default::default() }))
-        .await
-        .map_err(docker_err("cannot list containers"))?;
-    let mut objects = Objects { identity: identity.to_string(), ..Default::default() };
-    for c in containers {
-        let role = c.labels.as_ref().and_then(|l| l.get(LABEL_ROLE)).cloned().unwrap_or_default();
-        let id = c.id.unwrap_or_default();
-        match role.as_str() {
-            "sidecar" => objects.sidecar = Some(id),
-            "agent" => objects.agent = Some(id),
-            "shim" => objects.shim = Some(id),
-            _ => {}
-        }
-    }
-    let networks = docker
-        .list_networks(Some(ListNetworksOptions { filters: Some(filter) }))
-        .await
-        .map_err(docker_err("cannot list networks"))?;
-    objects.network = networks.into_iter().find_map(|n| n.id);
-    Ok(objects)
-}
-
-/// The host user's uid and gid (the sidecar and shim run as them, so what
-/// they write in the state dir stays the user's).
-pub(crate) fn host_ids(dir: &Path) -> Result<(u32, u32), BackendError> {
-    use std::os::unix::fs::MetadataExt;
-    // Never a fall-back to root: the sidecar would run as uid 0.
-    std::fs::metadata(dir)
-        .map(|m| (m.uid(), m.gid()))
-        .map_err(|source| BackendError::Io { what: format!("cannot read the owner of {}", dir.display()), source })
-}
-
-/// The bottle's state dir, which `prepare` wrote.
-fn state_dir(plan: &Plan) -> Result<state::StateDir, BackendError> {
-    state::StateDir::open(&plan.home, &plan.identity).ok_or_else(|| BackendError::Invalid {
-        message: format!("the state of {} is gone ({})", plan.identity, plan.state_dir().display()),
-    })
-}
-
-/// A limit for the Engine, which takes `i64` (the manifest bounds every
-/// limit far below `i64::MAX`).
-fn limit(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// The shim's (a relay of a few sockets): 64 MiB.
-pub const SHIM_MEMORY: i64 = 64 << 20;
-
-/// Gitea deploy keys minted for this launch, revoked at teardown.
-pub const DEPLOY_KEYS_FILE: &str = "git-gate/deploy-keys.json";
-
-/// Apply the route changes approved in earlier sessions (a resume) over
-/// the manifest's routes, in the order they were approved, and audit each
-/// in the bottle's store. One that no longer applies (its route left the
-/// manifest) is skipped, said and audited; the others still apply.
-fn reapply_route_edits(plan: &Plan, mut text: String, progress: Progress<'_>) -> Result<String, BackendError> {
-    if plan.kept_route_edits.is_empty() {
-        return Ok(text);
-    }
-    let store = supervise::ProposalStore::open(&supervise::store_path(&plan.state_dir()), &plan.identity)
-        .map_err(|e| BackendError::Invalid { message: e.to_string() })?;
-    for kept in &plan.kept_route_edits {
-        let outcome = routes::edit(&text, &kept.edit);
-        let audited = match &outcome {
-            Ok(edited) => {
-                text = edited.text.clone();
-                store.audit_route_reapplied(kept, Ok(()))
-            }
-            Err(e) => {
-                progress(&format!("approved route change {} is not applied again: {e}", kept.edit.summary()));
-                store.audit_route_reapplied(kept, Err(&e.to_string()))
-            }
-        };
-        audited.map_err(|e| BackendError::Invalid { message: e.to_string() })?;
-    }
-    Ok(text)
-}
-
-/// Write what the sidecar reads: routes, secrets, keys, its config.
-pub(crate) async fn write_sidecar_files(
-    plan: &Plan,
-    login: Option<&crate::host_login::CodexLogin>,
-    at: &provision::Endpoints,
-    progress: Progress<'_>,
-) -> Result<(PathBuf, dlp::Canary), BackendError> {
-    let dir = plan.state_dir();
-    let state = state_dir(plan)?;
-    let host = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    // Routes: token slots only; the values go in the secrets file.
-    let specs: Vec<routes::RouteSpec> = plan
-        .routes
-        .iter()
-        .map(|r| routes::RouteSpec {
-            route: r.route.clone(),
-            auth: r.auth.as_ref().map(|(scheme, source)| {
-                let name = match source {
-                    AuthSource::HostEnv(v) => v.clone(),
-                    AuthSource::HostLogin(f) => format!("login:{f}"),
-                };
-                (*scheme, name)
-            }),
-            on_match: r.on_match,
-            provider: r.origin.starts_with("provider "),
-        })
-        .collect();
-    let rendered = routes::render(&specs, plan.manifest.bottle.log_level());
-    let text = reapply_route_edits(plan, rendered.text.clone(), progress)?;
-    let routes = state.component("egress")?.join("routes.json");
-    std::fs::write(&routes, &text).map_err(io_err("cannot write the route file"))?;
-    let mut secrets = sidecar_config::SidecarSecrets::default();
-    for (slot, source) in &rendered.slots {
-        let value = match source.strip_prefix("login:") {
-            Some(file) => login
-                .ok_or_else(|| BackendError::Invalid { message: format!("the host login {file} was not read") })?
-                .access_token
-                .expose()
-                .clone(),
-            None => host(source).ok_or_else(|| BackendError::Invalid {
-                message: format!("the host variable {source} is not set; export it before starting"),
-            })?,
-        };
-        secrets.tokens.insert(*slot, value);
-    }
-    for (name, value) in &plan.env {
-        // Values forwarded from the host (or asked) are secrets the DLP
-        // watches for; literals written in the manifest are not.
-        if let manifest::Resolved::Forwarded(v) = value {
-            secrets.known.insert(name.clone(), v.expose().clone());
-        }
-    }
-    // The canary: a random secret under a random name in the agent's
-    // environment, known to the sidecar's DLP.
-    let canary = dlp::Canary::mint().map_err(|e| BackendError::Launch(format!("cannot mint the canary: {e}")))?;
-    secrets.canary = Some(canary.value.expose().clone());
-    // git-gate: keys copied (0600) or minted.
-    let mut gate_repos = Vec::new();
-    let ledger = git_gate::ledger::Ledger::at(dir.join(DEPLOY_KEYS_FILE));
-    for (name, repo) in &plan.manifest.bottle.repos {
-        let (Some(url), Some((_, pinned))) = (&repo.value.url, plan.host_keys.get(name)) else {
-            return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs url and a host key") });
-        };
-        let host_key = &pinned.key;
-        let key_file = format!("{GATE_KEYS_DIR}/{name}.key");
-        match &repo.value.key {
-            Some(manifest::RepoKey::Static { path }) => {
-                let key = git_gate::keys::read_static(path, std::env::var_os("HOME").map(PathBuf::from).as_deref())
-                    .map_err(|e| BackendError::Invalid { message: format!("git-gate.repos.{name}: {e}") })?;
-                state.write_secret_file(&key_file, key.expose())?;
-            }
-            Some(manifest::RepoKey::Gitea { provisioner_token }) => {
-                let token = host(provisioner_token).ok_or_else(|| BackendError::Invalid {
-                    message: format!(
-                        "git-gate.repos.{name}: {provisioner_token} is not set; export it before starting"
-                    ),
-                })?;
-                let upstream =
-                    git_gate::ssh::SshUrl::parse(url).map_err(|message| BackendError::Invalid { message })?;
-                let api = git_gate::keys::GiteaApi::for_upstream(&upstream, Secret::new(token))
-                    .map_err(|e| BackendError::DeployKey { repo: name.clone(), message: e.to_string() })?;
-                // Written ahead: on disk before the key exists, so no exit
-                // path can leave a registered key nobody knows to revoke.
-                let what = git_gate::ledger::MintFor {
-                    repo: name,
-                    url,
-                    token_ref: provisioner_token,
-                    title_prefix: &format!("bot-bottle {} {name}", plan.identity),
-                };
-                let (private, key) = ledger
-                    .mint(&api, &upstream, what, &state.component(GATE_KEYS_DIR)?)
-                    .await
-                    .map_err(|e| BackendError::DeployKey { repo: name.clone(), message: e.to_string() })?;
-                progress(&format!("git-gate: registered deploy key {} on {}", key.id, key.owner_repo));
-                state.write_secret_file(&key_file, private.expose())?;
-            }
-            None => return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs a key") }),
-        }
-        gate_repos.push(sidecar_config::GateRepo {
-            name: name.clone(),
-            url: url.clone(),
-            host_key: host_key.clone(),
-            key: sidecar_config::in_sidecar(&dir, &dir.join(&key_file)),
-            allow_force_push: repo.value.allow_force_push.unwrap_or(false),
-            allow_delete: repo.value.allow_delete.unwrap_or(false),
-        });
-    }
-    // Host keys pinned on first use: kept, so a resume pins the same.
-    crate::host_keys::write_kept(&dir, &plan.host_keys, &state::BottleMetadata::now())
-        .map_err(|message| BackendError::Invalid { message })?;
-    // Never written empty: a secrets file the sidecar cannot use is an error
-    // now, not a bottle without its tokens.
-    let secrets_json = serde_json::to_vec(&secrets)
-        .map_err(|e| BackendError::Invalid { message: format!("cannot serialise the sidecar's secrets: {e}") })?;
-    let secrets_path = state.write_secret_file(SECRETS_FILE, &secrets_json)?;
-    drop(secrets);
-    state.component("supervise")?;
-    state.component("sidecar-home")?;
-    let inside = |p: &Path| sidecar_config::in_sidecar(&dir, p);
-    let config = sidecar_config::SidecarConfig {
-        identity: plan.identity.clone(),
-        run_dir: PathBuf::from(RUN_DIR),
-        egress: sidecar_config::EgressConfig { routes: inside(&routes), ca_dir: inside(&dir.join("egress")) },
-        git_gate: (!gate_repos.is_empty())
-            .then(|| sidecar_config::GateConfig { dir: inside(&dir.join("git-gate")), repos: gate_repos }),
-        supervise: sidecar_config::SuperviseConfig {
-            store: inside(&supervise::store_path(&dir)),
-            tool_timeout_secs: 30 * 60,
-            allowed_hosts: at.beyond_loopback().map(str::to_string).into_iter().collect(),
-        },
-        secrets: inside(&secrets_path),
-    };
-    let config_path = dir.join("sidecar.json");
-    let config_json = serde_json::to_vec_pretty(&config)
-        .map_err(|e| BackendError::Invalid { message: format!("cannot serialise the sidecar's config: {e}") })?;
-    std::fs::write(&config_path, config_json).map_err(io_err("cannot write sidecar.json"))?;
-    Ok((config_path, canary))
 }
 
 /// Launch `plan`: images, sidecar, agent, shim, provisioning, self-test.
@@ -567,7 +192,7 @@ async fn launch_steps(
     let base = cancel.wait(images::ensure_base(docker, progress)).await?;
     let sidecar_image = cancel.wait(images::ensure_sidecar(docker, &base, progress)).await?;
     let agent_image = cancel.wait(agent_image(docker, plan, &base, progress)).await?;
-    super::prune::record_use(&plan.state_dir(), &[&base, &sidecar_image, &agent_image])?;
+    crate::engine::prune::record_use(&plan.state_dir(), &[&base, &sidecar_image, &agent_image])?;
     // When the agent boots from this bottle's commit: when it was made.
     let committed_at = (committed_image(&plan.state_dir()).as_deref() == Some(agent_image.as_str()))
         .then(|| std::fs::metadata(plan.state_dir().join(COMMIT_FILE)).and_then(|m| m.modified()).ok())
@@ -766,109 +391,6 @@ async fn launch_steps(
     Ok(armed)
 }
 
-/// The bottle's own network: the sidecar's only way out.
-pub(crate) fn net_name_for(identity: &str) -> String {
-    format!("bot-bottle-{identity}")
-}
-
-/// No capabilities, no privilege gain.
-pub(crate) fn locked(mut h: HostConfig) -> HostConfig {
-    h.cap_drop = Some(vec!["ALL".to_string()]);
-    h.security_opt = Some(vec!["no-new-privileges".to_string()]);
-    h
-}
-
-/// The sidecar container on `network` running `bot-bottle sidecar` with
-/// `config`, as the host user, the state dir and a fresh run dir (its
-/// sockets) mounted; and that run dir.
-pub(crate) fn sidecar_body(
-    plan: &Plan,
-    config: &Path,
-    image: &str,
-    network: &str,
-) -> Result<(ContainerCreateBody, PathBuf), BackendError> {
-    let dir = plan.state_dir();
-    let _ = std::fs::remove_dir_all(dir.join("run"));
-    let run_dir = state_dir(plan)?.component("run")?;
-    let (uid, gid) = host_ids(&dir)?;
-    let mut binds =
-        vec![format!("{}:{}", dir.display(), sidecar_config::BOTTLE_DIR), format!("{}:{RUN_DIR}", run_dir.display())];
-    let mut env = vec![format!("HOME={}/sidecar-home", sidecar_config::BOTTLE_DIR)];
-    if std::env::var_os("BOT_BOTTLE_TRACE").is_some() {
-        env.push("BOT_BOTTLE_TRACE=1".to_string());
-    }
-    if uid != 0 {
-        // ssh needs a passwd entry for the user it runs as.
-        let passwd = dir.join("sidecar-passwd");
-        std::fs::write(
-            &passwd,
-            format!(
-                "root:x:0:0:root:/root:/bin/sh\nbottle:x:{uid}:{gid}::{}/sidecar-home:/bin/sh\n",
-                sidecar_config::BOTTLE_DIR
-            ),
-        )
-        .map_err(io_err("cannot write the sidecar's passwd"))?;
-        binds.push(format!("{}:/etc/passwd:ro", passwd.display()));
-    }
-    if let Some(ca) = std::env::var_os("BOT_BOTTLE_UPSTREAM_CA").filter(|v| !v.is_empty()) {
-        binds.push(format!("{}:/etc/bot-bottle/upstream-ca.pem:ro", Path::new(&ca).display()));
-        env.push("BOT_BOTTLE_UPSTREAM_CA=/etc/bot-bottle/upstream-ca.pem".to_string());
-    }
-    let extra_hosts: Vec<String> = std::env::var("BOT_BOTTLE_SIDECAR_HOSTS")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(str::to_string)
-        .collect();
-    let body = ContainerCreateBody {
-        image: Some(image.to_string()),
-        cmd: Some(vec![
-            "sidecar".into(),
-            "--config".into(),
-            sidecar_config::in_sidecar(&dir, config).display().to_string(),
-        ]),
-        user: Some(format!("{uid}:{gid}")),
-        env: Some(env),
-        labels: Some(labels(&plan.home, &plan.identity, "sidecar")),
-        host_config: Some(locked(HostConfig {
-            binds: Some(binds),
-            network_mode: Some(network.to_string()),
-            extra_hosts: Some(extra_hosts),
-            pids_limit: Some(512),
-            // Bounded memory, no swap beyond it: the proxy's own bounds
-            // (connections, a 256 MiB body budget) fit well inside, and an
-            // agent that finds a way past them kills its sidecar (the session
-            // ends, fail closed), not the host.
-            memory: Some(limit(plan.manifest.bottle.limits.sidecar_memory())),
-            memory_swap: Some(limit(plan.manifest.bottle.limits.sidecar_memory())),
-            // `bot-bottle sidecar` is its own init (it reaps git's and
-            // ssh's orphans): Docker's costs the launch ~45 ms.
-            init: Some(false),
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
-    Ok((body, run_dir))
-}
-
-/// `BOT_BOTTLE_SIDECAR_NETWORK`: a further network the sidecar joins (the
-/// tests' simulated internet).
-pub(crate) async fn join_extra_network(docker: &Docker, sidecar: &str) -> Result<(), BackendError> {
-    if let Ok(extra) = std::env::var("BOT_BOTTLE_SIDECAR_NETWORK")
-        && !extra.is_empty()
-    {
-        docker
-            .connect_network(
-                &extra,
-                bollard::models::NetworkConnectRequest { container: sidecar.to_string(), ..Default::default() },
-            )
-            .await
-            .map_err(docker_err(format!("cannot join the sidecar to network {extra}")))?;
-    }
-    Ok(())
-}
-
 /// What the agent's main process printed of the self-test: its log, up
 /// to the end marker (or the process's end; bounded in time, and the
 /// missing checks then count as failed).
@@ -886,192 +408,6 @@ async fn self_test_output(docker: Docker, agent: String) -> String {
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(60), read).await;
     out
-}
-
-pub(crate) async fn create(docker: &Docker, name: &str, body: ContainerCreateBody) -> Result<String, BackendError> {
-    let options = CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
-    let created = docker
-        .create_container(Some(options), body)
-        .await
-        .map_err(docker_err(format!("cannot create container {name}")))?;
-    Ok(created.id)
-}
-
-/// The agent image: a committed snapshot of this bottle, the bottle's own
-/// Dockerfile, or the provider's.
-pub(crate) async fn agent_image(
-    docker: &Docker,
-    plan: &Plan,
-    base: &str,
-    progress: Progress<'_>,
-) -> Result<String, BackendError> {
-    if let Some(committed) = committed_image(&plan.state_dir())
-        && docker.inspect_image(&committed).await.is_ok()
-    {
-        progress(&format!("using the committed image {committed}"));
-        return Ok(committed);
-    }
-    let provider_cfg = plan.manifest.bottle.provider();
-    if let Some(path) = &provider_cfg.dockerfile {
-        let text =
-            std::fs::read_to_string(path).map_err(io_err(format!("cannot read agent_provider.dockerfile {path}")))?;
-        return images::ensure_agent(docker, &plan.provider, &text, base, &[], progress).await;
-    }
-    // A plugin's own Dockerfile, built on the shell provider's image, with
-    // the files beside it in its context.
-    if let Some(dockerfile) = plan.resolved_provider.plugin_dockerfile() {
-        let text = std::fs::read_to_string(&dockerfile)
-            .map_err(io_err(format!("cannot read the plugin's {}", dockerfile.display())))?;
-        let mut context: Vec<(String, images::Source)> = Vec::new();
-        for entry in std::fs::read_dir(dockerfile.parent().unwrap_or(Path::new("."))).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name != "Dockerfile" && entry.file_type().is_ok_and(|t| t.is_file()) {
-                context.push((name, images::Source::File(entry.path())));
-            }
-        }
-        let context: Vec<(&str, images::Source)> = context.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
-        let shell = images::ensure_shell(docker, base, progress).await?;
-        return images::ensure_agent(docker, &plan.provider, &text, &shell, &context, progress).await;
-    }
-    if let Some(tag) = images::ensure_provider(docker, &plan.provider, base, progress).await? {
-        return Ok(tag);
-    }
-    Err(BackendError::NotImplemented {
-        backend: "docker".to_string(),
-        operation: match plan.provider.as_str() {
-            "codex" => "build the codex provider's image yet (use agent_provider.dockerfile or the shell provider)",
-            "pi" => "build the pi provider's image yet (use agent_provider.dockerfile or the shell provider)",
-            _ => {
-                "build an image for a plugin without a Dockerfile (add one beside its provider.toml: FROM ${BASE_IMAGE} is the shell provider's image)"
-            }
-        },
-    })
-}
-
-/// The file `commit` writes: the image `resume` boots from.
-pub const COMMIT_FILE: &str = "commit.json";
-
-pub fn committed_image(state_dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(state_dir.join(COMMIT_FILE)).ok()?;
-    serde_json::from_str::<serde_json::Value>(&text).ok()?["image"].as_str().map(str::to_string)
-}
-
-/// Wait until the sidecar's sockets exist; a sidecar that exits first is an
-/// error with its last log lines.
-pub(crate) async fn wait_for_sockets(
-    docker: &Docker,
-    sidecar: &str,
-    run_dir: &Path,
-    names: &[&str],
-) -> Result<(), BackendError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let mut polls = 0u32;
-    loop {
-        if names.iter().all(|n| run_dir.join(n).exists()) {
-            return Ok(());
-        }
-        // The sockets are files: look often; ask Docker about the sidecar
-        // only now and then.
-        polls += 1;
-        if !polls.is_multiple_of(20) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        }
-        let state = docker.inspect_container(sidecar, None).await.ok().and_then(|c| c.state);
-        let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
-        if !running || tokio::time::Instant::now() >= deadline {
-            let logs = String::from_utf8_lossy(&container_logs(docker, sidecar, "20").await).into_owned();
-            let why = if running { "did not open its sockets within 90 s" } else { "exited" };
-            return Err(BackendError::Ended(format!("the sidecar {why}:\n{}", logs.trim_end())));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A tar of the agent's files, rooted at `/`, each entry's owner in its
-/// header; paths are taken relative to the directory [`Bundle::enter`]ed.
-struct Bundle {
-    tar: tar::Builder<Vec<u8>>,
-    at: String,
-}
-
-impl Bundle {
-    fn new() -> Bundle {
-        Bundle { tar: tar::Builder::new(Vec::new()), at: String::new() }
-    }
-
-    /// Later paths are under `dir` (an absolute path in the agent).
-    fn enter(&mut self, dir: &str) {
-        self.at = dir.trim_matches('/').to_string();
-    }
-
-    fn path(&self, path: &str) -> String {
-        if self.at.is_empty() { path.to_string() } else { format!("{}/{path}", self.at) }
-    }
-
-    fn header(size: u64, mode: u32, uid: u64, kind: tar::EntryType) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(size);
-        h.set_mode(mode);
-        h.set_uid(uid);
-        h.set_gid(uid);
-        h.set_entry_type(kind);
-        h.set_mtime(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        );
-        h
-    }
-
-    fn dir(&mut self, path: &str, mode: u32, uid: u64) -> Result<(), BackendError> {
-        let mut h = Self::header(0, mode, uid, tar::EntryType::Directory);
-        let path = self.path(path);
-        self.tar.append_data(&mut h, path, std::io::empty()).map_err(io_err("cannot pack files for the agent"))
-    }
-
-    /// `path` and every directory above it, up to the entered directory.
-    fn dirs(&mut self, path: &str, mode: u32, uid: u64) -> Result<(), BackendError> {
-        let mut at = String::new();
-        for part in path.split('/').filter(|p| !p.is_empty()) {
-            at = if at.is_empty() { part.to_string() } else { format!("{at}/{part}") };
-            self.dir(&at, mode, uid)?;
-        }
-        Ok(())
-    }
-
-    fn file(&mut self, path: &str, data: &[u8], mode: u32, uid: u64) -> Result<(), BackendError> {
-        let mut h = Self::header(data.len() as u64, mode, uid, tar::EntryType::Regular);
-        let path = self.path(path);
-        self.tar.append_data(&mut h, path, data).map_err(io_err("cannot pack files for the agent"))
-    }
-
-    /// A host directory tree (regular files, dirs and symlinks).
-    fn tree(&mut self, host: &Path, under: &str, uid: u64) -> Result<(), BackendError> {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::symlink_metadata(host).map_err(io_err(format!("cannot read {}", host.display())))?;
-        if meta.is_dir() {
-            self.dir(under, 0o755, uid)?;
-            let mut entries: Vec<_> =
-                std::fs::read_dir(host).map_err(io_err(format!("cannot read {}", host.display())))?.flatten().collect();
-            entries.sort_by_key(|e| e.file_name());
-            for e in entries {
-                let name = e.file_name().to_string_lossy().into_owned();
-                self.tree(&e.path(), &format!("{under}/{name}"), uid)?;
-            }
-        } else if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(host).map_err(io_err(format!("cannot read {}", host.display())))?;
-            let mut h = Self::header(0, 0o777, uid, tar::EntryType::Symlink);
-            let path = self.path(under);
-            self.tar.append_link(&mut h, path, target).map_err(io_err("cannot pack files for the agent"))?;
-        } else if meta.is_file() {
-            let data = std::fs::read(host).map_err(io_err(format!("cannot read {}", host.display())))?;
-            self.file(under, &data, meta.permissions().mode() & 0o777, uid)?;
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<Vec<u8>, BackendError> {
-        self.tar.into_inner().map_err(io_err("cannot pack files for the agent"))
-    }
 }
 
 /// The CA bundle `path` of the agent's image: read from the container once
@@ -1102,7 +438,7 @@ async fn download(docker: &Docker, container: &str, path: &str) -> Option<Vec<u8
     let mut data = Vec::new();
     while let Some(chunk) = stream.next().await {
         data.extend_from_slice(&chunk.ok()?);
-        if data.len() as u64 > super::transcript::MAX_TAR {
+        if data.len() as u64 > crate::engine::transcript::MAX_TAR {
             return None;
         }
     }
@@ -1159,111 +495,6 @@ async fn provision_agent(
     upload(docker, agent, "/", files).await
 }
 
-/// The agent's files for `plan`, reaching the sidecar `at`, as one tar to
-/// unpack at `/` keeping its owners: root's (the bottle CA), the agent's
-/// home (owned by the agent's user), and the workspace when the cwd is
-/// copied in (`committed_at`: when the snapshot the agent boots from was
-/// committed, if it does). With the image's CA bundle (and the CA file an
-/// earlier launch left in a commit), the bundle with this launch's bottle
-/// CA replaces it; without, only the CA certificate goes in (the caller
-/// appends it).
-pub(crate) fn agent_files(
-    plan: &Plan,
-    canary: &dlp::Canary,
-    login_stand_in: Option<&str>,
-    image_ca_bundle: Option<(Vec<u8>, Option<Vec<u8>>)>,
-    at: &provision::Endpoints,
-    committed_at: Option<std::time::SystemTime>,
-) -> Result<Vec<u8>, BackendError> {
-    let mut files = Bundle::new();
-    for d in
-        ["usr", "usr/local", "usr/local/share", "usr/local/share/ca-certificates", "etc", "etc/ssl", "etc/ssl/certs"]
-    {
-        files.dir(d, 0o755, 0)?;
-    }
-    files.file(provision::AGENT_CA.trim_start_matches('/'), plan.ca.cert_pem.as_bytes(), 0o644, 0)?;
-    if let Some((bundle, previous_ca)) = image_ca_bundle {
-        let bundle = provision::bundle_with_ca(&bundle, previous_ca.as_deref(), &plan.ca.cert_pem);
-        files.file(provision::CA_BUNDLE.trim_start_matches('/'), &bundle, 0o644, 0)?;
-    }
-    // Home: the env file (0600), .gitconfig, the prompt, skills.
-    let uid = AGENT_UID;
-    files.enter(AGENT_HOME);
-    files.dir(".bot-bottle", 0o700, uid)?;
-    let mut values: BTreeMap<String, Secret<String>> = plan
-        .env
-        .iter()
-        .filter_map(|(k, v)| match v {
-            manifest::Resolved::Forwarded(v) => Some((k.clone(), v.clone())),
-            manifest::Resolved::Literal(v) => Some((k.clone(), Secret::new(v.clone()))),
-            _ => None,
-        })
-        .collect();
-    values.entry(canary.variable.clone()).or_insert_with(|| canary.value.clone());
-    files.file(".bot-bottle/env", provision::env_file(&values).expose().as_bytes(), 0o600, uid)?;
-    let user = &plan.manifest.bottle.git_user;
-    let repos: Vec<(String, String)> = plan
-        .manifest
-        .bottle
-        .repos
-        .iter()
-        .filter_map(|(name, r)| r.value.url.clone().map(|u| (name.clone(), u)))
-        .collect();
-    let gitconfig = git_gate::gitconfig::agent_gitconfig(
-        user.name.as_ref().map(|s| s.value.as_str()),
-        user.email.as_ref().map(|s| s.value.as_str()),
-        &repos,
-        &at.gate(),
-    );
-    files.file(".gitconfig", gitconfig.as_bytes(), 0o644, uid)?;
-    // Always written (empty when the agent has none), the agent's alone.
-    files.file(".bot-bottle-prompt.txt", plan.manifest.agent.prompt.as_bytes(), 0o600, uid)?;
-    // A resumed bottle gets its transcript back, for the continue flag;
-    // then the provider's files, so its configuration is this launch's.
-    let provider = plan.resolved_provider.provider();
-    let state_dir = plan.state_dir();
-    if let (crate::ProviderRef::Plugin { .. }, Some(dir)) = (&plan.resolved_provider, &provider.session_dir) {
-        std::fs::write(state_dir.join(super::transcript::PLUGIN_SESSION_DIR_FILE), dir)
-            .map_err(io_err("cannot record the plugin's session directory"))?;
-    }
-    let transcript = state_dir.join(super::transcript::TRANSCRIPT_DIR);
-    for dir in super::transcript::session_dirs(&state_dir) {
-        if transcript.join(&dir).is_dir() {
-            files.tree(&transcript.join(&dir), &dir, uid)?;
-        }
-    }
-    for (path, text) in provision::provider_files(provider, login_stand_in, at) {
-        // Parent directories the agent owns (its CLI writes beside them).
-        if let Some(parent) = Path::new(&path).parent() {
-            files.dirs(&parent.to_string_lossy(), 0o700, uid)?;
-        }
-        files.file(&path, text.as_bytes(), 0o600, uid)?;
-    }
-    if let (false, Some(skills)) = (plan.skills.is_empty(), &provider.skills_dir) {
-        files.dirs(skills, 0o755, uid)?;
-        for skill in &plan.skills {
-            let name = skill.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            files.tree(skill, &format!("{skills}/{name}"), uid)?;
-        }
-    }
-    // The workspace: the agent's kept work, the host's cwd, or nothing
-    // (see `workspace::source`).
-    let host_cwd = (plan.metadata.copy_cwd && !plan.metadata.cwd.is_empty()).then(|| Path::new(&plan.metadata.cwd));
-    if let crate::workspace::Source::Kept(dir) | crate::workspace::Source::HostCwd(dir) =
-        crate::workspace::source(&state_dir, committed_at, host_cwd)
-    {
-        files.enter(WORKSPACE);
-        let mut entries: Vec<_> =
-            std::fs::read_dir(&dir).map_err(io_err(format!("cannot read {}", dir.display())))?.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
-            files.tree(&e.path(), &name, uid)?;
-        }
-    }
-    files.finish()
-}
-
 /// Connect, then launch, with Ctrl-C during the launch tearing down what
 /// was created.
 pub fn launch_blocking(plan: &Plan, progress: Progress<'_>) -> Result<DockerBottle, BackendError> {
@@ -1300,7 +531,7 @@ pub fn launch_blocking(plan: &Plan, progress: Progress<'_>) -> Result<DockerBott
                     let _ = tokio::time::timeout(Duration::from_secs(60), &mut guarded).await;
                     let found = find(&docker, &plan.home, &plan.identity).await?;
                     let _ = remove(&docker, &found).await;
-                    Err(super::cancel::interrupted())
+                    Err(crate::engine::cancel::interrupted())
                 }
             }
         }?;
@@ -1351,10 +582,6 @@ pub async fn active(docker: &Docker, home: &state::Home) -> Result<Vec<crate::re
     Ok(by_identity.into_values().filter(|b| b.services.iter().any(|s| s == "agent")).collect())
 }
 
-pub const LABEL_AGENT: &str = "dev.bot-bottle.agent";
-pub const LABEL_LABEL: &str = "dev.bot-bottle.label";
-pub const LABEL_STARTED: &str = "dev.bot-bottle.started";
-
 /// Stop: keep the logs and the state (preserved), remove the objects.
 pub async fn stop(docker: &Docker, objects: &Objects, state_dir: &Path) -> Result<(), BackendError> {
     save_sidecar_logs(docker, objects, state_dir).await;
@@ -1398,33 +625,6 @@ pub async fn commit(docker: &Docker, home: &state::Home, identity: &str) -> Resu
         .map_err(|e| BackendError::Invalid { message: format!("cannot record the commit: {e}") })?;
     std::fs::write(state_dir.join(COMMIT_FILE), record).map_err(io_err("cannot record the commit"))?;
     Ok(image)
-}
-
-/// The sidecar's log: live from the container, or what was kept.
-pub async fn logs(docker: &Docker, home: &state::Home, identity: &str, follow: bool) -> Result<(), BackendError> {
-    let state_dir = home.state_dir(identity);
-    let objects = find(docker, home, identity).await?;
-    // The log quotes what the agent sent (hosts, paths): on a terminal it is
-    // shown, not obeyed; a pipe gets it as it is.
-    let mut relay = supervise::shown::Relay::new(false, false);
-    let mut write = |bytes: &[u8]| relay.write(&mut std::io::stdout(), bytes);
-    if let Some(sidecar) = objects.sidecar {
-        let options = LogsOptions { stdout: true, stderr: true, follow, tail: "all".to_string(), ..Default::default() };
-        let mut stream = docker.logs(&sidecar, Some(options));
-        while let Some(Ok(chunk)) = stream.next().await {
-            write(&chunk.into_bytes());
-        }
-        return Ok(());
-    }
-    match std::fs::read(state_dir.join("sidecar.log")) {
-        Ok(text) => {
-            write(&text);
-            Ok(())
-        }
-        Err(_) => Err(BackendError::Invalid {
-            message: format!("no sidecar logs for {identity}: it is not running and none were kept"),
-        }),
-    }
 }
 
 /// Containers and networks whose launcher is gone (a killed CLI, a crash).
@@ -1480,21 +680,6 @@ pub async fn remove_orphans(docker: &Docker, plan: &crate::registry::CleanupPlan
         }
     }
     if failed.is_empty() { Ok(()) } else { Err(BackendError::Leftovers { what: "cleanup".to_string(), left: failed }) }
-}
-
-/// Revoke the Gitea deploy keys this bottle minted (loud on failure).
-pub async fn revoke_deploy_keys(state_dir: &Path) {
-    let ledger = git_gate::ledger::Ledger::at(state_dir.join(DEPLOY_KEYS_FILE));
-    let token = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match git_gate::ledger::revoke_all(&ledger, &token).await {
-        Ok(revoked) => {
-            for line in revoked.lines {
-                eprintln!("bot-bottle: {line}");
-            }
-        }
-        // The ledger stays on disk; the message says what to do by hand.
-        Err(e) => eprintln!("bot-bottle: {e}"),
-    }
 }
 
 impl DockerBottle {

@@ -1,22 +1,15 @@
 //! The docker backend (spec/backends.md): the agent in a container with no
 //! network, the sidecar on its own bridge, the shim between them
-//! ([`bottle`]); images built without a registry ([`images`],
-//! [`rootfs`]); the Engine reached through its API ([`engine`]).
+//! ([`bottle`]); gVisor detected ([`runtime`]). What it shares with the
+//! smolmachines backend (the Engine, images, the sidecar's container) is
+//! [`crate::engine`].
 
 pub mod bottle;
-pub mod cancel;
-pub mod engine;
-pub mod exec;
-pub mod images;
-pub mod npm;
-pub mod provision;
-pub mod prune;
-pub mod rootfs;
 pub mod runtime;
-pub mod transcript;
 
 use state::{BottleMetadata, Home};
 
+use crate::engine::{self, blocking};
 use crate::error::BackendError;
 use crate::plan::Plan;
 use crate::registry::{ActiveBottle, Availability, Backend, CleanupPlan, RunningBottle};
@@ -83,7 +76,7 @@ impl Backend for Docker {
         let dir = home.state_dir(&meta.identity);
         blocking(async {
             let docker = engine::connect().await?;
-            let objects = bottle::find(&docker, home, &meta.identity).await?;
+            let objects = crate::engine::objects::find(&docker, home, &meta.identity).await?;
             if objects.agent.is_none() && objects.sidecar.is_none() {
                 return Err(BackendError::Invalid {
                     message: format!("the docker backend has no running bottle {}", meta.identity),
@@ -97,7 +90,7 @@ impl Backend for Docker {
         let dir = home.state_dir(&meta.identity);
         blocking(async {
             let docker = engine::connect().await?;
-            let objects = bottle::find(&docker, home, &meta.identity).await?;
+            let objects = crate::engine::objects::find(&docker, home, &meta.identity).await?;
             if objects.agent.is_none() {
                 return Ok(false);
             }
@@ -116,7 +109,7 @@ impl Backend for Docker {
     fn logs(&self, home: &Home, meta: &BottleMetadata, follow: bool) -> Result<(), BackendError> {
         blocking(async {
             let docker = engine::connect().await?;
-            bottle::logs(&docker, home, &meta.identity, follow).await
+            crate::engine::sidecar::logs(&docker, home, &meta.identity, follow).await
         })
     }
 
@@ -134,15 +127,6 @@ impl Backend for Docker {
             bottle::remove_orphans(&docker, plan).await
         })
     }
-}
-
-/// Run one Engine conversation to completion on a small runtime.
-pub(crate) fn blocking<T>(work: impl std::future::Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| BackendError::Io { what: "cannot start the async runtime".into(), source })?
-        .block_on(work)
 }
 
 impl RunningBottle for bottle::DockerBottle {

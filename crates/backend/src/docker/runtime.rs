@@ -26,7 +26,7 @@ async fn probe(docker: &Docker) -> Option<String> {
     if !info.runtimes.as_ref().is_some_and(|r| r.contains_key("runsc")) {
         return None;
     }
-    let base = super::images::ensure_base(docker, &|_| {}).await.ok()?;
+    let base = crate::engine::images::ensure_base(docker, &|_| {}).await.ok()?;
     let name = format!("bot-bottle-runsc-probe-{}", std::process::id());
     let body = ContainerCreateBody {
         image: Some(base),

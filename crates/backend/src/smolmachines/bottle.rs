@@ -20,14 +20,17 @@ use futures_util::StreamExt;
 
 use super::argv;
 use super::net::BundleNet;
-use crate::docker::bottle::{
-    LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_STARTED, Objects, agent_files, create, docker_err,
-    find, forget_secrets, forwarded_login, io_err, join_extra_network, labels, locked, net_name_for, remove,
-    revoke_deploy_keys, save_sidecar_logs, sidecar_body, trace, wait_for_sockets, write_sidecar_files,
+use crate::engine::agent::{agent_files, forwarded_login};
+use crate::engine::images::{self, Progress};
+use crate::engine::objects::{
+    LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_STARTED, Objects, create, docker_err, find, io_err,
+    join_extra_network, labels, locked, net_name_for, remove, trace,
 };
-use crate::docker::images::{self, Progress};
-use crate::docker::provision::{self, AGENT_HOME, AGENT_UID, Endpoints, WORKSPACE};
-use crate::docker::{engine, transcript};
+use crate::engine::provision::{self, AGENT_HOME, AGENT_UID, Endpoints, WORKSPACE};
+use crate::engine::sidecar::{
+    forget_secrets, revoke_deploy_keys, save_sidecar_logs, sidecar_body, wait_for_sockets, write_sidecar_files,
+};
+use crate::engine::{self, transcript};
 use crate::error::BackendError;
 use crate::plan::Plan;
 use crate::registry::LAUNCHER_FILE;
@@ -164,7 +167,7 @@ impl SmolBottle {
                     let _ = child.kill().await;
                     Ok(130)
                 }
-                (role, code) = crate::docker::exec::first_exit(&self.docker, &watched) => {
+                (role, code) = crate::engine::exec::first_exit(&self.docker, &watched) => {
                     let _ = child.kill().await;
                     Err(BackendError::Ended(format!(
                         "the {role} exited (status {code}) while the agent ran: the agent has no way out any more, so the session ends"
@@ -248,7 +251,7 @@ pub fn launch_blocking(plan: &Plan, smolvm: Smolvm, progress: Progress<'_>) -> R
     let docker = runtime.block_on(engine::connect())?;
     let mut objects = Objects { identity: plan.identity.clone(), ..Default::default() };
     let mut env = Vec::new();
-    let cancel = crate::docker::cancel::Cancel::default();
+    let cancel = crate::engine::cancel::Cancel::default();
     let launched = runtime.block_on(async {
         // A panic mid-launch is caught so what was created can be removed.
         let steps = launch_steps(&docker, &smolvm, plan, progress, &cancel, &mut objects, &mut env);
@@ -263,7 +266,7 @@ pub fn launch_blocking(plan: &Plan, smolvm: Smolvm, progress: Progress<'_>) -> R
                 // It stops at its next step; then the cleanup below runs.
                 cancel.cancel();
                 let _ = tokio::time::timeout(Duration::from_secs(60), &mut guarded).await;
-                Ok(Err(crate::docker::cancel::interrupted()))
+                Ok(Err(crate::engine::cancel::interrupted()))
             }
         }
     });
@@ -296,7 +299,7 @@ async fn launch_steps(
     smolvm: &Smolvm,
     plan: &Plan,
     progress: Progress<'_>,
-    cancel: &crate::docker::cancel::Cancel,
+    cancel: &crate::engine::cancel::Cancel,
     objects: &mut Objects,
     agent_env: &mut Vec<String>,
 ) -> Result<(), BackendError> {
@@ -320,8 +323,8 @@ async fn launch_steps(
             p
         }
         None => {
-            let agent_image = cancel.wait(crate::docker::bottle::agent_image(docker, plan, &base, progress)).await?;
-            crate::docker::prune::record_use(&dir, &[&base, &sidecar_image, &agent_image])?;
+            let agent_image = cancel.wait(crate::engine::agent::agent_image(docker, plan, &base, progress)).await?;
+            crate::engine::prune::record_use(&dir, &[&base, &sidecar_image, &agent_image])?;
             cancel.wait(ensure_pack(docker, smolvm, &agent_image, progress)).await?
         }
     };
@@ -402,7 +405,7 @@ async fn launch_steps(
     if sockets.contains(&GATE_SOCKET) {
         shim_cmd.extend(["--map".to_string(), map(GATE_PORT, GATE_SOCKET)]);
     }
-    let (uid, gid) = crate::docker::bottle::host_ids(&dir)?;
+    let (uid, gid) = crate::engine::objects::host_ids(&dir)?;
     cancel.check()?;
     let shim = create(
         docker,

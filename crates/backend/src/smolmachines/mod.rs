@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use state::{BottleMetadata, Home};
 
-use crate::docker::blocking;
-use crate::docker::bottle::{LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_STARTED};
+use crate::engine::blocking;
+use crate::engine::objects::{LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_STARTED};
 use crate::error::BackendError;
 use crate::plan::Plan;
 use crate::registry::{
@@ -123,7 +123,7 @@ impl Backend for Smolmachines {
             });
         }
         blocking(async {
-            let docker = crate::docker::engine::connect().await?;
+            let docker = crate::engine::connect().await?;
             bottle::stop(&docker, &smolvm, home, &meta.identity).await
         })
     }
@@ -162,8 +162,8 @@ impl Backend for Smolmachines {
     /// The bundle's sidecar is a Docker container, as on docker.
     fn logs(&self, home: &Home, meta: &BottleMetadata, follow: bool) -> Result<(), BackendError> {
         blocking(async {
-            let docker = crate::docker::engine::connect().await?;
-            crate::docker::bottle::logs(&docker, home, &meta.identity, follow).await
+            let docker = crate::engine::connect().await?;
+            crate::engine::sidecar::logs(&docker, home, &meta.identity, follow).await
         })
     }
 
@@ -203,7 +203,7 @@ impl RunningBottle for bottle::SmolBottle {
 
     fn copy_in(&self, host: &std::path::Path, guest: &str) -> Result<(), BackendError> {
         let name = host.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
-        let uid = crate::docker::provision::AGENT_UID as u32;
+        let uid = crate::engine::provision::AGENT_UID as u32;
         self.smolvm.run(&argv::copy_in(
             &self.machine,
             &host.display().to_string(),

@@ -1,6 +1,25 @@
+//! The Docker Engine as both backends use it (each runs its sidecar, and
+//! builds its images, in Docker): connecting ([`connect`]), images built
+//! without a registry ([`images`], [`rootfs`], [`npm`]), a bottle's objects
+//! ([`objects`]), the sidecar's container and files ([`sidecar`]), the
+//! agent's image and files ([`agent`], [`provision`]), exec ([`exec`]),
+//! cancellation ([`cancel`]), transcripts and pruning.
+//!
 //! The Docker Engine connection: `DOCKER_HOST` honoured, the API version
 //! negotiated (Debian's daemon speaks 1.41; the client defaults newer), and
 //! a clear instruction when nothing answers.
+
+pub mod agent;
+pub mod cancel;
+pub mod exec;
+pub mod images;
+pub mod npm;
+pub mod objects;
+pub mod provision;
+pub mod prune;
+pub mod rootfs;
+pub mod sidecar;
+pub mod transcript;
 
 use std::time::Duration;
 
@@ -43,6 +62,15 @@ pub fn diagnosis(where_: &str, why: &str, socket_exists: Option<bool>) -> String
             "no Docker Engine answers at {where_} ({why}): start it (`sudo systemctl start docker`), or point DOCKER_HOST at one"
         ),
     }
+}
+
+/// Run one Engine conversation to completion on a small runtime.
+pub(crate) fn blocking<T>(work: impl std::future::Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| BackendError::Io { what: "cannot start the async runtime".into(), source })?
+        .block_on(work)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
 
-use super::bottle::LABEL_HOME;
+use super::objects::LABEL_HOME;
 use crate::error::BackendError;
 
 /// The images a bottle launched from, recorded in its state dir.
