@@ -1,7 +1,8 @@
 //! The sidecar: a bottle's only way out, on either backend.
 //!
 //! Owns the host↔sidecar contract ([`config`]: `sidecar.json` and the
-//! secrets file, the socket names and the agent's loopback ports), where
+//! secrets file, the socket names and the agent's loopback ports), the
+//! host's half of it ([`prepare`]: those files as a value, then one write), where
 //! its servers listen ([`listen`]: TCP or unix sockets, accept back-off,
 //! the bounded drain on stop), and the process that runs inside the
 //! sidecar ([`run`]): egress, git-gate (when the bottle declares repos) and
@@ -17,6 +18,8 @@
 
 pub mod config;
 pub mod listen;
+pub mod prepare;
 mod run;
 
+pub use prepare::{GateRepoFile, SidecarFiles, SidecarInputs};
 pub use run::{SidecarError, run};

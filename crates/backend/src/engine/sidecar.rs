@@ -17,10 +17,10 @@ use super::provision::{self};
 use crate::error::BackendError;
 use crate::plan::{AuthSource, Plan};
 use sidecar::config::{self as sidecar_config, RUN_DIR};
+use sidecar::prepare::SECRETS_FILE;
 
-/// The sidecar's secret values, in the state dir while a session runs.
-pub(crate) const SECRETS_FILE: &str = "sidecar-secrets.json";
-/// git-gate's SSH keys, likewise.
+/// The sidecar's secret values are in the state dir while a session runs
+/// (`sidecar::prepare::SECRETS_FILE`); git-gate's SSH keys likewise.
 pub(crate) const GATE_KEYS_DIR: &str = "git-gate/keys";
 
 /// The session is over: the secret values the sidecar was given (tokens,
@@ -110,8 +110,6 @@ pub(crate) async fn write_sidecar_files(
         .collect();
     let rendered = routes::render(&specs, plan.manifest.bottle.log_level());
     let text = reapply_route_edits(plan, rendered.text.clone(), progress)?;
-    let routes = state.component("egress")?.join("routes.json");
-    std::fs::write(&routes, &text).map_err(io_err("cannot write the route file"))?;
     let mut secrets = sidecar_config::SidecarSecrets::default();
     for (slot, source) in &rendered.slots {
         let value = match source.strip_prefix("login:") {
@@ -179,11 +177,11 @@ pub(crate) async fn write_sidecar_files(
             }
             None => return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs a key") }),
         }
-        gate_repos.push(sidecar_config::GateRepo {
+        gate_repos.push(sidecar::GateRepoFile {
             name: name.clone(),
             url: url.clone(),
             host_key: host_key.clone(),
-            key: sidecar_config::in_sidecar(&dir, &dir.join(&key_file)),
+            key_file,
             allow_force_push: repo.value.allow_force_push.unwrap_or(false),
             allow_delete: repo.value.allow_delete.unwrap_or(false),
         });
@@ -191,32 +189,18 @@ pub(crate) async fn write_sidecar_files(
     // Host keys pinned on first use: kept, so a resume pins the same.
     crate::host_keys::write_kept(&dir, &plan.host_keys, &state::BottleMetadata::now())
         .map_err(|message| BackendError::Invalid { message })?;
-    // Never written empty: a secrets file the sidecar cannot use is an error
-    // now, not a bottle without its tokens.
-    let secrets_json = serde_json::to_vec(&secrets)
-        .map_err(|e| BackendError::Invalid { message: format!("cannot serialise the sidecar's secrets: {e}") })?;
-    let secrets_path = state.write_secret_file(SECRETS_FILE, &secrets_json)?;
-    drop(secrets);
-    state.component("supervise")?;
-    state.component("sidecar-home")?;
-    let inside = |p: &Path| sidecar_config::in_sidecar(&dir, p);
-    let config = sidecar_config::SidecarConfig {
-        identity: plan.identity.clone(),
-        run_dir: PathBuf::from(RUN_DIR),
-        egress: sidecar_config::EgressConfig { routes: inside(&routes), ca_dir: inside(&dir.join("egress")) },
-        git_gate: (!gate_repos.is_empty())
-            .then(|| sidecar_config::GateConfig { dir: inside(&dir.join("git-gate")), repos: gate_repos }),
-        supervise: sidecar_config::SuperviseConfig {
-            store: inside(&supervise::store_path(&dir)),
-            tool_timeout_secs: 30 * 60,
+    let files = sidecar::SidecarFiles::prepare(
+        &dir,
+        sidecar::SidecarInputs {
+            identity: plan.identity.clone(),
+            routes: text,
+            secrets,
+            repos: gate_repos,
             allowed_hosts: at.beyond_loopback().map(str::to_string).into_iter().collect(),
         },
-        secrets: inside(&secrets_path),
-    };
-    let config_path = dir.join("sidecar.json");
-    let config_json = serde_json::to_vec_pretty(&config)
-        .map_err(|e| BackendError::Invalid { message: format!("cannot serialise the sidecar's config: {e}") })?;
-    std::fs::write(&config_path, config_json).map_err(io_err("cannot write sidecar.json"))?;
+    );
+    let config_path = files.write(&state).map_err(|e| BackendError::Invalid { message: e.to_string() })?;
+    drop(files);
     Ok((config_path, canary))
 }
 
