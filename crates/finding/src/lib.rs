@@ -7,6 +7,7 @@
 //! masking and redacting are `dlp`'s.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::ops::Range;
 
@@ -16,10 +17,16 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Detector {
+    /// Provider token formats and keyword rules (gitleaks-format rules).
     TokenPatterns,
+    /// The bottle's own values (tokens, forwarded env, the canary), in any
+    /// encoding.
     KnownSecrets,
+    /// High-entropy strings.
     Entropy,
+    /// Seed phrases, WIF keys, card numbers, IBANs (by checksum).
     Crypto,
+    /// Prompt injection in what comes back.
     Injection,
     /// Not a detector: the input could not be scanned (too large, a
     /// decompression bomb, a corrupt encoding). Always blocks.
@@ -27,6 +34,7 @@ pub enum Detector {
 }
 
 impl Detector {
+    /// The detector's name as manifests and logs spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Detector::TokenPatterns => "token_patterns",
@@ -61,15 +69,19 @@ pub enum View {
     Derived,
 }
 
+/// One match: where, by what, and a masked snippet (never the value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// What found it.
     pub detector: Detector,
     /// The rule id (`github-pat`, `known-secret:base64`, `canary`, …).
     pub rule: String,
     /// Byte span of the matched value in the view.
     pub span: Range<usize>,
+    /// Which view `span` is in.
     pub view: View,
     /// The match with its value masked: safe to log and show.
     pub snippet: String,
+    /// Whether it is applied or only warned about.
     pub severity: Severity,
 }

@@ -11,15 +11,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::table::{AuthSlot, RouteTable, TableRoute};
 
+/// The route file format this version writes and reads.
 pub const VERSION: u32 = 1;
 
 /// One route as the host hands it over: the token named by its host variable.
 #[derive(Debug, Clone)]
 pub struct RouteSpec {
+    /// The route in manifest shape.
     pub route: Route,
     /// (scheme, NAME of the host variable or login that holds the token).
     pub auth: Option<(AuthScheme, String)>,
+    /// What a DLP finding on this route does.
     pub on_match: OnMatch,
+    /// The provider's own API route (neither replaced nor removed by edits).
     pub provider: bool,
 }
 
@@ -64,7 +68,9 @@ struct AuthJson {
 /// order: the launcher puts source `name`'s value in `EGRESS_TOKEN_<slot>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
+    /// The route file's text.
     pub text: String,
+    /// Each slot with the name of the source its value comes from.
     pub slots: Vec<(usize, String)>,
 }
 
@@ -105,14 +111,24 @@ pub fn render_keeping(routes: &[RouteSpec], log: u8, existing: &[(usize, String)
     Rendered { text, slots }
 }
 
+/// Why a route file was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RouteFileError {
+    /// Not the format's JSON.
     #[error("route file is not valid: {0}")]
     Syntax(String),
     #[error("route file version {0} is not supported (this sidecar reads version {VERSION})")]
+    /// Another version of the format.
     Version(u32),
     #[error("route file: routes[{index}]: {message}")]
-    Route { index: usize, message: String },
+    /// One route is not a route.
+    Route {
+        /// Its place in `routes`.
+        index: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The routes do not make a table.
     #[error(transparent)]
     Table(#[from] crate::table::RouteError),
 }
@@ -120,7 +136,9 @@ pub enum RouteFileError {
 /// A loaded route file: the table and the log level.
 #[derive(Debug, Clone)]
 pub struct RouteFile {
+    /// The routes, compiled.
     pub table: RouteTable,
+    /// `egress.log`: 0, 1 or 2.
     pub log: u8,
     /// Slots the routes use (their values must be in the environment).
     pub slots: Vec<usize>,
@@ -182,7 +200,10 @@ pub enum RouteEdit {
     /// route keeps its credential slot, a new one has none.
     Allow(Route),
     /// Remove the route for this host.
-    Block { host: String },
+    Block {
+        /// The host whose route goes.
+        host: String,
+    },
 }
 
 impl RouteEdit {
@@ -240,8 +261,11 @@ impl RouteEdit {
 /// audit trail.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Edited {
+    /// The route file's new text.
     pub text: String,
+    /// The host's route before (null when there was none).
     pub before: serde_json::Value,
+    /// The host's route after (null when it was removed).
     pub after: serde_json::Value,
 }
 

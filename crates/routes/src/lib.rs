@@ -7,6 +7,7 @@
 //! supervise edits a file; the backends render one. None of that is here.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod file;
 pub mod table;

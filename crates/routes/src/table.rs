@@ -15,7 +15,9 @@ use manifest::{AuthScheme, OnMatch, PathKind, Route};
 
 /// A request's view for matching: method, path (no query), headers.
 pub struct Target<'a> {
+    /// The request's method.
     pub method: &'a str,
+    /// The request's path (and query).
     pub path: &'a str,
     /// Header names in any case.
     pub headers: &'a [(String, String)],
@@ -25,7 +27,9 @@ pub struct Target<'a> {
 /// (`EGRESS_TOKEN_<slot>` in the sidecar's environment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthSlot {
+    /// How the token is sent.
     pub scheme: AuthScheme,
+    /// Which `EGRESS_TOKEN_<slot>` holds it.
     pub slot: usize,
 }
 
@@ -49,24 +53,43 @@ struct MatchRule {
 pub struct TableRoute {
     /// The route in manifest shape (no token values).
     pub route: Route,
+    /// The credential the proxy injects, if any.
     pub auth: Option<AuthSlot>,
+    /// What a DLP finding on this route does.
     pub on_match: OnMatch,
     /// The provider's own API route.
     pub provider: bool,
     matches: Vec<MatchRule>,
 }
 
+/// Why routes do not make a table.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RouteError {
     #[error("route {host}: path regex '{pattern}' is invalid: {message}")]
-    Regex { host: String, pattern: String, message: String },
+    /// A path regex does not compile.
+    Regex {
+        /// The route's host.
+        host: String,
+        /// The regex.
+        pattern: String,
+        /// The compiler's complaint.
+        message: String,
+    },
     #[error("two routes for host {0}; one route per host")]
+    /// Two routes for one host.
     Duplicate(String),
     #[error("route host '{host}' {why}")]
-    Host { host: String, why: String },
+    /// A host that is not a host name.
+    Host {
+        /// The host.
+        host: String,
+        /// Why not.
+        why: String,
+    },
 }
 
 impl TableRoute {
+    /// Compile one route.
     pub fn new(
         route: Route,
         auth: Option<AuthSlot>,
@@ -152,6 +175,7 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// A table of `routes`, one per host.
     pub fn new(routes: Vec<TableRoute>) -> Result<RouteTable, RouteError> {
         for (i, r) in routes.iter().enumerate() {
             if routes[..i].iter().any(|o| o.route.host == r.route.host) {
@@ -161,6 +185,7 @@ impl RouteTable {
         Ok(RouteTable { routes })
     }
 
+    /// Every route, in order.
     pub fn routes(&self) -> &[TableRoute] {
         &self.routes
     }

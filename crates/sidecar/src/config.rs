@@ -13,27 +13,38 @@ use serde::{Deserialize, Serialize};
 pub const BOTTLE_DIR: &str = "/bottle";
 /// Where the sockets shared with the shim are, in the sidecar and the shim.
 pub const RUN_DIR: &str = "/run/bot-bottle";
+/// The egress proxy's socket in [`RUN_DIR`].
 pub const EGRESS_SOCKET: &str = "egress.sock";
+/// git-gate's socket in [`RUN_DIR`].
 pub const GATE_SOCKET: &str = "git-gate.sock";
+/// supervise's MCP socket in [`RUN_DIR`].
 pub const SUPERVISE_SOCKET: &str = "supervise.sock";
-/// The loopback ports the agent reaches them on (through the shim).
+/// The loopback port the agent reaches egress on (through the shim).
 pub const EGRESS_PORT: u16 = 3128;
+/// The loopback port the agent reaches git-gate on.
 pub const GATE_PORT: u16 = 8421;
+/// The loopback port the agent reaches supervise's MCP endpoint on.
 pub const SUPERVISE_PORT: u16 = 8422;
 
+/// `sidecar.json`: paths (as the sidecar sees them) and settings, no values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SidecarConfig {
+    /// The bottle's identity.
     pub identity: String,
     /// Directory for the unix sockets.
     pub run_dir: PathBuf,
+    /// The proxy's files.
     pub egress: EgressConfig,
+    /// git-gate, when the bottle declares repos.
     pub git_gate: Option<GateConfig>,
+    /// The operator channel.
     pub supervise: SuperviseConfig,
     /// The secrets file.
     pub secrets: PathBuf,
 }
 
+/// The egress proxy's files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EgressConfig {
@@ -43,33 +54,43 @@ pub struct EgressConfig {
     pub ca_dir: PathBuf,
 }
 
+/// git-gate's directory and repos.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateConfig {
     /// Mirrors, keys and the hook socket.
     pub dir: PathBuf,
+    /// The repos it mirrors.
     pub repos: Vec<GateRepo>,
 }
 
+/// One repo git-gate mirrors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateRepo {
+    /// The repo's name in the bottle (`git-gate.repos.<name>`).
     pub name: String,
+    /// The upstream, `ssh://…`.
     pub url: String,
+    /// The upstream's pinned host key.
     pub host_key: String,
     /// The private key file (0600), read by the gate only.
     pub key: PathBuf,
     /// What a push may do to the upstream's refs beyond adding history.
     #[serde(default)]
     pub allow_force_push: bool,
+    /// Whether a push may delete an upstream ref.
     #[serde(default)]
     pub allow_delete: bool,
 }
 
+/// supervise's store and bounds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SuperviseConfig {
+    /// The proposal store (SQLite).
     pub store: PathBuf,
+    /// How long an agent's call may wait for the operator.
     pub tool_timeout_secs: u64,
     /// Host names the MCP endpoint accepts besides loopback (the sidecar
     /// bundle's IP, where the agent's VM reaches it).
@@ -87,6 +108,7 @@ pub struct SidecarSecrets {
     /// Values the agent was given on purpose (and other credentials), by
     /// name: outbound DLP recognises them.
     pub known: BTreeMap<String, String>,
+    /// The canary's value: refused on every route.
     pub canary: Option<String>,
 }
 

@@ -15,6 +15,7 @@
 //! `git-gate`, `supervise`), the command line (the `bot-bottle` binary).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod config;
 pub mod listen;

@@ -9,7 +9,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {address}: {source}")]
 pub struct ListenError {
+    /// What was asked: `HOST:PORT` or `unix:PATH`.
     pub address: String,
+    /// Why it failed.
     #[source]
     pub source: std::io::Error,
 }
@@ -20,11 +22,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A TCP or unix listener.
 pub enum Listener {
+    /// `HOST:PORT`.
     Tcp(tokio::net::TcpListener),
+    /// `unix:PATH`, with its path (removed on drop).
     Unix(tokio::net::UnixListener, String),
 }
 
 impl Listener {
+    /// Listen on `HOST:PORT` or `unix:PATH` (a stale socket file there is
+    /// replaced).
     pub async fn bind(listen: &str) -> Result<Listener, ListenError> {
         let failed = |source| ListenError { address: listen.to_string(), source };
         Ok(match listen.strip_prefix("unix:") {

@@ -28,21 +28,30 @@ pub const TOOL_TIMEOUT_SECS: u64 = 30 * 60;
 /// `key_file` under the state dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateRepoFile {
+    /// The repo's name in the bottle.
     pub name: String,
+    /// The upstream, `ssh://…`.
     pub url: String,
+    /// The upstream's pinned host key.
     pub host_key: String,
+    /// The private key's path under the state dir.
     pub key_file: String,
+    /// Whether a push may rewrite upstream history.
     pub allow_force_push: bool,
+    /// Whether a push may delete an upstream ref.
     pub allow_delete: bool,
 }
 
 /// What the host resolved for one bottle's sidecar.
 #[derive(Debug)]
 pub struct SidecarInputs {
+    /// The bottle's identity.
     pub identity: String,
     /// The route file's text: rendered, approved changes re-applied.
     pub routes: String,
+    /// Token values by slot, the known values, the canary.
     pub secrets: SidecarSecrets,
+    /// The repos git-gate serves.
     pub repos: Vec<GateRepoFile>,
     /// Host names the MCP endpoint accepts besides loopback.
     pub allowed_hosts: Vec<String>,
@@ -53,6 +62,7 @@ pub struct SidecarInputs {
 pub struct SidecarFiles {
     /// The route file's text.
     pub routes: String,
+    /// The secrets file's content.
     pub secrets: SidecarSecrets,
     /// Paths in it are the sidecar's (the state dir at [`crate::config::BOTTLE_DIR`]).
     pub config: SidecarConfig,
@@ -61,19 +71,25 @@ pub struct SidecarFiles {
 /// A file the host could not write for its sidecar.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// A file could not be written.
     #[error("cannot write {}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The state dir refused a directory or the secrets file.
     #[error(transparent)]
     State(#[from] state::StateError),
     /// Never written half: a file the sidecar cannot read is an error now,
     /// not a bottle without its tokens.
     #[error("cannot serialise the sidecar's {what}: {source}")]
     Serialise {
+        /// Which file.
         what: &'static str,
+        /// Why.
         #[source]
         source: serde_json::Error,
     },

@@ -26,9 +26,12 @@ use crate::listen::{ListenError, Listener};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SidecarError {
+    /// A file the host wrote could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -36,17 +39,26 @@ pub enum SidecarError {
     /// refused; `what` names it.
     #[error("{what}: {source}")]
     Setup {
+        /// What was being set up.
         what: String,
+        /// Why it was refused.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A socket could not be made.
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// SIGHUP could not be watched.
     #[error("cannot watch for signals: {0}")]
     Signals(#[source] std::io::Error),
     /// A server ended while the sidecar was serving.
     #[error("{server} {why}; the sidecar stops (the session ends with it)")]
-    ServerEnded { server: &'static str, why: String },
+    ServerEnded {
+        /// Which server.
+        server: &'static str,
+        /// How it ended.
+        why: String,
+    },
 }
 
 fn read(path: &Path) -> Result<String, SidecarError> {
