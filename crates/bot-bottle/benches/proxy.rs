@@ -29,45 +29,31 @@ struct Upstream {
 }
 
 fn upstream(rt: &tokio::runtime::Runtime) -> Upstream {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let ca = test_support::TestCa::new("bench upstream CA");
+    let acceptor = ca.acceptor(&["localhost"]);
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
     let small = Bytes::from(vec![b'a'; 1024]);
     let large = Bytes::from(vec![b'b'; 1024 * 1024]);
-    rt.spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            // As production servers do: no Nagle delay on small trailing segments.
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, small, large) = (acceptor.clone(), small.clone(), large.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let body = if req.uri().path() == "/1m" { large.clone() } else { small.clone() };
-                    async move {
-                        let mut r = Response::new(Full::new(body));
-                        r.headers_mut().insert("content-type", "application/octet-stream".parse().unwrap());
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+    let _in_runtime = rt.enter();
+    test_support::accept_each(listener, move |tcp| {
+        // As production servers do: no Nagle delay on small trailing segments.
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, small, large) = (acceptor.clone(), small.clone(), large.clone());
+        async move {
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let body = if req.uri().path() == "/1m" { large.clone() } else { small.clone() };
+                async move {
+                    let mut r = Response::new(Full::new(body));
+                    r.headers_mut().insert("content-type", "application/octet-stream".parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(r)
+                }
             });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
         }
     });
-    Upstream { port, ca_pem: ca_cert.pem() }
+    Upstream { port, ca_pem: ca.cert_pem }
 }
 
 /// One client connection: optional CONNECT through `proxy`, TLS trusting

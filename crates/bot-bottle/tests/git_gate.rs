@@ -495,12 +495,7 @@ fn gate_with_operator(
         tokio::spawn(gate.clone().serve_hooks(hooks));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
-                tokio::spawn(gate.clone().serve(tcp));
-            }
-        });
+        test_support::accept_each(listener, move |tcp| gate.clone().serve(tcp));
         addr
     })
 }

@@ -56,17 +56,14 @@ async fn upstream() -> (u16, Arc<AtomicUsize>) {
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    async { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from("ok")))) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+    test_support::accept_each(listener, move |tcp| {
+        let counter = counter.clone();
+        async move {
+            let service = hyper::service::service_fn(move |_req| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from("ok")))) }
             });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
         }
     });
     (port, hits)
@@ -109,12 +106,7 @@ async fn listen(p: Proxy) -> String {
     let p = Arc::new(p);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            tokio::spawn(p.clone().serve(tcp));
-        }
-    });
+    test_support::accept_each(listener, move |tcp| p.clone().serve(tcp));
     addr
 }
 
@@ -241,24 +233,21 @@ async fn a_slow_body_and_a_silent_upstream_are_answered() {
 async fn scripted_upstream(parts: Vec<(Duration, Vec<u8>)>) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { continue };
-            let parts = parts.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).await.unwrap_or(0) == 1 {
-                    head.push(byte[0]);
+    test_support::accept_each(listener, move |mut tcp| {
+        let parts = parts.clone();
+        async move {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).await.unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            for (delay, bytes) in parts {
+                tokio::time::sleep(delay).await;
+                if tcp.write_all(&bytes).await.is_err() {
+                    return;
                 }
-                for (delay, bytes) in parts {
-                    tokio::time::sleep(delay).await;
-                    if tcp.write_all(&bytes).await.is_err() {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_secs(60)).await;
-            });
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
         }
     });
     port
@@ -416,24 +405,21 @@ async fn slow_upstream(hold: Duration) -> (u16, Arc<AtomicUsize>) {
     let port = listener.local_addr().unwrap().port();
     let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let seen = most.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            let (now, most) = (now.clone(), most.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (now, most) = (now.clone(), most.clone());
-                    async move {
-                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
-                        most.fetch_max(n, Ordering::SeqCst);
-                        let _ = http_body_util::BodyExt::collect(req.into_body()).await;
-                        tokio::time::sleep(hold).await;
-                        now.fetch_sub(1, Ordering::SeqCst);
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from("ok"))))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+    test_support::accept_each(listener, move |tcp| {
+        let (now, most) = (now.clone(), most.clone());
+        async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let (now, most) = (now.clone(), most.clone());
+                async move {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+                    tokio::time::sleep(hold).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from("ok"))))
+                }
             });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
         }
     });
     (port, seen)
