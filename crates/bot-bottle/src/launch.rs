@@ -28,6 +28,17 @@ impl StateGuard {
 impl Drop for StateGuard {
     fn drop(&mut self) {
         if let Some(dir) = self.0.take() {
+            // A deploy-key ledger still there lists keys the failed launch
+            // could not revoke (it said which): the state that records them
+            // stays, for `cleanup` to revoke once it can.
+            if dir.join(backend::engine::sidecar::DEPLOY_KEYS_FILE).exists() {
+                crate::context::warn(&format!(
+                    "kept {}: it lists deploy keys not yet revoked; `bot-bottle cleanup` revokes them",
+                    dir.display()
+                ));
+                return;
+            }
+            // Best effort: a launch that failed leaves nothing to resume.
             let _ = std::fs::remove_dir_all(dir);
         }
     }

@@ -92,6 +92,7 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
         }
     }
     let mut dirs = Vec::new();
+    let mut ledgers: Vec<String> = Vec::new();
     for identity in ctx.home.identities() {
         let dir = ctx.home.state_dir(&identity);
         if backend::launcher_alive(&dir) {
@@ -107,6 +108,12 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
         // Preserved state, and an orphan's (its launcher killed: `resume`
         // recovers it), go only with --all; a dir without metadata cannot
         // be resumed and always goes.
+        // Deploy keys a dead launcher minted are revoked whether the state
+        // stays or goes: a resume mints its own, and a key that can push
+        // must not outlive the session it was for.
+        if dir.join(backend::engine::sidecar::DEPLOY_KEYS_FILE).exists() {
+            ledgers.push(identity.clone());
+        }
         let preserved = dir.join(state::StateDir::PRESERVE).exists();
         let resumable = preserved || meta.is_some();
         if resumable && !all {
@@ -115,7 +122,7 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
         dirs.push((identity, resumable));
     }
     let objects: usize = plans.iter().map(|(_, p)| p.items.len()).sum();
-    if objects == 0 && dirs.is_empty() {
+    if objects == 0 && dirs.is_empty() && ledgers.is_empty() {
         println!("nothing to clean up");
         for b in &blind {
             eprintln!("bot-bottle: the {b} backend cannot list its bottles yet; its state was left alone");
@@ -128,14 +135,20 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
             println!("  {}: {item}", plan.backend);
         }
     }
+    for identity in &ledgers {
+        println!("  the Gitea deploy key(s) {identity} minted (revoked)");
+    }
     for (identity, resumable) in &dirs {
         println!("  state {identity}{}", if *resumable { " (resumable)" } else { "" });
     }
     // A removed bottle's commit goes with it: nothing can boot it after.
-    let commits: Vec<String> = dirs
+    let commits_of: Vec<(String, String)> = dirs
         .iter()
-        .filter_map(|(identity, _)| backend::engine::agent::committed_image(&ctx.home.state_dir(identity)))
+        .filter_map(|(identity, _)| {
+            backend::engine::agent::committed_image(&ctx.home.state_dir(identity)).map(|c| (identity.clone(), c))
+        })
         .collect();
+    let mut commits: Vec<String> = commits_of.iter().map(|(_, c)| c.clone()).collect();
     for image in &commits {
         println!("  image {image} (its commit)");
     }
@@ -166,7 +179,24 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
     if !errors.is_empty() {
         anyhow::bail!("some objects could not be removed: {}", errors.join("; "));
     }
+    if !ledgers.is_empty() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        for identity in &ledgers {
+            runtime.block_on(backend::engine::sidecar::revoke_deploy_keys(&ctx.home.state_dir(identity)));
+        }
+    }
+    let mut kept_for_keys = 0;
     for (identity, _) in &dirs {
+        // A ledger still there lists keys not revoked (said above): the
+        // state that records them stays until they are.
+        if ctx.home.state_dir(identity).join(backend::engine::sidecar::DEPLOY_KEYS_FILE).exists() {
+            crate::context::warn(&format!(
+                "kept the state of {identity}: its deploy keys could not all be revoked (see above); run cleanup again once they can be"
+            ));
+            kept_for_keys += 1;
+            commits.retain(|c| !commits_of.iter().any(|(i, ci)| i == identity && ci == c));
+            continue;
+        }
         if let Some(d) = state::StateDir::open(&ctx.home, identity) {
             d.remove()?;
         }
@@ -188,7 +218,7 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
             }
         }
     }
-    println!("removed {objects} object(s), {} state dir(s) and {images} commit image(s)", dirs.len());
+    println!("removed {objects} object(s), {} state dir(s) and {images} commit image(s)", dirs.len() - kept_for_keys);
     Ok(0)
 }
 

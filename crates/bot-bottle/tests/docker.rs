@@ -418,6 +418,103 @@ fn ctrl_c_during_the_launch_leaves_nothing() {
     assert!(!h.state("interrupted").exists(), "an interrupted launch kept state");
 }
 
+/// A bottle whose repo's deploy key is minted on a stand-in Gitea that
+/// registers the key and then keeps the launch waiting for a minute; the
+/// launch, spawned, and the Gitea. The launch is past its images once the
+/// key is registered.
+fn launch_mid_mint(h: &Home, label: &str) -> (Child, std::sync::mpsc::Receiver<String>, support::gitea::Gitea) {
+    let dir = h.home.join(format!("mint-{label}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("authorized_keys"), "").unwrap();
+    let gitea = support::gitea::fake_gitea_stalling(
+        dir.join("authorized_keys"),
+        204,
+        None,
+        Vec::new(),
+        Some(Duration::from_secs(60)),
+    );
+    let public = support::sshd::keygen(&dir.join("host_key"));
+    let host_key: String = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    std::fs::write(
+        h.home.join("bottles/minted.md"),
+        format!(
+            "---\nextends: life\ngit-gate:\n  repos:\n    widgets:\n      url: ssh://git@git.example.test/owner/widgets.git\n      host_key: \"{host_key}\"\n      key: {{provider: gitea, provisioner_token: MINT_TOKEN}}\n---\nlife, with a repo whose key is minted.\n"
+        ),
+    )
+    .unwrap();
+    let mut child = h
+        .cmd(&["start", "life", "--bottle", "minted", "--label", label, "--headless", "--prompt", "sleep 60"])
+        .env("MINT_TOKEN", "provisioner-token-Xk41")
+        .env("BOT_BOTTLE_GITEA_URL", format!("http://127.0.0.1:{}", gitea.port))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while gitea.keys.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the launch never registered its deploy key");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the launch ended before minting: {:?}",
+            rx.try_iter().collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (child, rx, gitea)
+}
+
+/// Ctrl-C while the deploy key's registration is unanswered: the launch
+/// stops at once (not after the Gitea call's 30 s), ends as interrupted, and
+/// the key — registered, its id never heard — is found by its title in the
+/// ledger and revoked. Nothing is left.
+#[test]
+fn ctrl_c_mid_mint_leaves_no_deploy_key() {
+    let h = Home::new();
+    let (mut child, rx, gitea) = launch_mid_mint(&h, "mid mint");
+    let t0 = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let said: Vec<String> = rx.try_iter().collect();
+    assert_eq!(status.code(), Some(130), "{said:?}");
+    assert!(t0.elapsed() < Duration::from_secs(20), "the interrupt waited on the registration: {:?}", t0.elapsed());
+    assert!(gitea.keys.lock().unwrap().is_empty(), "left registered: {:?}\n{said:?}", gitea.keys.lock().unwrap());
+    assert_gone("mid-mint");
+    assert!(!h.state("mid-mint").exists(), "an interrupted launch kept state");
+}
+
+/// The CLI killed (SIGKILL: nothing of it runs again) while the key's
+/// registration is unanswered: the key stays registered, listed by title in
+/// the state's ledger; `cleanup` revokes it (the state, resumable, stays).
+#[test]
+fn a_cli_killed_mid_mint_leaves_a_key_cleanup_revokes() {
+    let h = Home::new();
+    let (mut child, _rx, gitea) = launch_mid_mint(&h, "killed mint");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(gitea.keys.lock().unwrap().len(), 1, "the registration the killed CLI made");
+    let o = h
+        .cmd(&["cleanup", "-y"])
+        .env("MINT_TOKEN", "provisioner-token-Xk41")
+        .env("BOT_BOTTLE_GITEA_URL", format!("http://127.0.0.1:{}", gitea.port))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("deploy key(s) killed-mint minted (revoked)"), "{}", out(&o));
+    assert!(gitea.keys.lock().unwrap().is_empty(), "left registered: {:?}\n{}", gitea.keys.lock().unwrap(), err(&o));
+    assert!(!h.state("killed-mint").join("git-gate/deploy-keys.json").exists(), "the ledger outlived its keys");
+    let o = h.run(&["cleanup", "--all", "-y"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_gone("killed-mint");
+}
+
 #[test]
 fn a_killed_cli_leaves_what_resume_and_cleanup_handle() {
     let h = Home::new();

@@ -201,7 +201,7 @@ async fn launch_steps(
     // What the sidecar reads.
     let login = forwarded_login(plan)?;
     let (config, canary) =
-        write_sidecar_files(plan, login.as_ref(), &provision::Endpoints::loopback(), progress).await?;
+        write_sidecar_files(plan, login.as_ref(), &provision::Endpoints::loopback(), progress, cancel).await?;
     trace("sidecar files written");
     let (sidecar_body, run_dir) = sidecar_body(plan, &config, &sidecar_image, &net_name_for(identity))?;
     let (uid, gid) = host_ids(&dir)?;

@@ -82,11 +82,16 @@ pub(crate) fn reapply_route_edits(
 }
 
 /// Write what the sidecar reads: routes, secrets, keys, its config.
+///
+/// Minting a Gitea deploy key is a wait `cancel` ends (Ctrl-C): the key's
+/// title is in the ledger before the request goes, so a registration the
+/// interrupted request made is found by title and revoked on the way out.
 pub(crate) async fn write_sidecar_files(
     plan: &Plan,
     login: Option<&crate::host_login::CodexLogin>,
     at: &provision::Endpoints,
     progress: Progress<'_>,
+    cancel: &super::cancel::Cancel,
 ) -> Result<(PathBuf, dlp::Canary), BackendError> {
     let dir = plan.state_dir();
     let state = state_dir(plan)?;
@@ -168,10 +173,15 @@ pub(crate) async fn write_sidecar_files(
                     token_ref: provisioner_token,
                     title_prefix: &format!("bot-bottle {} {name}", plan.identity),
                 };
-                let (private, key) = ledger
-                    .mint(&api, &upstream, what, &state.component(GATE_KEYS_DIR)?)
-                    .await
-                    .map_err(|e| BackendError::DeployKey { repo: name.clone(), message: e.to_string() })?;
+                let keys_dir = state.component(GATE_KEYS_DIR)?;
+                let (private, key) = cancel
+                    .wait(async {
+                        ledger
+                            .mint(&api, &upstream, what, &keys_dir)
+                            .await
+                            .map_err(|e| BackendError::DeployKey { repo: name.clone(), message: e.to_string() })
+                    })
+                    .await?;
                 progress(&format!("git-gate: registered deploy key {} on {}", key.id, key.owner_repo));
                 state.write_secret_file(&key_file, private.expose())?;
             }

@@ -350,7 +350,7 @@ async fn launch_steps(
     net.check_free(&existing).map_err(|message| BackendError::Invalid { message })?;
     let at = Endpoints { host: net.ip.to_string() };
     let login = forwarded_login(plan)?;
-    let (config, canary) = write_sidecar_files(plan, login.as_ref(), &at, progress).await?;
+    let (config, canary) = write_sidecar_files(plan, login.as_ref(), &at, progress, cancel).await?;
 
     progress("starting the sidecar bundle");
     let created = docker

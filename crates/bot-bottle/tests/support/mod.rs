@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod gitea;
 pub mod smolvm;
 pub mod sshd;
 pub mod tmux;
