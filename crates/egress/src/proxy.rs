@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dlp::{KnownSecrets, RuleSet, ScanOptions, Scanner, TokenScanner};
-use http_body_util::{BodyExt, Empty, Full, Limited, combinators::BoxBody};
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -51,8 +51,18 @@ pub const MAX_SCANNED_RESPONSE: u64 = 4 * 1024 * 1024;
 
 /// Bytes of request and response bodies the proxy holds in memory at once,
 /// across all connections: a request waits for its share (then 503), so
-/// many large bodies at once cannot push the sidecar out of memory.
+/// many large bodies at once cannot push the sidecar out of memory. Three
+/// quarters are for request bodies, one for the responses read whole to be
+/// checked: apart, so that an exchange holding its request's share never
+/// waits for its response's behind requests that wait for that very share.
 pub const BODY_BUDGET: usize = 256 * 1024 * 1024;
+
+/// How many bodies over [`LARGE_SCAN`] are scanned at once: a scan's
+/// decoded views may take several times its body (see `dlp::Views`), and
+/// scanning is work for the CPU, so more at once would only add memory.
+pub const LARGE_SCANS: usize = 2;
+/// A body this size or larger takes one of the [`LARGE_SCANS`] permits.
+pub const LARGE_SCAN: usize = 1024 * 1024;
 /// How long each phase may take: a slow client or a silent upstream is
 /// answered or cut, never waited on forever.
 #[derive(Debug, Clone, Copy)]
@@ -137,10 +147,10 @@ pub struct Proxy {
     hold_timeout: Duration,
     /// Open client connections (a permit each).
     connections: Arc<tokio::sync::Semaphore>,
-    /// Body bytes held at once, in KiB permits ([`BODY_BUDGET`]), and
-    /// how many permits there are in all.
-    bodies: Arc<tokio::sync::Semaphore>,
-    body_capacity: u32,
+    /// Body bytes held at once ([`BODY_BUDGET`]).
+    bodies: BodyBudget,
+    /// Scans of large bodies running at once ([`LARGE_SCANS`]).
+    large_scans: Arc<tokio::sync::Semaphore>,
     /// Distinct names asked for under each wildcard route, per minute.
     subdomains: std::sync::Mutex<SubdomainRate>,
     /// Names that may resolve anywhere: what the hosts file maps.
@@ -241,8 +251,8 @@ impl Proxy {
             sink: Arc::new(NoSink),
             hold_timeout: DEFAULT_HOLD,
             connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
-            bodies: Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET / 1024)),
-            body_capacity: (BODY_BUDGET / 1024) as u32,
+            bodies: BodyBudget::new(BODY_BUDGET),
+            large_scans: Arc::new(tokio::sync::Semaphore::new(LARGE_SCANS)),
             subdomains: Default::default(),
             hosts_file,
             timeouts: Timeouts::default(),
@@ -268,18 +278,18 @@ impl Proxy {
 
     /// Hold at most `bytes` of bodies at once (default [`BODY_BUDGET`]).
     pub fn with_body_budget(mut self, bytes: usize) -> Proxy {
-        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
-        self.bodies = Arc::new(tokio::sync::Semaphore::new(kib as usize));
-        self.body_capacity = kib;
+        self.bodies = BodyBudget::new(bytes);
         self
     }
 
-    /// A share of the body budget for `bytes`, waited for at most `wait`;
-    /// `None` when the proxy is too busy. A body larger than the whole
-    /// budget takes all of it.
-    async fn reserve(&self, bytes: usize, wait: Duration) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let want = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.body_capacity);
-        tokio::time::timeout(wait, self.bodies.clone().acquire_many_owned(want)).await.ok()?.ok()
+    /// For a body of `len` bytes about to be scanned: one of the
+    /// [`LARGE_SCANS`] permits when it is large (held while it is scanned,
+    /// never while the request waits on anything else).
+    async fn scan_permit(&self, len: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match len >= LARGE_SCAN {
+            true => self.large_scans.clone().acquire_owned().await.ok(),
+            false => None,
+        }
     }
 
     /// Serve at most `n` client connections at once; more are answered 503.
@@ -587,13 +597,14 @@ impl Proxy {
         // it declares, none for an empty body, the most a body may be for
         // one whose length is unknown. Held until the body has gone
         // upstream (or the exchange ends).
+        let declared_length = hyper::body::Body::size_hint(&body).exact().is_some();
         let expected = match (hyper::body::Body::size_hint(&body).exact(), hyper::body::Body::is_end_stream(&body)) {
             (Some(n), _) => usize::try_from(n).unwrap_or(usize::MAX).min(MAX_REQUEST_BODY + 1),
             (None, true) => 0,
             (None, false) => MAX_REQUEST_BODY,
         };
         let body_share = if expected > 0 {
-            match self.reserve(expected, self.timeouts.request_body).await {
+            match self.bodies.requests.reserve(expected, self.timeouts.request_body).await {
                 Some(share) => Some(share),
                 None => {
                     return answer(
@@ -607,11 +618,11 @@ impl Proxy {
         };
         let body = match tokio::time::timeout(
             self.timeouts.request_body,
-            Limited::new(body, MAX_REQUEST_BODY).collect(),
+            read_whole(body, MAX_REQUEST_BODY, expected.min(if declared_length { expected } else { 64 * 1024 })),
         )
         .await
         {
-            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Ok(b)) => b,
             Ok(Err(_)) => {
                 return block(&Block {
                     code: "too-large",
@@ -684,14 +695,20 @@ impl Proxy {
         let decide_now = |safelist: &Safelist| {
             decide(&policy.file.table, &|r| &policy.scanners[&r.route.host], &self.tokens, safelist, &request)
         };
-        let mut decision = decide_now(&self.safelist());
+        let mut decision = {
+            let _scan = self.scan_permit(body.len()).await;
+            decide_now(&self.safelist())
+        };
         if let Decision::Hold { host, method, path, findings, values } = decision {
             // The request waits for the operator; approved, it is decided
             // again, so any other finding still counts.
             if let Err(b) = self.ask_operator(TokenAllowProposal { host, method, path, findings }, values).await {
                 return block(&b);
             }
-            decision = decide_now(&self.safelist());
+            decision = {
+                let _scan = self.scan_permit(body.len()).await;
+                decide_now(&self.safelist())
+            };
             if matches!(decision, Decision::Hold { .. }) {
                 return block(&Block {
                     code: "supervise",
@@ -908,15 +925,22 @@ impl Proxy {
         }
         // Read whole to be checked: its share of the body budget first.
         let declared = length.map_or(MAX_SCANNED_RESPONSE, |l| l.min(MAX_SCANNED_RESPONSE)) as usize;
-        let Some(_response_share) = self.reserve(declared, self.timeouts.upstream_response).await else {
+        let Some(_response_share) = self.bodies.responses.reserve(declared, self.timeouts.upstream_response).await
+        else {
             return answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the sidecar holds as many bodies as it may; retry shortly".to_string(),
             );
         };
         let body = RelayedBody::new(body, None, idle, report);
-        let bytes = match Limited::new(body, MAX_SCANNED_RESPONSE as usize).collect().await {
-            Ok(b) => b.to_bytes(),
+        let bytes = match read_whole(
+            body,
+            MAX_SCANNED_RESPONSE as usize,
+            length.map_or(64 * 1024, |l| declared.min(l as usize)),
+        )
+        .await
+        {
+            Ok(b) => b,
             Err(_) => {
                 return block(&Block { code: "upstream", reason: format!("response from {host} broke off") });
             }
@@ -1026,6 +1050,61 @@ pub fn block(b: &Block) -> Response<Body> {
         h.insert(Block::HEADER, v);
     }
     r
+}
+
+/// The body budget: request bodies and checked responses, each in KiB
+/// permits (see [`BODY_BUDGET`]).
+struct BodyBudget {
+    requests: Share,
+    responses: Share,
+}
+
+impl BodyBudget {
+    fn new(bytes: usize) -> BodyBudget {
+        let responses = bytes / 4;
+        BodyBudget { requests: Share::new(bytes - responses), responses: Share::new(responses) }
+    }
+}
+
+/// One part of the body budget.
+struct Share {
+    permits: Arc<tokio::sync::Semaphore>,
+    capacity: u32,
+}
+
+impl Share {
+    fn new(bytes: usize) -> Share {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+        Share { permits: Arc::new(tokio::sync::Semaphore::new(kib as usize)), capacity: kib }
+    }
+
+    /// Room for `bytes`, waited for at most `wait`; `None` when the proxy
+    /// is too busy. A body larger than the whole share takes all of it.
+    async fn reserve(&self, bytes: usize, wait: Duration) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let want = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.capacity);
+        tokio::time::timeout(wait, self.permits.clone().acquire_many_owned(want)).await.ok()?.ok()
+    }
+}
+
+/// A body read whole into one buffer of `capacity` to start with (what it
+/// declared: no second copy of it, as collecting its chunks and joining
+/// them would make), at most `limit` bytes: `Err` when it is longer or
+/// breaks off.
+async fn read_whole<B>(mut body: B, limit: usize, capacity: usize) -> Result<Bytes, ()>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let mut buf = Vec::with_capacity(capacity.min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ())?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// The agent-facing HTTP/1.1 server: bounded head time and buffers.

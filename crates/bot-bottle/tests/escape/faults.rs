@@ -268,23 +268,27 @@ PY
 sleep 1
 curl -sS --max-time 20 https://api.demo.test/whoami 2>&1; echo"#;
 
-/// Where a container's memory cgroup keeps its peak (cgroup v2, either
-/// Docker cgroup driver), in bytes.
+/// Where a container's memory cgroup keeps its peak (cgroup v2 or v1,
+/// either Docker cgroup driver), in bytes.
 fn memory_peak(container: &str) -> Option<u64> {
     let id = crate::world::inspect_field(container, "{{.Id}}");
     [
         format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak"),
         format!("/sys/fs/cgroup/docker/{id}/memory.peak"),
+        format!("/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes"),
+        format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope/memory.max_usage_in_bytes"),
     ]
     .iter()
     .find_map(|p| std::fs::read_to_string(p).ok())
     .and_then(|t| t.trim().parse().ok())
 }
 
-// Defence off: the proxy's body budget raised past the sidecar's memory
-// (`Proxy::with_body_budget` given more than 768 MiB in sidecar::run): the
-// 64 bodies held at once exceed the sidecar's memory, the kernel kills it,
-// and the session ends ("the sidecar exited").
+// Defence off: before bodies were read into one buffer and large scans
+// bounded (egress::proxy::LARGE_SCANS), this flood had the sidecar
+// OOM-killed at 768 MiB (`running, OOM-killed: false true`); the body
+// budget alone did not bound the scans' working memory. Raising the body
+// budget past the sidecar's memory (`Proxy::with_body_budget` in
+// sidecar::run) does the same.
 fn flooding_the_sidecar(s: &Suite) -> Result<(), Failed> {
     // Its own home: the escape bottle with a sidecar of 768 MiB, less than
     // the 1 GiB the uploads would hold at once without the body budget.
@@ -323,8 +327,11 @@ fn flooding_the_sidecar(s: &Suite) -> Result<(), Failed> {
     }
     let tunnels = o.stdout.lines().find(|l| l.starts_with("TUNNELS ")).unwrap_or_default();
     let counts: Vec<usize> = tunnels.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    if counts.first() != Some(&5000) || counts.get(1).is_none_or(|open| *open > 1024) {
-        return Err(fail("5,000 tunnels were not tried, or more than the 1,024 connections were served", &o));
+    // Tunnels close as the proxy's handshake bound cuts idle ones, and the
+    // uploads free their connections as they end, so more than 1,024 may be
+    // served in all; the cap shows in the ones refused.
+    if counts.first() != Some(&5000) || counts.get(2).is_none_or(|refused| *refused == 0) {
+        return Err(fail("5,000 tunnels were not tried, or none was refused at the connection cap", &o));
     }
     let uploads = o.stdout.lines().find(|l| l.starts_with("UPLOADS ")).unwrap_or_default();
     let stored: usize = uploads.split_whitespace().nth(3).and_then(|w| w.parse().ok()).unwrap_or(0);
