@@ -466,21 +466,17 @@ pub fn write_plan(plan: &Plan) -> Result<StateDir, BackendError> {
     Ok(dir)
 }
 
+/// Plans for unit tests: a home with one bottle and one agent.
 #[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
+pub(crate) mod test_plans {
     use super::*;
-    use crate::{Backend, Docker, Smolmachines};
 
-    fn spec(home: &Home) -> BottleSpec {
-        spec_with(home, "shell", Some("My Label"))
-    }
-
-    fn spec_with(home: &Home, template: &str, label: Option<&str>) -> BottleSpec {
+    /// A spec for agent `a` on bottle `b` (frontmatter `bottle_yaml` plus
+    /// the provider `template`), labelled `label`.
+    pub(crate) fn spec_in(home: &Home, template: &str, label: Option<&str>, bottle_yaml: &str) -> BottleSpec {
         std::fs::create_dir_all(home.bottles_dir()).unwrap();
         std::fs::create_dir_all(home.agents_dir()).unwrap();
-        let bottle = format!("---\nagent_provider: {{template: {template}}}\n---\n");
+        let bottle = format!("---\nagent_provider: {{template: {template}}}\n{bottle_yaml}---\n");
         std::fs::write(home.bottles_dir().join("b.md"), bottle).unwrap();
         std::fs::write(home.agents_dir().join("a.md"), "---\nbottle: b\n---\nhi\n").unwrap();
         let mut lib = manifest::Library::open(home.root(), None, None).unwrap();
@@ -497,8 +493,26 @@ mod tests {
         }
     }
 
-    fn host() -> HostEnv {
+    /// A host with no variables, no home and `/` as the cwd.
+    pub(crate) fn host() -> HostEnv {
         HostEnv { vars: Box::new(|_| None), user_home: "/nonexistent".into(), cwd: "/".into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::test_plans::host;
+    use super::*;
+    use crate::{Backend, Docker, Smolmachines};
+
+    fn spec(home: &Home) -> BottleSpec {
+        spec_with(home, "shell", Some("My Label"))
+    }
+
+    fn spec_with(home: &Home, template: &str, label: Option<&str>) -> BottleSpec {
+        super::test_plans::spec_in(home, template, label, "")
     }
 
     #[test]

@@ -280,3 +280,64 @@ impl Bundle {
         self.tar.into_inner().map_err(io_err("cannot pack files for the agent"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Read;
+
+    use super::*;
+    use crate::Backend;
+
+    /// Each entry of a tar: path, mode, uid, content.
+    fn entries(tar: &[u8]) -> BTreeMap<String, (u32, u64, Vec<u8>)> {
+        let mut out = BTreeMap::new();
+        let mut archive = tar::Archive::new(tar);
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let (mode, uid) = (e.header().mode().unwrap(), e.header().uid().unwrap());
+            let mut body = Vec::new();
+            e.read_to_end(&mut body).unwrap();
+            out.insert(path, (mode, uid, body));
+        }
+        out
+    }
+
+    #[test]
+    fn the_agents_files_hold_its_ca_its_env_and_its_git_identity_and_nothing_of_the_sidecars() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = state::Home::new(tmp.path());
+        let bottle = "env:\n  GREETING: hello\ngit-gate:\n  user: {name: Ada, email: ada@example.com}\n";
+        let mut spec = crate::plan::test_plans::spec_in(&home, "shell", Some("files"), bottle);
+        // As the CLI resolves the bottle's env.
+        spec.env.insert("GREETING".into(), manifest::Resolved::Literal("hello".into()));
+        let plan = crate::Docker.prepare(&home, spec, &crate::plan::test_plans::host()).unwrap();
+        let canary = dlp::Canary::mint().unwrap();
+        let tar = agent_files(&plan, &canary, None, None, &provision::Endpoints::loopback(), None).unwrap();
+        let files = entries(&tar);
+        let ca = &files[provision::AGENT_CA.trim_start_matches('/')];
+        assert_eq!(ca.2, plan.ca.cert_pem.as_bytes());
+        assert_eq!((ca.0 & 0o777, ca.1), (0o644, 0));
+        let home_path = |p: &str| format!("{}/{p}", AGENT_HOME.trim_start_matches('/'));
+        let (mode, uid, env) = &files[&home_path(".bot-bottle/env")];
+        assert_eq!((mode & 0o777, *uid), (0o600, AGENT_UID));
+        let env = String::from_utf8_lossy(env);
+        assert!(env.contains("GREETING") && env.contains("hello"), "{env}");
+        assert!(
+            env.contains(&canary.variable) && env.contains(canary.value.expose().as_str()),
+            "the canary is in the agent's env"
+        );
+        let gitconfig = String::from_utf8_lossy(&files[&home_path(".gitconfig")].2).into_owned();
+        assert!(gitconfig.contains("Ada") && gitconfig.contains("ada@example.com"), "{gitconfig}");
+        // The bottle CA's key never goes in; nor does anything under the
+        // state dir but what is listed here.
+        let key = std::fs::read_to_string(plan.state_dir().join("egress/ca.key")).unwrap();
+        let everything: Vec<u8> = files.values().flat_map(|(_, _, b)| b.clone()).collect();
+        assert!(!String::from_utf8_lossy(&everything).contains(key.trim()), "the CA key is in the agent's files");
+        assert!(
+            !files.keys().any(|p| p.starts_with(WORKSPACE.trim_start_matches('/'))),
+            "no workspace: none was asked"
+        );
+    }
+}
