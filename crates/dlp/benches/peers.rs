@@ -12,6 +12,9 @@
 //!
 //!     GITLEAKS=… BETTERLEAKS=… KINGFISHER=… cargo bench -p bot-bottle-dlp --bench peers
 
+// The benchmark pins itself to one CPU with sched_setaffinity(2): a libc call.
+#![allow(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

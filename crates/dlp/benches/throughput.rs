@@ -9,6 +9,9 @@
 //! (c) p50/p99 latency per 1 KB request with a known secret and a canary
 //! registered, the way the egress proxy scans.
 
+// Peak memory of the peers is read with getrusage(2): a libc call.
+#![allow(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
