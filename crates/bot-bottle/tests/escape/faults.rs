@@ -226,15 +226,19 @@ fn a_stopped_upstream_is_a_clear_error(s: &Suite) -> Result<(), Failed> {
 /// proxy (each body held whole for its scan), then, while they are in
 /// flight, 5,000 tunnels opened and held. Prints what each got.
 const FLOOD: &str = r#"python3 - <<'PY'
-import http.client, os, resource, socket, ssl, threading, time
+import http.client, os, resource, socket, ssl, threading, time, urllib.parse
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+# Where the agent reaches the proxy: loopback on docker, the bundle's
+# address on smolmachines.
+proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+PROXY = (proxy.hostname, proxy.port or 3128)
 body = os.urandom(16 << 20)
 ctx = ssl.create_default_context()
 uploads, tunnels, lock = [], [], threading.Lock()
 def upload():
     try:
-        c = http.client.HTTPSConnection("127.0.0.1", 3128, context=ctx, timeout=180)
+        c = http.client.HTTPSConnection(PROXY[0], PROXY[1], context=ctx, timeout=180)
         c.set_tunnel("api.demo.test", 443)
         c.request("POST", "/upload", body=body, headers={"content-type": "application/octet-stream"})
         r = c.getresponse(); text = r.read()[:40]
@@ -246,7 +250,7 @@ held = []
 def open_tunnels(n):
     for _ in range(n):
         try:
-            s = socket.create_connection(("127.0.0.1", 3128), timeout=30)
+            s = socket.create_connection(PROXY, timeout=30)
             s.sendall(b"CONNECT api.demo.test:443 HTTP/1.1\r\nHost: api.demo.test:443\r\n\r\n")
             head = s.recv(64).split(b" ")
             code = head[1].decode() if len(head) > 1 else "closed"
@@ -259,6 +263,7 @@ time.sleep(2)
 openers = [threading.Thread(target=open_tunnels, args=(100,)) for _ in range(50)]
 for t in openers: t.start()
 for t in openers: t.join()
+print("NOFILE", hard, flush=True)
 print("TUNNELS", len(tunnels), "open", tunnels.count("200"), "refused", tunnels.count("503"), "other", len(tunnels) - tunnels.count("200") - tunnels.count("503"), flush=True)
 for t in ups: t.join()
 stored = sum(1 for u in uploads if u.startswith("200 stored 16777216"))
@@ -330,7 +335,10 @@ fn flooding_the_sidecar(s: &Suite) -> Result<(), Failed> {
     // Tunnels close as the proxy's handshake bound cuts idle ones, and the
     // uploads free their connections as they end, so more than 1,024 may be
     // served in all; the cap shows in the ones refused.
-    if counts.first() != Some(&5000) || counts.get(2).is_none_or(|refused| *refused == 0) {
+    // An agent whose own descriptor limit is below the cap cannot reach it.
+    let nofile: usize =
+        o.stdout.lines().find_map(|l| l.strip_prefix("NOFILE ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    if counts.first() != Some(&5000) || (nofile > 2048 && counts.get(2).is_none_or(|refused| *refused == 0)) {
         return Err(fail("5,000 tunnels were not tried, or none was refused at the connection cap", &o));
     }
     let uploads = o.stdout.lines().find(|l| l.starts_with("UPLOADS ")).unwrap_or_default();
