@@ -266,7 +266,7 @@ fn compression_of(b: &[u8]) -> Option<&'static str> {
 /// (so binary put around a value does not hide it); `None` when there are
 /// none.
 fn revealed_text(b: &[u8]) -> Option<Vec<u8>> {
-    let runs = runs_of(b, PRINT, MIN_TEXT);
+    let runs = text_runs(b, MIN_TEXT);
     match runs.as_slice() {
         [] => None,
         [one] if one.len() == b.len() => Some(b.to_vec()),
@@ -283,44 +283,33 @@ fn revealed_text(b: &[u8]) -> Option<Vec<u8>> {
 
 // ---------------------------------------------------------------- alphabets
 
-const PRINT: u8 = 1;
-
-/// Byte classes for [`runs_of`]: `PRINT` for printable ASCII and tab, CR,
-/// LF. (The run finders over whole inputs are [`ClassRuns`].)
-const CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        if matches!(b, 0x20..=0x7e | b'\t' | b'\n' | b'\r') {
-            t[c] |= PRINT;
-        }
-        c += 1;
-    }
-    t
-};
+/// Printable ASCII, tab, CR and LF: what decoded bytes must hold a run of
+/// to be text. (The run finders over whole inputs are [`ClassRuns`].)
+fn is_text(b: u8) -> bool {
+    matches!(b, 0x20..=0x7e | b'\t' | b'\n' | b'\r')
+}
 
 /// Whether decoded bytes hold text (see [`revealed_text`]).
 fn reveals_text(b: &[u8]) -> bool {
-    next_run_of(b, PRINT, MIN_TEXT, 0).is_some()
+    next_text_run(b, MIN_TEXT, 0).is_some()
 }
 
-/// The maximal runs of bytes of `class` at least `min` long. Sublinear on
-/// text with short runs: a run that long must contain the byte `min - 1`
-/// ahead, so when that byte is outside the class the scan jumps past it.
-fn runs_of(data: &[u8], class: u8, min: usize) -> Vec<Range<usize>> {
+/// The maximal runs of text bytes at least `min` long. Sublinear on
+/// binary with short runs: a run that long must contain the byte `min - 1`
+/// ahead, so when that byte is not text the scan jumps past it.
+fn text_runs(data: &[u8], min: usize) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut from = 0;
-    while let Some(run) = next_run_of(data, class, min, from) {
+    while let Some(run) = next_text_run(data, min, from) {
         from = run.end + 1;
         out.push(run);
     }
     out
 }
 
-/// The first run of [`runs_of`] starting at or after `from`.
-fn next_run_of(data: &[u8], class: u8, min: usize, from: usize) -> Option<Range<usize>> {
-    next_run(data.len(), min, from, |i| CLASS[data[i] as usize] & class != 0)
+/// The first run of [`text_runs`] starting at or after `from`.
+fn next_text_run(data: &[u8], min: usize, from: usize) -> Option<Range<usize>> {
+    next_run(data.len(), min, from, |i| is_text(data[i]))
 }
 
 /// The first maximal run of units `0..len` (bytes, hex pairs, base64
