@@ -31,7 +31,7 @@ impl Drop for StateGuard {
             // A deploy-key ledger still there lists keys the failed launch
             // could not revoke (it said which): the state that records them
             // stays, for `cleanup` to revoke once it can.
-            if dir.join(backend::engine::sidecar::DEPLOY_KEYS_FILE).exists() {
+            if backend::engine::sidecar::has_unrevoked_keys(&dir) {
                 crate::context::warn(&format!(
                     "kept {}: it lists deploy keys not yet revoked; `bot-bottle cleanup` revokes them",
                     dir.display()

@@ -111,7 +111,7 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
         // Deploy keys a dead launcher minted are revoked whether the state
         // stays or goes: a resume mints its own, and a key that can push
         // must not outlive the session it was for.
-        if dir.join(backend::engine::sidecar::DEPLOY_KEYS_FILE).exists() {
+        if backend::engine::sidecar::has_unrevoked_keys(&dir) {
             ledgers.push(identity.clone());
         }
         let preserved = dir.join(state::StateDir::PRESERVE).exists();
@@ -189,7 +189,7 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
     for (identity, _) in &dirs {
         // A ledger still there lists keys not revoked (said above): the
         // state that records them stays until they are.
-        if ctx.home.state_dir(identity).join(backend::engine::sidecar::DEPLOY_KEYS_FILE).exists() {
+        if backend::engine::sidecar::has_unrevoked_keys(&ctx.home.state_dir(identity)) {
             crate::context::warn(&format!(
                 "kept the state of {identity}: its deploy keys could not all be revoked (see above); run cleanup again once they can be"
             ));

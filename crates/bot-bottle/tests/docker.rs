@@ -66,7 +66,12 @@ fn assert_gone(identity: &str) {
 /// Start a headless run in the background; returns the child and a reader
 /// of its stderr lines.
 fn spawn(h: &Home, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = h.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    spawn_cmd(h.cmd(args))
+}
+
+/// As [`spawn`], for a command the caller has set up further.
+fn spawn_cmd(mut cmd: Command) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -442,21 +447,11 @@ fn launch_mid_mint(h: &Home, label: &str) -> (Child, std::sync::mpsc::Receiver<S
         ),
     )
     .unwrap();
-    let mut child = h
-        .cmd(&["start", "life", "--bottle", "minted", "--label", label, "--headless", "--prompt", "sleep 60"])
-        .env("MINT_TOKEN", "provisioner-token-Xk41")
-        .env("BOT_BOTTLE_GITEA_URL", format!("http://127.0.0.1:{}", gitea.port))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut cmd =
+        h.cmd(&["start", "life", "--bottle", "minted", "--label", label, "--headless", "--prompt", "sleep 60"]);
+    cmd.env("MINT_TOKEN", "provisioner-token-Xk41")
+        .env("BOT_BOTTLE_GITEA_URL", format!("http://127.0.0.1:{}", gitea.port));
+    let (mut child, rx) = spawn_cmd(cmd);
     let deadline = Instant::now() + Duration::from_secs(240);
     while gitea.keys.lock().unwrap().is_empty() {
         assert!(Instant::now() < deadline, "the launch never registered its deploy key");

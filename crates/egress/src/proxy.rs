@@ -597,8 +597,8 @@ impl Proxy {
         // it declares, none for an empty body, the most a body may be for
         // one whose length is unknown. Held until the body has gone
         // upstream (or the exchange ends).
-        let declared_length = hyper::body::Body::size_hint(&body).exact().is_some();
-        let expected = match (hyper::body::Body::size_hint(&body).exact(), hyper::body::Body::is_end_stream(&body)) {
+        let declared = hyper::body::Body::size_hint(&body).exact();
+        let expected = match (declared, hyper::body::Body::is_end_stream(&body)) {
             (Some(n), _) => usize::try_from(n).unwrap_or(usize::MAX).min(MAX_REQUEST_BODY + 1),
             (None, true) => 0,
             (None, false) => MAX_REQUEST_BODY,
@@ -618,7 +618,7 @@ impl Proxy {
         };
         let body = match tokio::time::timeout(
             self.timeouts.request_body,
-            read_whole(body, MAX_REQUEST_BODY, expected.min(if declared_length { expected } else { 64 * 1024 })),
+            read_whole(body, MAX_REQUEST_BODY, if declared.is_some() { expected } else { expected.min(64 * 1024) }),
         )
         .await
         {

@@ -320,6 +320,13 @@ pub(crate) async fn wait_for_sockets(
     }
 }
 
+/// Whether the bottle at `state_dir` has deploy keys not yet revoked: its
+/// ledger goes only once every key in it is (a state holding one must not be
+/// deleted with it).
+pub fn has_unrevoked_keys(state_dir: &Path) -> bool {
+    state_dir.join(DEPLOY_KEYS_FILE).exists()
+}
+
 /// Revoke the Gitea deploy keys this bottle minted (loud on failure).
 pub async fn revoke_deploy_keys(state_dir: &Path) {
     let ledger = git_gate::ledger::Ledger::at(state_dir.join(DEPLOY_KEYS_FILE));
