@@ -35,7 +35,7 @@ impl Home {
         support::bottle_and_agent(
             &root,
             "vm",
-            "---\nagent_provider:\n  template: shell\nenv:\n  PLANTED: ${SMOL_PLANTED}\negress:\n  routes:\n    - host: example.com\n---\nA bottle on smolmachines.\n",
+            "---\nagent_provider:\n  template: shell\nenv:\n  PLANTED: ${SMOL_PLANTED}\nlimits:\n  agent_memory: 3GiB\negress:\n  routes:\n    - host: example.com\n---\nA bottle on smolmachines.\n",
             "vm",
         );
         let standin = StandIn::beside(&root);
@@ -184,6 +184,13 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
         let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
         list.as_array().into_iter().flatten().any(|b| b["identity"] == "live" && b["backend"] == "smolmachines")
     });
+    // The machine runs within the bottle's memory (the stand-in applies
+    // `--mem` as smolvm does).
+    let memory = Command::new("docker")
+        .args(["inspect", "-f", "{{.HostConfig.Memory}}", "smolvm-standin-bot-bottle-live"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&memory.stdout).trim(), (3u64 << 30).to_string(), "{memory:?}");
     let o = h.run(&["commit", "live"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = h.run(&["stop", "live"]);
@@ -221,6 +228,8 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
         };
         let (allow, dns) = (values("--allow-cidr"), values("--dns"));
         assert_eq!(allow.len(), 1, "{create:?}");
+        // The bottle's `limits.agent_memory` (3GiB), in smolvm's MiB.
+        assert_eq!(values("--mem"), [&"3072".to_string()], "{create:?}");
         assert_eq!(allow[0], &format!("{}/32", dns[0]), "{create:?}");
     }
     let cmdlines = sampler.stop();

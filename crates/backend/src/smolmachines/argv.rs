@@ -32,11 +32,20 @@ pub fn pack_vm(machine: &str, out: &str) -> Vec<String> {
 }
 
 /// The agent's machine: from the pack, its network the bundle's /32 alone,
-/// its resolver the bundle (where nothing answers DNS), labelled so that
-/// `list active` and `cleanup` find it.
-pub fn create(machine: &str, pack: &str, allow_cidr: &str, dns: &str, labels: &[(String, String)]) -> Vec<String> {
+/// its resolver the bundle (where nothing answers DNS), its memory at most
+/// `mem_mib` MiB (smolvm's `--mem` unit), labelled so that `list active`
+/// and `cleanup` find it.
+pub fn create(
+    machine: &str,
+    pack: &str,
+    allow_cidr: &str,
+    dns: &str,
+    mem_mib: u64,
+    labels: &[(String, String)],
+) -> Vec<String> {
     let mut v = head(&["machine", "create"]);
     v.extend(owned(&["--name", machine, "--from", pack, "--allow-cidr", allow_cidr, "--dns", dns]));
+    v.extend(["--mem".to_string(), mem_mib.to_string()]);
     for (k, val) in labels {
         v.extend(["--label".to_string(), format!("{k}={val}")]);
     }
@@ -222,7 +231,7 @@ mod tests {
         let all = [
             pack_image("/tmp/a.tar", "/c/x.smolmachine"),
             pack_vm("bot-bottle-x", "/s/commit.smolmachine"),
-            create("bot-bottle-x", "/c/x.smolmachine", "10.213.0.2/32", "10.213.0.2", &labels),
+            create("bot-bottle-x", "/c/x.smolmachine", "10.213.0.2/32", "10.213.0.2", 8192, &labels),
             start("bot-bottle-x"),
             stop("bot-bottle-x"),
             delete("bot-bottle-x"),

@@ -445,7 +445,15 @@ async fn launch_steps(
     let ip = net.ip.to_string();
     cancel.check()?;
     smolvm
-        .run_async(&argv::create(&machine, &pack.display().to_string(), &net.allow_cidr(), &ip, &machine_labels))
+        .run_async(&argv::create(
+            &machine,
+            &pack.display().to_string(),
+            &net.allow_cidr(),
+            &ip,
+            // `limits` are bytes; smolvm takes MiB (at least 256 here).
+            plan.manifest.bottle.limits.agent_memory() >> 20,
+            &machine_labels,
+        ))
         .await?;
     let status: serde_json::Value = serde_json::from_slice(&smolvm.run_async(&argv::status(&machine)).await?)
         .map_err(|e| BackendError::Smolvm(format!("smolvm machine status --json printed something else: {e}")))?;

@@ -194,7 +194,7 @@ def main():
         allowed = [] if os.environ.get("SMOLVM_STANDIN_IGNORE_ALLOW") == "1" else options.get("allow-cidr", [])
         save({"name": name, "image": image, "allowed_cidrs": allowed,
               "dns": one(options, "dns"), "labels": labels, "network": True, "state": "created",
-              "pid": None})
+              "mem": one(options, "mem"), "pid": None})
     elif command == "machine start":
         m = load(name)
         c = container(name)
@@ -206,6 +206,9 @@ def main():
                     "--cap-drop", "NET_ADMIN", "--cap-drop", "NET_RAW"]
             if m.get("dns"):
                 args += ["--dns", m["dns"]]
+            # --mem is MiB, as smolvm's is: the machine's memory bound.
+            if m.get("mem"):
+                args += ["--memory", "%sm" % m["mem"], "--memory-swap", "%sm" % m["mem"]]
             docker(*args, m["image"], "sleep", "infinity")
         docker("start", c)
         # Behind TSI nothing outside the allowlist is reachable: no route
