@@ -11,7 +11,7 @@ use secret::Secret;
 
 /// What the placeholders say: the value egress's credential-position check
 /// lets through (one constant for both).
-pub const PLACEHOLDER: &str = dlp::PLACEHOLDER;
+pub const PLACEHOLDER: &str = sidecar::agent::PLACEHOLDER;
 
 /// A usable ChatGPT login.
 #[derive(Debug)]

@@ -23,7 +23,6 @@ pub mod smolmachines;
 pub mod workspace;
 
 pub use docker::Docker;
-pub use egress::ca::BottleCa;
 pub use error::BackendError;
 pub use plan::{AuthSource, BottleSpec, HostEnv, Plan, PlannedRoute, plan, write_plan};
 pub use provider::{Provider, ProviderRef, builtin, builtin_names, provider_for};
@@ -31,4 +30,5 @@ pub use registry::{
     ActiveBottle, Availability, Backend, CleanupPlan, LAUNCHER_FILE, Registry, RunningBottle, bottle_for_identity,
     launcher_alive,
 };
+pub use sidecar::agent::BottleCa;
 pub use smolmachines::Smolmachines;

@@ -12,7 +12,7 @@ use state::{BottleMetadata, Home, StateDir};
 use crate::error::BackendError;
 use crate::provider::{ProviderRef, provider_for};
 use crate::registry::{Availability, Backend};
-use egress::ca::BottleCa;
+use sidecar::agent::BottleCa;
 
 /// Reads one host environment variable.
 pub type HostVars = dyn Fn(&str) -> Option<String>;
@@ -113,7 +113,7 @@ pub struct Plan {
     /// Route changes an operator approved in this bottle's earlier
     /// sessions, applied again over `routes` (a resume fills them in from
     /// the bottle's store; a new bottle has none).
-    pub kept_route_edits: Vec<supervise::KeptRouteEdit>,
+    pub kept_route_edits: Vec<sidecar::prepare::KeptRouteEdit>,
     /// Host skill directories copied into the agent.
     pub skills: Vec<PathBuf>,
     pub ca: BottleCa,
@@ -144,7 +144,7 @@ fn pin_host_keys(
     let mut kept = None;
     for (name, repo) in &m.bottle.repos {
         let Some(url) = &repo.value.url else { continue };
-        let upstream = git_gate::ssh::SshUrl::parse(url).map_err(|e| format!("git-gate.repos.{name}.url: {e}"))?;
+        let upstream = sidecar::agent::SshUrl::parse(url).map_err(|e| format!("git-gate.repos.{name}.url: {e}"))?;
         let at = format!("{}:{}", upstream.host, upstream.port);
         let pinned = match &repo.value.host_key {
             Some(key) => Pinned {

@@ -194,7 +194,7 @@ fn configure_pi_endpoint(provider: &mut Provider, settings: &Map<String, Value>)
     {
         return Err(format!(
             "agent_provider.settings.api_key is the NAME of a host variable holding the key (the agent never holds it), not '{}'",
-            dlp::mask(var.as_bytes())
+            sidecar::agent::mask(var.as_bytes())
         ));
     }
     let mut entry = serde_json::json!({

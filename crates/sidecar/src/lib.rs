@@ -2,7 +2,9 @@
 //!
 //! Owns the host↔sidecar contract ([`config`]: `sidecar.json` and the
 //! secrets file, the socket names and the agent's loopback ports), the
-//! host's half of it ([`prepare`]: those files as a value, then one write), where
+//! host's half of it ([`prepare`]: those files as a value, then one write;
+//! [`keys`]: git-gate's keys put in place, deploy keys minted written-ahead
+//! and revoked; [`agent`]: what the agent's side takes from the servers), where
 //! its servers listen ([`listen`]: TCP or unix sockets, accept back-off,
 //! the bounded drain on stop), and the process that runs inside the
 //! sidecar ([`run`]): egress, git-gate (when the bottle declares repos) and
@@ -17,7 +19,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod config;
+pub mod keys;
 pub mod listen;
 pub mod prepare;
 mod run;

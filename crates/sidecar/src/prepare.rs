@@ -2,8 +2,11 @@
 //! a value ([`SidecarFiles::prepare`]: pure, from values the host has
 //! already resolved — the route file's text, the secrets, the repos whose
 //! keys are in the state dir) and written into a bottle's state dir in one
-//! step ([`SidecarFiles::write`]). Resolving those values (host variables,
-//! logins, minting deploy keys) is the backend's; this knows only the files.
+//! step ([`SidecarFiles::write`]). The route changes approved in earlier
+//! sessions are applied again to the route file here
+//! ([`reapply_route_edits`]); git-gate's keys are put in place by
+//! [`crate::keys`]. Reading the host's environment and logins is the
+//! backend's.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +26,39 @@ pub const CONFIG_FILE: &str = "sidecar.json";
 pub const GATE_DIR: &str = "git-gate";
 /// How long an agent's call to the operator may wait: 30 minutes.
 pub const TOOL_TIMEOUT_SECS: u64 = 30 * 60;
+
+pub use supervise::KeptRouteEdit;
+
+/// Apply the route changes approved in earlier sessions (a resume) over
+/// the route file `text`, in the order they were approved, and audit each
+/// in the bottle's store (at `state_dir`, as `identity`). One that no
+/// longer applies (its route left the manifest) is skipped, told to
+/// `skipped` and audited as such; the others still apply.
+pub fn reapply_route_edits(
+    state_dir: &Path,
+    identity: &str,
+    kept: &[KeptRouteEdit],
+    mut text: String,
+    skipped: &mut dyn FnMut(&str),
+) -> Result<String, supervise::StoreError> {
+    if kept.is_empty() {
+        return Ok(text);
+    }
+    let store = supervise::ProposalStore::open(&supervise::store_path(state_dir), identity)?;
+    for kept in kept {
+        match routes::edit(&text, &kept.edit) {
+            Ok(edited) => {
+                text = edited.text;
+                store.audit_route_reapplied(kept, Ok(()))?;
+            }
+            Err(e) => {
+                skipped(&format!("approved route change {} is not applied again: {e}", kept.edit.summary()));
+                store.audit_route_reapplied(kept, Err(&e.to_string()))?;
+            }
+        }
+    }
+    Ok(text)
+}
 
 /// A repo git-gate serves, its private key already written (0600) at
 /// `key_file` under the state dir.
@@ -196,6 +232,53 @@ mod tests {
         }
         let none = SidecarFiles::prepare(Path::new("/h/state/b-1"), inputs(Vec::new()));
         assert!(none.config.git_gate.is_none(), "no repos, no git-gate");
+    }
+
+    #[test]
+    fn approved_route_changes_apply_again_in_order_and_each_is_audited() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = state::StateDir::create(&state::Home::new(tmp.path()), "b-1").unwrap();
+        let route = |host: &str| routes::RouteSpec {
+            route: manifest::Route {
+                host: host.into(),
+                auth: None,
+                matches: Vec::new(),
+                dlp: Default::default(),
+                git: Default::default(),
+                ports: Vec::new(),
+                allow_private: false,
+            },
+            auth: None,
+            on_match: manifest::OnMatch::Block,
+            provider: false,
+        };
+        let text = routes::render(&[route("a.example"), route("b.example")], 0).text;
+        let kept = |id: i64, host: &str| KeptRouteEdit {
+            proposal_id: Some(id),
+            at: "2026-12-07T00:00:00Z".into(),
+            edit: routes::RouteEdit::Block { host: host.into() },
+        };
+        let mut said = Vec::new();
+        let edited = reapply_route_edits(
+            state.path(),
+            "b-1",
+            &[kept(1, "a.example"), kept(2, "gone.example")],
+            text,
+            &mut |line| said.push(line.to_string()),
+        )
+        .unwrap();
+        assert!(!edited.contains("a.example") && edited.contains("b.example"), "{edited}");
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("gone.example"), "{said:?}");
+        let store = supervise::ProposalStore::open(&supervise::store_path(state.path()), "b-1").unwrap();
+        let audited: Vec<_> = store
+            .audit()
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.event == "route-reapplied")
+            .map(|a| a.proposal_id)
+            .collect();
+        assert_eq!(audited, [Some(1), Some(2)]);
     }
 
     #[test]

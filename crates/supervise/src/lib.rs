@@ -14,7 +14,6 @@
 
 pub mod http;
 pub mod mcp;
-pub mod shown;
 pub mod store;
 pub mod supervisor;
 

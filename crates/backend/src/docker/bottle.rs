@@ -470,7 +470,7 @@ async fn provision_agent(
     docker: &Docker,
     agent: &str,
     plan: &Plan,
-    canary: &dlp::Canary,
+    canary: &sidecar::agent::Canary,
     login_stand_in: Option<&str>,
     committed_at: Option<std::time::SystemTime>,
 ) -> Result<(), BackendError> {

@@ -100,7 +100,7 @@ pub fn committed_image(state_dir: &Path) -> Option<String> {
 /// appends it).
 pub(crate) fn agent_files(
     plan: &Plan,
-    canary: &dlp::Canary,
+    canary: &sidecar::agent::Canary,
     login_stand_in: Option<&str>,
     image_ca_bundle: Option<(Vec<u8>, Option<Vec<u8>>)>,
     at: &provision::Endpoints,
@@ -140,7 +140,7 @@ pub(crate) fn agent_files(
         .iter()
         .filter_map(|(name, r)| r.value.url.clone().map(|u| (name.clone(), u)))
         .collect();
-    let gitconfig = git_gate::gitconfig::agent_gitconfig(
+    let gitconfig = sidecar::agent::agent_gitconfig(
         user.name.as_ref().map(|s| s.value.as_str()),
         user.email.as_ref().map(|s| s.value.as_str()),
         &repos,
@@ -313,7 +313,7 @@ mod tests {
         // As the CLI resolves the bottle's env.
         spec.env.insert("GREETING".into(), manifest::Resolved::Literal("hello".into()));
         let plan = crate::Docker.prepare(&home, spec, &crate::plan::test_plans::host()).unwrap();
-        let canary = dlp::Canary::mint().unwrap();
+        let canary = sidecar::agent::Canary::mint().unwrap();
         let tar = agent_files(&plan, &canary, None, None, &provision::Endpoints::loopback(), None).unwrap();
         let files = entries(&tar);
         let ca = &files[provision::AGENT_CA.trim_start_matches('/')];

@@ -11,7 +11,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::query_parameters::{ResizeExecOptions, WaitContainerOptions};
 use futures_util::StreamExt;
-use supervise::shown::Relay;
+use shown::Relay;
 use tokio::io::AsyncWriteExt;
 
 use super::provision::{self, AGENT_UID, WORKSPACE};

@@ -1,7 +1,7 @@
 //! The sidecar as the host runs it on a Docker Engine, for either backend:
-//! the files it reads (routes with the approved changes re-applied, secrets,
-//! keys, its config), its container, waiting for its sockets, its logs, and
-//! revoking the deploy keys minted for it.
+//! the values it is given (host variables and logins resolved, git-gate's
+//! keys put in place through `sidecar::keys`), its container, waiting for
+//! its sockets, its logs, and revoking the deploy keys minted for it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,28 +12,15 @@ use bollard::query_parameters::LogsOptions;
 use futures_util::StreamExt;
 use secret::Secret;
 
-use super::objects::{Objects, Progress, container_logs, find, host_ids, io_err, labels, limit, locked, state_dir};
+use super::objects::{Objects, container_logs, find, host_ids, io_err, labels, limit, locked, state_dir};
 use super::provision::{self};
 use crate::error::BackendError;
 use crate::plan::{AuthSource, Plan};
+use sidecar::agent::Canary;
 use sidecar::config::{self as sidecar_config, RUN_DIR};
-use sidecar::prepare::SECRETS_FILE;
+use sidecar::keys::{GateKeys, GiteaMint, KeyError};
 
-/// The sidecar's secret values are in the state dir while a session runs
-/// (`sidecar::prepare::SECRETS_FILE`); git-gate's SSH keys likewise.
-pub(crate) const GATE_KEYS_DIR: &str = "git-gate/keys";
-
-/// The session is over: the secret values the sidecar was given (tokens,
-/// forwarded values, the canary) and its git keys leave the state dir. A
-/// resume resolves and writes them again.
-pub(crate) fn forget_secrets(state_dir: &Path) {
-    let _ = std::fs::remove_file(state_dir.join(SECRETS_FILE));
-    if let Ok(keys) = std::fs::read_dir(state_dir.join(GATE_KEYS_DIR)) {
-        for key in keys.flatten() {
-            let _ = std::fs::remove_file(key.path());
-        }
-    }
-}
+pub(crate) use sidecar::keys::forget_secrets;
 
 /// Keep the sidecar's log for `bot-bottle logs` after the container is gone.
 pub(crate) async fn save_sidecar_logs(docker: &Docker, objects: &Objects, state_dir: &Path) {
@@ -47,41 +34,18 @@ pub(crate) async fn save_sidecar_logs(docker: &Docker, objects: &Objects, state_
 /// The shim's (a relay of a few sockets): 64 MiB.
 pub const SHIM_MEMORY: i64 = 64 << 20;
 
-/// Gitea deploy keys minted for this launch, revoked at teardown.
-pub const DEPLOY_KEYS_FILE: &str = "git-gate/deploy-keys.json";
-
-/// Apply the route changes approved in earlier sessions (a resume) over
-/// the manifest's routes, in the order they were approved, and audit each
-/// in the bottle's store. One that no longer applies (its route left the
-/// manifest) is skipped, said and audited; the others still apply.
-pub(crate) fn reapply_route_edits(
-    plan: &Plan,
-    mut text: String,
-    progress: Progress<'_>,
-) -> Result<String, BackendError> {
-    if plan.kept_route_edits.is_empty() {
-        return Ok(text);
+impl From<KeyError> for BackendError {
+    fn from(e: KeyError) -> BackendError {
+        match e {
+            KeyError::DeployKey { repo, message } => BackendError::DeployKey { repo, message },
+            KeyError::State(e) => e.into(),
+            other => BackendError::Invalid { message: other.to_string() },
+        }
     }
-    let store = supervise::ProposalStore::open(&supervise::store_path(&plan.state_dir()), &plan.identity)
-        .map_err(|e| BackendError::Invalid { message: e.to_string() })?;
-    for kept in &plan.kept_route_edits {
-        let outcome = routes::edit(&text, &kept.edit);
-        let audited = match &outcome {
-            Ok(edited) => {
-                text = edited.text.clone();
-                store.audit_route_reapplied(kept, Ok(()))
-            }
-            Err(e) => {
-                progress(&format!("approved route change {} is not applied again: {e}", kept.edit.summary()));
-                store.audit_route_reapplied(kept, Err(&e.to_string()))
-            }
-        };
-        audited.map_err(|e| BackendError::Invalid { message: e.to_string() })?;
-    }
-    Ok(text)
 }
 
-/// Write what the sidecar reads: routes, secrets, keys, its config.
+/// Write what the sidecar reads: routes (approved changes re-applied),
+/// secrets, keys, its config.
 ///
 /// Minting a Gitea deploy key is a wait `cancel` ends (Ctrl-C): the key's
 /// title is in the ledger before the request goes, so a registration the
@@ -90,9 +54,9 @@ pub(crate) async fn write_sidecar_files(
     plan: &Plan,
     login: Option<&crate::host_login::CodexLogin>,
     at: &provision::Endpoints,
-    progress: Progress<'_>,
+    progress: super::objects::Progress<'_>,
     cancel: &super::cancel::Cancel,
-) -> Result<(PathBuf, dlp::Canary), BackendError> {
+) -> Result<(PathBuf, Canary), BackendError> {
     let dir = plan.state_dir();
     let state = state_dir(plan)?;
     let host = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -114,7 +78,14 @@ pub(crate) async fn write_sidecar_files(
         })
         .collect();
     let rendered = routes::render(&specs, plan.manifest.bottle.log_level());
-    let text = reapply_route_edits(plan, rendered.text.clone(), progress)?;
+    let text = sidecar::prepare::reapply_route_edits(
+        &dir,
+        &plan.identity,
+        &plan.kept_route_edits,
+        rendered.text.clone(),
+        &mut |line| progress(line),
+    )
+    .map_err(|e| BackendError::Invalid { message: e.to_string() })?;
     let mut secrets = sidecar_config::SidecarSecrets::default();
     for (slot, source) in &rendered.slots {
         let value = match source.strip_prefix("login:") {
@@ -138,22 +109,18 @@ pub(crate) async fn write_sidecar_files(
     }
     // The canary: a random secret under a random name in the agent's
     // environment, known to the sidecar's DLP.
-    let canary = dlp::Canary::mint().map_err(|e| BackendError::Launch(format!("cannot mint the canary: {e}")))?;
+    let canary = Canary::mint().map_err(|e| BackendError::Launch(format!("cannot mint the canary: {e}")))?;
     secrets.canary = Some(canary.value.expose().clone());
     // git-gate: keys copied (0600) or minted.
     let mut gate_repos = Vec::new();
-    let ledger = git_gate::ledger::Ledger::at(dir.join(DEPLOY_KEYS_FILE));
+    let keys = GateKeys::new(&state);
     for (name, repo) in &plan.manifest.bottle.repos {
         let (Some(url), Some((_, pinned))) = (&repo.value.url, plan.host_keys.get(name)) else {
             return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs url and a host key") });
         };
-        let host_key = &pinned.key;
-        let key_file = format!("{GATE_KEYS_DIR}/{name}.key");
-        match &repo.value.key {
+        let key_file = match &repo.value.key {
             Some(manifest::RepoKey::Static { path }) => {
-                let key = git_gate::keys::read_static(path, std::env::var_os("HOME").map(PathBuf::from).as_deref())
-                    .map_err(|e| BackendError::Invalid { message: format!("git-gate.repos.{name}: {e}") })?;
-                state.write_secret_file(&key_file, key.expose())?;
+                keys.copy_static(name, path, std::env::var_os("HOME").map(PathBuf::from).as_deref())?
             }
             Some(manifest::RepoKey::Gitea { provisioner_token }) => {
                 let token = host(provisioner_token).ok_or_else(|| BackendError::Invalid {
@@ -161,36 +128,22 @@ pub(crate) async fn write_sidecar_files(
                         "git-gate.repos.{name}: {provisioner_token} is not set; export it before starting"
                     ),
                 })?;
-                let upstream =
-                    git_gate::ssh::SshUrl::parse(url).map_err(|message| BackendError::Invalid { message })?;
-                let api = git_gate::keys::GiteaApi::for_upstream(&upstream, Secret::new(token))
-                    .map_err(|e| BackendError::DeployKey { repo: name.clone(), message: e.to_string() })?;
-                // Written ahead: on disk before the key exists, so no exit
-                // path can leave a registered key nobody knows to revoke.
-                let what = git_gate::ledger::MintFor {
-                    repo: name,
+                let how = GiteaMint {
                     url,
                     token_ref: provisioner_token,
+                    token: Secret::new(token),
                     title_prefix: &format!("bot-bottle {} {name}", plan.identity),
                 };
-                let keys_dir = state.component(GATE_KEYS_DIR)?;
-                let (private, key) = cancel
-                    .wait(async {
-                        ledger
-                            .mint(&api, &upstream, what, &keys_dir)
-                            .await
-                            .map_err(|e| BackendError::DeployKey { repo: name.clone(), message: e.to_string() })
-                    })
-                    .await?;
+                let (key_file, key) = cancel.wait(async { Ok(keys.mint(name, how).await?) }).await?;
                 progress(&format!("git-gate: registered deploy key {} on {}", key.id, key.owner_repo));
-                state.write_secret_file(&key_file, private.expose())?;
+                key_file
             }
             None => return Err(BackendError::Invalid { message: format!("git-gate.repos.{name} needs a key") }),
-        }
+        };
         gate_repos.push(sidecar::GateRepoFile {
             name: name.clone(),
             url: url.clone(),
-            host_key: host_key.clone(),
+            host_key: pinned.key.clone(),
             key_file,
             allow_force_push: repo.value.allow_force_push.unwrap_or(false),
             allow_delete: repo.value.allow_delete.unwrap_or(false),
@@ -320,24 +273,20 @@ pub(crate) async fn wait_for_sockets(
     }
 }
 
-/// Whether the bottle at `state_dir` has deploy keys not yet revoked: its
-/// ledger goes only once every key in it is (a state holding one must not be
-/// deleted with it).
-pub fn has_unrevoked_keys(state_dir: &Path) -> bool {
-    state_dir.join(DEPLOY_KEYS_FILE).exists()
-}
+pub use sidecar::keys::has_unrevoked_keys;
 
-/// Revoke the Gitea deploy keys this bottle minted (loud on failure).
+/// Revoke the Gitea deploy keys this bottle minted, with the provisioner
+/// tokens in the host's environment (loud on failure: each key not revoked,
+/// or a ledger that cannot be read, says what to remove by hand; the ledger
+/// stays on disk).
 pub async fn revoke_deploy_keys(state_dir: &Path) {
-    let ledger = git_gate::ledger::Ledger::at(state_dir.join(DEPLOY_KEYS_FILE));
     let token = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match git_gate::ledger::revoke_all(&ledger, &token).await {
-        Ok(revoked) => {
-            for line in revoked.lines {
+    match sidecar::keys::revoke_deploy_keys(state_dir, &token).await {
+        Ok(lines) => {
+            for line in lines {
                 eprintln!("bot-bottle: {line}");
             }
         }
-        // The ledger stays on disk; the message says what to do by hand.
         Err(e) => eprintln!("bot-bottle: {e}"),
     }
 }
@@ -348,7 +297,7 @@ pub async fn logs(docker: &Docker, home: &state::Home, identity: &str, follow: b
     let objects = find(docker, home, identity).await?;
     // The log quotes what the agent sent (hosts, paths): on a terminal it is
     // shown, not obeyed; a pipe gets it as it is.
-    let mut relay = supervise::shown::Relay::new(false, false);
+    let mut relay = shown::Relay::new(false, false);
     let mut write = |bytes: &[u8]| relay.write(&mut std::io::stdout(), bytes);
     if let Some(sidecar) = objects.sidecar {
         let options = LogsOptions { stdout: true, stderr: true, follow, tail: "all".to_string(), ..Default::default() };

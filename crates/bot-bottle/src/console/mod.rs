@@ -60,7 +60,7 @@ pub fn supervise(ctx: &Context, args: SuperviseArgs) -> Result<i32> {
                 println!(
                     "{:>4}  {}  #{} {}  {}",
                     age(&p.proposal.created_at, now),
-                    terminal::paint(&supervise::shown::line(&p.label), &p.color, color),
+                    terminal::paint(&shown::line(&p.label), &p.color, color),
                     p.proposal.id,
                     p.proposal.kind.as_str(),
                     line

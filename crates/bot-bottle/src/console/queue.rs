@@ -23,9 +23,9 @@ pub fn summary(p: &Proposal) -> String {
     let weakens = p.weakens_dlp();
     let text = what_is_asked(p);
     if weakens.is_empty() {
-        supervise::shown::line(&text)
+        shown::line(&text)
     } else {
-        supervise::shown::line(&format!("WEAKENS DLP ({}): {text}", weakens.join("; ")))
+        shown::line(&format!("WEAKENS DLP ({}): {text}", weakens.join("; ")))
     }
 }
 
@@ -95,7 +95,7 @@ pub fn detail(p: &Pending) -> String {
     }
     out.push('\n');
     out.push_str(&serde_json::to_string_pretty(&q.payload).unwrap_or_default());
-    supervise::shown::block(&out)
+    shown::block(&out)
 }
 
 /// What the operator is typing, and for what.

@@ -881,7 +881,7 @@ echo '--- done'"#,
 // - hosts: `sed -i 's/    if is_numeric_host(name) {/    if false {/;
 //   s/    validate_host(host)?;/    return validate_host(host);/'
 //   crates/manifest/src/route.rs` → "REACHED egress-allow 2130706433";
-// - the operator's terminal: `sed -i 's/supervise::shown::line(&text)/text/'
+// - the operator's terminal: `sed -i 's/shown::line(&text)/text/'
 //   crates/bot-bottle/src/console/queue.rs` → "a control character reached
 //   the operator's terminal";
 // - the bounds: `sed -i 's/max_pending: 16, per_window: 60/max_pending:

@@ -6,6 +6,12 @@
 //! rewrite what the operator reads — so each is shown escaped (`\r`,
 //! `\u{1b}`), never sent. One set of rules, used everywhere agent text
 //! reaches the operator.
+//!
+//! Not here: colour and layout (the binary's console), or what the text
+//! means (the servers that received it).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 /// Whether `c` must not reach a terminal as itself.
 fn hazardous(c: char) -> bool {
