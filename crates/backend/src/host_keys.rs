@@ -29,7 +29,10 @@ pub enum Source {
     /// Fetched now, on first use; kept when the launch writes its state.
     FirstUse,
     /// Kept from the first use (`at`).
-    Kept { at: String },
+    Kept {
+        /// When it was first pinned.
+        at: String,
+    },
 }
 
 /// A repo's pinned host key.
@@ -39,14 +42,18 @@ pub struct Pinned {
     pub key: String,
     /// `SHA256:…`, as `ssh-keygen -l` prints it.
     pub fingerprint: String,
+    /// Where the key came from.
     pub source: Source,
 }
 
 /// One kept key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeptKey {
+    /// The upstream, `host:port`.
     pub upstream: String,
+    /// Its host key, `type base64`.
     pub key: String,
+    /// When it was first pinned.
     pub at: String,
 }
 

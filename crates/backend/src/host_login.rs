@@ -25,14 +25,18 @@ pub struct CodexLogin {
 /// Why a login cannot be forwarded, with what to do.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LoginError {
+    /// The login file (its path, why) is not JSON.
     #[error("{0} is not valid JSON ({1}); log in again with `codex login`")]
     Malformed(String, String),
     #[error(
         "{0} holds an API key, not a ChatGPT sign-in: give the key to the bottle with agent_provider.auth_token (the variable's name) instead of forward_host_credentials"
     )]
+    /// The login file (its path) holds an API key, not a sign-in.
     ApiKeyMode(String),
+    /// The login file (its path) holds no tokens.
     #[error("{0} has no ChatGPT tokens; log in with `codex login`")]
     NoTokens(String),
+    /// The login (its path) expired (at, unix time).
     #[error("the login in {0} expired at {1} (unix time); log in again with `codex login` on this host")]
     Expired(String, u64),
 }

@@ -19,8 +19,11 @@ pub type HostVars = dyn Fn(&str) -> Option<String>;
 
 /// What the host offers a plan: its environment, `$HOME`, the cwd.
 pub struct HostEnv {
+    /// Reads one variable (unset: `None`).
     pub vars: Box<HostVars>,
+    /// The operator's home, for `~/`.
     pub user_home: PathBuf,
+    /// The working directory, for relative paths.
     pub cwd: PathBuf,
 }
 
@@ -53,12 +56,15 @@ impl HostEnv {
 /// What the CLI asks a backend to prepare.
 #[derive(Debug, Clone)]
 pub struct BottleSpec {
+    /// The agent's manifest with its bottle merged in.
     pub manifest: Manifest,
     /// The bottle's env, resolved (`?` asked, `${}` copied).
     pub env: BTreeMap<String, Resolved>,
     /// Set on resume: the same identity again.
     pub identity: Option<String>,
+    /// The operator's label (`--label`); none: one is made up.
     pub label: Option<String>,
+    /// The terminal colour the console shows the bottle in.
     pub color: Option<String>,
     /// Copy the cwd into the agent's workspace.
     pub copy_cwd: bool,
@@ -84,28 +90,42 @@ pub enum AuthSource {
 /// One egress route as the sidecar will enforce it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedRoute {
+    /// The route in manifest shape.
     pub route: Route,
+    /// Its credential: the scheme, and where the value comes from.
     pub auth: Option<(AuthScheme, AuthSource)>,
+    /// What a DLP finding on this route does.
     pub on_match: OnMatch,
     /// The bottle that set it, or `provider <name>`.
     pub origin: String,
 }
 
+/// A bottle resolved and ready to launch: everything a backend needs, nothing read again.
 #[derive(Debug)]
 pub struct Plan {
+    /// The bottle's identity (its state dir's name).
     pub identity: String,
+    /// The backend that will run it.
     pub backend: String,
+    /// The isolation runtime (`runc`, `runsc`, `smolvm`).
     pub runtime: String,
+    /// Whether the backend can run here.
     pub availability: Availability,
+    /// The `~/.bot-bottle` it lives in.
     pub home: Home,
+    /// What `metadata.json` says of it.
     pub metadata: BottleMetadata,
+    /// The agent's manifest with its bottle merged in.
     pub manifest: Manifest,
+    /// The agent's environment, resolved.
     pub env: BTreeMap<String, Resolved>,
     /// Provider placeholder variables: set in the agent, hidden from the preflight.
     pub hidden_env: Vec<String>,
+    /// The provider's name (`claude`, `codex`, a plugin).
     pub provider: String,
     /// What `provider` names: a built-in, or the user's plugin.
     pub resolved_provider: ProviderRef,
+    /// The egress routes the sidecar enforces.
     pub routes: Vec<PlannedRoute>,
     /// Each git-gate repo's upstream (`host:port`) and the host key pinned
     /// for it: the manifest's, or one fetched on first use / kept since.
@@ -116,6 +136,7 @@ pub struct Plan {
     pub kept_route_edits: Vec<sidecar::prepare::KeptRouteEdit>,
     /// Host skill directories copied into the agent.
     pub skills: Vec<PathBuf>,
+    /// The bottle CA the sidecar mints leaves from and the agent trusts.
     pub ca: BottleCa,
     /// Things the operator should know that do not stop the launch.
     pub warnings: Vec<String>,
@@ -127,6 +148,7 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The bottle's state dir.
     pub fn state_dir(&self) -> PathBuf {
         self.home.state_dir(&self.identity)
     }

@@ -16,7 +16,9 @@ use crate::host_login::PLACEHOLDER;
 /// A provider: how its CLI runs, what it reaches, what it is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provider {
+    /// The template's name.
     pub name: String,
+    /// The CLI's command line.
     pub command: Vec<String>,
     /// Prepended to the prompt in headless mode.
     pub headless: Vec<String>,
@@ -31,7 +33,9 @@ pub struct Provider {
     /// Env the agent gets holding a placeholder (name, value), never a
     /// real value; hidden from the preflight.
     pub placeholder_env: Vec<(String, String)>,
+    /// More environment the agent gets (name, value): plain values, never secrets.
     pub extra_env: Vec<(String, String)>,
+    /// How the API route's credential is sent.
     pub auth_scheme: AuthScheme,
     /// The CLI's own session files under the agent's home: the transcript
     /// kept at session end and put back on resume.
@@ -49,6 +53,7 @@ pub struct Provider {
     /// private address (pi's `base_url`): its port, and whether it may
     /// resolve inward.
     pub api_port: Option<u16>,
+    /// Whether the API route may resolve to a private address.
     pub api_allow_private: bool,
     /// The host variable whose value the API route injects when the
     /// settings name one (pi's `api_key`); `agent_provider.auth_token` wins.
@@ -217,21 +222,26 @@ pub fn session_dirs() -> impl Iterator<Item = &'static str> {
 /// What a `template` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderRef {
+    /// One this build has.
     Builtin(Provider),
     /// `contrib/<name>/` with a `provider.toml`; shadows a built-in.
     Plugin {
+        /// The plugin's provider.
         provider: Provider,
+        /// Its directory.
         dir: PathBuf,
     },
 }
 
 impl ProviderRef {
+    /// The provider, either way.
     pub fn provider(&self) -> &Provider {
         match self {
             ProviderRef::Builtin(p) | ProviderRef::Plugin { provider: p, .. } => p,
         }
     }
 
+    /// The provider, either way, to change.
     pub fn provider_mut(&mut self) -> &mut Provider {
         match self {
             ProviderRef::Builtin(p) | ProviderRef::Plugin { provider: p, .. } => p,

@@ -17,9 +17,11 @@ use crate::provider::Provider;
 pub struct PiApi {
     /// pi's name for it (`--provider`, `defaultProvider`).
     pub name: &'static str,
+    /// The API's host.
     pub host: &'static str,
     /// The variable pi reads the key from; the agent's holds a placeholder.
     pub env: &'static str,
+    /// The placeholder value the agent holds for the key.
     pub placeholder: &'static str,
 }
 

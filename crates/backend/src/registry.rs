@@ -12,6 +12,7 @@ use crate::plan::{BottleSpec, HostEnv, Plan, plan, write_plan};
 /// Whether a backend can run here, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Availability {
+    /// Whether it can.
     pub available: bool,
     /// Shown in the backend picker and in errors.
     pub reason: String,
@@ -20,27 +21,38 @@ pub struct Availability {
 /// A live bottle, as a backend enumerates it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActiveBottle {
+    /// The bottle's identity.
     pub identity: String,
+    /// The backend it runs on.
     pub backend: String,
+    /// The agent it runs.
     pub agent: String,
+    /// The operator's label for it.
     pub label: String,
+    /// When it started (RFC 3339).
     pub started: String,
+    /// Its parts that are up (`sidecar`, `agent`, …).
     pub services: Vec<String>,
 }
 
 /// Orphans a backend found, to show in one plan before removing them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CleanupPlan {
+    /// The backend that found them.
     pub backend: String,
+    /// Each orphan, as the plan shows it.
     pub items: Vec<String>,
 }
 
 /// A launched bottle.
 pub trait RunningBottle {
+    /// The bottle's identity.
     fn identity(&self) -> &str;
     /// Run `argv` in the agent; with `tty`, wired to the operator's terminal.
     fn exec(&self, argv: &[String], tty: bool) -> Result<i32, BackendError>;
+    /// Copy the host file or directory `host` into the agent at `guest`.
     fn copy_in(&self, host: &std::path::Path, guest: &str) -> Result<(), BackendError>;
+    /// Copy `guest` out of the agent to `host`.
     fn copy_out(&self, guest: &str, host: &std::path::Path) -> Result<(), BackendError>;
     /// Tear everything down; called on every exit path.
     fn teardown(self: Box<Self>) -> Result<(), BackendError>;
@@ -48,7 +60,9 @@ pub trait RunningBottle {
 
 /// One way of isolating a bottle. The CLI never branches on backend names.
 pub trait Backend: Send + Sync {
+    /// The name manifests and `--backend` use.
     fn name(&self) -> &'static str;
+    /// Whether it can run here, and why not.
     fn available(&self) -> Availability;
     /// The isolation runtime, for the preflight (e.g. "runc", "gVisor").
     fn runtime(&self) -> String;
@@ -60,12 +74,14 @@ pub trait Backend: Send + Sync {
         Ok(plan)
     }
 
+    /// `self` as a trait object (for the default methods).
     fn as_dyn(&self) -> &dyn Backend;
 
     // The operations below fail with `NotImplemented` naming this backend
     // until the backend provides them: an honest error, never a pretend
     // success.
 
+    /// Launch `plan`: every part up, the self-test passed, or nothing left.
     fn launch(&self, plan: Plan) -> Result<Box<dyn RunningBottle>, BackendError> {
         let _ = plan;
         Err(self.not_implemented("launch bottles"))
@@ -77,6 +93,7 @@ pub trait Backend: Send + Sync {
         Err(self.not_implemented("list live bottles"))
     }
 
+    /// Stop the bottle `meta` describes and remove its parts.
     fn stop(&self, home: &Home, meta: &BottleMetadata) -> Result<(), BackendError> {
         let _ = (home, meta);
         Err(self.not_implemented("stop bottles"))
@@ -101,16 +118,19 @@ pub trait Backend: Send + Sync {
         Err(self.not_implemented("show sidecar logs"))
     }
 
+    /// Find what a killed launch or session left of `home`'s bottles.
     fn prepare_cleanup(&self, home: &Home) -> Result<CleanupPlan, BackendError> {
         let _ = home;
         Err(self.not_implemented("find orphaned bottles"))
     }
 
+    /// Remove what `plan` lists.
     fn cleanup(&self, home: &Home, plan: &CleanupPlan) -> Result<(), BackendError> {
         let _ = (home, plan);
         Err(self.not_implemented("clean up"))
     }
 
+    /// The error for an operation this backend does not provide.
     fn not_implemented(&self, operation: &'static str) -> BackendError {
         BackendError::NotImplemented { backend: self.name().to_string(), operation }
     }
@@ -129,14 +149,17 @@ impl Default for Registry {
 }
 
 impl Registry {
+    /// The registered backends' names.
     pub fn names(&self) -> Vec<String> {
         self.backends.iter().map(|b| b.name().to_string()).collect()
     }
 
+    /// Every registered backend.
     pub fn all(&self) -> &[Arc<dyn Backend>] {
         &self.backends
     }
 
+    /// The backend called `name`; an unknown one is an error naming the known ones.
     pub fn get(&self, name: &str) -> Result<Arc<dyn Backend>, BackendError> {
         self.backends.iter().find(|b| b.name() == name).cloned().ok_or_else(|| {
             let (name, origin, known) = (name.to_string(), None, self.names());

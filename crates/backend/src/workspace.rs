@@ -71,7 +71,9 @@ pub fn source(state_dir: &Path, committed_at: Option<SystemTime>, host_cwd: Opti
 /// What one copy brought out.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Kept {
+    /// Files copied.
     pub files: usize,
+    /// Bytes copied.
     pub bytes: u64,
     /// Entries left behind: device files, paths leaving the workspace.
     pub skipped: usize,

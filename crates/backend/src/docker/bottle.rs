@@ -35,9 +35,13 @@ use sidecar::config::{EGRESS_PORT, EGRESS_SOCKET, GATE_PORT, GATE_SOCKET, RUN_DI
 
 /// A launched bottle.
 pub struct DockerBottle {
+    /// The runtime its async work runs on.
     pub runtime: tokio::runtime::Runtime,
+    /// The Docker Engine.
     pub docker: Docker,
+    /// Its containers and network.
     pub objects: Objects,
+    /// Its state dir.
     pub state_dir: PathBuf,
     /// The session's command, exec'd during the launch (plain stdio only).
     armed: std::sync::Mutex<Option<exec::Armed>>,

@@ -14,6 +14,7 @@ use crate::error::BackendError;
 use crate::plan::Plan;
 use crate::registry::{ActiveBottle, Availability, Backend, CleanupPlan, RunningBottle};
 
+/// The docker backend: the agent and its sidecar in containers on the host's Docker Engine.
 pub struct Docker;
 
 impl Docker {

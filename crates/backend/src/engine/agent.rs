@@ -85,6 +85,7 @@ pub(crate) async fn agent_image(
 /// The file `commit` writes: the image `resume` boots from.
 pub const COMMIT_FILE: &str = "commit.json";
 
+/// The image a bottle committed, when it did (`resume` boots from it).
 pub fn committed_image(state_dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(state_dir.join(COMMIT_FILE)).ok()?;
     serde_json::from_str::<serde_json::Value>(&text).ok()?["image"].as_str().map(str::to_string)

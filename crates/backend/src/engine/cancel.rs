@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::error::BackendError;
 
+/// Ctrl-C for a launch: set once, seen by every wait and every step that creates something (a request in flight finishes; the next is not made).
 pub struct Cancel {
     cancelled: watch::Sender<bool>,
 }
@@ -22,6 +23,7 @@ impl Default for Cancel {
 }
 
 impl Cancel {
+    /// Cancel: waits end, the next step fails as interrupted.
     pub fn cancel(&self) {
         self.cancelled.send_replace(true);
     }
@@ -43,6 +45,7 @@ impl Cancel {
     }
 }
 
+/// The error a cancelled step returns.
 pub fn interrupted() -> BackendError {
     BackendError::Interrupted
 }

@@ -17,10 +17,15 @@ use sha2::{Digest, Sha256};
 use super::rootfs;
 use crate::error::BackendError;
 
+/// The sidecar image's Dockerfile.
 pub const SIDECAR_DOCKERFILE: &str = include_str!("../../../../images/sidecar.Dockerfile");
+/// The shell agent image's Dockerfile.
 pub const SHELL_DOCKERFILE: &str = include_str!("../../../../images/shell.Dockerfile");
+/// The Claude Code agent image's Dockerfile.
 pub const CLAUDE_DOCKERFILE: &str = include_str!("../../../../images/claude.Dockerfile");
+/// The Codex agent image's Dockerfile.
 pub const CODEX_DOCKERFILE: &str = include_str!("../../../../images/codex.Dockerfile");
+/// The pi agent image's Dockerfile.
 pub const PI_DOCKERFILE: &str = include_str!("../../../../images/pi.Dockerfile");
 
 /// Labels on every image bot-bottle builds.
@@ -120,7 +125,9 @@ pub fn current_tags() -> Result<Vec<String>, BackendError> {
 /// What a build context holds besides the Dockerfile.
 #[derive(Debug, Clone)]
 pub enum Source {
+    /// A host file, copied in.
     File(PathBuf),
+    /// These bytes.
     Bytes(Vec<u8>),
 }
 

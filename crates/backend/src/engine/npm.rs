@@ -22,7 +22,9 @@ use crate::error::BackendError;
 /// `{triple}` (`x86_64`, `aarch64`) in any field stand for this CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NpmFiles {
+    /// The npm package's name.
     pub package: &'static str,
+    /// Its pinned version.
     pub version: &'static str,
     /// The files inside the package tarball.
     pub members: &'static [&'static str],
@@ -50,8 +52,11 @@ pub const NODE: NpmFiles =
 /// A JavaScript CLI and its dependencies, pinned by a lockfile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NpmTree {
+    /// The CLI's name (its directory in the cache).
     pub name: &'static str,
+    /// The `package.json` that names its dependencies.
     pub package_json: &'static str,
+    /// The lockfile pinning each one.
     pub lockfile: &'static str,
 }
 
@@ -116,6 +121,7 @@ fn keep(from: &Path, dest: &Path) -> Result<(), BackendError> {
 }
 
 impl NpmFiles {
+    /// The package's name for this CPU.
     pub fn package_name(&self) -> Result<String, BackendError> {
         for_cpu(self.package)
     }

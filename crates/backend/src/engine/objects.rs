@@ -17,7 +17,9 @@ use super::images;
 use crate::error::BackendError;
 use crate::plan::Plan;
 
+/// The label holding the bottle's identity on each of its Docker objects.
 pub const LABEL_IDENTITY: &str = "dev.bot-bottle.identity";
+/// The label saying which part an object is (`sidecar`, `agent`, `shim`).
 pub const LABEL_ROLE: &str = "dev.bot-bottle.role";
 
 /// Progress lines for the operator.
@@ -59,10 +61,15 @@ pub(crate) fn labels(home: &state::Home, identity: &str, role: &str) -> HashMap<
 /// The Docker objects of one bottle.
 #[derive(Debug, Clone, Default)]
 pub struct Objects {
+    /// The bottle's identity.
     pub identity: String,
+    /// Its network's name.
     pub network: Option<String>,
+    /// The sidecar container's id.
     pub sidecar: Option<String>,
+    /// The agent container's id.
     pub agent: Option<String>,
+    /// The shim container's id.
     pub shim: Option<String>,
 }
 
@@ -220,6 +227,9 @@ pub(crate) async fn create(docker: &Docker, name: &str, body: ContainerCreateBod
     Ok(created.id)
 }
 
+/// The label holding the agent's name.
 pub const LABEL_AGENT: &str = "dev.bot-bottle.agent";
+/// The label holding the operator's label.
 pub const LABEL_LABEL: &str = "dev.bot-bottle.label";
+/// The label holding when the bottle started.
 pub const LABEL_STARTED: &str = "dev.bot-bottle.started";

@@ -11,8 +11,11 @@ use sidecar::config::{EGRESS_PORT, GATE_PORT, SUPERVISE_PORT};
 
 /// The agent's user and home.
 pub const AGENT_USER: &str = "node";
+/// The agent's uid (and gid).
 pub const AGENT_UID: u64 = 1000;
+/// The agent's home.
 pub const AGENT_HOME: &str = "/home/node";
+/// The agent's working tree.
 pub const WORKSPACE: &str = "/workspace";
 /// Where the bottle CA goes in the agent (the system store picks it up).
 pub const AGENT_CA: &str = "/usr/local/share/ca-certificates/bot-bottle.crt";
@@ -23,6 +26,7 @@ pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// one bottle under one name, and TLS clients check the leaf against the
 /// first they find).
 pub const CA_MARK_BEGIN: &str = "# bot-bottle: the bottle CA (replaced at each launch)\n";
+/// The line after the bottle CA in [`CA_BUNDLE`].
 pub const CA_MARK_END: &str = "# bot-bottle: end of the bottle CA\n";
 
 /// The image's CA bundle with this launch's bottle CA: any CA an earlier
@@ -90,22 +94,27 @@ pub const PROMPT_FILE: &str = "/home/node/.bot-bottle-prompt.txt";
 /// address its VM may reach (smolmachines).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoints {
+    /// The address (loopback, or the bundle's IP).
     pub host: String,
 }
 
 impl Endpoints {
+    /// Through the shim, on loopback (docker).
     pub fn loopback() -> Endpoints {
         Endpoints { host: "127.0.0.1".to_string() }
     }
 
+    /// The egress proxy (`HTTPS_PROXY`).
     pub fn proxy(&self) -> String {
         format!("http://{}:{EGRESS_PORT}", self.host)
     }
 
+    /// The supervise MCP endpoint.
     pub fn mcp(&self) -> String {
         format!("http://{}:{SUPERVISE_PORT}/mcp", self.host)
     }
 
+    /// git-gate's smart-HTTP endpoint.
     pub fn gate(&self) -> String {
         format!("http://{}:{GATE_PORT}", self.host)
     }
@@ -339,8 +348,11 @@ pub fn agent_main() -> Vec<String> {
 /// One self-test check.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Check {
+    /// The check's name.
     pub name: String,
+    /// Whether it passed.
     pub passed: bool,
+    /// What it saw.
     pub detail: String,
 }
 

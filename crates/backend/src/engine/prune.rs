@@ -41,6 +41,7 @@ pub struct Tagged {
     pub created: i64,
     /// The home label, on commit images made by this version.
     pub home: Option<String>,
+    /// Its size in bytes.
     pub size: i64,
 }
 
@@ -82,6 +83,7 @@ pub fn decide(images: &[Tagged], keep: &Keep, now: i64) -> Vec<(String, &'static
 /// What [`prune`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pruned {
+    /// Tags removed.
     pub removed: Vec<String>,
     /// Tags a container still uses (the engine refused).
     pub in_use: Vec<String>,

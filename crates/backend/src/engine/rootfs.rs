@@ -31,13 +31,19 @@ pub const BASE_PACKAGES: &[&str] = &[
 /// One installed package's stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installed {
+    /// `Package`.
     pub name: String,
+    /// `Architecture`.
     pub arch: String,
+    /// `Version`.
     pub version: String,
+    /// `Essential: yes`.
     pub essential: bool,
+    /// `Priority`.
     pub priority: String,
     /// `Pre-Depends` and `Depends`: groups of alternatives.
     pub depends: Vec<Vec<String>>,
+    /// `Provides`, versions dropped.
     pub provides: Vec<String>,
     /// The stanza as written, for the image's status file.
     pub stanza: String,

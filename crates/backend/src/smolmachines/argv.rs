@@ -52,12 +52,14 @@ pub fn create(
     v
 }
 
+/// `machine start`.
 pub fn start(machine: &str) -> Vec<String> {
     let mut v = head(&["machine", "start"]);
     v.extend(owned(&["--name", machine]));
     v
 }
 
+/// `machine stop`.
 pub fn stop(machine: &str) -> Vec<String> {
     let mut v = head(&["machine", "stop"]);
     v.extend(owned(&["--name", machine]));
@@ -71,12 +73,14 @@ pub fn delete(machine: &str) -> Vec<String> {
     v
 }
 
+/// `machine status --json`.
 pub fn status(machine: &str) -> Vec<String> {
     let mut v = head(&["machine", "status"]);
     v.extend(owned(&["--name", machine, "--json"]));
     v
 }
 
+/// `machine ls --json`.
 pub fn list() -> Vec<String> {
     let mut v = head(&["machine", "ls"]);
     v.push("--json".to_string());
@@ -88,13 +92,17 @@ pub fn list() -> Vec<String> {
 pub struct Exec<'a> {
     /// `uid` or a name; none: the machine's default (root).
     pub user: Option<&'a str>,
+    /// The working directory; none: the machine's default.
     pub workdir: Option<&'a str>,
     /// Plain environment only: never a secret.
     pub env: &'a [String],
+    /// Give the command a terminal.
     pub tty: bool,
+    /// Pass stdin through.
     pub stdin: bool,
 }
 
+/// `machine exec` of `argv`, as `how` says.
 pub fn exec(machine: &str, how: &Exec<'_>, argv: &[String]) -> Vec<String> {
     let mut v = head(&["machine", "exec"]);
     v.extend(owned(&["--name", machine]));
@@ -138,15 +146,18 @@ pub fn copy_in(machine: &str, host: &str, guest: &str, mode: u32, uid: u32) -> V
 /// takes a value) and its positionals.
 #[derive(Debug)]
 pub struct Command {
+    /// The command's words (`machine create`).
     pub name: String,
     /// (spellings, takes a value)
     pub options: Vec<(Vec<String>, bool)>,
+    /// Their shape (`SRC DST`, `-- COMMAND...`, or none).
     pub positionals: String,
 }
 
 /// The recorded surface.
 pub const SURFACE: &str = include_str!("smolvm-surface.txt");
 
+/// The recorded surface, parsed.
 pub fn surface() -> Vec<Command> {
     SURFACE
         .lines()

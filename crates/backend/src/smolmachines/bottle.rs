@@ -47,10 +47,12 @@ pub const COMMIT_PACK: &str = "commit.smolmachine";
 /// The `smolvm` binary.
 #[derive(Debug, Clone)]
 pub struct Smolvm {
+    /// Its path.
     pub bin: PathBuf,
 }
 
 impl Smolvm {
+    /// A command running it with `args`.
     pub fn command(&self, args: &[String]) -> Command {
         let mut c = Command::new(&self.bin);
         c.args(args);
@@ -126,11 +128,17 @@ pub fn machines(smolvm: &Smolvm) -> Result<Vec<serde_json::Value>, BackendError>
 
 /// A launched bottle.
 pub struct SmolBottle {
+    /// The runtime its async work runs on.
     pub runtime: tokio::runtime::Runtime,
+    /// The Docker Engine (the sidecar's container, the bundle's network).
     pub docker: Docker,
+    /// The `smolvm` binary.
     pub smolvm: Smolvm,
+    /// The agent's machine.
     pub machine: String,
+    /// The sidecar's Docker objects.
     pub objects: Objects,
+    /// Its state dir.
     pub state_dir: PathBuf,
     /// The agent's plain environment, given to every exec.
     pub env: Vec<String>,

@@ -19,6 +19,7 @@ use crate::registry::{
     ActiveBottle, Availability, Backend, CleanupPlan, RunningBottle, is_executable, launcher_alive, which,
 };
 
+/// The smolmachines backend: the agent in a smolvm microVM whose only reachable address is its sidecar's, the sidecar in a container on the host's Docker Engine.
 pub struct Smolmachines;
 
 impl Smolmachines {

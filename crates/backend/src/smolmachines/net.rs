@@ -12,10 +12,14 @@ use sha2::{Digest, Sha256};
 const POOL: [u8; 2] = [10, 213];
 const PREFIX: u8 = 28;
 
+/// The bottle's own /28 (from 10.213.0.0/16, derived from its identity): the network its sidecar (the bundle) sits on and the one address its machine may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleNet {
+    /// The /28's first address.
     pub subnet: Ipv4Addr,
+    /// Its prefix length (28).
     pub prefix: u8,
+    /// The network's gateway.
     pub gateway: Ipv4Addr,
     /// The bundle (sidecar) IP.
     pub ip: Ipv4Addr,
@@ -36,6 +40,7 @@ impl BundleNet {
         }
     }
 
+    /// `SUBNET/28`.
     pub fn cidr(&self) -> String {
         format!("{}/{}", self.subnet, self.prefix)
     }
