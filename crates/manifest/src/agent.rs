@@ -9,6 +9,7 @@ use crate::fields::Ctx;
 use crate::gitgate::{self, GitUser};
 use crate::yaml::Node;
 
+/// The keys an agent's frontmatter may hold.
 pub const AGENT_KEYS: &[&str] = &["bottle", "skills", "git-gate"];
 
 /// Claude Code subagent keys: accepted and ignored, so one file serves both.
@@ -24,13 +25,18 @@ pub enum AgentSource {
     Cwd,
 }
 
+/// An agent: the CLI's bottles, skills and prompt, from one Markdown file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Agent {
+    /// Its name (the file's stem).
     pub name: String,
+    /// The file.
     pub file: PathBuf,
+    /// Where it was found.
     pub source: AgentSource,
     /// Default bottles, pre-selected at start.
     pub bottles: Vec<String>,
+    /// Host skill directories copied into the agent.
     pub skills: Vec<String>,
     /// Overlays the bottle's git identity field by field.
     pub git_user: GitUser,

@@ -13,6 +13,7 @@ use crate::gitgate::{self, GitUser, Repo};
 use crate::route::{self, Route};
 use crate::yaml::Node;
 
+/// The keys a bottle's frontmatter may hold.
 pub const BOTTLE_KEYS: &[&str] = &["extends", "env", "agent_provider", "git-gate", "egress", "limits"];
 
 /// Keys that older versions accepted, with what to write instead.
@@ -30,11 +31,15 @@ pub const PROVIDER_KEYS: &[&str] = &["template", "dockerfile", "auth_token", "fo
 /// `agent_provider`: which agent CLI runs in the bottle and how it logs in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentProvider {
+    /// The provider template (`claude`, `codex`, `pi`, `shell`, a plugin).
     pub template: String,
+    /// A Dockerfile of the operator's for the agent image.
     pub dockerfile: Option<String>,
     /// NAME of a host env var holding the provider's API token.
     pub auth_token: Option<String>,
+    /// Give the agent the host's own login for the provider (the sidecar injects it).
     pub forward_host_credentials: bool,
+    /// Provider settings (pi's `base_url`, `api_key`, …), as written.
     pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -53,14 +58,23 @@ impl Default for AgentProvider {
 /// One bottle file, before `extends` is applied.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BottleFile {
+    /// Its name (the file's stem).
     pub name: String,
+    /// The bottles it extends, applied first.
     pub extends: Vec<String>,
+    /// `env`.
     pub env: BTreeMap<String, EnvValue>,
+    /// `agent_provider`.
     pub agent_provider: Option<AgentProvider>,
+    /// `git-gate.user`.
     pub git_user: GitUser,
+    /// `git-gate.repos`.
     pub repos: BTreeMap<String, Repo>,
+    /// `egress.log`.
     pub egress_log: Option<u8>,
+    /// `egress.routes`.
     pub routes: Vec<Route>,
+    /// `limits`.
     pub limits: crate::Limits,
 }
 

@@ -25,11 +25,14 @@ use crate::route::Route;
 /// A value and the bottle (or agent) that set it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sourced<T> {
+    /// The value.
     pub value: T,
+    /// `bottle NAME` or `agent NAME`.
     pub origin: String,
 }
 
 impl<T> Sourced<T> {
+    /// `value` as set by `origin`.
     pub fn new(value: T, origin: &str) -> Self {
         Sourced { value, origin: origin.to_string() }
     }
@@ -38,7 +41,9 @@ impl<T> Sourced<T> {
 /// `git-gate.user` with the origin of each field.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct SourcedGitUser {
+    /// `git-gate.user.name`.
     pub name: Option<Sourced<String>>,
+    /// `git-gate.user.email`.
     pub email: Option<Sourced<String>>,
 }
 
@@ -58,12 +63,19 @@ impl SourcedGitUser {
 pub struct Bottle {
     /// Every file applied, in order (parents before children).
     pub layers: Vec<String>,
+    /// `env`, each with the bottle that set it.
     pub env: BTreeMap<String, Sourced<EnvValue>>,
+    /// `agent_provider`, from the last bottle that sets it.
     pub agent_provider: Option<Sourced<AgentProvider>>,
+    /// `git-gate.user`, field by field.
     pub git_user: SourcedGitUser,
+    /// `git-gate.repos`, each merged field by field.
     pub repos: BTreeMap<String, Sourced<Repo>>,
+    /// `egress.log`.
     pub egress_log: Option<Sourced<u8>>,
+    /// `egress.routes`, in order.
     pub routes: Vec<Sourced<Route>>,
+    /// `limits`, field by field.
     pub limits: crate::Limits,
 }
 

@@ -15,11 +15,20 @@ use crate::error::ManifestError;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EnvValue {
     /// `?` or `?text`: asked on the TTY at launch, without echo.
-    Ask { prompt: Option<String> },
+    Ask {
+        /// The question (`?text`); none: the variable's name is asked.
+        prompt: Option<String>,
+    },
     /// `${NAME}`: copied from the host environment.
-    Host { name: String },
+    Host {
+        /// The host variable.
+        name: String,
+    },
     /// Anything else, used as written.
-    Literal { value: String },
+    Literal {
+        /// The value.
+        value: String,
+    },
 }
 
 impl EnvValue {
@@ -54,7 +63,9 @@ pub fn is_env_name(name: &str) -> bool {
 /// A resolved env value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
+    /// Written in the manifest: not a secret.
     Literal(String),
+    /// Copied from the host or asked: a secret the DLP watches for.
     Forwarded(Secret<String>),
     /// A `?` value in a preview (`--dry-run`): it will be asked at launch.
     AskedAtLaunch,

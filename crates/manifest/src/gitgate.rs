@@ -12,15 +12,20 @@ use crate::yaml::Node;
 /// `git-gate.user`; each field is optional so layers can overlay field by field.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct GitUser {
+    /// The author name of the agent's commits.
     pub name: Option<String>,
+    /// Their email.
     pub email: Option<String>,
 }
 
 /// One repo as a layer writes it: fields optional, merged field by field.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Repo {
+    /// The upstream, `ssh://…`.
     pub url: Option<String>,
+    /// Its host key (`type base64`); none: pinned on first use.
     pub host_key: Option<String>,
+    /// The key git-gate pushes with.
     pub key: Option<RepoKey>,
     /// A push may rewrite a ref's history (non-fast-forward). Default no.
     pub allow_force_push: Option<bool>,
@@ -28,13 +33,20 @@ pub struct Repo {
     pub allow_delete: Option<bool>,
 }
 
+/// How git-gate gets the key it pushes upstream with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "provider", rename_all = "lowercase")]
 pub enum RepoKey {
     /// A private key file on the host, read by the gate only.
-    Static { path: String },
+    Static {
+        /// The key file (`~/` is the operator's home).
+        path: String,
+    },
     /// A deploy key minted at launch with the Gitea token named here.
-    Gitea { provisioner_token: String },
+    Gitea {
+        /// The host variable holding the Gitea token that may add deploy keys.
+        provisioner_token: String,
+    },
 }
 
 pub(crate) fn parse_user(ctx: &Ctx, key: &str, node: &Node) -> Result<GitUser, ManifestError> {

@@ -20,7 +20,9 @@ use crate::yaml;
 /// A manifest file found by listing; not parsed yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
+    /// Its name.
     pub name: String,
+    /// Its file.
     pub path: PathBuf,
     /// For agents: where it was found.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,9 +32,11 @@ pub struct Entry {
 /// One agent and the effective bottle it runs in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Manifest {
+    /// The agent.
     pub agent: Agent,
     /// The bottles chosen, in merge order.
     pub bottle_names: Vec<String>,
+    /// The effective bottle: the chosen bottles merged.
     pub bottle: Bottle,
 }
 
@@ -45,6 +49,7 @@ impl Manifest {
     }
 }
 
+/// The agents and bottles of a `~/.bot-bottle` (and of the working directory's `.bot-bottle`).
 pub struct Library {
     home: PathBuf,
     cwd: Option<PathBuf>,
@@ -93,14 +98,17 @@ impl Library {
         all
     }
 
+    /// The home directory.
     pub fn home(&self) -> &Path {
         &self.home
     }
 
+    /// Where the home's bottles are.
     pub fn bottles_dir(&self) -> PathBuf {
         self.home.join("bottles")
     }
 
+    /// Where the home's agents are.
     pub fn agents_dir(&self) -> PathBuf {
         self.home.join("agents")
     }

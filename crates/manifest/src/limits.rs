@@ -9,6 +9,7 @@ use crate::error::ManifestError;
 use crate::fields::{Ctx, join};
 use crate::yaml::Node;
 
+/// The keys `limits` may hold.
 pub const LIMIT_KEYS: &[&str] = &["agent_memory", "agent_pids", "sidecar_memory"];
 
 const MIB: u64 = 1 << 20;
@@ -40,14 +41,17 @@ impl Limits {
     /// The sidecar's floor leaves room for the proxy's 256 MiB body budget.
     const SIDECAR_MEMORY_RANGE: (u64, u64) = (512 * MIB, 64 * GIB);
 
+    /// The agent's memory in bytes, the default applied.
     pub fn agent_memory(&self) -> u64 {
         self.agent_memory.unwrap_or(Self::AGENT_MEMORY)
     }
 
+    /// The agent's process limit, the default applied.
     pub fn agent_pids(&self) -> u64 {
         self.agent_pids.unwrap_or(Self::AGENT_PIDS)
     }
 
+    /// The sidecar's memory in bytes, the default applied.
     pub fn sidecar_memory(&self) -> u64 {
         self.sidecar_memory.unwrap_or(Self::SIDECAR_MEMORY)
     }

@@ -9,15 +9,20 @@ use crate::error::ManifestError;
 use crate::fields::{Ctx, join};
 use crate::yaml::Node;
 
+/// An egress route: a host the agent may reach, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Route {
     /// Lowercase; exact, or `*.example.com`.
     pub host: String,
+    /// The credential the sidecar injects.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<Auth>,
+    /// The requests it allows (none: every request).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<Match>,
+    /// What its DLP scans and does.
     pub dlp: Dlp,
+    /// Whether git may fetch over it.
     pub git: GitPolicy,
     /// The ports a request may go to; empty means [`DEFAULT_PORT`] only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -35,11 +40,14 @@ pub const DEFAULT_PORT: u16 = 443;
 /// One entry of a route's `ports`: a port (`8443`) or a range (`"8000-8099"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortRange {
+    /// The first port.
     pub first: u16,
+    /// The last port (the same for one port).
     pub last: u16,
 }
 
 impl PortRange {
+    /// One port.
     pub fn one(port: u16) -> PortRange {
         PortRange { first: port, last: port }
     }
@@ -85,21 +93,27 @@ impl Route {
     }
 }
 
+/// A route's credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Auth {
+    /// How it is sent.
     pub scheme: AuthScheme,
     /// The NAME of a host env var; the value is read at launch.
     pub token_ref: String,
 }
 
+/// How a credential is sent in `Authorization`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum AuthScheme {
+    /// `Bearer TOKEN`.
     Bearer,
+    /// `token TOKEN` (Gitea, GitHub).
     #[serde(rename = "token")]
     Token,
 }
 
 impl AuthScheme {
+    /// The word before the token.
     pub fn as_str(self) -> &'static str {
         match self {
             AuthScheme::Bearer => "Bearer",
@@ -108,39 +122,56 @@ impl AuthScheme {
     }
 }
 
+/// One allowed shape of request: every listed part must match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Match {
+    /// Paths (any one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<PathMatch>,
+    /// Methods (any one); none: any method.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
+    /// Headers (all).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderMatch>,
 }
 
+/// A path condition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PathMatch {
+    /// How `value` matches.
     #[serde(rename = "type")]
     pub kind: PathKind,
+    /// The path, prefix or regular expression.
     pub value: String,
 }
 
+/// How a path condition matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum PathKind {
+    /// The path starts with the value at a segment boundary.
     PathPrefix,
+    /// The path is the value.
     Exact,
+    /// The value is a regular expression the whole path matches.
     RegularExpression,
 }
 
+/// A header the request must carry with this value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HeaderMatch {
+    /// The header's name.
     pub name: String,
+    /// Its value.
     pub value: String,
 }
 
+/// A route's DLP: the detectors each way and what a finding does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dlp {
+    /// The detectors scanning requests.
     pub outbound_detectors: Vec<String>,
+    /// The detectors scanning responses.
     pub inbound_detectors: Vec<String>,
     /// `None`: the default for the route's kind (manifest routes `supervise`,
     /// provider routes `redact`).
@@ -172,15 +203,20 @@ impl Default for Dlp {
     }
 }
 
+/// What a finding does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnMatch {
+    /// Hold the request and ask the operator.
     Supervise,
+    /// Replace the finding in place and let the rest through.
     Redact,
+    /// Refuse.
     Block,
 }
 
 impl OnMatch {
+    /// As written in a manifest.
     pub fn as_str(self) -> &'static str {
         match self {
             OnMatch::Supervise => "supervise",
@@ -190,12 +226,16 @@ impl OnMatch {
     }
 }
 
+/// What git may do over a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 pub struct GitPolicy {
+    /// Fetch (git-gate's mirrors fetch through it).
     pub fetch: bool,
 }
 
+/// The outbound detectors there are.
 pub const OUTBOUND_DETECTORS: &[&str] = &["token_patterns", "known_secrets", "entropy", "crypto"];
+/// The inbound detectors there are.
 pub const INBOUND_DETECTORS: &[&str] = &["injection"];
 /// Names the original bot-bottle gives detectors, read as this version's:
 /// `naive_injection_detection` is its name for the inbound `injection`.

@@ -14,18 +14,24 @@ pub const MAX_DEPTH: usize = 32;
 /// A parsed YAML value with the line (1-based, within the YAML text) it started on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
+    /// The value.
     pub value: Value,
+    /// The line it starts on.
     pub line: usize,
 }
 
+/// A YAML value: scalars stay text until a schema reads them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A scalar; `plain` is false for quoted and block scalars, which are
     /// always strings.
     Scalar {
+        /// The scalar's text.
         text: String,
+        /// Unquoted, not a block scalar.
         plain: bool,
     },
+    /// A sequence.
     Seq(Vec<Node>),
     /// Keys in document order; duplicates are refused at parse time.
     Map(Vec<(String, Node)>),
@@ -83,7 +89,9 @@ fn plain_scalar_json(text: &str) -> serde_json::Value {
 /// Why a YAML text was refused; `line` is 1-based within the YAML text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct YamlError {
+    /// The line.
     pub line: usize,
+    /// What is wrong.
     pub message: String,
 }
 
