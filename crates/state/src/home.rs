@@ -2,8 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+/// Why there is no home to keep bot-bottle's files in.
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
+    /// Neither `BOT_BOTTLE_HOME` nor `HOME` is set.
     #[error("cannot find the home directory: set HOME, or BOT_BOTTLE_HOME to where bot-bottle keeps its files")]
     NoHome,
 }
@@ -15,6 +17,7 @@ pub struct Home {
 }
 
 impl Home {
+    /// The home at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Home {
         Home { root: root.into() }
     }
@@ -32,22 +35,27 @@ impl Home {
         Ok(Home::new(Path::new(&home).join(".bot-bottle")))
     }
 
+    /// Its root.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// Where its bottles are (`bottles/`).
     pub fn bottles_dir(&self) -> PathBuf {
         self.root.join("bottles")
     }
 
+    /// Where its agents are (`agents/`).
     pub fn agents_dir(&self) -> PathBuf {
         self.root.join("agents")
     }
 
+    /// Where provider plugins are (`contrib/`).
     pub fn contrib_dir(&self) -> PathBuf {
         self.root.join("contrib")
     }
 
+    /// Where bottles' state dirs are (`state/`).
     pub fn state_root(&self) -> PathBuf {
         self.root.join("state")
     }

@@ -1,18 +1,25 @@
 //! Identities: the slug that names a running or preserved bottle, its state
 //! dir and its Docker objects.
 
+/// Why an identity could not be made from a label or an agent's name.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
+    /// The label is longer than 64 bytes (its length).
     #[error("label must be at most 64 bytes (it is {0})")]
     LabelTooLong(usize),
+    /// The label holds control characters.
     #[error("label must be printable text without control characters")]
     LabelNotPrintable,
+    /// The label has nothing to make a slug of.
     #[error("label '{0}' has no letters or digits to make a name from")]
     LabelEmpty(String),
+    /// The agent's name has nothing to make a slug of.
     #[error("agent name '{0}' has no letters or digits to make an identity from")]
     AgentEmpty(String),
+    /// The system's random source failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),
+    /// A live bottle has the label.
     #[error("label '{0}' is already used by a live bottle; choose another label")]
     Taken(String),
 }

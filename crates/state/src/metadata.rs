@@ -8,27 +8,55 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// Why a bottle's `metadata.json` could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
+    /// The bottle has none: no such bottle.
     #[error("{}: no such bottle (no metadata.json); see `bot-bottle list active`, or `bot-bottle start` a new one", path.display())]
-    Missing { path: PathBuf },
+    Missing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// It could not be read.
     #[error("{}: cannot read: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is not a metadata record.
     #[error("{}: not a valid metadata record ({source}); fix or delete the file", path.display())]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// It could not be written.
     #[error("{}: cannot write: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
+/// `metadata.json`: what a resume needs of one bottle, in the original's shape.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BottleMetadata {
+    /// The bottle's identity.
     #[serde(deserialize_with = "null_is_default")]
     pub identity: String,
+    /// The agent it runs.
     #[serde(deserialize_with = "null_is_default")]
     pub agent_name: String,
+    /// The operator's working directory at start.
     #[serde(deserialize_with = "null_is_default")]
     pub cwd: String,
+    /// Whether the cwd was copied into the workspace.
     #[serde(deserialize_with = "null_is_default")]
     pub copy_cwd: bool,
     /// ISO-8601 UTC.
@@ -42,10 +70,13 @@ pub struct BottleMetadata {
     /// `BOT_BOTTLE_BACKEND` says, else docker.
     #[serde(deserialize_with = "null_is_default")]
     pub backend: String,
+    /// The operator's label.
     #[serde(deserialize_with = "null_is_default")]
     pub label: String,
+    /// The console colour.
     #[serde(deserialize_with = "null_is_default")]
     pub color: String,
+    /// The bottles chosen, in merge order.
     #[serde(deserialize_with = "null_is_default")]
     pub bottle_names: Vec<String>,
 }
@@ -59,6 +90,7 @@ where
 }
 
 impl BottleMetadata {
+    /// Its name in the state dir.
     pub const FILE: &'static str = "metadata.json";
 
     /// The backend to list this bottle under: `""` reads as `docker`.

@@ -9,26 +9,42 @@ use std::path::{Path, PathBuf};
 use crate::home::Home;
 
 /// Per-component scratch directories.
+/// The directories every state dir holds, one per part of the bottle.
 pub const COMPONENTS: &[&str] = &["agent", "egress", "git-gate", "supervise"];
 
+/// Why a state dir or a file in it could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// A file operation failed.
     #[error("{}: {action}: {source}", path.display())]
-    Io { path: PathBuf, action: &'static str, source: std::io::Error },
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What was being done (`create directory`).
+        action: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The identity's state dir is there already.
     #[error("{}: already exists; another bottle has this identity", path.display())]
-    Exists { path: PathBuf },
+    Exists {
+        /// The state dir.
+        path: PathBuf,
+    },
 }
 
 fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> StateError + 'a {
     move |source| StateError::Io { path: path.to_path_buf(), action, source }
 }
 
+/// One bottle's state dir (`~/.bot-bottle/state/IDENTITY`), 0700.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
     path: PathBuf,
 }
 
 impl StateDir {
+    /// The marker file that keeps a state dir after its session ends.
     pub const PRESERVE: &'static str = ".preserve";
 
     /// Create a new state dir (mode 0700, and its component dirs); it must
@@ -57,6 +73,7 @@ impl StateDir {
         path.is_dir().then_some(StateDir { path })
     }
 
+    /// Its path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -87,10 +104,12 @@ impl StateDir {
         Ok(p)
     }
 
+    /// Whether it is kept after the session.
     pub fn is_preserved(&self) -> bool {
         self.path.join(Self::PRESERVE).exists()
     }
 
+    /// Keep it after the session (or not).
     pub fn set_preserved(&self, keep: bool) -> Result<(), StateError> {
         let marker = self.path.join(Self::PRESERVE);
         if keep {
