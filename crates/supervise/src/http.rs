@@ -32,6 +32,7 @@ type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 /// The MCP endpoint for one bottle.
 pub struct McpHttp {
+    /// The supervisor the tools file with.
     pub supervisor: Arc<Supervisor>,
     /// Host names accepted besides loopback (e.g. the name the agent uses).
     pub allowed_hosts: Vec<String>,

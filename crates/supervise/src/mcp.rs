@@ -16,9 +16,13 @@ use crate::supervisor::Supervisor;
 /// first.
 pub const PROTOCOL_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
+/// JSON-RPC: no such method.
 pub const METHOD_NOT_FOUND: i64 = -32601;
+/// JSON-RPC: the parameters are wrong.
 pub const INVALID_PARAMS: i64 = -32602;
+/// JSON-RPC: not a request.
 pub const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC: not JSON.
 pub const PARSE_ERROR: i64 = -32700;
 
 /// The tools, as `tools/list` shows them.
@@ -66,7 +70,9 @@ pub fn tools() -> Value {
 /// A JSON-RPC error.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcError {
+    /// The JSON-RPC error code.
     pub code: i64,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -85,7 +91,14 @@ pub fn response(id: &Value, result: Result<Value, RpcError>) -> Value {
 /// What a message is.
 pub enum Message {
     /// A request with this id and method.
-    Request { id: Value, method: String, params: Value },
+    Request {
+        /// Its id, echoed in the answer.
+        id: Value,
+        /// The method.
+        method: String,
+        /// Its parameters (`null` when none).
+        params: Value,
+    },
     /// A notification or a response: nothing to answer.
     Notification,
     /// Not a JSON-RPC message: answer this error.

@@ -28,8 +28,11 @@ pub fn archive_path(home: &Path) -> std::path::PathBuf {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
+    /// `egress-allow`: add or change a route.
     EgressAllow,
+    /// `egress-block`: remove a route.
     EgressBlock,
+    /// `ask-operator`: a question.
     AskOperator,
     /// Filed by the sidecar: an egress DLP hold.
     EgressTokenAllow,
@@ -38,6 +41,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// As stored (`egress-allow`).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::EgressAllow => "egress-allow",
@@ -48,6 +52,7 @@ impl Kind {
         }
     }
 
+    /// From its stored name.
     pub fn parse(s: &str) -> Option<Kind> {
         [Kind::EgressAllow, Kind::EgressBlock, Kind::AskOperator, Kind::EgressTokenAllow, Kind::GitPushAllow]
             .into_iter()
@@ -65,14 +70,20 @@ impl Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Waiting for the operator.
     Pending,
+    /// Approved as filed.
     Approved,
+    /// Approved as the operator edited it.
     Modified,
+    /// Refused.
     Rejected,
+    /// Nobody answered in time: refused.
     Timeout,
 }
 
 impl Status {
+    /// As stored (`pending`).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -97,13 +108,21 @@ impl Status {
 /// A proposal as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Proposal {
+    /// Its id in the store.
     pub id: i64,
+    /// The bottle that filed it.
     pub identity: String,
+    /// What it asks for.
     pub kind: Kind,
+    /// What it asks, as filed (JSON).
     pub payload: serde_json::Value,
+    /// The agent's reason.
     pub justification: String,
+    /// When it was filed.
     pub created_at: String,
+    /// Where it stands.
     pub status: Status,
+    /// The operator's decision, once made.
     pub decision: Option<Decision>,
 }
 
@@ -131,9 +150,13 @@ impl Proposal {
 /// The operator's decision on a proposal.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
+    /// The verdict.
     pub verdict: Status,
+    /// The operator's reason.
     pub reason: String,
+    /// Who decided (the host user).
     pub operator: String,
+    /// When.
     pub decided_at: String,
     /// The operator's edit, for `modified`.
     pub payload: Option<serde_json::Value>,
@@ -142,9 +165,11 @@ pub struct Decision {
 /// What the operator decides.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
+    /// As filed.
     Approve,
     /// Approve this edited payload instead.
     Modify(serde_json::Value),
+    /// Refuse.
     Reject,
 }
 
@@ -156,29 +181,50 @@ pub struct KeptRouteEdit {
     pub proposal_id: Option<i64>,
     /// When it was approved.
     pub at: String,
+    /// The change.
     pub edit: routes::RouteEdit,
 }
 
 /// One audit entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEntry {
+    /// The bottle.
     pub identity: String,
+    /// When.
     pub at: String,
     /// `decision`, `route-change` or `route-reapplied`.
     pub event: String,
+    /// The proposal it concerns, if any.
     pub proposal_id: Option<i64>,
+    /// Its kind, if any.
     pub kind: Option<String>,
+    /// What happened (JSON).
     pub detail: serde_json::Value,
 }
 
+/// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database failed.
     #[error("proposal store {path}: {message}")]
-    Sql { path: String, message: String },
+    Sql {
+        /// The store's file.
+        path: String,
+        /// SQLite's message.
+        message: String,
+    },
+    /// No proposal has this id.
     #[error("proposal {0} does not exist")]
     Missing(i64),
+    /// The proposal has its verdict already.
     #[error("proposal {id} was already decided ({status})")]
-    Decided { id: i64, status: &'static str },
+    Decided {
+        /// The proposal.
+        id: i64,
+        /// Its verdict.
+        status: &'static str,
+    },
+    /// A bound refused it (too many pending, too large); the message says which.
     #[error("{0}")]
     Refused(String),
 }
@@ -274,6 +320,7 @@ impl ProposalStore {
         move |e| StoreError::Sql { path: self.path.clone(), message: e.to_string() }
     }
 
+    /// The bottle whose store this is.
     pub fn identity(&self) -> &str {
         &self.identity
     }
@@ -352,6 +399,7 @@ impl ProposalStore {
         })
     }
 
+    /// Proposal `id`, if it exists.
     pub fn get(&self, id: i64) -> Result<Option<Proposal>, StoreError> {
         self.conn
             .query_row(&format!("{} WHERE p.id = ?1", Self::SELECT), [id], Self::row)
@@ -539,6 +587,7 @@ pub struct AuditArchive {
 }
 
 impl AuditArchive {
+    /// Open (or create) the archive at `path`.
     pub fn open(path: &Path) -> Result<AuditArchive, StoreError> {
         let mut conn = open_db(path)?;
         migrate(&mut conn, path, ARCHIVE_MIGRATIONS)?;
@@ -564,6 +613,7 @@ impl AuditArchive {
         Ok(n)
     }
 
+    /// Every archived entry, oldest first.
     pub fn entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
         read_audit(&self.conn, &self.path)
     }

@@ -29,7 +29,9 @@ pub trait RouteControl: Send + Sync {
 /// The sidecar's route file: rewritten in place (a bind mount pins the
 /// inode, so no rename), then `reload` tells the egress proxy (SIGHUP).
 pub struct RouteFileControl {
+    /// The route file.
     pub path: PathBuf,
+    /// Tells the proxy to read it again.
     pub reload: Box<dyn Fn() + Send + Sync>,
 }
 
@@ -65,8 +67,11 @@ impl RouteControl for RouteFileControl {
 /// queue or the host's disk (the text of each is bounded by the store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FilingLimits {
+    /// At most this many proposals pending at once.
     pub max_pending: usize,
+    /// At most this many filed per window.
     pub per_window: usize,
+    /// The window.
     pub window: Duration,
 }
 
@@ -119,6 +124,7 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
+    /// A supervisor over `store`; with `routes`, approved route changes are applied.
     pub fn new(store: ProposalStore, routes: Option<Arc<dyn RouteControl>>) -> Supervisor {
         Supervisor {
             store: Arc::new(Mutex::new(store)),
@@ -136,6 +142,7 @@ impl Supervisor {
         self.stopping.send_replace(true);
     }
 
+    /// The route control, when there is one.
     pub fn routes(&self) -> Option<&Arc<dyn RouteControl>> {
         self.routes.as_ref()
     }
