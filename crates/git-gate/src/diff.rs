@@ -26,8 +26,11 @@ pub const LOG_ARGS: &[&str] = &[
 /// One commit's additions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitChanges {
+    /// The commit's id.
     pub commit: String,
+    /// Its message.
     pub message: String,
+    /// The text each file gained.
     pub files: Vec<AddedText>,
     /// The new blobs this commit's log showed as a text diff: every line
     /// they add is in `files`, so the object scan need not read them.
@@ -50,6 +53,7 @@ impl CommitChanges {
 /// The lines one commit adds to one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddedText {
+    /// The file's path.
     pub path: String,
     /// The added lines, each ending in `\n`.
     pub text: String,

@@ -27,9 +27,11 @@ pub const MAX_REQUEST: usize = 4 * 1024 * 1024;
 /// What the hook sends: one JSON line.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HookRequest {
+    /// The push's ticket (which repo, which connection).
     pub ticket: String,
     /// The hook's stdin: `old new ref` lines.
     pub updates: String,
+    /// The hook's environment (git's quarantine variables).
     pub env: Vec<(String, String)>,
 }
 
@@ -37,7 +39,9 @@ pub struct HookRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum HookReply {
+    /// A line for the pusher (git prints it as `remote: …`).
     Say(String),
+    /// The hook's exit code: 0 lets the push through.
     Exit(i32),
 }
 

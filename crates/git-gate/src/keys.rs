@@ -17,14 +17,30 @@ use crate::ssh::SshUrl;
 /// `https://<ssh host>`).
 pub const GITEA_URL_ENV: &str = "BOT_BOTTLE_GITEA_URL";
 
+/// Why a key could not be read, made, registered or revoked.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// A repo's own key file could not be read.
     #[error("cannot read the key file {path}: {message}")]
-    Read { path: String, message: String },
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// `ssh-keygen` failed to make a pair.
     #[error("ssh-keygen failed: {0}")]
     Keygen(String),
+    /// The Gitea API refused or failed a call.
     #[error("Gitea API {method} {url}: {message}")]
-    Gitea { method: &'static str, url: String, message: String },
+    Gitea {
+        /// The HTTP method.
+        method: &'static str,
+        /// The URL (no token in it).
+        url: String,
+        /// What Gitea said, or why no answer came.
+        message: String,
+    },
 }
 
 /// A `static` key's file (`~/` expanded against `home`).
@@ -64,7 +80,9 @@ pub fn generate_ed25519(work: &Path, comment: &str) -> Result<(Secret<Vec<u8>>, 
 /// A deploy key registered on a Gitea repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployKey {
+    /// `owner/repo`.
     pub owner_repo: String,
+    /// The key's id on the server.
     pub id: u64,
 }
 
@@ -94,6 +112,7 @@ impl GiteaApi {
         GiteaApi::new(&base, token)
     }
 
+    /// The API at `base` (`https://host`), calling with `token`.
     pub fn new(base: &str, token: Secret<String>) -> Result<GiteaApi, KeyError> {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()

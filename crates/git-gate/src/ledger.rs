@@ -22,6 +22,7 @@ pub struct LedgerEntry {
     pub repo: String,
     /// The upstream SSH URL (the Gitea the key is registered on).
     pub url: String,
+    /// `owner/repo` on the server.
     pub owner_repo: String,
     /// The key's title on Gitea: how an unrecorded key is found again.
     #[serde(default)]
@@ -33,15 +34,29 @@ pub struct LedgerEntry {
     pub id: Option<u64>,
 }
 
+/// Why the ledger could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    /// It is there but not a ledger: it stays on disk, and the message says
+    /// what to revoke by hand.
     #[error(
         "cannot read the deploy-key ledger {path} ({message}); it lists Gitea deploy keys that may still be \
          registered: revoke every key titled 'bot-bottle …' on the repos it names by hand, then delete the file"
     )]
-    Corrupt { path: String, message: String },
+    Corrupt {
+        /// The ledger.
+        path: String,
+        /// Why it cannot be read.
+        message: String,
+    },
+    /// It could not be written (before a mint: no key was minted).
     #[error("cannot write the deploy-key ledger {path}: {message}; no key was minted")]
-    Write { path: String, message: String },
+    Write {
+        /// The ledger.
+        path: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// The ledger file at one path.
@@ -51,10 +66,12 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// The ledger at `path` (it may not exist yet).
     pub fn at(path: impl Into<PathBuf>) -> Ledger {
         Ledger { path: path.into() }
     }
 
+    /// Its path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -130,8 +147,10 @@ pub fn unique_title(prefix: &str) -> String {
 /// Why [`Ledger::mint`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MintError {
+    /// The entry could not be written ahead (nothing was minted) or completed.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// Making or registering the key failed.
     #[error(transparent)]
     Key(#[from] KeyError),
 }
@@ -181,7 +200,9 @@ impl Ledger {
 /// every key is gone.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Revoked {
+    /// One line per key for the operator.
     pub lines: Vec<String>,
+    /// Whether every key is gone.
     pub all: bool,
 }
 

@@ -34,17 +34,33 @@ pub struct Mirror {
 /// by default: an agent cannot wipe or rewrite upstream work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RefPolicy {
+    /// A push may rewrite a ref's history.
     pub allow_force_push: bool,
+    /// A push may delete a ref.
     pub allow_delete: bool,
 }
 
 /// Something about the upstream failed; the text is for the agent.
+/// Why a mirror could not be made, fetched or pushed upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
+    /// The upstream refused or could not be reached.
     #[error("upstream {url} unreachable or refused: {message}")]
-    Upstream { url: String, message: String },
+    Upstream {
+        /// The upstream.
+        url: String,
+        /// What git or ssh said.
+        message: String,
+    },
+    /// The upstream did not answer in time.
     #[error("upstream {url} did not answer within {secs} s")]
-    Timeout { url: String, secs: u64 },
+    Timeout {
+        /// The upstream.
+        url: String,
+        /// The bound, in seconds.
+        secs: u64,
+    },
+    /// A local git step failed.
     #[error("{0}")]
     Local(String),
 }

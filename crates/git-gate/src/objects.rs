@@ -39,9 +39,13 @@ pub fn shown(scanner: &Scanner, name: &str) -> String {
 /// The kinds of object git stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A commit (its message is scanned).
     Commit,
+    /// An annotated tag (its message is scanned).
     Tag,
+    /// A tree (names only).
     Tree,
+    /// A blob (its content is scanned).
     Blob,
 }
 
@@ -60,6 +64,7 @@ impl Kind {
 /// One new object as rev-list names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewObject {
+    /// Its id.
     pub oid: String,
     /// The path rev-list first reached a tree or blob by.
     pub path: Option<String>,
@@ -131,10 +136,12 @@ pub fn place_in_object(raw: &[u8], offset: usize) -> (&'static str, usize) {
 /// whole in the overlap; the longest built-in format, a private key block,
 /// is a few KiB).
 pub const WINDOW: usize = 8 * 1024 * 1024;
+/// How much of each piece the next one sees again.
 pub const OVERLAP: usize = 64 * 1024;
 
 /// The scan of new objects, adding to a push's report.
 pub struct ObjectScan<'a> {
+    /// The detectors.
     pub scanner: &'a Scanner,
     /// Blobs whose added lines the diff scan read.
     pub text_blobs: &'a HashSet<String>,

@@ -26,8 +26,11 @@ pub const ALLOW_MARKERS: [&str; 2] = ["gitleaks:allow", "bot-bottle:allow"];
 /// One line of what `git receive-pack` hands its pre-receive hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefUpdate {
+    /// The ref's old id (all zeros: created).
     pub old: String,
+    /// Its new id (all zeros: deleted).
     pub new: String,
+    /// The ref.
     pub name: String,
 }
 
@@ -48,10 +51,12 @@ impl RefUpdate {
             .collect()
     }
 
+    /// The push deletes the ref.
     pub fn is_delete(&self) -> bool {
         is_zero(&self.new)
     }
 
+    /// The push creates the ref.
     pub fn is_create(&self) -> bool {
         is_zero(&self.old)
     }
@@ -128,7 +133,9 @@ pub fn scan_changes(scanner: &Scanner, changes: &[CommitChanges], seen: &mut Has
 /// quarantine: `GIT_OBJECT_DIRECTORY`, `GIT_ALTERNATE_OBJECT_DIRECTORIES`).
 #[derive(Debug, Clone)]
 pub struct Git {
+    /// The repository.
     pub dir: PathBuf,
+    /// Environment for every git call (the quarantine's).
     pub env: Vec<(String, String)>,
 }
 
@@ -136,7 +143,9 @@ pub struct Git {
 #[derive(Debug, thiserror::Error)]
 #[error("git {args}: {message}")]
 pub struct GitError {
+    /// The git arguments.
     pub args: String,
+    /// What git said.
     pub message: String,
 }
 
@@ -257,7 +266,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// The scan of one push.
 pub struct PushScan<'a> {
+    /// The repository the push is in.
     pub git: &'a Git,
+    /// The detectors.
     pub scanner: &'a Scanner,
 }
 

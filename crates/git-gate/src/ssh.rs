@@ -8,8 +8,11 @@ use std::path::Path;
 /// `[user@]host:path` (port 22).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshUrl {
+    /// The user (`git`), when given.
     pub user: Option<String>,
+    /// The host.
     pub host: String,
+    /// The port (22 when not given).
     pub port: u16,
     /// The repository path as written (no leading `/` for scp-style).
     pub path: String,
