@@ -39,13 +39,13 @@ pub fn shown(scanner: &Scanner, name: &str) -> String {
 /// The kinds of object git stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A commit (its message is scanned).
+    /// A commit.
     Commit,
-    /// An annotated tag (its message is scanned).
+    /// An annotated tag.
     Tag,
-    /// A tree (names only).
+    /// A tree: a directory listing.
     Tree,
-    /// A blob (its content is scanned).
+    /// A blob: a file's content.
     Blob,
 }
 
