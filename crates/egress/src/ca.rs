@@ -10,12 +10,16 @@ use std::sync::{Arc, Mutex};
 use secret::Secret;
 use sha2::{Digest, Sha256};
 
+/// A CA that could not be made, read or used to sign.
 #[derive(Debug, thiserror::Error)]
 #[error("certificate authority: {0}")]
 pub struct CaError(pub String);
 
+/// One bottle's CA: the agent trusts it, the proxy mints leaves from it.
 pub struct BottleCa {
+    /// The certificate, PEM.
     pub cert_pem: String,
+    /// Its private key, PEM.
     pub key_pem: Secret<String>,
     /// SHA-256 of the DER certificate, uppercase hex pairs joined by ':'.
     pub fingerprint: String,

@@ -26,12 +26,15 @@ pub const INTROSPECTION_HOST: &str = "_egress.local";
 /// A request as the proxy parsed it.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
+    /// The method.
     pub method: &'a str,
     /// The authority the agent asked for (CONNECT target or absolute URI).
     pub host: &'a str,
     /// `/path?query`.
     pub path_and_query: &'a str,
+    /// The headers as sent.
     pub headers: Vec<(String, String)>,
+    /// The body (whole: the proxy buffers it).
     pub body: &'a [u8],
     /// Whether it came inside a CONNECT tunnel (and goes upstream over
     /// TLS): credentials are injected only then.
@@ -43,12 +46,16 @@ pub struct Request<'a> {
 /// rule or detector, never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
+    /// What refused it (`no-route`, `dlp`, …), in the header.
     pub code: &'static str,
+    /// Why, naming the rule or detector.
     pub reason: String,
 }
 
 impl Block {
+    /// The status a refusal has.
     pub const STATUS: u16 = 403;
+    /// The header naming what refused it.
     pub const HEADER: &'static str = "x-bot-bottle-block";
 
     fn new(code: &'static str, reason: impl Into<String>) -> Block {
@@ -78,16 +85,22 @@ impl Block {
 pub enum Decision {
     /// Answer locally with this JSON.
     Introspect {
+        /// The answer.
         body: String,
     },
+    /// Refuse it.
     Block(Block),
     /// Hold for the operator (`supervise`): file an `egress-token-allow`
     /// proposal with these (redacted) findings. Approved: add `values` to the
     /// safelist and decide again. Anything else: 403.
     Hold {
+        /// The request's host.
         host: String,
+        /// Its method.
         method: String,
+        /// Its path.
         path: String,
+        /// What was found, redacted.
         findings: Vec<Finding>,
         /// The matched values as sent (raw views only), for the safelist;
         /// never shown to anyone.
@@ -95,8 +108,11 @@ pub enum Decision {
     },
     /// Send upstream, as rewritten.
     Forward {
+        /// The request target.
         path_and_query: String,
+        /// The headers, credential injected.
         headers: Vec<(String, String)>,
+        /// The body, redactions applied.
         body: Vec<u8>,
     },
 }
@@ -577,13 +593,16 @@ fn introspect(table: &RouteTable, req: &Request<'_>) -> Decision {
 /// What to do with a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResponseDecision {
+    /// Forward it as it is.
     Pass,
     /// Forward, and log these medium-confidence findings.
     Warn(Vec<Finding>),
     /// Forward this body instead (the decoded body with each injection
     /// replaced by [`dlp::MARKER`]), and log the findings.
     Defuse {
+        /// The defused body.
         body: Vec<u8>,
+        /// What was found.
         findings: Vec<Finding>,
     },
     /// Replace the response with this block.
@@ -630,6 +649,7 @@ pub fn decide_response(route: &TableRoute, content_type: Option<&str>, body: &[u
 /// What to do with one outbound WebSocket data frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameDecision {
+    /// Send it as it is.
     Pass,
     /// Send this payload instead (redacted, and clean on a re-scan).
     Rewrite(Vec<u8>),
@@ -638,7 +658,9 @@ pub enum FrameDecision {
     /// Ask the operator, as [`Decision::Hold`]; approved: safelist `values`
     /// and decide the frame again.
     Hold {
+        /// What was found, redacted.
         findings: Vec<Finding>,
+        /// The matched values as sent, for the safelist; never shown.
         values: Vec<Secret<Vec<u8>>>,
     },
 }

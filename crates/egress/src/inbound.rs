@@ -31,6 +31,7 @@ pub const MAX_CHECKED: u64 = 256 * 1024 * 1024;
 /// What to do with one chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChunkVerdict {
+    /// Forward it.
     Pass,
     /// Forward, and log these (medium confidence, or the check stopping).
     Warn(Vec<String>),

@@ -85,6 +85,7 @@ pub struct InwardGuard {
 pub type HostsFileNames = Arc<std::sync::RwLock<HashSet<String>>>;
 
 impl InwardGuard {
+    /// A guard over the resolver: `hosts_file`'s names and the hosts `may` allow may resolve inward.
     pub fn new(hosts_file: HostsFileNames, may: MayResolveInward) -> InwardGuard {
         InwardGuard { hosts_file, may }
     }

@@ -168,16 +168,31 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
+/// Why a proxy could not be made from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    /// The extra upstream CA file could not be read.
     #[error("cannot read upstream CA file {path}: {message}")]
-    UpstreamCa { path: String, message: String },
+    UpstreamCa {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// The route file names token slots no value was given for.
     #[error("route file needs token slot(s) {0:?}, which this proxy was not given (EGRESS_TOKEN_<n>)")]
     MissingSlots(Vec<usize>),
+    /// A route names a detector this proxy does not run.
     #[error("route {host}: outbound detector '{detector}' is not one this proxy runs")]
-    UnknownDetector { host: String, detector: String },
+    UnknownDetector {
+        /// The route's host.
+        host: String,
+        /// The detector.
+        detector: String,
+    },
 }
 
 fn missing_slots(file: &RouteFile, tokens: &Tokens) -> Result<(), ProxyError> {

@@ -19,10 +19,13 @@ use crate::inbound::{ChunkVerdict, InboundCheck};
 /// Why a relayed body ended early.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
+    /// The inbound check cut the response (why).
     #[error("response cut: {0}")]
     Cut(String),
+    /// The upstream went quiet for longer than the bound.
     #[error("upstream sent nothing for {0:?}")]
     Idle(Duration),
+    /// The upstream connection failed.
     #[error(transparent)]
     Upstream(#[from] hyper::Error),
 }
@@ -44,6 +47,7 @@ pub struct RelayedBody {
 }
 
 impl RelayedBody {
+    /// Relay `inner`, checked by `check` when there is one, cut when the upstream is quiet for `idle`; what happens goes to `report`.
     pub fn new(inner: Incoming, check: Option<InboundCheck>, idle: Duration, report: Report) -> RelayedBody {
         RelayedBody {
             inner,

@@ -9,25 +9,36 @@
 
 /// Opcodes.
 pub const CONTINUATION: u8 = 0x0;
+/// A text data frame.
 pub const TEXT: u8 = 0x1;
+/// A binary data frame.
 pub const BINARY: u8 = 0x2;
+/// Close.
 pub const CLOSE: u8 = 0x8;
+/// Ping.
 pub const PING: u8 = 0x9;
+/// Pong.
 pub const PONG: u8 = 0xA;
 
 /// Close codes the proxy sends.
 pub const GOING_AWAY: u16 = 1001;
+/// Close code: the message broke a policy.
 pub const POLICY_VIOLATION: u16 = 1008;
+/// Close code: the message is too big.
 pub const MESSAGE_TOO_BIG: u16 = 1009;
+/// Close code: the stream broke the protocol.
 pub const PROTOCOL_ERROR: u16 = 1002;
 
 /// One frame, payload unmasked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// The last frame of its message.
     pub fin: bool,
+    /// What it is ([`TEXT`], [`CLOSE`], …; 0: a continuation).
     pub opcode: u8,
     /// The masking key the sender used (client frames are masked).
     pub mask: Option<[u8; 4]>,
+    /// The payload, unmasked.
     pub payload: Vec<u8>,
 }
 
@@ -53,12 +64,16 @@ impl Frame {
 /// A stream that is not a valid WebSocket stream for this proxy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// A payload over the limit (its length).
     #[error("frame payload of {0} bytes is over the proxy's limit")]
     TooLarge(u64),
+    /// Reserved bits set.
     #[error("reserved bits set (no extension was negotiated)")]
     Reserved,
+    /// An opcode WebSocket does not define.
     #[error("unknown opcode {0:#x}")]
     Opcode(u8),
+    /// A control frame fragmented or too long.
     #[error("control frame fragmented or over 125 bytes")]
     Control,
 }
