@@ -2,7 +2,7 @@
 //!
 //! Owns the [`Backend`] trait of the backend contract, the registry that
 //! `--backend` chooses from, dispatch from an identity to the backend its
-//! `metadata.json` names, and [`prepare`]: validating a composed manifest
+//! `metadata.json` names, and [`Backend::prepare`]: validating a composed manifest
 //! against the host, minting the identity and the bottle's CA, and writing
 //! the state dir. Knows nothing of terminals, pickers or how a plan is shown.
 

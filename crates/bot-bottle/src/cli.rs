@@ -240,7 +240,7 @@ pub struct EgressArgs {
     /// The bottle file whose `egress` routes to enforce.
     #[arg(long, value_name = "FILE.md", required_unless_present = "routes")]
     pub bottle: Option<std::path::PathBuf>,
-    /// A generated route file (inside the sidecar); tokens come from EGRESS_TOKEN_<n>.
+    /// A generated route file (inside the sidecar); tokens come from `EGRESS_TOKEN_<n>`.
     #[arg(long, value_name = "FILE", hide = true, conflicts_with = "bottle")]
     pub routes: Option<std::path::PathBuf>,
     /// Where the CA lives (ca.pem, ca.key); minted there when absent.

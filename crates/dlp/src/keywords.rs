@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 
 const LANES: usize = 6;
 
+/// Every rule keyword, compiled: found case-insensitively in one pass over the input.
 #[derive(Debug, Clone)]
 pub struct KeywordDfa {
     /// Byte → class; ASCII letters fold to their lowercase class.

@@ -21,6 +21,7 @@ pub const FRAGMENT: usize = 16;
 /// Variants shorter than this are not searched (they would match noise).
 const MIN_VARIANT: usize = 8;
 
+/// The values a bottle's DLP knows (tokens, forwarded variables, the canary), found as sent and in the variants an agent could make of them.
 #[derive(Default)]
 pub struct KnownSecrets {
     /// (name, value) of each registered secret; the name is what findings say.
@@ -36,6 +37,7 @@ impl std::fmt::Debug for KnownSecrets {
 }
 
 impl KnownSecrets {
+    /// None yet.
     pub fn new() -> KnownSecrets {
         KnownSecrets::default()
     }
@@ -50,10 +52,12 @@ impl KnownSecrets {
         self.rebuild();
     }
 
+    /// The names registered.
     pub fn names(&self) -> Vec<&str> {
         self.secrets.iter().map(|(n, _)| n.as_str()).collect()
     }
 
+    /// Whether none are.
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()
     }
@@ -194,7 +198,9 @@ fn rot13(b: u8) -> u8 {
 /// A canary: a random secret under a random variable name, planted in the
 /// agent's environment and registered with [`KnownSecrets`].
 pub struct Canary {
+    /// The variable's name in the agent's environment.
     pub variable: String,
+    /// The value.
     pub value: Secret<String>,
 }
 
@@ -202,6 +208,7 @@ impl Canary {
     /// The name a canary is registered under.
     pub const NAME: &'static str = "canary";
 
+    /// A fresh canary from the system's random source.
     pub fn mint() -> Result<Canary, getrandom::Error> {
         const PREFIXES: &[&str] = &["DEPLOY", "SERVICE", "INTERNAL", "BACKUP", "LEGACY", "ADMIN", "CI", "RELEASE"];
         const SUFFIXES: &[&str] = &["TOKEN", "API_KEY", "SECRET", "ACCESS_KEY", "PASSWORD"];

@@ -40,9 +40,13 @@ pub use views::{DecodedView, Encoding, MAX_DEPTH, Views, decoded_views};
 /// Which outbound detectors run, and the size bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScanOptions {
+    /// Provider token formats (gitleaks' rules).
     pub token_patterns: bool,
+    /// The values the sidecar knows.
     pub known_secrets: bool,
+    /// Runs of token characters with high Shannon entropy (opt-in, warn-only).
     pub entropy: bool,
+    /// Card numbers, IBANs, WIF keys and BIP-39 phrases.
     pub crypto: bool,
     /// Larger inputs are a finding ("too large to scan"), never a pass.
     pub max_bytes: usize,
@@ -115,10 +119,12 @@ impl Scanner {
         Scanner::new(RuleSet::builtin().clone(), KnownSecrets::new(), ScanOptions::default())
     }
 
+    /// The options it scans with.
     pub fn options(&self) -> ScanOptions {
         self.options
     }
 
+    /// Its token rules.
     pub fn rules(&self) -> &RuleSet {
         self.tokens.rules()
     }

@@ -133,12 +133,27 @@ pub fn hex_escapes_decoded(data: &[u8], marker: u8, soft_breaks: bool) -> Option
     changed.then_some(out)
 }
 
+/// Why a body's content encoding could not be undone (a finding: it is
+/// never passed unscanned).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// Decoded, it would exceed the bound.
     #[error("body is larger than {limit} bytes after decoding ({encoding}); too large to scan")]
-    TooLarge { encoding: String, limit: usize },
+    TooLarge {
+        /// The content encoding.
+        encoding: String,
+        /// The bound, in bytes.
+        limit: usize,
+    },
+    /// It is not what its encoding says.
     #[error("body is not valid {encoding}: {message}")]
-    Corrupt { encoding: String, message: String },
+    Corrupt {
+        /// The content encoding.
+        encoding: String,
+        /// Why.
+        message: String,
+    },
+    /// An encoding the scanner cannot undo (its name).
     #[error("unknown content-encoding '{0}'; cannot scan it")]
     Unknown(String),
 }

@@ -13,16 +13,49 @@ use std::sync::OnceLock;
 use regex::bytes::{Regex, RegexBuilder};
 use serde::Deserialize;
 
+/// Why a rule file was refused; each names the file and the rule.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
+    /// Not TOML in gitleaks' shape.
     #[error("{origin}: not a gitleaks rule file: {message}")]
-    Toml { origin: String, message: String },
+    Toml {
+        /// The file.
+        origin: String,
+        /// Why.
+        message: String,
+    },
+    /// A pattern that does not compile.
     #[error("{origin}: rule '{rule}': `{field}` is not a valid regular expression: {message}")]
-    Regex { origin: String, rule: String, field: &'static str, message: String },
+    Regex {
+        /// The file.
+        origin: String,
+        /// The rule's id.
+        rule: String,
+        /// `regex` or `path`.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// A rule that matches nothing.
     #[error("{origin}: rule '{rule}' has neither `regex` nor `path`; give it one")]
-    Empty { origin: String, rule: String },
+    Empty {
+        /// The file.
+        origin: String,
+        /// The rule's id.
+        rule: String,
+    },
+    /// A `secretGroup` the regex does not have.
     #[error("{origin}: rule '{rule}': `secretGroup` {group} is larger than the regex's {groups} group(s)")]
-    SecretGroup { origin: String, rule: String, group: usize, groups: usize },
+    SecretGroup {
+        /// The file.
+        origin: String,
+        /// The rule's id.
+        rule: String,
+        /// The group asked for.
+        group: usize,
+        /// The groups the regex has.
+        groups: usize,
+    },
 }
 
 #[derive(Deserialize, Default)]
@@ -150,14 +183,21 @@ impl RulePattern {
 /// One rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// The rule's id (what findings name).
     pub id: String,
+    /// What it finds.
     pub description: String,
+    /// The pattern a secret matches.
     pub regex: Option<RulePattern>,
+    /// The pattern a file path matches (push scans).
     pub path: Option<regex::Regex>,
     /// Lowercase.
     pub keywords: Vec<String>,
+    /// The least Shannon entropy a match must have.
     pub entropy: Option<f64>,
+    /// The regex group holding the secret (none: the whole match).
     pub secret_group: Option<usize>,
+    /// Matches these leave out.
     pub allowlists: Vec<Allowlist>,
     /// Bytes after a keyword hit that the regex may need (multi-line
     /// rules such as private keys need more).
@@ -172,7 +212,9 @@ const WINDOW_AFTER_MULTILINE: usize = 16 * 1024;
 /// A set of rules and the global allowlists.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
+    /// The rules.
     pub rules: Vec<Rule>,
+    /// Allowlists every rule applies.
     pub global: Vec<Allowlist>,
 }
 

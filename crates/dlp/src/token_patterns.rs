@@ -28,6 +28,7 @@ pub struct TokenScanner {
 }
 
 impl TokenScanner {
+    /// A scanner for `set`.
     pub fn new(set: RuleSet) -> TokenScanner {
         let mut patterns: Vec<String> = Vec::new();
         let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
@@ -57,6 +58,7 @@ impl TokenScanner {
         TokenScanner { set, keywords, keyword_rules, keywordless, keywordless_set }
     }
 
+    /// Its rules.
     pub fn rules(&self) -> &RuleSet {
         &self.set
     }

@@ -49,18 +49,28 @@ pub fn budget(input_len: usize) -> usize {
 /// An encoding a view undid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
+    /// Unicode compatibility forms folded (NFKC).
     Unicode,
+    /// Percent-encoding.
     Percent,
+    /// HTML character references.
     HtmlEntities,
+    /// JSON and JavaScript `\uXXXX` and `\xXX` escapes.
     JsEscapes,
+    /// Quoted-printable.
     QuotedPrintable,
+    /// Base64 (standard or URL alphabet).
     Base64,
+    /// Base32.
     Base32,
+    /// Hex (delimited or not).
     Hex,
+    /// A gzip, zlib or zstd stream, inflated.
     Compressed,
 }
 
 impl Encoding {
+    /// Its name in findings (`base64`).
     pub fn as_str(self) -> &'static str {
         match self {
             Encoding::Unicode => "nfkc",
@@ -80,15 +90,18 @@ impl Encoding {
 /// (outermost first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedView {
+    /// The decoded bytes.
     pub bytes: Vec<u8>,
+    /// The encodings undone, outermost first.
     pub chain: Vec<Encoding>,
 }
 
 /// Every view of an input.
 #[derive(Debug, Default)]
 pub struct Views {
+    /// The derived views, layer by layer (the input itself is not one).
     pub views: Vec<DecodedView>,
-    /// The views would have exceeded [`budget`] or [`MAX_DEPTH`]: some
+    /// The views would have exceeded `budget` or [`MAX_DEPTH`]: some
     /// encoding was left undone. The input cannot be said to be clean.
     pub exhausted: bool,
 }

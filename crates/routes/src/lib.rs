@@ -1,13 +1,12 @@
 //! What a bottle may reach, as data: the route table ([`table`]: which
 //! host a request may reach and under which `matches`) and the sidecar's
-//! route file ([`file`]: rendered on the host, loaded and validated in the
+//! route file ([`mod@file`]: rendered on the host, loaded and validated in the
 //! sidecar, edited when the operator approves a change).
 //!
 //! Pure: no I/O, no TLS, no sockets. The egress proxy enforces a table;
 //! supervise edits a file; the backends render one. None of that is here.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod file;
 pub mod table;

@@ -6,7 +6,6 @@
 //! when dropped. This crate knows nothing of where secrets come from or go.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 use std::fmt;
 use zeroize::Zeroize;

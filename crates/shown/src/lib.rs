@@ -11,7 +11,6 @@
 //! means (the servers that received it).
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 /// Whether `c` must not reach a terminal as itself.
 fn hazardous(c: char) -> bool {

@@ -17,7 +17,6 @@
 //! `git-gate`, `supervise`), the command line (the `bot-bottle` binary).
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod agent;
 pub mod config;

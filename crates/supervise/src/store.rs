@@ -346,7 +346,7 @@ impl ProposalStore {
     }
 
     /// How many proposals wait for the operator, and how many were filed
-    /// since `since` (a time as [`now`] writes them).
+    /// since `since` (a time as `now` writes them).
     pub fn load(&self, since: std::time::SystemTime) -> Result<(usize, usize), StoreError> {
         let since = humantime::format_rfc3339_millis(since).to_string();
         let (pending, recent): (i64, i64) = self

@@ -7,7 +7,6 @@
 //! fail on anyway, and knows nothing of bot-bottle.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 use std::future::Future;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! the bottle gives the agent on purpose (copied in, mode 0600, sourced by
 //! the exec wrapper: never in `docker inspect` or a host command line), the
 //! files it gets, the exec wrapper, and the isolation self-test with the
-//! parse of its result. Pure; [`super::bottle`] does the I/O.
+//! parse of its result. Pure; `super::bottle` does the I/O.
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! `images prune`: which bot-bottle images a home still needs, and the
 //! removal of the rest. The decision ([`decide`]) is a function over data
 //! (the images, what is kept, the time); listing and removing sit at the
-//! edge ([`prune`]).
+//! edge ([`remove`]).
 //!
 //! Kept: what this binary runs from ([`super::images::current_tags`]), what
 //! a bottle with state here recorded at launch (`images.json`), the commit
@@ -80,7 +80,7 @@ pub fn decide(images: &[Tagged], keep: &Keep, now: i64) -> Vec<(String, &'static
     out
 }
 
-/// What [`prune`] did.
+/// What [`remove`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pruned {
     /// Tags removed.
