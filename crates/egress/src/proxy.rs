@@ -297,13 +297,20 @@ impl Proxy {
         self
     }
 
-    /// For a body of `len` bytes about to be scanned: one of the
-    /// [`LARGE_SCANS`] permits when it is large (held while it is scanned,
-    /// never while the request waits on anything else).
-    async fn scan_permit(&self, len: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        match len >= LARGE_SCAN {
-            true => self.large_scans.clone().acquire_owned().await.ok(),
-            false => None,
+    /// Scan a body of `len` bytes with `scan`. A large one takes one of the
+    /// [`LARGE_SCANS`] permits (held while it is scanned, never while the
+    /// request waits on anything else) and, on a multi-threaded runtime,
+    /// runs with `block_in_place`: the worker's other connections move to
+    /// another thread for the ~100 ms a 16 MiB scan takes, so handshakes and
+    /// small requests are not held up behind it.
+    async fn scanned<T>(&self, len: usize, scan: impl FnOnce() -> T) -> T {
+        if len < LARGE_SCAN {
+            return scan();
+        }
+        let _permit = self.large_scans.clone().acquire_owned().await;
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(scan),
+            _ => scan(),
         }
     }
 
@@ -710,20 +717,14 @@ impl Proxy {
         let decide_now = |safelist: &Safelist| {
             decide(&policy.file.table, &|r| &policy.scanners[&r.route.host], &self.tokens, safelist, &request)
         };
-        let mut decision = {
-            let _scan = self.scan_permit(body.len()).await;
-            decide_now(&self.safelist())
-        };
+        let mut decision = self.scanned(body.len(), || decide_now(&self.safelist())).await;
         if let Decision::Hold { host, method, path, findings, values } = decision {
             // The request waits for the operator; approved, it is decided
             // again, so any other finding still counts.
             if let Err(b) = self.ask_operator(TokenAllowProposal { host, method, path, findings }, values).await {
                 return block(&b);
             }
-            decision = {
-                let _scan = self.scan_permit(body.len()).await;
-                decide_now(&self.safelist())
-            };
+            decision = self.scanned(body.len(), || decide_now(&self.safelist())).await;
             if matches!(decision, Decision::Hold { .. }) {
                 return block(&Block {
                     code: "supervise",
@@ -972,15 +973,20 @@ impl Proxy {
                 }
             },
         };
-        if let Some(known) = &echo {
-            let mut found = Vec::new();
-            known.scan(&bytes, dlp::View::Raw, &mut found);
-            known.scan(&decoded, dlp::View::Derived, &mut found);
-            if !found.is_empty() {
-                return block(&crate::inbound::echo_block());
-            }
-        }
-        match decide_response(route, content_type.as_deref(), &decoded) {
+        let decision = self
+            .scanned(decoded.len(), || {
+                let mut found = Vec::new();
+                if let Some(known) = &echo {
+                    known.scan(&bytes, dlp::View::Raw, &mut found);
+                    known.scan(&decoded, dlp::View::Derived, &mut found);
+                }
+                match found.is_empty() {
+                    true => decide_response(route, content_type.as_deref(), &decoded),
+                    false => ResponseDecision::Block(crate::inbound::echo_block()),
+                }
+            })
+            .await;
+        match decision {
             ResponseDecision::Block(b) => block(&b),
             ResponseDecision::Warn(findings) => {
                 for f in &findings {

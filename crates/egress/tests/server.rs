@@ -466,3 +466,49 @@ async fn bodies_in_flight_share_a_bounded_budget() {
     assert_eq!(post(&addr, port, 1536 << 10).await, "503");
     assert_eq!(first.await.unwrap(), "200");
 }
+
+/// A large body's scan does not hold up the proxy's other connections: on a
+/// runtime of one worker, a task ticking every millisecond keeps ticking
+/// while an 8 MiB upload is scanned (the scan runs with `block_in_place`, so
+/// the worker's other tasks move to another thread). Without that, the
+/// longest pause between ticks is the scan itself, most of the time from the
+/// upload's last byte to its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_large_scan_does_not_stall_the_other_connections() {
+    let (port, _) = upstream().await;
+    let addr = listen(localhost_proxy(OnMatch::Block)).await;
+    let ticks = Arc::new(Mutex::new(Vec::new()));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                ticks.lock().unwrap().push(std::time::Instant::now());
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+    let len = 8 << 20;
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST http://localhost:{port}/upload HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let body: Vec<u8> = b"the quick brown fox jumps over the lazy dog. ".iter().copied().cycle().take(len).collect();
+    s.write_all(&body).await.unwrap();
+    let sent = std::time::Instant::now();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let answered = std::time::Instant::now();
+    ticker.abort();
+    assert!(out.starts_with("HTTP/1.1 200"), "{}", out.lines().next().unwrap_or(""));
+    let mut marks: Vec<std::time::Instant> =
+        ticks.lock().unwrap().iter().copied().filter(|t| *t > sent && *t < answered).collect();
+    marks.insert(0, sent);
+    marks.push(answered);
+    let longest = marks.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    let window = answered - sent;
+    assert!(
+        longest < window / 2,
+        "the other tasks stood still for {longest:?} of the {window:?} the upload took to be scanned and answered"
+    );
+}
