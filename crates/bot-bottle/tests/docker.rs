@@ -428,30 +428,14 @@ fn ctrl_c_during_the_launch_leaves_nothing() {
 /// launch, spawned, and the Gitea. The launch is past its images once the
 /// key is registered.
 fn launch_mid_mint(h: &Home, label: &str) -> (Child, std::sync::mpsc::Receiver<String>, support::gitea::Gitea) {
-    let dir = h.home.join(format!("mint-{label}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("authorized_keys"), "").unwrap();
     let gitea = support::gitea::fake_gitea_stalling(
-        dir.join("authorized_keys"),
+        minted_bottle(h, label, &["widgets"]),
         204,
         None,
         Vec::new(),
         Some(Duration::from_secs(60)),
     );
-    let public = support::sshd::keygen(&dir.join("host_key"));
-    let host_key: String = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-    std::fs::write(
-        h.home.join("bottles/minted.md"),
-        format!(
-            "---\nextends: life\ngit-gate:\n  repos:\n    widgets:\n      url: ssh://git@git.example.test/owner/widgets.git\n      host_key: \"{host_key}\"\n      key: {{provider: gitea, provisioner_token: MINT_TOKEN}}\n---\nlife, with a repo whose key is minted.\n"
-        ),
-    )
-    .unwrap();
-    let mut cmd =
-        h.cmd(&["start", "life", "--bottle", "minted", "--label", label, "--headless", "--prompt", "sleep 60"]);
-    cmd.env("MINT_TOKEN", "provisioner-token-Xk41")
-        .env("BOT_BOTTLE_GITEA_URL", format!("http://127.0.0.1:{}", gitea.port));
-    let (mut child, rx) = spawn_cmd(cmd);
+    let (mut child, rx) = spawn_cmd(minted_start(h, label, &gitea, "sleep 60"));
     let deadline = Instant::now() + Duration::from_secs(240);
     while gitea.keys.lock().unwrap().is_empty() {
         assert!(Instant::now() < deadline, "the launch never registered its deploy key");
@@ -463,6 +447,58 @@ fn launch_mid_mint(h: &Home, label: &str) -> (Child, std::sync::mpsc::Receiver<S
         std::thread::sleep(Duration::from_millis(100));
     }
     (child, rx, gitea)
+}
+
+/// The bottle `minted` (`life` with `repos`, each key minted on Gitea
+/// with the token in `MINT_TOKEN`); the stand-in's authorized-keys file.
+fn minted_bottle(h: &Home, label: &str, repos: &[&str]) -> PathBuf {
+    let dir = h.home.join(format!("mint-{label}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("authorized_keys"), "").unwrap();
+    let public = support::sshd::keygen(&dir.join("host_key"));
+    let host_key: String = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let repos: String = repos
+        .iter()
+        .map(|name| {
+            format!(
+                "    {name}:\n      url: ssh://git@git.example.test/owner/{name}.git\n      host_key: \"{host_key}\"\n      key: {{provider: gitea, provisioner_token: MINT_TOKEN}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(
+        h.home.join("bottles/minted.md"),
+        format!("---\nextends: life\ngit-gate:\n  repos:\n{repos}---\nlife, with repos whose keys are minted.\n"),
+    )
+    .unwrap();
+    dir.join("authorized_keys")
+}
+
+/// `start life --bottle minted` headless with `prompt`, its keys minted on
+/// `gitea`.
+fn minted_start(h: &Home, label: &str, gitea: &support::gitea::Gitea, prompt: &str) -> Command {
+    let mut cmd = h.cmd(&["start", "life", "--bottle", "minted", "--label", label, "--headless", "--prompt", prompt]);
+    cmd.env("MINT_TOKEN", "provisioner-token-Xk41")
+        .env("BOT_BOTTLE_GITEA_URL", format!("http://127.0.0.1:{}", gitea.port));
+    cmd
+}
+
+/// Two repos, the second's registration refused: the launch fails saying
+/// why, the first repo's key — registered — is revoked on the way out, and
+/// with nothing left to revoke the state goes too.
+#[test]
+fn a_launch_whose_second_mint_fails_leaves_no_deploy_key() {
+    let h = Home::new();
+    let gitea =
+        support::gitea::fake_gitea_with(minted_bottle(&h, "half minted", &["alpha", "beta"]), 204, Some(2), Vec::new());
+    let o = minted_start(&h, "half minted", &gitea, "true").output().unwrap();
+    assert!(!o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("HTTP 500"), "{}", err(&o));
+    let calls: Vec<String> = gitea.calls.lock().unwrap().iter().map(|c| c.0.clone()).collect();
+    assert_eq!(calls.iter().filter(|c| c.starts_with("POST ")).count(), 2, "{calls:?}");
+    assert!(calls.iter().any(|c| c.starts_with("DELETE ") && c.contains("/keys/42 ")), "{calls:?}");
+    assert!(gitea.keys.lock().unwrap().is_empty(), "left registered: {:?}\n{}", gitea.keys.lock().unwrap(), err(&o));
+    assert_gone("half-minted");
+    assert!(!h.state("half-minted").exists(), "a failed launch kept state with nothing to revoke");
 }
 
 /// Ctrl-C while the deploy key's registration is unanswered: the launch
