@@ -122,3 +122,16 @@ pub enum BackendError {
         source: std::io::Error,
     },
 }
+
+/// A repo key the sidecar's host side could not put in place: a deploy key
+/// keeps its kind (and its repo), a state dir error its own; a key file
+/// that cannot be read is the plan's to fix.
+impl From<sidecar::keys::KeyError> for BackendError {
+    fn from(e: sidecar::keys::KeyError) -> BackendError {
+        match e {
+            sidecar::keys::KeyError::DeployKey { repo, message } => BackendError::DeployKey { repo, message },
+            sidecar::keys::KeyError::State(e) => e.into(),
+            other => BackendError::Invalid { message: other.to_string() },
+        }
+    }
+}

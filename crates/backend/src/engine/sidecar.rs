@@ -18,7 +18,7 @@ use crate::error::BackendError;
 use crate::plan::{AuthSource, Plan};
 use sidecar::agent::Canary;
 use sidecar::config::{self as sidecar_config, RUN_DIR};
-use sidecar::keys::{GateKeys, GiteaMint, KeyError};
+use sidecar::keys::{GateKeys, GiteaMint};
 
 pub(crate) use sidecar::keys::forget_secrets;
 
@@ -33,16 +33,6 @@ pub(crate) async fn save_sidecar_logs(docker: &Docker, objects: &Objects, state_
 
 /// The shim's (a relay of a few sockets): 64 MiB.
 pub const SHIM_MEMORY: i64 = 64 << 20;
-
-impl From<KeyError> for BackendError {
-    fn from(e: KeyError) -> BackendError {
-        match e {
-            KeyError::DeployKey { repo, message } => BackendError::DeployKey { repo, message },
-            KeyError::State(e) => e.into(),
-            other => BackendError::Invalid { message: other.to_string() },
-        }
-    }
-}
 
 /// Write what the sidecar reads: routes (approved changes re-applied),
 /// secrets, keys, its config.
