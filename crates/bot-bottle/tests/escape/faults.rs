@@ -267,7 +267,7 @@ print("NOFILE", hard, flush=True)
 print("TUNNELS", len(tunnels), "open", tunnels.count("200"), "refused", tunnels.count("503"), "other", len(tunnels) - tunnels.count("200") - tunnels.count("503"), flush=True)
 for t in ups: t.join()
 stored = sum(1 for u in uploads if u.startswith("200 stored 16777216"))
-print("UPLOADS", len(uploads), "stored", stored, "busy", sum(1 for u in uploads if u.startswith("503")), "kinds", sorted(set(u[:24] for u in uploads)), flush=True)
+print("UPLOADS", len(uploads), "stored", stored, "busy", sum(1 for u in uploads if u.startswith("503")), "kinds", sorted(set(u[:60] for u in uploads)), flush=True)
 for s in held: s.close()
 PY
 sleep 1

@@ -44,7 +44,7 @@ pub struct Suite {
     /// Every distinct command line seen on this host during the suite.
     pub cmdlines: Arc<Mutex<std::collections::BTreeSet<String>>>,
     pub inspects: Mutex<Vec<String>>,
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
 }
 
 static SUITE: OnceLock<Result<Suite, String>> = OnceLock::new();
@@ -130,7 +130,7 @@ fn set_up() -> Suite {
             (Err(e), _) | (_, Err(e)) => std::panic::resume_unwind(e),
         }
     });
-    Suite { world, home, a, b, api_token, planted, weaken, cmdlines, inspects: Mutex::new(Vec::new()), _tmp: tmp }
+    Suite { world, home, a, b, api_token, planted, weaken, cmdlines, inspects: Mutex::new(Vec::new()), tmp }
 }
 
 impl Suite {
@@ -258,6 +258,9 @@ fn main() {
         s.a.finish();
         s.b.finish();
         s.world.down();
+        // Nor for its temporary directory, which holds the world's files
+        // (the flood's uploads alone are 1 GiB): each run left one behind.
+        let _ = std::fs::remove_dir_all(s.tmp.path());
     }
     std::process::exit(if failed { 101 } else { 0 });
 }
