@@ -732,6 +732,10 @@ impl Proxy {
                 });
             }
         }
+        // What goes upstream is the decision's copy (redactions applied):
+        // the body as read goes now, so a body in flight is held once, as
+        // its share of the budget counts it.
+        drop(body);
         let (path_and_query, headers, body) = match decision {
             Decision::Introspect { body } => {
                 let mut r = Response::new(full(body));
