@@ -638,11 +638,8 @@ impl Proxy {
         } else {
             None
         };
-        let body = match tokio::time::timeout(
-            self.timeouts.request_body,
-            read_whole(body, MAX_REQUEST_BODY, if declared.is_some() { expected } else { expected.min(64 * 1024) }),
-        )
-        .await
+        let body = match tokio::time::timeout(self.timeouts.request_body, read_whole(body, MAX_REQUEST_BODY, declared))
+            .await
         {
             Ok(Ok(b)) => b,
             Ok(Err(_)) => {
@@ -953,13 +950,7 @@ impl Proxy {
             );
         };
         let body = RelayedBody::new(body, None, idle, report);
-        let bytes = match read_whole(
-            body,
-            MAX_SCANNED_RESPONSE as usize,
-            length.map_or(64 * 1024, |l| declared.min(l as usize)),
-        )
-        .await
-        {
+        let bytes = match read_whole(body, MAX_SCANNED_RESPONSE as usize, length).await {
             Ok(b) => b,
             Err(_) => {
                 return block(&Block { code: "upstream", reason: format!("response from {host} broke off") });
@@ -1111,14 +1102,15 @@ impl Share {
     }
 }
 
-/// A body read whole into one buffer of `capacity` to start with (what it
-/// declared: no second copy of it, as collecting its chunks and joining
-/// them would make), at most `limit` bytes: `Err` when it is longer or
-/// breaks off.
-async fn read_whole<B>(mut body: B, limit: usize, capacity: usize) -> Result<Bytes, ()>
+/// A body read whole into one buffer the size it `declared` (64 KiB to
+/// start with when it declared none): no second copy of it, as collecting
+/// its chunks and joining them would make. At most `limit` bytes: `Err`
+/// when it is longer or breaks off.
+async fn read_whole<B>(mut body: B, limit: usize, declared: Option<u64>) -> Result<Bytes, ()>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
 {
+    let capacity = declared.map_or(64 * 1024, |n| usize::try_from(n).unwrap_or(usize::MAX));
     let mut buf = Vec::with_capacity(capacity.min(limit));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| ())?;
