@@ -4,16 +4,20 @@
 //! least its minimum length.
 //!
 //! Each 64-byte block is classified into one bit mask per class at once
-//! (on x86-64 with SSE2, which every x86-64 processor has: sixteen bytes per
+//! (on x86-64 processors with AVX-512BW and VBMI, found at run time, one
+//! 128-entry table lookup for all 64 bytes and one test per class; on
+//! other x86-64 processors SSE2, which every one has: sixteen bytes per
 //! comparison and one `movemask` per sixteen flags; elsewhere a loop the
 //! compiler vectorises), and runs are read off the masks a run at a time,
 //! not a byte at a time. One pass serves every class: classifying a block
 //! for six classes costs little more than for one, while six passes each
 //! paid the loads and the packing again.
 //!
-//! Pure; the only `unsafe` in the crate is the call into the SSE2 block
-//! classifier, which is sound because SSE2 is part of the x86-64 baseline
-//! (the call is compiled only when the target has it).
+//! Pure; the only `unsafe` in the crate is the calls into the two SIMD
+//! block classifiers: the SSE2 one is sound because SSE2 is part of the
+//! x86-64 baseline (the call is compiled only when the target has it), the
+//! AVX-512 one because it is called only when the CPU reports both
+//! features. Property tests hold each to the byte-at-a-time definition.
 
 use std::ops::Range;
 
@@ -40,7 +44,7 @@ const CLASSES: usize = 6;
 
 /// Whether `b` is in `class`: the definition the block classifiers are
 /// held to (a property test compares them over random blocks).
-pub(crate) fn contains(class: Class, b: u8) -> bool {
+pub(crate) const fn contains(class: Class, b: u8) -> bool {
     match class {
         Class::Base64 => b.is_ascii_alphanumeric() | matches!(b, b'+' | b'/' | b'-' | b'_'),
         Class::Hex => b.is_ascii_hexdigit() | matches!(b, b'-' | b':' | b' ' | b',' | b'x' | b'X' | b'\\'),
@@ -53,7 +57,7 @@ pub(crate) fn contains(class: Class, b: u8) -> bool {
 
 /// The byte a seed phrase may hold between its words: whitespace,
 /// `,.)-"'`, and digits (numbered lists).
-pub(crate) fn phrase_separator(b: u8) -> bool {
+pub(crate) const fn phrase_separator(b: u8) -> bool {
     b.is_ascii_whitespace() | b.is_ascii_digit() | matches!(b, b',' | b'.' | b')' | b'-' | b'"' | b'\'')
 }
 
@@ -93,42 +97,63 @@ impl ClassRuns {
 /// Runs of one class read off consecutive block masks.
 struct RunReader {
     min: usize,
+    /// The shift-and's shifts, each in `1..=32`; `shifts[..steps]` used.
     shifts: [u32; 6],
-    /// Where the run reaching the previous block's end started.
-    open: Option<usize>,
+    steps: usize,
+    /// `min` is more than a block: no run inside one is long enough.
+    beyond_block: bool,
+    /// How long the run reaching the previous block's end is so far (0:
+    /// that block ended outside the class).
+    carried: usize,
     out: Vec<Range<usize>>,
 }
 
 impl RunReader {
     fn new(min: usize) -> RunReader {
-        RunReader { min, shifts: run_shifts(min), open: None, out: Vec::new() }
+        // A run is at least one byte.
+        let min = min.max(1);
+        let shifts = run_shifts(min);
+        RunReader {
+            min,
+            shifts,
+            steps: shifts.iter().take_while(|&&s| s != 0).count(),
+            beyond_block: min > 64,
+            carried: 0,
+            out: Vec::new(),
+        }
     }
 
     /// The block of `n` bytes at `base` (`n` < 64 only for the last), with
     /// bit `j` of `mask` set when byte `base + j` is in the class (and no
     /// bit at or above `n`).
+    ///
+    /// Written without a branch on where runs fall (which in text is a
+    /// coin toss per block) but for the rare ones: a block wholly in the
+    /// class, and a run long enough to keep.
     fn feed(&mut self, base: usize, n: usize, mask: u64) {
-        let mut rest = mask;
-        if let Some(start) = self.open {
-            let ones = (mask.trailing_ones() as usize).min(n);
-            if ones == n {
-                return;
-            }
-            if base + ones - start >= self.min {
-                self.out.push(start..base + ones);
-            }
-            self.open = None;
-            // Bit `ones` is clear: the bits below it are that run's.
-            rest &= u64::MAX << ones;
+        // The run at the block's start ends the carried one (of length 0
+        // when there was none).
+        let head = (mask.trailing_ones() as usize).min(n);
+        if head == n {
+            self.carried += n;
+            return;
         }
-        // The run reaching the block's end stays open, whatever its length
-        // so far; the others end inside the block.
+        let closed = self.carried + head;
+        if closed >= self.min {
+            self.out.push(base + head - closed..base + head);
+        }
+        // Bit `head` is clear (head < n <= 64): the bits below it were
+        // that run's.
+        let rest = mask & (u64::MAX << head);
+        // The run reaching the block's end is carried on, whatever its
+        // length so far (shorter than `n - head`: bit `head` is clear);
+        // the others end inside the block.
         let tail = (rest << (64 - n)).leading_ones() as usize;
-        let inner = if tail == 0 { rest } else { rest & !(u64::MAX << (n - tail)) };
+        let inner = rest & (u64::MAX >> (64 - (n - tail)));
         // Only the runs at least `min` long: after the shift-and, a run of
         // set bits starts where each of them does. Short runs (most words
         // of text) cost nothing.
-        let long = holds(inner, &self.shifts);
+        let long = if self.beyond_block { 0 } else { holds(inner, &self.shifts[..self.steps]) };
         let mut starts = long & !(long << 1);
         while starts != 0 {
             let i = starts.trailing_zeros() as usize;
@@ -136,16 +161,12 @@ impl RunReader {
             self.out.push(base + i..base + i + len);
             starts &= starts - 1;
         }
-        if tail > 0 {
-            self.open = Some(base + n - tail);
-        }
+        self.carried = tail;
     }
 
     fn finish(mut self, len: usize) -> Vec<Range<usize>> {
-        if let Some(start) = self.open
-            && len - start >= self.min
-        {
-            self.out.push(start..len);
+        if self.carried >= self.min {
+            self.out.push(len - self.carried..len);
         }
         self.out
     }
@@ -153,14 +174,12 @@ impl RunReader {
 
 /// The shifts that find `min` set bits in a row (shift-and doubling: after
 /// shifting by each in turn and and-ing, bit `i` is set when bits
-/// `i..i + min` all were): at most six for `min` up to 64, the rest 0 (a
-/// no-op), so that the test per block is the same six instructions every
-/// time. A `min` above 64 gets one shift of 64: no run inside one block is
-/// that long.
+/// `i..i + min` all were): at most six, each at most 32, for `min` up to
+/// 64; the rest 0. A `min` above 64 gets none: no run inside one block is
+/// that long (the reader knows).
 fn run_shifts(min: usize) -> [u32; 6] {
     let mut shifts = [0u32; 6];
     if min > 64 {
-        shifts[0] = 64;
         return shifts;
     }
     let mut k = 1;
@@ -176,9 +195,9 @@ fn run_shifts(min: usize) -> [u32; 6] {
 }
 
 /// `mask` after the shift-and: bit `i` set when bits `i..i + min` all
-/// were, for the `min` `shifts` were made for.
-fn holds(mask: u64, shifts: &[u32; 6]) -> u64 {
-    shifts.iter().fold(mask, |r, &s| r & r.checked_shr(s).unwrap_or(0))
+/// were, for the `min` `shifts` (each below 64) were made for.
+fn holds(mask: u64, shifts: &[u32]) -> u64 {
+    shifts.iter().fold(mask, |r, &s| r & (r >> (s & 63)))
 }
 
 /// Bit `j` set when `inside(block[j])`, for a block of at most 64 bytes.
@@ -222,6 +241,16 @@ impl Groups {
 /// Feed `readers` the masks of each 64-byte block of `data` (a whole
 /// number of blocks), computing only the classes of `groups`.
 fn whole_blocks(data: &[u8], groups: Groups, readers: &mut [(Class, RunReader)]) {
+    #[cfg(target_arch = "x86_64")]
+    if vbmi::available() {
+        #[allow(unsafe_code)]
+        // SAFETY: `vbmi::whole_blocks` needs AVX-512BW and AVX-512VBMI,
+        // which `available` has just found this CPU to have.
+        unsafe {
+            vbmi::whole_blocks(data, readers)
+        };
+        return;
+    }
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         #[allow(unsafe_code)]
@@ -249,6 +278,86 @@ fn whole_blocks(data: &[u8], groups: Groups, readers: &mut [(Class, RunReader)])
 fn scalar_block_masks(block: &[u8]) -> [u64; CLASSES] {
     const ALL: [Class; CLASSES] = [Class::Base64, Class::Hex, Class::Phrase, Class::Card, Class::Iban, Class::Wif];
     ALL.map(|class| scalar_mask(block, &|b| contains(class, b)))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vbmi {
+    //! [`super::contains`] for 64 bytes per instruction, on processors with
+    //! AVX-512BW and AVX-512VBMI (found at run time): one table lookup
+    //! gives each byte its class bits, one test per class gives its mask.
+
+    use std::arch::x86_64::{
+        __m512i, _mm512_movepi8_mask, _mm512_permutex2var_epi8, _mm512_set_epi64, _mm512_set1_epi8,
+        _mm512_test_epi8_mask,
+    };
+
+    use super::{CLASSES, Class, RunReader, contains};
+
+    /// Whether this CPU can run [`whole_blocks`].
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vbmi")
+    }
+
+    /// Bit `class` of entry `b` set when `contains(class, b)`, for each
+    /// ASCII byte `b` (no byte above holds a class).
+    const TABLE: [u8; 128] = {
+        const ALL: [Class; CLASSES] = [Class::Base64, Class::Hex, Class::Phrase, Class::Card, Class::Iban, Class::Wif];
+        let mut t = [0u8; 128];
+        let mut b = 0;
+        while b < 128 {
+            let mut c = 0;
+            while c < CLASSES {
+                if contains(ALL[c], b as u8) {
+                    t[b] |= 1 << (ALL[c] as u8);
+                }
+                c += 1;
+            }
+            b += 1;
+        }
+        t
+    };
+
+    /// 64 bytes as a vector (eight little-endian words).
+    #[target_feature(enable = "avx512f")]
+    fn vector(bytes: &[u8]) -> __m512i {
+        let w = |k: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[8 * k..8 * k + 8]);
+            i64::from_le_bytes(w)
+        };
+        _mm512_set_epi64(w(7), w(6), w(5), w(4), w(3), w(2), w(1), w(0))
+    }
+
+    /// Feed `readers` the masks of each 64-byte block of `data` (only the
+    /// classes they read are tested).
+    #[target_feature(enable = "avx512bw,avx512vbmi")]
+    pub(super) fn whole_blocks(data: &[u8], readers: &mut [(Class, RunReader)]) {
+        let (low, high) = (vector(&TABLE[..64]), vector(&TABLE[64..]));
+        for (k, block) in data.chunks_exact(64).enumerate() {
+            let masks = block_masks(block, low, high);
+            for (class, reader) in readers.iter_mut() {
+                reader.feed(k * 64, 64, masks[*class as usize]);
+            }
+        }
+    }
+
+    /// Every class's mask of a 64-byte block, given the table's halves.
+    #[target_feature(enable = "avx512bw,avx512vbmi")]
+    pub(super) fn block_masks(block: &[u8], low: __m512i, high: __m512i) -> [u64; CLASSES] {
+        let v = vector(block);
+        // Indexed by each byte's low seven bits; bytes above 0x7f, whose
+        // top bit is set, are in no class.
+        let bits = _mm512_permutex2var_epi8(low, v, high);
+        let ascii = !_mm512_movepi8_mask(v);
+        std::array::from_fn(|class| _mm512_test_epi8_mask(bits, _mm512_set1_epi8(1 << class)) & ascii)
+    }
+
+    /// [`block_masks`] with the table loaded: for the tests.
+    #[cfg(test)]
+    #[target_feature(enable = "avx512bw,avx512vbmi")]
+    pub(super) fn masks_of(block: &[u8]) -> [u64; CLASSES] {
+        block_masks(block, vector(&TABLE[..64]), vector(&TABLE[64..]))
+    }
 }
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
@@ -390,16 +499,35 @@ mod tests {
         scalar_block_masks(block)
     }
 
+    /// The AVX-512 classifier's masks of a 64-byte block, when this CPU
+    /// has it.
+    fn vbmi_masks(block: &[u8]) -> Option<[u64; CLASSES]> {
+        #[cfg(target_arch = "x86_64")]
+        if vbmi::available() {
+            #[allow(unsafe_code)]
+            // SAFETY: as in `whole_blocks`.
+            return Some(unsafe { vbmi::masks_of(block) });
+        }
+        let _ = block;
+        None
+    }
+
     proptest! {
         #[test]
         fn block_classifier_is_the_definition(block in proptest::collection::vec(any::<u8>(), 64)) {
             prop_assert_eq!(sse2_masks(&block), scalar_block_masks(&block));
+            if let Some(masks) = vbmi_masks(&block) {
+                prop_assert_eq!(masks, scalar_block_masks(&block));
+            }
         }
 
         #[test]
         fn every_byte_value_is_classified_as_defined(start in 0u8..=192) {
             let block: Vec<u8> = (0..64u8).map(|i| start.wrapping_add(i)).collect();
             prop_assert_eq!(sse2_masks(&block), scalar_block_masks(&block));
+            if let Some(masks) = vbmi_masks(&block) {
+                prop_assert_eq!(masks, scalar_block_masks(&block));
+            }
         }
 
         #[test]

@@ -10,7 +10,7 @@
 //! No I/O: every function takes bytes and returns findings. Knows nothing of
 //! HTTP, git, files or where a secret came from.
 
-// One allowed site: the SSE2 byte classifier's call (`classes.rs`).
+// Allowed only at the calls into the SIMD byte classifiers (`classes.rs`).
 #![deny(unsafe_code)]
 
 mod classes;
