@@ -38,9 +38,15 @@ pub(crate) enum Class {
     Iban = 4,
     /// Base58 (a WIF key's): letters and digits but `0`, `O`, `I`, `l`.
     Wif = 5,
+    /// Hex digits alone: a value written without delimiters.
+    HexDigits = 6,
 }
 
-const CLASSES: usize = 6;
+const CLASSES: usize = 7;
+
+/// Every class, in the order of their numbers.
+const ALL: [Class; CLASSES] =
+    [Class::Base64, Class::Hex, Class::Phrase, Class::Card, Class::Iban, Class::Wif, Class::HexDigits];
 
 /// Whether `b` is in `class`: the definition the block classifiers are
 /// held to (a property test compares them over random blocks).
@@ -52,6 +58,7 @@ pub(crate) const fn contains(class: Class, b: u8) -> bool {
         Class::Card => b.is_ascii_digit() | (b == b' ') | (b == b'-'),
         Class::Iban => b.is_ascii_uppercase() | b.is_ascii_digit() | (b == b' '),
         Class::Wif => b.is_ascii_alphanumeric() & !matches!(b, b'0' | b'O' | b'I' | b'l'),
+        Class::HexDigits => b.is_ascii_hexdigit(),
     }
 }
 
@@ -230,7 +237,7 @@ impl Groups {
         let mut g = Groups { views: false, crypto: false };
         for c in classes {
             match c {
-                Class::Base64 | Class::Hex => g.views = true,
+                Class::Base64 | Class::Hex | Class::HexDigits => g.views = true,
                 _ => g.crypto = true,
             }
         }
@@ -276,7 +283,6 @@ fn whole_blocks(data: &[u8], groups: Groups, readers: &mut [(Class, RunReader)])
 /// for a last short block, for targets without SSE2, and as the reference
 /// the SSE2 classifier is tested against.
 fn scalar_block_masks(block: &[u8]) -> [u64; CLASSES] {
-    const ALL: [Class; CLASSES] = [Class::Base64, Class::Hex, Class::Phrase, Class::Card, Class::Iban, Class::Wif];
     ALL.map(|class| scalar_mask(block, &|b| contains(class, b)))
 }
 
@@ -291,7 +297,7 @@ mod vbmi {
         _mm512_test_epi8_mask,
     };
 
-    use super::{CLASSES, Class, RunReader, contains};
+    use super::{ALL, CLASSES, Class, RunReader, contains};
 
     /// Whether this CPU can run [`whole_blocks`].
     pub(super) fn available() -> bool {
@@ -301,7 +307,6 @@ mod vbmi {
     /// Bit `class` of entry `b` set when `contains(class, b)`, for each
     /// ASCII byte `b` (no byte above holds a class).
     const TABLE: [u8; 128] = {
-        const ALL: [Class; CLASSES] = [Class::Base64, Class::Hex, Class::Phrase, Class::Card, Class::Iban, Class::Wif];
         let mut t = [0u8; 128];
         let mut b = 0;
         while b < 128 {
@@ -435,6 +440,7 @@ mod sse2 {
                 );
                 set(Class::Base64, base64);
                 set(Class::Hex, hex);
+                set(Class::HexDigits, or(digit, hex_letter));
             }
             if groups.crypto {
                 // is_ascii_whitespace: \t \n \x0c \r and space (not \x0b).
@@ -481,8 +487,6 @@ mod tests {
         }
         out
     }
-
-    const ALL: [Class; CLASSES] = [Class::Base64, Class::Hex, Class::Phrase, Class::Card, Class::Iban, Class::Wif];
 
     /// The SSE2 classifier's masks of a 64-byte block (the scalar ones
     /// where there is no SSE2).

@@ -185,7 +185,7 @@ fn one_layer(data: &[u8], inflate_limit: usize) -> (Vec<(Encoding, Vec<u8>)>, bo
         let soft_breaks = encoding == Encoding::QuotedPrintable;
         out.extend(changed_regions(data, view, trigger, soft_breaks).into_iter().map(|v| (encoding, v)));
     }
-    let runs = ClassRuns::of(data, &[(Class::Base64, MIN_RUN), (Class::Hex, MIN_RUN)]);
+    let runs = ClassRuns::of(data, &[(Class::Base64, MIN_RUN), (Class::Hex, PAIRED_MIN), (Class::HexDigits, MIN_RUN)]);
     for run in join_wrapped(data, runs.get(Class::Base64)) {
         let kinds = RunKinds::of(&run);
         // Base64 of text mixes cases (or digits): a run of one case alone
@@ -215,31 +215,28 @@ fn one_layer(data: &[u8], inflate_limit: usize) -> (Vec<(Encoding, Vec<u8>)>, bo
             }
         }
     }
+    let mut decode_hex_digits = |digits: &[u8]| {
+        if let Some(bytes) = decode_hex(digits) {
+            too_large |= push_revealed(&mut out, Encoding::Hex, bytes, inflate_limit);
+        }
+    };
+    // Delimited pairs: runs of hex digits and delimiters long enough to
+    // hold eight pairs.
     for run in runs.get(Class::Hex) {
         let run = &data[run.clone()];
         let digits = run.iter().filter(|c| c.is_ascii_hexdigit()).count();
-        // Both ways of reading hex need that many digits (delimiters and
-        // indentation alone are most of these runs in source text).
-        if digits < MIN_RUN {
-            continue;
-        }
-        let mut decode = |digits: &[u8]| {
-            if let Some(bytes) = decode_hex(digits) {
-                too_large |= push_revealed(&mut out, Encoding::Hex, bytes, inflate_limit);
-            }
-        };
-        // Eight pairs need seven delimiters between them: runs of digits
-        // alone (hashes) or nearly alone are not walked.
-        if run.len() - digits >= PAIRS - 1 {
+        // Eight pairs are sixteen digits with seven delimiters between
+        // them (delimiters and indentation alone are most of these runs in
+        // source text; digits alone, hashes, are the contiguous kind).
+        if digits >= 2 * PAIRS && run.len() - digits >= PAIRS - 1 {
             for digits in paired_hex_stretches(run) {
-                decode(&digits);
+                decode_hex_digits(&digits);
             }
         }
-        let mut from = 0;
-        while let Some(sub) = next_run(run.len(), MIN_RUN, from, |i| run[i].is_ascii_hexdigit()) {
-            from = sub.end + 1;
-            decode(&run[sub]);
-        }
+    }
+    // Contiguous hex.
+    for run in runs.get(Class::HexDigits) {
+        decode_hex_digits(&data[run.clone()]);
     }
     (out, too_large)
 }
@@ -480,14 +477,27 @@ fn decode_base64(run: &[u8]) -> Option<Vec<u8>> {
 
 /// A base64 character's value (either alphabet).
 fn b64_value(c: u8) -> u8 {
-    match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' | b'-' => 62,
-        _ => 63,
-    }
+    B64_VALUE[c as usize]
 }
+
+/// [`b64_value`] as a table (it is asked of every character a decode is
+/// considered for, at each alignment).
+const B64_VALUE: [u8; 256] = {
+    let mut t = [63u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            _ => 63,
+        };
+        c += 1;
+    }
+    t
+};
 
 /// Whether base64 characters, read from their start, can hold a run of
 /// printable text: three groups in a row each of whose bytes is in
@@ -540,6 +550,10 @@ fn decode_base32(run: &[u8]) -> Option<Vec<u8>> {
 
 /// The fewest delimited hex pairs read as a value.
 const PAIRS: usize = 8;
+
+/// The shortest run of hex digits and delimiters that can hold
+/// [`PAIRS`] pairs: each two digits, a delimiter between each.
+const PAIRED_MIN: usize = 3 * PAIRS - 1;
 
 /// Hex byte pairs with a delimiter or prefix between each (`41 42`,
 /// `41:42`, `41-42`, `\x41\x42`, `0x41, 0x42`): the digits of each stretch
@@ -936,6 +950,18 @@ mod tests {
         let pct: String = t.iter().map(|b| format!("%{b:02X}")).collect();
         let layered = hex(STANDARD.encode(b32(pct.as_bytes())).as_bytes());
         assert!(reveals(layered.as_bytes(), TOKEN));
+    }
+
+    #[test]
+    fn the_shortest_hex_that_can_reveal_text_is_read() {
+        // MIN_TEXT bytes: the fewest that are kept as text.
+        let t = b"sk_live_1234";
+        assert_eq!(t.len(), MIN_TEXT);
+        for sep in [":", " ", "-", ","] {
+            let pairs: Vec<String> = t.iter().map(|b| format!("{b:02x}")).collect();
+            assert!(reveals(format!("v = \"{}\";", pairs.join(sep)).as_bytes(), "sk_live_1234"), "{sep:?}");
+        }
+        assert!(reveals(format!("v = {};", hex(t)).as_bytes(), "sk_live_1234"));
     }
 
     #[test]
