@@ -5,19 +5,21 @@
 //!
 //! Each 64-byte block is classified into one bit mask per class at once
 //! (on x86-64 processors with AVX-512BW and VBMI, found at run time, one
-//! 128-entry table lookup for all 64 bytes and one test per class; on
-//! other x86-64 processors SSE2, which every one has: sixteen bytes per
+//! 128-entry table lookup for all 64 bytes and one test per class; with
+//! AVX2, the same table as eight 16-entry `vpshufb` lookups per 32 bytes;
+//! on other x86-64 processors SSE2, which every one has: sixteen bytes per
 //! comparison and one `movemask` per sixteen flags; elsewhere a loop the
 //! compiler vectorises), and runs are read off the masks a run at a time,
 //! not a byte at a time. One pass serves every class: classifying a block
 //! for six classes costs little more than for one, while six passes each
 //! paid the loads and the packing again.
 //!
-//! Pure; the only `unsafe` in the crate is the calls into the two SIMD
-//! block classifiers: the SSE2 one is sound because SSE2 is part of the
-//! x86-64 baseline (the call is compiled only when the target has it), the
-//! AVX-512 one because it is called only when the CPU reports both
-//! features. Property tests hold each to the byte-at-a-time definition.
+//! Pure; the only `unsafe` in the crate is the calls into the SIMD block
+//! classifiers: the SSE2 one is sound because SSE2 is part of the x86-64
+//! baseline (the call is compiled only when the target has it), the AVX2
+//! and AVX-512 ones because each is called only when the CPU reports its
+//! features. Property tests hold each this CPU can run to the
+//! byte-at-a-time definition.
 
 use std::ops::Range;
 
@@ -245,6 +247,26 @@ impl Groups {
     }
 }
 
+/// Bit `class` of entry `b` set when `contains(class, b)`, for each ASCII
+/// byte `b` (no byte above holds a class): what the table-lookup
+/// classifiers look up.
+#[cfg(target_arch = "x86_64")]
+const CLASS_BITS: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        let mut c = 0;
+        while c < CLASSES {
+            if contains(ALL[c], b as u8) {
+                t[b] |= 1 << (ALL[c] as u8);
+            }
+            c += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
 /// Feed `readers` the masks of each 64-byte block of `data` (a whole
 /// number of blocks), computing only the classes of `groups`.
 fn whole_blocks(data: &[u8], groups: Groups, readers: &mut [(Class, RunReader)]) {
@@ -255,6 +277,16 @@ fn whole_blocks(data: &[u8], groups: Groups, readers: &mut [(Class, RunReader)])
         // which `available` has just found this CPU to have.
         unsafe {
             vbmi::whole_blocks(data, readers)
+        };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        #[allow(unsafe_code)]
+        // SAFETY: `avx2::whole_blocks` needs AVX2, which `available` has
+        // just found this CPU to have.
+        unsafe {
+            avx2::whole_blocks(data, readers)
         };
         return;
     }
@@ -297,30 +329,12 @@ mod vbmi {
         _mm512_test_epi8_mask,
     };
 
-    use super::{ALL, CLASSES, Class, RunReader, contains};
+    use super::{CLASS_BITS as TABLE, CLASSES, Class, RunReader};
 
     /// Whether this CPU can run [`whole_blocks`].
     pub(super) fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vbmi")
     }
-
-    /// Bit `class` of entry `b` set when `contains(class, b)`, for each
-    /// ASCII byte `b` (no byte above holds a class).
-    const TABLE: [u8; 128] = {
-        let mut t = [0u8; 128];
-        let mut b = 0;
-        while b < 128 {
-            let mut c = 0;
-            while c < CLASSES {
-                if contains(ALL[c], b as u8) {
-                    t[b] |= 1 << (ALL[c] as u8);
-                }
-                c += 1;
-            }
-            b += 1;
-        }
-        t
-    };
 
     /// 64 bytes as a vector (eight little-endian words).
     #[target_feature(enable = "avx512f")]
@@ -362,6 +376,93 @@ mod vbmi {
     #[target_feature(enable = "avx512bw,avx512vbmi")]
     pub(super) fn masks_of(block: &[u8]) -> [u64; CLASSES] {
         block_masks(block, vector(&TABLE[..64]), vector(&TABLE[64..]))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! [`super::contains`] for 32 bytes per instruction, on processors with
+    //! AVX2 (found at run time): the 128-entry table looked up as eight
+    //! 16-entry ones, one per high nibble (`vpshufb` by the low nibble,
+    //! kept where the high nibble is that table's), then one test per
+    //! class.
+
+    use std::arch::x86_64::{
+        __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_movemask_epi8, _mm256_or_si256, _mm256_set_epi64x,
+        _mm256_set1_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_srli_epi16,
+    };
+
+    use super::{CLASS_BITS, CLASSES, Class, RunReader};
+
+    /// Whether this CPU can run [`whole_blocks`].
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+
+    /// 32 bytes as a vector (four little-endian words).
+    #[target_feature(enable = "avx2")]
+    fn vector(bytes: &[u8]) -> __m256i {
+        let w = |k: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[8 * k..8 * k + 8]);
+            i64::from_le_bytes(w)
+        };
+        _mm256_set_epi64x(w(3), w(2), w(1), w(0))
+    }
+
+    /// The eight 16-entry tables, each in both 128-bit lanes (`vpshufb`
+    /// looks up within a lane).
+    #[target_feature(enable = "avx2")]
+    fn tables() -> [__m256i; 8] {
+        std::array::from_fn(|hi| {
+            let row = &CLASS_BITS[16 * hi..16 * hi + 16];
+            let mut both = [0u8; 32];
+            both[..16].copy_from_slice(row);
+            both[16..].copy_from_slice(row);
+            vector(&both)
+        })
+    }
+
+    /// Feed `readers` the masks of each 64-byte block of `data` (only the
+    /// classes they read are tested).
+    #[target_feature(enable = "avx2")]
+    pub(super) fn whole_blocks(data: &[u8], readers: &mut [(Class, RunReader)]) {
+        let tables = tables();
+        for (k, block) in data.chunks_exact(64).enumerate() {
+            let masks = block_masks(block, &tables);
+            for (class, reader) in readers.iter_mut() {
+                reader.feed(k * 64, 64, masks[*class as usize]);
+            }
+        }
+    }
+
+    /// Every class's mask of a 64-byte block, given the tables.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn block_masks(block: &[u8], tables: &[__m256i; 8]) -> [u64; CLASSES] {
+        let bits = |v: __m256i| {
+            let low = _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+            let high = _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f));
+            // Bytes above 0x7f have a high nibble no table is for.
+            let mut acc = _mm256_setzero_si256();
+            for (hi, table) in tables.iter().enumerate() {
+                let here = _mm256_cmpeq_epi8(high, _mm256_set1_epi8(hi as i8));
+                acc = _mm256_or_si256(acc, _mm256_and_si256(here, _mm256_shuffle_epi8(*table, low)));
+            }
+            acc
+        };
+        let (first, second) = (bits(vector(&block[..32])), bits(vector(&block[32..])));
+        let mask = |v: __m256i, class: usize| {
+            let bit = _mm256_set1_epi8(1 << class);
+            _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit)) as u32
+        };
+        std::array::from_fn(|class| u64::from(mask(first, class)) | (u64::from(mask(second, class)) << 32))
+    }
+
+    /// [`block_masks`] with the tables loaded: for the tests.
+    #[cfg(test)]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn masks_of(block: &[u8]) -> [u64; CLASSES] {
+        block_masks(block, &tables())
     }
 }
 
@@ -516,22 +617,42 @@ mod tests {
         None
     }
 
+    /// The AVX2 classifier's masks of a 64-byte block, when this CPU has
+    /// it.
+    fn avx2_masks(block: &[u8]) -> Option<[u64; CLASSES]> {
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            #[allow(unsafe_code)]
+            // SAFETY: as in `whole_blocks`.
+            return Some(unsafe { avx2::masks_of(block) });
+        }
+        let _ = block;
+        None
+    }
+
+    /// Every SIMD classifier this CPU can run agrees with the definition.
+    fn all_classifiers_agree(block: &[u8]) -> Result<(), TestCaseError> {
+        let want = scalar_block_masks(block);
+        prop_assert_eq!(sse2_masks(block), want, "sse2");
+        if let Some(masks) = avx2_masks(block) {
+            prop_assert_eq!(masks, want, "avx2");
+        }
+        if let Some(masks) = vbmi_masks(block) {
+            prop_assert_eq!(masks, want, "avx-512 vbmi");
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn block_classifier_is_the_definition(block in proptest::collection::vec(any::<u8>(), 64)) {
-            prop_assert_eq!(sse2_masks(&block), scalar_block_masks(&block));
-            if let Some(masks) = vbmi_masks(&block) {
-                prop_assert_eq!(masks, scalar_block_masks(&block));
-            }
+            all_classifiers_agree(&block)?;
         }
 
         #[test]
         fn every_byte_value_is_classified_as_defined(start in 0u8..=192) {
             let block: Vec<u8> = (0..64u8).map(|i| start.wrapping_add(i)).collect();
-            prop_assert_eq!(sse2_masks(&block), scalar_block_masks(&block));
-            if let Some(masks) = vbmi_masks(&block) {
-                prop_assert_eq!(masks, scalar_block_masks(&block));
-            }
+            all_classifiers_agree(&block)?;
         }
 
         #[test]
