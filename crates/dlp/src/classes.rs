@@ -173,6 +173,13 @@ impl RunReader {
         self.carried = tail;
     }
 
+    /// Whole blocks from `base` on, one mask each.
+    fn feed_blocks(&mut self, base: usize, masks: &[u64]) {
+        for (k, &mask) in masks.iter().enumerate() {
+            self.feed(base + 64 * k, 64, mask);
+        }
+    }
+
     fn finish(mut self, len: usize) -> Vec<Range<usize>> {
         if self.carried >= self.min {
             self.out.push(len - self.carried..len);
@@ -267,47 +274,88 @@ const CLASS_BITS: [u8; 128] = {
     t
 };
 
+/// How many blocks are classified before their masks are read: the
+/// masks of a chunk (a few KiB) stay in L1, and each class's reader then
+/// runs over them in a loop of its own, its state in registers.
+const CHUNK_BLOCKS: usize = 64;
+
+/// Masks of a chunk's blocks, by class then block.
+type ChunkMasks = [[u64; CHUNK_BLOCKS]; CLASSES];
+
 /// Feed `readers` the masks of each 64-byte block of `data` (a whole
 /// number of blocks), computing only the classes of `groups`.
 fn whole_blocks(data: &[u8], groups: Groups, readers: &mut [(Class, RunReader)]) {
-    #[cfg(target_arch = "x86_64")]
-    if vbmi::available() {
-        #[allow(unsafe_code)]
-        // SAFETY: `vbmi::whole_blocks` needs AVX-512BW and AVX-512VBMI,
-        // which `available` has just found this CPU to have.
-        unsafe {
-            vbmi::whole_blocks(data, readers)
-        };
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if avx2::available() {
-        #[allow(unsafe_code)]
-        // SAFETY: `avx2::whole_blocks` needs AVX2, which `available` has
-        // just found this CPU to have.
-        unsafe {
-            avx2::whole_blocks(data, readers)
-        };
-        return;
-    }
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    {
-        #[allow(unsafe_code)]
-        // SAFETY: `sse2::whole_blocks` needs only SSE2, which this build's
-        // target has (the cfg above).
-        unsafe {
-            sse2::whole_blocks(data, groups, readers)
-        };
-    }
-    // Without SSE2 every class is classified, whatever `groups` says.
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    let _ = groups;
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    for (k, block) in data.chunks_exact(64).enumerate() {
-        let masks = scalar_block_masks(block);
+    let classify = Classifier::for_this_cpu();
+    let mut masks: ChunkMasks = [[0; CHUNK_BLOCKS]; CLASSES];
+    for (c, chunk) in data.chunks(64 * CHUNK_BLOCKS).enumerate() {
+        let blocks = chunk.len() / 64;
+        classify.chunk(chunk, groups, &mut masks);
         for (class, reader) in readers.iter_mut() {
-            reader.feed(k * 64, 64, masks[*class as usize]);
+            reader.feed_blocks(c * 64 * CHUNK_BLOCKS, &masks[*class as usize][..blocks]);
         }
+    }
+}
+
+/// The fastest block classifier this CPU can run.
+#[derive(Debug, Clone, Copy)]
+enum Classifier {
+    #[cfg(target_arch = "x86_64")]
+    Vbmi,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// SSE2 where the target has it, else a byte at a time.
+    Baseline,
+}
+
+impl Classifier {
+    fn for_this_cpu() -> Classifier {
+        #[cfg(target_arch = "x86_64")]
+        if vbmi::available() {
+            return Classifier::Vbmi;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            return Classifier::Avx2;
+        }
+        Classifier::Baseline
+    }
+
+    /// The masks of each 64-byte block of `chunk` (at most
+    /// [`CHUNK_BLOCKS`] of them; a short block at the end is left), for
+    /// the classes of `groups` at least.
+    fn chunk(self, chunk: &[u8], groups: Groups, masks: &mut ChunkMasks) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            #[allow(unsafe_code)]
+            // SAFETY: `vbmi::classify` needs AVX-512BW and AVX-512VBMI,
+            // which `for_this_cpu` found this CPU to have.
+            Classifier::Vbmi => unsafe { vbmi::classify(chunk, masks) },
+            #[cfg(target_arch = "x86_64")]
+            #[allow(unsafe_code)]
+            // SAFETY: `avx2::classify` needs AVX2, which `for_this_cpu`
+            // found this CPU to have.
+            Classifier::Avx2 => unsafe { avx2::classify(chunk, masks) },
+            #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+            #[allow(unsafe_code)]
+            // SAFETY: `sse2::classify` needs only SSE2, which this build's
+            // target has (the cfg above).
+            Classifier::Baseline => unsafe { sse2::classify(chunk, groups, masks) },
+            // Without SSE2 every class is classified, whatever `groups` says.
+            #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+            Classifier::Baseline => {
+                let _ = groups;
+                for (k, block) in chunk.chunks_exact(64).enumerate() {
+                    store(masks, k, scalar_block_masks(block));
+                }
+            }
+        }
+    }
+}
+
+/// One block's masks into a chunk's.
+fn store(masks: &mut ChunkMasks, block: usize, of_block: [u64; CLASSES]) {
+    for (class, m) in of_block.into_iter().enumerate() {
+        masks[class][block] = m;
     }
 }
 
@@ -329,7 +377,7 @@ mod vbmi {
         _mm512_test_epi8_mask,
     };
 
-    use super::{CLASS_BITS as TABLE, CLASSES, Class, RunReader};
+    use super::{CLASS_BITS as TABLE, CLASSES, ChunkMasks, store};
 
     /// Whether this CPU can run [`whole_blocks`].
     pub(super) fn available() -> bool {
@@ -347,16 +395,12 @@ mod vbmi {
         _mm512_set_epi64(w(7), w(6), w(5), w(4), w(3), w(2), w(1), w(0))
     }
 
-    /// Feed `readers` the masks of each 64-byte block of `data` (only the
-    /// classes they read are tested).
+    /// The masks of each 64-byte block of `chunk`.
     #[target_feature(enable = "avx512bw,avx512vbmi")]
-    pub(super) fn whole_blocks(data: &[u8], readers: &mut [(Class, RunReader)]) {
+    pub(super) fn classify(chunk: &[u8], masks: &mut ChunkMasks) {
         let (low, high) = (vector(&TABLE[..64]), vector(&TABLE[64..]));
-        for (k, block) in data.chunks_exact(64).enumerate() {
-            let masks = block_masks(block, low, high);
-            for (class, reader) in readers.iter_mut() {
-                reader.feed(k * 64, 64, masks[*class as usize]);
-            }
+        for (k, block) in chunk.chunks_exact(64).enumerate() {
+            store(masks, k, block_masks(block, low, high));
         }
     }
 
@@ -392,7 +436,7 @@ mod avx2 {
         _mm256_set1_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_srli_epi16,
     };
 
-    use super::{CLASS_BITS, CLASSES, Class, RunReader};
+    use super::{CLASS_BITS, CLASSES, ChunkMasks, store};
 
     /// Whether this CPU can run [`whole_blocks`].
     pub(super) fn available() -> bool {
@@ -423,16 +467,12 @@ mod avx2 {
         })
     }
 
-    /// Feed `readers` the masks of each 64-byte block of `data` (only the
-    /// classes they read are tested).
+    /// The masks of each 64-byte block of `chunk`.
     #[target_feature(enable = "avx2")]
-    pub(super) fn whole_blocks(data: &[u8], readers: &mut [(Class, RunReader)]) {
+    pub(super) fn classify(chunk: &[u8], masks: &mut ChunkMasks) {
         let tables = tables();
-        for (k, block) in data.chunks_exact(64).enumerate() {
-            let masks = block_masks(block, &tables);
-            for (class, reader) in readers.iter_mut() {
-                reader.feed(k * 64, 64, masks[*class as usize]);
-            }
+        for (k, block) in chunk.chunks_exact(64).enumerate() {
+            store(masks, k, block_masks(block, &tables));
         }
     }
 
@@ -475,7 +515,7 @@ mod sse2 {
         _mm_set1_epi8, _mm_sub_epi8,
     };
 
-    use super::{CLASSES, Class, Groups, RunReader};
+    use super::{CLASSES, ChunkMasks, Class, Groups, store};
 
     #[target_feature(enable = "sse2")]
     fn splat(b: u8) -> __m128i {
@@ -500,14 +540,12 @@ mod sse2 {
         _mm_or_si128(a, b)
     }
 
-    /// Feed `readers` the masks of each 64-byte block of `data`.
+    /// The masks of each 64-byte block of `chunk`, for the classes of
+    /// `groups`.
     #[target_feature(enable = "sse2")]
-    pub(super) fn whole_blocks(data: &[u8], groups: Groups, readers: &mut [(Class, RunReader)]) {
-        for (k, block) in data.chunks_exact(64).enumerate() {
-            let masks = block_masks(block, groups);
-            for (class, reader) in readers.iter_mut() {
-                reader.feed(k * 64, 64, masks[*class as usize]);
-            }
+    pub(super) fn classify(chunk: &[u8], groups: Groups, masks: &mut ChunkMasks) {
+        for (k, block) in chunk.chunks_exact(64).enumerate() {
+            store(masks, k, block_masks(block, groups));
         }
     }
 
