@@ -613,6 +613,7 @@ impl Proxy {
             && let Some(h) = parts.headers.get(hyper::header::HOST).and_then(|v| v.to_str().ok())
             && !same_host(h, &authority)
         {
+            linger(body, self.timeouts.request_body);
             return block(&Block { code: "host-mismatch", reason: format!("Host {h} inside a tunnel to {authority}") });
         }
         // Its share of the body budget before a byte is read: the length
@@ -629,6 +630,7 @@ impl Proxy {
             match self.bodies.requests.reserve(expected, self.timeouts.request_body).await {
                 Some(share) => Some(share),
                 None => {
+                    linger(body, self.timeouts.request_body);
                     return answer(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "the sidecar holds as many request bodies as it may; retry shortly".to_string(),
@@ -638,11 +640,12 @@ impl Proxy {
         } else {
             None
         };
-        let body = match tokio::time::timeout(self.timeouts.request_body, read_whole(body, MAX_REQUEST_BODY, declared))
-            .await
-        {
+        let mut body = body;
+        let read = tokio::time::timeout(self.timeouts.request_body, read_whole(&mut body, MAX_REQUEST_BODY, declared));
+        let body = match read.await {
             Ok(Ok(b)) => b,
             Ok(Err(_)) => {
+                linger(body, self.timeouts.request_body);
                 return block(&Block {
                     code: "too-large",
                     reason: format!("request body over {MAX_REQUEST_BODY} bytes cannot be scanned"),
@@ -949,8 +952,8 @@ impl Proxy {
                 "the sidecar holds as many bodies as it may; retry shortly".to_string(),
             );
         };
-        let body = RelayedBody::new(body, None, idle, report);
-        let bytes = match read_whole(body, MAX_SCANNED_RESPONSE as usize, length).await {
+        let mut body = RelayedBody::new(body, None, idle, report);
+        let bytes = match read_whole(&mut body, MAX_SCANNED_RESPONSE as usize, length).await {
             Ok(b) => b,
             Err(_) => {
                 return block(&Block { code: "upstream", reason: format!("response from {host} broke off") });
@@ -1106,7 +1109,7 @@ impl Share {
 /// start with when it declared none): no second copy of it, as collecting
 /// its chunks and joining them would make. At most `limit` bytes: `Err`
 /// when it is longer or breaks off.
-async fn read_whole<B>(mut body: B, limit: usize, declared: Option<u64>) -> Result<Bytes, ()>
+async fn read_whole<B>(body: &mut B, limit: usize, declared: Option<u64>) -> Result<Bytes, ()>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
 {
@@ -1122,6 +1125,32 @@ where
         }
     }
     Ok(Bytes::from(buf))
+}
+
+/// The most of a refused request's body [`linger`] reads and drops.
+const LINGER_BYTES: usize = MAX_REQUEST_BODY;
+
+/// What is left of the body of a request refused before it was read whole
+/// (no share of the body budget in time, too large, a spoofed Host) is read
+/// and dropped as it comes, for at most [`LINGER_BYTES`] and `wait`, on a
+/// task of its own, while the answer goes out. Closing the connection with
+/// the body unread would make the kernel reset it, and a client still
+/// sending (most send the whole body before reading) would see the reset
+/// instead of the answer — "retry shortly" lost as a broken pipe. Nothing is
+/// kept, so the budget is not touched; the bounds stop a client from
+/// holding the task.
+fn linger(mut body: Incoming, wait: Duration) {
+    tokio::spawn(async move {
+        let drain = async {
+            let mut left = LINGER_BYTES;
+            while let Some(Ok(frame)) = body.frame().await {
+                let Ok(data) = frame.into_data() else { continue };
+                let Some(rest) = left.checked_sub(data.len()) else { break };
+                left = rest;
+            }
+        };
+        let _ = tokio::time::timeout(wait, drain).await;
+    });
 }
 
 /// The agent-facing HTTP/1.1 server: bounded head time and buffers.

@@ -434,10 +434,16 @@ async fn post(proxy: &str, port: u16, len: usize) -> String {
     s.write_all(head.as_bytes()).await.unwrap();
     // Prose, so the scan (debug build) has nothing long to decode.
     let body: Vec<u8> = b"the quick brown fox jumps over the lazy dog. ".iter().copied().cycle().take(len).collect();
-    s.write_all(&body).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out.split_whitespace().nth(1).unwrap_or("").to_string()
+    // As most clients do (Python's among them): the whole body, then the
+    // answer.
+    if let Err(e) = s.write_all(&body).await {
+        return format!("sending the body failed: {e}");
+    }
+    let mut out = Vec::new();
+    if let Err(e) = s.read_to_end(&mut out).await {
+        return format!("reading the answer failed: {e}");
+    }
+    String::from_utf8_lossy(&out).split_whitespace().nth(1).unwrap_or("no answer").to_string()
 }
 
 /// Bodies held at once are bounded across connections: with room for one
@@ -465,6 +471,33 @@ async fn bodies_in_flight_share_a_bounded_budget() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(post(&addr, port, 1536 << 10).await, "503");
     assert_eq!(first.await.unwrap(), "200");
+}
+
+/// A body the proxy refuses before reading it (no share of the budget in
+/// time) or while reading it (too large to scan) is still read to its end
+/// — and dropped as it comes — before the connection closes, so a client
+/// that sends its whole body before reading sees the answer ("retry
+/// shortly", "too large") instead of a reset: closing with the body
+/// unread makes the kernel reset the connection, and the answer with it.
+/// The bodies are larger than loopback's socket buffers can take.
+#[tokio::test]
+async fn a_refused_upload_is_answered_not_reset() {
+    let (port, _) = slow_upstream(Duration::from_secs(3)).await;
+    let timeouts = egress::proxy::Timeouts { request_body: Duration::from_millis(300), ..Default::default() };
+    let proxy = localhost_proxy_with(OnMatch::Block, true).with_body_budget(2 << 20).with_timeouts(timeouts);
+    let addr = listen(proxy).await;
+    let first = tokio::spawn({
+        let addr = addr.clone();
+        async move { post(&addr, port, 1536 << 10).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(post(&addr, port, egress::proxy::MAX_REQUEST_BODY).await, "503");
+    assert_eq!(first.await.unwrap(), "200");
+
+    let (port, _) = upstream().await;
+    let addr = listen(localhost_proxy_with(OnMatch::Block, true)).await;
+    let status = post(&addr, port, egress::proxy::MAX_REQUEST_BODY + (4 << 20)).await;
+    assert!(status.starts_with('4'), "an over-large body: {status}");
 }
 
 /// A large body's scan does not hold up the proxy's other connections: on a
