@@ -633,7 +633,7 @@ mod tests {
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
         {
             #[allow(unsafe_code)]
-            // SAFETY: as in `whole_blocks`.
+            // SAFETY: as in `Classifier::chunk`.
             unsafe {
                 sse2::block_masks(block, Groups { views: true, crypto: true })
             }
@@ -642,41 +642,22 @@ mod tests {
         scalar_block_masks(block)
     }
 
-    /// The AVX-512 classifier's masks of a 64-byte block, when this CPU
-    /// has it.
-    fn vbmi_masks(block: &[u8]) -> Option<[u64; CLASSES]> {
-        #[cfg(target_arch = "x86_64")]
-        if vbmi::available() {
-            #[allow(unsafe_code)]
-            // SAFETY: as in `whole_blocks`.
-            return Some(unsafe { vbmi::masks_of(block) });
-        }
-        let _ = block;
-        None
-    }
-
-    /// The AVX2 classifier's masks of a 64-byte block, when this CPU has
-    /// it.
-    fn avx2_masks(block: &[u8]) -> Option<[u64; CLASSES]> {
-        #[cfg(target_arch = "x86_64")]
-        if avx2::available() {
-            #[allow(unsafe_code)]
-            // SAFETY: as in `whole_blocks`.
-            return Some(unsafe { avx2::masks_of(block) });
-        }
-        let _ = block;
-        None
-    }
-
     /// Every SIMD classifier this CPU can run agrees with the definition.
     fn all_classifiers_agree(block: &[u8]) -> Result<(), TestCaseError> {
         let want = scalar_block_masks(block);
         prop_assert_eq!(sse2_masks(block), want, "sse2");
-        if let Some(masks) = avx2_masks(block) {
-            prop_assert_eq!(masks, want, "avx2");
-        }
-        if let Some(masks) = vbmi_masks(block) {
-            prop_assert_eq!(masks, want, "avx-512 vbmi");
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        {
+            if avx2::available() {
+                // SAFETY: as in `Classifier::chunk`: this CPU has AVX2.
+                prop_assert_eq!(unsafe { avx2::masks_of(block) }, want, "avx2");
+            }
+            if vbmi::available() {
+                // SAFETY: as in `Classifier::chunk`: this CPU has
+                // AVX-512BW and VBMI.
+                prop_assert_eq!(unsafe { vbmi::masks_of(block) }, want, "avx-512 vbmi");
+            }
         }
         Ok(())
     }

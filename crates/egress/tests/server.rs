@@ -460,6 +460,13 @@ async fn bodies_in_flight_share_a_bounded_budget() {
     assert_eq!(statuses, ("200".to_string(), "200".to_string(), "200".to_string()));
     assert_eq!(most.load(Ordering::SeqCst), 1, "more than one body was held at once");
 
+    assert_eq!(post_while_the_budget_is_held(1536 << 10).await, "503");
+}
+
+/// With room for one 1.5 MiB body and a first one holding it (its upstream
+/// slow to answer), the status a POST of `len` bytes gets when its share
+/// cannot come within the 300 ms it may wait.
+async fn post_while_the_budget_is_held(len: usize) -> String {
     let (port, _) = slow_upstream(Duration::from_secs(3)).await;
     let timeouts = egress::proxy::Timeouts { request_body: Duration::from_millis(300), ..Default::default() };
     let proxy = localhost_proxy_with(OnMatch::Block, true).with_body_budget(2 << 20).with_timeouts(timeouts);
@@ -469,8 +476,9 @@ async fn bodies_in_flight_share_a_bounded_budget() {
         async move { post(&addr, port, 1536 << 10).await }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(post(&addr, port, 1536 << 10).await, "503");
+    let status = post(&addr, port, len).await;
     assert_eq!(first.await.unwrap(), "200");
+    status
 }
 
 /// A body the proxy refuses before reading it (no share of the budget in
@@ -482,17 +490,7 @@ async fn bodies_in_flight_share_a_bounded_budget() {
 /// The bodies are larger than loopback's socket buffers can take.
 #[tokio::test]
 async fn a_refused_upload_is_answered_not_reset() {
-    let (port, _) = slow_upstream(Duration::from_secs(3)).await;
-    let timeouts = egress::proxy::Timeouts { request_body: Duration::from_millis(300), ..Default::default() };
-    let proxy = localhost_proxy_with(OnMatch::Block, true).with_body_budget(2 << 20).with_timeouts(timeouts);
-    let addr = listen(proxy).await;
-    let first = tokio::spawn({
-        let addr = addr.clone();
-        async move { post(&addr, port, 1536 << 10).await }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(post(&addr, port, egress::proxy::MAX_REQUEST_BODY).await, "503");
-    assert_eq!(first.await.unwrap(), "200");
+    assert_eq!(post_while_the_budget_is_held(egress::proxy::MAX_REQUEST_BODY).await, "503");
 
     let (port, _) = upstream().await;
     let addr = listen(localhost_proxy_with(OnMatch::Block, true)).await;
