@@ -352,6 +352,17 @@ impl Classifier {
     }
 }
 
+/// The first `N` little-endian 64-bit words of `bytes`: what a vector is
+/// loaded from, without a pointer.
+#[cfg(target_arch = "x86_64")]
+fn words<const N: usize>(bytes: &[u8]) -> [i64; N] {
+    std::array::from_fn(|k| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[8 * k..8 * k + 8]);
+        i64::from_le_bytes(w)
+    })
+}
+
 /// One block's masks into a chunk's.
 fn store(masks: &mut ChunkMasks, block: usize, of_block: [u64; CLASSES]) {
     for (class, m) in of_block.into_iter().enumerate() {
@@ -377,7 +388,7 @@ mod vbmi {
         _mm512_test_epi8_mask,
     };
 
-    use super::{CLASS_BITS as TABLE, CLASSES, ChunkMasks, store};
+    use super::{CLASS_BITS as TABLE, CLASSES, ChunkMasks, store, words};
 
     /// Whether this CPU can run [`whole_blocks`].
     pub(super) fn available() -> bool {
@@ -387,12 +398,8 @@ mod vbmi {
     /// 64 bytes as a vector (eight little-endian words).
     #[target_feature(enable = "avx512f")]
     fn vector(bytes: &[u8]) -> __m512i {
-        let w = |k: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[8 * k..8 * k + 8]);
-            i64::from_le_bytes(w)
-        };
-        _mm512_set_epi64(w(7), w(6), w(5), w(4), w(3), w(2), w(1), w(0))
+        let [w0, w1, w2, w3, w4, w5, w6, w7] = words(bytes);
+        _mm512_set_epi64(w7, w6, w5, w4, w3, w2, w1, w0)
     }
 
     /// The masks of each 64-byte block of `chunk`.
@@ -436,7 +443,7 @@ mod avx2 {
         _mm256_set1_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_srli_epi16,
     };
 
-    use super::{CLASS_BITS, CLASSES, ChunkMasks, store};
+    use super::{CLASS_BITS, CLASSES, ChunkMasks, store, words};
 
     /// Whether this CPU can run [`whole_blocks`].
     pub(super) fn available() -> bool {
@@ -446,12 +453,8 @@ mod avx2 {
     /// 32 bytes as a vector (four little-endian words).
     #[target_feature(enable = "avx2")]
     fn vector(bytes: &[u8]) -> __m256i {
-        let w = |k: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[8 * k..8 * k + 8]);
-            i64::from_le_bytes(w)
-        };
-        _mm256_set_epi64x(w(3), w(2), w(1), w(0))
+        let [w0, w1, w2, w3] = words(bytes);
+        _mm256_set_epi64x(w3, w2, w1, w0)
     }
 
     /// The eight 16-entry tables, each in both 128-bit lanes (`vpshufb`
@@ -515,7 +518,7 @@ mod sse2 {
         _mm_set1_epi8, _mm_sub_epi8,
     };
 
-    use super::{CLASSES, ChunkMasks, Class, Groups, store};
+    use super::{CLASSES, ChunkMasks, Class, Groups, store, words};
 
     #[target_feature(enable = "sse2")]
     fn splat(b: u8) -> __m128i {
@@ -553,12 +556,8 @@ mod sse2 {
     pub(super) fn block_masks(block: &[u8], groups: Groups) -> [u64; CLASSES] {
         let mut out = [0u64; CLASSES];
         for (k, sixteen) in block.chunks_exact(16).enumerate() {
-            let word = |at: usize| {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(&sixteen[at..at + 8]);
-                i64::from_le_bytes(w)
-            };
-            let v = _mm_set_epi64x(word(8), word(0));
+            let [low, high] = words(sixteen);
+            let v = _mm_set_epi64x(high, low);
             let digit = within(v, b'0', 10);
             let lower = within(v, b'a', 26);
             let upper = within(v, b'A', 26);
