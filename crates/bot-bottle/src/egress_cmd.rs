@@ -52,7 +52,7 @@ pub fn egress(args: EgressArgs) -> Result<i32> {
     let hold = egress::holds::DEFAULT_HOLD + std::time::Duration::from_secs(5);
     let proxy =
         Arc::new(Proxy::new(file, Tokens(tokens), known, issuer, upstream_ca.as_deref())?.with_sink(sink, hold));
-    eprintln!("egress: loaded {} route(s): {}", proxy.hosts().len(), proxy.hosts().join(" "));
+    eprintln!("{}", proxy.routes_report("loaded"));
     let reload = move |proxy: &Proxy| -> Result<()> {
         let (file, _) = source.load(&names)?;
         proxy.reload(file)?;
@@ -151,10 +151,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Accept on `listen` (`HOST:PORT` or `unix:PATH`) until SIGTERM or
 /// SIGINT; on SIGHUP, `reload` (a failure keeps the old routes and says why).
 async fn serve(proxy: Arc<Proxy>, listen: &str, reload: impl Fn(&Proxy) -> Result<()>) -> Result<()> {
-    let mut on_hup = || match reload(&proxy) {
-        Ok(()) => eprintln!("egress: reloaded {} route(s): {}", proxy.hosts().len(), proxy.hosts().join(" ")),
-        Err(e) => eprintln!("egress: reload refused, keeping the old routes: {e:#}"),
-    };
+    // `{:#}`: the whole chain of causes on one line.
+    let mut on_hup = || eprintln!("{}", proxy.reload_report(reload(&proxy).map_err(|e| format!("{e:#}"))));
     let listener = Listener::bind(listen).await?;
     let ready = format!("bot-bottle: egress listening on {}", listener.name()?);
     listener.serve_until_stopped(&ready, |stream| proxy.clone().serve(stream), Some(&mut on_hup), None).await?;

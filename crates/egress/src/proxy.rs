@@ -369,6 +369,22 @@ impl Proxy {
         self.policy().file.table.routes().iter().map(|r| r.route.host.clone()).collect()
     }
 
+    /// The line an operator reads on start-up (`loaded`) and after a reload
+    /// (`reloaded`): the hosts now routed.
+    pub fn routes_report(&self, verb: &str) -> String {
+        let hosts = self.hosts();
+        format!("egress: {verb} {} route(s): {}", hosts.len(), hosts.join(" "))
+    }
+
+    /// What a reload's `outcome` tells the operator: the routes now
+    /// served, or why the old ones stay.
+    pub fn reload_report(&self, outcome: Result<(), impl std::fmt::Display>) -> String {
+        match outcome {
+            Ok(()) => self.routes_report("reloaded"),
+            Err(e) => format!("egress: reload refused, keeping the old routes: {e}"),
+        }
+    }
+
     /// Replace the routes (SIGHUP). A file whose routes need a token slot
     /// this proxy was not given is refused, and the old routes stay.
     pub fn reload(&self, file: RouteFile) -> Result<(), ProxyError> {

@@ -146,7 +146,7 @@ pub async fn run(
     // The cell is new: the first set cannot fail.
     let _ = live.set(proxy.clone());
     trace("proxy built");
-    eprintln!("egress: loaded {} route(s): {}", proxy.hosts().len(), proxy.hosts().join(" "));
+    eprintln!("{}", proxy.routes_report("loaded"));
 
     let mcp =
         Arc::new(McpHttp { supervisor: supervisor.clone(), allowed_hosts: config.supervise.allowed_hosts.clone() });
@@ -255,8 +255,5 @@ fn reload_routes(proxy: &Proxy, path: &Path) {
         .map_err(|e| e.to_string())
         .and_then(|text| routes::load(&text).map_err(|e| e.to_string()))
         .and_then(|file| proxy.reload(file).map_err(|e| e.to_string()));
-    match result {
-        Ok(()) => eprintln!("egress: reloaded {} route(s): {}", proxy.hosts().len(), proxy.hosts().join(" ")),
-        Err(e) => eprintln!("egress: reload refused, keeping the old routes: {e}"),
-    }
+    eprintln!("{}", proxy.reload_report(result));
 }
