@@ -870,6 +870,17 @@ closed(ws, "split")
 ws = connect()
 ws.send("inject")
 closed(ws, "inject")
+# Encoded (decoded views, issue 17): base64 in a text message, hex in a
+# binary frame split across two fragments.
+import base64
+ws = connect()
+ws.send("d=" + base64.b64encode(os.environ["LEAK"].encode()).decode())
+closed(ws, "base64")
+ws = connect()
+hexed = os.environ["LEAK"].encode().hex().encode()
+ws.send_frame(ABNF.create_frame(hexed[:20], ABNF.OPCODE_BINARY, fin=0))
+ws.send_frame(ABNF.create_frame(hexed[20:], ABNF.OPCODE_CONT, fin=1))
+closed(ws, "hex")
 "#;
     let o = Command::new(SYSTEM_PYTHON)
         .args(["-c", script])
@@ -887,10 +898,14 @@ closed(ws, "inject")
     assert!(out.contains("leak 8 1008 bot-bottle egress: blocked: outbound secret (github-pat)"), "{out}");
     assert!(out.contains("split 8 1008 bot-bottle egress: blocked: outbound secret"), "{out}");
     assert!(out.contains("inject 8 1008 bot-bottle egress: blocked: prompt injection"), "{out}");
+    assert!(out.contains("base64 8 1008 bot-bottle egress: blocked: outbound secret"), "{out}");
+    assert!(out.contains("hex 8 1008 bot-bottle egress: blocked: outbound secret"), "{out}");
     assert!(!out.contains("Ignore all previous"), "{out}");
     let seen = ws.seen();
     assert!(seen.contains("\"hello\"") && seen.contains("\"inject\""), "{seen}");
     assert!(!seen.contains(&LEAK[LEAK.len() / 2..]) && !seen.contains("token="), "{seen}");
+    // Nothing but the two clean messages reached the server.
+    assert_eq!(seen.lines().count(), 2, "{seen}");
     for line in e.log.lock().unwrap().iter() {
         assert!(!line.contains(LEAK), "{line}");
     }
