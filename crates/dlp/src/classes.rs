@@ -1,6 +1,7 @@
 //! Byte classes of a whole buffer, found in one pass: the maximal runs of
-//! each alphabet the run finders start from — base64 and hex for the
-//! decoded views, and the four shapes of the `crypto` detector — each at
+//! each alphabet the run finders start from — base64, hex with its
+//! delimiters and hex digits alone for the decoded views, and the four
+//! shapes of the `crypto` detector — each at
 //! least its minimum length.
 //!
 //! Each 64-byte block is classified into one bit mask per class at once
@@ -11,8 +12,8 @@
 //! comparison and one `movemask` per sixteen flags; elsewhere a loop the
 //! compiler vectorises), and runs are read off the masks a run at a time,
 //! not a byte at a time. One pass serves every class: classifying a block
-//! for six classes costs little more than for one, while six passes each
-//! paid the loads and the packing again.
+//! for all seven classes costs little more than for one, while a pass per
+//! class paid the loads and the packing again.
 //!
 //! Pure; the only `unsafe` in the crate is the calls into the SIMD block
 //! classifiers: the SSE2 one is sound because SSE2 is part of the x86-64
@@ -372,7 +373,7 @@ fn store(masks: &mut ChunkMasks, block: usize, of_block: [u64; CLASSES]) {
 
 /// Every class's mask of a block of at most 64 bytes, a byte at a time:
 /// for a last short block, for targets without SSE2, and as the reference
-/// the SSE2 classifier is tested against.
+/// the SIMD classifiers are tested against.
 fn scalar_block_masks(block: &[u8]) -> [u64; CLASSES] {
     ALL.map(|class| scalar_mask(block, &|b| contains(class, b)))
 }
@@ -390,7 +391,7 @@ mod vbmi {
 
     use super::{CLASS_BITS as TABLE, CLASSES, ChunkMasks, store, words};
 
-    /// Whether this CPU can run [`whole_blocks`].
+    /// Whether this CPU can run [`classify`].
     pub(super) fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vbmi")
     }
@@ -445,7 +446,7 @@ mod avx2 {
 
     use super::{CLASS_BITS, CLASSES, ChunkMasks, store, words};
 
-    /// Whether this CPU can run [`whole_blocks`].
+    /// Whether this CPU can run [`classify`].
     pub(super) fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx2")
     }
