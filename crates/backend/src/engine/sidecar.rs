@@ -179,7 +179,7 @@ pub(crate) fn sidecar_body(
         // freed. Without it, the dynamic threshold climbs after the first
         // large frees and freed bodies stay in the heap: under a flood of
         // uploads the sidecar's memory peaked at 550–680 MiB instead of
-        // 410–450 and a 576 MiB sidecar was OOM-killed
+        // 410–460 and a 576 MiB sidecar was OOM-killed
         // (`fault::flooding_the_sidecar`).
         format!("MALLOC_MMAP_THRESHOLD_={}", 1 << 20),
     ];

@@ -297,7 +297,7 @@ fn memory_peak(container: &str) -> Option<u64> {
 // threshold from the sidecar's environment (`MALLOC_MMAP_THRESHOLD_` in
 // backend's engine::sidecar): freed bodies stayed in the heap, and the
 // sidecar was OOM-killed with 18 and 30 of the 64 uploads stored (two runs;
-// with it, the peak is 410–450 MiB).
+// with it, the peak is 410–460 MiB).
 fn flooding_the_sidecar(s: &Suite) -> Result<(), Failed> {
     // Its own home: the escape bottle with a sidecar of 576 MiB, about half
     // the 1 GiB the uploads would hold at once without the body budget.
