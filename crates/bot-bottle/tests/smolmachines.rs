@@ -4,8 +4,9 @@
 //! machine). Start, the agent's values and the self-test, a session ending
 //! in 3, resume on smolmachines because the metadata says so, list active,
 //! commit and a resume that boots the committed machine, stop, cleanup; a
-//! subnet collision and an allowlist smolvm did not apply refuse the
-//! launch; Ctrl-C during the launch leaves nothing. Throughout: every
+//! subnet another network holds is passed over; an allowlist smolvm did not
+//! apply refuses the launch; a resume that fails mid-launch keeps the
+//! agent's work; Ctrl-C during the launch leaves nothing. Throughout: every
 //! smolvm argv conforms to the recorded CLI surface, and no planted value is
 //! on any smolvm argv or any host command line. And the recorded surface
 //! against smolvm 1.32's own `--help`.
@@ -154,8 +155,10 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("planted-ok"), "{out}");
-    let net = backend::smolmachines::net::BundleNet::derive("smt");
-    assert!(out.contains(&format!("proxy=http://{}:3128 prompt=600", net.ip)), "{out}");
+    // The identity's own /28, unless another bottle of the tests running
+    // beside this one holds it.
+    let ip = bundle_ip(&out);
+    assert!(out.contains(&format!("proxy=http://{ip}:3128 prompt=600")), "{out}");
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(h.state("smt").join("metadata.json")).unwrap()).unwrap();
     assert_eq!(meta["backend"], "smolmachines");
@@ -238,27 +241,78 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
     assert!(leaked.is_empty(), "a planted value on a host command line: {leaked:?}");
 }
 
+/// The bundle IP the agent was given (`proxy=http://IP:3128` in its
+/// output), checked to be a bundle address: the `.2` of a /28 in the pool.
+fn bundle_ip(out: &str) -> std::net::Ipv4Addr {
+    let at = out.find("proxy=http://").expect("the agent printed no proxy") + "proxy=http://".len();
+    let ip: std::net::Ipv4Addr = out[at..].split(':').next().unwrap().parse().unwrap();
+    assert!(ip.octets()[..2] == [10, 213] && ip.octets()[3] % 16 == 2, "not a bundle address: {ip}");
+    ip
+}
+
 #[test]
-fn a_subnet_that_collides_or_an_allowlist_not_applied_refuses_the_launch() {
+fn a_held_subnet_is_passed_over_and_an_allowlist_not_applied_refuses_the_launch() {
     let h = Home::new();
-    // Another network already holds the bottle's subnet.
+    // Another network already holds the bottle's subnet (as another
+    // bottle's does when both identities hash to the same /28): the bottle
+    // takes the next free one.
     let net = backend::smolmachines::net::BundleNet::derive("clash");
     let squatter = format!("smol-squatter-{}", std::process::id());
     let made = Command::new("docker").args(["network", "create", "--subnet", &net.cidr(), &squatter]).output().unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let o = h.start("vm", "clash", "true").output().unwrap();
+    let o = h
+        .start(
+            "vm",
+            "clash",
+            "echo proxy=$HTTPS_PROXY; curl -sS -o /dev/null -w 'code=%{http_code}' https://example.com/",
+        )
+        .output()
+        .unwrap();
     let _ = Command::new("docker").args(["network", "rm", &squatter]).output();
-    assert!(!o.status.success());
-    assert!(text(&o).contains(&squatter) && text(&o).contains(&net.cidr()), "{}", text(&o));
+    assert!(o.status.success(), "{}", text(&o));
+    let ip = bundle_ip(&text(&o));
+    assert_ne!(ip, net.ip, "the launch took the held subnet");
+    // The agent reaches its sidecar there (the route answers or the
+    // sidecar refuses upstream; either way not a connection failure).
+    assert!(text(&o).contains("code=") && !text(&o).contains("code=000"), "{}", text(&o));
     no_leftovers("clash");
 
     // smolvm reports an allowlist other than the bundle's /32: the machine
     // never starts.
+    let before = h.standin.calls().len();
     let o = h.start("vm", "open", "true").env("SMOLVM_STANDIN_IGNORE_ALLOW", "1").output().unwrap();
     assert!(!o.status.success());
     assert!(text(&o).contains("refusing to start it"), "{}", text(&o));
-    assert!(!h.standin.calls().iter().any(|c| c[..2] == ["machine", "start"]), "a machine was started");
+    assert!(!h.standin.calls()[before..].iter().any(|c| c[..2] == ["machine", "start"]), "a machine was started");
     no_leftovers("open");
+}
+
+/// A resume whose launch fails after its machine started but before the
+/// agent's files went in (the copy into the machine fails): the machine's
+/// empty `/workspace` is not copied out over the work kept from the last
+/// session, and the next resume has it.
+#[test]
+fn a_resume_that_fails_mid_launch_keeps_the_agents_work() {
+    let h = Home::new();
+    let o = h.start("vm", "keepwork", "echo work > /workspace/mark; exit 3").output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let mark = h.state("keepwork").join("workspace/mark");
+    assert_eq!(std::fs::read_to_string(&mark).unwrap(), "work\n");
+
+    let o = h
+        .cmd(&["resume", "keepwork", "-y", "--headless", "--prompt", "true"])
+        .env("SMOLVM_STANDIN_FAIL", "machine cp")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the copy failed but the launch went on: {}", text(&o));
+    assert!(text(&o).contains("SMOLVM_STANDIN_FAIL"), "{}", text(&o));
+    assert!(!text(&o).contains("not copied out"), "a failed launch tried to copy its workspace out: {}", text(&o));
+    assert_eq!(std::fs::read_to_string(&mark).ok().as_deref(), Some("work\n"), "the kept work was replaced");
+    no_leftovers("keepwork");
+
+    let o = h.run(&["resume", "keepwork", "-y", "--headless", "--prompt", "cat /workspace/mark"]);
+    assert!(o.status.success() && text(&o).contains("work"), "{}", text(&o));
+    no_leftovers("keepwork");
 }
 
 /// Ctrl-C as the machine is being created, twenty times: the launch is told

@@ -185,16 +185,26 @@ impl SmolBottle {
         })
     }
 
-    /// Keep the logs and the transcript, remove the machine and the bundle,
-    /// forget the secrets. Idempotent.
+    /// Keep the logs, the transcript and the workspace, remove the machine
+    /// and the bundle, forget the secrets. Idempotent.
     pub fn teardown(&mut self) -> Result<(), BackendError> {
+        self.remove_all(true)
+    }
+
+    /// Remove the machine and the bundle, keeping the agent's transcript
+    /// and workspace only when `keep_work`. A launch that failed keeps
+    /// neither (as on docker): its machine may not have the agent's files
+    /// yet, and its empty `/workspace` must not replace the kept one.
+    fn remove_all(&mut self, keep_work: bool) -> Result<(), BackendError> {
         if self.torn_down {
             return Ok(());
         }
         self.torn_down = true;
         let (docker, objects, dir) = (&self.docker, &self.objects, &self.state_dir);
-        snapshot_transcript(&self.smolvm, &self.machine, dir);
-        snapshot_workspace(&self.smolvm, &self.machine, dir);
+        if keep_work {
+            snapshot_transcript(&self.smolvm, &self.machine, dir);
+            snapshot_workspace(&self.smolvm, &self.machine, dir);
+        }
         let _ = self.smolvm.run(&argv::stop(&self.machine));
         let _ = self.smolvm.run(&argv::delete(&self.machine));
         self.runtime.block_on(async {
@@ -292,7 +302,7 @@ pub fn launch_blocking(plan: &Plan, smolvm: Smolvm, progress: Progress<'_>) -> R
             if let Ok(found) = found {
                 bottle.objects = found;
             }
-            let _ = bottle.teardown();
+            let _ = bottle.remove_all(false);
             if let Some(p) = panic {
                 std::panic::resume_unwind(p);
             }
@@ -337,48 +347,16 @@ async fn launch_steps(
         }
     };
     trace("images ready");
-    // The bundle's network, pinned by the identity.
-    let net = BundleNet::derive(identity);
+    // The bundle's network: the identity's /28 while it is free, else the
+    // next free one (see `BundleNet::choose`).
     let net_name = net_name_for(identity);
-    let existing: Vec<(String, String)> = docker
-        .list_networks(None::<ListNetworksOptions>)
-        .await
-        .map_err(docker_err("cannot list networks"))?
-        .into_iter()
-        .filter(|n| n.name.as_deref() != Some(net_name.as_str()))
-        .flat_map(|n| {
-            let name = n.name.clone().unwrap_or_default();
-            n.ipam
-                .and_then(|i| i.config)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(move |c| Some((name.clone(), c.subnet?)))
-        })
-        .collect();
-    net.check_free(&existing).map_err(|message| BackendError::Invalid { message })?;
+    let (net, created) = create_bundle_network(docker, plan, identity, &net_name).await?;
+    objects.network = Some(created);
     let at = Endpoints { host: net.ip.to_string() };
     let login = forwarded_login(plan)?;
     let (config, canary) = write_sidecar_files(plan, login.as_ref(), &at, progress, cancel).await?;
 
     progress("starting the sidecar bundle");
-    let created = docker
-        .create_network(NetworkCreateRequest {
-            name: net_name.clone(),
-            driver: Some("bridge".to_string()),
-            ipam: Some(Ipam {
-                config: Some(vec![IpamConfig {
-                    subnet: Some(net.cidr()),
-                    gateway: Some(net.gateway.to_string()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            labels: Some(labels(&plan.home, identity, "network")),
-            ..Default::default()
-        })
-        .await
-        .map_err(docker_err(format!("cannot create network {net_name} ({})", net.cidr())))?;
-    objects.network = Some(created.id);
     let (mut body, run_dir) = sidecar_body(plan, &config, &sidecar_image, &net_name)?;
     body.networking_config = Some(NetworkingConfig {
         endpoints_config: Some(HashMap::from([(
@@ -515,6 +493,62 @@ async fn launch_steps(
     let output = String::from_utf8_lossy(&smolvm.run_async(&argv::exec(&machine, &how, &test)).await?).into_owned();
     provision::self_test_verdict(&output, &dir.join("selftest.json"))?;
     Ok(())
+}
+
+/// The bundle's network, created on a free /28 of the pool: the engine's
+/// networks are listed, a subnet chosen among them, and the network
+/// created; when another launch took that subnet in between (the engine
+/// refuses an overlapping pool), the choice is made again.
+async fn create_bundle_network(
+    docker: &Docker,
+    plan: &Plan,
+    identity: &str,
+    net_name: &str,
+) -> Result<(BundleNet, String), BackendError> {
+    const TRIES: usize = 4;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let existing: Vec<(String, String)> = docker
+            .list_networks(None::<ListNetworksOptions>)
+            .await
+            .map_err(docker_err("cannot list networks"))?
+            .into_iter()
+            .filter(|n| n.name.as_deref() != Some(net_name))
+            .flat_map(|n| {
+                let name = n.name.clone().unwrap_or_default();
+                n.ipam
+                    .and_then(|i| i.config)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(move |c| Some((name.clone(), c.subnet?)))
+            })
+            .collect();
+        let net = BundleNet::choose(identity, &existing).map_err(|message| BackendError::Invalid { message })?;
+        let created = docker
+            .create_network(NetworkCreateRequest {
+                name: net_name.to_string(),
+                driver: Some("bridge".to_string()),
+                ipam: Some(Ipam {
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(net.cidr()),
+                        gateway: Some(net.gateway.to_string()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                labels: Some(labels(&plan.home, identity, "network")),
+                ..Default::default()
+            })
+            .await;
+        match created {
+            Ok(created) => return Ok((net, created.id)),
+            Err(e) if attempt < TRIES && e.to_string().contains("overlaps") => {
+                trace(&format!("bundle subnet {} taken meanwhile ({e}); choosing again", net.cidr()));
+            }
+            Err(e) => return Err(docker_err(format!("cannot create network {net_name} ({})", net.cidr()))(e)),
+        }
+    }
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), BackendError> {

@@ -1,8 +1,11 @@
-//! The sidecar bundle's network on smolmachines, derived from the identity
-//! alone (so a resume finds the same one): a /28 out of `10.213.0.0/16`,
-//! its gateway (`.1`) and the bundle's IP (`.2`) — the one address the
-//! agent's VM may reach (`--allow-cidr <ip>/32`). A subnet that overlaps an
-//! existing Docker network is an error naming that network. Pure.
+//! The sidecar bundle's network on smolmachines: a /28 out of
+//! `10.213.0.0/16`, its gateway (`.1`) and the bundle's IP (`.2`) — the one
+//! address the agent's VM may reach (`--allow-cidr <ip>/32`). The identity
+//! picks the /28 to try first (so a resume gets the same one while it is
+//! free); one that overlaps an existing Docker network (another bottle's,
+//! whose identity hashed to the same slot, or anyone's) is passed over for
+//! the next free one, and only a pool with none free is an error, naming
+//! what holds it. Pure.
 
 use std::net::Ipv4Addr;
 
@@ -25,13 +28,19 @@ pub struct BundleNet {
     pub ip: Ipv4Addr,
 }
 
+/// How many /28 subnets the pool holds.
+const SLOTS: u32 = 1 << (PREFIX - 16);
+
 impl BundleNet {
-    /// The subnet for `identity`.
+    /// The subnet `identity` tries first.
     pub fn derive(identity: &str) -> BundleNet {
         let h = Sha256::digest(identity.as_bytes());
-        // 4096 /28 subnets in the /16.
-        let index = (u16::from_be_bytes([h[0], h[1]]) % 4096) as u32;
-        let base = u32::from(Ipv4Addr::new(POOL[0], POOL[1], 0, 0)) + index * 16;
+        BundleNet::slot(u32::from(u16::from_be_bytes([h[0], h[1]])) % SLOTS)
+    }
+
+    /// The pool's `index`th /28.
+    fn slot(index: u32) -> BundleNet {
+        let base = u32::from(Ipv4Addr::new(POOL[0], POOL[1], 0, 0)) + (index % SLOTS) * 16;
         BundleNet {
             subnet: Ipv4Addr::from(base),
             prefix: PREFIX,
@@ -50,20 +59,39 @@ impl BundleNet {
         format!("{}/32", self.ip)
     }
 
-    /// An error naming the first of `existing` (name, CIDR) that overlaps
-    /// this subnet; CIDRs that do not parse (IPv6) are skipped.
-    pub fn check_free(&self, existing: &[(String, String)]) -> Result<(), String> {
+    /// The first of `existing` (name, CIDR) that overlaps this subnet;
+    /// CIDRs that do not parse (IPv6) are skipped.
+    fn held_by<'a>(&self, existing: &'a [(String, String)]) -> Option<&'a (String, String)> {
+        existing.iter().find(|(_, cidr)| {
+            parse_cidr(cidr).is_some_and(|(net, prefix)| overlaps((self.subnet, self.prefix), (net, prefix)))
+        })
+    }
+
+    /// The subnet for `identity` among `existing` Docker networks (name,
+    /// CIDR): the one it tries first when that is free, else the next free
+    /// /28 after it (wrapping). An error naming what holds the pool when no
+    /// /28 of it is free.
+    pub fn choose(identity: &str, existing: &[(String, String)]) -> Result<BundleNet, String> {
+        let first = BundleNet::derive(identity);
+        let start = (u32::from(first.subnet) >> 4) % SLOTS;
+        if let Some(free) = (0..SLOTS).map(|i| BundleNet::slot(start + i)).find(|n| n.held_by(existing).is_none()) {
+            return Ok(free);
+        }
+        let mut holders: Vec<String> = Vec::new();
         for (name, cidr) in existing {
-            if let Some((net, prefix)) = parse_cidr(cidr)
-                && overlaps((self.subnet, self.prefix), (net, prefix))
+            let held = format!("{name} ({cidr})");
+            if parse_cidr(cidr).is_some_and(|n| overlaps(n, (Ipv4Addr::new(POOL[0], POOL[1], 0, 0), 16)))
+                && !holders.contains(&held)
             {
-                return Err(format!(
-                    "the bottle's bundle subnet {} overlaps Docker network {name} ({cidr}): remove that network, or start the bottle under another label",
-                    self.cidr()
-                ));
+                holders.push(held);
             }
         }
-        Ok(())
+        let shown = holders.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+        let more = if holders.len() > 3 { format!(" and {} more", holders.len() - 3) } else { String::new() };
+        Err(format!(
+            "no /28 of the bundle pool {}.{}.0.0/16 is free: Docker networks {shown}{more} hold it; remove what you do not need (`docker network ls`)",
+            POOL[0], POOL[1]
+        ))
     }
 }
 
@@ -88,20 +116,53 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn nets(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect()
+    }
+
     #[test]
-    fn an_identity_always_gets_the_same_subnet_and_a_collision_names_the_network() {
+    fn an_identity_gets_its_own_subnet_while_it_is_free() {
         let a = BundleNet::derive("my-agent");
         assert_eq!(a, BundleNet::derive("my-agent"));
         assert_eq!(a.allow_cidr(), format!("{}/32", a.ip));
-        assert!(a.check_free(&[("bridge".into(), "172.17.0.0/16".into()), ("v6".into(), "fd00::/64".into())]).is_ok());
-        let e = a.check_free(&[("someone-else".into(), "10.213.0.0/16".into())]).unwrap_err();
-        assert!(e.contains("someone-else") && e.contains(&a.cidr()), "{e}");
+        let others = nets(&[("bridge", "172.17.0.0/16"), ("v6", "fd00::/64"), ("junk", "10.213.x/28")]);
+        assert_eq!(BundleNet::choose("my-agent", &others), Ok(a));
+    }
+
+    #[test]
+    fn a_held_subnet_is_passed_over_for_the_next_free_one() {
+        let a = BundleNet::derive("my-agent");
+        // Another bottle whose identity hashed to the same /28, and the one
+        // after it held by someone else's wider network.
+        let next = BundleNet::slot((u32::from(a.subnet) >> 4) + 1);
+        let wider = format!("{}/27", Ipv4Addr::from(u32::from(next.subnet) & !31));
+        let held = nets(&[("bot-bottle-other", &a.cidr()), ("theirs", &wider)]);
+        let chosen = BundleNet::choose("my-agent", &held).unwrap();
+        assert!(chosen.held_by(&held).is_none() && chosen != a && chosen != next, "{chosen:?}");
+        // The last /28 of the pool wraps to the first.
+        let last = BundleNet::slot(SLOTS - 1);
+        let first = BundleNet::slot(0);
+        assert_eq!(BundleNet::slot(SLOTS), first);
+        assert_eq!(u32::from(last.subnet), u32::from(Ipv4Addr::new(10, 213, 255, 240)));
+    }
+
+    #[test]
+    fn a_pool_with_nothing_free_is_an_error_naming_what_holds_it() {
+        let e = BundleNet::choose("my-agent", &nets(&[("bridge", "172.17.0.0/16"), ("someone-else", "10.213.0.0/16")]))
+            .unwrap_err();
+        assert!(e.contains("someone-else (10.213.0.0/16)") && !e.contains("bridge"), "{e}");
+        let halves = nets(&[("low", "10.213.0.0/17"), ("high", "10.213.128.0/17")]);
+        let e = BundleNet::choose("x", &halves).unwrap_err();
+        assert!(e.contains("low (10.213.0.0/17), high (10.213.128.0/17)"), "{e}");
     }
 
     proptest! {
         #[test]
-        fn the_subnet_is_a_28_in_the_pool_holding_its_gateway_and_ip(identity in "[a-z0-9-]{1,40}") {
-            let n = BundleNet::derive(&identity);
+        fn the_subnet_is_a_28_in_the_pool_holding_its_gateway_and_ip(identity in "[a-z0-9-]{1,40}", taken in proptest::collection::vec(0u32..4096, 0..64)) {
+            let held: Vec<(String, String)> =
+                taken.iter().map(|i| (format!("n{i}"), BundleNet::slot(*i).cidr())).collect();
+            let n = BundleNet::choose(&identity, &held).unwrap();
+            prop_assert!(n.held_by(&held).is_none());
             prop_assert_eq!(&n.subnet.octets()[..2], &POOL[..]);
             prop_assert_eq!(u32::from(n.subnet) % 16, 0);
             prop_assert!(overlaps((n.subnet, 28), (n.ip, 32)) && overlaps((n.subnet, 28), (n.gateway, 32)));

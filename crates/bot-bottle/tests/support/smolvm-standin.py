@@ -13,7 +13,8 @@ bundle's subnet (a send elsewhere fails at once). Its resolver is the
 `--dns` address. Machine records live in
 $SMOLVM_STANDIN_DIR as JSON, shaped as `machine ls --json` prints them.
 
-Packs: `pack create --image ARCHIVE` loads the archive into Docker and
+$SMOLVM_STANDIN_FAIL names a command (`machine cp`) that fails, as on a
+fault. Packs: `pack create --image ARCHIVE` loads the archive into Docker and
 writes the image id into the pack file; `--from-vm` commits the machine's
 container. What is NOT emulated: the VM's kernel boundary (the container
 shares the host kernel), virtio-fs, and smolvm's own DNS path.
@@ -167,6 +168,10 @@ def main():
     os.makedirs(STATE, exist_ok=True)
     command, options, positionals = parse(argv)
     name = one(options, "name", "n")
+    # A command that fails as smolvm's would on a fault (to test what a
+    # launch failing at that step leaves behind).
+    if os.environ.get("SMOLVM_STANDIN_FAIL") == command:
+        fail("INTERNAL", "`%s` failed (SMOLVM_STANDIN_FAIL)" % command)
 
     if command == "pack create":
         out = one(options, "output", "o")
