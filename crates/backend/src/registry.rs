@@ -106,7 +106,8 @@ pub trait Backend: Send + Sync {
     }
 
     /// Copy a running bottle's `/workspace` into its state dir now
-    /// (`Ok(false)`: the bottle is not running here).
+    /// (`Ok(false)`: the bottle is not running here, or the copy failed,
+    /// which is said).
     fn save_workspace(&self, home: &Home, meta: &BottleMetadata) -> Result<bool, BackendError> {
         let _ = (home, meta);
         Err(self.not_implemented("copy a running bottle's workspace"))

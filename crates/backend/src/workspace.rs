@@ -7,7 +7,10 @@
 //! the agent's to shape, so the copy takes regular files, directories and
 //! symbolic links (created last, never followed or written through), keeps
 //! every path inside the workspace, drops set-id and group/other write
-//! bits, and stops at a size bound.
+//! bits, and stops at a size bound (4 GiB, or `BOT_BOTTLE_WORKSPACE_MAX`).
+//! A workspace that cannot be copied out (over the bound, a full disk) is
+//! not lost with its bottle: the backend commits the bottle instead, and
+//! [`UNCOPIED`] in the state dir says so until a later copy succeeds.
 //!
 //! Backend-neutral: each backend hands a tar of `workspace/…` (as `docker
 //! cp` or `tar -C / workspace` writes it).
@@ -22,9 +25,43 @@ use crate::error::BackendError;
 pub const KEPT_DIR: &str = "workspace";
 /// Written when a copy is complete: its mtime is the copy's time.
 const KEPT_RECORD: &str = "workspace.kept";
-/// The most a kept workspace may hold: an agent cannot fill the host's disk
-/// through it.
-pub const MAX_BYTES: u64 = 4 << 30;
+/// The most a kept workspace may hold unless [`MAX_ENV`] says otherwise:
+/// an agent cannot fill the host's disk through it.
+pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
+/// The environment variable that sets the bound (a size: `16GiB`).
+pub const MAX_ENV: &str = "BOT_BOTTLE_WORKSPACE_MAX";
+/// Written in the state dir when a session end could not copy the
+/// workspace out and committed the bottle instead; holds why. Removed by
+/// the next copy that succeeds.
+pub const UNCOPIED: &str = "workspace.uncopied";
+
+/// The most a kept workspace may hold: [`MAX_ENV`] when it is a size, else
+/// [`DEFAULT_MAX_BYTES`] (a value that is not a size is said, once per
+/// copy, and the default holds).
+pub fn max_bytes() -> u64 {
+    match std::env::var(MAX_ENV) {
+        Ok(text) => manifest::parse_size(&text).unwrap_or_else(|e| {
+            eprintln!(
+                "bot-bottle: {MAX_ENV}: {e}; the workspace bound stays {}",
+                manifest::show_size(DEFAULT_MAX_BYTES)
+            );
+            DEFAULT_MAX_BYTES
+        }),
+        Err(_) => DEFAULT_MAX_BYTES,
+    }
+}
+
+/// Why the last session end could not copy the workspace out (and
+/// committed the bottle instead), while that is so.
+pub fn uncopied(state_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(state_dir.join(UNCOPIED)).ok()
+}
+
+/// Record that the workspace could not be copied out (`why`) and the
+/// bottle was committed instead.
+pub fn record_uncopied(state_dir: &Path, why: &str) {
+    let _ = std::fs::write(state_dir.join(UNCOPIED), why);
+}
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
     let what = what.into();
@@ -101,7 +138,13 @@ pub fn keep(state_dir: &Path, tar: impl Read) -> Result<Kept, BackendError> {
     std::fs::rename(&fresh, &dest).map_err(io("cannot keep the workspace"))?;
     let _ = std::fs::remove_dir_all(&old);
     std::fs::write(state_dir.join(KEPT_RECORD), b"").map_err(io("cannot record the kept workspace"))?;
+    let _ = std::fs::remove_file(state_dir.join(UNCOPIED));
     Ok(kept)
+}
+
+/// The error of a workspace over the bound `max`.
+pub fn over(max: u64) -> String {
+    format!("the agent's workspace is over {} ({MAX_ENV} sets the bound)", manifest::show_size(max))
 }
 
 /// The path of a tar entry inside the workspace: `workspace/a/b` → `a/b`;
@@ -144,6 +187,7 @@ pub fn unpack(tar: impl Read, dest: &Path) -> Result<Kept, BackendError> {
     let mut kept = Kept::default();
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut saw_top = false;
+    let max = max_bytes();
     let read = || io("cannot read the agent's workspace");
     for entry in archive.entries().map_err(read())? {
         let mut entry = entry.map_err(read())?;
@@ -173,13 +217,8 @@ pub fn unpack(tar: impl Read, dest: &Path) -> Result<Kept, BackendError> {
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 kept.bytes += entry.header().size().unwrap_or(0);
-                if kept.bytes > MAX_BYTES {
-                    return Err(BackendError::Invalid {
-                        message: format!(
-                            "the agent's workspace is over {} GiB; it was not copied out (copy what you need with `docker cp` while the bottle runs)",
-                            MAX_BYTES >> 30
-                        ),
-                    });
+                if kept.bytes > max {
+                    return Err(BackendError::Invalid { message: over(max) });
                 }
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent).map_err(io(format!("cannot write {}", parent.display())))?;

@@ -303,6 +303,13 @@ impl Session {
         if !self.tty {
             return false;
         }
+        if let Some(why) = backend::workspace::uncopied(dir) {
+            let question = format!(
+                "{}'s workspace was not copied out ({why}) and is kept only in the bottle's commit; remove the bottle and it?",
+                self.identity
+            );
+            return !terminal::confirm(&question).unwrap_or(false);
+        }
         let Some(kept) = backend::workspace::kept(dir) else { return false };
         let changes = backend::workspace::changes(&kept, self.copied_from.as_deref());
         if changes == 0 {

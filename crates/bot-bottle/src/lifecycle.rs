@@ -63,6 +63,12 @@ pub fn export(ctx: &Context, identity: &str, dir: &std::path::Path) -> Result<i3
     // A bottle that is not running (or a backend that cannot be reached)
     // has its kept copy.
     let live = backend.save_workspace(&ctx.home, &meta).unwrap_or(false);
+    if !live && let Some(why) = backend::workspace::uncopied(&state_dir) {
+        bail!(
+            "bottle '{identity}''s workspace was not copied out at its last session end ({why}), so the bottle was committed with it: `bot-bottle resume {identity}` boots from that commit, and `bot-bottle export {identity} DIR` while it runs copies the workspace out (set {} higher if it is over the bound)",
+            backend::workspace::MAX_ENV
+        );
+    }
     let Some(kept) = backend::workspace::kept(&state_dir) else {
         bail!(
             "bottle '{identity}' has no workspace kept: it is copied out at each session end (this bottle's last session ended before bot-bottle kept workspaces, or its copy failed; see `bot-bottle logs {identity}`)"

@@ -268,14 +268,56 @@ fn a_resume_never_copies_the_host_cwd_over_the_agents_work() {
     assert_gone("cwd-keeper");
 }
 
+/// A workspace over the copy bound (set low here; 4 GiB by default, which
+/// a build directory passes) at a session end: the bottle is committed
+/// instead of losing the agent's work with its container, `export` says
+/// where the work is, and a resume boots with it; once a copy succeeds
+/// again, the kept copy is the latest and `export` writes it.
+#[test]
+fn a_workspace_too_large_to_copy_out_is_kept_by_a_commit() {
+    let h = Home::new();
+    let big = "head -c 3000000 /dev/urandom > /workspace/big; echo latest > /workspace/mark";
+    let o = h
+        .cmd(&["start", "life", "--label", "bulky", "--headless", "--prompt", &format!("{big}; exit 3")])
+        .env("BOT_BOTTLE_WORKSPACE_MAX", "2MiB")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains("over 2 MiB") && err(&o).contains("committed instead"), "{}", err(&o));
+    assert!(image_exists("bot-bottle-commit:bulky"));
+    assert!(h.state("bulky").join("workspace.uncopied").exists());
+    assert_gone("bulky");
+    // Export says where the work is rather than writing an older copy.
+    let dest = h._tmp.path().join("bulky-out");
+    let o = h.run(&["export", "bulky", dest.to_str().unwrap()]);
+    assert!(!o.status.success() && err(&o).contains("bot-bottle resume bulky"), "{}", err(&o));
+    // The resume has the work; with the big file gone the copy succeeds.
+    let o = h
+        .cmd(&["resume", "bulky", "--headless", "--prompt", "cat /workspace/mark; rm /workspace/big; exit 4"])
+        .env("BOT_BOTTLE_WORKSPACE_MAX", "2MiB")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    assert!(out(&o).contains("latest"), "the agent's work was lost: {}{}", out(&o), err(&o));
+    assert!(!h.state("bulky").join("workspace.uncopied").exists());
+    let o = h.run(&["export", "bulky", dest.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(dest.join("mark")).unwrap(), "latest\n");
+    let o = h.run(&["cleanup", "--all", "-y"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_gone("bulky");
+    assert!(!image_exists("bot-bottle-commit:bulky"));
+}
+
 /// An interactive session on a real terminal that ends 0: asked before the
-/// agent's work goes; not asked when there is none.
+/// agent's work goes (also when it is kept only in a commit, too large to
+/// copy out); not asked when there is none.
 #[test]
 fn an_interactive_exit_0_asks_before_the_agents_work_goes() {
     let h = Home::new();
     let session = |name: &str, typed: &str| {
         let script = format!(
-            "export BOT_BOTTLE_HOME='{}' LIFE_SECRET=x\nunset BOT_BOTTLE_BACKEND\n{} start life --label {name} -y\necho \"EXIT=$?\"\nsleep 120\n",
+            "export BOT_BOTTLE_HOME='{}' LIFE_SECRET=x BOT_BOTTLE_WORKSPACE_MAX=2MiB\nunset BOT_BOTTLE_BACKEND\n{} start life --label {name} -y\necho \"EXIT=$?\"\nsleep 120\n",
             h.home.display(),
             env!("CARGO_BIN_EXE_bot-bottle")
         );
@@ -312,7 +354,20 @@ fn an_interactive_exit_0_asks_before_the_agents_work_goes() {
     let s = t.wait_for_within("EXIT=", Duration::from_secs(60));
     assert!(s.contains("EXIT=0") && !s.contains("not copied out"), "{s}");
     assert!(!h.state("no-work").exists());
-    for id in ["ask-keep", "ask-remove", "no-work"] {
+    drop(t);
+    // Work too large to copy out (over the 2 MiB bound set here): kept by
+    // a commit, and asked about too; Enter keeps it.
+    let t = session("ask-big", "head -c 3000000 /dev/urandom > /workspace/big; exit 0");
+    let s = t.wait_for_within("remove the bottle and it? [y/N]", Duration::from_secs(60));
+    assert!(s.contains("is kept only in the bottle's commit"), "{s}");
+    t.keys(&["Enter"]);
+    let s = t.wait_for_within("EXIT=", Duration::from_secs(60));
+    assert!(s.contains("EXIT=0") && s.contains("ask-big's state is kept in"), "{s}");
+    assert!(h.state("ask-big").join(".preserve").exists() && image_exists("bot-bottle-commit:ask-big"));
+    drop(t);
+    let o = h.run(&["cleanup", "--all", "-y"]);
+    assert!(o.status.success(), "{}", err(&o));
+    for id in ["ask-keep", "ask-remove", "no-work", "ask-big"] {
         assert_gone(id);
     }
 }

@@ -315,6 +315,29 @@ fn a_resume_that_fails_mid_launch_keeps_the_agents_work() {
     no_leftovers("keepwork");
 }
 
+/// A workspace over the copy bound at a session end: the machine is
+/// packed into the state dir instead of losing the agent's work with it,
+/// and the resume boots from that pack with the work.
+#[test]
+fn a_workspace_too_large_to_copy_out_is_kept_by_a_commit() {
+    let h = Home::new();
+    let big = "head -c 3000000 /dev/urandom > /workspace/big; echo latest > /workspace/mark";
+    let o = h.start("vm", "bulky", &format!("{big}; exit 3")).env("BOT_BOTTLE_WORKSPACE_MAX", "2MiB").output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("over 2 MiB") && text(&o).contains("committed instead"), "{}", text(&o));
+    assert!(
+        h.state("bulky").join("commit.smolmachine").is_file() && h.state("bulky").join("workspace.uncopied").exists()
+    );
+    no_leftovers("bulky");
+    let o =
+        h.run(&["resume", "bulky", "-y", "--headless", "--prompt", "cat /workspace/mark; rm /workspace/big; exit 4"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("latest"), "the agent's work was lost: {}", text(&o));
+    assert!(!h.state("bulky").join("workspace.uncopied").exists());
+    assert_eq!(std::fs::read_to_string(h.state("bulky").join("workspace/mark")).unwrap(), "latest\n");
+    no_leftovers("bulky");
+}
+
 /// Ctrl-C as the machine is being created, twenty times: the launch is told
 /// to stop (never dropped mid-request, as on docker), so nothing smolvm or
 /// the engine was creating appears after the cleanup looked.

@@ -83,7 +83,7 @@ impl DockerBottle {
         self.runtime.block_on(async {
             save_sidecar_logs(docker, objects, dir).await;
             snapshot_transcript(docker, objects, dir).await;
-            snapshot_workspace(docker, objects, dir).await;
+            keep_work(docker, objects, dir).await;
             let removed = remove(docker, objects).await;
             revoke_deploy_keys(dir).await;
             forget_secrets(dir);
@@ -116,14 +116,15 @@ async fn snapshot_transcript(docker: &Docker, objects: &Objects, state_dir: &Pat
 
 /// Session end (and `export` of a running bottle): the agent's
 /// `/workspace` into the state dir (see [`crate::workspace`]), streamed
-/// through a scratch file. Best effort: a failure is said, the copy before
-/// it stays, and the bottle's teardown goes on.
-pub(crate) async fn snapshot_workspace(docker: &Docker, objects: &Objects, state_dir: &Path) {
-    let Some(agent) = &objects.agent else { return };
+/// through a scratch file. Best effort: a failure is the error (the copy
+/// before it stays); `Ok` also when there is no agent or state to copy.
+pub(crate) async fn snapshot_workspace(docker: &Docker, objects: &Objects, state_dir: &Path) -> Result<(), String> {
+    let Some(agent) = &objects.agent else { return Ok(()) };
     if !state_dir.is_dir() {
-        return;
+        return Ok(());
     }
     let scratch = state_dir.join("workspace.tar.partial");
+    let max = crate::workspace::max_bytes();
     let copied = async {
         use std::io::Write;
         let mut file = std::fs::File::create(&scratch).map_err(|e| e.to_string())?;
@@ -133,19 +134,40 @@ pub(crate) async fn snapshot_workspace(docker: &Docker, objects: &Objects, state
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| e.to_string())?;
             total += chunk.len() as u64;
-            if total > crate::workspace::MAX_BYTES + (64 << 20) {
-                return Err(format!("it is over {} GiB", crate::workspace::MAX_BYTES >> 30));
+            // The tar's headers and padding on top of the files' bytes.
+            if total > max + max / 8 + (64 << 20) {
+                return Err(crate::workspace::over(max));
             }
             file.write_all(&chunk).map_err(|e| e.to_string())?;
         }
         file.sync_all().map_err(|e| e.to_string())?;
         let tar = std::fs::File::open(&scratch).map_err(|e| e.to_string())?;
-        crate::workspace::keep(state_dir, std::io::BufReader::new(tar)).map_err(|e| e.to_string())
+        crate::workspace::keep(state_dir, std::io::BufReader::new(tar)).map(|_| ()).map_err(|e| e.to_string())
     }
     .await;
     let _ = std::fs::remove_file(&scratch);
-    if let Err(e) = copied {
-        eprintln!("bot-bottle: the agent's workspace was not copied out of {}: {e}", state_dir.display());
+    copied
+}
+
+/// Session end: the workspace copied out, or, when it cannot be (over the
+/// bound, a full disk), the agent committed instead, so that `resume`
+/// boots with the workspace as the agent left it. Said either way.
+async fn keep_work(docker: &Docker, objects: &Objects, state_dir: &Path) {
+    let Err(why) = snapshot_workspace(docker, objects, state_dir).await else { return };
+    let (Some(agent), Some(root)) = (&objects.agent, state_dir.parent().and_then(Path::parent)) else { return };
+    let home = state::Home::new(root);
+    match commit_agent(docker, &home, &objects.identity, agent).await {
+        Ok(image) => {
+            crate::workspace::record_uncopied(state_dir, &why);
+            eprintln!(
+                "bot-bottle: the agent's workspace was not copied out ({why}): the bottle was committed instead ({image}), and `bot-bottle resume {}` boots with its workspace as the agent left it",
+                objects.identity
+            );
+        }
+        Err(e) => eprintln!(
+            "bot-bottle: the agent's workspace was not copied out of {} ({why}), and the bottle could not be committed instead ({e}): its work since the last copy is lost",
+            state_dir.display()
+        ),
     }
 }
 
@@ -590,7 +612,7 @@ pub async fn active(docker: &Docker, home: &state::Home) -> Result<Vec<crate::re
 pub async fn stop(docker: &Docker, objects: &Objects, state_dir: &Path) -> Result<(), BackendError> {
     save_sidecar_logs(docker, objects, state_dir).await;
     snapshot_transcript(docker, objects, state_dir).await;
-    snapshot_workspace(docker, objects, state_dir).await;
+    keep_work(docker, objects, state_dir).await;
     remove(docker, objects).await?;
     if state_dir.is_dir() {
         std::fs::write(state_dir.join(state::StateDir::PRESERVE), b"")
@@ -603,14 +625,25 @@ pub async fn stop(docker: &Docker, objects: &Objects, state_dir: &Path) -> Resul
 
 /// Snapshot the running agent as an image `resume` boots from.
 pub async fn commit(docker: &Docker, home: &state::Home, identity: &str) -> Result<String, BackendError> {
-    let state_dir = home.state_dir(identity);
-    let state_dir = state_dir.as_path();
     let objects = find(docker, home, identity).await?;
     let Some(agent) = objects.agent else {
         return Err(BackendError::Invalid { message: format!("bottle {identity} has no running agent to commit") });
     };
+    commit_agent(docker, home, identity, &agent).await
+}
+
+/// Commit the container `agent` as `bot-bottle-commit:IDENTITY` and record
+/// it in the state dir, so `resume` boots from it.
+async fn commit_agent(
+    docker: &Docker,
+    home: &state::Home,
+    identity: &str,
+    agent: &str,
+) -> Result<String, BackendError> {
+    let state_dir = home.state_dir(identity);
+    let state_dir = state_dir.as_path();
     let options = bollard::query_parameters::CommitContainerOptions {
-        container: Some(agent),
+        container: Some(agent.to_string()),
         repo: Some("bot-bottle-commit".to_string()),
         tag: Some(identity.to_string()),
         comment: Some(format!("bot-bottle commit of {identity}")),

@@ -95,8 +95,12 @@ impl Backend for Docker {
             if objects.agent.is_none() {
                 return Ok(false);
             }
-            bottle::snapshot_workspace(&docker, &objects, &dir).await;
-            Ok(true)
+            // `false` (not as it is now) when the copy failed.
+            let copied = bottle::snapshot_workspace(&docker, &objects, &dir).await;
+            if let Err(e) = &copied {
+                eprintln!("bot-bottle: the running agent's workspace was not copied out ({e})");
+            }
+            Ok(copied.is_ok())
         })
     }
 

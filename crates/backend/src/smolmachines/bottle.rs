@@ -192,18 +192,18 @@ impl SmolBottle {
     }
 
     /// Remove the machine and the bundle, keeping the agent's transcript
-    /// and workspace only when `keep_work`. A launch that failed keeps
+    /// and workspace only when `keep`. A launch that failed keeps
     /// neither (as on docker): its machine may not have the agent's files
     /// yet, and its empty `/workspace` must not replace the kept one.
-    fn remove_all(&mut self, keep_work: bool) -> Result<(), BackendError> {
+    fn remove_all(&mut self, keep: bool) -> Result<(), BackendError> {
         if self.torn_down {
             return Ok(());
         }
         self.torn_down = true;
         let (docker, objects, dir) = (&self.docker, &self.objects, &self.state_dir);
-        if keep_work {
+        if keep {
             snapshot_transcript(&self.smolvm, &self.machine, dir);
-            snapshot_workspace(&self.smolvm, &self.machine, dir);
+            keep_work(&self.smolvm, &self.machine, dir, &self.objects.identity);
         }
         let _ = self.smolvm.run(&argv::stop(&self.machine));
         let _ = self.smolvm.run(&argv::delete(&self.machine));
@@ -241,20 +241,63 @@ pub fn snapshot_transcript(smolvm: &Smolvm, machine: &str, state_dir: &Path) {
 
 /// Session end (and `export` of a running bottle): the machine's
 /// `/workspace` (a tar on the exec's stdout) into the state dir (see
-/// [`crate::workspace`]). Best effort: a failure is said, the copy before it
-/// stays.
-pub fn snapshot_workspace(smolvm: &Smolvm, machine: &str, state_dir: &Path) {
+/// [`crate::workspace`]). A failure is the error; the copy before it stays.
+pub fn snapshot_workspace(smolvm: &Smolvm, machine: &str, state_dir: &Path) -> Result<(), String> {
     if !state_dir.is_dir() {
-        return;
+        return Ok(());
     }
     let script = format!("tar -cf - -C / {}", WORKSPACE.trim_start_matches('/'));
     let how = argv::Exec::default();
-    let copied = smolvm
+    smolvm
         .run(&argv::exec(machine, &how, &["sh".into(), "-c".into(), script]))
-        .and_then(|tar| crate::workspace::keep(state_dir, &tar[..]));
-    if let Err(e) = copied {
-        eprintln!("bot-bottle: the agent's workspace was not copied out of {}: {e}", state_dir.display());
+        .and_then(|tar| crate::workspace::keep(state_dir, &tar[..]))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Session end: the workspace copied out, or, when it cannot be (over the
+/// bound, a full disk), the machine packed into the state dir instead (as
+/// `commit` does), so that `resume` boots with the workspace as the agent
+/// left it. Said either way. The machine is left stopped.
+pub fn keep_work(smolvm: &Smolvm, machine: &str, state_dir: &Path, identity: &str) {
+    let Err(why) = snapshot_workspace(smolvm, machine, state_dir) else { return };
+    match commit_machine(smolvm, machine, state_dir, false) {
+        Ok(pack) => {
+            crate::workspace::record_uncopied(state_dir, &why);
+            eprintln!(
+                "bot-bottle: the agent's workspace was not copied out ({why}): the machine was committed instead ({}), and `bot-bottle resume {identity}` boots with its workspace as the agent left it",
+                pack.display()
+            );
+        }
+        Err(e) => eprintln!(
+            "bot-bottle: the agent's workspace was not copied out of {} ({why}), and the machine could not be committed instead ({e}): its work since the last copy is lost",
+            state_dir.display()
+        ),
     }
+}
+
+/// Pack `machine` (stopped for it; started again when `restart`) into
+/// the state dir's commit pack, which `resume` boots from.
+pub fn commit_machine(
+    smolvm: &Smolvm,
+    machine: &str,
+    state_dir: &Path,
+    restart: bool,
+) -> Result<PathBuf, BackendError> {
+    let pack = state_dir.join(COMMIT_PACK);
+    let scratch = tempfile::Builder::new()
+        .prefix("commit-")
+        .tempdir_in(state_dir)
+        .map_err(|source| BackendError::Io { what: "cannot create a scratch directory".into(), source })?;
+    let out = scratch.path().join("commit");
+    smolvm.run(&argv::stop(machine))?;
+    let packed = smolvm.run(&argv::pack_vm(machine, &out.display().to_string()));
+    if restart {
+        smolvm.run(&argv::start(machine))?;
+    }
+    packed?;
+    keep_pack(&out, &pack)?;
+    Ok(pack)
 }
 
 /// Launch `plan` on smolmachines; anything created is removed again if a
@@ -649,7 +692,7 @@ pub async fn stop(docker: &Docker, smolvm: &Smolvm, home: &state::Home, identity
     let machine = machine_name(identity);
     let objects = find(docker, home, identity).await?;
     snapshot_transcript(smolvm, &machine, &dir);
-    snapshot_workspace(smolvm, &machine, &dir);
+    keep_work(smolvm, &machine, &dir, identity);
     let _ = smolvm.run(&argv::stop(&machine));
     let _ = smolvm.run(&argv::delete(&machine));
     save_sidecar_logs(docker, &objects, &dir).await;

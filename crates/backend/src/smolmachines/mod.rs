@@ -135,8 +135,12 @@ impl Backend for Smolmachines {
         if !bottle::machines(&smolvm)?.iter().any(|m| m["name"] == machine.as_str()) {
             return Ok(false);
         }
-        bottle::snapshot_workspace(&smolvm, &machine, &home.state_dir(&meta.identity));
-        Ok(true)
+        // `false` (not as it is now) when the copy failed.
+        let copied = bottle::snapshot_workspace(&smolvm, &machine, &home.state_dir(&meta.identity));
+        if let Err(e) = &copied {
+            eprintln!("bot-bottle: the running agent's workspace was not copied out ({e})");
+        }
+        Ok(copied.is_ok())
     }
 
     /// `pack create --from-vm` needs the machine stopped: it is stopped,
@@ -145,18 +149,7 @@ impl Backend for Smolmachines {
     fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError> {
         let smolvm = self.smolvm()?;
         let machine = bottle::machine_name(&meta.identity);
-        let dir = home.state_dir(&meta.identity);
-        let pack = dir.join(bottle::COMMIT_PACK);
-        let scratch = tempfile::Builder::new()
-            .prefix("commit-")
-            .tempdir_in(&dir)
-            .map_err(|source| BackendError::Io { what: "cannot create a scratch directory".into(), source })?;
-        let out = scratch.path().join("commit");
-        smolvm.run(&argv::stop(&machine))?;
-        let packed = smolvm.run(&argv::pack_vm(&machine, &out.display().to_string()));
-        smolvm.run(&argv::start(&machine))?;
-        packed?;
-        bottle::keep_pack(&out, &pack)?;
+        let pack = bottle::commit_machine(&smolvm, &machine, &home.state_dir(&meta.identity), true)?;
         Ok(pack.display().to_string())
     }
 
