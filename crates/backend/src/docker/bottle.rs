@@ -156,16 +156,17 @@ async fn keep_work(docker: &Docker, objects: &Objects, state_dir: &Path) {
     let Err(why) = snapshot_workspace(docker, objects, state_dir).await else { return };
     let (Some(agent), Some(root)) = (&objects.agent, state_dir.parent().and_then(Path::parent)) else { return };
     let home = state::Home::new(root);
+    eprintln!("bot-bottle: the agent's workspace was not copied out ({why}); committing the bottle instead");
     match commit_agent(docker, &home, &objects.identity, agent).await {
         Ok(image) => {
             crate::workspace::record_uncopied(state_dir, &why);
             eprintln!(
-                "bot-bottle: the agent's workspace was not copied out ({why}): the bottle was committed instead ({image}), and `bot-bottle resume {}` boots with its workspace as the agent left it",
+                "bot-bottle: the bottle was committed instead ({image}), and `bot-bottle resume {}` boots with its workspace as the agent left it",
                 objects.identity
             );
         }
         Err(e) => eprintln!(
-            "bot-bottle: the agent's workspace was not copied out of {} ({why}), and the bottle could not be committed instead ({e}): its work since the last copy is lost",
+            "bot-bottle: the bottle could not be committed either ({e}): the agent's work since the last copy to {} is lost",
             state_dir.display()
         ),
     }

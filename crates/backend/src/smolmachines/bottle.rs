@@ -261,16 +261,17 @@ pub fn snapshot_workspace(smolvm: &Smolvm, machine: &str, state_dir: &Path) -> R
 /// left it. Said either way. The machine is left stopped.
 pub fn keep_work(smolvm: &Smolvm, machine: &str, state_dir: &Path, identity: &str) {
     let Err(why) = snapshot_workspace(smolvm, machine, state_dir) else { return };
+    eprintln!("bot-bottle: the agent's workspace was not copied out ({why}); committing the machine instead");
     match commit_machine(smolvm, machine, state_dir, false) {
         Ok(pack) => {
             crate::workspace::record_uncopied(state_dir, &why);
             eprintln!(
-                "bot-bottle: the agent's workspace was not copied out ({why}): the machine was committed instead ({}), and `bot-bottle resume {identity}` boots with its workspace as the agent left it",
+                "bot-bottle: the machine was committed instead ({}), and `bot-bottle resume {identity}` boots with its workspace as the agent left it",
                 pack.display()
             );
         }
         Err(e) => eprintln!(
-            "bot-bottle: the agent's workspace was not copied out of {} ({why}), and the machine could not be committed instead ({e}): its work since the last copy is lost",
+            "bot-bottle: the machine could not be committed either ({e}): the agent's work since the last copy to {} is lost",
             state_dir.display()
         ),
     }
