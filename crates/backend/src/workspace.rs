@@ -120,15 +120,33 @@ pub struct Kept {
 /// `workspace/`). The old copy is replaced only once the new one is
 /// complete; a failure leaves the old one and says why.
 pub fn keep(state_dir: &Path, tar: impl Read) -> Result<Kept, BackendError> {
-    let fresh = state_dir.join(format!("{KEPT_DIR}.partial"));
+    let kept = unpack_beside(state_dir, tar)?;
+    replace_with_unpacked(state_dir)?;
+    Ok(kept)
+}
+
+/// Where a new copy is unpacked before it replaces the kept one.
+fn fresh(state_dir: &Path) -> PathBuf {
+    state_dir.join(format!("{KEPT_DIR}.partial"))
+}
+
+/// The first half of [`keep`]: `tar` unpacked beside the kept copy, which
+/// is left as it is (a failure removes what was unpacked).
+pub fn unpack_beside(state_dir: &Path, tar: impl Read) -> Result<Kept, BackendError> {
+    let fresh = fresh(state_dir);
     let _ = std::fs::remove_dir_all(&fresh);
-    let kept = match unpack(tar, &fresh) {
-        Ok(k) => k,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&fresh);
-            return Err(e);
-        }
-    };
+    unpack(tar, &fresh).inspect_err(|_| discard_unpacked(state_dir))
+}
+
+/// Remove what [`unpack_beside`] unpacked (the copy it came from failed).
+pub fn discard_unpacked(state_dir: &Path) {
+    let _ = std::fs::remove_dir_all(fresh(state_dir));
+}
+
+/// The second half of [`keep`]: what [`unpack_beside`] unpacked replaces
+/// the kept copy.
+pub fn replace_with_unpacked(state_dir: &Path) -> Result<(), BackendError> {
+    let fresh = fresh(state_dir);
     let dest = state_dir.join(KEPT_DIR);
     let old = state_dir.join(format!("{KEPT_DIR}.old"));
     let _ = std::fs::remove_dir_all(&old);
@@ -139,7 +157,28 @@ pub fn keep(state_dir: &Path, tar: impl Read) -> Result<Kept, BackendError> {
     let _ = std::fs::remove_dir_all(&old);
     std::fs::write(state_dir.join(KEPT_RECORD), b"").map_err(io("cannot record the kept workspace"))?;
     let _ = std::fs::remove_file(state_dir.join(UNCOPIED));
-    Ok(kept)
+    Ok(())
+}
+
+/// The most a tar of a workspace whose files hold at most `max` bytes may
+/// take: its headers and padding on top (a tar of many empty files is
+/// bounded too).
+pub fn stream_bound(max: u64) -> u64 {
+    max + max / 8 + (64 << 20)
+}
+
+/// A reader that fails (`FileTooLarge`) past `left` bytes.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or(std::io::ErrorKind::FileTooLarge)?;
+        Ok(n)
+    }
 }
 
 /// The error of a workspace over the bound `max`.
@@ -181,16 +220,23 @@ fn through_link(root: &Path, rel: &Path) -> bool {
 
 /// Unpack a tar of `workspace/…` into `dest` (created).
 pub fn unpack(tar: impl Read, dest: &Path) -> Result<Kept, BackendError> {
+    unpack_within(tar, dest, max_bytes())
+}
+
+/// [`unpack`] with its files holding at most `max` bytes.
+fn unpack_within(tar: impl Read, dest: &Path, max: u64) -> Result<Kept, BackendError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dest).map_err(io(format!("cannot create {}", dest.display())))?;
-    let mut archive = tar::Archive::new(tar);
+    let mut archive = tar::Archive::new(Bounded { inner: tar, left: stream_bound(max) });
     let mut kept = Kept::default();
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut saw_top = false;
-    let max = max_bytes();
-    let read = || io("cannot read the agent's workspace");
-    for entry in archive.entries().map_err(read())? {
-        let mut entry = entry.map_err(read())?;
+    let read = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::FileTooLarge => BackendError::Invalid { message: over(max) },
+        _ => BackendError::Io { what: "cannot read the agent's workspace".into(), source: e },
+    };
+    for entry in archive.entries().map_err(read)? {
+        let mut entry = entry.map_err(read)?;
         let Some(rel) = entry.path().ok().and_then(|p| inside(&p)) else {
             // The top directory itself, or a path that would leave it.
             match entry.path() {
@@ -449,6 +495,23 @@ pub(crate) mod tests {
         keep(dir.path(), &tar_of(&[("workspace/", Directory, b"", None), ("workspace/b", Regular, b"2", None)])[..])
             .unwrap();
         assert!(!ws.join("a").exists() && ws.join("b").exists());
+    }
+
+    #[test]
+    fn a_workspace_over_the_bound_is_an_error_saying_so() {
+        let dir = tempfile::tempdir().unwrap();
+        use tar::EntryType::{Directory, Regular};
+        let tar = tar_of(&[("workspace/", Directory, b"", None), ("workspace/a", Regular, b"12345", None)]);
+        assert!(unpack_within(&tar[..], &dir.path().join("fits"), 5).is_ok());
+        let e = unpack_within(&tar[..], &dir.path().join("over"), 4).unwrap_err().to_string();
+        assert!(e.contains("over 1 MiB") && e.contains(MAX_ENV), "{e}");
+        // The stream itself is bounded too (headers, empty files).
+        let mut r = Bounded { inner: &[0u8; 100][..], left: 99 };
+        let e = std::io::Read::read_to_end(&mut r, &mut Vec::new()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::FileTooLarge);
+        let mut r = Bounded { inner: &[0u8; 100][..], left: 100 };
+        assert_eq!(std::io::Read::read_to_end(&mut r, &mut Vec::new()).unwrap(), 100);
+        assert!(stream_bound(DEFAULT_MAX_BYTES) > DEFAULT_MAX_BYTES);
     }
 
     #[test]

@@ -134,8 +134,7 @@ pub(crate) async fn snapshot_workspace(docker: &Docker, objects: &Objects, state
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| e.to_string())?;
             total += chunk.len() as u64;
-            // The tar's headers and padding on top of the files' bytes.
-            if total > max + max / 8 + (64 << 20) {
+            if total > crate::workspace::stream_bound(max) {
                 return Err(crate::workspace::over(max));
             }
             file.write_all(&chunk).map_err(|e| e.to_string())?;

@@ -44,6 +44,9 @@ pub fn machine_name(identity: &str) -> String {
 /// Where `commit` leaves the bottle's snapshot, which `resume` boots from.
 pub const COMMIT_PACK: &str = "commit.smolmachine";
 
+/// The most of a stream [`Smolvm::stream`] drains after its reader is done.
+const STREAM_TAIL: u64 = 1 << 20;
+
 /// The `smolvm` binary.
 #[derive(Debug, Clone)]
 pub struct Smolvm {
@@ -84,6 +87,54 @@ impl Smolvm {
             .await
             .map_err(|e| BackendError::Invalid { message: format!("cannot run {} ({e})", self.bin.display()) })?;
         Self::checked(args, out)
+    }
+
+    /// Run with its stdout handed to `read` as it comes (never held
+    /// whole), e.g. a tar of the workspace; smolvm's own message when it
+    /// fails, else what `read` made of it. Killed when `read` stops early.
+    pub fn stream<T>(
+        &self,
+        args: &[String],
+        read: impl FnOnce(&mut dyn std::io::Read) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let mut child =
+            self.command(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| BackendError::Invalid { message: format!("cannot run {} ({e})", self.bin.display()) })?;
+        // Its stderr drains beside: a full pipe would stall it.
+        let stderr = child.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut e, &mut buf);
+                buf
+            })
+        });
+        let read = match child.stdout.take() {
+            Some(mut out) => {
+                let read = read(&mut out);
+                // What `read` left (a tar's record padding) is drained, up
+                // to a bound, so smolvm does not fail writing it.
+                let left = std::io::copy(&mut std::io::Read::take(&mut out, STREAM_TAIL), &mut std::io::sink());
+                if read.is_err() || left.map_or(true, |n| n == STREAM_TAIL) {
+                    let _ = child.kill();
+                }
+                read
+            }
+            None => Err(BackendError::Smolvm("smolvm's stdout was not captured".into())),
+        };
+        let status =
+            child.wait().map_err(|e| BackendError::Invalid { message: format!("cannot wait for smolvm ({e})") })?;
+        let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+        // smolvm failing on its own (an exit code, not the kill above)
+        // explains a cut-short stream better than the reader's error, and
+        // fails a stream the reader took for whole.
+        if status.code().is_some() {
+            Self::checked(args, std::process::Output { status, stdout: Vec::new(), stderr })?;
+        }
+        read
     }
 
     fn checked(args: &[String], out: std::process::Output) -> Result<Vec<u8>, BackendError> {
@@ -248,11 +299,19 @@ pub fn snapshot_workspace(smolvm: &Smolvm, machine: &str, state_dir: &Path) -> R
     }
     let script = format!("tar -cf - -C / {}", WORKSPACE.trim_start_matches('/'));
     let how = argv::Exec::default();
-    smolvm
-        .run(&argv::exec(machine, &how, &["sh".into(), "-c".into(), script]))
-        .and_then(|tar| crate::workspace::keep(state_dir, &tar[..]))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    // Unpacked beside the kept copy as it streams; it replaces that copy
+    // only once smolvm has ended well (a stream cut short at an entry's
+    // end would read as a whole, shorter workspace).
+    let unpacked = smolvm.stream(&argv::exec(machine, &how, &["sh".into(), "-c".into(), script]), |tar| {
+        crate::workspace::unpack_beside(state_dir, tar)
+    });
+    match unpacked {
+        Ok(_) => crate::workspace::replace_with_unpacked(state_dir).map_err(|e| e.to_string()),
+        Err(e) => {
+            crate::workspace::discard_unpacked(state_dir);
+            Err(e.to_string())
+        }
+    }
 }
 
 /// Session end: the workspace copied out, or, when it cannot be (over the
