@@ -272,7 +272,8 @@ fn a_resume_never_copies_the_host_cwd_over_the_agents_work() {
 /// a build directory passes) at a session end: the bottle is committed
 /// instead of losing the agent's work with its container, `export` says
 /// where the work is, and a resume boots with it; once a copy succeeds
-/// again, the kept copy is the latest and `export` writes it.
+/// again, the kept copy is the latest, `export` writes it, and the next
+/// resume puts it in place of the commit's workspace.
 #[test]
 fn a_workspace_too_large_to_copy_out_is_kept_by_a_commit() {
     let h = Home::new();
@@ -303,6 +304,13 @@ fn a_workspace_too_large_to_copy_out_is_kept_by_a_commit() {
     let o = h.run(&["export", "bulky", dest.to_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(std::fs::read_to_string(dest.join("mark")).unwrap(), "latest\n");
+    assert!(!dest.join("big").exists());
+    // The next resume boots the commit again, with the newer kept copy
+    // replacing its workspace whole: the file removed since stays removed
+    // (else it would come back, and be too large to copy out again).
+    let o = h.run(&["resume", "bulky", "--headless", "--prompt", "cat /workspace/mark; ls -A /workspace; exit 5"]);
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+    assert!(out(&o).contains("latest") && !out(&o).contains("big"), "{}", out(&o));
     let o = h.run(&["cleanup", "--all", "-y"]);
     assert!(o.status.success(), "{}", err(&o));
     assert_gone("bulky");

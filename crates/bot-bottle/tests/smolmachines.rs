@@ -317,7 +317,8 @@ fn a_resume_that_fails_mid_launch_keeps_the_agents_work() {
 
 /// A workspace over the copy bound at a session end: the machine is
 /// packed into the state dir instead of losing the agent's work with it,
-/// and the resume boots from that pack with the work.
+/// and the resume boots from that pack with the work; a later resume puts
+/// the newer kept copy in place of the pack's workspace.
 #[test]
 fn a_workspace_too_large_to_copy_out_is_kept_by_a_commit() {
     let h = Home::new();
@@ -335,6 +336,13 @@ fn a_workspace_too_large_to_copy_out_is_kept_by_a_commit() {
     assert!(text(&o).contains("latest"), "the agent's work was lost: {}", text(&o));
     assert!(!h.state("bulky").join("workspace.uncopied").exists());
     assert_eq!(std::fs::read_to_string(h.state("bulky").join("workspace/mark")).unwrap(), "latest\n");
+    no_leftovers("bulky");
+    // The next resume boots the pack again, with the newer kept copy in
+    // place of its workspace: the file removed since stays removed.
+    let o =
+        h.run(&["resume", "bulky", "-y", "--headless", "--prompt", "cat /workspace/mark; ls -A /workspace; exit 5"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(text(&o).contains("latest") && !text(&o).contains("big\n"), "{}", text(&o));
     no_leftovers("bulky");
 }
 

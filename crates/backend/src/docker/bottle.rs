@@ -16,7 +16,10 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use crate::engine::agent::{Bundle, COMMIT_FILE, agent_files, agent_image, committed_image, forwarded_login};
+use crate::engine::agent::{
+    Bundle, COMMIT_FILE, WorkspaceIn, agent_files, agent_image, committed_image, forwarded_login,
+    replaces_commit_workspace, workspace_files,
+};
 use crate::engine::cancel::Cancel;
 use crate::engine::objects::{
     LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_ROLE, LABEL_STARTED, Objects, Progress, create,
@@ -378,6 +381,10 @@ async fn launch_steps(
         cancel.check()?;
         docker.start_container(&agent, None).await.map_err(docker_err("cannot start the agent"))?;
         trace("agent started");
+        if replaces_commit_workspace(plan, committed_at) {
+            replace_commit_workspace(docker, &agent, plan, committed_at).await?;
+            trace("committed workspace replaced by the kept one");
+        }
         let self_test = tokio::spawn(self_test_output(docker.clone(), agent.clone()));
         // A session on plain stdio: its command's exec starts now, with
         // the shim's, and waits for its argv (sent only once the self-test
@@ -516,9 +523,33 @@ async fn provision_agent(
         Some((bundle, previous_ca)),
         &provision::Endpoints::loopback(),
         committed_at,
+        if replaces_commit_workspace(plan, committed_at) { WorkspaceIn::OnItsOwn } else { WorkspaceIn::WithTheRest },
     )?;
     // One copy: each costs Docker a mount of the container's filesystem.
     upload(docker, agent, "/", files).await
+}
+
+/// A kept workspace newer than the commit the agent booted from, into the
+/// started agent once the commit's own `/workspace` is emptied (files
+/// cannot be removed from a container before it starts). Emptied as the
+/// agent's user, whose files they are (root here holds no capability to
+/// override their modes); what cannot be removed is said, and the kept
+/// copy still goes in over it.
+async fn replace_commit_workspace(
+    docker: &Docker,
+    agent: &str,
+    plan: &Plan,
+    committed_at: Option<std::time::SystemTime>,
+) -> Result<(), BackendError> {
+    let script = format!("chmod -R u+w {WORKSPACE} 2>/dev/null; find {WORKSPACE} -mindepth 1 -delete && echo emptied");
+    let emptied = exec::capture(docker, agent, &["sh".into(), "-c".into(), script], None).await?;
+    if !emptied.trim_end().ends_with("emptied") {
+        eprintln!(
+            "bot-bottle: the committed {WORKSPACE} was not emptied before the kept workspace went in ({}): files removed since the commit may be back",
+            emptied.trim()
+        );
+    }
+    upload(docker, agent, "/", workspace_files(plan, committed_at)?).await
 }
 
 /// Connect, then launch, with Ctrl-C during the launch tearing down what

@@ -106,6 +106,7 @@ pub(crate) fn agent_files(
     image_ca_bundle: Option<(Vec<u8>, Option<Vec<u8>>)>,
     at: &provision::Endpoints,
     committed_at: Option<std::time::SystemTime>,
+    workspace: WorkspaceIn,
 ) -> Result<Vec<u8>, BackendError> {
     let mut files = Bundle::new();
     for d in
@@ -178,11 +179,51 @@ pub(crate) fn agent_files(
             files.tree(skill, &format!("{skills}/{name}"), uid)?;
         }
     }
-    // The workspace: the agent's kept work, the host's cwd, or nothing
-    // (see `workspace::source`).
+    if workspace == WorkspaceIn::WithTheRest {
+        add_workspace(&mut files, plan, committed_at)?;
+    }
+    files.finish()
+}
+
+/// Whether [`agent_files`] holds the workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WorkspaceIn {
+    /// In the same tar.
+    WithTheRest,
+    /// Not: it goes in on its own ([`workspace_files`]), after the image's
+    /// `/workspace` was emptied.
+    OnItsOwn,
+}
+
+/// Whether the launch of `plan` must empty the image's `/workspace` before
+/// the workspace goes in: it boots from a commit, and puts in a copy kept
+/// after that commit (the commit's files would otherwise show through it,
+/// and files the agent removed since would come back).
+pub(crate) fn replaces_commit_workspace(plan: &Plan, committed_at: Option<std::time::SystemTime>) -> bool {
+    committed_at.is_some()
+        && matches!(crate::workspace::source(&plan.state_dir(), committed_at, None), crate::workspace::Source::Kept(_))
+}
+
+/// The workspace alone, as a tar rooted at `/` (see [`WorkspaceIn::OnItsOwn`]).
+pub(crate) fn workspace_files(
+    plan: &Plan,
+    committed_at: Option<std::time::SystemTime>,
+) -> Result<Vec<u8>, BackendError> {
+    let mut files = Bundle::new();
+    add_workspace(&mut files, plan, committed_at)?;
+    files.finish()
+}
+
+/// The workspace: the agent's kept work, the host's cwd, or nothing (see
+/// `workspace::source`).
+fn add_workspace(
+    files: &mut Bundle,
+    plan: &Plan,
+    committed_at: Option<std::time::SystemTime>,
+) -> Result<(), BackendError> {
     let host_cwd = (plan.metadata.copy_cwd && !plan.metadata.cwd.is_empty()).then(|| Path::new(&plan.metadata.cwd));
     if let crate::workspace::Source::Kept(dir) | crate::workspace::Source::HostCwd(dir) =
-        crate::workspace::source(&state_dir, committed_at, host_cwd)
+        crate::workspace::source(&plan.state_dir(), committed_at, host_cwd)
     {
         files.enter(WORKSPACE);
         let mut entries: Vec<_> =
@@ -190,10 +231,10 @@ pub(crate) fn agent_files(
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
-            files.tree(&e.path(), &name, uid)?;
+            files.tree(&e.path(), &name, AGENT_UID)?;
         }
     }
-    files.finish()
+    Ok(())
 }
 
 /// A tar of the agent's files, rooted at `/`, each entry's owner in its
@@ -315,7 +356,9 @@ mod tests {
         spec.env.insert("GREETING".into(), manifest::Resolved::Literal("hello".into()));
         let plan = crate::Docker.prepare(&home, spec, &crate::plan::test_plans::host()).unwrap();
         let canary = sidecar::agent::Canary::mint().unwrap();
-        let tar = agent_files(&plan, &canary, None, None, &provision::Endpoints::loopback(), None).unwrap();
+        let tar =
+            agent_files(&plan, &canary, None, None, &provision::Endpoints::loopback(), None, WorkspaceIn::WithTheRest)
+                .unwrap();
         let files = entries(&tar);
         let ca = &files[provision::AGENT_CA.trim_start_matches('/')];
         assert_eq!(ca.2, plan.ca.cert_pem.as_bytes());

@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 
 use super::argv;
 use super::net::BundleNet;
-use crate::engine::agent::{agent_files, forwarded_login};
+use crate::engine::agent::{WorkspaceIn, agent_files, forwarded_login, replaces_commit_workspace};
 use crate::engine::images::{self, Progress};
 use crate::engine::objects::{
     LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_STARTED, Objects, create, docker_err, find, io_err,
@@ -564,7 +564,15 @@ async fn launch_steps(
     env_extra.extend(p.placeholder_env.iter().cloned());
     let env_ref: Vec<(&str, &str)> = env_extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     *agent_env = provision::agent_env(&at, &env_ref);
-    let files = agent_files(plan, &canary, login.as_ref().map(|l| l.stand_in.as_str()), None, &at, committed_at)?;
+    let files = agent_files(
+        plan,
+        &canary,
+        login.as_ref().map(|l| l.stand_in.as_str()),
+        None,
+        &at,
+        committed_at,
+        WorkspaceIn::WithTheRest,
+    )?;
     let scratch = tempfile::Builder::new()
         .prefix("bot-bottle-smol-")
         .tempdir()
@@ -576,13 +584,18 @@ async fn launch_steps(
     smolvm.run_async(&argv::copy_in(&machine, &host.display().to_string(), guest, 0o600, 0)).await?;
     // A committed machine holds the CA of the launch it was made in: out
     // of the bundle before the new one is written, then the new one in.
-    let unpack = [
-        "set -e".to_string(),
+    let mut unpack = vec!["set -e".to_string()];
+    // A kept workspace newer than the committed machine replaces its
+    // `/workspace` whole (files the agent removed since stay removed).
+    if replaces_commit_workspace(plan, committed_at) {
+        unpack.push(format!("find {WORKSPACE} -mindepth 1 -delete"));
+    }
+    unpack.extend([
         provision::bundle_without_previous_ca_sh(),
         format!("tar -xpf {guest} -C / --same-owner --numeric-owner && rm -f {guest}"),
         // The bottle CA joins the system bundle every TLS client reads.
         provision::bundle_append_ca_sh(),
-    ];
+    ]);
     drop(scratch);
     smolvm
         .run_async(&argv::exec(&machine, &argv::Exec::default(), &["sh".into(), "-c".into(), unpack.join("\n")]))
