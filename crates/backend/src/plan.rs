@@ -471,7 +471,7 @@ pub fn write_plan(plan: &Plan) -> Result<StateDir, BackendError> {
     plan.metadata.write(dir.path())?;
     // From now on this process owns the bottle: `cleanup` leaves it alone
     // (even while the preflight waits for the operator's yes).
-    std::fs::write(dir.path().join(crate::registry::LAUNCHER_FILE), std::process::id().to_string()).map_err(
+    std::fs::write(dir.path().join(crate::registry::LAUNCHER_FILE), crate::registry::launcher_record()).map_err(
         |source| state::StateError::Io {
             path: dir.path().join(crate::registry::LAUNCHER_FILE),
             action: "write",

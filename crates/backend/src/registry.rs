@@ -242,14 +242,61 @@ pub(crate) fn is_executable(path: &std::path::Path) -> bool {
 /// (a killed CLI, a crash) is an orphan for `cleanup`.
 pub const LAUNCHER_FILE: &str = "launcher.pid";
 
-/// Whether the process that launched the bottle in `state_dir` still runs.
+/// What this process writes in [`LAUNCHER_FILE`]: its pid and, where
+/// `/proc` tells it, its start time, so that a pid reused since (after a
+/// reboot) is not taken for the launcher.
+pub fn launcher_record() -> String {
+    let pid = std::process::id();
+    match start_time(pid) {
+        Some(t) => format!("{pid} {t}"),
+        None => pid.to_string(),
+    }
+}
+
+/// A process's start time (clock ticks after boot; `/proc/PID/stat`'s
+/// 22nd field).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: count from the last.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process that launched the bottle in `state_dir` still runs
+/// (a pid alone, as older launchers wrote, is taken at its word).
 #[allow(unsafe_code)] // kill(pid, 0): see the SAFETY comment below.
 pub fn launcher_alive(state_dir: &std::path::Path) -> bool {
-    let Some(pid) =
-        std::fs::read_to_string(state_dir.join(LAUNCHER_FILE)).ok().and_then(|s| s.trim().parse::<i32>().ok())
-    else {
-        return false;
-    };
+    let Ok(text) = std::fs::read_to_string(state_dir.join(LAUNCHER_FILE)) else { return false };
+    let mut fields = text.split_whitespace();
+    let Some(pid) = fields.next().and_then(|p| p.parse::<i32>().ok()).filter(|p| *p > 0) else { return false };
+    let started = fields.next().and_then(|t| t.parse::<u64>().ok());
     // SAFETY: kill with signal 0 only checks that the process exists.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    exists && started.is_none_or(|t| start_time(pid as u32).is_none_or(|now| now == t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_launcher_is_alive_only_as_the_process_that_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(LAUNCHER_FILE);
+        assert!(!launcher_alive(dir.path()), "no file");
+        std::fs::write(&file, launcher_record()).unwrap();
+        assert!(launcher_alive(dir.path()), "{}", launcher_record());
+        // This pid with another start time: a pid reused after a reboot.
+        let (pid, start) = launcher_record().split_once(' ').map(|(p, t)| (p.to_string(), t.to_string())).unwrap();
+        let other = start.parse::<u64>().unwrap() + 1;
+        std::fs::write(&file, format!("{pid} {other}")).unwrap();
+        assert!(!launcher_alive(dir.path()));
+        // A pid alone (as older launchers wrote) is taken at its word.
+        std::fs::write(&file, &pid).unwrap();
+        assert!(launcher_alive(dir.path()));
+        for junk in ["", "0", "-1", "x", "4194305000"] {
+            std::fs::write(&file, junk).unwrap();
+            assert!(!launcher_alive(dir.path()), "{junk:?}");
+        }
+    }
 }

@@ -163,6 +163,15 @@ pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<i32> {
             ctx.home.state_root().display()
         );
     };
+    // A resume replaces the bottle's containers: never a live session's.
+    if backend::launcher_alive(&dir) {
+        bail!(
+            "bottle '{}' is running: its session (bot-bottle pid {}) is alive; end it, or `bot-bottle stop {}`, then resume",
+            args.identity,
+            std::fs::read_to_string(dir.join(backend::LAUNCHER_FILE)).unwrap_or_default().trim(),
+            args.identity
+        );
+    }
     let mut lib = ctx.library()?;
     let manifest = lib.compose(&meta.agent_name, &meta.bottle_names).with_context(|| {
         format!("cannot rebuild bottle '{}' from {}", args.identity, dir.join(BottleMetadata::FILE).display())

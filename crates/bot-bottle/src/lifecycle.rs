@@ -83,6 +83,34 @@ pub fn export(ctx: &Context, identity: &str, dir: &std::path::Path) -> Result<i3
     Ok(0)
 }
 
+/// An orphan whose state stays (a killed CLI's running bottle: `resume`
+/// recovers it) holds the agent's work since the last copy in its agent:
+/// stopped as `bot-bottle stop` would (its workspace copied out, or the
+/// bottle committed when it cannot be), before its objects go.
+fn keep_orphans_work(
+    ctx: &Context,
+    plans: &[(std::sync::Arc<dyn backend::Backend>, backend::CleanupPlan)],
+    removed: &[(String, bool)],
+) {
+    for (b, plan) in plans {
+        if plan.items.is_empty() {
+            continue;
+        }
+        let Ok(active) = b.enumerate_active(&ctx.home) else { continue };
+        for bottle in active {
+            let dir = ctx.home.state_dir(&bottle.identity);
+            if backend::launcher_alive(&dir) || removed.iter().any(|(id, _)| *id == bottle.identity) {
+                continue;
+            }
+            let Ok(meta) = BottleMetadata::read(&dir) else { continue };
+            eprintln!("bot-bottle: keeping the work of {} (an orphan) before its objects go", bottle.identity);
+            if let Err(e) = b.stop(&ctx.home, &meta) {
+                crate::context::warn(&format!("{} was not stopped in order: {e}", bottle.identity));
+            }
+        }
+    }
+}
+
 /// Orphaned containers and networks (their launcher is gone), and state
 /// without a live launcher: state that cannot be resumed (no metadata)
 /// always; resumable state (preserved, or an orphan's) only with `--all`.
@@ -165,6 +193,7 @@ pub fn cleanup(ctx: &Context, all: bool, yes: bool) -> Result<i32> {
             return Ok(1);
         }
     }
+    keep_orphans_work(ctx, &plans, &dirs);
     // One backend's objects can hold another's (a smolmachines machine sits
     // on its bundle's Docker network): a backend whose cleanup failed is
     // tried once more after the others have run.

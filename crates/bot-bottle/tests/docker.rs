@@ -206,6 +206,9 @@ fn the_lifecycle_as_a_user_drives_it() {
     let said: Vec<String> = rx.iter().collect();
     assert!(said.iter().any(|l| l.contains("keeper was stopped with `bot-bottle stop`")), "{said:?}");
     assert!(!said.iter().any(|l| l.contains("exited (status")), "{said:?}");
+    // The stop copied the workspace out; the session's own end finds the
+    // agent gone and says nothing of a copy or a commit.
+    assert!(!said.iter().any(|l| l.contains("not copied out") || l.contains("commit")), "{said:?}");
     assert_gone("keeper");
     assert!(h.state("keeper").join(".preserve").exists());
     // TLS through the sidecar works from the commit: its CA bundle held the
@@ -609,25 +612,49 @@ fn a_cli_killed_mid_mint_leaves_a_key_cleanup_revokes() {
     assert_gone("killed-mint");
 }
 
+/// The agent's work since the last copy is only in its container: `cat
+/// /workspace/NAME` in the agent, once it is there.
+fn wait_for_work(identity: &str, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let agent = format!("bot-bottle-{identity}-agent");
+    let path = format!("/workspace/{name}");
+    while !Command::new("docker").args(["exec", &agent, "cat", &path]).output().unwrap().status.success() {
+        assert!(Instant::now() < deadline, "the agent never wrote {path}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A CLI killed (SIGKILL: no session end ran) leaves its bottle running,
+/// with the agent's work since the last copy only in its container: a
+/// resume refuses while the session lives, and once it is gone keeps that
+/// work before it replaces the containers; `cleanup` keeps it too.
 #[test]
 fn a_killed_cli_leaves_what_resume_and_cleanup_handle() {
     let h = Home::new();
-    let (mut child, rx) = spawn(&h, &["start", "life", "--label", "killed", "--headless", "--prompt", "sleep 120"]);
-    wait_line(&rx, "isolation self-test");
-    wait_running("killed");
+    let (mut child, _rx) = spawn(
+        &h,
+        &["start", "life", "--label", "killed", "--headless", "--prompt", "echo precious > /workspace/one; sleep 120"],
+    );
+    wait_for_work("killed", "one");
+    // Alive: a resume would pull the containers from under it.
+    let o = h.run(&["resume", "killed", "--headless", "--prompt", "true"]);
+    assert!(!o.status.success() && err(&o).contains("is running"), "{}", err(&o));
     child.kill().unwrap();
     child.wait().unwrap();
     // The bottle outlived its launcher.
     assert!(!objects("killed").0.is_empty());
-    // Resume takes the identity over (the stale objects are replaced).
-    let o = h.run(&["resume", "killed", "--headless", "--prompt", "echo again; exit 6"]);
+    // Resume takes the identity over (the stale objects are replaced),
+    // keeping the killed session's work first.
+    let o = h.run(&["resume", "killed", "--headless", "--prompt", "cat /workspace/one; echo again; exit 6"]);
     assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(err(&o).contains("earlier session"), "{}", err(&o));
+    assert!(out(&o).contains("precious"), "the killed session's work was lost: {}", out(&o));
     assert!(out(&o).contains("again"));
     assert_gone("killed");
     // Killed again; now cleanup removes the orphans and the state.
-    let (mut child, rx) = spawn(&h, &["resume", "killed", "--headless", "--prompt", "sleep 120"]);
-    wait_line(&rx, "isolation self-test");
-    wait_running("killed");
+    let (mut child, _rx) =
+        spawn(&h, &["resume", "killed", "--headless", "--prompt", "echo also > /workspace/two; sleep 120"]);
+    wait_for_work("killed", "two");
     child.kill().unwrap();
     child.wait().unwrap();
     // Listed as the orphan it is, not as running.
@@ -641,6 +668,12 @@ fn a_killed_cli_leaves_what_resume_and_cleanup_handle() {
     assert!(out(&o).contains("bot-bottle-killed-agent"), "{}", out(&o));
     assert_gone("killed");
     assert!(h.state("killed").join("metadata.json").is_file(), "cleanup removed resumable state");
+    assert_eq!(
+        std::fs::read_to_string(h.state("killed").join("workspace/two")).ok().as_deref(),
+        Some("also\n"),
+        "cleanup removed the orphan's work: {}",
+        err(&o)
+    );
     // --all removes it.
     let o = h.run(&["cleanup", "--all", "-y"]);
     assert!(o.status.success(), "{}", err(&o));

@@ -200,6 +200,10 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
     assert!(o.status.success(), "{}", text(&o));
     let status = session.wait().unwrap();
     assert!(!status.success(), "the session outlived stop");
+    // The stop copied the workspace out; the session's own end finds the
+    // machine gone and says nothing of a copy or a commit.
+    let said = std::fs::read_to_string(h.root.join("live.stderr")).unwrap();
+    assert!(!said.contains("not copied out") && !said.contains("committed"), "{said}");
     assert!(h.state("live").join(".preserve").exists() && h.state("live").join("commit.smolmachine").is_file());
     no_leftovers("live");
     let before = h.standin.calls().len();
@@ -346,6 +350,21 @@ fn a_workspace_too_large_to_copy_out_is_kept_by_a_commit() {
     no_leftovers("bulky");
 }
 
+/// A CLI killed (SIGKILL: no session end ran) leaves its machine with the
+/// agent's work since the last copy: the resume keeps it before it
+/// replaces the machine.
+#[test]
+fn a_killed_clis_work_survives_its_resume() {
+    let h = Home::new();
+    let mut session = held_session(&h, "slain", "echo precious > /workspace/one; ");
+    session.kill().unwrap();
+    session.wait().unwrap();
+    let o = h.run(&["resume", "slain", "-y", "--headless", "--prompt", "cat /workspace/one; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("earlier session") && text(&o).contains("precious"), "{}", text(&o));
+    no_leftovers("slain");
+}
+
 /// Ctrl-C as the machine is being created, twenty times: the launch is told
 /// to stop (never dropped mid-request, as on docker), so nothing smolvm or
 /// the engine was creating appears after the cleanup looked.
@@ -420,12 +439,13 @@ fn a_failing_self_test_aborts_the_launch_on_smolmachines() {
 }
 
 /// A headless session of `label` that has run `first` and then started
-/// waiting (its line seen).
+/// waiting (its line seen); what bot-bottle says goes to `LABEL.stderr`
+/// in the home.
 fn held_session(h: &Home, label: &str, first: &str) -> std::process::Child {
     let mut child = h
         .start("vm", label, &format!("{first}echo session-up; sleep 120"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(h.root.join(format!("{label}.stderr"))).unwrap())
         .spawn()
         .unwrap();
     let (rx, _) = watch(child.stdout.take().unwrap(), "session-up");

@@ -157,6 +157,11 @@ pub(crate) async fn snapshot_workspace(docker: &Docker, objects: &Objects, state
 async fn keep_work(docker: &Docker, objects: &Objects, state_dir: &Path) {
     let Err(why) = snapshot_workspace(docker, objects, state_dir).await else { return };
     let (Some(agent), Some(root)) = (&objects.agent, state_dir.parent().and_then(Path::parent)) else { return };
+    // Gone already: `bot-bottle stop` from another terminal copied its
+    // workspace out and removed it; there is nothing left here to keep.
+    if docker.inspect_container(agent, None).await.is_err_and(|e| is_not_found(&e)) {
+        return;
+    }
     let home = state::Home::new(root);
     eprintln!("bot-bottle: the agent's workspace was not copied out ({why}); committing the bottle instead");
     match commit_agent(docker, &home, &objects.identity, agent).await {
@@ -205,7 +210,7 @@ async fn launch_steps(
 ) -> Result<Option<exec::Armed>, BackendError> {
     let dir = plan.state_dir();
     let identity = &plan.identity;
-    std::fs::write(dir.join(LAUNCHER_FILE), std::process::id().to_string())
+    std::fs::write(dir.join(LAUNCHER_FILE), crate::registry::launcher_record())
         .map_err(io_err("cannot write the launcher pid"))?;
     // Leftovers of an earlier run of this identity (a killed launcher).
     // The agent's runtime (one `info`, and a probe when runsc is there),
@@ -215,6 +220,12 @@ async fn launch_steps(
         tokio::spawn(async move { super::runtime::choose(&docker).await })
     };
     let stale = find(docker, &plan.home, identity).await?;
+    if stale.agent.is_some() {
+        // Its agent's work since the last copy is only in its container.
+        progress("keeping the work of this bottle's earlier session (its bot-bottle was killed)");
+        snapshot_transcript(docker, &stale, &dir).await;
+        keep_work(docker, &stale, &dir).await;
+    }
     remove(docker, &stale).await?;
     trace("leftovers checked");
     // Images.

@@ -320,6 +320,11 @@ pub fn snapshot_workspace(smolvm: &Smolvm, machine: &str, state_dir: &Path) -> R
 /// left it. Said either way. The machine is left stopped.
 pub fn keep_work(smolvm: &Smolvm, machine: &str, state_dir: &Path, identity: &str) {
     let Err(why) = snapshot_workspace(smolvm, machine, state_dir) else { return };
+    // Gone already: `bot-bottle stop` from another terminal copied its
+    // workspace out and removed it; there is nothing left here to keep.
+    if machines(smolvm).is_ok_and(|all| !all.iter().any(|m| m["name"] == machine)) {
+        return;
+    }
     eprintln!("bot-bottle: the agent's workspace was not copied out ({why}); committing the machine instead");
     match commit_machine(smolvm, machine, state_dir, false) {
         Ok(pack) => {
@@ -427,10 +432,17 @@ async fn launch_steps(
     let dir = plan.state_dir();
     let identity = &plan.identity;
     let machine = machine_name(identity);
-    std::fs::write(dir.join(LAUNCHER_FILE), std::process::id().to_string())
+    std::fs::write(dir.join(LAUNCHER_FILE), crate::registry::launcher_record())
         .map_err(io_err("cannot write the launcher pid"))?;
     // Leftovers of an earlier run of this identity (a killed launcher).
     let stale = find(docker, &plan.home, identity).await?;
+    if machines(smolvm).is_ok_and(|all| all.iter().any(|m| m["name"] == machine.as_str())) {
+        // Its agent's work since the last copy is only in its machine.
+        progress("keeping the work of this bottle's earlier session (its bot-bottle was killed)");
+        snapshot_transcript(smolvm, &machine, &dir);
+        keep_work(smolvm, &machine, &dir, identity);
+        let _ = smolvm.run_async(&argv::stop(&machine)).await;
+    }
     remove(docker, &stale).await?;
     let _ = smolvm.run_async(&argv::delete(&machine)).await;
     // Images: the agent's is built with Docker and packed for smolvm.
