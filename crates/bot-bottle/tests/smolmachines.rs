@@ -178,10 +178,13 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
     assert!(!h.state("smt").exists(), "a clean exit keeps no state");
     no_leftovers("smt");
 
-    // A running bottle: list active shows it; commit snapshots the machine;
-    // stop ends the session with the state kept; resume boots the snapshot.
+    // A running bottle: list active shows it; commit packs the machine,
+    // which smolvm does only with the machine stopped, so the session in it
+    // ends (its end waits for the pack, then copies the workspace out of
+    // the restarted machine); resume boots the pack, and stop ends that
+    // session with the state kept.
     // (The marker is written before the session's first line.)
-    let mut session = held_session(&h, "live", "echo kept > ~/marker; ");
+    let mut session = held_session(&h, "live", "echo kept > ~/marker; echo more > /workspace/mark; ");
     wait_for("list active to show the machine", Duration::from_secs(240), || {
         let o = h.run(&["list", "active", "--json"]);
         let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
@@ -194,16 +197,30 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&memory.stdout).trim(), (3u64 << 30).to_string(), "{memory:?}");
-    let o = h.run(&["commit", "live"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let o = h.run(&["stop", "live"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let status = session.wait().unwrap();
-    assert!(!status.success(), "the session outlived stop");
-    // The stop copied the workspace out; the session's own end finds the
-    // machine gone and says nothing of a copy or a commit.
-    let said = std::fs::read_to_string(h.root.join("live.stderr")).unwrap();
-    assert!(!said.contains("not copied out") && !said.contains("committed"), "{said}");
+    // The pack is slow, as on a loaded host: the session's end comes while
+    // the machine is still stopped for it.
+    let o = h.cmd(&["commit", "live"]).env("SMOLVM_STANDIN_SLOW", "pack create").output().unwrap();
+    let said = |label: &str| std::fs::read_to_string(h.root.join(format!("{label}.stderr"))).unwrap();
+    assert!(o.status.success(), "{}\nthe session said:\n{}", text(&o), said("live"));
+    assert!(text(&o).contains("the agent's session in it has ended"), "{}", text(&o));
+    assert!(!session.wait().unwrap().success(), "the session outlived its machine's restart");
+    let ended = said("live");
+    assert!(!["not copied out", "committed instead", "committed either"].iter().any(|w| ended.contains(w)), "{ended}");
+    assert_eq!(std::fs::read_to_string(h.state("live").join("workspace/mark")).unwrap(), "more\n");
+    assert!(h.state("live").join(".preserve").exists() && h.state("live").join("commit.smolmachine").is_file());
+    no_leftovers("live");
+
+    let resumed = h.cmd(&["resume", "live", "-y", "--headless", "--prompt", "echo session-up; sleep 120"]);
+    let mut session = hold(&h, "live-resumed", resumed);
+    // Its machine removed slowly: the session's own end (its agent
+    // stopped) comes while the stop is still removing it.
+    let o = h.cmd(&["stop", "live"]).env("SMOLVM_STANDIN_SLOW", "machine delete").output().unwrap();
+    assert!(o.status.success(), "{}\nthe session said:\n{}", text(&o), said("live-resumed"));
+    assert!(!session.wait().unwrap().success(), "the session outlived stop");
+    // The stop copied the workspace out; the session's own end waits for
+    // it, finds the machine gone and says nothing of a copy or a commit.
+    let ended = said("live-resumed");
+    assert!(!["not copied out", "committed instead", "committed either"].iter().any(|w| ended.contains(w)), "{ended}");
     assert!(h.state("live").join(".preserve").exists() && h.state("live").join("commit.smolmachine").is_file());
     no_leftovers("live");
     let before = h.standin.calls().len();
@@ -442,8 +459,13 @@ fn a_failing_self_test_aborts_the_launch_on_smolmachines() {
 /// waiting (its line seen); what bot-bottle says goes to `LABEL.stderr`
 /// in the home.
 fn held_session(h: &Home, label: &str, first: &str) -> std::process::Child {
-    let mut child = h
-        .start("vm", label, &format!("{first}echo session-up; sleep 120"))
+    hold(h, label, h.start("vm", label, &format!("{first}echo session-up; sleep 120")))
+}
+
+/// Spawn `session` (whose prompt prints `session-up`, then sleeps) and
+/// wait for that line; its stderr goes to `<home>/LABEL.stderr`.
+fn hold(h: &Home, label: &str, mut session: Command) -> std::process::Child {
+    let mut child = session
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(h.root.join(format!("{label}.stderr"))).unwrap())
         .spawn()

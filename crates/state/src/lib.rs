@@ -8,11 +8,13 @@
 
 #![forbid(unsafe_code)]
 
+mod end_lock;
 mod home;
 mod identity;
 mod metadata;
 mod state_dir;
 
+pub use end_lock::EndLock;
 pub use home::{Home, HomeError};
 pub use identity::{IdentityError, mint_identity, random_suffix, slugify};
 pub use metadata::{BottleMetadata, MetadataError};

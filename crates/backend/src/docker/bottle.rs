@@ -83,6 +83,8 @@ impl DockerBottle {
         // An unused armed command ends with its stdin.
         drop(self.take_armed());
         let (docker, objects, dir) = (&self.docker, &self.objects, &self.state_dir);
+        // After a `bot-bottle stop` that ends it, not beside it.
+        let _end = state::EndLock::wait(dir, state::EndLock::PATIENCE);
         self.runtime.block_on(async {
             save_sidecar_logs(docker, objects, dir).await;
             snapshot_transcript(docker, objects, dir).await;

@@ -75,6 +75,9 @@ impl Backend for Docker {
 
     fn stop(&self, home: &Home, meta: &BottleMetadata) -> Result<(), BackendError> {
         let dir = home.state_dir(&meta.identity);
+        // After the session's own end when that came first: then there is
+        // no bottle left to stop.
+        let _end = state::EndLock::wait(&dir, state::EndLock::PATIENCE);
         blocking(async {
             let docker = engine::connect().await?;
             let objects = crate::engine::objects::find(&docker, home, &meta.identity).await?;
@@ -89,6 +92,9 @@ impl Backend for Docker {
 
     fn save_workspace(&self, home: &Home, meta: &BottleMetadata) -> Result<bool, BackendError> {
         let dir = home.state_dir(&meta.identity);
+        // Not beside a session end copying the same workspace into the
+        // same state dir; after it, the kept copy is the one to export.
+        let _end = state::EndLock::wait(&dir, state::EndLock::PATIENCE);
         blocking(async {
             let docker = engine::connect().await?;
             let objects = crate::engine::objects::find(&docker, home, &meta.identity).await?;

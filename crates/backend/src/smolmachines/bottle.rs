@@ -252,6 +252,8 @@ impl SmolBottle {
         }
         self.torn_down = true;
         let (docker, objects, dir) = (&self.docker, &self.objects, &self.state_dir);
+        // After a `bot-bottle stop` that ends it, not beside it.
+        let _end = state::EndLock::wait(dir, state::EndLock::PATIENCE);
         if keep {
             snapshot_transcript(&self.smolvm, &self.machine, dir);
             keep_work(&self.smolvm, &self.machine, dir, &self.objects.identity);

@@ -118,6 +118,9 @@ impl Backend for Smolmachines {
     fn stop(&self, home: &Home, meta: &BottleMetadata) -> Result<(), BackendError> {
         let smolvm = self.smolvm()?;
         let machine = bottle::machine_name(&meta.identity);
+        // After the session's own end when that came first: then there is
+        // no bottle left to stop.
+        let _end = state::EndLock::wait(&home.state_dir(&meta.identity), state::EndLock::PATIENCE);
         if !bottle::machines(&smolvm)?.iter().any(|m| m["name"] == machine.as_str()) {
             return Err(BackendError::Invalid {
                 message: format!("the smolmachines backend has no running bottle {}", meta.identity),
@@ -132,6 +135,9 @@ impl Backend for Smolmachines {
     fn save_workspace(&self, home: &Home, meta: &BottleMetadata) -> Result<bool, BackendError> {
         let smolvm = self.smolvm()?;
         let machine = bottle::machine_name(&meta.identity);
+        // Not beside a session end copying the same workspace into the
+        // same state dir; after it, the kept copy is the one to export.
+        let _end = state::EndLock::wait(&home.state_dir(&meta.identity), state::EndLock::PATIENCE);
         if !bottle::machines(&smolvm)?.iter().any(|m| m["name"] == machine.as_str()) {
             return Ok(false);
         }
@@ -144,12 +150,26 @@ impl Backend for Smolmachines {
     }
 
     /// `pack create --from-vm` needs the machine stopped: it is stopped,
-    /// packed into the state dir and started again (the agent's processes
-    /// restart; its files are kept). `resume` boots from the pack.
+    /// packed into the state dir and started again (its files are kept,
+    /// its processes are not). The session running the agent in it ends
+    /// with its agent; its end waits for the pack (so that it copies the
+    /// workspace out of the restarted machine instead of finding it
+    /// stopped) and keeps the state. `resume` boots from the pack.
     fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError> {
         let smolvm = self.smolvm()?;
         let machine = bottle::machine_name(&meta.identity);
-        let pack = bottle::commit_machine(&smolvm, &machine, &home.state_dir(&meta.identity), true)?;
+        let dir = home.state_dir(&meta.identity);
+        let attached = launcher_alive(&dir);
+        let pack = {
+            let _end = state::EndLock::wait(&dir, state::EndLock::PATIENCE);
+            bottle::commit_machine(&smolvm, &machine, &dir, true)?
+        };
+        if attached {
+            eprintln!(
+                "bot-bottle: {}'s machine was stopped to be packed (smolvm packs only a stopped machine): the agent's session in it has ended, its state kept",
+                meta.identity
+            );
+        }
         Ok(pack.display().to_string())
     }
 
