@@ -275,6 +275,23 @@ pub fn launcher_alive(state_dir: &std::path::Path) -> bool {
     exists && started.is_none_or(|t| start_time(pid as u32).is_none_or(|now| now == t))
 }
 
+/// A command on a bottle (stop, commit, export) waits its turn behind
+/// the bottle's launch or session end ([`state::EndLock`]), saying so.
+pub(crate) fn wait_turn(home: &Home, identity: &str) -> Option<state::EndLock> {
+    state::EndLock::wait(&home.state_dir(identity), state::EndLock::PATIENCE, || {
+        eprintln!("bot-bottle: waiting for {identity}'s launch or session end to finish first")
+    })
+}
+
+/// The bottle's turn to launch, after a stop or session end of its
+/// earlier run still under way; held through the launch (the agent's
+/// files in, the self-test passed).
+pub(crate) fn launch_turn(plan: &Plan, progress: crate::engine::images::Progress<'_>) -> Option<state::EndLock> {
+    state::EndLock::wait(&plan.state_dir(), state::EndLock::PATIENCE, || {
+        progress("waiting for this bottle's stop or session end in another terminal to finish")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

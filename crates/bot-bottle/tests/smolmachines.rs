@@ -455,6 +455,48 @@ fn a_failing_self_test_aborts_the_launch_on_smolmachines() {
     no_leftovers("leaky");
 }
 
+/// `stop` while a resume is still putting the agent's files into its
+/// machine: it waits for the launch, so the empty `/workspace` of a
+/// machine not yet provisioned is never copied out over the work kept
+/// from the last session.
+#[test]
+fn a_stop_during_a_launch_waits_for_it_and_keeps_the_work() {
+    let h = Home::new();
+    let o = h.start("vm", "midlaunch", "echo work > /workspace/mark; exit 3").output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let mark = h.state("midlaunch").join("workspace/mark");
+    assert_eq!(std::fs::read_to_string(&mark).unwrap(), "work\n");
+
+    // The copy of the agent's files into the machine takes 10 s.
+    let mut session = h
+        .cmd(&["resume", "midlaunch", "-y", "--headless", "--prompt", "echo session-up; sleep 120"])
+        .env("SMOLVM_STANDIN_SLOW", "machine cp")
+        .env("SMOLVM_STANDIN_SLOW_SECS", "10")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(h.root.join("midlaunch.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the resumed machine to run", Duration::from_secs(240), || {
+        let o = Command::new("docker")
+            .args(["ps", "-q", "--filter", "name=^smolvm-standin-bot-bottle-midlaunch$"])
+            .output()
+            .unwrap();
+        !o.stdout.is_empty()
+    });
+    let o = h.run(&["stop", "midlaunch"]);
+    let said = || std::fs::read_to_string(h.root.join("midlaunch.stderr")).unwrap();
+    assert!(!session.wait().unwrap().success(), "the session outlived stop");
+    assert_eq!(
+        std::fs::read_to_string(&mark).ok().as_deref(),
+        Some("work\n"),
+        "the kept work was replaced by an unprovisioned machine's workspace"
+    );
+    assert!(o.status.success(), "{}\nthe session said:\n{}", text(&o), said());
+    assert!(text(&o).contains("waiting for midlaunch's launch"), "{}", text(&o));
+    assert!(said().contains("isolation self-test"), "the launch did not finish: {}", said());
+    no_leftovers("midlaunch");
+}
+
 /// A headless session of `label` that has run `first` and then started
 /// waiting (its line seen); what bot-bottle says goes to `LABEL.stderr`
 /// in the home.

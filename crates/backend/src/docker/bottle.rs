@@ -84,7 +84,7 @@ impl DockerBottle {
         drop(self.take_armed());
         let (docker, objects, dir) = (&self.docker, &self.objects, &self.state_dir);
         // After a `bot-bottle stop` that ends it, not beside it.
-        let _end = state::EndLock::wait(dir, state::EndLock::PATIENCE);
+        let _end = state::EndLock::wait(dir, state::EndLock::PATIENCE, || {});
         self.runtime.block_on(async {
             save_sidecar_logs(docker, objects, dir).await;
             snapshot_transcript(docker, objects, dir).await;
@@ -568,6 +568,9 @@ async fn replace_commit_workspace(
 /// Connect, then launch, with Ctrl-C during the launch tearing down what
 /// was created.
 pub fn launch_blocking(plan: &Plan, progress: Progress<'_>) -> Result<DockerBottle, BackendError> {
+    // A stop meanwhile waits for the launch, so it never copies out the
+    // empty `/workspace` of an agent whose files are not in yet.
+    let _launching = crate::registry::launch_turn(plan, progress);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

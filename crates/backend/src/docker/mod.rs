@@ -77,7 +77,7 @@ impl Backend for Docker {
         let dir = home.state_dir(&meta.identity);
         // After the session's own end when that came first: then there is
         // no bottle left to stop.
-        let _end = state::EndLock::wait(&dir, state::EndLock::PATIENCE);
+        let _end = crate::registry::wait_turn(home, &meta.identity);
         blocking(async {
             let docker = engine::connect().await?;
             let objects = crate::engine::objects::find(&docker, home, &meta.identity).await?;
@@ -94,7 +94,7 @@ impl Backend for Docker {
         let dir = home.state_dir(&meta.identity);
         // Not beside a session end copying the same workspace into the
         // same state dir; after it, the kept copy is the one to export.
-        let _end = state::EndLock::wait(&dir, state::EndLock::PATIENCE);
+        let _end = crate::registry::wait_turn(home, &meta.identity);
         blocking(async {
             let docker = engine::connect().await?;
             let objects = crate::engine::objects::find(&docker, home, &meta.identity).await?;
@@ -111,6 +111,9 @@ impl Backend for Docker {
     }
 
     fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError> {
+        // A provisioned agent, not one a launch is still putting files in;
+        // after a session end, none (said as such).
+        let _turn = crate::registry::wait_turn(home, &meta.identity);
         blocking(async {
             let docker = engine::connect().await?;
             bottle::commit(&docker, home, &meta.identity).await

@@ -253,7 +253,7 @@ impl SmolBottle {
         self.torn_down = true;
         let (docker, objects, dir) = (&self.docker, &self.objects, &self.state_dir);
         // After a `bot-bottle stop` that ends it, not beside it.
-        let _end = state::EndLock::wait(dir, state::EndLock::PATIENCE);
+        let _end = state::EndLock::wait(dir, state::EndLock::PATIENCE, || {});
         if keep {
             snapshot_transcript(&self.smolvm, &self.machine, dir);
             keep_work(&self.smolvm, &self.machine, dir, &self.objects.identity);
@@ -380,6 +380,9 @@ pub fn launch_blocking(plan: &Plan, smolvm: Smolvm, progress: Progress<'_>) -> R
     let mut objects = Objects { identity: plan.identity.clone(), ..Default::default() };
     let mut env = Vec::new();
     let cancel = crate::engine::cancel::Cancel::default();
+    // A stop meanwhile waits for the launch (see docker's); released
+    // before a failed launch's removal, which takes it again.
+    let launching = crate::registry::launch_turn(plan, progress);
     let launched = runtime.block_on(async {
         // A panic mid-launch is caught so what was created can be removed.
         let steps = launch_steps(&docker, &smolvm, plan, progress, &cancel, &mut objects, &mut env);
@@ -398,6 +401,7 @@ pub fn launch_blocking(plan: &Plan, smolvm: Smolvm, progress: Progress<'_>) -> R
             }
         }
     });
+    drop(launching);
     let (launched, panic) = match launched {
         Ok(r) => (r, None),
         Err(p) => (Err(BackendError::Launch("the launch panicked".to_string())), Some(p)),

@@ -120,7 +120,7 @@ impl Backend for Smolmachines {
         let machine = bottle::machine_name(&meta.identity);
         // After the session's own end when that came first: then there is
         // no bottle left to stop.
-        let _end = state::EndLock::wait(&home.state_dir(&meta.identity), state::EndLock::PATIENCE);
+        let _end = crate::registry::wait_turn(home, &meta.identity);
         if !bottle::machines(&smolvm)?.iter().any(|m| m["name"] == machine.as_str()) {
             return Err(BackendError::Invalid {
                 message: format!("the smolmachines backend has no running bottle {}", meta.identity),
@@ -137,7 +137,7 @@ impl Backend for Smolmachines {
         let machine = bottle::machine_name(&meta.identity);
         // Not beside a session end copying the same workspace into the
         // same state dir; after it, the kept copy is the one to export.
-        let _end = state::EndLock::wait(&home.state_dir(&meta.identity), state::EndLock::PATIENCE);
+        let _end = crate::registry::wait_turn(home, &meta.identity);
         if !bottle::machines(&smolvm)?.iter().any(|m| m["name"] == machine.as_str()) {
             return Ok(false);
         }
@@ -161,7 +161,7 @@ impl Backend for Smolmachines {
         let dir = home.state_dir(&meta.identity);
         let attached = launcher_alive(&dir);
         let pack = {
-            let _end = state::EndLock::wait(&dir, state::EndLock::PATIENCE);
+            let _end = crate::registry::wait_turn(home, &meta.identity);
             bottle::commit_machine(&smolvm, &machine, &dir, true)?
         };
         if attached {

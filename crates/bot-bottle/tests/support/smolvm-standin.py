@@ -14,8 +14,9 @@ bundle's subnet (a send elsewhere fails at once). Its resolver is the
 $SMOLVM_STANDIN_DIR as JSON, shaped as `machine ls --json` prints them.
 
 $SMOLVM_STANDIN_FAIL names a command (`machine cp`) that fails, as on a
-fault; $SMOLVM_STANDIN_SLOW names one that first waits 3 s (to widen a
-race between two callers, as a loaded host does). Packs: `pack create --image ARCHIVE` loads the archive into Docker and
+fault; $SMOLVM_STANDIN_SLOW names one that first waits 3 s, or
+$SMOLVM_STANDIN_SLOW_SECS (to widen a race between two callers, as a loaded
+host does). Packs: `pack create --image ARCHIVE` loads the archive into Docker and
 writes the image id into the pack file; `--from-vm` commits the machine's
 container. What is NOT emulated: the VM's kernel boundary (the container
 shares the host kernel), virtio-fs, and smolvm's own DNS path.
@@ -175,7 +176,7 @@ def main():
     if os.environ.get("SMOLVM_STANDIN_FAIL") == command:
         fail("INTERNAL", "`%s` failed (SMOLVM_STANDIN_FAIL)" % command)
     if os.environ.get("SMOLVM_STANDIN_SLOW") == command:
-        time.sleep(3)
+        time.sleep(float(os.environ.get("SMOLVM_STANDIN_SLOW_SECS", "3")))
 
     if command == "pack create":
         out = one(options, "output", "o")
