@@ -105,6 +105,16 @@ pub trait Backend: Send + Sync {
         Err(self.not_implemented("commit bottles"))
     }
 
+    /// Copy the `/workspace` of the bottle's commit (what `resume` boots
+    /// from) into its state dir as the kept copy, without running it: for
+    /// `export` when the last session end could not copy the workspace
+    /// out and committed the bottle instead. `Ok(false)`: no commit, or
+    /// not done by this backend.
+    fn workspace_from_commit(&self, home: &Home, meta: &BottleMetadata) -> Result<bool, BackendError> {
+        let _ = (home, meta);
+        Ok(false)
+    }
+
     /// Copy a running bottle's `/workspace` into its state dir now
     /// (`Ok(false)`: the bottle is not running here, or the copy failed,
     /// which is said).

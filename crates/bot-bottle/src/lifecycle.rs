@@ -63,11 +63,17 @@ pub fn export(ctx: &Context, identity: &str, dir: &std::path::Path) -> Result<i3
     // A bottle that is not running (or a backend that cannot be reached)
     // has its kept copy.
     let live = backend.save_workspace(&ctx.home, &meta).unwrap_or(false);
+    // Its work only in its commit: copied out of the commit (nothing runs).
+    let mut from_commit = false;
     if !live && let Some(why) = backend::workspace::uncopied(&state_dir) {
-        bail!(
-            "bottle '{identity}''s workspace was not copied out at its last session end ({why}), so the bottle was committed with it: `bot-bottle resume {identity}` boots from that commit, and `bot-bottle export {identity} DIR` while it runs copies the workspace out (set {} higher if it is over the bound)",
-            backend::workspace::MAX_ENV
-        );
+        match backend.workspace_from_commit(&ctx.home, &meta) {
+            Ok(true) => from_commit = true,
+            failed => bail!(
+                "bottle '{identity}''s workspace was not copied out at its last session end ({why}), so the bottle was committed with it{}: `bot-bottle resume {identity}` boots from that commit, and `bot-bottle export {identity} DIR` while it runs copies the workspace out (set {} higher if it is over the bound)",
+                failed.err().map(|e| format!("; {e}")).unwrap_or_default(),
+                backend::workspace::MAX_ENV
+            ),
+        }
     }
     let Some(kept) = backend::workspace::kept(&state_dir) else {
         bail!(
@@ -77,7 +83,11 @@ pub fn export(ctx: &Context, identity: &str, dir: &std::path::Path) -> Result<i3
     let written = backend::workspace::export(&kept, dir)?;
     eprintln!(
         "bot-bottle: {written} files of {identity}'s workspace ({}) written to {}",
-        if live { "as it is now" } else { "as its last session left it" },
+        match (live, from_commit) {
+            (true, _) => "as it is now",
+            (false, true) => "as its last session left it, from the bottle's commit",
+            (false, false) => "as its last session left it",
+        },
         dir.display()
     );
     Ok(0)

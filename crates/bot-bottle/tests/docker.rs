@@ -273,8 +273,9 @@ fn a_resume_never_copies_the_host_cwd_over_the_agents_work() {
 
 /// A workspace over the copy bound (set low here; 4 GiB by default, which
 /// a build directory passes) at a session end: the bottle is committed
-/// instead of losing the agent's work with its container, `export` says
-/// where the work is, and a resume boots with it; once a copy succeeds
+/// instead of losing the agent's work with its container, `export` writes
+/// it from the commit (or says where it is, when it is over the bound
+/// there too), and a resume boots with it; once a copy succeeds
 /// again, the kept copy is the latest, `export` writes it, and the next
 /// resume puts it in place of the commit's workspace.
 #[test]
@@ -291,10 +292,24 @@ fn a_workspace_too_large_to_copy_out_is_kept_by_a_commit() {
     assert!(image_exists("bot-bottle-commit:bulky"));
     assert!(h.state("bulky").join("workspace.uncopied").exists());
     assert_gone("bulky");
-    // Export says where the work is rather than writing an older copy.
+    // Export under the same bound: the commit's workspace is over it too,
+    // so export says where the work is rather than writing an older copy.
     let dest = h._tmp.path().join("bulky-out");
-    let o = h.run(&["export", "bulky", dest.to_str().unwrap()]);
-    assert!(!o.status.success() && err(&o).contains("bot-bottle resume bulky"), "{}", err(&o));
+    let o =
+        h.cmd(&["export", "bulky", dest.to_str().unwrap()]).env("BOT_BOTTLE_WORKSPACE_MAX", "2MiB").output().unwrap();
+    assert!(!o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("bot-bottle resume bulky") && err(&o).contains("over 2 MiB"), "{}", err(&o));
+    assert!(!dest.join("mark").exists());
+    assert_gone("bulky");
+    // Under the default bound it is written from the commit, which is not
+    // run for it; that copy is the kept one now.
+    let from_commit = h._tmp.path().join("bulky-commit-out");
+    let o = h.run(&["export", "bulky", from_commit.to_str().unwrap()]);
+    assert!(o.status.success() && err(&o).contains("from the bottle's commit"), "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(from_commit.join("mark")).unwrap(), "latest\n");
+    assert_eq!(std::fs::metadata(from_commit.join("big")).unwrap().len(), 3_000_000);
+    assert!(!h.state("bulky").join("workspace.uncopied").exists());
+    assert_gone("bulky");
     // The resume has the work; with the big file gone the copy succeeds.
     let o = h
         .cmd(&["resume", "bulky", "--headless", "--prompt", "cat /workspace/mark; rm /workspace/big; exit 4"])

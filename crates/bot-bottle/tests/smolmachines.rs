@@ -338,7 +338,8 @@ fn a_resume_that_fails_mid_launch_keeps_the_agents_work() {
 
 /// A workspace over the copy bound at a session end: the machine is
 /// packed into the state dir instead of losing the agent's work with it,
-/// and the resume boots from that pack with the work; a later resume puts
+/// `export` writes the work from the pack, and the resume boots from that
+/// pack with the work; a later resume puts
 /// the newer kept copy in place of the pack's workspace.
 #[test]
 fn a_workspace_too_large_to_copy_out_is_kept_by_a_commit() {
@@ -351,6 +352,26 @@ fn a_workspace_too_large_to_copy_out_is_kept_by_a_commit() {
         h.state("bulky").join("commit.smolmachine").is_file() && h.state("bulky").join("workspace.uncopied").exists()
     );
     no_leftovers("bulky");
+    // Export under the same bound: over it in the pack too, so it says
+    // where the work is; under the default bound it is written from the
+    // pack, booted with no network and nothing run in it, then removed.
+    let dest = h.root.join("bulky-out");
+    let o =
+        h.cmd(&["export", "bulky", dest.to_str().unwrap()]).env("BOT_BOTTLE_WORKSPACE_MAX", "2MiB").output().unwrap();
+    assert!(!o.status.success() && text(&o).contains("over 2 MiB"), "{}", text(&o));
+    assert!(text(&o).contains("bot-bottle resume bulky") && !dest.join("mark").exists(), "{}", text(&o));
+    let before = h.standin.calls().len();
+    let o = h.run(&["export", "bulky", dest.to_str().unwrap()]);
+    assert!(o.status.success() && text(&o).contains("from the bottle's commit"), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(dest.join("mark")).unwrap(), "latest\n");
+    assert_eq!(std::fs::metadata(dest.join("big")).unwrap().len(), 3_000_000);
+    assert!(!h.state("bulky").join("workspace.uncopied").exists());
+    let create = h.standin.calls()[before..].iter().find(|c| c[..2] == ["machine", "create"]).cloned().unwrap();
+    assert!(!create.iter().any(|a| a.starts_with("--net") || a == "--allow-cidr" || a == "--dns"), "{create:?}");
+    no_leftovers("bulky");
+    let export = StandIn::container("bot-bottle-export_bulky");
+    let o = Command::new("docker").args(["ps", "-aq", "--filter", &format!("name=^{export}$")]).output().unwrap();
+    assert!(o.stdout.is_empty(), "the export's machine is left behind");
     let o =
         h.run(&["resume", "bulky", "-y", "--headless", "--prompt", "cat /workspace/mark; rm /workspace/big; exit 4"]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));

@@ -128,6 +128,48 @@ pub(crate) async fn snapshot_workspace(docker: &Docker, objects: &Objects, state
     if !state_dir.is_dir() {
         return Ok(());
     }
+    copy_workspace_out(docker, agent, state_dir).await
+}
+
+/// `export` of a bottle whose workspace is only in its commit (it could
+/// not be copied out at its last session end): the commit's `/workspace`
+/// into the state dir as the kept copy, read from a container created
+/// from the commit and never started (no network, nothing runs).
+/// `Ok(false)` when the bottle has no commit.
+pub(crate) async fn workspace_from_commit(
+    docker: &Docker,
+    home: &state::Home,
+    identity: &str,
+) -> Result<bool, BackendError> {
+    let state_dir = home.state_dir(identity);
+    let Some(image) = committed_image(&state_dir) else { return Ok(false) };
+    let name = format!("bot-bottle-{identity}-export");
+    let force = || RemoveContainerOptions { force: true, v: true, ..Default::default() };
+    // One left by an export that was killed.
+    let _ = docker.remove_container(&name, Some(force())).await;
+    let container = create(
+        docker,
+        &name,
+        ContainerCreateBody {
+            image: Some(image.clone()),
+            cmd: Some(vec!["true".to_string()]),
+            labels: Some(labels(home, identity, "export")),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig { network_mode: Some("none".to_string()), ..Default::default() }),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let copied = copy_workspace_out(docker, &container, &state_dir).await;
+    let _ = docker.remove_container(&container, Some(force())).await;
+    copied.map(|()| true).map_err(|why| BackendError::Invalid {
+        message: format!("the workspace could not be copied out of {image} either ({why})"),
+    })
+}
+
+/// `container`'s `/workspace` into the state dir (see
+/// [`crate::workspace`]), streamed through a scratch file and bounded.
+async fn copy_workspace_out(docker: &Docker, agent: &str, state_dir: &Path) -> Result<(), String> {
     let scratch = state_dir.join("workspace.tar.partial");
     let max = crate::workspace::max_bytes();
     let copied = async {

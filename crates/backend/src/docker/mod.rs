@@ -110,6 +110,15 @@ impl Backend for Docker {
         })
     }
 
+    fn workspace_from_commit(&self, home: &Home, meta: &BottleMetadata) -> Result<bool, BackendError> {
+        // Not beside a launch or session end writing the same kept copy.
+        let _turn = crate::registry::wait_turn(home, &meta.identity);
+        blocking(async {
+            let docker = engine::connect().await?;
+            bottle::workspace_from_commit(&docker, home, &meta.identity).await
+        })
+    }
+
     fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError> {
         // A provisioned agent, not one a launch is still putting files in;
         // after a session end, none (said as such).

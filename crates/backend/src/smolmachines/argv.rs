@@ -52,6 +52,18 @@ pub fn create(
     v
 }
 
+/// `machine create --name NAME --from PACK --label K=V…` with no network
+/// at all (smolvm's default: no `--net`, nor the flags that imply it):
+/// a commit booted only to read its files.
+pub fn create_offline(machine: &str, pack: &str, labels: &[(String, String)]) -> Vec<String> {
+    let mut v = head(&["machine", "create"]);
+    v.extend(owned(&["--name", machine, "--from", pack]));
+    for (k, val) in labels {
+        v.extend(["--label".to_string(), format!("{k}={val}")]);
+    }
+    v
+}
+
 /// `machine start`.
 pub fn start(machine: &str) -> Vec<String> {
     let mut v = head(&["machine", "start"]);

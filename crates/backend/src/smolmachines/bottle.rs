@@ -23,8 +23,8 @@ use super::net::BundleNet;
 use crate::engine::agent::{WorkspaceIn, agent_files, forwarded_login, replaces_commit_workspace};
 use crate::engine::images::{self, Progress};
 use crate::engine::objects::{
-    LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_STARTED, Objects, create, docker_err, find, io_err,
-    join_extra_network, labels, locked, net_name_for, remove, trace,
+    LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_ROLE, LABEL_STARTED, Objects, create, docker_err, find,
+    io_err, join_extra_network, labels, locked, net_name_for, remove, trace,
 };
 use crate::engine::provision::{self, AGENT_HOME, AGENT_UID, Endpoints, WORKSPACE};
 use crate::engine::sidecar::{
@@ -714,6 +714,49 @@ async fn wait_ready(smolvm: &Smolvm, machine: &str) -> Result<(), BackendError> 
         }
     }
 }
+
+/// The machine `export` boots a bottle's commit in to read its files
+/// (`_` never occurs in an identity, so it is no bottle's machine).
+pub fn export_machine_name(identity: &str) -> String {
+    format!("bot-bottle-export_{identity}")
+}
+
+/// `export` of a bottle whose workspace is only in its commit (it could
+/// not be copied out at its last session end): the commit's `/workspace`
+/// into the state dir as the kept copy, read from a machine booted from
+/// the pack with no network at all, in which nothing else runs; the
+/// machine is removed after. `Ok(false)` when the bottle has no commit.
+pub async fn workspace_from_commit(smolvm: &Smolvm, home: &state::Home, identity: &str) -> Result<bool, BackendError> {
+    let dir = home.state_dir(identity);
+    let Some(pack) = committed_pack(&dir) else { return Ok(false) };
+    let machine = export_machine_name(identity);
+    let remove = || async {
+        let _ = smolvm.run_async(&argv::stop(&machine)).await;
+        let _ = smolvm.run_async(&argv::delete(&machine)).await;
+    };
+    // One left by an export that was killed.
+    remove().await;
+    let labels = [
+        (LABEL_HOME.to_string(), home.root().display().to_string()),
+        (LABEL_IDENTITY.to_string(), identity.to_string()),
+        (LABEL_ROLE.to_string(), ROLE_EXPORT.to_string()),
+    ];
+    let copied = async {
+        smolvm.run_async(&argv::create_offline(&machine, &pack.display().to_string(), &labels)).await?;
+        smolvm.run_async(&argv::start(&machine)).await?;
+        wait_ready(smolvm, &machine).await?;
+        snapshot_workspace(smolvm, &machine, &dir).map_err(|why| {
+            BackendError::Smolvm(format!("the workspace could not be copied out of {} either ({why})", pack.display()))
+        })
+    }
+    .await;
+    remove().await;
+    copied.map(|()| true)
+}
+
+/// The role label of the machine [`workspace_from_commit`] boots: not a
+/// bottle for `list active`; removed by `cleanup` when left behind.
+pub const ROLE_EXPORT: &str = "export";
 
 /// The committed pack `resume` boots from, while it exists.
 pub fn committed_pack(state_dir: &Path) -> Option<PathBuf> {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use state::{BottleMetadata, Home};
 
 use crate::engine::blocking;
-use crate::engine::objects::{LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_STARTED};
+use crate::engine::objects::{LABEL_AGENT, LABEL_HOME, LABEL_IDENTITY, LABEL_LABEL, LABEL_ROLE, LABEL_STARTED};
 use crate::error::BackendError;
 use crate::plan::Plan;
 use crate::registry::{
@@ -103,7 +103,7 @@ impl Backend for Smolmachines {
         Ok(self
             .own_machines(home)?
             .iter()
-            .filter(|m| m["state"] == "running")
+            .filter(|m| m["state"] == "running" && m["labels"][LABEL_ROLE] != bottle::ROLE_EXPORT)
             .map(|m| ActiveBottle {
                 identity: text(m, LABEL_IDENTITY),
                 backend: self.name().to_string(),
@@ -155,6 +155,13 @@ impl Backend for Smolmachines {
     /// with its agent; its end waits for the pack (so that it copies the
     /// workspace out of the restarted machine instead of finding it
     /// stopped) and keeps the state. `resume` boots from the pack.
+    fn workspace_from_commit(&self, home: &Home, meta: &BottleMetadata) -> Result<bool, BackendError> {
+        let smolvm = self.smolvm()?;
+        // Not beside a launch or session end writing the same kept copy.
+        let _turn = crate::registry::wait_turn(home, &meta.identity);
+        blocking(bottle::workspace_from_commit(&smolvm, home, &meta.identity))
+    }
+
     fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError> {
         let smolvm = self.smolvm()?;
         let machine = bottle::machine_name(&meta.identity);

@@ -10,7 +10,8 @@ nothing else — not the host, not the other bottles, not the internet — and
 without NET_ADMIN/NET_RAW (behind TSI the guest has no NIC to reconfigure,
 so it cannot take another source address), and with no route beyond the
 bundle's subnet (a send elsewhere fails at once). Its resolver is the
-`--dns` address. Machine records live in
+`--dns` address; a machine created without `--net` (nor the flags that
+imply it) has no network at all. Machine records live in
 $SMOLVM_STANDIN_DIR as JSON, shaped as `machine ls --json` prints them.
 
 $SMOLVM_STANDIN_FAIL names a command (`machine cp`) that fails, as on a
@@ -202,12 +203,24 @@ def main():
         labels = dict(l.split("=", 1) for l in options.get("label", []))
         # A smolvm that did not apply the allowlist (to test the refusal).
         allowed = [] if os.environ.get("SMOLVM_STANDIN_IGNORE_ALLOW") == "1" else options.get("allow-cidr", [])
+        # --allow-cidr and --dns imply --net; without any of them, smolvm
+        # gives the machine no network at all.
+        network = bool("net" in options or allowed or one(options, "dns"))
         save({"name": name, "image": image, "allowed_cidrs": allowed,
-              "dns": one(options, "dns"), "labels": labels, "network": True, "state": "created",
+              "dns": one(options, "dns"), "labels": labels, "network": network, "state": "created",
               "mem": one(options, "mem"), "pid": None})
     elif command == "machine start":
         m = load(name)
         c = container(name)
+        if not m.get("network"):
+            # No network at all: no NIC, so no allowlist to apply.
+            if docker("container", "inspect", c, check=False).returncode != 0:
+                docker("create", "--name", c, "--network", "none", "--label", "dev.bot-bottle.smolvm-standin=1",
+                       "--cap-drop", "NET_ADMIN", "--cap-drop", "NET_RAW", m["image"], "sleep", "infinity")
+            docker("start", c)
+            m["state"] = "running"
+            save(m)
+            return
         if docker("container", "inspect", c, check=False).returncode != 0:
             ip = m["allowed_cidrs"][0].split("/")[0]
             # No NIC to reconfigure, as behind TSI: root in the "guest" cannot
