@@ -368,6 +368,9 @@ fn a_workspace_too_large_to_copy_out_is_kept_by_a_commit() {
     assert!(!h.state("bulky").join("workspace.uncopied").exists());
     let create = h.standin.calls()[before..].iter().find(|c| c[..2] == ["machine", "create"]).cloned().unwrap();
     assert!(!create.iter().any(|a| a.starts_with("--net") || a == "--allow-cidr" || a == "--dns"), "{create:?}");
+    for c in &h.standin.calls()[before..] {
+        backend::smolmachines::argv::conforms(c).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    }
     no_leftovers("bulky");
     let export = StandIn::container("bot-bottle-export_bulky");
     let o = Command::new("docker").args(["ps", "-aq", "--filter", &format!("name=^{export}$")]).output().unwrap();

@@ -149,12 +149,6 @@ impl Backend for Smolmachines {
         Ok(copied.is_ok())
     }
 
-    /// `pack create --from-vm` needs the machine stopped: it is stopped,
-    /// packed into the state dir and started again (its files are kept,
-    /// its processes are not). The session running the agent in it ends
-    /// with its agent; its end waits for the pack (so that it copies the
-    /// workspace out of the restarted machine instead of finding it
-    /// stopped) and keeps the state. `resume` boots from the pack.
     fn workspace_from_commit(&self, home: &Home, meta: &BottleMetadata) -> Result<bool, BackendError> {
         let smolvm = self.smolvm()?;
         // Not beside a launch or session end writing the same kept copy.
@@ -162,6 +156,12 @@ impl Backend for Smolmachines {
         blocking(bottle::workspace_from_commit(&smolvm, home, &meta.identity))
     }
 
+    /// `pack create --from-vm` needs the machine stopped: it is stopped,
+    /// packed into the state dir and started again (its files are kept,
+    /// its processes are not). The session running the agent in it ends
+    /// with its agent; its end waits for the pack (so that it copies the
+    /// workspace out of the restarted machine instead of finding it
+    /// stopped) and keeps the state. `resume` boots from the pack.
     fn commit(&self, home: &Home, meta: &BottleMetadata) -> Result<String, BackendError> {
         let smolvm = self.smolvm()?;
         let machine = bottle::machine_name(&meta.identity);
