@@ -136,10 +136,26 @@ fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
 fn no_leftovers(identity: &str) {
     let (containers, networks) = support::docker::objects(identity);
     assert!(containers.is_empty() && networks.is_empty(), "left behind: {containers:?} {networks:?}");
-    let machine = StandIn::container(&format!("bot-bottle-{identity}"));
-    let o = Command::new("docker").args(["ps", "-aq", "--filter", &format!("name=^{machine}$")]).output().unwrap();
-    assert!(o.stdout.is_empty(), "the machine's container is left behind");
+    // The bottle's machine, and the one `export` boots from its commit.
+    for machine in [format!("bot-bottle-{identity}"), backend::smolmachines::bottle::export_machine_name(identity)] {
+        let machine = StandIn::container(&machine);
+        let o = Command::new("docker").args(["ps", "-aq", "--filter", &format!("name=^{machine}$")]).output().unwrap();
+        assert!(o.stdout.is_empty(), "the machine's container {machine} is left behind");
+    }
 }
+
+/// A bottle `label` whose last session (ended 3) left `work` in its
+/// workspace, kept in its state: the kept file.
+fn with_kept_work(h: &Home, label: &str) -> std::path::PathBuf {
+    let o = h.start("vm", label, "echo work > /workspace/mark; exit 3").output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let mark = h.state(label).join("workspace/mark");
+    assert_eq!(std::fs::read_to_string(&mark).unwrap(), "work\n");
+    mark
+}
+
+/// What a session end says when it could not copy the workspace out.
+const SAID_OF_A_FAILED_COPY: [&str; 3] = ["not copied out", "committed instead", "committed either"];
 
 #[test]
 fn a_bottle_lives_its_whole_life_on_smolmachines() {
@@ -205,7 +221,7 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
     assert!(text(&o).contains("the agent's session in it has ended"), "{}", text(&o));
     assert!(!session.wait().unwrap().success(), "the session outlived its machine's restart");
     let ended = said("live");
-    assert!(!["not copied out", "committed instead", "committed either"].iter().any(|w| ended.contains(w)), "{ended}");
+    assert!(!SAID_OF_A_FAILED_COPY.iter().any(|w| ended.contains(w)), "{ended}");
     assert_eq!(std::fs::read_to_string(h.state("live").join("workspace/mark")).unwrap(), "more\n");
     assert!(h.state("live").join(".preserve").exists() && h.state("live").join("commit.smolmachine").is_file());
     no_leftovers("live");
@@ -220,7 +236,7 @@ fn a_bottle_lives_its_whole_life_on_smolmachines() {
     // The stop copied the workspace out; the session's own end waits for
     // it, finds the machine gone and says nothing of a copy or a commit.
     let ended = said("live-resumed");
-    assert!(!["not copied out", "committed instead", "committed either"].iter().any(|w| ended.contains(w)), "{ended}");
+    assert!(!SAID_OF_A_FAILED_COPY.iter().any(|w| ended.contains(w)), "{ended}");
     assert!(h.state("live").join(".preserve").exists() && h.state("live").join("commit.smolmachine").is_file());
     no_leftovers("live");
     let before = h.standin.calls().len();
@@ -315,10 +331,7 @@ fn a_held_subnet_is_passed_over_and_an_allowlist_not_applied_refuses_the_launch(
 #[test]
 fn a_resume_that_fails_mid_launch_keeps_the_agents_work() {
     let h = Home::new();
-    let o = h.start("vm", "keepwork", "echo work > /workspace/mark; exit 3").output().unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let mark = h.state("keepwork").join("workspace/mark");
-    assert_eq!(std::fs::read_to_string(&mark).unwrap(), "work\n");
+    let mark = with_kept_work(&h, "keepwork");
 
     let o = h
         .cmd(&["resume", "keepwork", "-y", "--headless", "--prompt", "true"])
@@ -372,9 +385,6 @@ fn a_workspace_too_large_to_copy_out_is_kept_by_a_commit() {
         backend::smolmachines::argv::conforms(c).unwrap_or_else(|e| panic!("{c:?}: {e}"));
     }
     no_leftovers("bulky");
-    let export = StandIn::container("bot-bottle-export_bulky");
-    let o = Command::new("docker").args(["ps", "-aq", "--filter", &format!("name=^{export}$")]).output().unwrap();
-    assert!(o.stdout.is_empty(), "the export's machine is left behind");
     let o =
         h.run(&["resume", "bulky", "-y", "--headless", "--prompt", "cat /workspace/mark; rm /workspace/big; exit 4"]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
@@ -486,10 +496,7 @@ fn a_failing_self_test_aborts_the_launch_on_smolmachines() {
 #[test]
 fn a_stop_during_a_launch_waits_for_it_and_keeps_the_work() {
     let h = Home::new();
-    let o = h.start("vm", "midlaunch", "echo work > /workspace/mark; exit 3").output().unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let mark = h.state("midlaunch").join("workspace/mark");
-    assert_eq!(std::fs::read_to_string(&mark).unwrap(), "work\n");
+    let mark = with_kept_work(&h, "midlaunch");
 
     // The copy of the agent's files into the machine takes 10 s.
     let mut session = h
@@ -502,7 +509,7 @@ fn a_stop_during_a_launch_waits_for_it_and_keeps_the_work() {
         .unwrap();
     wait_for("the resumed machine to run", Duration::from_secs(240), || {
         let o = Command::new("docker")
-            .args(["ps", "-q", "--filter", "name=^smolvm-standin-bot-bottle-midlaunch$"])
+            .args(["ps", "-q", "--filter", &format!("name=^{}$", StandIn::container("bot-bottle-midlaunch"))])
             .output()
             .unwrap();
         !o.stdout.is_empty()

@@ -1,5 +1,5 @@
-//! The lock one bottle's launch and ends take in turn: its launch (until
-//! the agent's files are in), its session's own teardown, `bot-bottle
+//! The lock one bottle's launch and ends take in turn: its launch (from
+//! start to the self-test passed), its session's own teardown, `bot-bottle
 //! stop` from another terminal, and the stop that resume or cleanup gives
 //! an orphan. Each keeps the agent's work and removes the bottle while
 //! holding it, so whichever comes second finds the bottle gone instead of
